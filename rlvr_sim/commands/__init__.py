@@ -1,0 +1,1 @@
+"""One module per `rlvr-sim` subcommand (see rlvr_sim.cli)."""
