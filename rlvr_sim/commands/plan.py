@@ -1,0 +1,110 @@
+"""`rlvr-sim plan SCENARIO --total-gpus N`: search allocations, print the frontier and a recommendation."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+from rlvr_sim.errors import UserError
+from rlvr_sim.sweep.pareto import DOLLARS, HOURS, pareto_front
+from rlvr_sim.sweep.planner import Evaluator, exhaustive, search
+from rlvr_sim.sweep.pools import open_pool
+from rlvr_sim.sweep.recommend import Constraints, recommend
+from rlvr_sim.sweep.space import Allocation, SearchSpace, default_sizes
+from rlvr_sim.sweep.store import write_table
+
+FRONT_COLUMNS = ["label", HOURS, DOLLARS, "step_time_s.mean", "bottleneck"]
+
+
+def _int_list(flag: str, text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(sorted({int(v) for v in text.split(",") if v.strip()}))
+    except ValueError as exc:
+        raise UserError(f"{flag} {text!r}: expected comma-separated integers such as 1,2,4") from exc
+    if not values or min(values) < 0:
+        raise UserError(f"{flag} {text!r}: expected non-negative integers such as 1,2,4")
+    return values
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("scenario", help="base scenario YAML (workload, model, verifier; the allocation is searched)")
+    p.add_argument("--total-gpus", type=int, required=True, help="GPUs available (plans may use fewer)")
+    p.add_argument("--gpu", default=None, help="GPU types to compare, comma-separated (default: the scenario's)")
+    p.add_argument("--budget-usd", type=float, default=None, help="most dollars the whole run may cost")
+    p.add_argument("--deadline-hours", type=float, default=None, help="latest finish; picks the cheapest plan meeting it")
+    p.add_argument("--sizes", default=None, help="GPU totals to consider (default: N, N/2, N/4, N/8 in whole nodes)")
+    p.add_argument("--sampler-tp", default="1,2,4,8", help="sampler TP options (default 1,2,4,8)")
+    p.add_argument("--trainer-tp", default="1,2,4,8", help="trainer TP options (default 1,2,4,8)")
+    p.add_argument("--staleness", default="0,1", help="max_staleness options, 0 = sync (default 0,1)")
+    p.add_argument("--mini-batches", default=None, help="mini-batch options (default: the scenario's value only)")
+    p.add_argument("--steps", type=int, default=4, help="simulated RL steps per plan (default 4; hours extrapolate)")
+    p.add_argument("--seed", type=int, default=None, help="simulation seed (default: the scenario's)")
+    p.add_argument("--workers", type=int, default=None, help="parallel workers (default: CPU count)")
+    p.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS", help="evaluate plans on Ray")
+    p.add_argument("--exhaustive", action="store_true", help="simulate the whole space instead of searching")
+    p.add_argument("--out", default=None, help="also save every simulated plan (.parquet or .csv)")
+    p.add_argument("--json", action="store_true", help="print the recommendation and frontier as JSON")
+
+
+def build_space(args: argparse.Namespace) -> tuple[SearchSpace, Allocation]:
+    """The search space from the flags and the base allocation from the scenario."""
+    from rlvr_sim.scenario import load_scenario
+
+    if not Path(args.scenario).is_file():
+        raise UserError(f"scenario {args.scenario!r}: no such file")
+    if args.total_gpus < 1:
+        raise UserError(f"--total-gpus {args.total_gpus}: give at least 1 GPU")
+    scenario = load_scenario(args.scenario)
+    gpus = tuple(g.strip() for g in args.gpu.split(",") if g.strip()) if args.gpu else (scenario.hardware.gpu,)
+    per_node = int(scenario.hardware.gpus_per_node)
+    sizes = (_int_list("--sizes", args.sizes) if args.sizes else default_sizes(args.total_gpus, per_node))
+    if max(sizes) > args.total_gpus or min(sizes) < 1:
+        raise UserError(f"--sizes {args.sizes!r}: every size must be between 1 and --total-gpus {args.total_gpus}")
+    mini = _int_list("--mini-batches", args.mini_batches) if args.mini_batches else (int(scenario.trainer.mini_batches),)
+    space = SearchSpace(gpus=gpus, sizes=tuple(sorted(sizes, reverse=True)),
+                        sampler_tps=_int_list("--sampler-tp", args.sampler_tp),
+                        trainer_tps=_int_list("--trainer-tp", args.trainer_tp),
+                        staleness=_int_list("--staleness", args.staleness), mini_batches=mini, gpus_per_node=per_node)
+    base_tp_s = int(scenario.sampler.tp) if int(scenario.sampler.tp) in space.sampler_tps else min(space.sampler_tps)
+    base_tp_t = int(scenario.trainer.tp) if int(scenario.trainer.tp) in space.trainer_tps else min(space.trainer_tps)
+    base = Allocation(gpus[0], sizes[0], "colocated", sizes[0], base_tp_s, sizes[0], base_tp_t, 0, mini[0])
+    return space, base
+
+
+def run(args: argparse.Namespace) -> int:
+    space, base = build_space(args)
+    if args.steps < 1:
+        raise UserError(f"--steps {args.steps}: give at least 1")
+    started = time.perf_counter()
+    pool = open_pool(args.workers, ray_address=args.ray or None, use_ray=args.ray is not None)
+    try:
+        ev = Evaluator(args.scenario, pool, args.steps, args.seed, progress=not args.json and sys.stderr.isatty())
+        result = exhaustive(space, ev) if args.exhaustive else search(space, base, ev)
+        rec = recommend(result, ev, Constraints(args.budget_usd, args.deadline_hours))
+    finally:
+        pool.close()
+    wall_s = time.perf_counter() - started
+    if args.out:
+        write_table(result.table, Path(args.out))
+    front = pareto_front(result.table)
+    shown = [c for c in FRONT_COLUMNS if c in front.columns]
+    counts = result.counts()
+    if args.json:
+        payload = {"recommended": {**asdict(rec), "allocation": asdict(rec.allocation)},
+                   "frontier": json.loads(front[shown].to_json(orient="records")),
+                   "counts": counts, "rounds": result.rounds, "steps_per_plan": args.steps,
+                   "method": "exhaustive" if args.exhaustive else "search", "wall_s": round(wall_s, 2)}
+        print(json.dumps(payload, indent=2))
+        return 0
+    print(f"{'exhaustive' if args.exhaustive else 'search'}: {counts['evaluated']} plans simulated "
+          f"({counts['ok']} valid, {counts['invalid']} invalid skipped, {counts['error']} errors), "
+          f"{args.steps} steps each, {wall_s:.1f} s on {pool.workers} worker(s)")
+    print(f"\nRecommended: {rec.label}")
+    print(rec.reason)
+    print("\nPareto frontier (hours vs dollars):")
+    print(front[shown].to_string(index=False, float_format=lambda v: f"{v:,.2f}"))
+    return 0

@@ -1,0 +1,34 @@
+"""Pareto frontier of a sweep table: the plans no other plan beats on both hours and dollars."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+HOURS = "hours_total"
+DOLLARS = "cost.usd_total"
+
+
+def pareto_mask(frame: pd.DataFrame, x: str = HOURS, y: str = DOLLARS) -> pd.Series:
+    """True for rows on the frontier when minimising both `x` and `y`.
+
+    A row is dominated if another row is no worse on both and better on one. Of several rows
+    with the same (x, y) only the first (in table order) is kept. Rows with a missing x or y
+    (invalid plans) are never on the frontier. O(n log n): sort by (x, y), sweep keeping the
+    lowest y seen.
+    """
+    mask = pd.Series(False, index=frame.index)
+    if frame.empty or x not in frame or y not in frame:
+        return mask
+    valid = frame[[x, y]].dropna()
+    ordered = valid.sort_values([x, y], kind="stable")
+    best_y = float("inf")
+    for index, row in zip(ordered.index, ordered.itertuples(index=False)):
+        if row[1] < best_y:
+            mask[index] = True
+            best_y = row[1]
+    return mask
+
+
+def pareto_front(frame: pd.DataFrame, x: str = HOURS, y: str = DOLLARS) -> pd.DataFrame:
+    """The frontier rows, fastest first (so dollars fall along the table)."""
+    return frame[pareto_mask(frame, x, y)].sort_values([x, y], kind="stable")

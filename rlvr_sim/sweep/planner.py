@@ -1,0 +1,204 @@
+"""`plan` search: the fastest allocation for each GPU type and GPU total, found without brute force.
+
+Why per (GPU type, total): with both fixed, a run's dollars are hours x GPUs x price, so "fastest"
+and "cheapest" agree and one scalar objective (hours) suffices. The hours-vs-dollars frontier then
+comes from comparing the optima across totals and GPU types (plus every plan seen on the way).
+
+Search, per (GPU type, total), all searches advancing together so each round is one parallel batch:
+1. seeds: colocated at the base TP, and a disaggregated even split (sync);
+2. balance: from the even split's simulated busy time of each pool (GPU-seconds of sampling and
+   of training per step) set the sampler share that makes both pools equally busy, rounded to
+   whole TP groups, for each staleness option;
+3. local search: move to the best neighbour (`space.neighbours`: split +-1/2 replicas, TP, staleness,
+   mini-batches, placement) while it lowers hours; stop at a local optimum.
+The search can miss a global optimum that no improving path reaches; `exhaustive` evaluates the
+whole space for comparison (the tests check both agree on small spaces).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from rlvr_sim.sweep.jobs import STATUS_ERROR, STATUS_INVALID, STATUS_OK, PlanOutcome, make_jobs
+from rlvr_sim.sweep.pareto import DOLLARS, HOURS
+from rlvr_sim.sweep.pools import Pool
+from rlvr_sim.sweep.runner import evaluate_all
+from rlvr_sim.sweep.space import COLOCATED, DISAGGREGATED, Allocation, SearchSpace, enumerate_space, neighbours, round_split
+
+
+@dataclass
+class Evaluator:
+    """Simulates allocations on a pool, once each (a cache keyed by allocation)."""
+
+    scenario: str | Path | dict[str, Any]
+    pool: Pool
+    steps: int | None
+    seed: int | None
+    progress: bool = False
+    seen: dict[Allocation, PlanOutcome] = field(default_factory=dict)
+
+    def evaluate(self, allocations: list[Allocation], desc: str = "plan") -> None:
+        new = list(dict.fromkeys(a for a in allocations if a not in self.seen))
+        if not new:
+            return
+        jobs = make_jobs(self.scenario, [a.plan() for a in new], self.steps, self.seed)
+        for allocation, outcome in zip(new, evaluate_all(self.pool, jobs, self.progress, desc)):
+            self.seen[allocation] = outcome
+
+    def hours(self, a: Allocation) -> float:
+        """Simulated hours to finish, infinite for a plan that is invalid or failed."""
+        outcome = self.seen.get(a)
+        if outcome is None or outcome.status != STATUS_OK:
+            return math.inf
+        return float(outcome.summary.get(HOURS, math.inf))
+
+    def key(self, a: Allocation) -> tuple[float, float, Allocation]:
+        """Order of preference: fewer hours, then fewer dollars, then a fixed tie-break."""
+        outcome = self.seen.get(a)
+        dollars = float(outcome.summary.get(DOLLARS, math.inf)) if outcome and outcome.status == STATUS_OK else math.inf
+        return (self.hours(a), dollars, a)
+
+    def table(self) -> pd.DataFrame:
+        """Every evaluated allocation as a sweep row plus `label` and `total_gpus`."""
+        rows = []
+        for allocation, outcome in self.seen.items():
+            row = outcome.row()
+            row.update(label=allocation.label(), total_gpus=allocation.total_gpus)
+            rows.append(row)
+        return pd.DataFrame(rows)
+
+
+def pool_busy_s(summary: dict[str, Any]) -> tuple[float, float] | None:
+    """Sampler and trainer busy seconds per step of a plan (utilisation x step time)."""
+    step = summary.get("step_time_s.mean")
+    sampler = summary.get("utilization.sampler")
+    trainer = summary.get("utilization.trainer")
+    if step is None or sampler is None or trainer is None:
+        return None
+    return float(sampler) * float(step), float(trainer) * float(step)
+
+
+def balanced_share(probe: Allocation, summary: dict[str, Any]) -> float | None:
+    """Sampler share of the GPUs that equalises both pools' busy time, from one disaggregated probe.
+
+    Work of a pool in GPU-seconds = busy seconds x its GPUs, assumed to scale as 1/GPUs when the
+    pool grows or shrinks; equal busy time then needs GPUs in proportion to work.
+    """
+    busy = pool_busy_s(summary)
+    if busy is None:
+        return None
+    sampler_work = busy[0] * probe.sampler_gpus
+    trainer_work = busy[1] * probe.trainer_gpus
+    if sampler_work + trainer_work <= 0:
+        return None
+    return sampler_work / (sampler_work + trainer_work)
+
+
+def _seed_pair(space: SearchSpace, base: Allocation, gpu: str, total: int) -> list[Allocation]:
+    """Colocated and even-split disaggregated (sync) plans at `base`'s TP degrees."""
+    seeds = [replace(base, gpu=gpu, total_gpus=total, placement=COLOCATED, sampler_gpus=total,
+                     trainer_gpus=total, max_staleness=0)]
+    split = round_split(0.5, total, base.sampler_tp, base.trainer_tp)
+    if split is not None:
+        seeds.append(replace(base, gpu=gpu, total_gpus=total, placement=DISAGGREGATED,
+                             sampler_gpus=split, trainer_gpus=total - split, max_staleness=0))
+    return [s for s in seeds if space.allows(s)]
+
+
+def _seeds(space: SearchSpace, base: Allocation, ev: Evaluator) -> list[Allocation]:
+    """Seed plans of every (GPU, total), raising both TP degrees a level while none of a group fits."""
+    sampler_tps = sorted(t for t in space.sampler_tps if t >= base.sampler_tp) or [base.sampler_tp]
+    trainer_tps = sorted(t for t in space.trainer_tps if t >= base.trainer_tp) or [base.trainer_tp]
+    groups = [(gpu, total) for gpu in space.gpus for total in space.sizes]
+    seeds: list[Allocation] = []
+    for level in range(max(len(sampler_tps), len(trainer_tps))):
+        level_base = replace(base, sampler_tp=sampler_tps[min(level, len(sampler_tps) - 1)],
+                             trainer_tp=trainer_tps[min(level, len(trainer_tps) - 1)])
+        batch = [s for gpu, total in groups for s in _seed_pair(space, level_base, gpu, total)]
+        ev.evaluate(batch, f"plan: seeds (tp level {level})")
+        seeds.extend(batch)
+        groups = [(g, t) for g, t in groups if not any(ev.hours(s) < math.inf for s in batch if (s.gpu, s.total_gpus) == (g, t))]
+        if not groups:
+            break
+    return seeds
+
+
+def _balanced_starts(space: SearchSpace, ev: Evaluator, probes: list[Allocation]) -> list[Allocation]:
+    starts = []
+    for probe in probes:
+        outcome = ev.seen.get(probe)
+        if probe.placement != DISAGGREGATED or outcome is None or outcome.status != STATUS_OK:
+            continue
+        share = balanced_share(probe, outcome.summary)
+        split = None if share is None else round_split(share, probe.total_gpus, probe.sampler_tp, probe.trainer_tp)
+        if split is None:
+            continue
+        for stale in space.staleness:
+            starts.append(replace(probe, sampler_gpus=split, trainer_gpus=probe.total_gpus - split, max_staleness=stale))
+    return [s for s in starts if space.allows(s)]
+
+
+@dataclass
+class SearchResult:
+    """All simulated plans (`table`), the per-(GPU, total) optima, and how much work it took."""
+
+    table: pd.DataFrame
+    optima: list[Allocation]
+    allocations: dict[str, Allocation]   # plan_id -> allocation
+    rounds: int
+
+    def counts(self) -> dict[str, int]:
+        status = self.table["status"].value_counts() if not self.table.empty else {}
+        return {"evaluated": len(self.table), **{k: int(status.get(k, 0)) for k in (STATUS_OK, STATUS_INVALID, STATUS_ERROR)}}
+
+
+def _result(ev: Evaluator, optima: list[Allocation], rounds: int) -> SearchResult:
+    return SearchResult(ev.table(), optima, {o.plan_id: a for a, o in ev.seen.items()}, rounds)
+
+
+def search(space: SearchSpace, base: Allocation, ev: Evaluator, max_rounds: int = 30) -> SearchResult:
+    """Seeds, balance, then best-improvement local search (module docstring)."""
+    seeds = _seeds(space, base, ev)
+    starts = _balanced_starts(space, ev, seeds)
+    ev.evaluate(starts, "plan: balanced")
+    groups: dict[tuple[str, int], list[Allocation]] = {}
+    for a in seeds + starts:
+        if ev.hours(a) < math.inf:
+            groups.setdefault((a.gpu, a.total_gpus), []).append(a)
+    active = sorted({a for members in groups.values() for a in members})
+    rounds = 0
+    while active and rounds < max_rounds:
+        rounds += 1
+        moves = {a: neighbours(a, space) for a in active}
+        ev.evaluate([m for ms in moves.values() for m in ms], f"plan: round {rounds}")
+        improved = []
+        for a, ms in moves.items():
+            best = min(ms, key=ev.key, default=None)
+            if best is not None and ev.key(best) < ev.key(a) and ev.hours(best) < ev.hours(a):
+                improved.append(best)
+        active = sorted(set(improved))
+    optima = best_per_group(ev)
+    return _result(ev, optima, rounds)
+
+
+def exhaustive(space: SearchSpace, ev: Evaluator) -> SearchResult:
+    """Simulate every allocation of the space (the brute-force baseline)."""
+    ev.evaluate(enumerate_space(space), "plan: exhaustive")
+    return _result(ev, best_per_group(ev), rounds=0)
+
+
+def best_per_group(ev: Evaluator) -> list[Allocation]:
+    """The best simulated allocation of each (GPU type, GPU total) that has a valid plan."""
+    groups: dict[tuple[str, int], Allocation] = {}
+    for a in ev.seen:
+        if ev.hours(a) == math.inf:
+            continue
+        key = (a.gpu, a.total_gpus)
+        if key not in groups or ev.key(a) < ev.key(groups[key]):
+            groups[key] = a
+    return [groups[key] for key in sorted(groups)]

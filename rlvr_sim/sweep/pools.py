@@ -1,0 +1,121 @@
+"""Where jobs run: in-process (1 worker), a local process pool, or Ray (local or a cluster).
+
+Every pool has the same interface: `run(jobs)` yields `PlanOutcome`s as chunks finish (in no
+particular order) and `close()` releases the workers. The evaluate function travels with each
+chunk, so it must be a module-level function (the default `evaluate_plan` is). A pool stays open
+across calls, so the planner's search rounds do not pay worker start-up again.
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from typing import Iterator, Protocol
+
+from rlvr_sim.errors import UserError
+from rlvr_sim.sweep.jobs import Evaluate, PlanJob, PlanOutcome, evaluate_chunk, evaluate_plan
+
+
+class Pool(Protocol):
+    workers: int
+
+    def run(self, jobs: list[PlanJob]) -> Iterator[PlanOutcome]: ...
+
+    def close(self) -> None: ...
+
+
+def chunked(jobs: list[PlanJob], workers: int, max_chunk: int = 8) -> list[list[PlanJob]]:
+    """Split jobs into chunks: about 4 per worker for load balance, at most `max_chunk` plans each."""
+    if not jobs:
+        return []
+    size = max(1, min(max_chunk, len(jobs) // (4 * workers)))
+    return [jobs[i:i + size] for i in range(0, len(jobs), size)]
+
+
+class InlinePool:
+    """Runs jobs one after the other in this process (workers=1: no pickling, no start-up)."""
+
+    workers = 1
+
+    def __init__(self, evaluate: Evaluate = evaluate_plan):
+        self.evaluate = evaluate
+
+    def run(self, jobs: list[PlanJob]) -> Iterator[PlanOutcome]:
+        for job in jobs:
+            yield self.evaluate(job)
+
+    def close(self) -> None:
+        pass
+
+
+class LocalPool:
+    """A `ProcessPoolExecutor` of `workers` processes."""
+
+    def __init__(self, workers: int, evaluate: Evaluate = evaluate_plan):
+        self.workers = workers
+        self.evaluate = evaluate
+        self._executor = ProcessPoolExecutor(max_workers=workers)
+
+    def run(self, jobs: list[PlanJob]) -> Iterator[PlanOutcome]:
+        pending: set[Future] = {self._executor.submit(evaluate_chunk, self.evaluate, chunk)
+                                for chunk in chunked(jobs, self.workers)}
+        try:
+            while pending:
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for future in done:
+                    yield from future.result()
+        finally:
+            for future in pending:
+                future.cancel()
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True, cancel_futures=True)
+
+
+class RayPool:
+    """Ray tasks, one per chunk. `address=None` starts a local Ray with `workers` CPUs."""
+
+    def __init__(self, workers: int, address: str | None = None, evaluate: Evaluate = evaluate_plan):
+        try:
+            import ray
+        except ImportError as exc:
+            raise UserError("--ray needs the ray package: pip install 'rlvr-sim[sweep]' (ray==2.60.0)") from exc
+        self._ray = ray
+        self.evaluate = evaluate
+        self._started_here = not ray.is_initialized()
+        if self._started_here:
+            if address:
+                ray.init(address=address, log_to_driver=False)
+            else:
+                ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
+        self.workers = max(1, int(ray.cluster_resources().get("CPU", workers)))
+        self._remote = ray.remote(num_cpus=1)(evaluate_chunk)
+
+    def run(self, jobs: list[PlanJob]) -> Iterator[PlanOutcome]:
+        ray = self._ray
+        pending = [self._remote.remote(self.evaluate, chunk) for chunk in chunked(jobs, self.workers)]
+        try:
+            while pending:
+                done, pending = ray.wait(pending, num_returns=1)
+                for ref in done:
+                    yield from ray.get(ref)
+        finally:
+            for ref in pending:
+                ray.cancel(ref)
+
+    def close(self) -> None:
+        if self._started_here:
+            self._ray.shutdown()
+
+
+def open_pool(workers: int | None = None, ray_address: str | None = None, use_ray: bool = False,
+              evaluate: Evaluate = evaluate_plan) -> Pool:
+    """The pool a command asked for: Ray if `use_ray`, else local processes (inline for 1 worker)."""
+    count = workers if workers is not None else (os.cpu_count() or 1)
+    if count < 1:
+        raise UserError(f"--workers {count}: give at least 1")
+    if use_ray:
+        return RayPool(count, ray_address, evaluate)
+    if count == 1:
+        return InlinePool(evaluate)
+    return LocalPool(count, evaluate)

@@ -1,0 +1,160 @@
+"""Pick the plan to recommend from a search and explain it: bottleneck, idle time, marginal GPUs.
+
+Choice rule: with `--deadline-hours`, the cheapest plan that meets the deadline (and the budget);
+otherwise the fastest plan within the budget (ties: cheaper). "What one more GPU buys" is
+simulated, not extrapolated: the recommended plan is re-run with one more sampler replica and,
+separately, one more trainer TP group (colocated: one more group of both), outside the GPU limit.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from rlvr_sim.errors import UserError
+from rlvr_sim.sweep.jobs import STATUS_OK
+from rlvr_sim.sweep.pareto import DOLLARS, HOURS
+from rlvr_sim.sweep.planner import Evaluator, SearchResult
+from rlvr_sim.sweep.space import COLOCATED, Allocation
+
+POOLS = ("sampler", "trainer", "verifier")
+
+
+@dataclass(frozen=True)
+class Constraints:
+    budget_usd: float | None = None
+    deadline_hours: float | None = None
+
+
+@dataclass
+class Marginal:
+    """The recommended plan with `extra_gpus` more GPUs added to one pool."""
+
+    change: str
+    extra_gpus: int
+    label: str
+    status: str
+    hours_total: float | None = None
+    usd_total: float | None = None
+    hours_saved_per_gpu: float | None = None
+    reason: str | None = None
+
+
+@dataclass
+class Recommendation:
+    allocation: Allocation
+    label: str
+    hours_total: float
+    usd_total: float
+    step_time_s: float | None
+    rule: str
+    bottleneck: str | None
+    utilization: dict[str, float] = field(default_factory=dict)
+    idle_s: dict[str, float] = field(default_factory=dict)
+    marginals: list[Marginal] = field(default_factory=list)
+    reason: str = ""
+
+
+def _invalid_reasons(result: SearchResult, limit: int = 3) -> str:
+    bad = result.table[result.table["status"] != STATUS_OK] if not result.table.empty else result.table
+    if bad.empty:
+        return "no plan was simulated"
+    top = bad["error"].fillna("unknown").map(lambda e: str(e).splitlines()[0][:160]).value_counts().head(limit)
+    return "; ".join(f"{count}x {message}" for message, count in top.items())
+
+
+def choose(result: SearchResult, constraints: Constraints) -> tuple[Allocation, str]:
+    """The recommended allocation and the rule that picked it; `UserError` when none qualifies."""
+    ok = result.table[result.table["status"] == STATUS_OK] if not result.table.empty else result.table
+    if ok.empty:
+        raise UserError(f"no valid plan in the search space ({result.counts()['evaluated']} tried): "
+                        f"{_invalid_reasons(result)}. Try more GPUs (--total-gpus), another --gpu, or larger TP.")
+    feasible = ok
+    if constraints.budget_usd is not None:
+        feasible = feasible[feasible[DOLLARS] <= constraints.budget_usd]
+    if constraints.deadline_hours is not None:
+        feasible = feasible[feasible[HOURS] <= constraints.deadline_hours]
+    if feasible.empty:
+        cheapest = ok.loc[ok[DOLLARS].idxmin()]
+        fastest = ok.loc[ok[HOURS].idxmin()]
+        raise UserError(
+            f"no plan meets --budget-usd {constraints.budget_usd} / --deadline-hours {constraints.deadline_hours}: "
+            f"the cheapest plan costs ${cheapest[DOLLARS]:,.0f} ({cheapest['label']}, {cheapest[HOURS]:.1f} h) and "
+            f"the fastest takes {fastest[HOURS]:.1f} h ({fastest['label']}, ${fastest[DOLLARS]:,.0f}); "
+            "raise the budget or the deadline")
+    if constraints.deadline_hours is not None:
+        pick = feasible.sort_values([DOLLARS, HOURS, "label"], kind="stable").iloc[0]
+        rule = f"cheapest plan that finishes within {constraints.deadline_hours:g} h"
+    else:
+        pick = feasible.sort_values([HOURS, DOLLARS, "label"], kind="stable").iloc[0]
+        rule = "fastest plan" + (f" within ${constraints.budget_usd:,.0f}" if constraints.budget_usd is not None else "")
+    return result.allocations[pick["plan_id"]], rule
+
+
+def _marginal_allocations(a: Allocation) -> list[tuple[str, int, Allocation]]:
+    if a.placement == COLOCATED:
+        extra = math.lcm(a.sampler_tp, a.trainer_tp)
+        return [("one more colocated group", extra, replace(a, total_gpus=a.total_gpus + extra,
+                                                          sampler_gpus=a.sampler_gpus + extra,
+                                                          trainer_gpus=a.trainer_gpus + extra))]
+    return [("one more sampler replica", a.sampler_tp, replace(a, total_gpus=a.total_gpus + a.sampler_tp,
+                                                            sampler_gpus=a.sampler_gpus + a.sampler_tp)),
+            ("one more trainer TP group", a.trainer_tp, replace(a, total_gpus=a.total_gpus + a.trainer_tp,
+                                                             trainer_gpus=a.trainer_gpus + a.trainer_tp))]
+
+
+def marginals(base_ev: Evaluator, a: Allocation) -> list[Marginal]:
+    """Simulate what adding GPUs to each pool of `a` buys (in a separate evaluator: these plans
+    exceed the GPU limit and must not enter the search table)."""
+    ev = Evaluator(base_ev.scenario, base_ev.pool, base_ev.steps, base_ev.seed)
+    options = _marginal_allocations(a)
+    ev.evaluate([alloc for _, _, alloc in options], "plan: marginal GPUs")
+    base_hours = base_ev.hours(a)
+    found = []
+    for change, extra, alloc in options:
+        outcome = ev.seen[alloc]
+        if outcome.status != STATUS_OK:
+            found.append(Marginal(change, extra, alloc.label(), outcome.status, reason=outcome.error))
+            continue
+        hours = float(outcome.summary[HOURS])
+        found.append(Marginal(change, extra, alloc.label(), outcome.status, hours, float(outcome.summary[DOLLARS]),
+                              (base_hours - hours) / extra))
+    return found
+
+
+def _pool_values(summary: dict[str, Any], prefix: str) -> dict[str, float]:
+    return {pool: float(summary[f"{prefix}.{pool}"]) for pool in POOLS
+            if summary.get(f"{prefix}.{pool}") is not None}
+
+
+def recommend(result: SearchResult, ev: Evaluator, constraints: Constraints) -> Recommendation:
+    """The chosen plan with its reason (see module docstring)."""
+    allocation, rule = choose(result, constraints)
+    summary = ev.seen[allocation].summary
+    rec = Recommendation(
+        allocation=allocation, label=allocation.label(), hours_total=float(summary[HOURS]),
+        usd_total=float(summary[DOLLARS]), step_time_s=summary.get("step_time_s.mean"), rule=rule,
+        bottleneck=summary.get("bottleneck"), utilization=_pool_values(summary, "utilization"),
+        idle_s=_pool_values(summary, "idle_s"), marginals=marginals(ev, allocation))
+    rec.reason = explain(rec, result.counts()["ok"])
+    return rec
+
+
+def explain(rec: Recommendation, valid_plans: int) -> str:
+    """One paragraph: rule, plan, bottleneck, idle time per pool, what more GPUs buy."""
+    parts = [f"{rec.rule} of {valid_plans} valid simulated plans: {rec.label}, "
+             f"{rec.hours_total:.2f} h, ${rec.usd_total:,.0f}."]
+    if rec.bottleneck:
+        parts.append(f"Bottleneck: {rec.bottleneck}.")
+    if rec.utilization:
+        parts.append("Utilisation " + ", ".join(f"{p} {u:.0%}" for p, u in rec.utilization.items()) + ".")
+    if rec.idle_s:
+        parts.append("Idle " + ", ".join(f"{p} {s:,.1f} s" for p, s in rec.idle_s.items()) + ".")
+    for m in rec.marginals:
+        if m.hours_total is None:
+            parts.append(f"{m.change.capitalize()} (+{m.extra_gpus} GPU): not valid ({m.reason}).")
+        else:
+            parts.append(f"{m.change.capitalize()} (+{m.extra_gpus} GPU): {m.hours_total:.2f} h "
+                         f"({m.hours_saved_per_gpu * 60:+.1f} min saved per added GPU), ${m.usd_total:,.0f}.")
+    return " ".join(parts)
