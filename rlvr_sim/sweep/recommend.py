@@ -153,8 +153,8 @@ def explain(rec: Recommendation, valid_plans: int) -> str:
         parts.append("Idle " + ", ".join(f"{p} {s:,.1f} s" for p, s in rec.idle_s.items()) + ".")
     for m in rec.marginals:
         if m.hours_total is None:
-            parts.append(f"{m.change.capitalize()} (+{m.extra_gpus} GPU): not valid ({m.reason}).")
+            parts.append(f"{m.change[0].upper() + m.change[1:]} (+{m.extra_gpus} GPU): not valid ({m.reason}).")
         else:
-            parts.append(f"{m.change.capitalize()} (+{m.extra_gpus} GPU): {m.hours_total:.2f} h "
+            parts.append(f"{m.change[0].upper() + m.change[1:]} (+{m.extra_gpus} GPU): {m.hours_total:.2f} h "
                          f"({m.hours_saved_per_gpu * 60:+.1f} min saved per added GPU), ${m.usd_total:,.0f}.")
     return " ".join(parts)
