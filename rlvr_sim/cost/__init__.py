@@ -1,0 +1,154 @@
+"""Analytic cost model: pure functions in the submodules, one `CostModel` facade per scenario.
+
+Submodules: `params` (parameter counts, weight and KV bytes), `memory` (sampler KV plan, trainer
+memory), `sampler` (decode roofline, prefill, speculative decoding), `trainer` (RL step on the
+trainer pool), `weight_sync` (policy broadcast, colocated switch). All return seconds or bytes,
+with breakdown dataclasses that say which bound applied. The facade only binds a scenario's
+model, hardware profile and parallel shapes to them (docs/contracts.md, "Cost model facade").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+from typing import TYPE_CHECKING
+
+from rlvr_sim.cost.memory import SamplerMemoryPlan, TrainerMemory, sampler_memory_plan, trainer_memory
+from rlvr_sim.cost.params import ParamCounts, kv_bytes_per_token, param_counts, weight_bytes
+from rlvr_sim.cost.sampler import (DecodeBreakdown, DecodeCoeffs, PrefillBreakdown, SamplerShape,
+                                   Speculative, decode_iteration_c, decode_span_s, prefill, step_s)
+from rlvr_sim.cost.trainer import TrainBreakdown, TrainerShape, train_step
+from rlvr_sim.cost.weight_sync import SyncLayout, WeightSyncBreakdown, switch_s, weight_sync
+from rlvr_sim.hardware import HardwareProfile
+from rlvr_sim.model_spec import ModelSpec
+
+if TYPE_CHECKING:
+    from rlvr_sim.scenario import Scenario
+
+__all__ = ["CostModel", "DecodeBreakdown", "PrefillBreakdown", "SamplerMemoryPlan", "TrainBreakdown",
+           "TrainerMemory", "WeightSyncBreakdown", "ParamCounts", "param_counts", "weight_bytes",
+           "kv_bytes_per_token"]
+
+
+@dataclass(frozen=True)
+class CostModel:
+    """Cost functions bound to one model, hardware profile and layout. Sampler figures are per
+    replica (tp x pp GPUs); trainer figures are for the whole trainer pool."""
+
+    model: ModelSpec
+    hardware: HardwareProfile
+    sampler: SamplerShape
+    speculative: Speculative
+    trainer: TrainerShape
+    sync: SyncLayout
+    gpu_memory_utilization: float = 0.9
+    block_tokens: int = 16
+    max_num_seqs: int = 256
+    prefix_caching: bool = True
+    max_context_tokens: int = 4096
+    placement: str = "colocated"
+
+    @classmethod
+    def from_scenario(cls, sc: "Scenario") -> "CostModel":
+        s, t, o = sc.sampler, sc.trainer, sc.orchestration
+        sp = s.speculative
+        return cls(
+            model=sc.model,
+            hardware=sc.hardware_profile,
+            sampler=SamplerShape(tp=s.tp, pp=s.pp, weight_dtype=s.weight_dtype, kv_dtype=s.kv_dtype),
+            speculative=Speculative(method=sp.method, draft_tokens=sp.draft_tokens,
+                                    acceptance_rate=sp.acceptance_rate,
+                                    draft_cost_ratio=sp.draft_cost_ratio),
+            trainer=TrainerShape(gpus=t.gpus, tp=t.tp, pp=t.pp, fsdp=t.fsdp,
+                                 mini_batches=t.mini_batches, reference_model=t.reference_model,
+                                 old_logprob=t.old_logprob,
+                                 recompute_activations=t.recompute_activations, dtype=t.dtype,
+                                 gpus_per_node=sc.hardware.gpus_per_node),
+            sync=SyncLayout(placement=o.placement, method=o.weight_sync.method,
+                            bucket_bytes=o.weight_sync.bucket_bytes, sampler_gpus=s.gpus,
+                            sampler_tp=s.tp, sampler_pp=s.pp,
+                            trainer_gpus=0 if o.placement == "colocated" else t.gpus,
+                            gpus_per_node=sc.hardware.gpus_per_node, dtype=t.dtype),
+            gpu_memory_utilization=s.gpu_memory_utilization,
+            block_tokens=s.block_tokens,
+            max_num_seqs=s.max_concurrent_sequences,
+            prefix_caching=s.prefix_caching,
+            max_context_tokens=sc.max_context_tokens,
+            placement=o.placement,
+        )
+
+    # --- memory ---------------------------------------------------------------------------------
+    @cached_property
+    def params(self) -> ParamCounts:
+        return param_counts(self.model)
+
+    @cached_property
+    def sampler_plan(self) -> SamplerMemoryPlan:
+        return sampler_memory_plan(
+            self.model, self.hardware.datasheet.hbm_bytes, tp=self.sampler.tp, pp=self.sampler.pp,
+            gpu_memory_utilization=self.gpu_memory_utilization,
+            weight_dtype=self.sampler.weight_dtype, kv_dtype=self.sampler.kv_dtype,
+            block_tokens=self.block_tokens, max_num_seqs=self.max_num_seqs,
+            prefix_caching=self.prefix_caching, min_context_tokens=self.max_context_tokens)
+
+    @cached_property
+    def trainer_memory(self) -> TrainerMemory:
+        t = self.trainer
+        return trainer_memory(self.model, self.hardware.datasheet.hbm_bytes, gpus=t.gpus, tp=t.tp,
+                              pp=t.pp, fsdp=t.fsdp, seq_tokens=self.max_context_tokens,
+                              reference_model=t.reference_model,
+                              recompute_activations=t.recompute_activations)
+
+    # --- sampler timing -------------------------------------------------------------------------
+    @cached_property
+    def decode_coeffs(self) -> DecodeCoeffs:
+        return DecodeCoeffs.build(self.model, self.hardware, self.sampler)
+
+    @property
+    def tokens_per_iteration(self) -> float:
+        return self.speculative.tokens_per_iteration
+
+    def prefill_breakdown(self, new_tokens: int, sequences: int = 1,
+                          context_before: int = 0) -> PrefillBreakdown:
+        return prefill(self.model, self.hardware, self.sampler, new_tokens, sequences, context_before)
+
+    def prefill_s(self, new_tokens: int, sequences: int = 1) -> float:
+        """Seconds to prefill `new_tokens` tokens over `sequences` sequences on one replica."""
+        return self.prefill_breakdown(new_tokens, sequences).total_s
+
+    def decode_breakdown(self, sequences: int, context_tokens_sum: float,
+                         context_tokens_max: float) -> DecodeBreakdown:
+        """One plain decode iteration (width 1), with its compute/memory bound."""
+        return decode_iteration_c(self.decode_coeffs, sequences, context_tokens_sum,
+                                  context_tokens_max)
+
+    def decode_step_s(self, sequences: int, context_tokens_sum: float,
+                      context_tokens_max: float) -> float:
+        """One iteration (one verify step with speculative decoding)."""
+        return step_s(self.decode_coeffs, self.speculative, sequences, context_tokens_sum,
+                      context_tokens_max)
+
+    def decode_span_s(self, sequences: int, context_tokens_sum: float, context_tokens_max: float,
+                      iterations: int) -> float:
+        """Seconds of `iterations` decode iterations of a fixed batch (see cost.sampler)."""
+        return decode_span_s(self.decode_coeffs, self.speculative, sequences, context_tokens_sum,
+                             context_tokens_max, iterations)
+
+    # --- trainer, sync --------------------------------------------------------------------------
+    def train_step(self, sequences: int, prompt_tokens: int, output_tokens: int) -> TrainBreakdown:
+        """Whole trainer pool, all mini-batches; token arguments are sums over the sequences."""
+        return train_step(self.model, self.hardware, self.trainer, sequences, prompt_tokens,
+                          output_tokens)
+
+    @cached_property
+    def weight_sync(self) -> WeightSyncBreakdown:
+        return weight_sync(self.model, self.hardware, self.sync)
+
+    @property
+    def weight_sync_s(self) -> float:
+        return self.weight_sync.total_s
+
+    @cached_property
+    def switch_s(self) -> float:
+        return switch_s(self.model, self.hardware, self.placement, self.sampler.tp,
+                        self.sampler.pp, self.sampler.weight_dtype)

@@ -1,0 +1,244 @@
+"""Sampler timing on one replica: decode iterations (roofline), prefill, speculative decoding.
+
+Decode iteration (per GPU of a tp x pp replica; pipeline stages run one after another, so PP
+splits memory but not latency):
+    compute_s = (2 x active params x width x batch + attention FLOPs) / (peak x decode_mfu) / tp
+    memory_s  = (weights read + KV of all running sequences) / (hbm x decode_bw_eff)
+    skew_s    = skew_coef x kv_s x (max - mean) / max        (mixed-length batches)
+    comm_s    = 2 all-reduces per layer of batch x width x hidden bf16 over the intra-node link
+    total     = max(compute_s, memory_s + skew_s) + comm_s + decode_overhead_s
+MoE: the weights read are the non-expert ones plus the experts the batch touches: with B tokens
+routing top-k of E experts uniformly, E x (1 - (1 - k/E)^B) experts per layer.
+Speculative decoding (Leviathan et al. 2023): g draft tokens at acceptance a give
+(1 - a^(g+1)) / (1 - a) tokens per verify step; a step costs g draft passes (draft_cost_ratio x a
+width-1 iteration each) plus one verify iteration of width g + 1.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rlvr_sim.cost.params import (attention_flop_per_context_token, dtype_bytes,
+                                  kv_bytes_per_token, param_counts)
+from rlvr_sim.hardware import HardwareProfile
+from rlvr_sim.model_spec import ModelSpec
+
+
+@dataclass(frozen=True)
+class SamplerShape:
+    """How a sampler replica runs the model."""
+
+    tp: int = 1
+    pp: int = 1
+    weight_dtype: str = "bf16"
+    kv_dtype: str = "bf16"
+
+
+@dataclass(frozen=True)
+class DecodeBreakdown:
+    compute_s: float
+    memory_s: float
+    skew_s: float
+    comm_s: float
+    overhead_s: float
+    weight_bytes: float   # per GPU, this iteration
+    kv_bytes: float       # per GPU, this iteration
+
+    @property
+    def total_s(self) -> float:
+        return max(self.compute_s, self.memory_s + self.skew_s) + self.comm_s + self.overhead_s
+
+    @property
+    def bound(self) -> str:
+        return "compute" if self.compute_s > self.memory_s + self.skew_s else "memory"
+
+
+def allreduce_s(bytes_: float, ranks: int, link_bytes_per_s: float, hw: HardwareProfile) -> float:
+    """Ring all-reduce: 2 (n-1)/n x bytes over the link, plus a fixed latency."""
+    if ranks <= 1:
+        return 0.0
+    eff = hw.efficiency
+    return (2 * (ranks - 1) / ranks * bytes_ / (link_bytes_per_s * eff.link_eff)
+            + eff.collective_latency_s)
+
+
+@dataclass(frozen=True)
+class DecodeCoeffs:
+    """Per-(model, hardware, shape) constants of a decode iteration, computed once so that one
+    iteration costs a few float operations (the simulator evaluates it per state change)."""
+
+    active_params: float
+    non_expert_params: float
+    expert_params: float
+    num_experts: int
+    top_k: int
+    attn_flop_per_ctx_token: float
+    weight_bytes_per_param: float   # per GPU: dtype bytes / (tp x pp)
+    kv_bytes_per_token: float       # per GPU
+    flop_per_s: float               # tp x peak x decode_mfu (whole replica)
+    bytes_per_s: float              # hbm x decode_bw_eff, one GPU
+    pp: int
+    skew_coef: float
+    overhead_s: float
+    allreduce_s_per_byte: float     # 2 per layer x ring factor / link (0 when tp = 1)
+    allreduce_fixed_s: float        # 2 per layer x latency
+    pp_s_per_byte: float
+    pp_fixed_s: float
+    hidden_bytes_per_token: float   # bf16 activation of one token
+
+    @classmethod
+    def build(cls, m: ModelSpec, hw: HardwareProfile, shape: SamplerShape) -> "DecodeCoeffs":
+        eff, ds = hw.efficiency, hw.datasheet
+        counts = param_counts(m)
+        tp, pp = shape.tp, shape.pp
+        ring = 2 * (tp - 1) / tp if tp > 1 else 0.0
+        link = ds.intra_node_bytes_per_s * eff.link_eff
+        return cls(
+            active_params=float(counts.active), non_expert_params=float(counts.non_expert),
+            expert_params=float(counts.expert), num_experts=m.num_experts,
+            top_k=m.num_experts_per_tok, attn_flop_per_ctx_token=attention_flop_per_context_token(m),
+            weight_bytes_per_param=dtype_bytes(shape.weight_dtype) / (tp * pp),
+            kv_bytes_per_token=kv_bytes_per_token(m, shape.kv_dtype, tp, pp),
+            flop_per_s=tp * hw.peak_flop_per_s(shape.weight_dtype) * eff.decode_mfu,
+            bytes_per_s=ds.hbm_bytes_per_s * eff.decode_bw_eff, pp=pp, skew_coef=eff.skew_coef,
+            overhead_s=eff.decode_overhead_s,
+            allreduce_s_per_byte=2 * m.num_hidden_layers * ring / link,
+            allreduce_fixed_s=2 * m.num_hidden_layers * eff.collective_latency_s if tp > 1 else 0.0,
+            pp_s_per_byte=(pp - 1) / ds.intra_node_bytes_per_s,
+            pp_fixed_s=(pp - 1) * eff.collective_latency_s,
+            hidden_bytes_per_token=2.0 * m.hidden_size)
+
+
+def decode_iteration_c(c: DecodeCoeffs, batch: float, context_tokens_sum: float,
+                       context_tokens_max: float, width: int = 1) -> DecodeBreakdown:
+    """One decode iteration of `batch` sequences, each scoring `width` new tokens, whose KV
+    lengths sum to `context_tokens_sum` (longest `context_tokens_max`)."""
+    batch = max(float(batch), 0.0)
+    tokens = batch * width
+    flop = 2.0 * c.active_params * tokens + c.attn_flop_per_ctx_token * context_tokens_sum * width
+    compute_s = flop / c.flop_per_s
+    if c.num_experts:
+        touched = 1.0 - (1.0 - c.top_k / c.num_experts) ** tokens
+        w_params = c.non_expert_params + c.expert_params * touched
+    else:
+        w_params = c.non_expert_params
+    w_bytes = w_params * c.weight_bytes_per_param
+    kv_bytes = context_tokens_sum * c.kv_bytes_per_token
+    # pipeline stages run in sequence: pp stages x (1/pp of the bytes) = the full replica time
+    memory_s = (w_bytes + kv_bytes) * c.pp / c.bytes_per_s
+    skew_s = 0.0
+    if context_tokens_max > 0 and batch > 0:
+        frac = (context_tokens_max - context_tokens_sum / batch) / context_tokens_max
+        skew_s = c.skew_coef * kv_bytes * c.pp / c.bytes_per_s * min(max(frac, 0.0), 1.0)
+    act_bytes = tokens * c.hidden_bytes_per_token
+    comm_s = 0.0
+    if c.allreduce_s_per_byte:
+        comm_s += act_bytes * c.allreduce_s_per_byte + c.allreduce_fixed_s
+    if c.pp > 1:
+        comm_s += act_bytes * c.pp_s_per_byte + c.pp_fixed_s
+    return DecodeBreakdown(compute_s, memory_s, skew_s, comm_s, c.overhead_s, w_bytes, kv_bytes)
+
+
+def decode_iteration(m: ModelSpec, hw: HardwareProfile, shape: SamplerShape, batch: float,
+                     context_tokens_sum: float, context_tokens_max: float,
+                     width: int = 1) -> DecodeBreakdown:
+    """`decode_iteration_c` with the constants built on the fly (convenience, slower)."""
+    return decode_iteration_c(DecodeCoeffs.build(m, hw, shape), batch, context_tokens_sum,
+                              context_tokens_max, width)
+
+
+@dataclass(frozen=True)
+class Speculative:
+    """Speculative decoding settings (method none: one token per iteration)."""
+
+    method: str = "none"
+    draft_tokens: int = 4
+    acceptance_rate: float = 0.7
+    draft_cost_ratio: float = 0.05
+
+    @property
+    def enabled(self) -> bool:
+        return self.method != "none" and self.draft_tokens > 0
+
+    @property
+    def tokens_per_iteration(self) -> float:
+        if not self.enabled:
+            return 1.0
+        a, g = self.acceptance_rate, self.draft_tokens
+        if a >= 1.0:
+            return float(g + 1)
+        return (1.0 - a ** (g + 1)) / (1.0 - a)
+
+
+def step_s(c: DecodeCoeffs, spec: Speculative, batch: float, context_tokens_sum: float,
+           context_tokens_max: float) -> float:
+    """Seconds of one decode iteration (one verify step when speculative decoding is on)."""
+    base = decode_iteration_c(c, batch, context_tokens_sum, context_tokens_max).total_s
+    if not spec.enabled:
+        return base
+    verify = decode_iteration_c(c, batch, context_tokens_sum, context_tokens_max,
+                                width=spec.draft_tokens + 1).total_s
+    return spec.draft_tokens * spec.draft_cost_ratio * base + verify
+
+
+def decode_span_s(c: DecodeCoeffs, spec: Speculative, sequences: int, context_tokens_sum: float,
+                  context_tokens_max: float, iterations: int) -> float:
+    """Total seconds of `iterations` iterations; each adds tokens_per_iteration to every sequence.
+
+    Up to 9 iterations are summed exactly; longer spans integrate the iteration time with
+    Simpson's rule over 9 points plus the Euler-Maclaurin end correction (the time is affine in
+    the iteration index apart from the roofline kink and the skew term), so the cost does not
+    grow with `iterations`. Monotone in sequences, context and iterations.
+    """
+    if iterations <= 0 or sequences <= 0:
+        return 0.0
+    t = spec.tokens_per_iteration
+
+    def at(i: float) -> float:
+        return step_s(c, spec, sequences, context_tokens_sum + i * t * sequences,
+                      context_tokens_max + i * t)
+
+    if iterations <= 9:
+        return sum(at(i) for i in range(iterations))
+    last = iterations - 1
+    h = last / 8
+    ends = at(0) + at(last)
+    acc = ends
+    for j in range(1, 8):
+        acc += (4 if j % 2 else 2) * at(j * h)
+    return acc * h / 3 + 0.5 * ends
+
+
+@dataclass(frozen=True)
+class PrefillBreakdown:
+    compute_s: float
+    memory_s: float
+    comm_s: float
+    overhead_s: float
+
+    @property
+    def total_s(self) -> float:
+        return max(self.compute_s, self.memory_s) + self.comm_s + self.overhead_s
+
+    @property
+    def bound(self) -> str:
+        return "compute" if self.compute_s > self.memory_s else "memory"
+
+
+def prefill(m: ModelSpec, hw: HardwareProfile, shape: SamplerShape, new_tokens: int,
+            sequences: int = 1, context_before: int = 0) -> PrefillBreakdown:
+    """Prefill of `new_tokens` tokens spread evenly over `sequences` sequences that already hold
+    `context_before` cached tokens each: 2 x active params x tokens + causal attention."""
+    eff = hw.efficiency
+    counts = param_counts(m)
+    n = max(new_tokens, 0)
+    per_seq = n / max(sequences, 1)
+    attn = attention_flop_per_context_token(m) * n * (context_before + per_seq / 2)
+    flop = 2.0 * counts.active * n + attn
+    compute_s = flop / shape.tp / (hw.peak_flop_per_s(shape.weight_dtype) * eff.prefill_mfu)
+    w_bytes = counts.total * dtype_bytes(shape.weight_dtype) / shape.tp
+    memory_s = w_bytes / (hw.datasheet.hbm_bytes_per_s * eff.decode_bw_eff)
+    act_bytes = n * m.hidden_size * 2.0
+    comm_s = 2 * m.num_hidden_layers * allreduce_s(
+        act_bytes, shape.tp, hw.datasheet.intra_node_bytes_per_s, hw) if n else 0.0
+    return PrefillBreakdown(compute_s, memory_s, comm_s, eff.prefill_overhead_s if n else 0.0)

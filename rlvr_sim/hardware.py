@@ -1,0 +1,143 @@
+"""GPU datasheets (catalog) and hardware profiles: datasheet + efficiency terms + provenance.
+
+A `HardwareProfile` is what the cost model reads. `HardwareProfile.from_catalog(gpu)` gives the
+datasheet numbers with default efficiencies (`source: datasheet`); calibration fits the
+efficiency terms on a real machine and writes a profile with `.save(path)`; a scenario's
+`profile:` loads one with `HardwareProfile.load(path)` and it replaces the catalog efficiencies.
+
+The default efficiencies are generic engineering guesses for a well-tuned GPU stack (not fitted
+to any benchmark): decode reaches 80% of HBM bandwidth, prefill 60% and training 40% MFU.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+
+from rlvr_sim.errors import UserError
+
+
+class Datasheet(BaseModel):
+    """Peak numbers of one GPU (dense tensor rates; per-GPU link bandwidths, one direction)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    peak_bf16_flop_per_s: float = Field(gt=0)
+    peak_fp8_flop_per_s: float = Field(gt=0)
+    hbm_bytes: float = Field(gt=0)
+    hbm_bytes_per_s: float = Field(gt=0)
+    intra_node_bytes_per_s: float = Field(gt=0)
+    inter_node_bytes_per_s: float = Field(gt=0)
+    host_bytes_per_s: float = Field(25e9, gt=0, description="PCIe to host memory (offload)")
+    usd_per_gpu_hour: float = Field(ge=0)
+
+
+class Efficiency(BaseModel):
+    """Achieved fractions of peak and fixed overheads (fitted by calibration)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    decode_bw_eff: float = Field(0.8, gt=0, le=1, description="achieved HBM fraction in decode")
+    decode_mfu: float = Field(0.5, gt=0, le=1, description="achieved FLOP fraction in decode")
+    prefill_mfu: float = Field(0.6, gt=0, le=1)
+    train_mfu: float = Field(0.4, gt=0, le=1)
+    decode_overhead_s: float = Field(0.003, ge=0, description="per decode iteration (scheduler)")
+    prefill_overhead_s: float = Field(0.002, ge=0, description="per prefill call")
+    train_overhead_s: float = Field(0.02, ge=0, description="per mini-batch optimizer step")
+    optimizer_s_per_param: float | None = Field(
+        None, ge=0, description="Adam update seconds per parameter held by one GPU; None: "
+        "memory-bound estimate 32 bytes / (hbm_bytes_per_s x decode_bw_eff)")
+    skew_coef: float = Field(0.3, ge=0, lt=1, description="attention slowdown of mixed-length "
+                             "batches per unit (max - mean)/max of KV length")
+    link_eff: float = Field(0.7, gt=0, le=1, description="achieved fraction of link bandwidth")
+    collective_latency_s: float = Field(1e-5, ge=0, description="fixed cost of one all-reduce")
+    bucket_latency_s: float = Field(1e-3, ge=0, description="fixed cost per weight-sync bucket")
+    disk_bytes_per_s: float = Field(2e9, gt=0, description="checkpoint write/read (disk sync)")
+    switch_fixed_s: float = Field(1.0, ge=0, description="colocated phase switch fixed cost "
+                                  "(wake/sleep, cache reallocation)")
+
+
+class HardwareProfile(BaseModel):
+    """Datasheet + efficiency of one device kind, with where the efficiencies came from."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    gpu: str
+    source: str = "datasheet"
+    datasheet: Datasheet
+    efficiency: Efficiency = Field(default_factory=Efficiency)
+
+    @property
+    def optimizer_s_per_param(self) -> float:
+        eff = self.efficiency
+        if eff.optimizer_s_per_param is not None:
+            return eff.optimizer_s_per_param
+        return 32.0 / (self.datasheet.hbm_bytes_per_s * eff.decode_bw_eff)
+
+    def peak_flop_per_s(self, dtype: str) -> float:
+        """Tensor-core peak for a compute dtype (fp8/int4 weights use the fp8 rate)."""
+        ds = self.datasheet
+        return ds.peak_fp8_flop_per_s if dtype in ("fp8", "int4") else ds.peak_bf16_flop_per_s
+
+    @classmethod
+    def from_catalog(cls, gpu: str) -> "HardwareProfile":
+        entry = catalog_gpu(gpu)
+        eff = entry.pop("efficiency", {}) or {}
+        source = entry.pop("source", "")
+        return cls(gpu=gpu.lower(), source=f"datasheet ({source})" if source else "datasheet",
+                   datasheet=Datasheet(**entry), efficiency=Efficiency(**eff))
+
+    @classmethod
+    def load(cls, path: str | Path) -> "HardwareProfile":
+        """Read a profile YAML; UserError naming the file and field when it does not validate."""
+        path = Path(path)
+        try:
+            data = yaml.safe_load(path.read_text())
+        except FileNotFoundError:
+            raise UserError(f"profile {str(path)!r} not found; give a path relative to the "
+                            "scenario file, or remove `profile:` to use datasheet values") from None
+        except yaml.YAMLError as exc:
+            raise UserError(f"profile {str(path)!r} is not valid YAML: {exc}") from None
+        if not isinstance(data, dict):
+            raise UserError(f"profile {str(path)!r} must be a mapping with gpu, source, "
+                            "datasheet and efficiency")
+        try:
+            return cls.model_validate(data)
+        except Exception as exc:  # pydantic.ValidationError
+            raise UserError(f"profile {str(path)!r} is invalid: {exc}") from None
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False))
+        return path
+
+    def with_overrides(self, **datasheet: float | None) -> "HardwareProfile":
+        """A copy with some datasheet numbers replaced (None values are ignored)."""
+        changes = {k: v for k, v in datasheet.items() if v is not None}
+        if not changes:
+            return self
+        return self.model_copy(update={"datasheet": self.datasheet.model_copy(update=changes)})
+
+
+@lru_cache(maxsize=1)
+def _catalog() -> dict[str, dict[str, Any]]:
+    text = resources.files("rlvr_sim.catalog").joinpath("gpus.yaml").read_text()
+    return {k.lower(): v for k, v in yaml.safe_load(text).items()}
+
+
+def gpu_names() -> list[str]:
+    return sorted(_catalog())
+
+
+def catalog_gpu(name: str) -> dict[str, Any]:
+    """A copy of one catalog entry; UserError listing the names if unknown."""
+    entry = _catalog().get(str(name).lower())
+    if entry is None:
+        raise UserError(f"unknown gpu {name!r}; use one of {', '.join(gpu_names())}")
+    return dict(entry)

@@ -1,0 +1,332 @@
+"""The scenario file: one RLVR run to plan (docs/contracts.md, "Scenario").
+
+`load_scenario(path_or_dict, overrides)` validates a YAML file (or mapping) plus `dotted.key=value`
+overrides and returns a `Scenario`; any problem raises `ScenarioError` whose lines each name the
+dotted field, the bad value and the fix. Every section forbids unknown keys and has defaults, so a
+10-line file is a valid scenario. Cross-field rules (parallelism shapes, placement, memory fit)
+live in `rlvr_sim.scenario_checks`.
+"""
+
+from __future__ import annotations
+
+import copy
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, \
+    model_validator
+
+from rlvr_sim.distributions import Distribution, Fixed, LogNormal
+from rlvr_sim.errors import ScenarioError, UserError
+from rlvr_sim.hardware import HardwareProfile, catalog_gpu
+from rlvr_sim.model_spec import ModelSpec, catalog_model
+
+try:  # written in parallel by the executor engineer; pure pydantic
+    from rlvr_sim.executor_spec import ExecutorSpec
+except ImportError:  # pragma: no cover - only while that file does not exist
+    ExecutorSpec = dict  # type: ignore[misc,assignment]
+
+WeightDtype = Literal["bf16", "fp16", "fp8", "int4", "fp32"]
+KvDtype = Literal["bf16", "fp16", "fp8", "fp32"]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=False)
+
+
+class Hardware(_Section):
+    gpu: str = Field("h100-sxm", description="GPU catalog name (rlvr_sim/catalog/gpus.yaml)")
+    gpus_per_node: int = Field(8, ge=1, le=64)
+    usd_per_gpu_hour: float | None = Field(None, ge=0, description="override the catalog price")
+    intra_node_bytes_per_s: float | None = Field(None, gt=0)
+    inter_node_bytes_per_s: float | None = Field(None, gt=0)
+
+    @field_validator("gpu")
+    @classmethod
+    def _known_gpu(cls, v: str) -> str:
+        try:
+            catalog_gpu(v)
+        except UserError as exc:
+            raise ValueError(str(exc)) from None
+        return v.lower()
+
+
+class Workload(_Section):
+    prompts_per_step: int = Field(64, ge=1)
+    samples_per_prompt: int = Field(16, ge=1)
+    steps: int = Field(100, ge=1)
+    seed: int = 0
+    prompt_tokens: Distribution = Field(default_factory=lambda: Fixed(value=512))
+    response_tokens: Distribution = Field(
+        default_factory=lambda: LogNormal(mean=1000, sigma=1.0, cap=4096))
+
+    @property
+    def sequences_per_step(self) -> int:
+        return self.prompts_per_step * self.samples_per_prompt
+
+
+class SpeculativeSpec(_Section):
+    method: Literal["none", "draft", "ngram", "eagle", "mtp"] = "none"
+    draft_tokens: int = Field(4, ge=1, le=64)
+    acceptance_rate: float = Field(0.7, ge=0, le=1)
+    draft_cost_ratio: float = Field(0.05, ge=0, le=2, description="draft pass / target pass time")
+
+
+class Sampler(_Section):
+    gpus: int = Field(8, ge=1)
+    tp: int = Field(1, ge=1)
+    pp: int = Field(1, ge=1)
+    max_concurrent_sequences: int = Field(256, ge=1)
+    gpu_memory_utilization: float = Field(0.9, gt=0, le=1)
+    weight_dtype: WeightDtype = "bf16"
+    kv_dtype: KvDtype = "bf16"
+    block_tokens: int = Field(16, ge=1, le=4096)
+    prefix_caching: bool = True
+    speculative: SpeculativeSpec = Field(default_factory=SpeculativeSpec)
+
+    @property
+    def replicas(self) -> int:
+        return max(self.gpus // (self.tp * self.pp), 1)
+
+
+class Verifier(_Section):
+    workers: int = Field(64, ge=1)
+    latency_s: Distribution = Field(default_factory=lambda: LogNormal(mean=0.5, sigma=0.5, cap=30))
+    timeout_s: float = Field(30.0, gt=0)
+    failure_rate: float = Field(0.0, ge=0, le=1)
+
+
+class Trainer(_Section):
+    gpus: int = Field(8, ge=1)
+    tp: int = Field(1, ge=1)
+    pp: int = Field(1, ge=1)
+    fsdp: bool = True
+    mini_batches: int = Field(4, ge=1, description="optimizer steps per RL step")
+    reference_model: bool = True
+    old_logprob: bool = True
+    recompute_activations: bool = True
+    dtype: Literal["bf16", "fp16", "fp32"] = "bf16"
+
+
+class WeightSyncSpec(_Section):
+    method: Literal["nccl", "disk"] = "nccl"
+    bucket_bytes: int = Field(512 * 2**20, ge=1)
+
+
+class Orchestration(_Section):
+    placement: Literal["colocated", "disaggregated"] = "colocated"
+    mode: Literal["sync", "async"] = "sync"
+    max_staleness: int = Field(1, ge=0, description="async only; 0 behaves as sync")
+    partial_rollout: bool = False
+    weight_sync: WeightSyncSpec = Field(default_factory=WeightSyncSpec)
+
+
+class Scenario(_Section):
+    """A validated scenario. `model` is always a resolved ModelSpec (catalog name, config.json
+    path and inline mapping all end here); `profile` is an absolute path or None."""
+
+    name: str | None = None
+    model: ModelSpec
+    hardware: Hardware = Field(default_factory=Hardware)
+    workload: Workload = Field(default_factory=Workload)
+    sampler: Sampler = Field(default_factory=Sampler)
+    verifier: Verifier = Field(default_factory=Verifier)
+    trainer: Trainer = Field(default_factory=Trainer)
+    orchestration: Orchestration = Field(default_factory=Orchestration)
+    profile: str | None = Field(None, description="hardware profile YAML (calibrated efficiencies)")
+    executor: ExecutorSpec | None = None
+
+    @field_validator("model", mode="before")
+    @classmethod
+    def _resolve_model(cls, v: Any, info: ValidationInfo) -> Any:
+        if isinstance(v, ModelSpec):
+            return v
+        if isinstance(v, dict):
+            return ModelSpec.hf_fields(v, keep_unknown=True)
+        if not isinstance(v, str):
+            raise ValueError("give a catalog name, a path to a config.json, or a mapping of "
+                             "config.json fields")
+        try:
+            if v.endswith(".json") or "/" in v or "\\" in v:
+                path = Path(v).expanduser()
+                base = (info.context or {}).get("base_dir")
+                if not path.is_absolute() and base is not None:
+                    path = Path(base) / path
+                return ModelSpec.from_hf_config(path)
+            return catalog_model(v)
+        except UserError as exc:
+            raise ValueError(str(exc)) from None
+        except ValidationError as exc:
+            raise ValueError(f"config.json does not describe a model: {_one_line(exc)}") from None
+
+    @field_validator("profile", mode="after")
+    @classmethod
+    def _resolve_profile(cls, v: str | None, info: ValidationInfo) -> str | None:
+        if v is None:
+            return None
+        path = Path(v).expanduser()
+        base = (info.context or {}).get("base_dir")
+        if not path.is_absolute() and base is not None:
+            path = Path(base) / path
+        if not path.is_file():
+            raise ValueError(f"profile file {str(path)!r} not found; give a path relative to the "
+                             "scenario file, or remove `profile:` to use datasheet efficiencies")
+        return str(path.resolve())
+
+    @model_validator(mode="after")
+    def _cross_checks(self, info: ValidationInfo) -> "Scenario":
+        from rlvr_sim.scenario_checks import check_scenario
+
+        check_fit = (info.context or {}).get("check_fit", True) if info is not None else True
+        check_scenario(self, check_fit=check_fit)
+        return self
+
+    # --- derived ------------------------------------------------------------------------------
+    @property
+    def total_gpus(self) -> int:
+        if self.orchestration.placement == "colocated":
+            return self.sampler.gpus
+        return self.sampler.gpus + self.trainer.gpus
+
+    @property
+    def max_context_tokens(self) -> int:
+        """Longest sequence a step can hold: max prompt + max response (the model's context
+        window when a distribution is unbounded)."""
+        top = self.workload.prompt_tokens.max_value() + self.workload.response_tokens.max_value()
+        return int(min(top, self.model.max_position_embeddings * 2))
+
+    @cached_property
+    def hardware_profile(self) -> HardwareProfile:
+        """The profile file's datasheet and efficiencies (else the catalog's), with the
+        scenario's `hardware.*` overrides applied."""
+        prof = HardwareProfile.load(self.profile) if self.profile else \
+            HardwareProfile.from_catalog(self.hardware.gpu)
+        hw = self.hardware
+        return prof.with_overrides(usd_per_gpu_hour=hw.usd_per_gpu_hour,
+                                   intra_node_bytes_per_s=hw.intra_node_bytes_per_s,
+                                   inter_node_bytes_per_s=hw.inter_node_bytes_per_s)
+
+    def resolved_dict(self) -> dict[str, Any]:
+        d = self.model_dump(mode="json")
+        d["model"] = self.model.to_hf_config_dict()
+        return d
+
+    def resolved_yaml(self) -> str:
+        """The fully defaulted scenario (model as an inline spec): save it next to results;
+        `load_scenario` reads it back to an equal Scenario."""
+        return yaml.safe_dump(self.resolved_dict(), sort_keys=False)
+
+
+# --- loading ----------------------------------------------------------------------------------
+_DEFAULT_SECTIONS: dict[str, type[BaseModel]] = {
+    "hardware": Hardware, "workload": Workload, "sampler": Sampler, "verifier": Verifier,
+    "trainer": Trainer, "orchestration": Orchestration}
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str] | tuple[str, ...]) -> dict[str, Any]:
+    """Return a copy of `data` with each `dotted.key=value` set (value parsed as YAML)."""
+    out = copy.deepcopy(data)
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ScenarioError(f"override {item!r} is not `dotted.key=value`; e.g. sampler.tp=2")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError:
+            value = raw
+        parts = key.split(".")
+        node = out
+        for depth, part in enumerate(parts[:-1]):
+            if part not in node or node[part] is None:
+                section = _DEFAULT_SECTIONS.get(part) if depth == 0 else None
+                node[part] = section().model_dump() if section else {}
+                if depth == 1:  # a defaulted nested mapping, e.g. workload.response_tokens
+                    parent = _DEFAULT_SECTIONS.get(parts[0])
+                    field = parent.model_fields.get(part) if parent else None
+                    if field is not None and field.default_factory is not None:
+                        node[part] = _dump(field.default_factory())
+            elif not isinstance(node[part], dict):
+                raise ScenarioError(f"override {key}: {'.'.join(parts[:depth + 1])} is "
+                                    f"{node[part]!r}, not a mapping; set the whole value instead")
+            node = node[part]
+        node[parts[-1]] = value
+    return out
+
+
+def _dump(v: Any) -> Any:
+    return v.model_dump() if isinstance(v, BaseModel) else v
+
+
+def load_scenario(source: str | Path | dict[str, Any], overrides: list[str] | tuple[str, ...] = (),
+                  check_fit: bool = True) -> Scenario:
+    """Validate a scenario file (or mapping) with overrides; ScenarioError on any problem.
+
+    `check_fit=False` skips the memory-fit rules (used by `describe`, which reports them)."""
+    base_dir: Path | None = None
+    label = "scenario"
+    if isinstance(source, dict):
+        data = source
+    else:
+        path = Path(source)
+        label = str(path)
+        try:
+            data = yaml.safe_load(path.read_text())
+        except FileNotFoundError:
+            raise ScenarioError(f"scenario file {label!r} not found") from None
+        except (yaml.YAMLError, UnicodeDecodeError) as exc:
+            raise ScenarioError(f"{label} is not valid YAML: {exc}") from None
+        except IsADirectoryError:
+            raise ScenarioError(f"{label} is a directory; give a scenario .yaml file") from None
+        base_dir = path.resolve().parent
+    if not isinstance(data, dict):
+        raise ScenarioError(f"{label} must be a YAML mapping with at least `model:`; "
+                            f"got {type(data).__name__}")
+    data = apply_overrides(data, overrides)
+    try:
+        return Scenario.model_validate(data, context={"base_dir": base_dir, "check_fit": check_fit})
+    except ValidationError as exc:
+        raise ScenarioError(format_validation_error(exc, label)) from None
+    except UserError as exc:
+        raise ScenarioError(f"{label}: {exc}") from None
+
+
+_DIST_TAGS = {"fixed", "uniform", "lognormal", "empirical"}
+
+
+def _loc(loc: tuple[Any, ...]) -> str:
+    parts = [str(p) for p in loc if str(p) not in _DIST_TAGS and not str(p).startswith("function-")]
+    return ".".join(parts) or "(top level)"
+
+
+def _one_line(exc: ValidationError) -> str:
+    return "; ".join(f"{_loc(e['loc'])}: {e['msg']}" for e in exc.errors())
+
+
+def _fix_hint(err: dict[str, Any]) -> str:
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        return "; unknown key: remove it or check the spelling (see docs/contracts.md)"
+    if kind == "missing":
+        return "; add it (e.g. `model: llama-3.1-8b`)" if err["loc"] == ("model",) else "; add it"
+    return ""
+
+
+def format_validation_error(exc: ValidationError, label: str = "scenario") -> str:
+    """One line per problem: `dotted.field: what is wrong (got VALUE); fix`."""
+    lines = [f"{label} is invalid:"]
+    for err in exc.errors():
+        msg = str(err["msg"])
+        for prefix in ("Value error, ", "Assertion failed, "):
+            msg = msg.removeprefix(prefix)
+        if err["type"] == "scenario_check":
+            lines.append(f"  - {msg}")
+            continue
+        got = ""
+        if err["type"] not in ("missing", "scenario_check") and "input" in err:
+            shown = repr(err["input"])
+            got = f" (got {shown[:80] + '...' if len(shown) > 80 else shown})"
+        lines.append(f"  - {_loc(err['loc'])}: {msg}{got}{_fix_hint(err)}")
+    return "\n".join(lines)
