@@ -1,0 +1,17 @@
+"""The real GRPO executor: sample -> verify -> train on torch + transformers, traced like the simulator.
+
+One module per role:
+    tokenizer   character-level tokenizer for random-init tiny models
+    policy      build (random init from a config) or load (local HF dir) a causal LM; device/dtype/threads
+    tasks/      problem generators + checkers (the checker is the reward): math, countdown, code
+    sandbox     subprocess sandbox for running untrusted code (code task)
+    verifier    a real process pool that scores completions and records each verification's latency
+    sampler     the `Sampler` interface + the HF transformers backend (KV cache, k samples per prompt)
+    trainer     GRPO loss/advantages + the optimisation step, timed per phase
+    weight_sync trainer -> sampler weight copy, timed
+    sft         short supervised warm-start
+    checkpoint  atomic checkpoints and resume
+    tracing     trace events (rlvr_sim.trace schema) + per-step learning metrics
+    loop        synchronous colocated GRPO
+    cli         `rlvr-sim execute`
+"""

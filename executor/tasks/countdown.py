@@ -1,0 +1,142 @@
+"""Countdown: reach a target with the given numbers, each used at most once, with + - * / ( ).
+
+The validator parses the expression with a small recursive-descent parser (never `eval`),
+computes it exactly with fractions, checks that the numbers used are a sub-multiset of the
+given ones, and that the value equals the target. The expression is the completion's last line
+(an optional "answer:" prefix and a trailing "= target" are tolerated).
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass
+from fractions import Fraction
+
+from executor.tasks import Problem, Verdict, problem_rng
+
+_TOKEN = re.compile(r"\s*(\d+|[-+*/()])")
+MAX_EXPRESSION_CHARS = 200
+
+
+class ParseError(ValueError):
+    """The expression is not a valid arithmetic expression over integers."""
+
+
+def tokenize(text: str) -> list[str]:
+    """Integers and the operators + - * / ( ); anything else is a ParseError."""
+    tokens, pos = [], 0
+    text = text.rstrip()
+    while pos < len(text):
+        m = _TOKEN.match(text, pos)
+        if not m:
+            raise ParseError(f"unexpected character {text[pos]!r} at {pos}")
+        tokens.append(m.group(1))
+        pos = m.end()
+    return tokens
+
+
+class _Parser:
+    """expr := term (('+'|'-') term)*; term := atom (('*'|'/') atom)*; atom := int | '(' expr ')'."""
+
+    def __init__(self, tokens: list[str]):
+        self.tokens, self.pos, self.numbers = tokens, 0, []
+
+    def peek(self) -> str | None:
+        return self.tokens[self.pos] if self.pos < len(self.tokens) else None
+
+    def take(self) -> str:
+        tok = self.peek()
+        if tok is None:
+            raise ParseError("expression ends too early")
+        self.pos += 1
+        return tok
+
+    def expr(self) -> Fraction:
+        value = self.term()
+        while self.peek() in ("+", "-"):
+            value = value + self.term() if self.take() == "+" else value - self.term()
+        return value
+
+    def term(self) -> Fraction:
+        value = self.atom()
+        while self.peek() in ("*", "/"):
+            op, rhs = self.take(), self.atom()
+            if op == "/" and rhs == 0:
+                raise ParseError("division by zero")
+            value = value * rhs if op == "*" else value / rhs
+        return value
+
+    def atom(self) -> Fraction:
+        tok = self.take()
+        if tok == "(":
+            value = self.expr()
+            if self.take() != ")":
+                raise ParseError("missing ')'")
+            return value
+        if tok.isdigit():
+            self.numbers.append(int(tok))
+            return Fraction(int(tok))
+        raise ParseError(f"unexpected {tok!r}")
+
+
+def evaluate(expression: str) -> tuple[Fraction, list[int]]:
+    """(exact value, the integer literals used) of an expression; ParseError when invalid."""
+    if len(expression) > MAX_EXPRESSION_CHARS:
+        raise ParseError(f"expression longer than {MAX_EXPRESSION_CHARS} characters")
+    parser = _Parser(tokenize(expression))
+    value = parser.expr()
+    if parser.peek() is not None:
+        raise ParseError(f"trailing {parser.peek()!r}")
+    return value, parser.numbers
+
+
+def _expression_of(completion: str) -> str:
+    lines = [ln for ln in completion.strip().splitlines() if ln.strip()]
+    line = lines[-1] if lines else ""
+    line = re.sub(r"^\s*answer\s*:\s*", "", line, flags=re.IGNORECASE)
+    return line.split("=")[0]
+
+
+def validate(completion: str, numbers: tuple[int, ...], target: int) -> Verdict:
+    """Reward 1 iff the expression is valid, uses each given number at most once, and hits target."""
+    expression = _expression_of(completion)
+    if not expression.strip():
+        return Verdict(0.0, "no expression")
+    try:
+        value, used = evaluate(expression)
+    except ParseError as exc:
+        return Verdict(0.0, f"invalid expression: {exc}")
+    extra = Counter(used) - Counter(numbers)
+    if extra:
+        return Verdict(0.0, f"numbers not available: {sorted(extra.elements())}")
+    if value != target:
+        return Verdict(0.0, f"value {value} != target {target}")
+    return Verdict(1.0, "correct")
+
+
+@dataclass(frozen=True)
+class CountdownTask:
+    """`count` numbers in 1..number_max; the target is built from a random expression over them."""
+
+    count: int = 3
+    number_max: int = 9
+    name: str = "countdown"
+
+    def problem(self, seed: int, index: int, stream: str = "train") -> Problem:
+        rng = problem_rng(seed, index, stream)
+        while True:
+            nums = tuple(rng.randint(1, self.number_max) for _ in range(self.count))
+            used = rng.sample(nums, rng.randint(2, self.count))
+            expr = str(used[0])
+            for n in used[1:]:
+                expr = f"{expr}{rng.choice('+-*')}{n}"
+            value, _ = evaluate(expr)
+            if value.denominator == 1 and value > 0:
+                break
+        target = int(value)
+        prompt = f"{' '.join(map(str, nums))} -> {target}:"
+        return Problem(index=index, prompt=prompt, answer=str(target), reference=expr, data=nums)
+
+    def check(self, problem: Problem, completion: str) -> Verdict:
+        return validate(completion, problem.data, int(problem.answer))
