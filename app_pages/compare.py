@@ -1,0 +1,132 @@
+"""Compare page: two to four plans side by side, their differences highlighted.
+
+A plan is a base scenario plus `dotted.key=value` override lines (the same strings
+`rlvr-sim sweep` and `load_scenario` take). Two tables: the KPIs of every plan, and the
+resolved-scenario fields that differ between the plans; cells that differ from plan A are
+highlighted. A plan that does not validate shows its error under its own override box.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from app_pages import state, widgets
+
+PAGE_TITLE = "Compare plans"
+LETTERS = "ABCD"
+HIGHLIGHT = "background-color: #fff3b0; font-weight: 600"
+# Summary fields shown, in `Summary.flat()` names (metric names only; values come from the simulator).
+KPI_FIELDS = (
+    "step_time_s.mean", "step_time_s.p95", "tokens_per_s_per_gpu", "cost.usd_per_step",
+    "hours_total", "cost.usd_total", "cost.gpu_hours_total", "gpus", "bottleneck",
+    "utilization.sampler", "utilization.verifier", "utilization.trainer", "staleness.mean",
+)
+
+
+def parse_overrides(text: str) -> tuple[str, ...]:
+    """Non-empty, non-comment lines of an override box."""
+    return tuple(line.strip() for line in text.splitlines() if line.strip() and not line.strip().startswith("#"))
+
+
+def flatten(mapping: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested mapping -> {dotted.key: leaf}; lists are leaves."""
+    out: dict[str, Any] = {}
+    for key, value in mapping.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(flatten(value, name + "."))
+        else:
+            out[name] = value
+    return out
+
+
+def kpi_table(runs: dict[str, state.PlanRun]) -> pd.DataFrame:
+    """One row per KPI present in any plan's summary, one column per plan."""
+    flats = {name: state.flat_summary(run.summary) for name, run in runs.items()}
+    fields = [f for f in KPI_FIELDS if any(f in flat for flat in flats.values())]
+    return pd.DataFrame({name: [flat.get(f) for f in fields] for name, flat in flats.items()}, index=fields)
+
+
+def scenario_diff(runs: dict[str, state.PlanRun]) -> pd.DataFrame:
+    """Resolved-scenario fields whose values are not the same in every plan."""
+    import yaml
+
+    flats = {name: flatten(yaml.safe_load(run.scenario_yaml) or {}) for name, run in runs.items()}
+    keys = sorted(set().union(*flats.values()))
+    rows = {k: [flats[n].get(k) for n in flats] for k in keys}
+    differing = {k: v for k, v in rows.items() if len({repr(x) for x in v}) > 1}
+    return pd.DataFrame.from_dict(differing, orient="index", columns=list(flats))
+
+
+def highlight_differences(table: pd.DataFrame) -> Any:
+    """Styler: cells that differ from the first column are highlighted."""
+    first = table.columns[0]
+
+    def style_row(row: pd.Series) -> list[str]:
+        return ["" if col == first or repr(row[col]) == repr(row[first]) else HIGHLIGHT for col in row.index]
+
+    return table.astype(object).style.apply(style_row, axis=1).format(_cell)
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:,.4g}"
+    return "" if value is None else str(value)
+
+
+def plan_inputs(count: int) -> dict[str, tuple[state.ScenarioSource, tuple[str, ...], Any]]:
+    """One column per plan: scenario file and override lines; returns name -> (source, overrides, error slot)."""
+    files = state.scenario_files()
+    names = [p.name for p in files]
+    plans = {}
+    for letter, col in zip(LETTERS[:count], st.columns(count)):
+        with col:
+            st.markdown(f"**Plan {letter}**")
+            picked = st.selectbox("Scenario", names, key=f"compare:{letter}:file")
+            text = st.text_area("Overrides (one `dotted.key=value` per line)", key=f"compare:{letter}:overrides",
+                                height=120, placeholder="sampler.tp=2")
+            slot = st.empty()
+        plans[f"Plan {letter}"] = (state.source_from_file(files[names.index(picked)]), parse_overrides(text), slot)
+    return plans
+
+
+def render() -> None:
+    st.title(PAGE_TITLE)
+    errors = state.require("rlvr_sim.errors", "the error types")
+    if not state.scenario_files():
+        st.warning(f"No scenario files in {state.SCENARIO_DIR.name}/ — add one to compare plans.")
+        return
+    count = int(st.number_input("Plans", min_value=2, max_value=len(LETTERS), value=2, step=1, key="compare:count"))
+    plans = plan_inputs(count)
+    runs: dict[str, state.PlanRun] = {}
+    with st.spinner("Simulating..."):
+        for name, (source, overrides, slot) in plans.items():
+            try:
+                runs[name] = state.simulate(source, overrides)
+            except errors.UserError as exc:
+                slot.error(f"{name} is invalid: {exc}", icon="⚠️")
+    if len(runs) < 2:
+        st.info("Two valid plans are needed for a comparison; fix the plan marked above.")
+        return
+    st.subheader("Results")
+    st.caption("Highlighted: differs from the first valid plan.")
+    st.dataframe(highlight_differences(kpi_table(runs)), key="compare:kpis")
+    st.subheader("Scenario differences")
+    diff = scenario_diff(runs)
+    if diff.empty:
+        st.caption("The resolved scenarios are identical.")
+    else:
+        st.dataframe(highlight_differences(diff), key="compare:diff")
+
+
+def main() -> None:
+    try:
+        render()
+    except state.MissingPiece as exc:
+        st.info(str(exc))
+
+
+main()
