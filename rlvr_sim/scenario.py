@@ -23,10 +23,7 @@ from rlvr_sim.errors import ScenarioError, UserError
 from rlvr_sim.hardware import HardwareProfile, catalog_gpu
 from rlvr_sim.model_spec import ModelSpec, catalog_model
 
-try:  # written in parallel by the executor engineer; pure pydantic
-    from rlvr_sim.executor_spec import ExecutorSpec
-except ImportError:  # pragma: no cover - only while that file does not exist
-    ExecutorSpec = dict  # type: ignore[misc,assignment]
+from rlvr_sim.executor_spec import ExecutorSpec  # pure pydantic, no torch
 
 WeightDtype = Literal["bf16", "fp16", "fp8", "int4", "fp32"]
 KvDtype = Literal["bf16", "fp16", "fp8", "fp32"]
