@@ -1,0 +1,219 @@
+"""The app in a real browser: `streamlit run app.py` served headless on localhost, Debian's
+Chromium (headless, driven through chromedriver's W3C WebDriver HTTP API with the standard
+library only) loads each page, waits for its expected elements, checks that no traceback is
+shown and saves a screenshot per page.
+
+Skipped when Chromium or chromedriver is missing (`tools/install_chromium.sh` installs both).
+Screenshots go to $APP_SCREENSHOT_DIR when set (the committed ones: docs/screenshots/), else to
+pytest's tmp dir, so a test run never rewrites tracked files.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("streamlit")
+pytest.importorskip("plotly")
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None)
+CHROMEDRIVER = shutil.which("chromedriver") or (
+    "/usr/bin/chromedriver" if Path("/usr/bin/chromedriver").exists() else None)
+pytestmark = pytest.mark.skipif(CHROMIUM is None or CHROMEDRIVER is None,
+                                reason="needs Chromium + chromedriver (run tools/install_chromium.sh)")
+
+# Flags for a root, offline, headless Chromium: without the background-networking ones the
+# closed network makes it stall on start-up requests.
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                  "--disable-dev-shm-usage", "--hide-scrollbars"]
+PAGE_WAIT_S = 90.0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_http(url: str, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as resp:
+                if resp.status == 200:
+                    return
+        except (urllib.error.URLError, ConnectionError, OSError):
+            time.sleep(0.3)
+    raise TimeoutError(f"{url} did not answer within {timeout_s:.0f} s")
+
+
+class WebDriver:
+    """The few W3C WebDriver commands the test needs, over HTTP to chromedriver."""
+
+    def __init__(self, base: str):
+        self.base = base
+        caps = {"browserName": "chrome", "goog:chromeOptions": {
+            "binary": CHROMIUM, "args": CHROMIUM_FLAGS + [f"--user-data-dir={tempfile.mkdtemp(prefix='chromium-')}",
+                                                       "--window-size=1400,1800"]}}
+        self.session = self._call("POST", "/session", {"capabilities": {"alwaysMatch": caps}})["sessionId"]
+
+    def _call(self, method: str, path: str, body: dict | None = None) -> dict:
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(self.base + path, data=data, method=method,
+                                     headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=120) as resp:
+                return json.loads(resp.read() or b"{}").get("value") or {}
+        except urllib.error.HTTPError as exc:
+            raise RuntimeError(f"webdriver {method} {path}: {exc.read()[:500]!r}") from None
+
+    def cmd(self, method: str, path: str, body: dict | None = None) -> dict:
+        return self._call(method, f"/session/{self.session}{path}", body)
+
+    def get(self, url: str) -> None:
+        self.cmd("POST", "/url", {"url": url})
+
+    def js(self, script: str) -> object:
+        return self.cmd("POST", "/execute/sync", {"script": script, "args": []})
+
+    def resize(self, width: int, height: int) -> None:
+        self.cmd("POST", "/window/rect", {"width": width, "height": height})
+
+    def click_button(self, text: str) -> None:
+        xpath = f"//button[.//p[normalize-space()='{text}'] or normalize-space()='{text}']"
+        element = self.cmd("POST", "/element", {"using": "xpath", "value": xpath})
+        self.cmd("POST", f"/element/{next(iter(element.values()))}/click", {})
+
+    def screenshot(self, path: Path) -> bytes:
+        png = base64.b64decode(self.cmd("GET", "/screenshot"))  # type: ignore[arg-type]
+        path.write_bytes(png)
+        return png
+
+    def close(self) -> None:
+        self._call("DELETE", f"/session/{self.session}")
+
+
+@dataclass
+class Page:
+    url_path: str
+    expect: tuple[str, ...]      # text the rendered page must contain
+    plots: int                   # Plotly charts that must have rendered
+    height: int = 1800
+    click: str | None = None     # a button to press first (its results then must appear)
+
+
+PAGES = {
+    "plan": Page("", ("Plan a run", "Step time", "Tokens/s/GPU", "$ per step", "Hours to finish", "Bottleneck",
+                      "Downloads", "Results JSON"), plots=4, height=2600),
+    "compare": Page("compare", ("Compare plans", "Plan A", "Plan B", "Results", "step_time_s.mean"), plots=0),
+    "sweep": Page("sweep", ("Sweep and plan", "Grid over two knobs", "Step time (s)", "Pareto frontier"),
+                  plots=3, height=2600, click="Run sweep"),
+    "calibration": Page("calibration", ("Calibration",), plots=0),
+}
+
+
+@pytest.fixture(scope="module")
+def server() -> str:
+    port = free_port()
+    env = dict(os.environ, STREAMLIT_BROWSER_GATHER_USAGE_STATS="false")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
+         "--server.port", str(port), "--server.address", "127.0.0.1"],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        wait_http(f"http://127.0.0.1:{port}/_stcore/health", 60)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+@pytest.fixture(scope="module")
+def browser() -> WebDriver:
+    port = free_port()
+    proc = subprocess.Popen([CHROMEDRIVER, f"--port={port}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_http(f"http://127.0.0.1:{port}/status", 30)
+        driver = WebDriver(f"http://127.0.0.1:{port}")
+        yield driver
+        driver.close()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    wanted = os.environ.get("APP_SCREENSHOT_DIR")
+    out = Path(wanted) if wanted else tmp_path_factory.mktemp("screenshots")
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def page_state(driver: WebDriver) -> tuple[str, int, bool]:
+    """(visible text, rendered Plotly charts, whether Streamlit is still running the script)."""
+    got = driver.js("""return [document.body.innerText,
+        document.querySelectorAll('.js-plotly-plot .main-svg').length > 0 ?
+            document.querySelectorAll('.js-plotly-plot').length : 0,
+        document.querySelector('[data-testid="stStatusWidget"]') !== null];""")
+    return str(got[0]), int(got[1]), bool(got[2])  # type: ignore[index]
+
+
+def wait_for(driver: WebDriver, page: Page, expect: tuple[str, ...], plots: int) -> str:
+    deadline = time.monotonic() + PAGE_WAIT_S
+    text, rendered, running = "", 0, True
+    while time.monotonic() < deadline:
+        text, rendered, running = page_state(driver)
+        if all(e in text for e in expect) and rendered >= plots and not running:
+            time.sleep(1.0)  # let Plotly finish drawing before the screenshot
+            return page_state(driver)[0]
+        time.sleep(0.5)
+    missing = [e for e in expect if e not in text]
+    raise AssertionError(f"page /{page.url_path}: missing {missing}, {rendered}/{plots} charts, "
+                         f"running={running}; text: {text[:1500]}")
+
+
+def check_png(png: bytes, width: int, height: int) -> None:
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    try:
+        from PIL import Image
+    except ImportError:  # pragma: no cover - pillow comes with matplotlib (calibration extra)
+        return
+    import io
+
+    image = Image.open(io.BytesIO(png)).convert("L")
+    assert image.size[0] >= width * 0.9 and image.size[1] >= height * 0.5
+    lo, hi = image.getextrema()
+    assert hi - lo > 100, "screenshot is blank"
+
+
+@pytest.mark.parametrize("name", list(PAGES))
+def test_page_renders_in_chromium(name: str, server: str, browser: WebDriver, shots: Path) -> None:
+    page = PAGES[name]
+    browser.resize(1400, page.height)
+    browser.get(f"{server}/{page.url_path}")
+    if page.click:
+        wait_for(browser, page, (page.click,), 0)
+        browser.click_button(page.click)
+    text = wait_for(browser, page, page.expect, page.plots)
+    assert "Traceback" not in text and "Page not found" not in text
+    png = browser.screenshot(shots / f"{name}.png")
+    check_png(png, 1400, page.height)
