@@ -1,0 +1,91 @@
+"""`rlvr-sim simulate SCENARIO [--steps N] [--seed S] [--set k=v ...] [--json] [--trace PATH]
+[--perfetto PATH]`: simulate a scenario's RL steps and say where the time goes.
+
+Human output is a table (step time, critical path per phase, throughput, utilisation, staleness,
+cost); `--json` prints `Summary.model_dump()` as one JSON object. `--trace` writes the event
+trace (.parquet or .csv) and the resolved scenario next to it (`<trace>.scenario.yaml`);
+`--perfetto` writes a Chrome/Perfetto timeline (open it at https://ui.perfetto.dev).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from rlvr_sim.errors import UserError
+from rlvr_sim.scenario import load_scenario
+from rlvr_sim.sim.metrics import Summary
+from rlvr_sim.sim.run import simulate
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("scenario", help="scenario YAML file")
+    p.add_argument("--steps", type=int, default=None,
+                   help="steps to simulate (default: workload.steps); totals extrapolate to workload.steps")
+    p.add_argument("--seed", type=int, default=None, help="override workload.seed")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a scenario field, e.g. --set sampler.tp=2 (repeatable)")
+    p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+    p.add_argument("--trace", type=Path, default=None, metavar="PATH",
+                   help="write the trace (.parquet or .csv) and the resolved scenario next to it")
+    p.add_argument("--perfetto", type=Path, default=None, metavar="PATH",
+                   help="write a Chrome/Perfetto trace JSON of the timeline")
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.steps is not None and args.steps < 1:
+        raise UserError(f"--steps {args.steps} is invalid: simulate at least 1 step")
+    if args.trace is not None and args.trace.suffix not in (".parquet", ".csv"):
+        raise UserError(f"--trace {args.trace}: use a .parquet or .csv file name")
+    sc = load_scenario(args.scenario, args.overrides)
+    result = simulate(sc, steps=args.steps, seed=args.seed, trace_path=args.trace,
+                      progress=not args.json or sys.stderr.isatty())
+    if args.trace is not None:
+        args.trace.with_name(args.trace.name + ".scenario.yaml").write_text(sc.resolved_yaml())
+    if args.perfetto is not None:
+        from rlvr_sim.sim.perfetto import write_perfetto
+
+        write_perfetto(result.trace, args.perfetto)
+    if args.json:
+        print(json.dumps(result.summary.model_dump(), indent=1))
+    else:
+        print(format_summary(result.summary))
+        for path in (args.trace, args.perfetto):
+            if path is not None:
+                print(f"wrote {path}")
+    return 0
+
+
+def format_summary(s: Summary) -> str:
+    """A readable table of one simulated run."""
+    mean = s.step_time_s.mean
+    lines = [
+        f"scenario {s.scenario}: {s.mode}, {s.gpus} GPUs (sampler {s.sampler_gpus} in "
+        f"{s.sampler_replicas} replicas, trainer {s.trainer_gpus}), {s.verifier_workers} verifier workers",
+        f"simulated {s.steps_simulated} steps ({s.warmup_steps} warm-up excluded); "
+        f"run of {s.workload_steps} steps",
+        "",
+        f"step time          mean {mean:9.2f} s   p50 {s.step_time_s.p50:9.2f} s   p95 {s.step_time_s.p95:9.2f} s",
+        "critical path per step (sums to the mean):",
+    ]
+    for phase, secs in s.phase_time_s.items():
+        share = secs / mean if mean else 0.0
+        lines.append(f"  {phase:<16} {secs:9.2f} s  {share:6.1%}  {'#' * round(share * 40)}")
+    lines += [
+        "train breakdown:   " + ", ".join(f"{k} {v:.2f} s" for k, v in s.train_breakdown_s.items() if v),
+        f"tokens/step        {s.tokens_per_step:,.0f} ({s.output_tokens_per_step:,.0f} generated)",
+        f"throughput         {s.tokens_per_s:,.0f} tokens/s, {s.tokens_per_s_per_gpu:,.0f} tokens/s/GPU "
+        f"({s.output_tokens_per_s_per_gpu:,.0f} generated)",
+        "utilisation        " + ", ".join(f"{k} {v:.0%}" for k, v in s.utilization.items()),
+        "idle per step      " + ", ".join(f"{k} {v:.1f} s" for k, v in s.idle_s.items()),
+        f"bottleneck         {s.bottleneck}",
+        f"staleness          mean {s.staleness.mean:.2f}, max {s.staleness.max}, "
+        f"histogram {s.staleness.hist}",
+        f"cost               ${s.cost.usd_per_step:,.2f}/step at ${s.cost.usd_per_gpu_hour:.2f}/GPU-h; "
+        f"{s.hours_total:,.1f} h, {s.cost.gpu_hours_total:,.0f} GPU-h, ${s.cost.usd_total:,.0f} "
+        f"for {s.workload_steps} steps",
+        "counters           " + ", ".join(f"{k} {v:,.4g}" for k, v in s.counters.items()),
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,96 @@
+"""`SimConfig`: the plain numbers one simulation needs, separated from the scenario schema.
+
+`simulate()` builds it from a validated `Scenario` plus the cost model; tests build it directly
+(with a fake cost model and fixed lengths) so every event time can be computed by hand.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+
+from rlvr_sim.errors import ScenarioError
+from rlvr_sim.sim.protocols import DistributionLike
+
+
+@dataclass(frozen=True)
+class Constant:
+    """A distribution that always returns `value` (for tests and instant verifiers)."""
+
+    value: float
+
+    def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        return np.full(n, float(self.value))
+
+
+@dataclass(frozen=True)
+class SimConfig:
+    """Everything the orchestrators read. Counts are per RL step unless named otherwise.
+
+    kv_blocks is per sampler replica (None: unlimited memory).
+    """
+
+    prompts_per_step: int
+    samples_per_prompt: int
+    steps: int                                  # steps to simulate
+    prompt_tokens: DistributionLike
+    response_tokens: DistributionLike
+    sampler_gpus: int
+    trainer_gpus: int
+    gpus_per_replica: int = 1
+    max_concurrent_sequences: int = 256
+    kv_blocks: int | None = None
+    block_tokens: int = 16
+    prefix_caching: bool = True
+    verifier_workers: int = 1
+    verifier_latency_s: DistributionLike = field(default_factory=lambda: Constant(0.0))
+    verifier_timeout_s: float = float("inf")
+    verifier_failure_rate: float = 0.0
+    placement: Literal["colocated", "disaggregated"] = "disaggregated"
+    mode: Literal["sync", "async"] = "sync"
+    max_staleness: int = 0
+    partial_rollout: bool = False
+    seed: int = 0
+    workload_steps: int | None = None           # steps of the whole run (extrapolation)
+    usd_per_gpu_hour: float = 0.0
+    run_id: str = "sim"
+
+    def __post_init__(self) -> None:
+        checks = [
+            (self.prompts_per_step >= 1, "workload.prompts_per_step", self.prompts_per_step, "use >= 1"),
+            (self.samples_per_prompt >= 1, "workload.samples_per_prompt", self.samples_per_prompt, "use >= 1"),
+            (self.steps >= 1, "steps", self.steps, "simulate at least 1 step"),
+            (self.sampler_gpus % self.gpus_per_replica == 0 and self.sampler_gpus >= self.gpus_per_replica,
+             "sampler.gpus", self.sampler_gpus,
+             f"use a multiple of tp*pp={self.gpus_per_replica}"),
+            (self.max_concurrent_sequences >= 1, "sampler.max_concurrent_sequences",
+             self.max_concurrent_sequences, "use >= 1"),
+            (self.verifier_workers >= 1, "verifier.workers", self.verifier_workers, "use >= 1"),
+            (0.0 <= self.verifier_failure_rate <= 1.0, "verifier.failure_rate",
+             self.verifier_failure_rate, "use a probability in [0, 1]"),
+            (self.max_staleness >= 0, "orchestration.max_staleness", self.max_staleness, "use >= 0"),
+            (not (self.placement == "colocated" and self.mode == "async"), "orchestration.mode",
+             self.mode, "colocated placement runs sync; use placement: disaggregated for async"),
+        ]
+        for ok, name, value, fix in checks:
+            if not ok:
+                raise ScenarioError(f"{name}={value!r} is invalid: {fix}")
+
+    @property
+    def replicas(self) -> int:
+        return self.sampler_gpus // self.gpus_per_replica
+
+    @property
+    def samples_per_step(self) -> int:
+        return self.prompts_per_step * self.samples_per_prompt
+
+    @property
+    def total_gpus(self) -> int:
+        return self.sampler_gpus if self.placement == "colocated" else self.sampler_gpus + self.trainer_gpus
+
+    @property
+    def staleness_bound(self) -> int:
+        """Largest allowed (trainer step - generating version); 0 in sync modes."""
+        return self.max_staleness if self.mode == "async" else 0

@@ -1,0 +1,45 @@
+"""What the simulator needs from the outside world, as Protocols.
+
+The simulator never imports the cost model's internals: it takes any object with the
+`CostModel` facade's interface (docs/contracts.md). Tests inject a hand-computable fake
+(`rlvr_sim.sim.fake_cost.FakeCostModel`) so event logs can be checked by hand, the way SimPy's
+own tests check `(name, env.now)` sequences.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import numpy as np
+
+
+class TrainBreakdownLike(Protocol):
+    """Seconds of one RL step's training on the whole trainer pool (all mini-batches)."""
+
+    ref_logprob_s: float
+    old_logprob_s: float
+    forward_backward_s: float
+    optimizer_s: float
+    total_s: float
+
+
+class CostModelLike(Protocol):
+    """The cost-model facade (rlvr_sim.cost.CostModel) as the simulator uses it."""
+
+    tokens_per_iteration: float
+    weight_sync_s: float
+    switch_s: float
+
+    def prefill_s(self, new_tokens: int, sequences: int = 1) -> float: ...
+
+    def decode_span_s(self, sequences: int, context_tokens_sum: float,
+                      context_tokens_max: float, iterations: int) -> float: ...
+
+    def train_step(self, sequences: int, prompt_tokens: int,
+                   output_tokens: int) -> TrainBreakdownLike: ...
+
+
+class DistributionLike(Protocol):
+    """A seeded distribution (rlvr_sim.distributions): `sample(rng, n)` floats."""
+
+    def sample(self, rng: np.random.Generator, n: int) -> np.ndarray: ...

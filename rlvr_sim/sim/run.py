@@ -1,0 +1,116 @@
+"""`simulate()`: the one entry point sweeps, plans, the app and validation call (docs/contracts.md).
+
+`simulate(scenario)` resolves the cost model and runs `simulate_config`, which any caller with
+its own cost model (tests: the hand-computable fake) can use directly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pandas as pd
+import simpy
+
+from rlvr_sim.sim import orchestrator
+from rlvr_sim.sim.config import SimConfig
+from rlvr_sim.sim.metrics import Summary, summarize
+from rlvr_sim.sim.protocols import CostModelLike
+from rlvr_sim.sim.recorder import Recorder, StepRecord
+from rlvr_sim.sim.sampler import ReplicaEngine
+from rlvr_sim.sim.source import PromptSource
+from rlvr_sim.sim.verifier import VerifierPool
+from rlvr_sim.trace import write_trace
+
+if TYPE_CHECKING:
+    from rlvr_sim.scenario import Scenario
+
+
+@dataclass
+class SimResult:
+    summary: Summary
+    trace: pd.DataFrame
+    steps: list[StepRecord]
+    config: SimConfig
+    scenario: "Scenario | None" = None
+
+
+def config_from_scenario(sc: "Scenario", cm, steps: int | None = None,
+                         seed: int | None = None) -> SimConfig:
+    """The simulator's view of a validated scenario."""
+    w, s, v, o = sc.workload, sc.sampler, sc.verifier, sc.orchestration
+    return SimConfig(
+        prompts_per_step=w.prompts_per_step, samples_per_prompt=w.samples_per_prompt,
+        steps=steps or w.steps, prompt_tokens=w.prompt_tokens, response_tokens=w.response_tokens,
+        sampler_gpus=s.gpus, trainer_gpus=sc.trainer.gpus, gpus_per_replica=s.tp * s.pp,
+        max_concurrent_sequences=s.max_concurrent_sequences, kv_blocks=cm.sampler_plan.kv_blocks,
+        block_tokens=s.block_tokens, prefix_caching=s.prefix_caching,
+        verifier_workers=v.workers, verifier_latency_s=v.latency_s, verifier_timeout_s=v.timeout_s,
+        verifier_failure_rate=v.failure_rate, placement=o.placement, mode=o.mode,
+        max_staleness=o.max_staleness, partial_rollout=o.partial_rollout,
+        seed=w.seed if seed is None else seed, workload_steps=w.steps,
+        usd_per_gpu_hour=float(sc.hardware_profile.datasheet.usd_per_gpu_hour),
+        run_id=sc.name or "sim")
+
+
+def simulate(scenario: "Scenario", steps: int | None = None, seed: int | None = None,
+             trace_path: str | Path | None = None, progress: bool = False) -> SimResult:
+    """Simulate `steps` RL steps (default: the scenario's) of a validated scenario."""
+    from rlvr_sim.cost import CostModel
+
+    cm = CostModel.from_scenario(scenario)
+    cfg = config_from_scenario(scenario, cm, steps, seed)
+    result = simulate_config(cfg, cm, trace_path=trace_path, progress=progress,
+                             scenario_name=scenario.name or "scenario")
+    result.scenario = scenario
+    return result
+
+
+def simulate_config(cfg: SimConfig, cm: CostModelLike, *, trace_path: str | Path | None = None,
+                    progress: bool = False, scenario_name: str = "config") -> SimResult:
+    """Run the simulation of `cfg` with cost model `cm`."""
+    env = simpy.Environment()
+    eta = cfg.max_staleness if cfg.mode == "async" else 0
+    engines = [ReplicaEngine(r, cm, max_concurrent=cfg.max_concurrent_sequences,
+                             kv_blocks=cfg.kv_blocks, block_tokens=cfg.block_tokens,
+                             prefix_caching=cfg.prefix_caching, max_staleness=eta)
+               for r in range(cfg.replicas)]
+    verifier = VerifierPool(cfg.verifier_workers)
+    rec = Recorder(cfg.run_id, cfg.steps)
+    source = PromptSource(cfg)
+    bar = _progress_bar(cfg) if progress else None
+    try:
+        if cfg.mode == "sync":
+            done = env.process(orchestrator.run_sync(env, cfg, cm, source, engines, verifier, rec, bar))
+        else:
+            done = orchestrator.AsyncRun(env, cfg, cm, source, engines, verifier, rec, bar).start()
+        env.run(until=done)
+    finally:
+        if bar is not None:
+            bar.close()
+    busy = {"sampler": sum(e.busy_s for e in engines), "verifier": verifier.busy_s,
+            "trainer": sum(r.train_end_s - r.train_start_s + r.weight_sync_s for r in rec.steps)}
+    counters = {
+        "sampler_segments_per_step": sum(e.segments for e in engines) / cfg.steps,
+        "preemptions": sum(c.preemptions for e in engines for c in e.counters.values()),
+        "interruptions": sum(c.interruptions for e in engines for c in e.counters.values()),
+        "recompute_tokens": sum(c.recompute_tokens for e in engines for c in e.counters.values()),
+        "prefill_s_per_replica_step": sum(e.prefill_s for e in engines) / cfg.replicas / cfg.steps,
+        "verifier_timeouts": verifier.timeouts, "verifier_failures": verifier.failures,
+    }
+    summary = summarize(cfg, rec.steps, scenario=scenario_name, staleness=rec.staleness,
+                        busy_s=busy, counters=counters)
+    trace = rec.frame({e.replica: e.counters for e in engines})
+    if trace_path is not None:
+        write_trace(trace, trace_path)
+    return SimResult(summary, trace, rec.steps, cfg)
+
+
+def _progress_bar(cfg: SimConfig):
+    from tqdm import tqdm
+
+    return tqdm(total=cfg.steps, desc="simulate", unit="step", leave=False, disable=None)
+
+
+__all__ = ["SimResult", "simulate", "simulate_config", "config_from_scenario", "replace"]

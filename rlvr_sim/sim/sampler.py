@@ -1,0 +1,352 @@
+"""A continuous-batching sampler replica (tp x pp GPUs), advanced analytically.
+
+State changes, not tokens, are events: between two state changes (admission, a sequence
+finishing, the KV pool filling, a weight update) every running sequence gains
+`tokens_per_iteration` tokens per iteration, so the span is costed in one call to
+`cm.decode_span_s`. Work per RL step therefore grows with sequences, not tokens.
+
+Modelled:
+- admission FCFS, limited by `max_concurrent_sequences` and free KV blocks, one prefill call per
+  admission round (`cm.prefill_s(new_tokens, sequences)`); running sequences pause meanwhile
+  (chunked prefill mixing is not modelled);
+- paged KV: a replica holds `kv_blocks` blocks of `block_tokens`. A sequence holds its private
+  tokens (prompt tail + generated); with prefix caching the prompt's full blocks are held once per
+  prompt while any of its samples runs (and prefilled once). Block rounding is taken in
+  expectation: used = shared + (private tokens)/B + n (B-1)/(2B); exact for B = 1;
+- preemption by recompute: when the next iteration would not fit, the most recently admitted
+  sequence goes back to the front of the queue and later re-prefills prompt + generated tokens;
+- staleness gate: a sample of step j is admitted only while `version >= j - max_staleness`;
+- partial rollouts: `interrupt_all()` sends every running sequence back with its generated
+  tokens (they continue under the new weights after a KV recompute, which is counted).
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections import deque
+from dataclasses import dataclass, field
+
+from rlvr_sim.errors import ScenarioError
+from rlvr_sim.sim.protocols import CostModelLike
+from rlvr_sim.sim.source import Group
+
+
+@dataclass(frozen=True)
+class Finished:
+    """A sample whose generation completed."""
+
+    sample: int
+    step: int
+    replica: int
+    prompt_tokens: int
+    output_tokens: int
+    version: int           # policy version when its generation started
+    versions_spanned: int  # 1 + weight updates it lived through (partial rollouts)
+    start_s: float
+    end_s: float
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A planned decode span: `iterations` iterations of the current batch from `t0_s`."""
+
+    t0_s: float
+    iterations: int
+    span_s: float
+    sequences: int
+    context_sum: float
+    context_max: float
+
+    @property
+    def end_s(self) -> float:
+        return self.t0_s + self.span_s
+
+
+class _Seq:
+    __slots__ = ("sample", "group", "target", "gen0", "version", "versions", "admit_it", "admit_no",
+                 "ctx_off", "priv_off", "start_s", "shared", "last_version")
+
+    def __init__(self, sample: int, group: Group, target: int):
+        self.sample, self.group, self.target = sample, group, target
+        self.gen0 = 0.0
+        self.version = -1
+        self.versions = 0
+        self.last_version = -1
+        self.start_s = -1.0
+
+
+@dataclass
+class StepCounters:
+    """Per RL step, this replica: preemptions, interruptions and recomputed tokens."""
+
+    preemptions: int = 0
+    interruptions: int = 0
+    recompute_tokens: int = 0
+
+
+class ReplicaEngine:
+    """One sampler replica. The orchestrator drives it with plan() / finish() / cut()."""
+
+    def __init__(self, replica: int, cm: CostModelLike, *, max_concurrent: int, kv_blocks: int | None,
+                 block_tokens: int, prefix_caching: bool, max_staleness: int):
+        self.replica, self.cm = replica, cm
+        self.max_concurrent = max_concurrent
+        self.kv_blocks = math.inf if kv_blocks is None else kv_blocks
+        self.bt = block_tokens
+        self.prefix = prefix_caching
+        self.eta = max_staleness
+        self.tpi = float(cm.tokens_per_iteration)
+        self.frag = (block_tokens - 1) / (2 * block_tokens)
+        self.clock = 0.0
+        self.it = 0
+        self.version = 0
+        self.admit_enabled = True
+        self.waiting: deque[_Seq] = deque()
+        self.running: dict[int, _Seq] = {}
+        self._finish_heap: list[tuple[int, int, int]] = []
+        self._max_heap: list[tuple[float, int, int]] = []
+        self._groups: dict[int, list[int]] = {}     # group_id -> [running samples, shared blocks]
+        self._shared_blocks = 0
+        self._ctx_off_sum = 0.0
+        self._priv_off_sum = 0.0
+        self._admits = 0
+        self.seg: Segment | None = None
+        self.busy_s = 0.0
+        self.prefill_s = 0.0
+        self.segments = 0
+        self.counters: dict[int, StepCounters] = {}
+
+    # ----------------------------------------------------------------- input
+    def submit(self, group: Group) -> None:
+        for sample, target in zip(group.samples, group.response_tokens):
+            self.waiting.append(_Seq(sample, group, target))
+
+    @property
+    def load(self) -> int:
+        """Outstanding sequences (running + waiting): the dispatcher's balance key."""
+        return len(self.running) + len(self.waiting)
+
+    def wake(self, now_s: float) -> None:
+        """An idle engine starts no earlier than `now_s`."""
+        if self.seg is None and not self.running:
+            self.clock = max(self.clock, now_s)
+
+    # ----------------------------------------------------------------- KV arithmetic
+    def _blocks_after(self, iterations: int, extra_private: float = 0.0, extra_seqs: int = 0,
+                      extra_shared: int = 0) -> float:
+        n = len(self.running) + extra_seqs
+        private = self._priv_off_sum + len(self.running) * self.tpi * self.it + extra_private
+        return (self._shared_blocks + extra_shared
+                + (private + n * self.tpi * iterations) / self.bt + n * self.frag)
+
+    def _iterations_that_fit(self, limit: int) -> int:
+        if self.kv_blocks == math.inf or self._blocks_after(limit) <= self.kv_blocks:
+            return limit
+        n = len(self.running)
+        private = self._priv_off_sum + n * self.tpi * self.it
+        room_tokens = (self.kv_blocks - self._shared_blocks - n * self.frag) * self.bt - private
+        return max(0, min(limit, math.floor(room_tokens / (n * self.tpi) + 1e-9)))
+
+    # ----------------------------------------------------------------- admission
+    def _admit(self) -> None:
+        admitted: list[_Seq] = []
+        new_tokens = 0
+        while (self.admit_enabled and self.waiting and len(self.running) < self.max_concurrent
+               and self.waiting[0].group.step - self.eta <= self.version):
+            seq = self.waiting[0]
+            g = seq.group
+            shared = (g.prompt_tokens // self.bt) if self.prefix else 0
+            state = self._groups.get(g.group_id)
+            new_shared = shared if state is None else 0
+            private = g.prompt_tokens - shared * self.bt + seq.gen0
+            if self._blocks_after(1, private, 1, new_shared) > self.kv_blocks:
+                if not self.running and not admitted:
+                    raise ScenarioError(
+                        f"a sequence of {g.prompt_tokens + seq.target} tokens does not fit the KV "
+                        f"pool of a sampler replica ({self.kv_blocks} blocks of {self.bt} tokens): "
+                        "raise sampler.tp or sampler.gpu_memory_utilization, or cap the lengths")
+                break
+            self.waiting.popleft()
+            if state is None:
+                state = self._groups[g.group_id] = [0, shared]
+                self._shared_blocks += shared
+                new_tokens += g.prompt_tokens
+            else:
+                new_tokens += g.prompt_tokens - shared * self.bt
+            new_tokens += int(seq.gen0)
+            if seq.gen0 > 0:
+                self._counter(g.step).recompute_tokens += int(seq.gen0)
+            state[0] += 1
+            self._start(seq, private)
+            admitted.append(seq)
+        if admitted:
+            p = self.cm.prefill_s(new_tokens, len(admitted))
+            for seq in admitted:
+                if seq.start_s < 0:
+                    seq.start_s = self.clock
+            self.clock += p
+            self.busy_s += p
+            self.prefill_s += p
+
+    def _start(self, seq: _Seq, private: float) -> None:
+        if seq.version < 0:
+            seq.version = self.version
+        if seq.last_version != self.version:
+            seq.versions += 1
+            seq.last_version = self.version
+        self._admits += 1
+        seq.admit_it, seq.admit_no = self.it, self._admits
+        ctx = seq.group.prompt_tokens + seq.gen0
+        seq.ctx_off = ctx - self.tpi * self.it
+        seq.priv_off = private - self.tpi * self.it
+        seq.shared = self._groups[seq.group.group_id][1]
+        self._ctx_off_sum += seq.ctx_off
+        self._priv_off_sum += seq.priv_off
+        self.running[seq.sample] = seq
+        finish_it = self.it + max(1, math.ceil((seq.target - seq.gen0) / self.tpi - 1e-9))
+        heapq.heappush(self._finish_heap, (finish_it, seq.admit_no, seq.sample))
+        heapq.heappush(self._max_heap, (-seq.ctx_off, seq.admit_no, seq.sample))
+
+    def _stop(self, seq: _Seq) -> None:
+        """Remove a running sequence (finished, preempted or interrupted)."""
+        del self.running[seq.sample]
+        self._ctx_off_sum -= seq.ctx_off
+        self._priv_off_sum -= seq.priv_off
+        state = self._groups[seq.group.group_id]
+        state[0] -= 1
+        if state[0] == 0:
+            self._shared_blocks -= state[1]
+            del self._groups[seq.group.group_id]
+
+    def _counter(self, step: int) -> StepCounters:
+        c = self.counters.get(step)
+        if c is None:
+            c = self.counters[step] = StepCounters()
+        return c
+
+    def _generated(self, seq: _Seq) -> float:
+        return min(float(seq.target), seq.gen0 + self.tpi * (self.it - seq.admit_it))
+
+    def _requeue(self, seq: _Seq) -> None:
+        self._stop(seq)
+        seq.gen0 = self._generated(seq)
+        self.waiting.appendleft(seq)
+
+    # ----------------------------------------------------------------- time
+    def _context_max(self) -> float:
+        heap = self._max_heap
+        while heap:
+            neg_off, admit_no, sample = heap[0]
+            seq = self.running.get(sample)
+            if seq is not None and seq.admit_no == admit_no:
+                return -neg_off + self.tpi * self.it
+            heapq.heappop(heap)
+        return 0.0
+
+    def _next_finish_it(self) -> int:
+        heap = self._finish_heap
+        while heap:
+            finish_it, admit_no, sample = heap[0]
+            seq = self.running.get(sample)
+            if seq is not None and seq.admit_no == admit_no:
+                return finish_it
+            heapq.heappop(heap)
+        raise AssertionError("running sequences without a finish entry")
+
+    def plan(self) -> float | None:
+        """Admit what fits and plan the next decode span; its end time, or None when idle."""
+        if self.seg is not None:
+            return self.seg.end_s
+        while True:
+            self._admit()
+            if not self.running:
+                return None
+            iters = self._iterations_that_fit(self._next_finish_it() - self.it)
+            if iters > 0:
+                break
+            if len(self.running) == 1:
+                seq = next(iter(self.running.values()))
+                raise ScenarioError(
+                    f"one sequence of {seq.group.prompt_tokens + seq.target} tokens outgrows the KV "
+                    f"pool of a sampler replica ({self.kv_blocks} blocks of {self.bt} tokens): raise "
+                    "sampler.tp or sampler.gpu_memory_utilization, or lower response_tokens.cap")
+            victim = self.running[next(reversed(self.running))]
+            self._counter(victim.group.step).preemptions += 1
+            self._requeue(victim)
+        n = len(self.running)
+        ctx_sum = self._ctx_off_sum + n * self.tpi * self.it
+        ctx_max = self._context_max()
+        span = self.cm.decode_span_s(n, ctx_sum, ctx_max, iters)
+        self.seg = Segment(self.clock, iters, span, n, ctx_sum, ctx_max)
+        self.segments += 1
+        return self.seg.end_s
+
+    def finish(self) -> list[Finished]:
+        """Complete the planned span; the samples that finished at its end."""
+        seg = self.seg
+        assert seg is not None
+        self.seg = None
+        self.it += seg.iterations
+        self.clock = seg.end_s
+        self.busy_s += seg.span_s
+        done: list[Finished] = []
+        heap = self._finish_heap
+        while heap and heap[0][0] <= self.it:
+            _, admit_no, sample = heapq.heappop(heap)
+            seq = self.running.get(sample)
+            if seq is None or seq.admit_no != admit_no:
+                continue
+            self._stop(seq)
+            g = seq.group
+            done.append(Finished(sample, g.step, self.replica, g.prompt_tokens, seq.target,
+                                 seq.version, seq.versions, seq.start_s, self.clock))
+        return done
+
+    def could_admit(self) -> bool:
+        """Whether a queued sequence may join at the next iteration (KV permitting)."""
+        return (self.admit_enabled and bool(self.waiting)
+                and len(self.running) < self.max_concurrent
+                and self.waiting[0].group.step - self.eta <= self.version)
+
+    def cut(self, now_s: float) -> list[Finished]:
+        """Stop the planned span at the first iteration boundary at or after `now_s`.
+
+        Woken during the admission prefill (before the span starts), the span is dropped and
+        re-planned from the prefill's end."""
+        seg = self.seg
+        assert seg is not None
+        if now_s <= seg.t0_s:
+            self.seg = None
+            return []
+        lo, hi = 1, seg.iterations          # smallest i with span(i) >= elapsed
+        elapsed = now_s - seg.t0_s
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if self.cm.decode_span_s(seg.sequences, seg.context_sum, seg.context_max, mid) >= elapsed:
+                hi = mid
+            else:
+                lo = mid + 1
+        if lo >= seg.iterations:
+            return self.finish()
+        span = self.cm.decode_span_s(seg.sequences, seg.context_sum, seg.context_max, lo)
+        self.seg = None
+        self.it += lo
+        self.clock = seg.t0_s + span
+        self.busy_s += span
+        return []
+
+    def interrupt_all(self) -> None:
+        """Partial rollout: every running sequence returns to the queue with its tokens."""
+        assert self.seg is None
+        for sample in reversed(list(self.running)):
+            seq = self.running[sample]
+            self._counter(seq.group.step).interruptions += 1
+            self._requeue(seq)
+
+    def run_to_idle(self) -> list[Finished]:
+        """Advance until nothing is left to run (sync modes: no outside event can intervene)."""
+        done: list[Finished] = []
+        while self.plan() is not None:
+            done.extend(self.finish())
+        return done

@@ -1,0 +1,34 @@
+"""Trainer pool: one RL step's update (ref + old log-prob forwards, mini-batch forward/backward,
+optimizer steps), timed by `cm.train_step` for the whole pool and all mini-batches.
+
+The parts run one after another in the trace (ref_logprob, old_logprob, forward_backward,
+optimizer); whatever `total_s` holds beyond their sum (fixed overheads) is a `train` row.
+"""
+
+from __future__ import annotations
+
+from typing import Generator
+
+import simpy
+
+from rlvr_sim.sim.protocols import CostModelLike
+from rlvr_sim.sim.recorder import Recorder
+
+PARTS = ("ref_logprob", "old_logprob", "forward_backward", "optimizer")
+
+
+def train(env: simpy.Environment, cm: CostModelLike, rec: Recorder, step: int) -> Generator:
+    """Train on step `step`'s samples (all generated and verified); SimPy process body."""
+    r = rec.steps[step]
+    tb = cm.train_step(r.sequences, r.prompt_tokens, r.output_tokens)
+    r.train_start_s = t = env.now
+    parts = {p: float(getattr(tb, f"{p}_s")) for p in PARTS}
+    parts["train"] = max(0.0, float(tb.total_s) - sum(parts.values()))
+    for phase, seconds in parts.items():
+        if seconds > 0:
+            rec.event("trainer", 0, phase, step, step, t, t + seconds, r.sequences, r.prompt_tokens,
+                      r.output_tokens)
+            t += seconds
+    r.train_parts_s = parts
+    yield env.timeout(float(tb.total_s))
+    r.train_end_s = env.now
