@@ -66,8 +66,10 @@ class _VerAgg:
 class Recorder:
     """Sink for the orchestrators; `frame()` returns the trace, `steps` the step records."""
 
-    def __init__(self, run_id: str, steps: int):
+    def __init__(self, run_id: str, steps: int, log: bool = False):
         self.run_id = run_id
+        # (what, step or sample, time_s...) in the order things happened, for exact-log tests
+        self.log: list[tuple] | None = [] if log else None
         self.steps = [StepRecord(j) for j in range(steps)]
         self.staleness = Counter()
         self._gen: dict[tuple[int, int], _GenAgg] = {}
@@ -97,6 +99,8 @@ class Recorder:
             rec.prompt_tokens += f.prompt_tokens
             rec.output_tokens += f.output_tokens
             self.samples_generated[f.step] += 1
+            if self.log is not None:
+                self.log.append(("generated", f.sample, f.end_s))
 
     def verified(self, results: list[Verified]) -> None:
         for v in results:
@@ -113,10 +117,14 @@ class Recorder:
             rec = self.steps[v.step]
             rec.verify_end_s = max(rec.verify_end_s, v.end_s)
             self.samples_verified[v.step] += 1
+            if self.log is not None:
+                self.log.append(("verified", v.sample, v.end_s))
 
     def event(self, pool: str, worker: int, phase: str, step: int, version: int, start_s: float,
               end_s: float, sequences: int = 0, prompt_tokens: int = 0, output_tokens: int = 0,
               **extra) -> None:
+        if self.log is not None:
+            self.log.append((f"{pool}{worker} {phase}", step, start_s, end_s))
         self._events.append(TraceEvent(self.run_id, step, version, pool, worker, phase, start_s,
                                        end_s, sequences, prompt_tokens, output_tokens, extra))
 

@@ -34,6 +34,7 @@ class SimResult:
     steps: list[StepRecord]
     config: SimConfig
     scenario: "Scenario | None" = None
+    log: list[tuple] | None = None      # with event_log=True: what happened, in order
 
 
 def config_from_scenario(sc: "Scenario", cm, steps: int | None = None,
@@ -68,8 +69,10 @@ def simulate(scenario: "Scenario", steps: int | None = None, seed: int | None = 
 
 
 def simulate_config(cfg: SimConfig, cm: CostModelLike, *, trace_path: str | Path | None = None,
-                    progress: bool = False, scenario_name: str = "config") -> SimResult:
-    """Run the simulation of `cfg` with cost model `cm`."""
+                    progress: bool = False, scenario_name: str = "config",
+                    event_log: bool = False) -> SimResult:
+    """Run the simulation of `cfg` with cost model `cm` (`event_log`: keep every event, for
+    exact-log tests; memory grows with samples)."""
     env = simpy.Environment()
     eta = cfg.max_staleness if cfg.mode == "async" else 0
     engines = [ReplicaEngine(r, cm, max_concurrent=cfg.max_concurrent_sequences,
@@ -77,7 +80,7 @@ def simulate_config(cfg: SimConfig, cm: CostModelLike, *, trace_path: str | Path
                              prefix_caching=cfg.prefix_caching, max_staleness=eta)
                for r in range(cfg.replicas)]
     verifier = VerifierPool(cfg.verifier_workers)
-    rec = Recorder(cfg.run_id, cfg.steps)
+    rec = Recorder(cfg.run_id, cfg.steps, log=event_log)
     source = PromptSource(cfg)
     bar = _progress_bar(cfg) if progress else None
     try:
@@ -104,7 +107,7 @@ def simulate_config(cfg: SimConfig, cm: CostModelLike, *, trace_path: str | Path
     trace = rec.frame({e.replica: e.counters for e in engines})
     if trace_path is not None:
         write_trace(trace, trace_path)
-    return SimResult(summary, trace, rec.steps, cfg)
+    return SimResult(summary, trace, rec.steps, cfg, log=rec.log)
 
 
 def _progress_bar(cfg: SimConfig):

@@ -20,7 +20,8 @@ def trainer_side(env: simpy.Environment, cm: CostModelLike, rec: Recorder, step:
     """The trainer sends version step+1."""
     start = env.now
     yield env.timeout(cm.weight_sync_s)
-    rec.event("trainer", 0, "weight_sync", step, step + 1, start, env.now)
+    if env.now > start:
+        rec.event("trainer", 0, "weight_sync", step, step + 1, start, env.now)
     rec.steps[step].weight_sync_s += env.now - start
 
 
@@ -29,12 +30,15 @@ def replica_side(env: simpy.Environment, cm: CostModelLike, rec: Recorder, repli
     """A replica loads `version` (the step that produced it is version - 1)."""
     start = env.now
     yield env.timeout(cm.weight_sync_s)
-    rec.event("sampler", replica, "weight_sync", version - 1, version, start, env.now)
+    if env.now > start:
+        rec.event("sampler", replica, "weight_sync", version - 1, version, start, env.now)
 
 
 def record_replica_loads(rec: Recorder, replicas: int, version: int, start_s: float,
                          seconds: float) -> None:
     """Sync modes: every replica loads while the trainer sends (one interval, no events)."""
+    if seconds <= 0:
+        return
     for r in range(replicas):
         rec.event("sampler", r, "weight_sync", version - 1, version, start_s, start_s + seconds)
 
