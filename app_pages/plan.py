@@ -35,14 +35,17 @@ def show_kpis(summary: dict[str, Any]) -> None:
     _metric(row2[1], "$ to finish", cost.get("usd_total"), "${:,.0f}")
     _metric(row2[2], "GPU-hours", cost.get("gpu_hours_total"), "{:,.0f}")
     _metric(row2[3], "GPUs", summary.get("gpus"), "{}")
+    if summary.get("steps_simulated") is not None:
+        st.caption(f"Simulated {summary['steps_simulated']} of {summary.get('workload_steps')} steps "
+                   f"({summary.get('mode')}); hours and $ to finish extrapolate to the whole run.")
 
 
 def show_charts(summary: dict[str, Any], run: state.PlanRun, gantt_steps: int) -> None:
-    st.plotly_chart(charts.phase_bar(summary), key="plan:phase")
+    st.plotly_chart(charts.phase_bar(summary), key="plan:chart:phase")
     left, right = st.columns(2)
-    left.plotly_chart(charts.utilisation_bar(summary), key="plan:util")
-    right.plotly_chart(charts.staleness_hist(summary), key="plan:stale")
-    st.plotly_chart(charts.gantt(run.trace, steps=gantt_steps), key="plan:gantt")
+    left.plotly_chart(charts.utilisation_bar(summary), key="plan:chart:util")
+    right.plotly_chart(charts.staleness_hist(summary), key="plan:chart:stale")
+    st.plotly_chart(charts.gantt(run.trace, steps=gantt_steps), key="plan:chart:gantt")
 
 
 def show_downloads(run: state.PlanRun, name: str) -> None:
@@ -78,9 +81,12 @@ def render() -> None:
         st.subheader("Main knobs")
         edit = widgets.knob_editor(base, key=f"plan:{source.label}")
         st.subheader("Simulation")
-        steps = st.number_input("Steps to simulate", value=None, min_value=1, step=1, key="plan:steps",
-                                placeholder="simulator default", help="blank: the simulator's default")
-        gantt_steps = int(st.number_input("Steps in the timeline", value=3, min_value=1, step=1, key="plan:gantt"))
+        default_steps = state.quick_steps()
+        steps = st.number_input("Steps to simulate", value=default_steps, min_value=1, step=1, key="plan:steps",
+                                placeholder="all the scenario's steps",
+                                help="starts at `rlvr-sim plan`'s steps per plan; hours and $ extrapolate "
+                                     "to workload.steps. Blank: simulate every step of the run.")
+        gantt_steps = int(st.number_input("Steps in the timeline", value=3, min_value=1, step=1, key="plan:timeline_steps"))
     st.caption(f"Scenario: **{source.label}**" + (f" with `{'`, `'.join(edit.overrides)}`" if edit.overrides else ""))
     try:
         with st.spinner("Simulating..."):

@@ -94,6 +94,21 @@ def gpu_names() -> list[str]:
     return list(require("rlvr_sim.hardware", "the GPU catalog").gpu_names())
 
 
+def quick_steps() -> int | None:
+    """Steps per interactive simulation: `rlvr-sim plan`'s `--steps` default (the planner's own
+    trade-off of speed vs extrapolation), or None (every step) when the planner is absent."""
+    try:
+        command = require("rlvr_sim.commands.plan", "The planner")
+    except MissingPiece:
+        return None
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    command.add_arguments(parser)
+    value = parser.get_default("steps")
+    return int(value) if value else None
+
+
 @st.cache_data(show_spinner=False, max_entries=CACHE_ENTRIES)
 def _load(label: str, text: str, path: str | None, overrides: tuple[str, ...]) -> Any:
     scenario_mod = require("rlvr_sim.scenario", "Scenario loading (rlvr_sim/scenario.py)")

@@ -102,8 +102,8 @@ def grid_section(source: state.ScenarioSource, base: dict[str, Any]) -> None:
                                    key=f"sweep:{source.label}:{name}:{knob}:values")
         axes.append((knob, values))
     c1, c2 = st.columns(2)
-    steps = c1.number_input("Steps per plan", value=None, min_value=1, step=1, key="sweep:steps",
-                            placeholder="simulator default")
+    steps = c1.number_input("Steps per plan", value=state.quick_steps(), min_value=1, step=1, key="sweep:steps",
+                            placeholder="all the scenario's steps")
     workers = int(c2.number_input("Workers (processes)", value=1, min_value=1, step=1, key="sweep:workers"))
     spec = (source.label, source.text, tuple(axes), steps)
     if st.button("Run sweep", type="primary", key="sweep:run"):
@@ -163,11 +163,11 @@ def plan_section(source: state.ScenarioSource, total_default: int) -> None:
     errors = state.require("rlvr_sim.errors", "the error types")
     st.subheader("Recommended plan (`rlvr-sim plan`)")
     c1, c2 = st.columns(2)
-    total = int(c1.number_input("GPUs available", value=total_default, min_value=1, step=1, key="plan:total"))
-    steps = c2.number_input("Steps per plan ", value=None, min_value=1, step=1, key="plan:steps",
+    total = int(c1.number_input("GPUs available", value=total_default, min_value=1, step=1, key="sweep:plan:total"))
+    steps = c2.number_input("Steps per plan ", value=None, min_value=1, step=1, key="sweep:plan:steps",
                             placeholder="the plan command's default")
     spec = (source.label, source.text, total, steps)
-    if st.button("Recommend a plan", key="plan:run"):
+    if st.button("Recommend a plan", key="sweep:plan:run"):
         try:
             st.session_state["sweep:plan"] = (spec, *run_plan(source, total, None if steps is None else int(steps), 1))
         except errors.UserError as exc:
@@ -182,7 +182,7 @@ def plan_section(source: state.ScenarioSource, total_default: int) -> None:
         front = pareto.pareto_front(table)
         st.caption(f"Pareto frontier of the {len(table)} plans the search simulated")
         st.dataframe(front[[c for c in ("label", pareto.HOURS, pareto.DOLLARS, STEP_TIME, "bottleneck")
-                            if c in front]], key="plan:front")
+                            if c in front]], key="sweep:plan:front")
 
 
 def render() -> None:

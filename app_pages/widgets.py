@@ -126,6 +126,8 @@ def knob_editor(base: dict[str, Any], key: str) -> KnobEdit:
     edit = KnobEdit(general_slot=st.empty())
     for knob in KNOBS:
         current = get_path(base, knob.field)
+        if knob.field == "model" and isinstance(current, dict):  # resolved: an inline spec with its name
+            current = current.get("name")
         if current is None and knob.kind != "choice":
             continue
         wkey = f"{key}:{knob.field}"
