@@ -1,0 +1,1 @@
+"""Calibration: micro-benchmarks through the executor, a fitted hardware profile, validation."""

@@ -1,0 +1,125 @@
+"""Measured-vs-simulated comparison: errors, MAPE per phase, a table and a scatter plot.
+
+Pure bookkeeping (no torch, no simulator): `validate.py` fills `Comparison` rows, this module
+turns them into the numbers and files of a validation report.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+STEP = "step_time"
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """One quantity (the step time or one phase's time per step) of one held-out config."""
+
+    config: str
+    quantity: str               # "step_time" or a phase name (generate, verify, train, ...)
+    measured_s: float
+    simulated_s: float
+
+    @property
+    def error(self) -> float:
+        """Signed relative error of the simulation, (sim - measured) / measured."""
+        return (self.simulated_s - self.measured_s) / self.measured_s
+
+
+@dataclass
+class ValidationReport:
+    """Everything `rlvr-sim validate --json` prints and the report file keeps."""
+
+    profile: str
+    rows: list[Comparison]
+    configs: list[dict] = field(default_factory=list)   # name, description, settings, load
+    min_phase_share: float = 0.05
+
+    def mape(self, quantity: str) -> float:
+        """Mean absolute percentage error over configs for one quantity (nan if absent)."""
+        errs = [abs(r.error) for r in self.rows if r.quantity == quantity]
+        return 100.0 * sum(errs) / len(errs) if errs else math.nan
+
+    def phases(self) -> list[str]:
+        return sorted({r.quantity for r in self.rows if r.quantity != STEP})
+
+    def worst_phase(self) -> str | None:
+        scored = [(self.mape(p), p) for p in self.phases()]
+        scored = [s for s in scored if not math.isnan(s[0])]
+        return max(scored)[1] if scored else None
+
+    def to_dict(self) -> dict:
+        return {
+            "profile": self.profile,
+            "configs": self.configs,
+            "n_configs": len({r.config for r in self.rows}),
+            "mape_step_time": self.mape(STEP),
+            "mape_phase": {p: self.mape(p) for p in self.phases()},
+            "max_abs_error_step_time": max((abs(r.error) * 100 for r in self.rows
+                                            if r.quantity == STEP), default=math.nan),
+            "worst_phase": self.worst_phase(),
+            "rows": [dict(asdict(r), error_pct=100 * r.error) for r in self.rows],
+        }
+
+    def table(self) -> pd.DataFrame:
+        """Wide table: one row per config, measured/simulated/error per quantity."""
+        df = pd.DataFrame([dict(asdict(r), error_pct=100 * r.error) for r in self.rows])
+        if df.empty:
+            return df
+        wide = df.pivot(index="config", columns="quantity",
+                        values=["measured_s", "simulated_s", "error_pct"])
+        wide.columns = [f"{q}.{v}" for v, q in wide.columns]
+        return wide[sorted(wide.columns)]
+
+    def text(self) -> str:
+        """Human-readable table plus the MAPE lines."""
+        lines = []
+        for cfg in dict.fromkeys(r.config for r in self.rows):
+            for r in (r for r in self.rows if r.config == cfg):
+                lines.append(f"{cfg:<28} {r.quantity:<12} measured {r.measured_s:9.3f} s  "
+                             f"simulated {r.simulated_s:9.3f} s  error {100 * r.error:+7.1f}%")
+        lines.append(f"MAPE step_time: {self.mape(STEP):.1f}%")
+        for p in self.phases():
+            lines.append(f"MAPE {p}: {self.mape(p):.1f}%")
+        return "\n".join(lines)
+
+
+def plot_scatter(report: ValidationReport, path: str | Path) -> Path:
+    """Log-log scatter of simulated vs measured seconds, one colour per quantity, y=x line."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig, ax = plt.subplots(figsize=(6.4, 5.6), dpi=110)
+    quantities = [STEP] + report.phases()
+    all_vals = [v for r in report.rows for v in (r.measured_s, r.simulated_s) if v > 0]
+    for q in quantities:
+        rows = [r for r in report.rows if r.quantity == q and r.measured_s > 0 and r.simulated_s > 0]
+        if rows:
+            ax.scatter([r.measured_s for r in rows], [r.simulated_s for r in rows],
+                       label=f"{q} (MAPE {report.mape(q):.1f}%)", s=28,
+                       marker="D" if q == STEP else "o", alpha=0.85)
+    if all_vals:
+        lo, hi = min(all_vals) / 1.5, max(all_vals) * 1.5
+        ax.plot([lo, hi], [lo, hi], "k-", lw=0.8, label="y = x")
+        ax.fill_between([lo, hi], [lo * 0.9, hi * 0.9], [lo * 1.1, hi * 1.1],
+                        color="grey", alpha=0.15, label="±10%")
+        ax.set_xlim(lo, hi)
+        ax.set_ylim(lo, hi)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("measured seconds per step (executor)")
+    ax.set_ylabel("simulated seconds per step (rlvr-sim + profile)")
+    ax.set_title(f"validation: {Path(report.profile).name}")
+    ax.legend(fontsize=8, loc="upper left")
+    ax.grid(True, which="both", lw=0.3, alpha=0.5)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
