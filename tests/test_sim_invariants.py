@@ -1,0 +1,154 @@
+"""Properties of the simulator over random tiny runs (hypothesis)."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import replace
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from rlvr_sim.distributions import Uniform
+from rlvr_sim.sim import Constant, SimConfig, simulate_config
+from rlvr_sim.sim.fake_cost import FakeCostModel
+
+CM = FakeCostModel(decode_iter_s=1.0, decode_s_per_seq=0.1, prefill_s_fixed=0.5,
+                   prefill_s_per_token=0.01, train_s_fixed=10.0, train_s_per_token=0.001,
+                   weight_sync_s=1.0, switch_s=0.5)
+FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@st.composite
+def configs(draw) -> SimConfig:
+    lo = draw(st.integers(1, 20))
+    mode = draw(st.sampled_from(["colocated-sync", "disaggregated-sync", "async"]))
+    placement, _, sync = mode.partition("-")
+    replicas = draw(st.integers(1, 3))
+    return SimConfig(
+        prompts_per_step=draw(st.integers(1, 4)), samples_per_prompt=draw(st.integers(1, 3)),
+        steps=draw(st.integers(1, 4)), prompt_tokens=Uniform(low=1, high=10),
+        response_tokens=Uniform(low=lo, high=draw(st.integers(lo, 40))),
+        sampler_gpus=replicas, trainer_gpus=replicas if placement == "colocated" else 1,
+        max_concurrent_sequences=draw(st.integers(1, 8)),
+        kv_blocks=draw(st.one_of(st.none(), st.integers(60, 200))),
+        block_tokens=draw(st.sampled_from([1, 2, 4])), prefix_caching=draw(st.booleans()),
+        verifier_workers=draw(st.integers(1, 3)),
+        verifier_latency_s=Uniform(low=0, high=draw(st.sampled_from([0.0, 1.0, 5.0]))),
+        verifier_timeout_s=draw(st.sampled_from([2.0, math.inf])),
+        verifier_failure_rate=draw(st.sampled_from([0.0, 0.3])),
+        placement="disaggregated" if placement == "async" else placement,
+        mode="async" if placement == "async" else "sync",
+        max_staleness=draw(st.integers(0, 2)), partial_rollout=draw(st.booleans()),
+        seed=draw(st.integers(0, 1000)))
+
+
+def _events(result, what: str) -> list[tuple]:
+    return [e for e in result.log if e[0] == what]
+
+
+@FAST
+@given(configs())
+def test_every_sample_generated_verified_and_trained_once(cfg):
+    res = simulate_config(cfg, CM, event_log=True)
+    everyone = list(range(cfg.steps * cfg.samples_per_step))
+    generated = _events(res, "generated")
+    verified = _events(res, "verified")
+    assert sorted(e[1] for e in generated) == everyone
+    assert sorted(e[1] for e in verified) == everyone
+    gen_at = {e[1]: e[2] for e in generated}
+    assert all(t >= gen_at[s] for _, s, t in verified)        # verified after generated
+    trained = _events(res, "trainer0 forward_backward")
+    assert [e[1] for e in trained] == list(range(cfg.steps))
+    for r in res.steps:                                         # each step trains its batch
+        assert r.sequences == cfg.samples_per_step
+        assert r.train_start_s >= r.verify_end_s >= r.gen_end_s
+        assert r.end_s >= r.train_end_s >= r.train_start_s >= r.start_s
+    gen_rows = res.trace[res.trace.phase == "generate"]
+    assert gen_rows.groupby("step").sequences.sum().tolist() == [cfg.samples_per_step] * cfg.steps
+
+
+@FAST
+@given(configs())
+def test_staleness_never_exceeds_its_bound(cfg):
+    s = simulate_config(cfg, CM).summary
+    assert s.staleness.max <= cfg.staleness_bound
+    assert sum(s.staleness.hist.values()) == cfg.steps * cfg.samples_per_step
+    if cfg.mode == "sync":
+        assert s.staleness.hist == {"0": cfg.steps * cfg.samples_per_step}
+
+
+@settings(max_examples=25, deadline=None)
+@given(configs())
+def test_same_seed_same_trace(cfg):
+    a = simulate_config(cfg, CM, event_log=True)
+    b = simulate_config(cfg, CM, event_log=True)
+    assert a.log == b.log
+    assert a.trace.equals(b.trace)
+    assert a.summary == b.summary
+
+
+@FAST
+@given(configs(), st.booleans())
+def test_async_with_zero_staleness_equals_disaggregated_sync(cfg, partial):
+    sync = replace(cfg, placement="disaggregated", mode="sync", trainer_gpus=1)
+    async0 = replace(sync, mode="async", max_staleness=0, partial_rollout=partial)
+    a = simulate_config(sync, CM, event_log=True)
+    b = simulate_config(async0, CM, event_log=True)
+    assert [r.end_s for r in a.steps] == pytest.approx([r.end_s for r in b.steps], abs=1e-9)
+    assert sorted(_events(a, "generated")) == sorted(_events(b, "generated"))
+    assert sorted(_events(a, "verified")) == sorted(_events(b, "verified"))
+    assert a.summary.step_time_s == b.summary.step_time_s
+
+
+def test_more_staleness_is_never_slower_here():
+    # long-tailed lengths, 2 replicas: eta=1 overlaps generation with training
+    cfg = SimConfig(prompts_per_step=4, samples_per_prompt=4, steps=6,
+                    prompt_tokens=Constant(8), response_tokens=Uniform(low=5, high=60),
+                    sampler_gpus=2, trainer_gpus=1, mode="async", max_staleness=0)
+    t0 = simulate_config(cfg, CM).summary.step_time_s.mean
+    t1 = simulate_config(replace(cfg, max_staleness=1), CM).summary.step_time_s.mean
+    assert t1 < t0
+
+
+# ---- with the real cost model ------------------------------------------------------------------
+@settings(max_examples=20, deadline=None)
+@given(prompt=st.integers(16, 2048), response=st.integers(1, 4096), prompts=st.integers(1, 8),
+       k=st.integers(1, 8), colocated=st.booleans())
+def test_step_time_is_the_cost_model_sum_with_instant_verifier_and_infinite_memory(
+        prompt, response, prompts, k, colocated):
+    from rlvr_sim.cost import CostModel
+    from rlvr_sim.scenario import load_scenario
+    from rlvr_sim.sim.run import config_from_scenario
+
+    sc = load_scenario({
+        "model": "llama-3.1-8b",
+        "workload": {"prompts_per_step": prompts, "samples_per_prompt": k, "steps": 2,
+                     "prompt_tokens": {"dist": "fixed", "value": prompt},
+                     "response_tokens": {"dist": "fixed", "value": response}},
+        "sampler": {"gpus": 8, "tp": 8, "max_concurrent_sequences": 64, "prefix_caching": False},
+        "verifier": {"workers": 1, "latency_s": {"dist": "fixed", "value": 0}},
+        "trainer": {"gpus": 8},
+        "orchestration": {"placement": "colocated" if colocated else "disaggregated",
+                          "mode": "sync"}})
+    cm = CostModel.from_scenario(sc)
+    cfg = replace(config_from_scenario(sc, cm), kv_blocks=None)
+    b = prompts * k
+    expected = (cm.prefill_s(b * prompt, b)
+                + cm.decode_span_s(b, b * prompt, prompt, math.ceil(response / cm.tokens_per_iteration))
+                + cm.train_step(b, b * prompt, b * response).total_s + cm.weight_sync_s
+                + (2 * cm.switch_s if colocated else 0.0))
+    steps = simulate_config(cfg, cm).steps
+    assert [r.time_s for r in steps] == pytest.approx([expected] * 2, rel=1e-12)
+
+
+def test_verifier_bound_run_names_the_verifier():
+    # 1 worker at 3 s per sample against ~1 s of generation per sample
+    cfg = SimConfig(prompts_per_step=2, samples_per_prompt=4, steps=2,
+                    prompt_tokens=Constant(4), response_tokens=Constant(3),
+                    sampler_gpus=1, trainer_gpus=1, verifier_workers=1,
+                    verifier_latency_s=Constant(3.0))
+    s = simulate_config(cfg, FakeCostModel()).summary
+    assert s.bottleneck == "verifier"
+    assert s.utilization["verifier"] > s.utilization["sampler"]
