@@ -25,7 +25,7 @@ from rlvr_sim.errors import UserError
 class Datasheet(BaseModel):
     """Peak numbers of one GPU (dense tensor rates; per-GPU link bandwidths, one direction)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     peak_bf16_flop_per_s: float = Field(gt=0)
     peak_fp8_flop_per_s: float = Field(gt=0)
@@ -40,7 +40,7 @@ class Datasheet(BaseModel):
 class Efficiency(BaseModel):
     """Achieved fractions of peak and fixed overheads (fitted by calibration)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     decode_bw_eff: float = Field(0.8, gt=0, le=1, description="achieved HBM fraction in decode")
     decode_mfu: float = Field(0.5, gt=0, le=1, description="achieved FLOP fraction in decode")

@@ -10,6 +10,7 @@ live in `rlvr_sim.scenario_checks`.
 from __future__ import annotations
 
 import copy
+import re
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
@@ -30,7 +31,7 @@ KvDtype = Literal["bf16", "fp16", "fp8", "fp32"]
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=False)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class Hardware(_Section):
@@ -109,7 +110,7 @@ class Trainer(_Section):
 
 class WeightSyncSpec(_Section):
     method: Literal["nccl", "disk"] = "nccl"
-    bucket_bytes: int = Field(512 * 2**20, ge=1)
+    bucket_bytes: float = Field(512 * 2**20, ge=1)
 
 
 class Orchestration(_Section):
@@ -234,6 +235,7 @@ def apply_overrides(data: dict[str, Any], overrides: list[str] | tuple[str, ...]
             value = yaml.safe_load(raw) if raw.strip() else None
         except yaml.YAMLError:
             value = raw
+        value = _number(value)
         parts = key.split(".")
         node = out
         for depth, part in enumerate(parts[:-1]):
@@ -251,6 +253,17 @@ def apply_overrides(data: dict[str, Any], overrides: list[str] | tuple[str, ...]
             node = node[part]
         node[parts[-1]] = value
     return out
+
+
+_SCIENTIFIC = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+$")
+
+
+def _number(v: Any) -> Any:
+    """YAML 1.1 reads `1e9` as a string; an override value in that form becomes a number."""
+    if isinstance(v, str) and _SCIENTIFIC.match(v.strip()):
+        f = float(v)
+        return int(f) if f.is_integer() else f
+    return v
 
 
 def _dump(v: Any) -> Any:

@@ -110,13 +110,16 @@ def sampler_memory_plan(m: ModelSpec, hbm_bytes: float, *, tp: int = 1, pp: int 
         fits = False
         reason = (f"model does not fit: {w / 1e9:.1f} GB of weights per GPU at tp={tp}, pp={pp} "
                   f"+ {reserve / 1e9:.1f} GB activation reserve exceeds {hbm_bytes / 1e9:.0f} GB x "
-                  f"{gpu_memory_utilization:g} = {usable / 1e9:.1f} GB; raise sampler.tp or "
-                  "sampler.pp, use weight_dtype fp8, or a GPU with more memory")
+                  f"sampler.gpu_memory_utilization={gpu_memory_utilization:g} = "
+                  f"{usable / 1e9:.1f} GB; raise sampler.tp or sampler.pp, use "
+                  "sampler.weight_dtype: fp8, or a GPU with more memory")
     elif blocks < need_blocks:
         fits = False
         reason = (f"KV pool of {pool / 1e9:.2f} GB per GPU holds {blocks * block_tokens} tokens, "
-                  f"less than one sequence of {min_context_tokens} tokens; raise sampler.tp, "
-                  "gpu_memory_utilization, use kv_dtype fp8, or shorten the lengths")
+                  f"less than one sequence of {min_context_tokens} tokens "
+                  "(workload.prompt_tokens + workload.response_tokens maxima); raise sampler.tp "
+                  "or sampler.gpu_memory_utilization, use sampler.kv_dtype: fp8, or shorten "
+                  "workload.response_tokens")
     return SamplerMemoryPlan(
         hbm_bytes=hbm_bytes, usable_bytes=usable, weight_bytes_per_gpu=w,
         activation_reserve_bytes=reserve, kv_pool_bytes=pool, kv_bytes_per_token=kv_tok,
@@ -133,6 +136,7 @@ class TrainerMemory:
     logits_bytes: float
     reference_bytes: float    # bf16 reference model, sharded like the policy
     hbm_bytes: float
+    seq_tokens: int = 0
 
     @property
     def total_bytes(self) -> float:
@@ -149,8 +153,11 @@ class TrainerMemory:
         return (f"trainer does not fit: {self.total_bytes / 1e9:.1f} GB per GPU (states "
                 f"{self.states_bytes / 1e9:.1f}, activations {self.activation_bytes / 1e9:.1f}, "
                 f"logits {self.logits_bytes / 1e9:.1f}, reference {self.reference_bytes / 1e9:.1f})"
-                f" exceeds 95% of {self.hbm_bytes / 1e9:.0f} GB; use more trainer.gpus with "
-                "fsdp, raise trainer.tp/pp, or turn on recompute_activations")
+                f" for sequences of {self.seq_tokens} tokens (workload.prompt_tokens + "
+                "workload.response_tokens maxima) "
+                f"exceeds 95% of {self.hbm_bytes / 1e9:.0f} GB; use more trainer.gpus with "
+                "trainer.fsdp, raise trainer.tp or trainer.pp, turn on "
+                "trainer.recompute_activations, or shorten workload.response_tokens")
 
 
 def trainer_memory(m: ModelSpec, hbm_bytes: float, *, gpus: int, tp: int = 1, pp: int = 1,
@@ -169,5 +176,5 @@ def trainer_memory(m: ModelSpec, hbm_bytes: float, *, gpus: int, tp: int = 1, pp
         act = seq_tokens * 34 * h * layers / tp
     logits = seq_tokens * m.vocab_size / tp * 4 * 2  # fp32 logits and their gradient
     ref = (2.0 * total / shards) if reference_model else 0.0
-    return TrainerMemory(states, act, logits, ref, hbm_bytes)
+    return TrainerMemory(states, act, logits, ref, hbm_bytes, seq_tokens)
 
