@@ -71,3 +71,11 @@ def test_disk_sync_slower_and_colocated_switch():
     assert disk.total_s == pytest.approx(2 * N * 2 / 2e9 + 30 * 1e-3)
     assert switch_s(LLAMA, H100, "disaggregated", 1, 1) == 0
     assert switch_s(LLAMA, H100, "colocated", 1, 1) == pytest.approx(2 * N * 2 / 50e9 + 1.0)
+
+
+def test_colocated_sync_all_gathers_over_nvlink():
+    ws = weight_sync(LLAMA, H100, SyncLayout(placement="colocated", sampler_gpus=8))
+    assert ws.link == "nvlink"
+    assert ws.total_s == pytest.approx(N * 2 / (450e9 * 0.7) + 30 * 1e-3)
+    single = weight_sync(LLAMA, H100, SyncLayout(placement="colocated", sampler_gpus=1))
+    assert single.link == "hbm" and single.transfer_s == pytest.approx(N * 2 / (3.35e12 * 0.8))

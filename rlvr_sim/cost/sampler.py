@@ -236,7 +236,7 @@ def prefill(m: ModelSpec, hw: HardwareProfile, shape: SamplerShape, new_tokens: 
     attn = attention_flop_per_context_token(m) * n * (context_before + per_seq / 2)
     flop = 2.0 * counts.active * n + attn
     compute_s = flop / shape.tp / (hw.peak_flop_per_s(shape.weight_dtype) * eff.prefill_mfu)
-    w_bytes = counts.total * dtype_bytes(shape.weight_dtype) / shape.tp
+    w_bytes = counts.total * dtype_bytes(shape.weight_dtype) / shape.tp  # pp stages in sequence
     memory_s = w_bytes / (hw.datasheet.hbm_bytes_per_s * eff.decode_bw_eff)
     act_bytes = n * m.hidden_size * 2.0
     comm_s = 2 * m.num_hidden_layers * allreduce_s(

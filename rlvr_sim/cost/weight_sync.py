@@ -3,8 +3,8 @@
 Weight sync sends the bf16 weights in buckets of `bucket_bytes`; each sampler GPU receives its
 shard, weights / (tp x pp) of its replica, and replicas receive in parallel (pipelined broadcast),
 so the time is one shard over the slowest link on the path plus a fixed latency per bucket:
-- colocated: the weights are already on the GPU; resharding copies them through HBM (and the
-  tp gather over NVLink), so the link is min(HBM, NVLink).
+- colocated: the weights are already in the pool; the trainer's FSDP shards are all-gathered
+  (NVLink inside a node, else the network) and copied through HBM into the sampler.
 - disaggregated, nccl: NVLink when trainer + sampler GPUs fit in one node, else the network.
 - disaggregated, disk: the trainer writes a checkpoint and every sampler reads it back.
 Colocated switch: the sampler's weights are offloaded to host memory and reloaded (vLLM sleep
@@ -54,10 +54,14 @@ def weight_sync(m: ModelSpec, hw: HardwareProfile, lay: SyncLayout) -> WeightSyn
     shard = total / (lay.sampler_tp * lay.sampler_pp)
     buckets = max(math.ceil(total / lay.bucket_bytes), 1)
     if lay.placement == "colocated":
-        link_name = "hbm+nvlink" if lay.sampler_tp > 1 else "hbm"
+        # FSDP shards are all-gathered across the pool's GPUs, then copied into the sampler
         rate = ds.hbm_bytes_per_s * eff.decode_bw_eff
-        if lay.sampler_tp > 1:
-            rate = min(rate, ds.intra_node_bytes_per_s * eff.link_eff)
+        link_name = "hbm"
+        if lay.sampler_gpus > 1:
+            link = ds.intra_node_bytes_per_s if lay.sampler_gpus <= lay.gpus_per_node \
+                else ds.inter_node_bytes_per_s
+            rate = min(rate, link * eff.link_eff)
+            link_name = "nvlink" if lay.sampler_gpus <= lay.gpus_per_node else "network"
         transfer = shard / rate
     elif lay.method == "disk":
         link_name = "disk"
