@@ -61,14 +61,18 @@ def scenario_diff(runs: dict[str, state.PlanRun]) -> pd.DataFrame:
     return pd.DataFrame.from_dict(differing, orient="index", columns=list(flats))
 
 
-def highlight_differences(table: pd.DataFrame) -> Any:
-    """Styler: cells that differ from the first column are highlighted."""
+def differs_from_first(table: pd.DataFrame) -> pd.DataFrame:
+    """Boolean frame: True where a cell's value is not the first column's value in that row."""
     first = table.columns[0]
+    return pd.DataFrame({col: [repr(a) != repr(b) for a, b in zip(table[col], table[first])]
+                         for col in table.columns}, index=table.index)
 
-    def style_row(row: pd.Series) -> list[str]:
-        return ["" if col == first or repr(row[col]) == repr(row[first]) else HIGHLIGHT for col in row.index]
 
-    return table.astype(object).style.apply(style_row, axis=1).format(_cell)
+def highlight_differences(table: pd.DataFrame) -> Any:
+    """Styler over the formatted text of `table`: cells that differ from the first column highlighted."""
+    mask = differs_from_first(table)
+    text = table.astype(object).map(_cell)
+    return text.style.apply(lambda _: mask.map(lambda d: HIGHLIGHT if d else ""), axis=None)
 
 
 def _cell(value: Any) -> str:
@@ -99,13 +103,17 @@ def render() -> None:
     if not state.scenario_files():
         st.warning(f"No scenario files in {state.SCENARIO_DIR.name}/ — add one to compare plans.")
         return
-    count = int(st.number_input("Plans", min_value=2, max_value=len(LETTERS), value=2, step=1, key="compare:count"))
+    left, right = st.columns(2)
+    count = int(left.number_input("Plans", min_value=2, max_value=len(LETTERS), value=2, step=1, key="compare:count"))
+    steps = right.number_input("Steps to simulate", value=state.quick_steps(), min_value=1, step=1,
+                               key="compare:steps", placeholder="all the scenario's steps",
+                               help="starts at `rlvr-sim plan`'s steps per plan; hours and $ extrapolate")
     plans = plan_inputs(count)
     runs: dict[str, state.PlanRun] = {}
     with st.spinner("Simulating..."):
         for name, (source, overrides, slot) in plans.items():
             try:
-                runs[name] = state.simulate(source, overrides)
+                runs[name] = state.simulate(source, overrides, steps=None if steps is None else int(steps))
             except errors.UserError as exc:
                 slot.error(f"{name} is invalid: {exc}", icon="⚠️")
     if len(runs) < 2:

@@ -164,7 +164,7 @@ def plan_section(source: state.ScenarioSource, total_default: int) -> None:
     st.subheader("Recommended plan (`rlvr-sim plan`)")
     c1, c2 = st.columns(2)
     total = int(c1.number_input("GPUs available", value=total_default, min_value=1, step=1, key="sweep:plan:total"))
-    steps = c2.number_input("Steps per plan ", value=None, min_value=1, step=1, key="sweep:plan:steps",
+    steps = c2.number_input("Steps per plan (search)", value=None, min_value=1, step=1, key="sweep:plan:steps",
                             placeholder="the plan command's default")
     spec = (source.label, source.text, total, steps)
     if st.button("Recommend a plan", key="sweep:plan:run"):

@@ -1,0 +1,117 @@
+"""Sweep page (AppTest): a two-knob grid through rlvr_sim.sweep, its heatmaps and Pareto frontier,
+invalid grid points kept as rows with their reason, and the `rlvr-sim plan` recommendation."""
+
+from __future__ import annotations
+
+import base64
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("streamlit")
+plotly = pytest.importorskip("plotly")
+import plotly.io  # noqa: E402
+from streamlit.testing.v1 import AppTest  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # app_pages/ lives at the repo root
+
+from app_pages import state  # noqa: E402
+from rlvr_sim.scenario import load_scenario  # noqa: E402
+from rlvr_sim.sim.run import simulate  # noqa: E402
+from rlvr_sim.sweep.pareto import pareto_mask  # noqa: E402
+
+SCENARIO = ROOT / "scenarios" / "minimal.yaml"
+PREFIX = f"sweep:{SCENARIO.name}"
+pytestmark = pytest.mark.skipif(not SCENARIO.exists(), reason="scenarios/minimal.yaml is missing")
+
+
+def array(value) -> np.ndarray:
+    """A Plotly JSON array: a plain list or the typed-array form {dtype, bdata, shape}."""
+    if isinstance(value, dict) and "bdata" in value:
+        shape = [int(n) for n in str(value.get("shape", "-1")).split(",")]
+        return np.frombuffer(base64.b64decode(value["bdata"]), dtype=value["dtype"]).reshape(shape)
+    return np.asarray(value)
+
+
+def sweep_app(x_values: str, y_values: str) -> AppTest:
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=180).run()
+    at.switch_page("app_pages/sweep.py").run()
+    at.selectbox(key="sweep:file").set_value(SCENARIO.name).run()
+    at.text_input(key=f"{PREFIX}:X:sampler.tp:values").set_value(x_values)
+    at.text_input(key=f"{PREFIX}:Y:verifier.workers:values").set_value(y_values)
+    at.number_input(key="sweep:steps").set_value(2).run()
+    assert not at.exception
+    return at
+
+
+def test_grid_results_heatmaps_and_pareto_frontier() -> None:
+    at = sweep_app("1,2", "32,64")
+    assert not at.dataframe                     # nothing until the sweep is run
+    at.button(key="sweep:run").click().run()
+    assert not at.exception and not at.error
+    table = at.dataframe[0].value
+    assert list(zip(table["sampler.tp"], table["verifier.workers"])) == [(1, 32), (1, 64), (2, 32), (2, 64)]
+    assert (table["status"] == "ok").all()
+    scenario = load_scenario(SCENARIO, overrides=["verifier.workers=64", "sampler.tp=2"])
+    want = simulate(scenario, steps=2).summary.step_time_s.mean
+    assert table["step_time_s.mean"].iloc[3] == pytest.approx(want)
+    charts = at.get("plotly_chart")
+    assert len(charts) == 3                     # step-time heatmap, cost heatmap, Pareto
+    heat = plotly.io.from_json(charts[0].proto.spec).data[0]
+    assert list(heat.x) == ["1", "2"] and list(heat.y) == ["32", "64"]
+    assert array(heat.z)[1][1] == pytest.approx(want)       # row verifier.workers=64, column sampler.tp=2
+    line = plotly.io.from_json(charts[2].proto.spec).data[1]
+    front = table[pareto_mask(table)].sort_values("hours_total")
+    assert line.name == "Pareto frontier" and list(array(line.x)) == pytest.approx(list(front["hours_total"]))
+    assert any("4 plans: 4 valid" in c.value for c in at.caption)
+
+
+def test_invalid_grid_points_stay_rows_with_the_reason() -> None:
+    at = sweep_app("1,3", "64")
+    at.button(key="sweep:run").click().run()
+    assert not at.exception and not at.error
+    table = at.dataframe[0].value
+    assert list(table["status"]) == ["ok", "invalid"]
+    assert "sampler.tp=3" in table["error"].iloc[1]
+
+
+def test_same_knob_on_both_axes_is_an_error() -> None:
+    at = sweep_app("1,2", "64")
+    at.selectbox(key=f"{PREFIX}:Y:knob").set_value("sampler.tp").run()
+    at.button(key="sweep:run").click().run()
+    assert not at.exception and "pick two different knobs" in at.error[0].value
+
+
+def test_bad_axis_values_show_the_sweep_error() -> None:
+    at = sweep_app("1,,2", "64")
+    at.button(key="sweep:run").click().run()
+    assert not at.exception and "empty value" in at.error[0].value
+
+
+def plan_search(total_gpus: int) -> AppTest:
+    at = sweep_app("1", "64")
+    at.number_input(key="sweep:plan:total").set_value(total_gpus)
+    at.number_input(key="sweep:plan:steps").set_value(1).run()
+    at.button(key="sweep:plan:run").click().run()
+    assert not at.exception
+    return at
+
+
+def test_plan_search_without_a_valid_plan_says_why() -> None:
+    at = plan_search(2)              # an 8B model's trainer does not fit on 1-2 GPUs
+    assert not at.success
+    assert "no valid plan in the search space" in at.error[0].value and "does not fit" in at.error[0].value
+
+
+def test_recommended_plan_comes_from_the_plan_search() -> None:
+    at = plan_search(4)
+    assert not at.error
+    headline = at.success[0].value
+    assert headline.startswith("**4x h100-sxm") or headline.startswith("**2x h100-sxm")
+    reason = next(m.value for m in at.markdown if "valid simulated plans" in m.value)
+    assert "Bottleneck" in reason
+    front = at.dataframe[-1].value
+    assert {"label", "hours_total", "cost.usd_total"} <= set(front.columns) and len(front) >= 1
