@@ -68,7 +68,8 @@ class HardwareProfile(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     gpu: str
-    source: str = "datasheet"
+    source: str = Field("datasheet", description='"datasheet" or "calibrated <date> <device> ..."')
+    citation: str = Field("", description="where the datasheet numbers come from")
     datasheet: Datasheet
     efficiency: Efficiency = Field(default_factory=Efficiency)
 
@@ -89,7 +90,7 @@ class HardwareProfile(BaseModel):
         entry = catalog_gpu(gpu)
         eff = entry.pop("efficiency", {}) or {}
         source = entry.pop("source", "")
-        return cls(gpu=gpu.lower(), source=f"datasheet ({source})" if source else "datasheet",
+        return cls(gpu=gpu.lower(), source="datasheet", citation=source,
                    datasheet=Datasheet(**entry), efficiency=Efficiency(**eff))
 
     @classmethod

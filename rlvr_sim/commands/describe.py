@@ -70,7 +70,8 @@ def build_report(sc: Scenario, label: str | None = None) -> Report:
     w = sc.workload
     prompt_mean = int(round(w.prompt_tokens.mean_value()))
     resp_mean = int(round(w.response_tokens.mean_value()))
-    contexts = sorted({1024, prompt_mean + resp_mean, sc.max_context_tokens})
+    contexts = sorted({c for c in (1024, 4096) if c < sc.max_context_tokens}
+                      | {prompt_mean + resp_mean, sc.max_context_tokens})
     max_seqs = {str(c): plan.max_concurrent_sequences(c) for c in contexts}
     decode = []
     for ctx in (prompt_mean + resp_mean, sc.max_context_tokens):
@@ -106,13 +107,20 @@ def build_report(sc: Scenario, label: str | None = None) -> Report:
         "colocated" else 0.0, fits=not problems, problems=problems)
 
 
+def _count(n: float) -> str:
+    for scale, unit in ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "K")):
+        if n >= scale:
+            return f"{n / scale:.2f}{unit}"
+    return f"{n:.0f}"
+
+
 def _gb(x: float) -> str:
     return f"{x / 1e9:,.2f} GB"
 
 
 def format_report(r: Report) -> str:
     rows = [
-        ("model", f"{r.model}: {r.params_total / 1e9:.2f}B params ({r.params_active / 1e9:.2f}B "
+        ("model", f"{r.model}: {_count(r.params_total)} params ({_count(r.params_active)} "
                   f"active), weights {_gb(r.weight_bytes)}, KV {r.kv_bytes_per_token:,.0f} B/token"),
         ("hardware", f"{r.gpu} x {r.total_gpus} ({r.profile_source})"),
         ("sampler", f"{r.sampler_replicas} replica(s); per GPU: weights "
