@@ -10,6 +10,7 @@ live in `rlvr_sim.scenario_checks`.
 from __future__ import annotations
 
 import copy
+import math
 import re
 from functools import cached_property
 from pathlib import Path
@@ -191,9 +192,9 @@ class Scenario(_Section):
     @property
     def max_context_tokens(self) -> int:
         """Longest sequence a step can hold: max prompt + max response (the model's context
-        window when a distribution is unbounded)."""
+        window, max_position_embeddings, when a distribution is unbounded)."""
         top = self.workload.prompt_tokens.max_value() + self.workload.response_tokens.max_value()
-        return int(min(top, self.model.max_position_embeddings * 2))
+        return int(top) if math.isfinite(top) else self.model.max_position_embeddings
 
     @cached_property
     def hardware_profile(self) -> HardwareProfile:
