@@ -1,0 +1,241 @@
+"""Disaggregated and async GRPO: a sampler process and the trainer connected by a bounded queue.
+
+Modes (from the scenario's `orchestration` section):
+- colocated sync (hf backend): delegated to the core loop (`executor.loop.run_grpo`);
+- disaggregated sync: the async machinery with max_staleness 0 (the sampler waits for the
+  weights of step i-1 before generating batch i);
+- async(max_staleness = eta): the sampler runs ahead; every sample carries the policy version
+  that generated it and its staleness (trainer version at training - that version) is recorded
+  per sample in the `generate` trace rows. `stale_policy` says how the bound is kept:
+  "block" (the sampler does not generate a batch that would be too old: admission control,
+  waits counted) or "drop" (the trainer discards batches older than the bound, counted).
+The trainer only waits when the next batch is not there yet (a trainer `idle` row); it sends
+weights after every step without waiting for the sampler to load them. Off-policy correction:
+the clipped importance ratio uses the behaviour policy's log-probs (the sampler's) as the old
+log-probs, so stale samples are re-weighted by pi_theta / pi_behaviour.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import json
+import queue
+import statistics
+import tempfile
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass
+
+import torch
+
+from executor.config import RunConfig
+from executor.sampler_worker import SampleMessage, WeightsMessage, WorkerPlan, sampler_main
+from executor.trainer import Batch, make_batch
+from rlvr_sim.errors import UserError
+
+
+@dataclass(frozen=True)
+class Orchestration:
+    placement: str             # colocated | disaggregated
+    mode: str                  # sync | async
+    max_staleness: int         # effective bound (0 for sync)
+    stale_policy: str          # block | drop
+    queue_batches: int         # capacity of the sampler -> trainer queue (RL batches)
+
+    @property
+    def label(self) -> str:
+        if self.mode == "sync":
+            return f"{self.placement}-sync"
+        return f"async({self.max_staleness},{self.stale_policy})"
+
+
+def orchestration_of(cfg: RunConfig, stale_policy: str | None = None) -> Orchestration:
+    """The effective settings; UserError names the field for values we cannot run."""
+    o = cfg.scenario.orchestration
+    policy = stale_policy or getattr(cfg.spec, "stale_policy", "block")
+    if policy not in ("block", "drop"):
+        raise UserError(f"executor.stale_policy={policy!r}: use 'block' or 'drop'")
+    if o.partial_rollout:
+        raise UserError("orchestration.partial_rollout=true is not executed (the executor finishes "
+                        "every rollout with one policy version); set it to false")
+    eta = o.max_staleness if o.mode == "async" else 0
+    return Orchestration(o.placement, o.mode, eta, policy, queue_batches=max(1, eta))
+
+
+def resolve_config(scenario, steps: int | None = None, out_dir: str | None = None,
+                   trace_path: str | None = None) -> RunConfig:
+    """RunConfig for any backend/orchestration: the core's checks run on an hf/colocated/sync copy."""
+    from executor.loop import ExecuteResult  # noqa: F401  (fail early without the executor extra)
+    from rlvr_sim.executor_spec import ExecutorSpec
+
+    spec = scenario.executor or ExecutorSpec()
+    proxy = scenario.model_copy(update={
+        "executor": spec.model_copy(update={"backend": "hf"}),
+        "orchestration": scenario.orchestration.model_copy(update={"placement": "colocated",
+                                                                    "mode": "sync"})})
+    cfg = RunConfig.from_scenario(proxy, steps=steps, out_dir=out_dir, trace_path=trace_path)
+    name = scenario.name or "execute"
+    return dataclasses.replace(cfg, scenario=scenario, spec=spec, run_id=f"execute-{name}")
+
+
+def behaviour_logps(rollouts, batch: Batch) -> torch.Tensor:
+    """[B, T-1] old log-probs from the sampler's per-token log-probs, aligned with batch.mask."""
+    old = torch.zeros_like(batch.mask, dtype=torch.float32)
+    for i, r in enumerate(rollouts):
+        start = len(r.prompt_ids) - 1
+        old[i, start:start + len(r.logprobs)] = torch.tensor(r.logprobs, dtype=torch.float32)
+    return old.to(batch.mask.device)
+
+
+def _has_old_logps_hook(trainer_cls) -> bool:
+    return "old_logps" in inspect.signature(trainer_cls.step).parameters
+
+
+def make_trainer(model: torch.nn.Module, train_cfg, pad_id: int, ref_model=None):
+    """A GRPOTrainer whose `step` accepts `old_logps` (the core's, or the interim subclass)."""
+    from executor.trainer import GRPOTrainer
+
+    cls = GRPOTrainer if _has_old_logps_hook(GRPOTrainer) else _make_interim_class(GRPOTrainer)
+    return cls(model, train_cfg, pad_id, ref_model)
+
+
+def _make_interim_class(base):
+    class BehaviourOldTrainer(base):
+        """Interim until the core's `step(..., old_logps=)` lands: the behaviour log-probs are fed
+        through the core's old-log-prob forward hook, which only runs when the batch is reused
+        (mini_batches > 1 or num_iterations > 1)."""
+
+        _behaviour: torch.Tensor | None = None
+
+        def _timed_logps(self, name, model, batch, phases):
+            if name == "old_logprob" and self._behaviour is not None:
+                return self._behaviour
+            return super()._timed_logps(name, model, batch, phases)
+
+        def step(self, rollouts, rewards, group_size, old_logps=None):
+            if old_logps is not None and self.cfg.mini_batches == 1 and self.cfg.num_iterations == 1:
+                raise UserError("off-policy correction with trainer.mini_batches=1 and "
+                                "executor.num_iterations=1 needs the core trainer's old_logps hook; "
+                                "set trainer.mini_batches >= 2")
+            self._behaviour = old_logps
+            try:
+                return super().step(rollouts, rewards, group_size)
+            finally:
+                self._behaviour = None
+
+    return BehaviourOldTrainer
+
+
+def train_on(trainer, msg: SampleMessage, group_size: int):
+    """One GRPO step on a sampler batch, importance-weighted against its behaviour log-probs."""
+    rewards = [r.reward for r in msg.results]
+    batch = make_batch(msg.rollouts, trainer.pad_id, trainer.device)
+    return trainer.step(msg.rollouts, rewards, group_size,
+                        old_logps=behaviour_logps(msg.rollouts, batch))
+
+
+@dataclass
+class Counts:
+    """What the staleness bound cost: batches not generated in time (waits) or dropped."""
+
+    admission_waits: int = 0
+    admission_wait_s: float = 0.0
+    dropped_batches: int = 0
+    dropped_samples: int = 0
+    staleness_hist: Counter = dataclasses.field(default_factory=Counter)
+    wall_s: float = 0.0              # first step start -> last step end (trainer clock)
+    output_tokens: int = 0           # completion tokens trained on
+
+
+def run_orchestrated(scenario, steps: int | None = None, out_dir: str | None = None,
+                     trace_path: str | None = None, progress: bool = True, resume: bool = False,
+                     stale_policy: str | None = None):
+    """Run a scenario in its orchestration mode; returns executor.loop.ExecuteResult."""
+    from executor.loop import run_grpo
+
+    if resume:
+        raise UserError("--resume is only supported for colocated sync runs of the hf backend")
+    cfg = resolve_config(scenario, steps, out_dir, trace_path)
+    orch = orchestration_of(cfg, stale_policy)
+    if orch.placement == "colocated" and orch.mode == "sync" and cfg.spec.backend == "hf":
+        return run_grpo(cfg, progress=progress)
+    from executor.orchestrator_trainer import run_trainer_side
+
+    cfg.out_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="rlvr-sampler-") as workdir:
+        result, counts = run_trainer_side(cfg, orch, workdir, progress)
+    extra = {"orchestration": orch.label, "stale_policy": orch.stale_policy,
+             "max_staleness": orch.max_staleness, "admission_waits": counts.admission_waits,
+             "admission_wait_s": counts.admission_wait_s, "dropped_batches": counts.dropped_batches,
+             "dropped_samples": counts.dropped_samples, "wall_s": counts.wall_s,
+             "steps_per_s": result.steps / max(counts.wall_s, 1e-9),
+             "trained_output_tokens_per_s": counts.output_tokens / max(counts.wall_s, 1e-9),
+             "staleness_hist": {str(k): v for k, v in sorted(counts.staleness_hist.items())}}
+    (cfg.out_dir / "orchestration.json").write_text(json.dumps(extra, indent=2))
+    (cfg.out_dir / "result.json").write_text(json.dumps({**asdict(result), **extra}, indent=2))
+    return result
+
+
+def make_plan(cfg: RunConfig, orch: Orchestration, workdir: str) -> WorkerPlan:
+    batches = cfg.steps if orch.stale_policy == "block" else None
+    return WorkerPlan(cfg, orch.max_staleness, orch.stale_policy, batches, workdir)
+
+
+def start_sampler(cfg: RunConfig, orch: Orchestration, workdir: str):
+    """Spawn the sampler process; returns (process, batches queue, weights queue, stop event)."""
+    import torch.multiprocessing as tmp
+
+    ctx = tmp.get_context("spawn")
+    batches, weights, stop = ctx.Queue(maxsize=orch.queue_batches), ctx.Queue(), ctx.Event()
+    proc = ctx.Process(target=sampler_main, args=(make_plan(cfg, orch, workdir), batches, weights, stop),
+                       name="rlvr-sampler", daemon=False)
+    proc.start()
+    return proc, batches, weights, stop
+
+
+def send_weights(model: torch.nn.Module, weights, version: int) -> tuple[float, float, int]:
+    """Snapshot the trainer's weights (a copy: the sampler must not see later updates) and send."""
+    t0 = time.perf_counter()
+    with torch.no_grad():
+        state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+    size = sum(t.numel() * t.element_size() for t in state.values())
+    weights.put(WeightsMessage(version, state, time.perf_counter()))
+    return t0, time.perf_counter(), size
+
+
+def next_message(batches, proc, timeout_s: float = 0.2) -> SampleMessage | None:
+    """The next batch; raises if the sampler process died without finishing."""
+    while True:
+        try:
+            return batches.get(timeout=timeout_s)
+        except queue.Empty:
+            if not proc.is_alive():
+                raise RuntimeError(f"sampler process exited with code {proc.exitcode} before "
+                                   "sending every batch") from None
+
+
+def stop_sampler(proc, batches, stop, join_s: float = 30.0) -> None:
+    """Tell the sampler to stop, drain the queue until its final None, join (terminate if stuck)."""
+    stop.set()
+    deadline = time.perf_counter() + join_s
+    while proc.is_alive() and time.perf_counter() < deadline:
+        try:
+            if batches.get(timeout=0.1) is None:
+                break
+        except queue.Empty:
+            continue
+    proc.join(timeout=max(0.0, deadline - time.perf_counter()))
+    if proc.is_alive():
+        proc.terminate()
+        proc.join(5)
+
+
+def staleness_summary(hist: Counter) -> dict:
+    n = sum(hist.values())
+    return {"max": max(hist, default=0), "mean": sum(k * v for k, v in hist.items()) / max(n, 1),
+            "hist": dict(sorted(hist.items()))}
+
+
+def median(xs: list[float]) -> float:
+    return statistics.median(xs) if xs else 0.0

@@ -1,0 +1,187 @@
+"""The trainer side of disaggregated/async runs: consume batches, train, send weights, trace.
+
+The trainer process (the caller's) owns the policy and optimiser; the sampler runs in
+`executor.sampler_worker`. Per RL step the trainer takes the next batch from the queue (an
+`idle` row when it had to wait), drops it if it is older than the bound under
+stale_policy="drop", trains on it with the behaviour log-probs as old log-probs, and sends the
+new weights (trainer `weight_sync` row: snapshot + enqueue). The sampler's generate / verify /
+weight-load / wait rows travel with each batch and are put on the trainer's trace clock.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import random
+import statistics
+import time
+from dataclasses import asdict
+
+import numpy as np
+import torch
+
+from executor.config import RunConfig
+from executor.orchestrator import (Counts, Orchestration, make_trainer, next_message,
+                                   send_weights, start_sampler, stop_sampler, train_on)
+from executor.sampler_worker import SampleMessage
+from executor.tracing import StepMetrics, Tracer, append_metrics, save_trace
+
+
+def _seed(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _trace_sampler_side(tracer: Tracer, msg: SampleMessage, step: int, staleness: int,
+                        counts: Counts, dropped: bool) -> None:
+    """The sampler's rows of one batch (generate with per-sample staleness, verify, loads, waits)."""
+    tm, v = msg.timing, msg.policy_version
+    g0, g1 = msg.generate_perf
+    tracer.add("sampler", 0, "generate", step, v, tracer.rel_perf(g0), tracer.rel_perf(g1),
+               tm.sequences, tm.prompt_tokens, tm.output_tokens, prefill_s=tm.prefill_s,
+               decode_s=tm.decode_s, decode_iterations=tm.decode_iterations,
+               staleness=[staleness] * len(msg.rollouts), batch_index=msg.batch_index,
+               dropped=dropped, **{k: val for k, val in msg.backend_extra.items() if k != "requests"})
+    tracer.add_verify(step, v, msg.results)
+    for load in msg.weight_loads:
+        tracer.add("sampler", 0, "weight_sync", step, load.version, tracer.rel_perf(load.start_perf),
+                   tracer.rel_perf(load.end_perf), transfer_s=load.start_perf - load.sent_perf)
+    for wait in msg.waits:
+        tracer.add("sampler", 0, "idle", step, v, tracer.rel_perf(wait.start_perf),
+                   tracer.rel_perf(wait.end_perf), reason=wait.kind)
+        if wait.kind == "admission":
+            counts.admission_waits += 1
+            counts.admission_wait_s += wait.end_perf - wait.start_perf
+
+
+def _take_batch(tracer: Tracer, batches, proc, step: int, orch: Orchestration,
+                counts: Counts) -> tuple[SampleMessage, int]:
+    """The next batch usable at trainer version `step` (dropping too-old ones under 'drop')."""
+    while True:
+        msg = next_message(batches, proc)
+        if msg is None:
+            raise RuntimeError(f"sampler finished before step {step}")
+        staleness = step - msg.policy_version
+        if staleness <= orch.max_staleness:
+            return msg, staleness
+        if orch.stale_policy == "block":
+            raise RuntimeError(f"staleness {staleness} > bound {orch.max_staleness} under 'block'")
+        counts.dropped_batches += 1
+        counts.dropped_samples += len(msg.rollouts)
+        _trace_sampler_side(tracer, msg, step, staleness, counts, dropped=True)
+
+
+def _trace_train(tracer: Tracer, step: int, stats, t0: float) -> None:
+    for ph in stats.phases:
+        tracer.add("trainer", 0, ph.name, step, step, tracer.rel_perf(ph.start),
+                   tracer.rel_perf(ph.end), ph.sequences, 0, ph.tokens, **ph.extra)
+    first = min((ph.start for ph in stats.phases), default=t0)
+    if first > t0:
+        tracer.add("trainer", 0, "train", step, step, tracer.rel_perf(t0), tracer.rel_perf(first),
+                   stats.sequences, 0, stats.tokens, part="batching+advantages")
+
+
+def _metrics(step: int, msg: SampleMessage, stats, step_s: float, train_s: float,
+             sync_s: float) -> StepMetrics:
+    rewards = [r.reward for r in msg.results]
+    lengths = [len(r.completion_ids) for r in msg.rollouts]
+    return StepMetrics(
+        step=step, policy_version=msg.policy_version, mean_reward=statistics.fmean(rewards),
+        accuracy=sum(r == 1.0 for r in rewards) / len(rewards), kl=stats.kl, entropy=stats.entropy,
+        loss=stats.loss, clip_fraction=stats.clip_fraction, grad_norm=stats.grad_norm,
+        response_tokens_mean=statistics.fmean(lengths),
+        finished_fraction=sum(r.finished for r in msg.rollouts) / len(lengths), step_s=step_s,
+        generate_s=msg.generate_perf[1] - msg.generate_perf[0],
+        verify_s=msg.verify_perf[1] - msg.verify_perf[0], train_s=train_s, weight_sync_s=sync_s,
+        data_cursor=msg.data_cursor)
+
+
+def _warm_start(cfg: RunConfig, ctx, tracer: Tracer, progress: bool) -> dict:
+    from executor.sft import run_sft
+    from executor.steps import evaluate
+
+    policy, spec = ctx.policy, cfg.spec
+    evals = {"accuracy_initial": evaluate(ctx, policy.model)}
+    if spec.sft_steps:
+        sft = run_sft(policy.model, policy.tokenizer, ctx.task, cfg.seed, spec.sft_steps,
+                      spec.sft_lr, spec.sft_batch_size, progress)
+        tracer.add("trainer", 0, "sft", -1, 0, tracer.rel_perf(sft.start), tracer.rel_perf(sft.end),
+                   sft.sequences, 0, 0, steps=sft.steps, tokens=sft.tokens, final_loss=sft.final_loss)
+    evals["accuracy_after_sft"] = evaluate(ctx, policy.model)
+    return evals
+
+
+def run_trainer_side(cfg: RunConfig, orch: Orchestration, workdir: str, progress: bool):
+    """All RL steps of a disaggregated/async run; returns (ExecuteResult, Counts)."""
+    from tqdm import tqdm
+
+    from executor.loop import build_policy, train_config
+    from executor.sampler import SamplingParams
+    from executor.steps import StepContext, evaluate
+    from executor.tasks import make_task
+    from executor.verifier import VerifierPool
+
+    _seed(cfg.seed)
+    for stale in (cfg.metrics_path, cfg.trace_path):
+        stale.unlink(missing_ok=True)
+    policy, task, tracer, counts = build_policy(cfg), make_task(cfg.spec), Tracer(cfg.run_id), Counts()
+    with VerifierPool(task, 1) as eval_pool:
+        ctx = StepContext(cfg=cfg, policy=policy, task=task, pool=eval_pool,
+                          params=SamplingParams(cfg.samples_per_prompt, cfg.max_new_tokens))
+        evals = _warm_start(cfg, ctx, tracer, progress)
+        ref = copy.deepcopy(policy.model).eval().requires_grad_(False) if cfg.spec.beta > 0 else None
+        trainer = make_trainer(policy.model, train_config(cfg), policy.tokenizer.pad_token_id, ref)
+        proc, batches, weights, stop = start_sampler(cfg, orch, workdir)
+        rows, tokens = [], 0
+        try:
+            send_weights(policy.model, weights, 0)
+            loop_start = last_end = time.perf_counter()
+            for step in tqdm(range(cfg.steps), desc=orch.label, disable=not progress):
+                w0 = time.perf_counter()
+                msg, staleness = _take_batch(tracer, batches, proc, step, orch, counts)
+                w1 = time.perf_counter()
+                if w1 - w0 > 1e-3:
+                    tracer.add("trainer", 0, "idle", step, step, tracer.rel_perf(w0), tracer.rel_perf(w1),
+                               reason="waiting for a batch")
+                counts.staleness_hist[staleness] += len(msg.rollouts)
+                _trace_sampler_side(tracer, msg, step, staleness, counts, dropped=False)
+                stats = train_on(trainer, msg, cfg.samples_per_prompt)
+                t3 = time.perf_counter()
+                _trace_train(tracer, step, stats, w1)
+                s0, s1, size = send_weights(policy.model, weights, step + 1)
+                tracer.add("trainer", 0, "weight_sync", step, step + 1, tracer.rel_perf(s0),
+                           tracer.rel_perf(s1), bytes=size)
+                rows.append(_metrics(step, msg, stats, s1 - last_end, t3 - w1, s1 - s0))
+                append_metrics(cfg.metrics_path, rows[-1])
+                tokens += msg.timing.output_tokens
+                last_end = s1
+            wall_s = last_end - loop_start
+        finally:
+            stop_sampler(proc, batches, stop)
+        save_trace(tracer, cfg.trace_path, None)
+        accuracy_after = evaluate(ctx, policy.model)
+    counts.wall_s, counts.output_tokens = wall_s, tokens
+    return _result(cfg, policy, evals, rows, accuracy_after, wall_s, tokens), counts
+
+
+def _result(cfg: RunConfig, policy, evals: dict, rows: list[StepMetrics], accuracy_after: float,
+            wall_s: float, tokens: int):
+    from executor.loop import ExecuteResult
+
+    rewards = [m.mean_reward for m in rows]
+    quarter = max(len(rewards) // 4, 1)
+    times = [m.step_s for m in rows] or [0.0]
+    phases = {k: sum(getattr(m, f"{k}_s") for m in rows) for k in ("generate", "verify", "train",
+                                                                   "weight_sync")}
+    result = ExecuteResult(
+        run_id=cfg.run_id, steps=len(rows), resumed_from_step=None, policy=policy.describe(),
+        accuracy_initial=evals.get("accuracy_initial"), accuracy_after_sft=evals.get("accuracy_after_sft"),
+        accuracy_after_grpo=accuracy_after, mean_reward_first=statistics.fmean(rewards[:quarter]),
+        mean_reward_last=statistics.fmean(rewards[-quarter:]),
+        step_time_s={"mean": statistics.fmean(times), "p50": statistics.median(times)},
+        phase_time_s=phases, output_tokens_per_s=tokens / max(phases["generate"], 1e-9),
+        trace_path=str(cfg.trace_path), metrics_path=str(cfg.metrics_path))
+    (cfg.out_dir / "evals.json").write_text(json.dumps(evals))
+    (cfg.out_dir / "result.json").write_text(json.dumps(asdict(result), indent=2))
+    return result

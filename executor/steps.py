@@ -1,0 +1,110 @@
+"""One synchronous colocated RL step, and greedy held-out evaluation.
+
+`run_step` does sample -> verify -> train -> weight sync for one step, writes its trace rows
+and returns its StepMetrics. The sampling seed is a function of (run seed, step), so a resumed
+run reproduces the draws of an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import torch
+
+from executor.config import RunConfig
+from executor.policy import Policy
+from executor.sampler import HFSampler, Sampler, SamplingParams
+from executor.tasks import Task, problems
+from executor.tracing import StepMetrics, Tracer
+from executor.trainer import GRPOTrainer
+from executor.verifier import VerifierPool
+from executor.weight_sync import sync_weights
+
+
+@dataclass
+class StepContext:
+    """Everything a step needs; `data_cursor` advances by prompts_per_step each step."""
+
+    cfg: RunConfig
+    policy: Policy
+    task: Task
+    pool: VerifierPool
+    params: SamplingParams
+    sampler: Sampler | None = None
+    trainer: GRPOTrainer | None = None
+    tracer: Tracer | None = None
+    data_cursor: int = 0
+    output_tokens: int = field(default=0)
+
+
+def step_seed(seed: int, step: int) -> int:
+    return (seed * 1_000_003 + step * 7_919 + 17) % (2**63)
+
+
+def decode(tokenizer, ids: list[int]) -> str:
+    return tokenizer.decode(ids, skip_special_tokens=True)
+
+
+@torch.no_grad()
+def evaluate(ctx: StepContext, model: torch.nn.Module) -> float:
+    """Greedy accuracy on held-out problems 0..eval_problems-1 of the "eval" stream."""
+    n = ctx.cfg.spec.eval_problems
+    if n == 0:
+        return float("nan")
+    tok = ctx.policy.tokenizer
+    probs = problems(ctx.task, ctx.cfg.seed, 0, n, stream="eval")
+    sampler = HFSampler(model, tok.eos_token_id, tok.pad_token_id)
+    batch = sampler.generate([tok.encode(p.prompt, add_special_tokens=False) for p in probs],
+                             SamplingParams(1, ctx.cfg.max_new_tokens, greedy=True))
+    results = ctx.pool.score([(p, decode(tok, r.completion_ids)) for p, r in zip(probs, batch.rollouts)])
+    return sum(r.reward for r in results) / n
+
+
+def _trace_train(tracer: Tracer, step: int, version: int, t0: float, stats) -> None:
+    for ph in stats.phases:
+        tracer.add("trainer", 0, ph.name, step, version, tracer.rel_perf(ph.start),
+                   tracer.rel_perf(ph.end), ph.sequences, 0, ph.tokens, **ph.extra)
+    first = min((ph.start for ph in stats.phases), default=t0)
+    if first > t0:
+        tracer.add("trainer", 0, "train", step, version, tracer.rel_perf(t0), tracer.rel_perf(first),
+                   stats.sequences, 0, stats.tokens, part="batching+advantages")
+
+
+def run_step(ctx: StepContext, step: int) -> StepMetrics:
+    """Sample -> verify -> train -> sync for RL step `step`."""
+    cfg, tok, tracer, sampler = ctx.cfg, ctx.policy.tokenizer, ctx.tracer, ctx.sampler
+    version = sampler.policy_version
+    probs = problems(ctx.task, cfg.seed, ctx.data_cursor, cfg.prompts_per_step)
+    ctx.data_cursor += cfg.prompts_per_step
+    t0 = time.perf_counter()
+    batch = sampler.generate([tok.encode(p.prompt, add_special_tokens=False) for p in probs],
+                             ctx.params, seed=step_seed(cfg.seed, step))
+    t1 = time.perf_counter()
+    results = ctx.pool.score([(probs[r.group], decode(tok, r.completion_ids)) for r in batch.rollouts])
+    t2 = time.perf_counter()
+    rewards = [r.reward for r in results]
+    stats = ctx.trainer.step(batch.rollouts, rewards, cfg.samples_per_prompt)
+    t3 = time.perf_counter()
+    sync = sync_weights(ctx.policy.model, sampler)
+    t4 = time.perf_counter()
+    tm = batch.timing
+    ctx.output_tokens += tm.output_tokens
+    tracer.add("sampler", 0, "generate", step, version, tracer.rel_perf(t0), tracer.rel_perf(t1),
+               tm.sequences, tm.prompt_tokens, tm.output_tokens, prefill_s=tm.prefill_s,
+               decode_s=tm.decode_s, decode_iterations=tm.decode_iterations,
+               staleness=[version - r.policy_version for r in batch.rollouts])
+    tracer.add_verify(step, version, results)
+    _trace_train(tracer, step, version, t2, stats)
+    for pool in ("trainer", "sampler"):
+        tracer.add(pool, 0, "weight_sync", step, sync.policy_version, tracer.rel_perf(sync.start),
+                   tracer.rel_perf(sync.end), bytes=sync.bytes)
+    lengths = [len(r.completion_ids) for r in batch.rollouts]
+    return StepMetrics(
+        step=step, policy_version=version, mean_reward=sum(rewards) / len(rewards),
+        accuracy=sum(r == 1.0 for r in rewards) / len(rewards), kl=stats.kl, entropy=stats.entropy,
+        loss=stats.loss, clip_fraction=stats.clip_fraction, grad_norm=stats.grad_norm,
+        response_tokens_mean=sum(lengths) / len(lengths),
+        finished_fraction=sum(r.finished for r in batch.rollouts) / len(lengths),
+        step_s=t4 - t0, generate_s=t1 - t0, verify_s=t2 - t1, train_s=t3 - t2,
+        weight_sync_s=t4 - t3, data_cursor=ctx.data_cursor)

@@ -1,0 +1,127 @@
+"""Trace rows (rlvr_sim.trace schema, same granularity as the simulator) and learning metrics.
+
+Rows per RL step, like `rlvr_sim/sim/recorder.py` writes them:
+- sampler 0 `generate` (extra: prefill_s, decode_s, decode_iterations, staleness per sample);
+- verifier w `verify`, one row per (step, worker) spanning its first start to last end (extra:
+  busy_s, latencies_s of each verification, failures, reasons);
+- trainer 0 `ref_logprob` / `old_logprob` / `forward_backward` / `optimizer` rows as they ran
+  (one per mini-batch), then `train` for the rest of the update (batching, advantages);
+- trainer 0 and sampler 0 `weight_sync` (policy_version = the version sent).
+The SFT warm-start is a trainer `sft` row with step -1. Times are seconds since the run started
+(continued across resumes). Learning metrics go to a separate JSONL table, one row per step.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter, defaultdict
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from rlvr_sim.trace import TRACE_COLUMNS, TraceEvent, read_trace, to_frame, write_trace
+
+
+@dataclass
+class StepMetrics:
+    """Learning and timing summary of one RL step (one JSONL row)."""
+
+    step: int
+    policy_version: int
+    mean_reward: float
+    accuracy: float
+    kl: float
+    entropy: float
+    loss: float
+    clip_fraction: float
+    grad_norm: float
+    response_tokens_mean: float
+    finished_fraction: float
+    step_s: float
+    generate_s: float
+    verify_s: float
+    train_s: float
+    weight_sync_s: float
+    data_cursor: int
+
+
+class Tracer:
+    """Collects trace events with run-relative times; writes the trace and metrics files.
+
+    `offset_s` continues the clock of a resumed run (the previous trace's last end time).
+    Perf-counter times (sampler, trainer) and wall-clock times (verifier workers, other
+    processes) are both converted through `rel_perf` / `rel_wall`.
+    """
+
+    def __init__(self, run_id: str, offset_s: float = 0.0):
+        self.run_id = run_id
+        self._perf0, self._wall0 = time.perf_counter(), time.time()
+        self.offset_s = offset_s
+        self.events: list[TraceEvent] = []
+
+    def rel_perf(self, t: float) -> float:
+        return self.offset_s + t - self._perf0
+
+    def rel_wall(self, t: float) -> float:
+        return self.offset_s + t - self._wall0
+
+    def add(self, pool: str, worker: int, phase: str, step: int, version: int, start_s: float,
+            end_s: float, sequences: int = 0, prompt_tokens: int = 0, output_tokens: int = 0,
+            **extra) -> None:
+        """One row; start_s/end_s are already run-relative."""
+        self.events.append(TraceEvent(self.run_id, step, version, pool, worker, phase, start_s,
+                                      end_s, sequences, prompt_tokens, output_tokens, extra))
+
+    def add_verify(self, step: int, version: int, results) -> None:
+        """Aggregate VerifyResults into one row per worker (simulator granularity)."""
+        by_worker = defaultdict(list)
+        for r in results:
+            by_worker[r.worker_id].append(r)
+        for worker, rs in sorted(by_worker.items()):
+            reasons = Counter(r.reason.split(":")[0] for r in rs)
+            self.add("verifier", worker, "verify", step, version,
+                     self.rel_wall(min(r.start_s for r in rs)), self.rel_wall(max(r.end_s for r in rs)),
+                     sequences=len(rs), busy_s=sum(r.latency_s for r in rs),
+                     latencies_s=[round(r.latency_s, 6) for r in rs],
+                     failures=sum(r.reward == 0 for r in rs), reasons=dict(reasons))
+
+    def frame(self, previous: pd.DataFrame | None = None) -> pd.DataFrame:
+        df = to_frame(self.events)
+        if previous is not None and len(previous):
+            df = pd.concat([previous[TRACE_COLUMNS], df], ignore_index=True)
+        return df.sort_values(["start_s", "worker_pool", "worker_id"], kind="stable").reset_index(drop=True)
+
+
+def load_previous_trace(path: Path, upto_step: int) -> pd.DataFrame | None:
+    """The rows of an earlier (interrupted) run's trace up to and including `upto_step`."""
+    if not path.exists():
+        return None
+    df = read_trace(path)
+    return df[df["step"] <= upto_step].reset_index(drop=True)
+
+
+def save_trace(tracer: Tracer, path: Path, previous: pd.DataFrame | None) -> Path:
+    return write_trace(tracer.frame(previous), path)
+
+
+def append_metrics(path: Path, metrics: StepMetrics) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as f:
+        f.write(json.dumps(asdict(metrics)) + "\n")
+
+
+def read_metrics(path: Path) -> list[StepMetrics]:
+    if not path.exists():
+        return []
+    return [StepMetrics(**json.loads(line)) for line in path.read_text().splitlines() if line.strip()]
+
+
+def truncate_metrics(path: Path, upto_step: int) -> list[StepMetrics]:
+    """Keep only rows with step <= upto_step (steps after the checkpoint are redone on resume)."""
+    kept = [m for m in read_metrics(path) if m.step <= upto_step]
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(json.dumps(asdict(m)) + "\n" for m in kept))
+    tmp.replace(path)
+    return kept
