@@ -1,6 +1,7 @@
 """`rlvr-sim describe`: one fitting scenario per catalog model, JSON output, fit reporting."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -8,6 +9,8 @@ from rlvr_sim.cli import main
 from rlvr_sim.commands.describe import build_report
 from rlvr_sim.model_spec import catalog_names
 from rlvr_sim.scenario import load_scenario
+
+MINIMAL = str(Path(__file__).resolve().parents[1] / "scenarios" / "minimal.yaml")
 
 # A layout each model fits in (bf16 unless noted); the tiny model runs on the CPU pseudo-device.
 LAYOUTS = {
@@ -63,7 +66,7 @@ def test_describe_every_catalog_model(name, tmp_path, capsys):
 
 
 def test_describe_json_and_overrides(capsys):
-    assert main(["describe", "scenarios/minimal.yaml", "--json", "--set", "sampler.tp=2"]) == 0
+    assert main(["describe", MINIMAL, "--json", "--set", "sampler.tp=2"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["params_total"] == 8_030_261_248 and data["kv_bytes_per_token"] == 131_072
     assert data["sampler_replicas"] == 4 and data["fits"] is True
@@ -71,12 +74,12 @@ def test_describe_json_and_overrides(capsys):
 
 
 def test_describe_reports_a_misfit_with_the_reason(capsys):
-    rc = main(["describe", "scenarios/minimal.yaml", "--set", "model=llama-3.1-70b"])
+    rc = main(["describe", MINIMAL, "--set", "model=llama-3.1-70b"])
     out = capsys.readouterr().out
     assert rc == 1 and "fits           NO: sampler: model does not fit" in out
 
 
 def test_describe_bad_field_is_a_clean_error(capsys):
-    rc = main(["describe", "scenarios/minimal.yaml", "--set", "sampler.tp=3"])
+    rc = main(["describe", MINIMAL, "--set", "sampler.tp=3"])
     err = capsys.readouterr().err
     assert rc == 2 and err.startswith("error: ") and "sampler.tp=3" in err

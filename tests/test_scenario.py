@@ -1,6 +1,7 @@
 """Scenario loading: defaults, overrides, resolved YAML, paths, and error messages."""
 
 import json
+from pathlib import Path
 
 import pytest
 import yaml
@@ -10,7 +11,7 @@ from rlvr_sim.errors import ScenarioError
 from rlvr_sim.hardware import HardwareProfile
 from rlvr_sim.scenario import Scenario, load_scenario
 
-MINIMAL = "scenarios/minimal.yaml"
+MINIMAL = str(Path(__file__).resolve().parents[1] / "scenarios" / "minimal.yaml")
 
 
 def test_minimal_file_is_short_and_valid():
