@@ -1,0 +1,144 @@
+"""`rlvr-sim calibrate`: micro-benchmark this machine, fit a hardware profile, write it.
+
+Writes three files: PROFILE.yaml (loadable by a scenario's `profile:`), PROFILE.fit.json (fit
+report, provenance, load during measurement, verifier latencies) and PROFILE.bench.parquet (the
+raw benchmark table, so `--bench` can refit without measuring again).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
+
+from rlvr_sim.errors import UserError
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", required=True, help="profile YAML to write, e.g. profiles/cpu-2core.yaml")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
+    p.add_argument("--gpu", default="auto",
+                   help="catalog entry whose datasheet the efficiencies refer to (auto: cpu-2core "
+                        "on CPU, the catalog GPU named like the CUDA device)")
+    p.add_argument("--quick", action="store_true", help="small grid (about a minute or two)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch threads for every benchmark (recorded; validate uses the same)")
+    p.add_argument("--repeats", type=int, default=None, help="interleaved repeats per grid point")
+    p.add_argument("--bench", default=None,
+                   help="refit an existing benchmark table (.parquet) instead of measuring")
+    p.add_argument("--loss", default="soft_l1", choices=["soft_l1", "huber", "cauchy", "linear"])
+    p.add_argument("--json", action="store_true", help="print the fit report as JSON")
+    p.add_argument("--no-progress", action="store_true")
+
+
+def _catalog_gpu(device: str, gpu: str) -> str:
+    from rlvr_sim.hardware import gpu_names
+
+    if gpu != "auto":
+        if gpu.lower() not in gpu_names():
+            raise UserError(f"--gpu {gpu!r} is not in the catalog; use one of {', '.join(gpu_names())}")
+        return gpu.lower()
+    if not device.startswith("cuda"):
+        return "cpu-2core"
+    import torch
+
+    name = torch.cuda.get_device_name(torch.device(device)).lower().replace(" ", "-")
+    hits = [g for g in gpu_names() if g.split("-")[0] in name]
+    if len(hits) != 1:
+        raise UserError(f"cannot tell which catalog GPU {name!r} is ({hits or 'no match'}); "
+                        "pass --gpu NAME")
+    return hits[0]
+
+
+def verifier_notes(df) -> dict:
+    """Per task: in-worker latency fit and effective service time (makespan x workers / items,
+    which includes the pool's dispatch overhead) per pool size, as scenario distributions."""
+    from calibration.fit import fit_latency
+
+    out: dict = {}
+    ver = df[df["kind"] == "verify"]
+    for task, rows in ver.groupby("task"):
+        lats = [x for d in rows["details_json"] for x in json.loads(d)]
+        fit = fit_latency(str(task), lats)
+        by_w = {}
+        for rec in rows.to_dict("records"):
+            eff = rec["seconds"] * rec["workers"] / max(rec["sequences"], 1)
+            by_w[str(int(rec["workers"]))] = {
+                "dist": "lognormal", "mean": eff, "sigma": fit.sigma,
+                "cap": max(fit.max_s * 2, eff * 20)}
+        default = by_w[max(by_w, key=int)]
+        out[str(task)] = {"in_worker": asdict(fit), "scenario_by_workers": by_w, "scenario": default}
+    return out
+
+
+def _load_stats(df) -> dict:
+    return {"loadavg_1m_max": float(df[["loadavg_before", "loadavg_after"]].max().max()),
+            "loadavg_1m_min": float(df[["loadavg_before", "loadavg_after"]].min().min()),
+            "spin_slowdown_max": float(df["spin_slowdown_max"].max()),
+            "spin_slowdown_median": float(df["spin_slowdown_max"].median())}
+
+
+def run(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from calibration.fit import fit_profile, write_profile
+    from calibration.harness import frame_to_keys
+    from calibration.machine import provenance, resolve_device
+    from calibration.microbench import FULL, QUICK, run_grid
+    from rlvr_sim.hardware import HardwareProfile
+
+    if args.threads < 1:
+        raise UserError(f"--threads={args.threads}: give at least 1")
+    out = Path(args.out)
+    if out.suffix not in (".yaml", ".yml"):
+        raise UserError(f"--out {args.out!r} must end in .yaml (the profile file)")
+    device = resolve_device(args.device)
+    gpu = _catalog_gpu(device, args.gpu)
+    t0 = time.perf_counter()
+    if args.bench:
+        if not Path(args.bench).exists():
+            raise UserError(f"--bench {args.bench!r} does not exist; run without --bench to measure")
+        df = pd.read_parquet(args.bench)
+    else:
+        grid = QUICK if args.quick else FULL
+        if args.repeats:
+            grid = replace(grid, repeats=args.repeats)
+        df = run_grid(grid, device, args.threads, progress=not args.no_progress)
+    measure_s = time.perf_counter() - t0
+    bench_path = out.with_name(out.stem + ".bench.parquet")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if not args.bench:
+        df.to_parquet(bench_path, index=False)
+    base = HardwareProfile.from_catalog(gpu)
+    base = base.model_copy(update={"efficiency": base.efficiency.model_copy(
+        update={"switch_fixed_s": 0.0})})   # the executor keeps both copies resident: no switch
+    fit = fit_profile(frame_to_keys(df), base, loss=args.loss)
+    prov = provenance(device, int(df["threads"].iloc[0]) if len(df) else args.threads)
+    notes = {"provenance": prov.as_dict(), "grid": "bench" if args.bench else
+             ("quick" if args.quick else "full"),
+             "measure_s": measure_s, "fit_s": time.perf_counter() - t0 - measure_s,
+             "rows": int(len(df)), "load": _load_stats(df), "bench_table": bench_path.name,
+             "verifier": verifier_notes(df),
+             "kept_from_datasheet": sorted(set(base.efficiency.model_fields) - set(fit.fitted_terms)),
+             "switch_fixed_s": "0: the executor's colocated HF backend keeps sampler and trainer "
+                               "copies resident (no offload/reload between phases)"}
+    path, side = write_profile(fit, out, prov.source_line(gpu), notes)
+    if args.json:
+        print(side.read_text())
+        return 0
+    r = fit.result
+    print(f"profile {path} ({len(df)} benchmark rows, measured in {measure_s:.0f} s, "
+          f"threads={prov.threads}, load {notes['load']['loadavg_1m_min']:.1f}-"
+          f"{notes['load']['loadavg_1m_max']:.1f}, CPUs {os.cpu_count()})")
+    for t in fit.fitted_terms:
+        print(f"  {t:<24}{r.values[t]:11.4g}  +- {100 * r.rel_stderr[t]:.0f}%"
+              + ("  (at bound)" if t in r.at_bound else ""))
+    print(f"  R^2 {r.r2:.3f} (log {r.r2_log:.3f}); median |error| {100 * r.median_abs_rel_error:.1f}%")
+    for k in fit.kinds:
+        print(f"    {k.kind:<13}{k.rows:4d} rows  median |err| {k.median_abs_error_pct:5.1f}%  "
+              f"max {k.max_abs_error_pct:5.1f}%")
+    print(f"  fit report: {side}")
+    return 0

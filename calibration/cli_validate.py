@@ -1,0 +1,75 @@
+"""`rlvr-sim validate --profile PROFILE`: held-out executor runs vs their simulation.
+
+Runs every held-out configuration (calibration.validate.HELD_OUT; `--quick` runs two) for real,
+simulates each with the profile, and prints the table and MAPE of step time and each phase.
+Writes PROFILE.validation.json and PROFILE.validation.png next to the profile unless --report
+names another stem. `--json` prints the report (mape_step_time, mape_phase, rows, configs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+from rlvr_sim.errors import UserError
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--profile", required=True, help="hardware profile YAML written by `calibrate`")
+    p.add_argument("--quick", action="store_true", help="two configurations instead of all")
+    p.add_argument("--only", action="append", default=[], metavar="NAME",
+                   help="run only this configuration (repeatable)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch threads of the executor runs (default: the profile's)")
+    p.add_argument("--report", default=None,
+                   help="output stem (default: PROFILE without .yaml -> .validation.json/.png)")
+    p.add_argument("--work-dir", default=None, help="keep executor outputs here (default: a temp dir)")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--no-progress", action="store_true")
+
+
+def run(args: argparse.Namespace) -> int:
+    from calibration.fit import finite, load_fit_notes
+    from calibration.report import plot_scatter
+    from calibration.validate import HELD_OUT, QUICK_HELD_OUT, validate
+    from rlvr_sim.hardware import HardwareProfile
+
+    profile = Path(args.profile)
+    HardwareProfile.load(profile)  # clean error for a missing / invalid profile
+    configs = QUICK_HELD_OUT if args.quick else HELD_OUT
+    if args.only:
+        known = {c.name: c for c in HELD_OUT}
+        bad = [n for n in args.only if n not in known]
+        if bad:
+            raise UserError(f"--only {bad[0]!r} is not a validation configuration; use one of "
+                            f"{', '.join(known)}")
+        configs = tuple(known[n] for n in args.only)
+    threads = args.threads or load_fit_notes(profile).get("provenance", {}).get("threads", 1)
+    stem = Path(args.report) if args.report else profile.with_suffix("")
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="rlvr-validate-") as tmp:
+        work = Path(args.work_dir) if args.work_dir else Path(tmp)
+        report = validate(profile, configs, work, threads=int(threads),
+                          progress=not args.no_progress and not args.json)
+    data = report.to_dict()
+    data.update(threads=int(threads), wall_s=time.perf_counter() - t0,
+                loadavg_1m_end=os.getloadavg()[0])
+    json_path = Path(f"{stem}.validation.json")
+    png_path = Path(f"{stem}.validation.png")
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    json_path.write_text(json.dumps(finite(data), indent=1) + "\n")
+    if report.rows:
+        plot_scatter(report, png_path)
+    if args.json:
+        print(json.dumps(finite(data), indent=1))
+    else:
+        print(report.text())
+        for c in data["configs"]:
+            if "skipped" in c:
+                print(f"skipped {c['name']}: {c['skipped'][:200]}")
+        print(f"report: {json_path}" + (f", plot: {png_path}" if report.rows else ""))
+    return 0 if report.rows else 1

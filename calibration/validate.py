@@ -1,0 +1,230 @@
+"""Held-out validation: run the executor for real, simulate the same run with a profile, compare.
+
+For each `ValidationConfig` (none of them is a micro-benchmark point; `tiny-7m` is a model size
+never benchmarked) this module
+1. writes an executor scenario and runs `rlvr-sim execute` in a fresh process (threads pinned);
+2. reads the measured per-step phase times (metrics.jsonl) and what the run actually did
+   (decode iterations per step from the trace, prompt widths from the task's problem stream);
+3. writes the simulator scenario of the same run (`profile:` = the profile under test, the
+   verifier latency of the task from the profile's calibration notes) and calls `simulate`;
+4. compares step time and the generate / verify / train / weight_sync phases.
+
+Workload mapping (documented limit, not a fit): the HF backend batches statically -- every row
+decodes until the longest sample stops and the trainer pads to the longest sequence -- while the
+simulator models a continuous-batching engine. The simulated run therefore gets the executed
+shape: every sample has the step's padded prompt width and its number of decode iterations.
+Step 0 of each run is a warm-up and is excluded from the measured means.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import yaml
+
+from calibration.fit import load_fit_notes
+from calibration.models import BENCH_MODELS, VALIDATION_ONLY
+from calibration.report import STEP, Comparison, ValidationReport
+from rlvr_sim.errors import UserError
+
+PHASES = ("generate", "verify", "train", "weight_sync")
+ALL_MODELS = {**BENCH_MODELS, **VALIDATION_ONLY}
+
+
+@dataclass(frozen=True)
+class ValidationConfig:
+    """One held-out executor run."""
+
+    name: str
+    description: str
+    model: str
+    prompts_per_step: int
+    samples_per_prompt: int
+    max_new_tokens: int
+    mini_batches: int = 1
+    task: str = "math"
+    verifier_workers: int = 2
+    beta: float = 0.0
+    steps: int = 4
+    backend: str = "hf"
+    placement: str = "colocated"
+    mode: str = "sync"
+
+
+HELD_OUT: tuple[ValidationConfig, ...] = (
+    ValidationConfig("4m-p8k4-r32", "baseline: tiny-4m, 8 prompts x 4, 32 tokens", "tiny-4m", 8, 4, 32),
+    ValidationConfig("4m-p4k8-r48-mb2", "more samples per prompt, longer, 2 mini-batches "
+                     "(old log-prob forward)", "tiny-4m", 4, 8, 48, mini_batches=2),
+    ValidationConfig("7m-p8k4-r24", "held-out model size (never benchmarked)", "tiny-7m", 8, 4, 24),
+    ValidationConfig("0.5m-p16k8-r32-mb4", "small model, big batch, 4 mini-batches", "tiny-0.5m",
+                     16, 8, 32, mini_batches=4),
+    ValidationConfig("4m-p8k4-r16-beta", "KL to a reference model (ref log-prob forward)",
+                     "tiny-4m", 8, 4, 16, beta=0.04),
+    ValidationConfig("4m-code-p4k4-r32", "verifier load: sandboxed unit tests (code task)",
+                     "tiny-4m", 4, 4, 32, task="code"),
+    ValidationConfig("4m-countdown-w1-p8k8-r16", "one verifier worker, countdown validator",
+                     "tiny-4m", 8, 8, 16, task="countdown", verifier_workers=1),
+    ValidationConfig("13m-p4k4-r32", "larger model", "tiny-13m", 4, 4, 32),
+)
+QUICK_HELD_OUT = tuple(c for c in HELD_OUT if c.name in ("4m-p8k4-r16-beta", "0.5m-p16k8-r32-mb4"))
+
+
+def executor_scenario(cfg: ValidationConfig, threads: int, out_dir: Path, seed: int = 0) -> dict:
+    """The scenario `rlvr-sim execute` runs (model random-init from the inline config)."""
+    if cfg.model not in ALL_MODELS:
+        raise UserError(f"validation config {cfg.name}: unknown model {cfg.model!r}; "
+                        f"use one of {sorted(ALL_MODELS)}")
+    return {
+        "name": f"validate-{cfg.name}",
+        "model": dict(ALL_MODELS[cfg.model]),
+        "hardware": {"gpu": "cpu-2core", "gpus_per_node": 1},
+        "workload": {"prompts_per_step": cfg.prompts_per_step,
+                     "samples_per_prompt": cfg.samples_per_prompt, "steps": cfg.steps, "seed": seed,
+                     "prompt_tokens": {"dist": "fixed", "value": 8},
+                     "response_tokens": {"dist": "fixed", "value": cfg.max_new_tokens}},
+        "sampler": {"gpus": 1, "max_concurrent_sequences": 4096, "weight_dtype": "fp32",
+                    "kv_dtype": "fp32"},
+        "verifier": {"workers": cfg.verifier_workers},
+        "trainer": {"gpus": 1, "fsdp": False, "mini_batches": cfg.mini_batches,
+                    "reference_model": cfg.beta > 0, "old_logprob": cfg.mini_batches > 1,
+                    "recompute_activations": False, "dtype": "fp32"},
+        "orchestration": {"placement": cfg.placement, "mode": cfg.mode},
+        "executor": {"task": cfg.task, "backend": cfg.backend, "device": "auto", "dtype": "fp32",
+                     "threads": threads, "beta": cfg.beta, "eval_problems": 0, "sft_steps": 0,
+                     "verifier_workers": cfg.verifier_workers, "max_new_tokens": cfg.max_new_tokens,
+                     "out_dir": str(out_dir), "seed": seed},
+    }
+
+
+@dataclass
+class MeasuredRun:
+    """What one executor run did and how long it took (steady steps only)."""
+
+    steps: int
+    step_s: float
+    phase_s: dict[str, float]
+    decode_iterations: float       # mean per steady step
+    prompt_width: float            # mean padded prompt width per steady step
+    wall_s: float
+    loadavg_1m: float
+    step_times_s: list[float] = field(default_factory=list)
+
+
+def _prompt_widths(cfg: ValidationConfig, spec: dict, steps: int) -> list[int]:
+    """Padded prompt width of each step (the task's problem stream is a pure function)."""
+    from executor.tasks import make_task, problems
+    from rlvr_sim.executor_spec import ExecutorSpec
+
+    task = make_task(ExecutorSpec(**{k: v for k, v in spec.items() if k in ("task",)}))
+    n = cfg.prompts_per_step
+    return [max(len(p.prompt) for p in problems(task, spec["seed"], s * n, n)) for s in range(steps)]
+
+
+def run_executor(cfg: ValidationConfig, work_dir: Path, threads: int,
+                 timeout_s: float = 900) -> MeasuredRun:
+    """Run `rlvr-sim execute` for `cfg` in a fresh process and read back its timings."""
+    out = work_dir / cfg.name
+    out.mkdir(parents=True, exist_ok=True)
+    scen = executor_scenario(cfg, threads, out)
+    path = out / "execute.yaml"
+    path.write_text(yaml.safe_dump(scen, sort_keys=False))
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads),
+               TOKENIZERS_PARALLELISM="false")
+    t0 = time.perf_counter()
+    load = os.getloadavg()[0]
+    proc = subprocess.run([sys.executable, "-m", "rlvr_sim.cli", "execute", str(path),
+                           "--no-progress", "--out", str(out)],
+                          capture_output=True, text=True, env=env, timeout=timeout_s)
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise RuntimeError(f"executor run {cfg.name} failed ({proc.returncode}): "
+                           f"{proc.stderr.strip()[-2000:]}")
+    metrics = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines() if x.strip()]
+    steady = [m for m in metrics if m["step"] >= 1] or metrics
+    from rlvr_sim.trace import extra_field, read_trace
+
+    trace = read_trace(out / "trace.parquet")
+    gen = trace[(trace["phase"] == "generate") & (trace["step"] >= min(m["step"] for m in steady))]
+    iters = [float(x) for x in extra_field(gen, "decode_iterations", 0)]
+    widths = _prompt_widths(cfg, scen["executor"], len(metrics))[-len(steady):]
+    mean = statistics.fmean
+    return MeasuredRun(
+        steps=len(steady), step_s=mean(m["step_s"] for m in steady),
+        phase_s={p: mean(m[f"{p}_s"] for m in steady) for p in PHASES},
+        decode_iterations=mean(iters) if iters else float(cfg.max_new_tokens),
+        prompt_width=mean(widths), wall_s=wall, loadavg_1m=load,
+        step_times_s=[m["step_s"] for m in steady])
+
+
+def verifier_latency(profile_path: Path, task: str, workers: int) -> dict:
+    """The task's fitted verifier service time (scenario distribution) from the profile's notes,
+    measured at the same pool size when it was (else the largest pool measured)."""
+    notes = load_fit_notes(profile_path)
+    lat = notes.get("verifier", {}).get(task)
+    if not lat:
+        raise UserError(f"profile {profile_path} has no verifier latency for task {task!r}; "
+                        "recalibrate with that task in the grid (`rlvr-sim calibrate`)")
+    return lat.get("scenario_by_workers", {}).get(str(workers), lat["scenario"])
+
+
+def sim_scenario(cfg: ValidationConfig, measured: MeasuredRun, profile_path: Path) -> dict:
+    """The simulator's scenario of the executed run (see the module docstring's mapping)."""
+    scen = executor_scenario(cfg, 1, Path("unused"))
+    scen.pop("executor")
+    scen["name"] = f"simulate-{cfg.name}"
+    scen["workload"]["prompt_tokens"] = {"dist": "fixed", "value": round(measured.prompt_width, 3)}
+    scen["workload"]["response_tokens"] = {"dist": "fixed",
+                                           "value": round(measured.decode_iterations, 3)}
+    scen["verifier"]["latency_s"] = verifier_latency(profile_path, cfg.task, cfg.verifier_workers)
+    scen["profile"] = str(Path(profile_path).resolve())
+    return scen
+
+
+def simulate_run(cfg: ValidationConfig, measured: MeasuredRun, profile_path: Path,
+                 steps: int = 6) -> tuple[float, dict[str, float]]:
+    """Simulated mean step time and critical-path phase times of the executed run."""
+    from rlvr_sim.scenario import load_scenario
+    from rlvr_sim.sim.run import simulate
+
+    scenario = load_scenario(sim_scenario(cfg, measured, profile_path))
+    s = simulate(scenario, steps=steps, seed=0).summary
+    return s.step_time_s.mean, dict(s.phase_time_s)
+
+
+def compare(cfg: ValidationConfig, measured: MeasuredRun, sim_step_s: float,
+            sim_phase_s: dict[str, float]) -> list[Comparison]:
+    rows = [Comparison(cfg.name, STEP, measured.step_s, sim_step_s)]
+    for p in PHASES:
+        rows.append(Comparison(cfg.name, p, measured.phase_s[p], sim_phase_s.get(p, 0.0)))
+    return rows
+
+
+def validate(profile_path: str | Path, configs: tuple[ValidationConfig, ...], work_dir: Path,
+             threads: int = 1, progress: bool = True) -> ValidationReport:
+    """Run, simulate and compare every config; a config the executor cannot run is recorded
+    with its reason instead of failing the whole report."""
+    from tqdm import tqdm
+
+    profile_path = Path(profile_path)
+    report = ValidationReport(profile=str(profile_path), rows=[])
+    for cfg in tqdm(configs, desc="validate", disable=not progress):
+        entry = {"name": cfg.name, "description": cfg.description, "settings": asdict(cfg)}
+        try:
+            measured = run_executor(cfg, work_dir, threads)
+        except (RuntimeError, subprocess.TimeoutExpired) as exc:
+            entry["skipped"] = str(exc)[-500:]
+            report.configs.append(entry)
+            continue
+        sim_step, sim_phase = simulate_run(cfg, measured, profile_path)
+        entry.update(measured={k: v for k, v in asdict(measured).items()},
+                     simulated={"step_time_s": sim_step, "phase_time_s": sim_phase})
+        report.configs.append(entry)
+        report.rows.extend(compare(cfg, measured, sim_step, sim_phase))
+    return report
