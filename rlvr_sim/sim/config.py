@@ -56,6 +56,8 @@ class SimConfig:
     workload_steps: int | None = None           # steps of the whole run (extrapolation)
     usd_per_gpu_hour: float = 0.0
     run_id: str = "sim"
+    coalesce_fraction: float = 0.0              # 0: a span per finish (exact); see sim.sampler
+    span_rule: Literal["cost_model", "trapezoid"] = "cost_model"
 
     def __post_init__(self) -> None:
         checks = [

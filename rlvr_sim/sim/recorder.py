@@ -8,6 +8,7 @@ not one per sample; per-sample staleness goes in the `extra` of the generate row
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -15,7 +16,7 @@ import pandas as pd
 
 from rlvr_sim.sim.sampler import Finished, StepCounters
 from rlvr_sim.sim.verifier import Verified
-from rlvr_sim.trace import TraceEvent, to_frame
+from rlvr_sim.trace import TRACE_COLUMNS, TraceEvent, to_frame
 
 
 @dataclass
@@ -130,7 +131,7 @@ class Recorder:
 
     def frame(self, counters: dict[int, dict[int, StepCounters]]) -> pd.DataFrame:
         """The trace; `counters[replica][step]` adds preemption/recompute counts to generate rows."""
-        rows = list(self._events)
+        rows = [e.row() for e in self._events]
         for (step, replica), a in self._gen.items():
             extra = {"staleness": a.staleness}
             c = counters.get(replica, {}).get(step)
@@ -140,13 +141,21 @@ class Recorder:
             if a.multi_version:
                 extra["multi_version_samples"] = a.multi_version
             version = step - max(a.staleness)
-            rows.append(TraceEvent(self.run_id, step, version, "sampler", replica, "generate",
-                                   a.start_s, a.end_s, a.sequences, a.prompt_tokens,
-                                   a.output_tokens, extra))
+            rows.append(self._row(step, version, "sampler", replica, "generate", a.start_s,
+                                  a.end_s, a.sequences, a.prompt_tokens, a.output_tokens, extra))
         for (step, worker), a in self._ver.items():
-            rows.append(TraceEvent(self.run_id, step, step, "verifier", worker, "verify", a.start_s,
-                                   a.end_s, a.sequences, 0, 0,
-                                   {"busy_s": a.busy_s, "timeouts": a.timeouts,
-                                    "failures": a.failures}))
-        rows.sort(key=lambda e: (e.start_s, e.worker_pool, e.worker_id, e.phase))
-        return to_frame(rows)
+            rows.append(self._row(step, step, "verifier", worker, "verify", a.start_s, a.end_s,
+                                  a.sequences, 0, 0, {"busy_s": a.busy_s, "timeouts": a.timeouts,
+                                                      "failures": a.failures}))
+        rows.sort(key=lambda r: (r["start_s"], r["worker_pool"], r["worker_id"], r["phase"]))
+        if not rows:
+            return to_frame([])
+        return pd.DataFrame(rows, columns=TRACE_COLUMNS).astype(to_frame([]).dtypes.to_dict())
+
+    def _row(self, step: int, version: int, pool: str, worker: int, phase: str, start_s: float,
+             end_s: float, sequences: int, prompt_tokens: int, output_tokens: int,
+             extra: dict) -> dict:
+        return {"run_id": self.run_id, "step": step, "policy_version": version,
+                "worker_pool": pool, "worker_id": worker, "phase": phase, "start_s": start_s,
+                "end_s": end_s, "sequences": sequences, "prompt_tokens": prompt_tokens,
+                "output_tokens": output_tokens, "extra": json.dumps(extra, sort_keys=True)}

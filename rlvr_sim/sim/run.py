@@ -37,9 +37,15 @@ class SimResult:
     log: list[tuple] | None = None      # with event_log=True: what happened, in order
 
 
+# Defaults of `simulate()`: coalesce finishes within 1/16 of the running batch and cost spans
+# with the trapezoid rule; benchmarks/bench_simulator.py measures their effect against exact.
+FAST_COALESCE_FRACTION = 1 / 16
+FAST_SPAN_RULE = "trapezoid"
+
+
 def config_from_scenario(sc: "Scenario", cm, steps: int | None = None,
-                         seed: int | None = None) -> SimConfig:
-    """The simulator's view of a validated scenario."""
+                         seed: int | None = None, exact: bool = False) -> SimConfig:
+    """The simulator's view of a validated scenario (`exact`: no speed approximations)."""
     w, s, v, o = sc.workload, sc.sampler, sc.verifier, sc.orchestration
     return SimConfig(
         prompts_per_step=w.prompts_per_step, samples_per_prompt=w.samples_per_prompt,
@@ -52,16 +58,22 @@ def config_from_scenario(sc: "Scenario", cm, steps: int | None = None,
         max_staleness=o.max_staleness, partial_rollout=o.partial_rollout,
         seed=w.seed if seed is None else seed, workload_steps=w.steps,
         usd_per_gpu_hour=float(sc.hardware_profile.datasheet.usd_per_gpu_hour),
-        run_id=sc.name or "sim")
+        run_id=sc.name or "sim",
+        coalesce_fraction=0.0 if exact else FAST_COALESCE_FRACTION,
+        span_rule="cost_model" if exact else FAST_SPAN_RULE)
 
 
 def simulate(scenario: "Scenario", steps: int | None = None, seed: int | None = None,
-             trace_path: str | Path | None = None, progress: bool = False) -> SimResult:
-    """Simulate `steps` RL steps (default: the scenario's) of a validated scenario."""
+             trace_path: str | Path | None = None, progress: bool = False,
+             exact: bool = False) -> SimResult:
+    """Simulate `steps` RL steps (default: the scenario's) of a validated scenario.
+
+    `exact=True` turns off the speed approximations (a span per finish, spans costed by
+    cm.decode_span_s); the default coalesces close finishes (see rlvr_sim.sim.sampler)."""
     from rlvr_sim.cost import CostModel
 
     cm = CostModel.from_scenario(scenario)
-    cfg = config_from_scenario(scenario, cm, steps, seed)
+    cfg = config_from_scenario(scenario, cm, steps, seed, exact=exact)
     result = simulate_config(cfg, cm, trace_path=trace_path, progress=progress,
                              scenario_name=scenario.name or "scenario")
     result.scenario = scenario
@@ -77,7 +89,8 @@ def simulate_config(cfg: SimConfig, cm: CostModelLike, *, trace_path: str | Path
     eta = cfg.max_staleness if cfg.mode == "async" else 0
     engines = [ReplicaEngine(r, cm, max_concurrent=cfg.max_concurrent_sequences,
                              kv_blocks=cfg.kv_blocks, block_tokens=cfg.block_tokens,
-                             prefix_caching=cfg.prefix_caching, max_staleness=eta)
+                             prefix_caching=cfg.prefix_caching, max_staleness=eta,
+                             coalesce_fraction=cfg.coalesce_fraction, span_rule=cfg.span_rule)
                for r in range(cfg.replicas)]
     verifier = VerifierPool(cfg.verifier_workers)
     rec = Recorder(cfg.run_id, cfg.steps, log=event_log)

@@ -22,18 +22,19 @@ Modelled:
 
 from __future__ import annotations
 
+import bisect
 import heapq
 import math
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import NamedTuple
 
 from rlvr_sim.errors import ScenarioError
 from rlvr_sim.sim.protocols import CostModelLike
 from rlvr_sim.sim.source import Group
 
 
-@dataclass(frozen=True)
-class Finished:
+class Finished(NamedTuple):
     """A sample whose generation completed."""
 
     sample: int
@@ -54,7 +55,7 @@ class Segment:
     t0_s: float
     iterations: int
     span_s: float
-    sequences: int
+    sequences: float       # mean running sequences over the span (coalesced finishes leave early)
     context_sum: float
     context_max: float
 
@@ -65,7 +66,7 @@ class Segment:
 
 class _Seq:
     __slots__ = ("sample", "group", "target", "gen0", "version", "versions", "admit_it", "admit_no",
-                 "ctx_off", "priv_off", "start_s", "shared", "last_version")
+                 "ctx_off", "priv_off", "start_s", "shared", "last_version", "finish_it")
 
     def __init__(self, sample: int, group: Group, target: int):
         self.sample, self.group, self.target = sample, group, target
@@ -89,8 +90,13 @@ class ReplicaEngine:
     """One sampler replica. The orchestrator drives it with plan() / finish() / cut()."""
 
     def __init__(self, replica: int, cm: CostModelLike, *, max_concurrent: int, kv_blocks: int | None,
-                 block_tokens: int, prefix_caching: bool, max_staleness: int):
+                 block_tokens: int, prefix_caching: bool, max_staleness: int,
+                 coalesce_fraction: float = 0.0, span_rule: str = "cost_model"):
         self.replica, self.cm = replica, cm
+        self.coalesce = coalesce_fraction
+        step = getattr(cm, "decode_step_s", None)
+        self._span = (self._trapezoid_span if span_rule == "trapezoid" and step is not None
+                      else cm.decode_span_s)
         self.max_concurrent = max_concurrent
         self.kv_blocks = math.inf if kv_blocks is None else kv_blocks
         self.bt = block_tokens
@@ -104,7 +110,7 @@ class ReplicaEngine:
         self.admit_enabled = True
         self.waiting: deque[_Seq] = deque()
         self.running: dict[int, _Seq] = {}
-        self._finish_heap: list[tuple[int, int, int]] = []
+        self._finishing: list[tuple[int, int, int]] = []   # sorted (finish_it, admit_no, sample)
         self._max_heap: list[tuple[float, int, int]] = []
         self._groups: dict[int, list[int]] = {}     # group_id -> [running samples, shared blocks]
         self._shared_blocks = 0
@@ -204,8 +210,8 @@ class ReplicaEngine:
         self._ctx_off_sum += seq.ctx_off
         self._priv_off_sum += seq.priv_off
         self.running[seq.sample] = seq
-        finish_it = self.it + max(1, math.ceil((seq.target - seq.gen0) / self.tpi - 1e-9))
-        heapq.heappush(self._finish_heap, (finish_it, seq.admit_no, seq.sample))
+        seq.finish_it = self.it + max(1, math.ceil((seq.target - seq.gen0) / self.tpi - 1e-9))
+        bisect.insort(self._finishing, (seq.finish_it, seq.admit_no, seq.sample))
         heapq.heappush(self._max_heap, (-seq.ctx_off, seq.admit_no, seq.sample))
 
     def _stop(self, seq: _Seq) -> None:
@@ -229,6 +235,7 @@ class ReplicaEngine:
         return min(float(seq.target), seq.gen0 + self.tpi * (self.it - seq.admit_it))
 
     def _requeue(self, seq: _Seq) -> None:
+        self._finishing.remove((seq.finish_it, seq.admit_no, seq.sample))
         self._stop(seq)
         seq.gen0 = self._generated(seq)
         self.waiting.appendleft(seq)
@@ -244,15 +251,25 @@ class ReplicaEngine:
             heapq.heappop(heap)
         return 0.0
 
-    def _next_finish_it(self) -> int:
-        heap = self._finish_heap
-        while heap:
-            finish_it, admit_no, sample = heap[0]
-            seq = self.running.get(sample)
-            if seq is not None and seq.admit_no == admit_no:
-                return finish_it
-            heapq.heappop(heap)
-        raise AssertionError("running sequences without a finish entry")
+    def _trapezoid_span(self, sequences: float, context_sum: float, context_max: float,
+                        iterations: int) -> float:
+        """`iterations` iterations from two `cm.decode_step_s` calls (first and last iteration):
+        exact when the iteration time is affine in the iteration index, which the roofline is
+        away from its compute/memory kink; a cheaper stand-in for cm.decode_span_s."""
+        step = self.cm.decode_step_s
+        first = step(sequences, context_sum, context_max)
+        if iterations == 1:
+            return first
+        grow = (iterations - 1) * self.tpi
+        last = step(sequences, context_sum + grow * sequences, context_max + grow)
+        return iterations * (first + last) / 2
+
+    def _span_target(self) -> int:
+        """Iterations to the next planned stop: the next finish, or with coalescing the k-th
+        next finish (k = coalesce_fraction x running), so finishes close together share a stop."""
+        n = len(self.running)
+        k = min(n, max(1, int(n * self.coalesce))) if self.coalesce else 1
+        return self._finishing[k - 1][0] - self.it
 
     def plan(self) -> float | None:
         """Admit what fits and plan the next decode span; its end time, or None when idle."""
@@ -262,7 +279,7 @@ class ReplicaEngine:
             self._admit()
             if not self.running:
                 return None
-            iters = self._iterations_that_fit(self._next_finish_it() - self.it)
+            iters = self._iterations_that_fit(self._span_target())
             if iters > 0:
                 break
             if len(self.running) == 1:
@@ -274,10 +291,18 @@ class ReplicaEngine:
             victim = self.running[next(reversed(self.running))]
             self._counter(victim.group.step).preemptions += 1
             self._requeue(victim)
-        n = len(self.running)
+        n: float = len(self.running)
         ctx_sum = self._ctx_off_sum + n * self.tpi * self.it
         ctx_max = self._context_max()
-        span = self.cm.decode_span_s(n, ctx_sum, ctx_max, iters)
+        end_it = self.it + iters
+        for finish_it, _, sample in self._finishing:       # coalesced: some leave early
+            if finish_it >= end_it:
+                break
+            gone = (end_it - finish_it) / iters             # share of the span they are absent
+            seq = self.running[sample]
+            n -= gone
+            ctx_sum -= gone * (seq.ctx_off + self.tpi * finish_it)
+        span = self._span(n, ctx_sum, ctx_max, iters)
         self.seg = Segment(self.clock, iters, span, n, ctx_sum, ctx_max)
         self.segments += 1
         return self.seg.end_s
@@ -290,17 +315,20 @@ class ReplicaEngine:
         self.it += seg.iterations
         self.clock = seg.end_s
         self.busy_s += seg.span_s
+        return self._pop_finished()
+
+    def _pop_finished(self) -> list[Finished]:
+        """Retire every running sequence whose last iteration is done."""
         done: list[Finished] = []
-        heap = self._finish_heap
-        while heap and heap[0][0] <= self.it:
-            _, admit_no, sample = heapq.heappop(heap)
-            seq = self.running.get(sample)
-            if seq is None or seq.admit_no != admit_no:
-                continue
+        finishing = self._finishing
+        m = bisect.bisect_right(finishing, (self.it, math.inf, math.inf))
+        for _, _, sample in finishing[:m]:
+            seq = self.running[sample]
             self._stop(seq)
             g = seq.group
             done.append(Finished(sample, g.step, self.replica, g.prompt_tokens, seq.target,
                                  seq.version, seq.versions, seq.start_s, self.clock))
+        del finishing[:m]
         return done
 
     def could_admit(self) -> bool:
@@ -323,18 +351,18 @@ class ReplicaEngine:
         elapsed = now_s - seg.t0_s
         while lo < hi:
             mid = (lo + hi) // 2
-            if self.cm.decode_span_s(seg.sequences, seg.context_sum, seg.context_max, mid) >= elapsed:
+            if self._span(seg.sequences, seg.context_sum, seg.context_max, mid) >= elapsed:
                 hi = mid
             else:
                 lo = mid + 1
         if lo >= seg.iterations:
             return self.finish()
-        span = self.cm.decode_span_s(seg.sequences, seg.context_sum, seg.context_max, lo)
+        span = self._span(seg.sequences, seg.context_sum, seg.context_max, lo)
         self.seg = None
         self.it += lo
         self.clock = seg.t0_s + span
         self.busy_s += span
-        return []
+        return self._pop_finished()     # coalesced spans: some finished before the cut
 
     def interrupt_all(self) -> None:
         """Partial rollout: every running sequence returns to the queue with its tokens."""

@@ -36,9 +36,9 @@ class Batch:
 
     step: int
     groups: tuple[Group, ...]
-    verify_s: np.ndarray           # per sample, already capped at the timeout
-    timed_out: np.ndarray          # bool per sample
-    failed: np.ndarray             # bool per sample (checker error: reward 0)
+    verify_s: list[float]          # per sample, already capped at the timeout
+    timed_out: list[bool]          # per sample
+    failed: list[bool]             # per sample (checker error: reward 0)
 
     @property
     def first_sample(self) -> int:
@@ -69,7 +69,8 @@ class PromptSource:
             Group(step, step * p + g, int(prompt[g]), tuple(int(x) for x in response[g * k:(g + 1) * k]),
                   first + g * k)
             for g in range(p))
-        return Batch(step, groups, np.minimum(latency, cfg.verifier_timeout_s), timed_out, failed)
+        return Batch(step, groups, np.minimum(latency, cfg.verifier_timeout_s).tolist(),
+                     timed_out.tolist(), failed.tolist())
 
 
 def _tokens(x: np.ndarray) -> np.ndarray:

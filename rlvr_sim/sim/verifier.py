@@ -10,14 +10,13 @@ served in the order given (callers sort by (time, replica, sample)).
 from __future__ import annotations
 
 import heapq
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from rlvr_sim.sim.sampler import Finished
 from rlvr_sim.sim.source import Batch
 
 
-@dataclass(frozen=True)
-class Verified:
+class Verified(NamedTuple):
     sample: int
     step: int
     worker: int
@@ -41,18 +40,20 @@ class VerifierPool:
     def serve(self, finished: list[Finished], batches: dict[int, Batch]) -> list[Verified]:
         out: list[Verified] = []
         free = self._free
+        replace = heapq.heapreplace
         for f in finished:
-            if f.end_s < self._last_arrival_s - 1e-9:
+            arrival = f.end_s
+            if arrival < self._last_arrival_s - 1e-9:
                 raise AssertionError("verifier arrivals out of time order")
-            self._last_arrival_s = f.end_s
+            self._last_arrival_s = arrival
             batch = batches[f.step]
-            i = f.sample - batch.first_sample
-            service = float(batch.verify_s[i])
+            i = f.sample - batch.groups[0].first_sample
+            service = batch.verify_s[i]
             free_at, worker = free[0]
-            start = max(f.end_s, free_at)
+            start = arrival if arrival > free_at else free_at
             end = start + service
-            heapq.heapreplace(free, (end, worker))
-            timed_out, failed = bool(batch.timed_out[i]), bool(batch.failed[i])
+            replace(free, (end, worker))
+            timed_out, failed = batch.timed_out[i], batch.failed[i]
             self.busy_s += service
             self.timeouts += timed_out
             self.failures += failed
