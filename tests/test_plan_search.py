@@ -21,15 +21,16 @@ PRICE = {"h100-sxm": 2.0, "h200": 3.0}
 SPEED = {"h100-sxm": 1.0, "h200": 1.4}
 
 
-def toy_outcome(job: PlanJob, gen_work: float, train_work: float, min_trainer_tp: int) -> PlanOutcome:
-    """Sampling and training GPU-seconds split over their pools, TP costing efficiency but cutting
-    latency; async overlaps the pools. Trainer TP below `min_trainer_tp` does not fit."""
+def toy_outcome(job: PlanJob, gen_work: float, train_work: float, min_trainer_group: int) -> PlanOutcome:
+    """Sampling and training GPU-seconds split over their pools, TP/PP costing efficiency but cutting
+    latency; async overlaps the pools. A trainer group (tp x pp) below `min_trainer_group` does not fit."""
     c = job.plan.columns()
     speed = SPEED[c["hardware.gpu"]]
-    if c["trainer.tp"] < min_trainer_tp:
+    if c["trainer.tp"] * c["trainer.pp"] < min_trainer_group:
         return PlanOutcome(job.index, job.plan_id, c, STATUS_INVALID, "trainer.tp too small: weights do not fit")
     gen = gen_work / (speed * c["sampler.gpus"]) * (1 + 0.1 * (c["sampler.tp"] - 1)) + 30.0 / c["sampler.tp"]
-    train = train_work / (speed * c["trainer.gpus"]) * (1 + 0.05 * (c["trainer.tp"] - 1)) + 2.0 * c["trainer.mini_batches"]
+    train = (train_work / (speed * c["trainer.gpus"]) * (1 + 0.05 * (c["trainer.tp"] - 1) + 0.08 * (c["trainer.pp"] - 1))
+             + 2.0 * c["trainer.mini_batches"])
     if c["orchestration.placement"] == COLOCATED:
         step = gen + train + 5.0
         total = c["sampler.gpus"]
@@ -48,8 +49,8 @@ def toy_outcome(job: PlanJob, gen_work: float, train_work: float, min_trainer_tp
 
 
 class Toy:
-    def __init__(self, gen_work=40000.0, train_work=15000.0, min_trainer_tp=1):
-        self.args = (gen_work, train_work, min_trainer_tp)
+    def __init__(self, gen_work=40000.0, train_work=15000.0, min_trainer_group=1):
+        self.args = (gen_work, train_work, min_trainer_group)
         self.calls = 0
 
     def __call__(self, job: PlanJob) -> PlanOutcome:
@@ -57,9 +58,9 @@ class Toy:
         return toy_outcome(job, *self.args)
 
 
-def space_of(total=16, gpus=("h100-sxm",), staleness=(0, 1), mini=(4,), sizes=None):
+def space_of(total=16, gpus=("h100-sxm",), staleness=(0, 1), mini=(4,), sizes=None, trainer_pps=(1,)):
     return SearchSpace(gpus=gpus, sizes=sizes or (total,), sampler_tps=(1, 2, 4), trainer_tps=(1, 2, 4),
-                       staleness=staleness, mini_batches=mini, gpus_per_node=8)
+                       staleness=staleness, mini_batches=mini, gpus_per_node=8, trainer_pps=trainer_pps)
 
 
 def base_of(space):
@@ -75,11 +76,11 @@ def run_both(space, toy):
 
 
 @settings(max_examples=25, deadline=None)
-@given(gen=st.floats(2000, 200000), train=st.floats(2000, 200000), min_tp=st.sampled_from([1, 2]),
-       total=st.sampled_from([8, 16, 24]))
-def test_search_finds_the_exhaustive_optimum(gen, train, min_tp, total):
-    space = space_of(total)
-    toy = Toy(gen, train, min_tp)
+@given(gen=st.floats(2000, 200000), train=st.floats(2000, 200000), min_group=st.sampled_from([1, 2, 8]),
+       total=st.sampled_from([8, 16, 24]), trainer_pps=st.sampled_from([(1,), (1, 2)]))
+def test_search_finds_the_exhaustive_optimum(gen, train, min_group, total, trainer_pps):
+    space = space_of(total, trainer_pps=trainer_pps)
+    toy = Toy(gen, train, min_group)
     result, searched, brute, full = run_both(space, toy)
     assert [searched.hours(a) for a in result.optima] == pytest.approx([full.hours(a) for a in brute.optima])
     assert result.counts()["evaluated"] <= len(enumerate_space(space))
@@ -113,6 +114,13 @@ def test_space_rules_and_neighbours():
     assert Allocation("h100-sxm", 16, DISAGGREGATED, 10, 2, 6, 1, 1, 4) in moves
     assert Allocation("h100-sxm", 16, COLOCATED, 16, 2, 16, 1, 0, 4) in moves
     assert all(space.allows(m) and m.total_gpus == 16 for m in moves) and a not in moves
+    piped = SearchSpace(gpus=("h100-sxm",), sizes=(16,), sampler_tps=(1, 2), trainer_tps=(1, 2), staleness=(0,),
+                        mini_batches=(4,), gpus_per_node=8, trainer_pps=(1, 2))
+    assert all(a.trainer_gpus % (a.trainer_pp * a.trainer_tp) == 0 for a in enumerate_space(piped))
+    assert any(a.trainer_gpus == 2 and a.trainer_pp == 2 for a in enumerate_space(piped))
+    assert not any(a.trainer_gpus == 3 and a.trainer_pp == 2 for a in enumerate_space(piped))
+    piped_move = Allocation("h100-sxm", 16, DISAGGREGATED, 13, 1, 3, 1, 0, 4)
+    assert Allocation("h100-sxm", 16, DISAGGREGATED, 14, 1, 2, 1, 0, 4, 1, 2) in neighbours(piped_move, piped)
     assert default_sizes(64, 8) == (64, 32, 16, 8)
     assert default_sizes(12, 8) == (12, 6, 3, 1)
 
@@ -140,7 +148,7 @@ def test_recommendation_rules_and_marginals():
 
 def test_nothing_fits_and_impossible_constraints_are_clean_errors():
     space = space_of(8)
-    ev = Evaluator({"name": "toy"}, InlinePool(Toy(min_trainer_tp=8)), 4, 0)
+    ev = Evaluator({"name": "toy"}, InlinePool(Toy(min_trainer_group=64)), 4, 0)
     result = search(space, base_of(space), ev)
     assert result.counts()["ok"] == 0 and result.counts()["invalid"] > 0
     with pytest.raises(UserError, match="no valid plan.*weights do not fit"):

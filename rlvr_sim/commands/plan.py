@@ -30,6 +30,19 @@ def _int_list(flag: str, text: str) -> tuple[int, ...]:
     return values
 
 
+def _options(flag: str, text: str | None, scenario_value: int) -> tuple[int, ...]:
+    """Option list from a flag, else the scenario's value alone."""
+    values = _int_list(flag, text) if text else (int(scenario_value),)
+    if min(values) < 1:
+        raise UserError(f"{flag} {text!r}: every option must be at least 1")
+    return values
+
+
+def _start(options: tuple[int, ...], scenario_value: int) -> int:
+    """Where the search starts: the scenario's value when offered, else the smallest option."""
+    return int(scenario_value) if int(scenario_value) in options else min(options)
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("scenario", help="base scenario YAML (workload, model, verifier; the allocation is searched)")
     p.add_argument("--total-gpus", type=int, required=True, help="GPUs available (plans may use fewer)")
@@ -39,6 +52,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sizes", default=None, help="GPU totals to consider (default: N, N/2, N/4, N/8 in whole nodes)")
     p.add_argument("--sampler-tp", default="1,2,4,8", help="sampler TP options (default 1,2,4,8)")
     p.add_argument("--trainer-tp", default="1,2,4,8", help="trainer TP options (default 1,2,4,8)")
+    p.add_argument("--sampler-pp", default=None, help="sampler pipeline-stage options (default: the scenario's)")
+    p.add_argument("--trainer-pp", default=None, help="trainer pipeline-stage options (default: the scenario's)")
     p.add_argument("--staleness", default="0,1", help="max_staleness options, 0 = sync (default 0,1)")
     p.add_argument("--mini-batches", default=None, help="mini-batch options (default: the scenario's value only)")
     p.add_argument("--steps", type=int, default=4, help="simulated RL steps per plan (default 4; hours extrapolate)")
@@ -58,8 +73,10 @@ def build_space(args: argparse.Namespace) -> tuple[SearchSpace, Allocation]:
         raise UserError(f"scenario {args.scenario!r}: no such file")
     if args.total_gpus < 1:
         raise UserError(f"--total-gpus {args.total_gpus}: give at least 1 GPU")
-    scenario = load_scenario(args.scenario)
+    scenario = load_scenario(args.scenario, check_fit=False)   # the search itself varies what must fit
     gpus = tuple(g.strip() for g in args.gpu.split(",") if g.strip()) if args.gpu else (scenario.hardware.gpu,)
+    for gpu in gpus:   # an unknown GPU name is the user's typo, not a search result
+        load_scenario(args.scenario, overrides=[f"hardware.gpu={gpu}"], check_fit=False)
     per_node = int(scenario.hardware.gpus_per_node)
     sizes = (_int_list("--sizes", args.sizes) if args.sizes else default_sizes(args.total_gpus, per_node))
     if max(sizes) > args.total_gpus or min(sizes) < 1:
@@ -68,10 +85,13 @@ def build_space(args: argparse.Namespace) -> tuple[SearchSpace, Allocation]:
     space = SearchSpace(gpus=gpus, sizes=tuple(sorted(sizes, reverse=True)),
                         sampler_tps=_int_list("--sampler-tp", args.sampler_tp),
                         trainer_tps=_int_list("--trainer-tp", args.trainer_tp),
-                        staleness=_int_list("--staleness", args.staleness), mini_batches=mini, gpus_per_node=per_node)
-    base_tp_s = int(scenario.sampler.tp) if int(scenario.sampler.tp) in space.sampler_tps else min(space.sampler_tps)
-    base_tp_t = int(scenario.trainer.tp) if int(scenario.trainer.tp) in space.trainer_tps else min(space.trainer_tps)
-    base = Allocation(gpus[0], sizes[0], "colocated", sizes[0], base_tp_s, sizes[0], base_tp_t, 0, mini[0])
+                        staleness=_int_list("--staleness", args.staleness), mini_batches=mini, gpus_per_node=per_node,
+                        sampler_pps=_options("--sampler-pp", args.sampler_pp, scenario.sampler.pp),
+                        trainer_pps=_options("--trainer-pp", args.trainer_pp, scenario.trainer.pp))
+    base_tp_s = _start(space.sampler_tps, scenario.sampler.tp)
+    base_tp_t = _start(space.trainer_tps, scenario.trainer.tp)
+    base = Allocation(gpus[0], sizes[0], "colocated", sizes[0], base_tp_s, sizes[0], base_tp_t, 0, mini[0],
+                      _start(space.sampler_pps, scenario.sampler.pp), _start(space.trainer_pps, scenario.trainer.pp))
     return space, base
 
 

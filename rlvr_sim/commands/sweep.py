@@ -12,6 +12,7 @@ from rlvr_sim.errors import UserError
 from rlvr_sim.sweep.grid import combine, grid_plans, load_plan_file
 from rlvr_sim.sweep.pareto import DOLLARS, HOURS, pareto_front
 from rlvr_sim.sweep.pools import open_pool
+from rlvr_sim.sweep.recommend import one_line
 from rlvr_sim.sweep.runner import run_sweep
 
 SHOWN_COLUMNS = [HOURS, DOLLARS, "step_time_s.mean", "bottleneck"]
@@ -73,5 +74,5 @@ def _print_examples(table) -> None:
     if table.empty or "error" not in table:
         return
     failed = table[table["status"] != "ok"]
-    for message, count in failed["error"].fillna("").map(lambda e: e.splitlines()[0][:200] if e else "").value_counts().head(3).items():
+    for message, count in failed["error"].fillna("").map(one_line).value_counts().head(3).items():
         print(f"  {count} x {message}", file=sys.stderr)

@@ -103,26 +103,34 @@ def _seed_pair(space: SearchSpace, base: Allocation, gpu: str, total: int) -> li
     """Colocated and even-split disaggregated (sync) plans at `base`'s TP degrees."""
     seeds = [replace(base, gpu=gpu, total_gpus=total, placement=COLOCATED, sampler_gpus=total,
                      trainer_gpus=total, max_staleness=0)]
-    split = round_split(0.5, total, base.sampler_tp, base.trainer_tp)
+    split = round_split(0.5, total, base.sampler_unit, base.trainer_unit)
     if split is not None:
         seeds.append(replace(base, gpu=gpu, total_gpus=total, placement=DISAGGREGATED,
                              sampler_gpus=split, trainer_gpus=total - split, max_staleness=0))
     return [s for s in seeds if space.allows(s)]
 
 
+def _shapes(tps: tuple[int, ...], pps: tuple[int, ...], tp: int, pp: int) -> list[tuple[int, int]]:
+    """(tp, pp) options from the base shape upward, smallest model-parallel group first."""
+    pairs = [(t, p) for t in tps for p in pps if t >= tp and p >= pp] or [(tp, pp)]
+    return sorted(pairs, key=lambda pair: (pair[0] * pair[1], pair[1]))
+
+
 def _seeds(space: SearchSpace, base: Allocation, ev: Evaluator) -> list[Allocation]:
-    """Seed plans of every (GPU, total), raising both TP degrees a level while none of a group fits."""
-    sampler_tps = sorted(t for t in space.sampler_tps if t >= base.sampler_tp) or [base.sampler_tp]
-    trainer_tps = sorted(t for t in space.trainer_tps if t >= base.trainer_tp) or [base.trainer_tp]
+    """Seed plans of every (GPU, total); while none of a group fits, both pools' model-parallel
+    shapes grow a level (TP first, then PP) and the group is seeded again."""
+    sampler = _shapes(space.sampler_tps, space.sampler_pps, base.sampler_tp, base.sampler_pp)
+    trainer = _shapes(space.trainer_tps, space.trainer_pps, base.trainer_tp, base.trainer_pp)
     groups = [(gpu, total) for gpu in space.gpus for total in space.sizes]
     seeds: list[Allocation] = []
-    for level in range(max(len(sampler_tps), len(trainer_tps))):
-        level_base = replace(base, sampler_tp=sampler_tps[min(level, len(sampler_tps) - 1)],
-                             trainer_tp=trainer_tps[min(level, len(trainer_tps) - 1)])
+    for level in range(max(len(sampler), len(trainer))):
+        (tp_s, pp_s), (tp_t, pp_t) = sampler[min(level, len(sampler) - 1)], trainer[min(level, len(trainer) - 1)]
+        level_base = replace(base, sampler_tp=tp_s, sampler_pp=pp_s, trainer_tp=tp_t, trainer_pp=pp_t)
         batch = [s for gpu, total in groups for s in _seed_pair(space, level_base, gpu, total)]
-        ev.evaluate(batch, f"plan: seeds (tp level {level})")
+        ev.evaluate(batch, f"plan: seeds (level {level})")
         seeds.extend(batch)
-        groups = [(g, t) for g, t in groups if not any(ev.hours(s) < math.inf for s in batch if (s.gpu, s.total_gpus) == (g, t))]
+        fitted = {(s.gpu, s.total_gpus) for s in batch if ev.hours(s) < math.inf}
+        groups = [group for group in groups if group not in fitted]
         if not groups:
             break
     return seeds
@@ -135,7 +143,7 @@ def _balanced_starts(space: SearchSpace, ev: Evaluator, probes: list[Allocation]
         if probe.placement != DISAGGREGATED or outcome is None or outcome.status != STATUS_OK:
             continue
         share = balanced_share(probe, outcome.summary)
-        split = None if share is None else round_split(share, probe.total_gpus, probe.sampler_tp, probe.trainer_tp)
+        split = None if share is None else round_split(share, probe.total_gpus, probe.sampler_unit, probe.trainer_unit)
         if split is None:
             continue
         for stale in space.staleness:
@@ -151,14 +159,15 @@ class SearchResult:
     optima: list[Allocation]
     allocations: dict[str, Allocation]   # plan_id -> allocation
     rounds: int
+    space: SearchSpace
 
     def counts(self) -> dict[str, int]:
         status = self.table["status"].value_counts() if not self.table.empty else {}
         return {"evaluated": len(self.table), **{k: int(status.get(k, 0)) for k in (STATUS_OK, STATUS_INVALID, STATUS_ERROR)}}
 
 
-def _result(ev: Evaluator, optima: list[Allocation], rounds: int) -> SearchResult:
-    return SearchResult(ev.table(), optima, {o.plan_id: a for a, o in ev.seen.items()}, rounds)
+def _result(ev: Evaluator, optima: list[Allocation], rounds: int, space: SearchSpace) -> SearchResult:
+    return SearchResult(ev.table(), optima, {o.plan_id: a for a, o in ev.seen.items()}, rounds, space)
 
 
 def search(space: SearchSpace, base: Allocation, ev: Evaluator, max_rounds: int = 30) -> SearchResult:
@@ -183,13 +192,13 @@ def search(space: SearchSpace, base: Allocation, ev: Evaluator, max_rounds: int 
                 improved.append(best)
         active = sorted(set(improved))
     optima = best_per_group(ev)
-    return _result(ev, optima, rounds)
+    return _result(ev, optima, rounds, space)
 
 
 def exhaustive(space: SearchSpace, ev: Evaluator) -> SearchResult:
     """Simulate every allocation of the space (the brute-force baseline)."""
     ev.evaluate(enumerate_space(space), "plan: exhaustive")
-    return _result(ev, best_per_group(ev), rounds=0)
+    return _result(ev, best_per_group(ev), 0, space)
 
 
 def best_per_group(ev: Evaluator) -> list[Allocation]:

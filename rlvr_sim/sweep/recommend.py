@@ -56,11 +56,17 @@ class Recommendation:
     reason: str = ""
 
 
+def one_line(message: object, width: int = 240) -> str:
+    """A multi-line error as one line (whitespace collapsed), cut to `width` characters."""
+    text = " ".join(str(message).split())
+    return text if len(text) <= width else text[:width - 3] + "..."
+
+
 def _invalid_reasons(result: SearchResult, limit: int = 3) -> str:
     bad = result.table[result.table["status"] != STATUS_OK] if not result.table.empty else result.table
     if bad.empty:
         return "no plan was simulated"
-    top = bad["error"].fillna("unknown").map(lambda e: str(e).splitlines()[0][:160]).value_counts().head(limit)
+    top = bad["error"].fillna("unknown").map(one_line).value_counts().head(limit)
     return "; ".join(f"{count}x {message}" for message, count in top.items())
 
 
@@ -92,23 +98,23 @@ def choose(result: SearchResult, constraints: Constraints) -> tuple[Allocation, 
     return result.allocations[pick["plan_id"]], rule
 
 
-def _marginal_allocations(a: Allocation) -> list[tuple[str, int, Allocation]]:
+def _marginal_allocations(a: Allocation, sampler_unit: int, trainer_unit: int) -> list[tuple[str, int, Allocation]]:
     if a.placement == COLOCATED:
-        extra = math.lcm(a.sampler_tp, a.trainer_tp)
+        extra = math.lcm(sampler_unit, trainer_unit)
         return [("one more colocated group", extra, replace(a, total_gpus=a.total_gpus + extra,
                                                           sampler_gpus=a.sampler_gpus + extra,
                                                           trainer_gpus=a.trainer_gpus + extra))]
-    return [("one more sampler replica", a.sampler_tp, replace(a, total_gpus=a.total_gpus + a.sampler_tp,
-                                                            sampler_gpus=a.sampler_gpus + a.sampler_tp)),
-            ("one more trainer TP group", a.trainer_tp, replace(a, total_gpus=a.total_gpus + a.trainer_tp,
-                                                             trainer_gpus=a.trainer_gpus + a.trainer_tp))]
+    return [("one more sampler replica", sampler_unit, replace(a, total_gpus=a.total_gpus + sampler_unit,
+                                                             sampler_gpus=a.sampler_gpus + sampler_unit)),
+            ("one more trainer model-parallel group", trainer_unit,
+             replace(a, total_gpus=a.total_gpus + trainer_unit, trainer_gpus=a.trainer_gpus + trainer_unit))]
 
 
 def marginals(base_ev: Evaluator, a: Allocation) -> list[Marginal]:
     """Simulate what adding GPUs to each pool of `a` buys (in a separate evaluator: these plans
     exceed the GPU limit and must not enter the search table)."""
     ev = Evaluator(base_ev.scenario, base_ev.pool, base_ev.steps, base_ev.seed)
-    options = _marginal_allocations(a)
+    options = _marginal_allocations(a, a.sampler_unit, a.trainer_unit)
     ev.evaluate([alloc for _, _, alloc in options], "plan: marginal GPUs")
     base_hours = base_ev.hours(a)
     found = []

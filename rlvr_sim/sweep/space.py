@@ -32,6 +32,18 @@ class Allocation:
     trainer_tp: int
     max_staleness: int
     mini_batches: int
+    sampler_pp: int = 1
+    trainer_pp: int = 1
+
+    @property
+    def sampler_unit(self) -> int:
+        """GPUs of one sampler replica (tp x pp)."""
+        return self.sampler_tp * self.sampler_pp
+
+    @property
+    def trainer_unit(self) -> int:
+        """GPUs of one trainer model-parallel group (tp x pp); FSDP spans the groups."""
+        return self.trainer_tp * self.trainer_pp
 
     def plan(self) -> Plan:
         """The overrides that turn the base scenario into this allocation."""
@@ -40,8 +52,10 @@ class Allocation:
             ("orchestration.placement", self.placement),
             ("sampler.gpus", str(self.sampler_gpus)),
             ("sampler.tp", str(self.sampler_tp)),
+            ("sampler.pp", str(self.sampler_pp)),
             ("trainer.gpus", str(self.trainer_gpus)),
             ("trainer.tp", str(self.trainer_tp)),
+            ("trainer.pp", str(self.trainer_pp)),
             ("orchestration.mode", "async" if self.max_staleness > 0 else "sync"),
             ("orchestration.max_staleness", str(self.max_staleness)),
             ("trainer.mini_batches", str(self.mini_batches)),
@@ -50,10 +64,12 @@ class Allocation:
     def label(self) -> str:
         """Short human description, e.g. `64x h100-sxm disagg S40(tp2) T24(tp1) async1 mb4`."""
         mode = f"async{self.max_staleness}" if self.max_staleness else "sync"
+        s_par = f"tp{self.sampler_tp}" + (f"pp{self.sampler_pp}" if self.sampler_pp > 1 else "")
+        t_par = f"tp{self.trainer_tp}" + (f"pp{self.trainer_pp}" if self.trainer_pp > 1 else "")
         if self.placement == COLOCATED:
-            pools = f"coloc S{self.sampler_gpus}(tp{self.sampler_tp}) T(tp{self.trainer_tp})"
+            pools = f"coloc S{self.sampler_gpus}({s_par}) T({t_par})"
         else:
-            pools = f"disagg S{self.sampler_gpus}(tp{self.sampler_tp}) T{self.trainer_gpus}(tp{self.trainer_tp})"
+            pools = f"disagg S{self.sampler_gpus}({s_par}) T{self.trainer_gpus}({t_par})"
         return f"{self.total_gpus}x {self.gpu} {pools} {mode} mb{self.mini_batches}"
 
 
@@ -68,6 +84,8 @@ class SearchSpace:
     staleness: tuple[int, ...]
     mini_batches: tuple[int, ...]
     gpus_per_node: int
+    sampler_pps: tuple[int, ...] = (1,)
+    trainer_pps: tuple[int, ...] = (1,)
 
     def allows(self, a: Allocation) -> bool:
         """Structural validity (see module docstring) and membership of every choice."""
@@ -75,11 +93,13 @@ class SearchSpace:
             return False
         if a.sampler_tp not in self.sampler_tps or a.trainer_tp not in self.trainer_tps:
             return False
+        if a.sampler_pp not in self.sampler_pps or a.trainer_pp not in self.trainer_pps:
+            return False
         if a.max_staleness not in self.staleness or a.mini_batches not in self.mini_batches:
             return False
         if a.sampler_gpus < 1 or a.trainer_gpus < 1:
             return False
-        if a.sampler_gpus % a.sampler_tp or a.trainer_gpus % a.trainer_tp:
+        if a.sampler_gpus % a.sampler_unit or a.trainer_gpus % a.trainer_unit:
             return False
         if max(a.sampler_tp, a.trainer_tp) > self.gpus_per_node:
             return False
@@ -102,11 +122,12 @@ def default_sizes(total_gpus: int, gpus_per_node: int, count: int = 4) -> tuple[
 def enumerate_space(space: SearchSpace) -> list[Allocation]:
     """Every structurally valid allocation (the exhaustive baseline the search is tested against)."""
     found = []
-    for gpu, total, tp_s, tp_t, stale, mb in itertools.product(
-            space.gpus, space.sizes, space.sampler_tps, space.trainer_tps, space.staleness, space.mini_batches):
-        candidates = [Allocation(gpu, total, COLOCATED, total, tp_s, total, tp_t, stale, mb)]
-        candidates += [Allocation(gpu, total, DISAGGREGATED, s, tp_s, total - s, tp_t, stale, mb)
-                       for s in range(tp_s, total, tp_s)]
+    for gpu, total, tp_s, pp_s, tp_t, pp_t, stale, mb in itertools.product(
+            space.gpus, space.sizes, space.sampler_tps, space.sampler_pps, space.trainer_tps, space.trainer_pps,
+            space.staleness, space.mini_batches):
+        candidates = [Allocation(gpu, total, COLOCATED, total, tp_s, total, tp_t, stale, mb, pp_s, pp_t)]
+        candidates += [Allocation(gpu, total, DISAGGREGATED, s, tp_s, total - s, tp_t, stale, mb, pp_s, pp_t)
+                       for s in range(tp_s * pp_s, total, tp_s * pp_s)]
         found.extend(a for a in candidates if space.allows(a))
     return sorted(set(found))
 
@@ -122,14 +143,14 @@ def _step_to(values: tuple[int, ...], current: int) -> list[int]:
 def neighbours(a: Allocation, space: SearchSpace) -> list[Allocation]:
     """Allocations one move away, with the same GPU type and total.
 
-    Moves: shift sampler/trainer split by one or two sampler replicas (or trainer TP groups) either
-    way; next TP option of either pool (keeping the split when it still divides, else re-rounding
-    the sampler share); next staleness option; next mini-batch option; switch placement
+    Moves: shift the sampler/trainer split by one or two sampler replicas (or trainer groups)
+    either way; next TP or PP option of either pool (keeping the split, or re-rounding it to whole
+    replicas/groups); next staleness option; next mini-batch option; switch placement
     (colocated <-> disaggregated at an even split).
     """
     moves: list[Allocation] = []
     if a.placement == DISAGGREGATED:
-        for unit in {a.sampler_tp, a.trainer_tp}:
+        for unit in {a.sampler_unit, a.trainer_unit}:
             for k in (-2, -1, 1, 2):
                 s = a.sampler_gpus + k * unit
                 moves.append(replace(a, sampler_gpus=s, trainer_gpus=a.total_gpus - s))
@@ -137,19 +158,20 @@ def neighbours(a: Allocation, space: SearchSpace) -> list[Allocation]:
                              max_staleness=0))
     else:
         for stale in [v for v in space.staleness if v > 0][:1] + [0]:
-            half = (a.total_gpus // 2) - (a.total_gpus // 2) % a.sampler_tp
+            half = (a.total_gpus // 2) - (a.total_gpus // 2) % a.sampler_unit
             moves.append(replace(a, placement=DISAGGREGATED, sampler_gpus=half,
                                  trainer_gpus=a.total_gpus - half, max_staleness=stale))
-    for tp in _step_to(space.sampler_tps, a.sampler_tp):
-        moves.append(replace(a, sampler_tp=tp))
-        if a.placement == DISAGGREGATED:
-            s = max(tp, a.sampler_gpus - a.sampler_gpus % tp)
-            moves.append(replace(a, sampler_tp=tp, sampler_gpus=s, trainer_gpus=a.total_gpus - s))
-    for tp in _step_to(space.trainer_tps, a.trainer_tp):
-        moves.append(replace(a, trainer_tp=tp))
-        if a.placement == DISAGGREGATED:
-            t = max(tp, a.trainer_gpus - a.trainer_gpus % tp)
-            moves.append(replace(a, trainer_tp=tp, sampler_gpus=a.total_gpus - t, trainer_gpus=t))
+    shapes = [replace(a, sampler_tp=v) for v in _step_to(space.sampler_tps, a.sampler_tp)]
+    shapes += [replace(a, sampler_pp=v) for v in _step_to(space.sampler_pps, a.sampler_pp)]
+    shapes += [replace(a, trainer_tp=v) for v in _step_to(space.trainer_tps, a.trainer_tp)]
+    shapes += [replace(a, trainer_pp=v) for v in _step_to(space.trainer_pps, a.trainer_pp)]
+    for shape in shapes:
+        moves.append(shape)
+        if a.placement == DISAGGREGATED:   # re-round the split to whole replicas / groups
+            s = max(shape.sampler_unit, shape.sampler_gpus - shape.sampler_gpus % shape.sampler_unit)
+            moves.append(replace(shape, sampler_gpus=s, trainer_gpus=a.total_gpus - s))
+            t = max(shape.trainer_unit, shape.trainer_gpus - shape.trainer_gpus % shape.trainer_unit)
+            moves.append(replace(shape, sampler_gpus=a.total_gpus - t, trainer_gpus=t))
     if a.placement == DISAGGREGATED:
         moves.extend(replace(a, max_staleness=v) for v in _step_to(space.staleness, a.max_staleness))
     moves.extend(replace(a, mini_batches=v) for v in _step_to(space.mini_batches, a.mini_batches))
@@ -160,9 +182,10 @@ def neighbours(a: Allocation, space: SearchSpace) -> list[Allocation]:
     return unique
 
 
-def round_split(sampler_share: float, total: int, sampler_tp: int, trainer_tp: int) -> int | None:
-    """Sampler GPUs nearest to `sampler_share * total` with whole TP groups on both sides."""
-    options = [s for s in range(sampler_tp, total, sampler_tp) if (total - s) % trainer_tp == 0]
+def round_split(sampler_share: float, total: int, sampler_unit: int, trainer_unit: int) -> int | None:
+    """Sampler GPUs nearest to `sampler_share * total` with whole replicas / model-parallel groups
+    on both sides (`*_unit`: GPUs of one replica or group, tp x pp)."""
+    options = [s for s in range(sampler_unit, total, sampler_unit) if (total - s) % trainer_unit == 0]
     if not options:
         return None
     return min(options, key=lambda s: (abs(s - sampler_share * total), s))

@@ -1,0 +1,114 @@
+"""Sweep and plan-search speed on this machine.
+
+Measures, for a realistic scenario with few simulated steps per plan:
+1. a 1,000-plan sweep on `--workers` processes (goal: < 5 min on 2 cores);
+2. the 1-vs-2-worker speed-up: the same smaller sweep timed alternately on 1 and 2 workers,
+   `--repeats` times each, interleaved so load from other users hits both alike; medians and
+   the ratio of medians are reported;
+3. a `plan` search for `--total-gpus` GPUs (goal: < 60 s), and how many plans it simulated.
+
+Run: .venv/bin/python benchmarks/bench_sweep.py [--scenario FILE] [--steps 3] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from rlvr_sim.sweep.grid import grid_plans  # noqa: E402
+from rlvr_sim.sweep.planner import Evaluator, search  # noqa: E402
+from rlvr_sim.sweep.pools import open_pool  # noqa: E402
+from rlvr_sim.sweep.recommend import Constraints, recommend  # noqa: E402
+from rlvr_sim.sweep.runner import run_sweep  # noqa: E402
+from rlvr_sim.commands import plan as plan_command  # noqa: E402
+from rlvr_sim.sweep.space import enumerate_space  # noqa: E402
+
+# 5 x 5 x 4 x 2 x 5 = 1,000 disaggregated plans
+GRID_1000 = ["sampler.gpus=8,16,24,32,40", "trainer.gpus=8,16,24,32,40", "sampler.tp=1,2,4,8",
+             "orchestration.mode=sync,async", "trainer.mini_batches=1,2,4,8,16"]
+# 2 x 3 x 2 x 2 = 24 plans for the 1-vs-2-worker comparison
+GRID_SMALL = ["sampler.gpus=16,32", "trainer.gpus=8,16,32", "sampler.tp=1,2", "orchestration.mode=sync,async"]
+
+
+def default_scenario() -> Path:
+    for name in ("deepseek-r1-zero-like.yaml", "nemo-rl-llama3.1-8b-onpolicy.yaml", "minimal.yaml"):
+        if (ROOT / "scenarios" / name).is_file():
+            return ROOT / "scenarios" / name
+    raise SystemExit("no scenario found under scenarios/; pass --scenario")
+
+
+def timed_sweep(scenario: Path, grid: list[str], workers: int, steps: int) -> tuple[float, dict[str, int]]:
+    """Wall seconds of one sweep including pool start-up, and its status counts."""
+    started = time.perf_counter()
+    pool = open_pool(workers)
+    try:
+        plans = grid_plans(grid + ["orchestration.placement=disaggregated"])
+        result = run_sweep(scenario, plans, pool, steps=steps, progress=False)
+    finally:
+        pool.close()
+    return time.perf_counter() - started, result.counts()
+
+
+def speedup(scenario: Path, steps: int, repeats: int) -> dict[str, object]:
+    times: dict[int, list[float]] = {1: [], 2: []}
+    for _ in range(repeats):
+        for workers in (1, 2):
+            times[workers].append(timed_sweep(scenario, GRID_SMALL, workers, steps)[0])
+    m1, m2 = statistics.median(times[1]), statistics.median(times[2])
+    return {"plans": 24, "wall_s_1_worker": times[1], "wall_s_2_workers": times[2],
+            "median_s_1_worker": round(m1, 2), "median_s_2_workers": round(m2, 2), "speedup": round(m1 / m2, 2)}
+
+
+def plan_search(scenario: Path, total_gpus: int, steps: int, workers: int) -> dict[str, object]:
+    """The `rlvr-sim plan` search with the command's default space (its own parser and builder)."""
+    parser = argparse.ArgumentParser()
+    plan_command.add_arguments(parser)
+    args = parser.parse_args([str(scenario), "--total-gpus", str(total_gpus), "--steps", str(steps)])
+    started = time.perf_counter()
+    space, base = plan_command.build_space(args)
+    pool = open_pool(workers)
+    try:
+        ev = Evaluator(scenario, pool, steps, None)
+        result = search(space, base, ev)
+        rec = recommend(result, ev, Constraints())
+    finally:
+        pool.close()
+    return {"wall_s": round(time.perf_counter() - started, 2), "counts": result.counts(), "rounds": result.rounds,
+            "space_size": len(enumerate_space(space)), "recommended": rec.label, "hours_total": rec.hours_total}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scenario", type=Path, default=None)
+    parser.add_argument("--steps", type=int, default=3, help="simulated RL steps per plan")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--repeats", type=int, default=3, help="interleaved 1/2-worker repetitions")
+    parser.add_argument("--total-gpus", type=int, default=64)
+    parser.add_argument("--skip", default="", help="comma list of parts to skip: sweep,speedup,plan")
+    args = parser.parse_args()
+    scenario = args.scenario or default_scenario()
+    skip = set(args.skip.split(","))
+    report: dict[str, object] = {"scenario": str(scenario.relative_to(ROOT) if scenario.is_relative_to(ROOT) else scenario),
+                                 "steps_per_plan": args.steps, "cpus": os.cpu_count()}
+    if "speedup" not in skip:
+        report["speedup_1_vs_2_workers"] = speedup(scenario, args.steps, args.repeats)
+    if "sweep" not in skip:
+        wall, counts = timed_sweep(scenario, GRID_1000, args.workers, args.steps)
+        report["sweep_1000"] = {"workers": args.workers, "wall_s": round(wall, 2), "counts": counts,
+                                "plans_per_s": round(1000 / wall, 2)}
+    if "plan" not in skip:
+        report["plan_search"] = plan_search(scenario, args.total_gpus, args.steps, args.workers)
+    print(json.dumps(report, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,91 @@
+"""`plan` through the real simulator on a small space: the search finds the exhaustive optimum,
+the CLI prints a recommendation and a frontier, and a space where nothing fits is a clean error."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from rlvr_sim.cli import main
+from rlvr_sim.sweep.pareto import pareto_front
+from rlvr_sim.sweep.planner import Evaluator, exhaustive, search
+from rlvr_sim.sweep.pools import LocalPool
+from rlvr_sim.sweep.space import COLOCATED, Allocation, SearchSpace, enumerate_space
+
+SMALL = """
+name: small-plan
+model: qwen2.5-1.5b
+hardware: {gpu: h100-sxm, gpus_per_node: 8}
+workload:
+  prompts_per_step: 16
+  samples_per_prompt: 4
+  steps: 50
+  seed: 0
+  prompt_tokens: {dist: fixed, value: 256}
+  response_tokens: {dist: lognormal, mean: 300, sigma: 0.8, cap: 1024}
+sampler: {gpus: 4, tp: 1}
+trainer: {gpus: 4, tp: 1, mini_batches: 2}
+"""
+
+
+@pytest.fixture()
+def scenario_file(tmp_path):
+    path = tmp_path / "small.yaml"
+    path.write_text(SMALL)
+    return path
+
+
+def test_search_matches_exhaustive_on_a_small_space(scenario_file):
+    space = SearchSpace(gpus=("h100-sxm", "h200"), sizes=(8, 4), sampler_tps=(1, 2), trainer_tps=(1, 2),
+                        staleness=(0, 1), mini_batches=(2,), gpus_per_node=8)
+    base = Allocation("h100-sxm", 8, COLOCATED, 8, 1, 8, 1, 0, 2)
+    pool = LocalPool(2)
+    try:
+        searched = Evaluator(scenario_file, pool, 2, 0)
+        found = search(space, base, searched)
+        full = Evaluator(scenario_file, pool, 2, 0)
+        brute = exhaustive(space, full)
+    finally:
+        pool.close()
+    assert found.optima == brute.optima
+    assert [searched.hours(a) for a in found.optima] == [full.hours(a) for a in brute.optima]
+    assert len(found.optima) == 4
+    assert found.counts()["evaluated"] < len(enumerate_space(space))
+    # the frontier of the search contains the exhaustive frontier's fastest point
+    assert pareto_front(found.table)["hours_total"].min() == pareto_front(brute.table)["hours_total"].min()
+
+
+def test_plan_cli_json(scenario_file, capsys):
+    code = main(["plan", str(scenario_file), "--total-gpus", "8", "--sampler-tp", "1,2", "--trainer-tp", "1,2",
+                 "--steps", "2", "--workers", "2", "--json"])
+    assert code == 0
+    report = json.loads(capsys.readouterr().out)
+    rec = report["recommended"]
+    assert rec["allocation"]["total_gpus"] <= 8
+    front = report["frontier"]
+    assert front and rec["hours_total"] == pytest.approx(min(p["hours_total"] for p in front))
+    hours = [p["hours_total"] for p in front]
+    dollars = [p["cost.usd_total"] for p in front]
+    assert hours == sorted(hours) and dollars == sorted(dollars, reverse=True)
+    assert rec["bottleneck"] in ("sampler", "trainer", "verifier", "weight_sync", "switch", None) or rec["bottleneck"]
+    assert "Bottleneck" in rec["reason"] and rec["marginals"]
+
+
+def test_plan_cli_budget_and_impossible_requests(scenario_file, capsys):
+    args = ["plan", str(scenario_file), "--total-gpus", "4", "--sampler-tp", "1", "--trainer-tp", "1",
+            "--steps", "2", "--workers", "1"]
+    assert main(args + ["--budget-usd", "0.001"]) == 2
+    assert "no plan meets --budget-usd" in capsys.readouterr().err
+    assert main(args + ["--gpu", "not-a-gpu"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown gpu" in err and "not-a-gpu" in err
+
+
+def test_plan_cli_nothing_fits(tmp_path, capsys):
+    big = tmp_path / "big.yaml"
+    big.write_text(SMALL.replace("qwen2.5-1.5b", "llama-3.1-405b"))
+    code = main(["plan", str(big), "--total-gpus", "2", "--steps", "1", "--workers", "1"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "no valid plan" in err and "fit" in err
