@@ -1,0 +1,106 @@
+"""How fast and how big the simulator is on large plans.
+
+Cases (each in a fresh subprocess pinned to one CPU, BLAS threads 1):
+  plan64    : Llama-3.1-8B, 64 H100 colocated sync, 512 prompts x 16 samples, responses
+              log-normal mean 2000 capped at 8192, 256 verifier workers;
+  deepseek  : scenarios/deepseek-r1-zero-like.yaml (DeepSeek-V3 size, 512 x 16, up to 32K).
+Each runs in `fast` mode (simulate()'s default: coalesced finishes, trapezoid spans) and in
+`exact` mode (fewer steps) so the speed-up and what it costs in accuracy come from one run.
+Reported: wall and CPU seconds, seconds per simulated step, sampler spans ("events") per step,
+peak RSS of the process (ru_maxrss, includes the interpreter and imports) and the simulated
+step time. The machine is shared: compare the CPU seconds, and fast vs exact within one run.
+
+    .venv/bin/python benchmarks/bench_simulator.py [--steps 100] [--exact-steps 10] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+PLAN64 = {
+    "name": "bench-plan64", "model": "llama-3.1-8b", "hardware": {"gpu": "h100-sxm"},
+    "workload": {"prompts_per_step": 512, "samples_per_prompt": 16, "steps": 100,
+                 "prompt_tokens": {"dist": "lognormal", "mean": 256, "sigma": 0.4, "cap": 1024},
+                 "response_tokens": {"dist": "lognormal", "mean": 2000, "sigma": 1.0, "cap": 8192}},
+    "sampler": {"gpus": 64, "tp": 1}, "trainer": {"gpus": 64}, "verifier": {"workers": 256},
+    "orchestration": {"placement": "colocated", "mode": "sync"}}
+
+
+def child(case: str, steps: int, exact: bool) -> dict:
+    """Run one case in this process; the numbers the parent reports."""
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    if hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[-1]})
+    sys.path.insert(0, str(ROOT))
+    from rlvr_sim.scenario import load_scenario
+    from rlvr_sim.sim import simulate
+
+    sc = load_scenario(PLAN64 if case == "plan64" else ROOT / "scenarios/deepseek-r1-zero-like.yaml")
+    cpu0, t0 = time.process_time(), time.perf_counter()
+    result = simulate(sc, steps=steps, exact=exact)
+    wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+    s = result.summary
+    return {"case": case, "mode": "exact" if exact else "fast", "steps": steps,
+            "wall_s": wall, "cpu_s": cpu, "cpu_s_per_step": cpu / steps,
+            "events_per_step": s.counters["sampler_segments_per_step"],
+            "samples_per_step": sc.workload.prompts_per_step * sc.workload.samples_per_prompt,
+            "gpus": s.gpus, "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+            "trace_rows": len(result.trace), "sim_step_time_s": s.step_time_s.mean,
+            "sim_first_steps_s": [r.time_s for r in result.steps[:3]]}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--steps", type=int, default=100)
+    p.add_argument("--exact-steps", type=int, default=10)
+    p.add_argument("--cases", default="plan64,deepseek")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--child", nargs=3, metavar=("CASE", "STEPS", "EXACT"), help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.child:
+        case, steps, exact = args.child
+        print(json.dumps(child(case, int(steps), exact == "1")))
+        return 0
+    rows = []
+    for case in args.cases.split(","):
+        for steps, exact in ((args.steps, False), (args.exact_steps, True)):
+            out = subprocess.run([sys.executable, __file__, "--child", case, str(steps),
+                                  "1" if exact else "0"], capture_output=True, text=True, check=True,
+                                 env={**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"})
+            rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
+            if not args.json:
+                r = rows[-1]
+                print(f"{r['case']:<9} {r['mode']:<5} {r['steps']:4d} steps: wall {r['wall_s']:7.2f} s, "
+                      f"cpu {r['cpu_s']:7.2f} s ({r['cpu_s_per_step']:.3f} s/step), "
+                      f"{r['events_per_step']:,.0f} events/step for {r['samples_per_step']:,} samples, "
+                      f"peak RSS {r['peak_rss_bytes'] / 2**20:,.0f} MiB, "
+                      f"simulated step {r['sim_step_time_s']:.2f} s", flush=True)
+    by = {(r["case"], r["mode"]): r for r in rows}
+    compare = {}
+    for case in args.cases.split(","):
+        fast, exact = by[(case, "fast")], by[(case, "exact")]
+        n = min(len(fast["sim_first_steps_s"]), len(exact["sim_first_steps_s"]))
+        errs = [f / e - 1 for f, e in zip(fast["sim_first_steps_s"][:n], exact["sim_first_steps_s"][:n])]
+        compare[case] = {"cpu_speedup_per_step": exact["cpu_s_per_step"] / fast["cpu_s_per_step"],
+                         "step_time_rel_diff_first_steps": errs}
+    if args.json:
+        print(json.dumps({"runs": rows, "fast_vs_exact": compare}, indent=1))
+    else:
+        for case, c in compare.items():
+            print(f"{case}: fast is {c['cpu_speedup_per_step']:.1f}x cheaper per step than exact; "
+                  f"step-time difference on the first steps: "
+                  + ", ".join(f"{e:+.3%}" for e in c["step_time_rel_diff_first_steps"]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
