@@ -23,8 +23,11 @@ FRONT_COLUMNS = ["plan_index", "plan_id"]
 
 
 def outcomes_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
-    """Rows -> one DataFrame sorted by plan index; columns of mixed Python types become text."""
-    frame = pd.DataFrame(rows)
+    """Rows -> one DataFrame sorted by plan index; columns of mixed Python types become text.
+
+    Rows are ordered before the frame is built, so column order (rows may carry different keys,
+    e.g. `staleness.hist.2`) does not depend on which worker finished first."""
+    frame = pd.DataFrame(sorted(rows, key=lambda row: row["plan_index"]))
     if frame.empty:
         return frame
     for column in frame.columns:
