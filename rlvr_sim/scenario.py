@@ -305,10 +305,16 @@ def load_scenario(source: str | Path | dict[str, Any], overrides: list[str] | tu
 
 
 _DIST_TAGS = {"fixed", "uniform", "lognormal", "empirical"}
+_DIST_FIELDS = {"prompt_tokens", "response_tokens", "latency_s"}
 
 
 def _loc(loc: tuple[Any, ...]) -> str:
-    parts = [str(p) for p in loc if str(p) not in _DIST_TAGS and not str(p).startswith("function-")]
+    """Dotted field path, without pydantic's union-member tags (`response_tokens.lognormal`)."""
+    parts: list[str] = []
+    for p in map(str, loc):
+        if p.startswith("function-") or (p in _DIST_TAGS and parts and parts[-1] in _DIST_FIELDS):
+            continue
+        parts.append(p)
     return ".".join(parts) or "(top level)"
 
 

@@ -139,3 +139,20 @@ def test_cli_describe_gives_clean_errors(case, tmp_path_factory):
         assert text.startswith("error: ") and _names_field(text, fields), text
     else:
         assert "fits" in out.getvalue()
+
+
+@settings(max_examples=max(FUZZ_EXAMPLES // 3, 1))
+@given(keys=st.lists(st.one_of(st.sampled_from(LEAVES + NAMES + DIST_PATHS), ident,
+                               st.text(max_size=12)), min_size=1, max_size=3),
+       values=st.lists(st.one_of(st.text(max_size=10), st.sampled_from(
+           ["1e9", "-1", "[1, 2]", "{a: 1}", "null", "true", "3.5", "{dist: fixed}", "nan"])),
+           min_size=3, max_size=3),
+       sep=st.sampled_from(["=", "=", ":", ""]))
+def test_random_overrides_give_clean_errors(keys, values, sep):
+    overrides = [f"{k}{sep}{v}" for k, v in zip(keys, values)]
+    try:
+        load_scenario(copy.deepcopy(BASE), overrides)
+    except ScenarioError as exc:
+        msg = str(exc)
+        assert msg.strip() and "Traceback" not in msg
+        assert "override" in msg or "." in msg or any(n in msg for n in NAMES), msg
