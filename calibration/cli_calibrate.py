@@ -122,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
              "measure_s": measure_s, "fit_s": time.perf_counter() - t0 - measure_s,
              "rows": int(len(df)), "load": _load_stats(df), "bench_table": bench_path.name,
              "verifier": verifier_notes(df),
-             "kept_from_datasheet": sorted(set(base.efficiency.model_fields) - set(fit.fitted_terms)),
+             "kept_from_datasheet": sorted(set(type(base.efficiency).model_fields) - set(fit.fitted_terms)),
              "switch_fixed_s": "0: the executor's colocated HF backend keeps sampler and trainer "
                                "copies resident (no offload/reload between phases)"}
     path, side = write_profile(fit, out, prov.source_line(gpu), notes)

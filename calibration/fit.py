@@ -33,9 +33,11 @@ TERM_BOUNDS: dict[str, tuple[float, float, float]] = {
     "decode_mfu": (0.2, 1e-4, 1.0),
     "decode_bw_eff": (0.3, 1e-4, 1.0),
     "decode_overhead_s": (2e-3, 1e-7, 2.0),
+    "decode_overlap": (0.5, 1e-3, 1.0),
     "skew_coef": (0.3, 1e-4, 0.999),
     "prefill_mfu": (0.3, 1e-4, 1.0),
     "prefill_overhead_s": (2e-3, 1e-7, 2.0),
+    "prefill_overlap": (0.5, 1e-3, 1.0),
     "train_mfu": (0.2, 1e-4, 1.0),
     "optimizer_s_per_param": (1e-8, 1e-14, 1e-4),
     "train_overhead_s": (1e-2, 1e-7, 10.0),
@@ -92,9 +94,12 @@ def _kind_weights(kinds: list[str]) -> np.ndarray:
 
 
 def terms_for(kinds: list[str]) -> list[str]:
-    """Efficiency terms informed by the given row kinds, in TERM_BOUNDS order."""
+    """Efficiency terms informed by the given row kinds that the cost model has, in TERM_BOUNDS
+    order."""
+    from rlvr_sim.hardware import Efficiency
+
     wanted = {t for kd in set(kinds) for t in TERMS_BY_KIND.get(kd, ())}
-    return [t for t in TERM_BOUNDS if t in wanted]
+    return [t for t in TERM_BOUNDS if t in wanted and t in Efficiency.model_fields]
 
 
 def fit_profile(rows: list[tuple[BenchKey, float]], base: HardwareProfile, dtype: str = "fp32",

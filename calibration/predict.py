@@ -32,11 +32,12 @@ from calibration.harness import BenchKey
 LSQ_KINDS = ("decode", "prefill", "train_fb", "optimizer", "logprob", "weight_sync")
 NO_SPEC = Speculative()
 
-# Which efficiency terms each kind of row informs (a term is fitted only when some row informs it).
+# Which efficiency terms each kind of row informs (a term is fitted only when some row informs it
+# and the installed cost model has it: optional terms are skipped on older profiles).
 TERMS_BY_KIND: dict[str, tuple[str, ...]] = {
-    "decode": ("decode_mfu", "decode_bw_eff", "decode_overhead_s"),
+    "decode": ("decode_mfu", "decode_bw_eff", "decode_overhead_s", "decode_overlap"),
     "decode_mixed": ("skew_coef",),
-    "prefill": ("prefill_mfu", "prefill_overhead_s"),
+    "prefill": ("prefill_mfu", "prefill_overhead_s", "prefill_overlap"),
     "train_fb": ("train_mfu",),
     "logprob": ("train_mfu",),
     "optimizer": ("optimizer_s_per_param", "train_overhead_s"),

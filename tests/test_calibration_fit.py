@@ -15,7 +15,9 @@ from calibration.microbench import FULL, QUICK, planned_keys
 from calibration.predict import LSQ_KINDS, predict_s, with_efficiency
 from rlvr_sim.hardware import HardwareProfile
 
-BASE = HardwareProfile.from_catalog("cpu-2core")
+# a fixed datasheet, so catalog edits do not move the synthetic regime
+BASE = HardwareProfile.from_catalog("cpu-2core").with_overrides(
+    peak_bf16_flop_per_s=100e9, peak_fp8_flop_per_s=100e9, hbm_bytes_per_s=20e9)
 TRUTH = dict(decode_mfu=0.12, decode_bw_eff=0.25, decode_overhead_s=4e-3, skew_coef=0.5,
              prefill_mfu=0.3, prefill_overhead_s=1.5e-3, train_mfu=0.15,
              optimizer_s_per_param=3e-9, train_overhead_s=8e-3, bucket_latency_s=2e-4)
@@ -43,8 +45,10 @@ def test_fit_recovers_known_parameters_from_noisy_synthetic_measurements():
     for t in identified:
         err = abs(math.log(r.values[t] / TRUTH[t]))
         assert err <= 4 * r.rel_stderr[t] + 0.03, (t, r.values[t], TRUTH[t], r.rel_stderr[t])
-    # compute-bound decode cannot see the skew term: reported as unidentified, not made up
-    assert r.rel_stderr["skew_coef"] > 1.0
+    # mostly compute-bound decode barely sees the skew term: it is either reported as poorly
+    # identified or recovered, never made up with a small error bar
+    skew = r.values["skew_coef"]
+    assert r.rel_stderr["skew_coef"] > 0.3 or abs(skew / TRUTH["skew_coef"] - 1) < 0.15
 
 
 def test_skew_is_identified_when_decode_is_memory_bound():

@@ -1,0 +1,115 @@
+"""`rlvr-sim calibrate` / `rlvr-sim validate`: a refit from a benchmark table writes a profile the
+simulator loads; validation scenarios are valid and carry the executed shape; bad input is a
+clean error (exit 2)."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from calibration.harness import BenchKey, BenchRow, rows_to_frame
+from calibration.microbench import QUICK, planned_keys
+from calibration.predict import LSQ_KINDS, predict_s, with_efficiency
+from calibration.validate import HELD_OUT, MeasuredRun, executor_scenario, sim_scenario, simulate_run
+from rlvr_sim.cli import main
+from rlvr_sim.hardware import HardwareProfile
+from rlvr_sim.scenario import load_scenario
+
+TRUTH = dict(decode_mfu=0.05, decode_bw_eff=0.1, decode_overhead_s=5e-3, prefill_mfu=0.1,
+             prefill_overhead_s=3e-3, train_mfu=0.08, optimizer_s_per_param=8e-9,
+             train_overhead_s=3e-3, bucket_latency_s=1e-4)
+
+
+def _row(key: BenchKey, seconds: float, details=()) -> BenchRow:
+    return BenchRow(key=key, seconds=seconds, seconds_p25=seconds, seconds_p75=seconds, repeats=3,
+                    threads=1, device="cpu", loadavg_before=0.5, loadavg_after=0.6,
+                    spin_slowdown_max=1.02, details_json=json.dumps(list(details)))
+
+
+@pytest.fixture(scope="module")
+def bench(tmp_path_factory):
+    hw = with_efficiency(HardwareProfile.from_catalog("cpu-2core"), TRUTH)
+    rng = np.random.default_rng(0)
+    rows = [_row(k, predict_s(k, hw) * math.exp(rng.normal(0, 0.02)))
+            for k in planned_keys(QUICK) if k.kind in LSQ_KINDS]
+    lat = list(rng.lognormal(math.log(2e-3), 0.3, 24))
+    for task, w, makespan in (("math", 1, 0.06), ("math", 2, 0.04), ("code", 2, 3.0),
+                              ("countdown", 1, 0.07)):
+        rows.append(_row(BenchKey(kind="verify", task=task, workers=w, sequences=24), makespan, lat))
+    path = tmp_path_factory.mktemp("bench") / "b.parquet"
+    rows_to_frame(rows).to_parquet(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def profile(bench, tmp_path_factory):
+    out = tmp_path_factory.mktemp("prof") / "cpu-test.yaml"
+    assert main(["calibrate", "--bench", str(bench), "--out", str(out)]) == 0
+    return out
+
+
+def test_calibrate_refit_writes_loadable_profile_with_notes(profile):
+    prof = HardwareProfile.load(profile)
+    assert prof.source.startswith("calibrated") and "threads=1" in prof.source
+    assert prof.efficiency.train_mfu == pytest.approx(TRUTH["train_mfu"], rel=0.1)
+    assert prof.efficiency.switch_fixed_s == 0.0
+    notes = json.loads(profile.with_name("cpu-test.fit.json").read_text())
+    assert notes["provenance"]["torch_version"] and notes["provenance"]["threads"] == 1
+    # effective verifier service time = makespan x workers / items, per pool size
+    assert notes["verifier"]["math"]["scenario_by_workers"]["2"]["mean"] == pytest.approx(0.04 * 2 / 24)
+    assert notes["verifier"]["code"]["scenario"]["dist"] == "lognormal"
+    assert notes["fit"]["r2"] > 0.95
+
+
+def test_profile_is_used_by_the_simulator_through_the_scenario(profile):
+    cfg = HELD_OUT[0]
+    measured = MeasuredRun(steps=3, step_s=1.0, phase_s={}, decode_iterations=30.0,
+                           prompt_width=4.0, wall_s=1.0, loadavg_1m=0.0)
+    sc = load_scenario(sim_scenario(cfg, measured, profile))
+    assert sc.profile == str(profile.resolve())
+    assert sc.hardware_profile.efficiency.train_mfu == pytest.approx(
+        HardwareProfile.load(profile).efficiency.train_mfu)
+    assert sc.workload.response_tokens.mean_value() == 30.0      # executed shape, not the cap
+    assert sc.verifier.latency_s.mean_value() == pytest.approx(0.04 * 2 / 24)
+    step, phases = simulate_run(cfg, measured, profile)
+    assert step > 0 and step == pytest.approx(sum(phases.values()), rel=1e-6)
+    assert {"generate", "verify", "train", "weight_sync"} <= set(phases)
+
+
+@pytest.mark.parametrize("cfg", HELD_OUT, ids=lambda c: c.name)
+def test_every_held_out_executor_scenario_validates(cfg, tmp_path):
+    sc = load_scenario(executor_scenario(cfg, threads=1, out_dir=tmp_path))
+    assert sc.executor.threads == 1 and sc.executor.eval_problems == 0
+    assert sc.trainer.reference_model == (cfg.beta > 0)
+
+
+def test_held_out_configs_are_not_benchmark_points():
+    bench = {(k.model, k.sequences) for k in planned_keys(QUICK) if k.kind == "decode"}
+    assert len(HELD_OUT) >= 6
+    assert any(c.model == "tiny-7m" for c in HELD_OUT)          # a size never benchmarked
+    for c in HELD_OUT:
+        assert (c.model, c.prompts_per_step * c.samples_per_prompt) not in bench or \
+            c.max_new_tokens != QUICK.decode_iterations
+
+
+def test_cli_errors_are_clean(profile, bench, tmp_path, capsys):
+    assert main(["validate", "--profile", str(profile), "--only", "nope"]) == 2
+    assert "--only 'nope' is not a validation configuration" in capsys.readouterr().err
+    assert main(["calibrate", "--bench", str(bench), "--out", str(tmp_path / "p.txt")]) == 2
+    assert "must end in .yaml" in capsys.readouterr().err
+    assert main(["validate", "--profile", str(tmp_path / "missing.yaml")]) == 2
+    assert "not found" in capsys.readouterr().err
+    assert main(["calibrate", "--bench", str(tmp_path / "none.parquet"),
+                 "--out", str(tmp_path / "p.yaml")]) == 2
+
+
+@pytest.mark.slow
+def test_validate_quick_runs_the_executor_for_real(profile, tmp_path, capsys):
+    rc = main(["validate", "--profile", str(profile), "--quick", "--json",
+               "--report", str(tmp_path / "v")])
+    assert rc == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["n_configs"] == 2 and math.isfinite(data["mape_step_time"])
+    assert set(data["mape_phase"]) == {"generate", "verify", "train", "weight_sync"}
+    assert (tmp_path / "v.validation.png").exists()
