@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import yaml
@@ -73,6 +73,24 @@ def predict(cm: CostModel, input_tokens: int, output_tokens: int) -> AnchorRow:
                      prefill_total / (decode_total + prefill_total), rate, 0.0, 0.0)
 
 
+SENSITIVITY = {  # one efficiency term moved at a time, to explain misses (not a fit)
+    "decode_mfu 0.5 -> 0.4": {"decode_mfu": 0.4},
+    "prefill_mfu 0.6 -> 0.45": {"prefill_mfu": 0.45},
+    "skew_coef 0.3 -> 0": {"skew_coef": 0.0},
+    "decode_overhead_s 3 ms -> 1 ms": {"decode_overhead_s": 0.001},
+}
+
+
+def sensitivity(cm: CostModel, shapes: list[tuple[int, int]]) -> dict[str, list[float]]:
+    """Predicted tokens/s per shape with one efficiency term changed at a time."""
+    out = {}
+    for label, change in SENSITIVITY.items():
+        eff = cm.hardware.efficiency.model_copy(update=change)
+        moved = replace(cm, hardware=cm.hardware.model_copy(update={"efficiency": eff}))
+        out[label] = [predict(moved, i, o).predicted_tokens_per_s for i, o in shapes]
+    return out
+
+
 def load_points(path: Path) -> dict[str, float]:
     data = yaml.safe_load(path.read_text())
     for entry in data["decoding"]:
@@ -97,6 +115,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--published", type=Path, default=PUBLISHED)
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--sensitivity", action="store_true",
+                    help="also print predictions with one efficiency term moved at a time")
     args = ap.parse_args()
     if not args.published.is_file():
         raise SystemExit(f"{args.published} not found; pass --published PATH to published.yaml")
@@ -115,6 +135,14 @@ def main() -> int:
     worst = max(rows, key=lambda r: abs(r.error))
     print(f"mean |error| {sum(errs) / len(errs):.1%}; largest miss "
           f"{worst.input_tokens}/{worst.output_tokens} ({worst.error:+.1%})")
+    if args.sensitivity:
+        shapes = [(r.input_tokens, r.output_tokens) for r in rows]
+        cm = CostModel.from_scenario(load_scenario(SCENARIO, check_fit=False))
+        print("\nsensitivity (predicted tokens/s; error vs published)")
+        for label, rates in sensitivity(cm, shapes).items():
+            cells = " ".join(f"{x:>7,.0f} ({x / r.published_tokens_per_s - 1:+.0%})"
+                             for x, r in zip(rates, rows))
+            print(f"  {label:<30} {cells}")
     return 0
 
 
