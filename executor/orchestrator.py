@@ -183,14 +183,21 @@ def make_plan(cfg: RunConfig, orch: Orchestration, workdir: str) -> WorkerPlan:
 
 
 def start_sampler(cfg: RunConfig, orch: Orchestration, workdir: str):
-    """Spawn the sampler process; returns (process, batches queue, weights queue, stop event)."""
+    """Spawn the sampler process and wait until it is built (engine, verifier pool).
+
+    Returns (process, batches queue, weights queue, stop event); start-up is not part of any step.
+    """
     import torch.multiprocessing as tmp
 
     ctx = tmp.get_context("spawn")
-    batches, weights, stop = ctx.Queue(maxsize=orch.queue_batches), ctx.Queue(), ctx.Event()
-    proc = ctx.Process(target=sampler_main, args=(make_plan(cfg, orch, workdir), batches, weights, stop),
-                       name="rlvr-sampler", daemon=False)
+    batches, weights, stop, ready = (ctx.Queue(maxsize=orch.queue_batches), ctx.Queue(), ctx.Event(),
+                                     ctx.Event())
+    proc = ctx.Process(target=sampler_main, name="rlvr-sampler", daemon=False,
+                       args=(make_plan(cfg, orch, workdir), batches, weights, stop, ready))
     proc.start()
+    while not ready.wait(timeout=0.2):
+        if not proc.is_alive():
+            raise RuntimeError(f"sampler process exited with code {proc.exitcode} while starting")
     return proc, batches, weights, stop
 
 

@@ -133,8 +133,8 @@ def _put(batches, msg: SampleMessage, stop, waits: list[Wait]) -> bool:
     return not stop.is_set()
 
 
-def sampler_main(plan: WorkerPlan, batches, weights, stop) -> None:
-    """Process entry: wait for version-0 weights, then produce batches until done or stopped."""
+def sampler_main(plan: WorkerPlan, batches, weights, stop, ready) -> None:
+    """Process entry: build, set `ready`, wait for version-0 weights, produce batches until done/stopped."""
     from executor.loop import build_policy
     from executor.steps import decode, step_seed
     from executor.tasks import make_task, problems
@@ -145,14 +145,16 @@ def sampler_main(plan: WorkerPlan, batches, weights, stop) -> None:
     policy = build_policy(cfg)
     sampler = make_sampler(cfg, policy, plan.workdir)
     channel = _Weights(weights, sampler)
-    if not channel.poll(block=True, stop=stop):
-        batches.put(None)
-        return
     tok, task = policy.tokenizer, make_task(cfg.spec)
     params = SamplingParams(cfg.samples_per_prompt, cfg.max_new_tokens, cfg.spec.temperature,
                             cfg.spec.top_p)
     with VerifierPool(task, cfg.verifier_workers) as pool:
         pool.warm_up()
+        ready.set()
+        if not channel.poll(block=True, stop=stop):
+            batches.put(None)
+            return
+        channel.loads = []       # version 0 arrives before the clock starts
         index, waits = 0, []
         while plan.batches is None or index < plan.batches:
             if not channel.poll(block=False, stop=stop):
