@@ -5,7 +5,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from rlvr_sim.cost.sampler import (DecodeCoeffs, SamplerShape, Speculative, decode_iteration,
-                                   decode_iteration_c, decode_span_s, prefill, step_s)
+                                   decode_iteration_c, decode_span_s, iteration_s, prefill, step_s)
 from rlvr_sim.hardware import HardwareProfile
 from rlvr_sim.model_spec import catalog_model, catalog_names
 
@@ -124,3 +124,7 @@ def test_decode_iteration_c_equals_convenience_form():
     a = decode_iteration_c(c, 10, 5000, 900)
     b = decode_iteration(LLAMA, H100, SamplerShape(tp=2, pp=2), 10, 5000, 900)
     assert a == b
+    assert iteration_s(c, 10, 5000, 900) == pytest.approx(a.total_s, rel=1e-12)
+    moe = DecodeCoeffs.build(catalog_model("deepseek-v3"), H100, SamplerShape(tp=8))
+    assert iteration_s(moe, 64, 64e3, 3000, 5) == pytest.approx(
+        decode_iteration_c(moe, 64, 64e3, 3000, 5).total_s, rel=1e-12)

@@ -109,19 +109,16 @@ class DecodeCoeffs:
             hidden_bytes_per_token=2.0 * m.hidden_size)
 
 
-def decode_iteration_c(c: DecodeCoeffs, batch: float, context_tokens_sum: float,
-                       context_tokens_max: float, width: int = 1) -> DecodeBreakdown:
-    """One decode iteration of `batch` sequences, each scoring `width` new tokens, whose KV
-    lengths sum to `context_tokens_sum` (longest `context_tokens_max`)."""
-    batch = max(float(batch), 0.0)
+def _terms(c: DecodeCoeffs, batch: float, context_tokens_sum: float, context_tokens_max: float,
+           width: int) -> tuple[float, float, float, float, float, float]:
+    """(compute_s, memory_s, skew_s, comm_s, weight_bytes, kv_bytes) of one iteration."""
+    batch = batch if batch > 0 else 0.0
     tokens = batch * width
-    flop = 2.0 * c.active_params * tokens + c.attn_flop_per_ctx_token * context_tokens_sum * width
-    compute_s = flop / c.flop_per_s
+    compute_s = (2.0 * c.active_params * tokens
+                 + c.attn_flop_per_ctx_token * context_tokens_sum * width) / c.flop_per_s
+    w_params = c.non_expert_params
     if c.num_experts:
-        touched = 1.0 - (1.0 - c.top_k / c.num_experts) ** tokens
-        w_params = c.non_expert_params + c.expert_params * touched
-    else:
-        w_params = c.non_expert_params
+        w_params += c.expert_params * (1.0 - (1.0 - c.top_k / c.num_experts) ** tokens)
     w_bytes = w_params * c.weight_bytes_per_param
     kv_bytes = context_tokens_sum * c.kv_bytes_per_token
     # pipeline stages run in sequence: pp stages x (1/pp of the bytes) = the full replica time
@@ -136,6 +133,23 @@ def decode_iteration_c(c: DecodeCoeffs, batch: float, context_tokens_sum: float,
         comm_s += act_bytes * c.allreduce_s_per_byte + c.allreduce_fixed_s
     if c.pp > 1:
         comm_s += act_bytes * c.pp_s_per_byte + c.pp_fixed_s
+    return compute_s, memory_s, skew_s, comm_s, w_bytes, kv_bytes
+
+
+def iteration_s(c: DecodeCoeffs, batch: float, context_tokens_sum: float,
+                context_tokens_max: float, width: int = 1) -> float:
+    """`decode_iteration_c(...).total_s` without building the breakdown (hot path)."""
+    compute_s, memory_s, skew_s, comm_s, _, _ = _terms(c, batch, context_tokens_sum,
+                                                       context_tokens_max, width)
+    return max(compute_s, memory_s + skew_s) + comm_s + c.overhead_s
+
+
+def decode_iteration_c(c: DecodeCoeffs, batch: float, context_tokens_sum: float,
+                       context_tokens_max: float, width: int = 1) -> DecodeBreakdown:
+    """One decode iteration of `batch` sequences, each scoring `width` new tokens, whose KV
+    lengths sum to `context_tokens_sum` (longest `context_tokens_max`)."""
+    compute_s, memory_s, skew_s, comm_s, w_bytes, kv_bytes = _terms(
+        c, float(batch), context_tokens_sum, context_tokens_max, width)
     return DecodeBreakdown(compute_s, memory_s, skew_s, comm_s, c.overhead_s, w_bytes, kv_bytes)
 
 
@@ -173,11 +187,10 @@ class Speculative:
 def step_s(c: DecodeCoeffs, spec: Speculative, batch: float, context_tokens_sum: float,
            context_tokens_max: float) -> float:
     """Seconds of one decode iteration (one verify step when speculative decoding is on)."""
-    base = decode_iteration_c(c, batch, context_tokens_sum, context_tokens_max).total_s
+    base = iteration_s(c, batch, context_tokens_sum, context_tokens_max)
     if not spec.enabled:
         return base
-    verify = decode_iteration_c(c, batch, context_tokens_sum, context_tokens_max,
-                                width=spec.draft_tokens + 1).total_s
+    verify = iteration_s(c, batch, context_tokens_sum, context_tokens_max, spec.draft_tokens + 1)
     return spec.draft_tokens * spec.draft_cost_ratio * base + verify
 
 
