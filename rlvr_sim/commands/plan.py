@@ -10,6 +10,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from rlvr_sim.errors import UserError
+from rlvr_sim.sweep.grid import Plan, parse_grid_option
 from rlvr_sim.sweep.pareto import DOLLARS, HOURS, pareto_front
 from rlvr_sim.sweep.planner import Evaluator, exhaustive, search
 from rlvr_sim.sweep.pools import open_pool
@@ -45,6 +46,8 @@ def _start(options: tuple[int, ...], scenario_value: int) -> int:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("scenario", help="base scenario YAML (workload, model, verifier; the allocation is searched)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a scenario field for every plan (e.g. --set model=qwen2.5-32b); repeatable")
     p.add_argument("--total-gpus", type=int, required=True, help="GPUs available (plans may use fewer)")
     p.add_argument("--gpu", default=None, help="GPU types to compare, comma-separated (default: the scenario's)")
     p.add_argument("--budget-usd", type=float, default=None, help="most dollars the whole run may cost")
@@ -65,6 +68,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print the recommendation and frontier as JSON")
 
 
+def fixed_plan(args: argparse.Namespace) -> Plan:
+    """The `--set` overrides as one plan prefix (one value per key)."""
+    pairs = [parse_grid_option(item) for item in getattr(args, "set", [])]
+    for key, values in pairs:
+        if len(values) != 1:
+            raise UserError(f"--set {key}={','.join(values)}: give one value (use `rlvr-sim sweep --grid` for several)")
+    return Plan(tuple((key, values[0]) for key, values in pairs))
+
+
 def build_space(args: argparse.Namespace) -> tuple[SearchSpace, Allocation]:
     """The search space from the flags and the base allocation from the scenario."""
     from rlvr_sim.scenario import load_scenario
@@ -73,10 +85,11 @@ def build_space(args: argparse.Namespace) -> tuple[SearchSpace, Allocation]:
         raise UserError(f"scenario {args.scenario!r}: no such file")
     if args.total_gpus < 1:
         raise UserError(f"--total-gpus {args.total_gpus}: give at least 1 GPU")
-    scenario = load_scenario(args.scenario, check_fit=False)   # the search itself varies what must fit
+    fixed = fixed_plan(args)
+    scenario = load_scenario(args.scenario, overrides=fixed.overrides(), check_fit=False)   # the search varies what must fit
     gpus = tuple(g.strip() for g in args.gpu.split(",") if g.strip()) if args.gpu else (scenario.hardware.gpu,)
     for gpu in gpus:   # an unknown GPU name is the user's typo, not a search result
-        load_scenario(args.scenario, overrides=[f"hardware.gpu={gpu}"], check_fit=False)
+        load_scenario(args.scenario, overrides=[*fixed.overrides(), f"hardware.gpu={gpu}"], check_fit=False)
     per_node = int(scenario.hardware.gpus_per_node)
     sizes = (_int_list("--sizes", args.sizes) if args.sizes else default_sizes(args.total_gpus, per_node))
     if max(sizes) > args.total_gpus or min(sizes) < 1:
@@ -102,7 +115,8 @@ def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     pool = open_pool(args.workers, ray_address=args.ray or None, use_ray=args.ray is not None)
     try:
-        ev = Evaluator(args.scenario, pool, args.steps, args.seed, progress=not args.json and sys.stderr.isatty())
+        ev = Evaluator(args.scenario, pool, args.steps, args.seed, progress=not args.json and sys.stderr.isatty(),
+                       fixed=fixed_plan(args))
         result = exhaustive(space, ev) if args.exhaustive else search(space, base, ev)
         rec = recommend(result, ev, Constraints(args.budget_usd, args.deadline_hours))
     finally:

@@ -112,6 +112,13 @@ def evaluate_plan(job: PlanJob) -> PlanOutcome:
     return PlanOutcome(job.index, job.plan_id, columns, STATUS_OK, None, summary, scenario_yaml)
 
 
+def preload_simulator() -> None:
+    """Import the scenario loader and simulator now, so forked pool workers inherit them instead of
+    each paying the import (about 1 CPU-second) on its first plan."""
+    import rlvr_sim.scenario  # noqa: F401
+    import rlvr_sim.sim.run  # noqa: F401
+
+
 def evaluate_chunk(evaluate: Evaluate, jobs: list[PlanJob]) -> list[PlanOutcome]:
     """Run a few jobs in one worker call (fewer round trips than one task per plan)."""
     return [evaluate(job) for job in jobs]

@@ -24,6 +24,7 @@ from typing import Any
 
 import pandas as pd
 
+from rlvr_sim.sweep.grid import Plan
 from rlvr_sim.sweep.jobs import STATUS_ERROR, STATUS_INVALID, STATUS_OK, PlanOutcome, make_jobs
 from rlvr_sim.sweep.pareto import DOLLARS, HOURS
 from rlvr_sim.sweep.pools import Pool
@@ -40,13 +41,15 @@ class Evaluator:
     steps: int | None
     seed: int | None
     progress: bool = False
+    fixed: Plan = Plan(())   # overrides applied to every plan first (`plan --set key=value`)
     seen: dict[Allocation, PlanOutcome] = field(default_factory=dict)
 
     def evaluate(self, allocations: list[Allocation], desc: str = "plan") -> None:
         new = list(dict.fromkeys(a for a in allocations if a not in self.seen))
         if not new:
             return
-        jobs = make_jobs(self.scenario, [a.plan() for a in new], self.steps, self.seed)
+        plans = [Plan(self.fixed.settings + a.plan().settings) for a in new]
+        jobs = make_jobs(self.scenario, plans, self.steps, self.seed)
         for allocation, outcome in zip(new, evaluate_all(self.pool, jobs, self.progress, desc)):
             self.seen[allocation] = outcome
 

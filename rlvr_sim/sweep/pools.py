@@ -13,7 +13,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from typing import Iterator, Protocol
 
 from rlvr_sim.errors import UserError
-from rlvr_sim.sweep.jobs import Evaluate, PlanJob, PlanOutcome, evaluate_chunk, evaluate_plan
+from rlvr_sim.sweep.jobs import Evaluate, PlanJob, PlanOutcome, evaluate_chunk, evaluate_plan, preload_simulator
 
 
 class Pool(Protocol):
@@ -54,6 +54,8 @@ class LocalPool:
     def __init__(self, workers: int, evaluate: Evaluate = evaluate_plan):
         self.workers = workers
         self.evaluate = evaluate
+        if evaluate is evaluate_plan:
+            preload_simulator()
         self._executor = ProcessPoolExecutor(max_workers=workers)
 
     def run(self, jobs: list[PlanJob]) -> Iterator[PlanOutcome]:

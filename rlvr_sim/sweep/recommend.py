@@ -65,9 +65,12 @@ def one_line(message: object, width: int = 240) -> str:
 def _invalid_reasons(result: SearchResult, limit: int = 3) -> str:
     bad = result.table[result.table["status"] != STATUS_OK] if not result.table.empty else result.table
     if bad.empty:
-        return "no plan was simulated"
-    top = bad["error"].fillna("unknown").map(one_line).value_counts().head(limit)
-    return "; ".join(f"{count}x {message}" for message, count in top.items())
+        space = result.space
+        return (f"no allocation of {', '.join(map(str, space.sizes))} GPUs holds whole model-parallel groups "
+                f"(sampler tp {space.sampler_tps} x pp {space.sampler_pps}, trainer tp {space.trainer_tps} x pp "
+                f"{space.trainer_pps}, at most {space.gpus_per_node} GPUs of TP per node)")
+    top = bad["error"].fillna("unknown").map(lambda e: one_line(e, 700)).value_counts().head(limit)
+    return "; ".join(f"[{count} plans] {message}" for message, count in top.items())
 
 
 def choose(result: SearchResult, constraints: Constraints) -> tuple[Allocation, str]:
@@ -75,7 +78,8 @@ def choose(result: SearchResult, constraints: Constraints) -> tuple[Allocation, 
     ok = result.table[result.table["status"] == STATUS_OK] if not result.table.empty else result.table
     if ok.empty:
         raise UserError(f"no valid plan in the search space ({result.counts()['evaluated']} tried): "
-                        f"{_invalid_reasons(result)}. Try more GPUs (--total-gpus), another --gpu, or larger TP.")
+                        f"{_invalid_reasons(result)}. Try more GPUs (--total-gpus), another --gpu, or more model "
+                        "parallelism (--sampler-tp/--sampler-pp/--trainer-tp/--trainer-pp).")
     feasible = ok
     if constraints.budget_usd is not None:
         feasible = feasible[feasible[DOLLARS] <= constraints.budget_usd]
@@ -113,7 +117,7 @@ def _marginal_allocations(a: Allocation, sampler_unit: int, trainer_unit: int) -
 def marginals(base_ev: Evaluator, a: Allocation) -> list[Marginal]:
     """Simulate what adding GPUs to each pool of `a` buys (in a separate evaluator: these plans
     exceed the GPU limit and must not enter the search table)."""
-    ev = Evaluator(base_ev.scenario, base_ev.pool, base_ev.steps, base_ev.seed)
+    ev = Evaluator(base_ev.scenario, base_ev.pool, base_ev.steps, base_ev.seed, fixed=base_ev.fixed)
     options = _marginal_allocations(a, a.sampler_unit, a.trainer_unit)
     ev.evaluate([alloc for _, _, alloc in options], "plan: marginal GPUs")
     base_hours = base_ev.hours(a)
