@@ -81,9 +81,10 @@ class HardwareProfile(BaseModel):
         return 32.0 / (self.datasheet.hbm_bytes_per_s * eff.decode_bw_eff)
 
     def peak_flop_per_s(self, dtype: str) -> float:
-        """Tensor-core peak for a compute dtype (fp8/int4 weights use the fp8 rate)."""
+        """Tensor-core peak for a weight dtype: fp8 runs W8A8 at the fp8 rate; int4 is weight-only
+        (dequantised, W4A16) and every other dtype runs at the bf16 rate."""
         ds = self.datasheet
-        return ds.peak_fp8_flop_per_s if dtype in ("fp8", "int4") else ds.peak_bf16_flop_per_s
+        return ds.peak_fp8_flop_per_s if dtype == "fp8" else ds.peak_bf16_flop_per_s
 
     @classmethod
     def from_catalog(cls, gpu: str) -> "HardwareProfile":

@@ -128,3 +128,10 @@ def test_decode_iteration_c_equals_convenience_form():
     moe = DecodeCoeffs.build(catalog_model("deepseek-v3"), H100, SamplerShape(tp=8))
     assert iteration_s(moe, 64, 64e3, 3000, 5) == pytest.approx(
         decode_iteration_c(moe, 64, 64e3, 3000, 5).total_s, rel=1e-12)
+
+
+def test_weight_dtype_picks_the_tensor_core_rate():
+    assert H100.peak_flop_per_s("fp8") == 1978.9e12
+    assert H100.peak_flop_per_s("int4") == H100.peak_flop_per_s("bf16") == 989.4e12
+    fp8 = decode_iteration(LLAMA, H100, SamplerShape(weight_dtype="fp8"), 1, 0, 0)
+    assert fp8.weight_bytes == pytest.approx(8_030_261_248)
