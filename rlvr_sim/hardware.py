@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from rlvr_sim.errors import UserError
 
@@ -110,8 +110,10 @@ class HardwareProfile(BaseModel):
                             "datasheet and efficiency")
         try:
             return cls.model_validate(data)
-        except Exception as exc:  # pydantic.ValidationError
-            raise UserError(f"profile {str(path)!r} is invalid: {exc}") from None
+        except ValidationError as exc:
+            problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or '(top level)'}: {e['msg']}"
+                                 f" (got {e.get('input')!r})" for e in exc.errors())
+            raise UserError(f"profile {str(path)!r} is invalid: {problems}") from None
 
     def save(self, path: str | Path) -> Path:
         path = Path(path)

@@ -139,3 +139,11 @@ def test_file_errors(tmp_path):
     (tmp_path / "list.yaml").write_text("- a\n- b\n")
     with pytest.raises(ScenarioError, match="must be a YAML mapping"):
         load_scenario(tmp_path / "list.yaml")
+
+
+def test_bad_profile_file_names_the_field(tmp_path):
+    prof = HardwareProfile.from_catalog("h100-sxm").model_dump(mode="json")
+    prof["efficiency"]["decode_bw_eff"] = 1.5
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump(prof))
+    with pytest.raises(ScenarioError, match=r"efficiency\.decode_bw_eff: Input should be less than"):
+        load_scenario({"model": "llama-3.1-8b", "profile": str(tmp_path / "p.yaml")})
