@@ -175,13 +175,20 @@ def verifier_latency(profile_path: Path, task: str, workers: int) -> dict:
 
 
 def sim_scenario(cfg: ValidationConfig, measured: MeasuredRun, profile_path: Path) -> dict:
-    """The simulator's scenario of the executed run (see the module docstring's mapping)."""
+    """The simulator's scenario of the executed run (see the module docstring's mapping).
+
+    The HF sampler's prefill forward already emits the first token, the simulator's does not:
+    that token moves from the response to the prompt, so decode forwards (iterations - 1),
+    KV lengths and trained tokens all match what ran. `block_tokens: 1` makes prefix sharing
+    exact, as the sampler's repeated prompt cache is.
+    """
     scen = executor_scenario(cfg, 1, Path("unused"))
     scen.pop("executor")
     scen["name"] = f"simulate-{cfg.name}"
-    scen["workload"]["prompt_tokens"] = {"dist": "fixed", "value": round(measured.prompt_width, 3)}
-    scen["workload"]["response_tokens"] = {"dist": "fixed",
-                                           "value": round(measured.decode_iterations, 3)}
+    scen["workload"]["prompt_tokens"] = {"dist": "fixed", "value": round(measured.prompt_width + 1, 3)}
+    scen["workload"]["response_tokens"] = {
+        "dist": "fixed", "value": round(max(measured.decode_iterations - 1, 1), 3)}
+    scen["sampler"]["block_tokens"] = 1
     scen["verifier"]["latency_s"] = verifier_latency(profile_path, cfg.task, cfg.verifier_workers)
     scen["profile"] = str(Path(profile_path).resolve())
     return scen

@@ -70,7 +70,9 @@ def test_profile_is_used_by_the_simulator_through_the_scenario(profile):
     assert sc.profile == str(profile.resolve())
     assert sc.hardware_profile.efficiency.train_mfu == pytest.approx(
         HardwareProfile.load(profile).efficiency.train_mfu)
-    assert sc.workload.response_tokens.mean_value() == 30.0      # executed shape, not the cap
+    # executed shape, not the cap: 30 sampled tokens = 29 decode forwards after the prefill's
+    assert sc.workload.response_tokens.mean_value() == 29.0
+    assert sc.workload.prompt_tokens.mean_value() == 5.0
     assert sc.verifier.latency_s.mean_value() == pytest.approx(0.04 * 2 / 24)
     step, phases = simulate_run(cfg, measured, profile)
     assert step > 0 and step == pytest.approx(sum(phases.values()), rel=1e-6)
