@@ -68,6 +68,7 @@ def run_sync(env: simpy.Environment, cfg: SimConfig, cm: CostModelLike, source: 
         finished = arrival_order(finished)
         rec.generated(finished)
         rec.verified(verifier.serve(finished, {j: batch}))
+        rec.close_step(j)
         yield env.timeout(r.gen_end_s - env.now)
         if colocated:
             yield from weight_sync.switch(env, cm, rec, j, "to_train")
@@ -139,7 +140,7 @@ class AsyncRun:
         for f in finished:
             self.remaining[f.step] -= 1
             if self.remaining[f.step] == 0:
-                delay = max(0.0, self.rec.steps[f.step].verify_end_s - self.env.now)
+                delay = max(0.0, self.rec.close_step(f.step).verify_end_s - self.env.now)
                 done = self.done[f.step]
                 self.env.timeout(delay).callbacks.append(lambda _e, d=done: d.succeed())
                 del self.batches[f.step]

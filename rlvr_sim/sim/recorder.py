@@ -1,17 +1,19 @@
 """Collects what a simulation did: per-step records and trace rows, aggregated for long runs.
 
 Trace rows follow rlvr_sim.trace (one schema with the executor). To keep memory flat on long
-runs, generation is one row per (step, replica) and verification one row per (step, worker),
-not one per sample; per-sample staleness goes in the `extra` of the generate rows as
-`{"staleness": [...]}` (docs/contracts.md).
+runs, a step's per-sample records are held only until the step is complete (all its samples
+generated and verified: `close_step`), then reduced with numpy to one `generate` row per
+(step, replica) and one `verify` row per (step, worker); per-sample staleness goes in the
+`extra` of the generate rows as `{"staleness": [...]}` (docs/contracts.md).
 """
 
 from __future__ import annotations
 
 import json
-from collections import Counter
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
 
 from rlvr_sim.sim.sampler import Finished, StepCounters
@@ -43,25 +45,16 @@ class StepRecord:
         return self.end_s - self.start_s
 
 
-@dataclass
-class _GenAgg:
-    start_s: float
-    end_s: float
-    sequences: int = 0
-    prompt_tokens: int = 0
-    output_tokens: int = 0
-    staleness: list[int] = field(default_factory=list)
-    multi_version: int = 0
+def _groups(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(stable order by key, distinct keys, start index of each key in that order)."""
+    order = np.argsort(keys, kind="stable")
+    uniq, first = np.unique(keys[order], return_index=True)
+    return order, uniq, first
 
 
-@dataclass
-class _VerAgg:
-    start_s: float
-    end_s: float
-    sequences: int = 0
-    busy_s: float = 0.0
-    timeouts: int = 0
-    failures: int = 0
+def _columns(records: list[tuple]) -> np.ndarray:
+    """Records (named tuples of numbers) -> one float row per field."""
+    return np.array(list(zip(*records)), dtype=float)
 
 
 class Recorder:
@@ -69,57 +62,71 @@ class Recorder:
 
     def __init__(self, run_id: str, steps: int, log: bool = False):
         self.run_id = run_id
+        self.steps = [StepRecord(j) for j in range(steps)]
+        self.staleness: Counter = Counter()
         # (what, step or sample, time_s...) in the order things happened, for exact-log tests
         self.log: list[tuple] | None = [] if log else None
-        self.steps = [StepRecord(j) for j in range(steps)]
-        self.staleness = Counter()
-        self._gen: dict[tuple[int, int], _GenAgg] = {}
-        self._ver: dict[tuple[int, int], _VerAgg] = {}
+        self._gen: dict[int, list[Finished]] = defaultdict(list)
+        self._ver: dict[int, list[Verified]] = defaultdict(list)
+        self._rows: list[dict] = []
         self._events: list[TraceEvent] = []
-        self.samples_generated = Counter()   # per step
-        self.samples_verified = Counter()    # per step
 
     def generated(self, finished: list[Finished]) -> None:
+        gen = self._gen
         for f in finished:
-            key = (f.step, f.replica)
-            agg = self._gen.get(key)
-            if agg is None:
-                agg = self._gen[key] = _GenAgg(f.start_s, f.end_s)
-            agg.start_s = min(agg.start_s, f.start_s)
-            agg.end_s = max(agg.end_s, f.end_s)
-            agg.sequences += 1
-            agg.prompt_tokens += f.prompt_tokens
-            agg.output_tokens += f.output_tokens
-            agg.staleness.append(f.step - f.version)
-            agg.multi_version += f.versions_spanned > 1
-            self.staleness[f.step - f.version] += 1
-            rec = self.steps[f.step]
-            rec.gen_start_s = min(rec.gen_start_s, f.start_s)
-            rec.gen_end_s = max(rec.gen_end_s, f.end_s)
-            rec.sequences += 1
-            rec.prompt_tokens += f.prompt_tokens
-            rec.output_tokens += f.output_tokens
-            self.samples_generated[f.step] += 1
-            if self.log is not None:
-                self.log.append(("generated", f.sample, f.end_s))
+            gen[f.step].append(f)
+        if self.log is not None:
+            self.log.extend(("generated", f.sample, f.end_s) for f in finished)
 
     def verified(self, results: list[Verified]) -> None:
+        ver = self._ver
         for v in results:
-            key = (v.step, v.worker)
-            agg = self._ver.get(key)
-            if agg is None:
-                agg = self._ver[key] = _VerAgg(v.start_s, v.end_s)
-            agg.start_s = min(agg.start_s, v.start_s)
-            agg.end_s = max(agg.end_s, v.end_s)
-            agg.sequences += 1
-            agg.busy_s += v.end_s - v.start_s
-            agg.timeouts += v.timed_out
-            agg.failures += v.failed
-            rec = self.steps[v.step]
-            rec.verify_end_s = max(rec.verify_end_s, v.end_s)
-            self.samples_verified[v.step] += 1
-            if self.log is not None:
-                self.log.append(("verified", v.sample, v.end_s))
+            ver[v.step].append(v)
+        if self.log is not None:
+            self.log.extend(("verified", v.sample, v.end_s) for v in results)
+
+    def close_step(self, step: int) -> StepRecord:
+        """All of `step`'s samples are generated and verified: reduce them to trace rows."""
+        r = self.steps[step]
+        g = _columns(self._gen.pop(step))                       # Finished fields, in order
+        replica, prompt, output = g[2], g[3], g[4]
+        stale = (step - g[5]).astype(np.int64)
+        start, end = g[7], g[8]
+        order, uniq, first = _groups(replica)
+        starts = np.minimum.reduceat(start[order], first)
+        ends = np.maximum.reduceat(end[order], first)
+        counts = np.diff(np.append(first, len(order)))
+        p_sum = np.add.reduceat(prompt[order], first)
+        o_sum = np.add.reduceat(output[order], first)
+        multi = np.add.reduceat((g[6] > 1)[order].astype(np.int64), first)
+        for i, (rep, st) in enumerate(zip(uniq.tolist(), np.split(stale[order], first[1:]))):
+            extra = {"staleness": st.tolist()}
+            if multi[i]:
+                extra["multi_version_samples"] = int(multi[i])
+            self._rows.append(self._row(step, step - int(st.max()), "sampler", int(rep), "generate",
+                                        float(starts[i]), float(ends[i]), int(counts[i]),
+                                        int(p_sum[i]), int(o_sum[i]), extra))
+        values, n = np.unique(stale, return_counts=True)
+        self.staleness.update(dict(zip(values.tolist(), n.tolist())))
+        r.gen_start_s, r.gen_end_s = float(start.min()), float(end.max())
+        r.sequences, r.prompt_tokens, r.output_tokens = len(start), int(prompt.sum()), int(output.sum())
+
+        v = _columns(self._ver.pop(step))                        # Verified fields, in order
+        order, uniq, first = _groups(v[2])
+        v_start, v_end = v[3][order], v[4][order]
+        busy = np.add.reduceat(v_end - v_start, first)
+        timeouts = np.add.reduceat(v[5][order], first)
+        failures = np.add.reduceat(v[6][order], first)
+        starts = np.minimum.reduceat(v_start, first)
+        ends = np.maximum.reduceat(v_end, first)
+        counts = np.diff(np.append(first, len(order)))
+        for i, worker in enumerate(uniq.tolist()):
+            self._rows.append(self._row(step, step, "verifier", int(worker), "verify",
+                                        float(starts[i]), float(ends[i]), int(counts[i]), 0, 0,
+                                        {"busy_s": float(busy[i]), "timeouts": int(timeouts[i]),
+                                         "failures": int(failures[i])}))
+        r.verify_end_s = float(v[4].max())
+        return r
 
     def event(self, pool: str, worker: int, phase: str, step: int, version: int, start_s: float,
               end_s: float, sequences: int = 0, prompt_tokens: int = 0, output_tokens: int = 0,
@@ -132,21 +139,14 @@ class Recorder:
     def frame(self, counters: dict[int, dict[int, StepCounters]]) -> pd.DataFrame:
         """The trace; `counters[replica][step]` adds preemption/recompute counts to generate rows."""
         rows = [e.row() for e in self._events]
-        for (step, replica), a in self._gen.items():
-            extra = {"staleness": a.staleness}
-            c = counters.get(replica, {}).get(step)
-            if c is not None:
+        for row in self._rows:
+            c = counters.get(row["worker_id"], {}).get(row["step"]) if row["phase"] == "generate" else None
+            if c is not None and (c.preemptions or c.interruptions or c.recompute_tokens):
+                extra = json.loads(row["extra"])
                 extra.update(preemptions=c.preemptions, interruptions=c.interruptions,
                              recompute_tokens=c.recompute_tokens)
-            if a.multi_version:
-                extra["multi_version_samples"] = a.multi_version
-            version = step - max(a.staleness)
-            rows.append(self._row(step, version, "sampler", replica, "generate", a.start_s,
-                                  a.end_s, a.sequences, a.prompt_tokens, a.output_tokens, extra))
-        for (step, worker), a in self._ver.items():
-            rows.append(self._row(step, step, "verifier", worker, "verify", a.start_s, a.end_s,
-                                  a.sequences, 0, 0, {"busy_s": a.busy_s, "timeouts": a.timeouts,
-                                                      "failures": a.failures}))
+                row = {**row, "extra": json.dumps(extra, sort_keys=True)}
+            rows.append(row)
         rows.sort(key=lambda r: (r["start_s"], r["worker_pool"], r["worker_id"], r["phase"]))
         if not rows:
             return to_frame([])

@@ -66,7 +66,7 @@ class Segment:
 
 class _Seq:
     __slots__ = ("sample", "group", "target", "gen0", "version", "versions", "admit_it", "admit_no",
-                 "ctx_off", "priv_off", "start_s", "shared", "last_version", "finish_it")
+                 "ctx_off", "priv_off", "start_s", "last_version", "finish_it")
 
     def __init__(self, sample: int, group: Group, target: int):
         self.sample, self.group, self.target = sample, group, target
@@ -156,63 +156,68 @@ class ReplicaEngine:
 
     # ----------------------------------------------------------------- admission
     def _admit(self) -> None:
-        admitted: list[_Seq] = []
+        """Admit queued sequences FCFS while the concurrency limit, the staleness gate and the
+        KV pool allow; one prefill for the round (prompt once per group with prefix caching)."""
+        waiting, running, groups = self.waiting, self.running, self._groups
+        if not (self.admit_enabled and waiting):
+            return
+        gate = self.version + self.eta
+        kv_limited = self.kv_blocks != math.inf
+        bt = self.bt
+        admitted = 0
         new_tokens = 0
-        while (self.admit_enabled and self.waiting and len(self.running) < self.max_concurrent
-               and self.waiting[0].group.step - self.eta <= self.version):
-            seq = self.waiting[0]
+        while waiting and len(running) < self.max_concurrent and waiting[0].group.step <= gate:
+            seq = waiting[0]
             g = seq.group
-            shared = (g.prompt_tokens // self.bt) if self.prefix else 0
-            state = self._groups.get(g.group_id)
-            new_shared = shared if state is None else 0
-            private = g.prompt_tokens - shared * self.bt + seq.gen0
-            if self._blocks_after(1, private, 1, new_shared) > self.kv_blocks:
-                if not self.running and not admitted:
+            shared = g.prompt_tokens // bt if self.prefix else 0
+            state = groups.get(g.group_id)
+            private = g.prompt_tokens - shared * bt + seq.gen0
+            if kv_limited and self._blocks_after(1, private, 1, 0 if state else shared) > self.kv_blocks:
+                if not running and not admitted:
                     raise ScenarioError(
                         f"a sequence of {g.prompt_tokens + seq.target} tokens does not fit the KV "
-                        f"pool of a sampler replica ({self.kv_blocks} blocks of {self.bt} tokens): "
+                        f"pool of a sampler replica ({self.kv_blocks} blocks of {bt} tokens): "
                         "raise sampler.tp or sampler.gpu_memory_utilization, or cap the lengths")
                 break
-            self.waiting.popleft()
+            waiting.popleft()
             if state is None:
-                state = self._groups[g.group_id] = [0, shared]
+                state = groups[g.group_id] = [0, shared]
                 self._shared_blocks += shared
                 new_tokens += g.prompt_tokens
             else:
-                new_tokens += g.prompt_tokens - shared * self.bt
-            new_tokens += int(seq.gen0)
+                new_tokens += g.prompt_tokens - shared * bt
             if seq.gen0 > 0:
+                new_tokens += int(seq.gen0)
                 self._counter(g.step).recompute_tokens += int(seq.gen0)
             state[0] += 1
+            if seq.start_s < 0:
+                seq.start_s = self.clock
             self._start(seq, private)
-            admitted.append(seq)
+            admitted += 1
         if admitted:
-            p = self.cm.prefill_s(new_tokens, len(admitted))
-            for seq in admitted:
-                if seq.start_s < 0:
-                    seq.start_s = self.clock
+            p = self.cm.prefill_s(new_tokens, admitted)
             self.clock += p
             self.busy_s += p
             self.prefill_s += p
 
     def _start(self, seq: _Seq, private: float) -> None:
+        version, it, tpi = self.version, self.it, self.tpi
         if seq.version < 0:
-            seq.version = self.version
-        if seq.last_version != self.version:
+            seq.version = version
+        if seq.last_version != version:
             seq.versions += 1
-            seq.last_version = self.version
+            seq.last_version = version
         self._admits += 1
-        seq.admit_it, seq.admit_no = self.it, self._admits
-        ctx = seq.group.prompt_tokens + seq.gen0
-        seq.ctx_off = ctx - self.tpi * self.it
-        seq.priv_off = private - self.tpi * self.it
-        seq.shared = self._groups[seq.group.group_id][1]
-        self._ctx_off_sum += seq.ctx_off
+        seq.admit_it = it
+        seq.admit_no = admit_no = self._admits
+        seq.ctx_off = ctx_off = seq.group.prompt_tokens + seq.gen0 - tpi * it
+        seq.priv_off = private - tpi * it
+        self._ctx_off_sum += ctx_off
         self._priv_off_sum += seq.priv_off
         self.running[seq.sample] = seq
-        seq.finish_it = self.it + max(1, math.ceil((seq.target - seq.gen0) / self.tpi - 1e-9))
-        bisect.insort(self._finishing, (seq.finish_it, seq.admit_no, seq.sample))
-        heapq.heappush(self._max_heap, (-seq.ctx_off, seq.admit_no, seq.sample))
+        seq.finish_it = it + max(1, math.ceil((seq.target - seq.gen0) / tpi - 1e-9))
+        bisect.insort(self._finishing, (seq.finish_it, admit_no, seq.sample))
+        heapq.heappush(self._max_heap, (-ctx_off, admit_no, seq.sample))
 
     def _stop(self, seq: _Seq) -> None:
         """Remove a running sequence (finished, preempted or interrupted)."""
