@@ -86,10 +86,10 @@ def plan_inputs(count: int) -> dict[str, tuple[state.ScenarioSource, tuple[str, 
     files = state.scenario_files()
     names = [p.name for p in files]
     plans = {}
-    for letter, col in zip(LETTERS[:count], st.columns(count)):
+    for i, (letter, col) in enumerate(zip(LETTERS[:count], st.columns(count))):
         with col:
             st.markdown(f"**Plan {letter}**")
-            picked = st.selectbox("Scenario", names, key=f"compare:{letter}:file")
+            picked = st.selectbox("Scenario", names, index=i % len(names), key=f"compare:{letter}:file")
             text = st.text_area("Overrides (one `dotted.key=value` per line)", key=f"compare:{letter}:overrides",
                                 height=120, placeholder="sampler.tp=2")
             slot = st.empty()

@@ -10,7 +10,6 @@ not in this checkout yet raises `MissingPiece`, which pages show as a sentence, 
 from __future__ import annotations
 
 import importlib
-import io
 import json
 import tempfile
 from dataclasses import dataclass
@@ -175,19 +174,7 @@ def trace_parquet_bytes(trace: pd.DataFrame) -> bytes:
 
 
 def perfetto_json_bytes(trace: pd.DataFrame) -> bytes:
-    """The Chrome/Perfetto timeline JSON from `rlvr_sim.sim.perfetto` (MissingPiece if absent)."""
+    """The Chrome/Perfetto timeline JSON, written by `rlvr_sim.sim.perfetto.write_perfetto`."""
     perfetto = require("rlvr_sim.sim.perfetto", "The Perfetto export (rlvr_sim/sim/perfetto.py)")
-    for name in ("to_perfetto", "trace_to_perfetto", "perfetto_events", "to_chrome_trace"):
-        if hasattr(perfetto, name):
-            payload = getattr(perfetto, name)(trace)
-            break
-    else:
-        with tempfile.TemporaryDirectory() as tmp:
-            out = Path(tmp) / "timeline.json"
-            perfetto.write_perfetto(trace, out)
-            return out.read_bytes()
-    if isinstance(payload, (bytes, str)):
-        return payload.encode() if isinstance(payload, str) else payload
-    buf = io.StringIO()
-    json.dump(payload, buf)
-    return buf.getvalue().encode()
+    with tempfile.TemporaryDirectory() as tmp:
+        return perfetto.write_perfetto(trace, Path(tmp) / "timeline.json").read_bytes()

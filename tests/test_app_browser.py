@@ -113,6 +113,7 @@ class Page:
     url_path: str
     expect: tuple[str, ...]      # text the rendered page must contain
     plots: int                   # Plotly charts that must have rendered
+    frames: int = 0              # st.dataframe grids that must be on the page
     height: int = 1800
     click: str | None = None     # a button to press first (its results then must appear)
 
@@ -120,9 +121,10 @@ class Page:
 PAGES = {
     "plan": Page("", ("Plan a run", "Step time", "Tokens/s/GPU", "$ per step", "Hours to finish", "Bottleneck",
                       "Downloads", "Results JSON"), plots=4, height=2600),
-    "compare": Page("compare", ("Compare plans", "Plan A", "Plan B", "Results", "step_time_s.mean"), plots=0),
+    "compare": Page("compare", ("Compare plans", "Plan A", "Plan B", "Results", "Scenario differences"),
+                    plots=0, frames=2),
     "sweep": Page("sweep", ("Sweep and plan", "Grid over two knobs", "Step time (s)", "Pareto frontier"),
-                  plots=3, height=2600, click="Run sweep"),
+                  plots=3, frames=1, height=2600, click="Run sweep"),
     "calibration": Page("calibration", ("Calibration",), plots=0),
 }
 
@@ -168,27 +170,29 @@ def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-def page_state(driver: WebDriver) -> tuple[str, int, bool]:
-    """(visible text, rendered Plotly charts, whether Streamlit is still running the script)."""
+def page_state(driver: WebDriver) -> tuple[str, int, int, bool]:
+    """(visible text, rendered Plotly charts, dataframe grids, whether Streamlit is still running)."""
     got = driver.js("""return [document.body.innerText,
         document.querySelectorAll('.js-plotly-plot .main-svg').length > 0 ?
             document.querySelectorAll('.js-plotly-plot').length : 0,
+        document.querySelectorAll('[data-testid="stDataFrame"]').length,
         document.querySelector('[data-testid="stStatusWidget"]') !== null];""")
-    return str(got[0]), int(got[1]), bool(got[2])  # type: ignore[index]
+    return str(got[0]), int(got[1]), int(got[2]), bool(got[3])  # type: ignore[index]
 
 
-def wait_for(driver: WebDriver, page: Page, expect: tuple[str, ...], plots: int) -> str:
-    deadline = time.monotonic() + PAGE_WAIT_S
-    text, rendered, running = "", 0, True
+def wait_for(driver: WebDriver, page: Page, expect: tuple[str, ...], plots: int, frames: int = 0,
+             wait_s: float = PAGE_WAIT_S) -> str:
+    deadline = time.monotonic() + wait_s
+    text, rendered, grids, running = "", 0, 0, True
     while time.monotonic() < deadline:
-        text, rendered, running = page_state(driver)
-        if all(e in text for e in expect) and rendered >= plots and not running:
+        text, rendered, grids, running = page_state(driver)
+        if all(e in text for e in expect) and rendered >= plots and grids >= frames and not running:
             time.sleep(1.0)  # let Plotly finish drawing before the screenshot
             return page_state(driver)[0]
         time.sleep(0.5)
     missing = [e for e in expect if e not in text]
     raise AssertionError(f"page /{page.url_path}: missing {missing}, {rendered}/{plots} charts, "
-                         f"running={running}; text: {text[:1500]}")
+                         f"{grids}/{frames} tables, running={running}; text: {text[:1500]}")
 
 
 def check_png(png: bytes, width: int, height: int) -> None:
@@ -212,8 +216,15 @@ def test_page_renders_in_chromium(name: str, server: str, browser: WebDriver, sh
     browser.get(f"{server}/{page.url_path}")
     if page.click:
         wait_for(browser, page, (page.click,), 0)
-        browser.click_button(page.click)
-    text = wait_for(browser, page, page.expect, page.plots)
+        for attempt in range(3):   # a click that lands while Streamlit reruns is dropped: retry
+            browser.click_button(page.click)
+            try:
+                wait_for(browser, page, page.expect, page.plots, page.frames, wait_s=PAGE_WAIT_S / 3)
+                break
+            except AssertionError:
+                if attempt == 2:
+                    raise
+    text = wait_for(browser, page, page.expect, page.plots, page.frames)
     assert "Traceback" not in text and "Page not found" not in text
     png = browser.screenshot(shots / f"{name}.png")
     check_png(png, 1400, page.height)
