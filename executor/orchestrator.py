@@ -183,9 +183,10 @@ def make_plan(cfg: RunConfig, orch: Orchestration, workdir: str) -> WorkerPlan:
 
 
 def start_sampler(cfg: RunConfig, orch: Orchestration, workdir: str):
-    """Spawn the sampler process and wait until it is built (engine, verifier pool).
+    """Spawn the sampler process (it builds its engine and verifier pool meanwhile).
 
-    Returns (process, batches queue, weights queue, stop event); start-up is not part of any step.
+    Returns (process, batches queue, weights queue, stop event, ready event); call
+    `wait_ready` before the first step so start-up is not charged to any step.
     """
     import torch.multiprocessing as tmp
 
@@ -195,10 +196,13 @@ def start_sampler(cfg: RunConfig, orch: Orchestration, workdir: str):
     proc = ctx.Process(target=sampler_main, name="rlvr-sampler", daemon=False,
                        args=(make_plan(cfg, orch, workdir), batches, weights, stop, ready))
     proc.start()
+    return proc, batches, weights, stop, ready
+
+
+def wait_ready(proc, ready) -> None:
     while not ready.wait(timeout=0.2):
         if not proc.is_alive():
             raise RuntimeError(f"sampler process exited with code {proc.exitcode} while starting")
-    return proc, batches, weights, stop
 
 
 def send_weights(model: torch.nn.Module, weights, version: int) -> tuple[float, float, int]:

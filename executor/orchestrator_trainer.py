@@ -22,7 +22,8 @@ import torch
 
 from executor.config import RunConfig
 from executor.orchestrator import (Counts, Orchestration, make_trainer, next_message,
-                                   send_weights, start_sampler, stop_sampler, train_on)
+                                   send_weights, start_sampler, stop_sampler, train_on,
+                                   wait_ready)
 from executor.sampler_worker import SampleMessage
 from executor.tracing import StepMetrics, Tracer, append_metrics, save_trace
 
@@ -114,8 +115,6 @@ def _warm_start(cfg: RunConfig, ctx, tracer: Tracer, progress: bool) -> dict:
 
 def run_trainer_side(cfg: RunConfig, orch: Orchestration, workdir: str, progress: bool):
     """All RL steps of a disaggregated/async run; returns (ExecuteResult, Counts)."""
-    from tqdm import tqdm
-
     from executor.loop import build_policy, train_config
     from executor.sampler import SamplingParams
     from executor.steps import StepContext, evaluate
@@ -126,43 +125,55 @@ def run_trainer_side(cfg: RunConfig, orch: Orchestration, workdir: str, progress
     for stale in (cfg.metrics_path, cfg.trace_path):
         stale.unlink(missing_ok=True)
     policy, task, tracer, counts = build_policy(cfg), make_task(cfg.spec), Tracer(cfg.run_id), Counts()
-    with VerifierPool(task, 1) as eval_pool:
-        ctx = StepContext(cfg=cfg, policy=policy, task=task, pool=eval_pool,
-                          params=SamplingParams(cfg.samples_per_prompt, cfg.max_new_tokens))
-        evals = _warm_start(cfg, ctx, tracer, progress)
-        ref = copy.deepcopy(policy.model).eval().requires_grad_(False) if cfg.spec.beta > 0 else None
-        trainer = make_trainer(policy.model, train_config(cfg), policy.tokenizer.pad_token_id, ref)
-        proc, batches, weights, stop = start_sampler(cfg, orch, workdir)
-        rows, tokens = [], 0
-        try:
-            send_weights(policy.model, weights, 0)
-            loop_start = last_end = time.perf_counter()
-            for step in tqdm(range(cfg.steps), desc=orch.label, disable=not progress):
-                w0 = time.perf_counter()
-                msg, staleness = _take_batch(tracer, batches, proc, step, orch, counts)
-                w1 = time.perf_counter()
-                if w1 - w0 > 1e-3:
-                    tracer.add("trainer", 0, "idle", step, step, tracer.rel_perf(w0), tracer.rel_perf(w1),
-                               reason="waiting for a batch")
-                counts.staleness_hist[staleness] += len(msg.rollouts)
-                _trace_sampler_side(tracer, msg, step, staleness, counts, dropped=False)
-                stats = train_on(trainer, msg, cfg.samples_per_prompt)
-                t3 = time.perf_counter()
-                _trace_train(tracer, step, stats, w1)
-                s0, s1, size = send_weights(policy.model, weights, step + 1)
-                tracer.add("trainer", 0, "weight_sync", step, step + 1, tracer.rel_perf(s0),
-                           tracer.rel_perf(s1), bytes=size)
-                rows.append(_metrics(step, msg, stats, s1 - last_end, t3 - w1, s1 - s0))
-                append_metrics(cfg.metrics_path, rows[-1])
-                tokens += msg.timing.output_tokens
-                last_end = s1
-            wall_s = last_end - loop_start
-        finally:
+    proc, batches, weights, stop, ready = start_sampler(cfg, orch, workdir)   # starts meanwhile
+    try:
+        with VerifierPool(task, 1) as eval_pool:
+            ctx = StepContext(cfg=cfg, policy=policy, task=task, pool=eval_pool,
+                              params=SamplingParams(cfg.samples_per_prompt, cfg.max_new_tokens))
+            evals = _warm_start(cfg, ctx, tracer, progress)
+            ref = copy.deepcopy(policy.model).eval().requires_grad_(False) if cfg.spec.beta > 0 else None
+            trainer = make_trainer(policy.model, train_config(cfg), policy.tokenizer.pad_token_id, ref)
+            wait_ready(proc, ready)
+            rows, wall_s, tokens = _steps(cfg, orch, tracer, trainer, policy, counts,
+                                          (proc, batches, weights), progress)
             stop_sampler(proc, batches, stop)
-        save_trace(tracer, cfg.trace_path, None)
-        accuracy_after = evaluate(ctx, policy.model)
+            save_trace(tracer, cfg.trace_path, None)
+            accuracy_after = evaluate(ctx, policy.model)
+    finally:
+        stop_sampler(proc, batches, stop)
     counts.wall_s, counts.output_tokens = wall_s, tokens
     return _result(cfg, policy, evals, rows, accuracy_after, wall_s, tokens), counts
+
+
+def _steps(cfg: RunConfig, orch: Orchestration, tracer: Tracer, trainer, policy, counts: Counts,
+           channels, progress: bool) -> tuple[list[StepMetrics], float, int]:
+    """The RL steps: take a batch, train, send weights. Returns (metrics, wall_s, tokens)."""
+    from tqdm import tqdm
+
+    proc, batches, weights = channels
+    rows, tokens = [], 0
+    send_weights(policy.model, weights, 0)
+    loop_start = last_end = time.perf_counter()
+    for step in tqdm(range(cfg.steps), desc=orch.label, disable=not progress):
+        w0 = time.perf_counter()
+        msg, staleness = _take_batch(tracer, batches, proc, step, orch, counts)
+        w1 = time.perf_counter()
+        if w1 - w0 > 1e-3:
+            tracer.add("trainer", 0, "idle", step, step, tracer.rel_perf(w0), tracer.rel_perf(w1),
+                       reason="waiting for a batch")
+        counts.staleness_hist[staleness] += len(msg.rollouts)
+        _trace_sampler_side(tracer, msg, step, staleness, counts, dropped=False)
+        stats = train_on(trainer, msg, cfg.samples_per_prompt)
+        t3 = time.perf_counter()
+        _trace_train(tracer, step, stats, w1)
+        s0, s1, size = send_weights(policy.model, weights, step + 1)
+        tracer.add("trainer", 0, "weight_sync", step, step + 1, tracer.rel_perf(s0),
+                   tracer.rel_perf(s1), bytes=size)
+        rows.append(_metrics(step, msg, stats, s1 - last_end, t3 - w1, s1 - s0))
+        append_metrics(cfg.metrics_path, rows[-1])
+        tokens += msg.timing.output_tokens
+        last_end = s1
+    return rows, last_end - loop_start, tokens
 
 
 def _result(cfg: RunConfig, policy, evals: dict, rows: list[StepMetrics], accuracy_after: float,

@@ -76,6 +76,12 @@ class WorkerPlan:
     workdir: str
 
 
+def may_generate(batch_index: int, policy_version: int, max_staleness: int) -> bool:
+    """Admission rule of stale_policy="block": batch i is trained at trainer version i, so its
+    weights (version v) are i - v steps old then; allow it only when i - v <= max_staleness."""
+    return batch_index - policy_version <= max_staleness
+
+
 def make_sampler(cfg, policy, workdir: str):
     """The sampling backend named by executor.backend ('hf' or 'vllm') over `policy`'s weights."""
     from executor.sampler import HFSampler
@@ -159,7 +165,8 @@ def sampler_main(plan: WorkerPlan, batches, weights, stop, ready) -> None:
         while plan.batches is None or index < plan.batches:
             if not channel.poll(block=False, stop=stop):
                 break
-            while plan.stale_policy == "block" and sampler.policy_version < index - plan.max_staleness:
+            while plan.stale_policy == "block" and not may_generate(index, sampler.policy_version,
+                                                                      plan.max_staleness):
                 t0 = time.perf_counter()
                 if not channel.poll(block=True, stop=stop):
                     break
@@ -180,4 +187,4 @@ def sampler_main(plan: WorkerPlan, batches, weights, stop, ready) -> None:
             if not _put(batches, msg, stop, waits):
                 break
             index += 1
-    batches.put(None)
+        batches.put(None)       # before the pool shuts down: the trainer can stop waiting now
