@@ -58,6 +58,13 @@ def test_disaggregated_sync_log():
     assert s.utilization == pytest.approx({"sampler": 5.5 / 18.5, "verifier": 2 / 18.5,
                                            "trainer": 12 / 18.5})
     assert s.bottleneck == "trainer"
+    # the generate rows carry the replica's prefill / decode split of each step
+    import json
+    gen = res.trace[res.trace.phase == "generate"]
+    extras = [json.loads(x) for x in gen.extra]
+    assert [(e["prefill_s"], e["decode_s"], e["decode_iterations"]) for e in extras] == [
+        (0.5, 5.0, 5), (0.5, 5.0, 5)]
+    assert [e["staleness"] for e in extras] == [[0, 0], [0, 0]]
 
 
 def test_colocated_sync_adds_two_switches():

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter, defaultdict
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -141,10 +141,9 @@ class Recorder:
         rows = [e.row() for e in self._events]
         for row in self._rows:
             c = counters.get(row["worker_id"], {}).get(row["step"]) if row["phase"] == "generate" else None
-            if c is not None and (c.preemptions or c.interruptions or c.recompute_tokens):
+            if c is not None:
                 extra = json.loads(row["extra"])
-                extra.update(preemptions=c.preemptions, interruptions=c.interruptions,
-                             recompute_tokens=c.recompute_tokens)
+                extra.update(asdict(c))
                 row = {**row, "extra": json.dumps(extra, sort_keys=True)}
             rows.append(row)
         rows.sort(key=lambda r: (r["start_s"], r["worker_pool"], r["worker_id"], r["phase"]))

@@ -79,11 +79,16 @@ class _Seq:
 
 @dataclass
 class StepCounters:
-    """Per RL step, this replica: preemptions, interruptions and recomputed tokens."""
+    """Per RL step, this replica: preemptions, interruptions, recomputed tokens, and the busy
+    time of prefills and decode spans (a span serving several steps' samples, in async runs, is
+    counted for the step of its oldest running sample)."""
 
     preemptions: int = 0
     interruptions: int = 0
     recompute_tokens: int = 0
+    prefill_s: float = 0.0
+    decode_s: float = 0.0
+    decode_iterations: int = 0
 
 
 class ReplicaEngine:
@@ -166,6 +171,7 @@ class ReplicaEngine:
         bt = self.bt
         admitted = 0
         new_tokens = 0
+        first_step = waiting[0].group.step
         while waiting and len(running) < self.max_concurrent and waiting[0].group.step <= gate:
             seq = waiting[0]
             g = seq.group
@@ -196,6 +202,7 @@ class ReplicaEngine:
             admitted += 1
         if admitted:
             p = self.cm.prefill_s(new_tokens, admitted)
+            self._counter(first_step).prefill_s += p
             self.clock += p
             self.busy_s += p
             self.prefill_s += p
@@ -317,10 +324,16 @@ class ReplicaEngine:
         seg = self.seg
         assert seg is not None
         self.seg = None
+        self._account(seg.span_s, seg.iterations)
         self.it += seg.iterations
         self.clock = seg.end_s
-        self.busy_s += seg.span_s
         return self._pop_finished()
+
+    def _account(self, span_s: float, iterations: int) -> None:
+        self.busy_s += span_s
+        c = self._counter(next(iter(self.running.values())).group.step)
+        c.decode_s += span_s
+        c.decode_iterations += iterations
 
     def _pop_finished(self) -> list[Finished]:
         """Retire every running sequence whose last iteration is done."""
@@ -364,9 +377,9 @@ class ReplicaEngine:
             return self.finish()
         span = self._span(seg.sequences, seg.context_sum, seg.context_max, lo)
         self.seg = None
+        self._account(span, lo)
         self.it += lo
         self.clock = seg.t0_s + span
-        self.busy_s += span
         return self._pop_finished()     # coalesced spans: some finished before the cut
 
     def interrupt_all(self) -> None:
