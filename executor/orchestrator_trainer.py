@@ -28,7 +28,7 @@ from executor.sampler_worker import SampleMessage
 from executor.tracing import StepMetrics, Tracer, append_metrics, save_trace
 
 
-def _seed(seed: int) -> None:
+def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
@@ -98,7 +98,7 @@ def _metrics(step: int, msg: SampleMessage, stats, step_s: float, train_s: float
         data_cursor=msg.data_cursor)
 
 
-def _warm_start(cfg: RunConfig, ctx, tracer: Tracer, progress: bool) -> dict:
+def warm_start(cfg: RunConfig, ctx, tracer: Tracer, progress: bool) -> dict:
     from executor.sft import run_sft
     from executor.steps import evaluate
 
@@ -121,7 +121,7 @@ def run_trainer_side(cfg: RunConfig, orch: Orchestration, workdir: str, progress
     from executor.tasks import make_task
     from executor.verifier import VerifierPool
 
-    _seed(cfg.seed)
+    seed_everything(cfg.seed)
     for stale in (cfg.metrics_path, cfg.trace_path):
         stale.unlink(missing_ok=True)
     policy, task, tracer, counts = build_policy(cfg), make_task(cfg.spec), Tracer(cfg.run_id), Counts()
@@ -130,7 +130,7 @@ def run_trainer_side(cfg: RunConfig, orch: Orchestration, workdir: str, progress
         with VerifierPool(task, 1) as eval_pool:
             ctx = StepContext(cfg=cfg, policy=policy, task=task, pool=eval_pool,
                               params=SamplingParams(cfg.samples_per_prompt, cfg.max_new_tokens))
-            evals = _warm_start(cfg, ctx, tracer, progress)
+            evals = warm_start(cfg, ctx, tracer, progress)
             ref = copy.deepcopy(policy.model).eval().requires_grad_(False) if cfg.spec.beta > 0 else None
             trainer = make_trainer(policy.model, train_config(cfg), policy.tokenizer.pad_token_id, ref)
             wait_ready(proc, ready)
@@ -142,7 +142,7 @@ def run_trainer_side(cfg: RunConfig, orch: Orchestration, workdir: str, progress
     finally:
         stop_sampler(proc, batches, stop)
     counts.wall_s, counts.output_tokens = wall_s, tokens
-    return _result(cfg, policy, evals, rows, accuracy_after, wall_s, tokens), counts
+    return result_of(cfg, policy, evals, rows, accuracy_after, wall_s, tokens), counts
 
 
 def _steps(cfg: RunConfig, orch: Orchestration, tracer: Tracer, trainer, policy, counts: Counts,
@@ -176,7 +176,7 @@ def _steps(cfg: RunConfig, orch: Orchestration, tracer: Tracer, trainer, policy,
     return rows, last_end - loop_start, tokens
 
 
-def _result(cfg: RunConfig, policy, evals: dict, rows: list[StepMetrics], accuracy_after: float,
+def result_of(cfg: RunConfig, policy, evals: dict, rows: list[StepMetrics], accuracy_after: float,
             wall_s: float, tokens: int):
     from executor.loop import ExecuteResult
 
