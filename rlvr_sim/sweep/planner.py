@@ -113,30 +113,29 @@ def _seed_pair(space: SearchSpace, base: Allocation, gpu: str, total: int) -> li
     return [s for s in seeds if space.allows(s)]
 
 
-def _shapes(tps: tuple[int, ...], pps: tuple[int, ...], tp: int, pp: int) -> list[tuple[int, int]]:
-    """(tp, pp) options from the base shape upward, smallest model-parallel group first."""
-    pairs = [(t, p) for t in tps for p in pps if t >= tp and p >= pp] or [(tp, pp)]
-    return sorted(pairs, key=lambda pair: (pair[0] * pair[1], pair[1]))
+def _shapes(tps: tuple[int, ...], pps: tuple[int, ...]) -> list[tuple[int, int]]:
+    """Every (tp, pp) option, smallest model-parallel group first (then less PP)."""
+    return sorted(((t, p) for t in tps for p in pps), key=lambda pair: (pair[0] * pair[1], pair[1]))
 
 
 def _seeds(space: SearchSpace, base: Allocation, ev: Evaluator) -> list[Allocation]:
-    """Seed plans of every (GPU, total); while none of a group fits, both pools' model-parallel
-    shapes grow a level (TP first, then PP) and the group is seeded again."""
-    sampler = _shapes(space.sampler_tps, space.sampler_pps, base.sampler_tp, base.sampler_pp)
-    trainer = _shapes(space.trainer_tps, space.trainer_pps, base.trainer_tp, base.trainer_pp)
+    """Seed plans of every (GPU, total): the scenario's own TP/PP shapes, and the smallest shapes,
+    which grow a level (both pools together) while none of a group's seeds fits. Plans that do
+    not fit are rejected by the scenario validator without simulating, so escalating is cheap."""
+    sampler = _shapes(space.sampler_tps, space.sampler_pps)
+    trainer = _shapes(space.trainer_tps, space.trainer_pps)
     groups = [(gpu, total) for gpu in space.gpus for total in space.sizes]
-    seeds: list[Allocation] = []
+    seeds = [s for gpu, total in groups for s in _seed_pair(space, base, gpu, total)]
     for level in range(max(len(sampler), len(trainer))):
         (tp_s, pp_s), (tp_t, pp_t) = sampler[min(level, len(sampler) - 1)], trainer[min(level, len(trainer) - 1)]
         level_base = replace(base, sampler_tp=tp_s, sampler_pp=pp_s, trainer_tp=tp_t, trainer_pp=pp_t)
-        batch = [s for gpu, total in groups for s in _seed_pair(space, level_base, gpu, total)]
-        ev.evaluate(batch, f"plan: seeds (level {level})")
-        seeds.extend(batch)
-        fitted = {(s.gpu, s.total_gpus) for s in batch if ev.hours(s) < math.inf}
+        seeds += [s for gpu, total in groups for s in _seed_pair(space, level_base, gpu, total)]
+        ev.evaluate(seeds, f"plan: seeds (level {level})")
+        fitted = {(s.gpu, s.total_gpus) for s in seeds if ev.hours(s) < math.inf}
         groups = [group for group in groups if group not in fitted]
         if not groups:
             break
-    return seeds
+    return list(dict.fromkeys(seeds))
 
 
 def _balanced_starts(space: SearchSpace, ev: Evaluator, probes: list[Allocation]) -> list[Allocation]:
