@@ -76,8 +76,9 @@ def highlight_differences(table: pd.DataFrame) -> Any:
 
 
 def _cell(value: Any) -> str:
+    """Table text: floats with 4 significant digits, thousands separated (no exponent below 1e15)."""
     if isinstance(value, float):
-        return f"{value:,.4g}"
+        return f"{value:,.0f}" if 1e4 <= abs(value) < 1e15 else f"{value:,.4g}"
     return "" if value is None else str(value)
 
 
@@ -121,7 +122,7 @@ def render() -> None:
         return
     st.subheader("Results")
     st.caption("Highlighted: differs from the first valid plan.")
-    st.dataframe(highlight_differences(kpi_table(runs)), key="compare:kpis")
+    st.dataframe(highlight_differences(kpi_table(runs)), height="content", key="compare:kpis")
     st.subheader("Scenario differences")
     diff = scenario_diff(runs)
     if diff.empty:
