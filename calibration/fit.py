@@ -39,6 +39,7 @@ TERM_BOUNDS: dict[str, tuple[float, float, float]] = {
     "prefill_overhead_s": (2e-3, 1e-7, 2.0),
     "prefill_overlap": (0.5, 1e-3, 1.0),
     "train_mfu": (0.2, 1e-4, 1.0),
+    "train_pass_overhead_s": (5e-3, 1e-7, 2.0),
     "optimizer_s_per_param": (1e-8, 1e-14, 1e-4),
     "train_overhead_s": (1e-2, 1e-7, 10.0),
     "bucket_latency_s": (1e-3, 1e-8, 2.0),

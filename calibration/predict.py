@@ -38,8 +38,8 @@ TERMS_BY_KIND: dict[str, tuple[str, ...]] = {
     "decode": ("decode_mfu", "decode_bw_eff", "decode_overhead_s", "decode_overlap"),
     "decode_mixed": ("skew_coef",),
     "prefill": ("prefill_mfu", "prefill_overhead_s", "prefill_overlap"),
-    "train_fb": ("train_mfu",),
-    "logprob": ("train_mfu",),
+    "train_fb": ("train_mfu", "train_pass_overhead_s"),
+    "logprob": ("train_mfu", "train_pass_overhead_s"),
     "optimizer": ("optimizer_s_per_param", "train_overhead_s"),
     "weight_sync": ("decode_bw_eff", "bucket_latency_s"),
 }
