@@ -41,7 +41,7 @@ def configs(draw) -> SimConfig:
         placement="disaggregated" if placement == "async" else placement,
         mode="async" if placement == "async" else "sync",
         max_staleness=draw(st.integers(0, 2)), partial_rollout=draw(st.booleans()),
-        seed=draw(st.integers(0, 1000)))
+        seed=draw(st.integers(0, 1000)), coalesce_fraction=draw(st.sampled_from([0.0, 0.5])))
 
 
 def _events(result, what: str) -> list[tuple]:
@@ -92,7 +92,7 @@ def test_same_seed_same_trace(cfg):
 @FAST
 @given(configs(), st.booleans())
 def test_async_with_zero_staleness_equals_disaggregated_sync(cfg, partial):
-    sync = replace(cfg, placement="disaggregated", mode="sync", trainer_gpus=1)
+    sync = replace(cfg, placement="disaggregated", mode="sync", trainer_gpus=1, coalesce_fraction=0.0)
     async0 = replace(sync, mode="async", max_staleness=0, partial_rollout=partial)
     a = simulate_config(sync, CM, event_log=True)
     b = simulate_config(async0, CM, event_log=True)

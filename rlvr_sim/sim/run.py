@@ -90,7 +90,8 @@ def simulate_config(cfg: SimConfig, cm: CostModelLike, *, trace_path: str | Path
     engines = [ReplicaEngine(r, cm, max_concurrent=cfg.max_concurrent_sequences,
                              kv_blocks=cfg.kv_blocks, block_tokens=cfg.block_tokens,
                              prefix_caching=cfg.prefix_caching, max_staleness=eta,
-                             coalesce_fraction=cfg.coalesce_fraction, span_rule=cfg.span_rule)
+                             coalesce_fraction=cfg.coalesce_fraction, span_rule=cfg.span_rule,
+                             interpolate_finishes=cfg.mode == "sync")
                for r in range(cfg.replicas)]
     verifier = VerifierPool(cfg.verifier_workers)
     rec = Recorder(cfg.run_id, cfg.steps, log=event_log)

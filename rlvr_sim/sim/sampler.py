@@ -96,9 +96,11 @@ class ReplicaEngine:
 
     def __init__(self, replica: int, cm: CostModelLike, *, max_concurrent: int, kv_blocks: int | None,
                  block_tokens: int, prefix_caching: bool, max_staleness: int,
-                 coalesce_fraction: float = 0.0, span_rule: str = "cost_model"):
+                 coalesce_fraction: float = 0.0, span_rule: str = "cost_model",
+                 interpolate_finishes: bool = True):
         self.replica, self.cm = replica, cm
         self.coalesce = coalesce_fraction
+        self.interpolate = interpolate_finishes
         step = getattr(cm, "decode_step_s", None)
         self._span = (self._trapezoid_span if span_rule == "trapezoid" and step is not None
                       else cm.decode_span_s)
@@ -280,7 +282,12 @@ class ReplicaEngine:
         """Iterations to the next planned stop: the next finish, or with coalescing the k-th
         next finish (k = coalesce_fraction x running), so finishes close together share a stop."""
         n = len(self.running)
-        k = min(n, max(1, int(n * self.coalesce))) if self.coalesce else 1
+        k = 1
+        waiting = self.waiting
+        queued = (self.admit_enabled and waiting
+                  and waiting[0].group.step <= self.version + self.eta)
+        if self.coalesce and not queued:        # a finish that lets queued work in stops a span
+            k = min(n, max(1, int(n * self.coalesce)))
         return self._finishing[k - 1][0] - self.it
 
     def plan(self) -> float | None:
@@ -327,7 +334,7 @@ class ReplicaEngine:
         self._account(seg.span_s, seg.iterations)
         self.it += seg.iterations
         self.clock = seg.end_s
-        return self._pop_finished()
+        return self._pop_finished(seg.t0_s, seg.span_s / seg.iterations)
 
     def _account(self, span_s: float, iterations: int) -> None:
         self.busy_s += span_s
@@ -335,17 +342,25 @@ class ReplicaEngine:
         c.decode_s += span_s
         c.decode_iterations += iterations
 
-    def _pop_finished(self) -> list[Finished]:
-        """Retire every running sequence whose last iteration is done."""
+    def _pop_finished(self, t0_s: float, s_per_iteration: float) -> list[Finished]:
+        """Retire every running sequence whose last iteration is done. A sequence that ended
+        inside a coalesced span of `s_per_iteration` started at `t0_s` is reported at its
+        interpolated time (its KV was held to the span's end) when `interpolate_finishes` (sync
+        runs, whose arrivals are sorted before verification), else at the span's end."""
         done: list[Finished] = []
         finishing = self._finishing
-        m = bisect.bisect_right(finishing, (self.it, math.inf, math.inf))
-        for _, _, sample in finishing[:m]:
+        it, clock = self.it, self.clock
+        m = bisect.bisect_right(finishing, (it, math.inf, math.inf))
+        interpolate = self.interpolate and s_per_iteration > 0
+        it0 = it - round((clock - t0_s) / s_per_iteration) if interpolate else it
+        for finish_it, _, sample in finishing[:m]:
             seq = self.running[sample]
             self._stop(seq)
             g = seq.group
+            end = clock if finish_it == it or not interpolate else \
+                t0_s + (finish_it - it0) * s_per_iteration
             done.append(Finished(sample, g.step, self.replica, g.prompt_tokens, seq.target,
-                                 seq.version, seq.versions, seq.start_s, self.clock))
+                                 seq.version, seq.versions, seq.start_s, end))
         del finishing[:m]
         return done
 
@@ -380,7 +395,7 @@ class ReplicaEngine:
         self._account(span, lo)
         self.it += lo
         self.clock = seg.t0_s + span
-        return self._pop_finished()     # coalesced spans: some finished before the cut
+        return self._pop_finished(seg.t0_s, span / lo)   # coalesced spans: some finished before
 
     def interrupt_all(self) -> None:
         """Partial rollout: every running sequence returns to the queue with its tokens."""
