@@ -169,24 +169,34 @@ class ReplicaEngine:
         if not (self.admit_enabled and waiting):
             return
         gate = self.version + self.eta
-        kv_limited = self.kv_blocks != math.inf
-        bt = self.bt
+        kv, bt, frag, tpi = self.kv_blocks, self.bt, self.frag, self.tpi
+        kv_limited = kv != math.inf
+        # KV after one more iteration, as _blocks_after(1) with the admissions so far
+        n = len(running)
+        private_sum = self._priv_off_sum + n * tpi * self.it
+        shared_sum = self._shared_blocks
         admitted = 0
         new_tokens = 0
         first_step = waiting[0].group.step
-        while waiting and len(running) < self.max_concurrent and waiting[0].group.step <= gate:
+        while waiting and n < self.max_concurrent and waiting[0].group.step <= gate:
             seq = waiting[0]
             g = seq.group
             shared = g.prompt_tokens // bt if self.prefix else 0
             state = groups.get(g.group_id)
             private = g.prompt_tokens - shared * bt + seq.gen0
-            if kv_limited and self._blocks_after(1, private, 1, 0 if state else shared) > self.kv_blocks:
-                if not running and not admitted:
-                    raise ScenarioError(
-                        f"a sequence of {g.prompt_tokens + seq.target} tokens does not fit the KV "
-                        f"pool of a sampler replica ({self.kv_blocks} blocks of {bt} tokens): "
-                        "raise sampler.tp or sampler.gpu_memory_utilization, or cap the lengths")
-                break
+            if kv_limited:
+                add_shared = 0 if state else shared
+                if (shared_sum + add_shared + (private_sum + private + (n + 1) * tpi) / bt
+                        + (n + 1) * frag) > kv:
+                    if not running and not admitted:
+                        raise ScenarioError(
+                            f"a sequence of {g.prompt_tokens + seq.target} tokens does not fit the "
+                            f"KV pool of a sampler replica ({kv} blocks of {bt} tokens): raise "
+                            "sampler.tp or sampler.gpu_memory_utilization, or cap the lengths")
+                    break
+                shared_sum += add_shared
+                private_sum += private
+            n += 1
             waiting.popleft()
             if state is None:
                 state = groups[g.group_id] = [0, shared]
