@@ -38,7 +38,7 @@ def grade(completion: str, answer: float) -> Verdict:
         return Verdict(0.0, "no answer")
     if abs(got - answer) <= TOLERANCE:
         return Verdict(1.0, "correct")
-    return Verdict(0.0, f"wrong answer {got:g} != {answer:g}")
+    return Verdict(0.0, f"wrong answer: got {got:g}, expected {answer:g}")
 
 
 @dataclass(frozen=True)
