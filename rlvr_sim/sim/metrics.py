@@ -10,6 +10,15 @@ modes, whose first steps wait for a pipeline that is still filling) and reported
 generate = until the last sample of the step is generated (or, async, until the trainer stops
 waiting), verify = the verification tail the trainer still waits for, then switch, train and
 weight_sync. `phase_span_s` gives each phase's own duration (they overlap).
+
+`utilization` is the busy fraction of each pool over the simulated wall time: sampler =
+prefill + decode seconds of all replicas / (replicas x wall), verifier = service seconds /
+(workers x wall), trainer = train + weight-sync seconds / wall. In colocated runs sampler and
+trainer are the same GPUs, so their fractions add up (the rest is switching and idling).
+`idle_s` = mean step time x (1 - utilization), per pool. `bottleneck` is the pool (or
+weight_sync / switch) with the largest share of the critical path. Tokens count prompt plus
+generated tokens of every sample (NeMo-RL's tokens/s/GPU); `output_*` only generated ones.
+Cost counts GPU-hours of all GPUs at the profile's price; verifier CPUs are not priced.
 """
 
 from __future__ import annotations
