@@ -179,6 +179,9 @@ def plan_section(source: state.ScenarioSource, total_default: int) -> None:
         st.success(f"**{rec.label}** — {rec.hours_total:.2f} h, ${rec.usd_total:,.0f}")
         st.write(rec.reason)
         pareto = state.require("rlvr_sim.sweep.pareto", "Sweeps (rlvr_sim/sweep/)")
+        ok = table[table["status"] == "ok"].reset_index(drop=True)
+        st.plotly_chart(charts.pareto(ok, pareto.HOURS, pareto.DOLLARS, pareto.pareto_mask(ok), ok["label"]),
+                        key="sweep:plan:pareto")
         front = pareto.pareto_front(table)
         st.caption(f"Pareto frontier of the {len(table)} plans the search simulated")
         st.dataframe(front[[c for c in ("label", pareto.HOURS, pareto.DOLLARS, STEP_TIME, "bottleneck")

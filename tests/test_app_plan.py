@@ -106,3 +106,22 @@ def test_uploaded_text_that_is_not_a_mapping_is_an_error_not_a_traceback() -> No
     at.sidebar.get("file_uploader")[0].set_value(("list.yaml", b"- 1\n- 2\n", "application/x-yaml")).run()
     assert not at.exception and not at.metric
     assert "mapping" in at.main.error[0].value
+
+
+def test_model_and_gpu_choices_come_from_the_catalog_and_resimulate() -> None:
+    from rlvr_sim.hardware import gpu_names
+    from rlvr_sim.model_spec import catalog_names
+
+    at = plan_app()
+    model = at.sidebar.selectbox(key=f"{KEY}:model")
+    gpu = at.sidebar.selectbox(key=f"{KEY}:hardware.gpu")
+    assert model.value == "llama-3.1-8b" and list(model.options) == catalog_names()
+    assert gpu.value == "h100-sxm" and list(gpu.options) == gpu_names()
+    gpu.set_value("h200").run()
+    assert not at.exception and not at.error
+    want = expected("hardware.gpu=h200")
+    assert metrics(at)["$ per step"] == f"${want['cost']['usd_per_step']:,.2f}"
+    at.sidebar.selectbox(key=f"{KEY}:model").set_value("qwen2.5-7b").run()
+    assert not at.exception and not at.error
+    want = expected("hardware.gpu=h200", "model=qwen2.5-7b")
+    assert metrics(at)["Step time"] == f"{want['step_time_s']['mean']:.3g} s"

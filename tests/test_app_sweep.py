@@ -78,6 +78,17 @@ def test_invalid_grid_points_stay_rows_with_the_reason() -> None:
     assert "sampler.tp=3" in table["error"].iloc[1]
 
 
+def test_grid_on_two_worker_processes_gives_the_same_rows() -> None:
+    inline = sweep_app("1,2", "64")
+    inline.button(key="sweep:run").click().run()
+    pooled = sweep_app("1,2", "64")
+    pooled.number_input(key="sweep:workers").set_value(2).run()
+    pooled.button(key="sweep:run").click().run()
+    assert not pooled.exception and not pooled.error
+    a, b = inline.dataframe[0].value, pooled.dataframe[0].value
+    assert list(a["step_time_s.mean"]) == list(b["step_time_s.mean"])
+
+
 def test_same_knob_on_both_axes_is_an_error() -> None:
     at = sweep_app("1,2", "64")
     at.selectbox(key=f"{PREFIX}:Y:knob").set_value("sampler.tp").run()
@@ -115,3 +126,5 @@ def test_recommended_plan_comes_from_the_plan_search() -> None:
     assert "Bottleneck" in reason
     front = at.dataframe[-1].value
     assert {"label", "hours_total", "cost.usd_total"} <= set(front.columns) and len(front) >= 1
+    line = plotly.io.from_json(at.get("plotly_chart")[-1].proto.spec).data[1]
+    assert line.name == "Pareto frontier" and list(array(line.x)) == pytest.approx(list(front["hours_total"]))
