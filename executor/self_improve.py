@@ -1,0 +1,204 @@
+"""Self-improvement by expert iteration: attempt many problems, keep what the verifier accepts,
+fine-tune on it (SFT), repeat.
+
+Per round r: sample k completions for each of `problems_per_round` fresh training problems
+(stream "train", problems r*N .. r*N+N-1) with the policy itself; score them in the verifier
+pool; keep the accepted ones (reward 1), one copy per distinct (problem, completion); run SFT
+epochs over them (cross-entropy on completion tokens, eos included); score the held-out set
+greedily. The random tiny model accepts nothing, so the scenario's reference SFT warm-start
+(`executor.sft_steps`) runs first, as in the GRPO loop. The trace has sampler `generate`,
+verifier `verify` and trainer `sft` rows with step = round and policy_version = round.
+
+    .venv/bin/python -m executor.self_improve SCENARIO [--rounds 2] [--problems 256] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import statistics
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+
+import torch
+
+from executor.sampler import HFSampler, Rollout, SamplingParams
+from executor.tracing import Tracer, save_trace
+from executor.trainer import make_batch, token_logps
+
+
+@dataclass(frozen=True)
+class SelfImproveSettings:
+    rounds: int = 2
+    problems_per_round: int = 256
+    sft_epochs: int = 2
+    generate_chunk: int = 64          # prompts per generate call
+
+
+@dataclass
+class RoundStats:
+    round: int
+    attempted: int                    # samples drawn
+    accepted: int                     # samples the verifier accepted
+    kept: int                         # distinct accepted (problem, completion) pairs trained on
+    pass_rate: float                  # accepted / attempted
+    sft_steps: int
+    sft_final_loss: float
+    accuracy_after: float             # held-out greedy accuracy after this round's SFT
+    generate_s: float
+    verify_s: float
+    sft_s: float
+
+
+@dataclass
+class SelfImproveResult:
+    run_id: str
+    accuracy_initial: float
+    accuracy_after_warmstart: float
+    rounds: list[RoundStats] = field(default_factory=list)
+    trace_path: str = ""
+
+
+def keep_accepted(rollouts: list[Rollout], rewards: list[float]) -> list[Rollout]:
+    """Accepted rollouts (reward 1), one per distinct (prompt, completion), in first-seen order."""
+    seen, kept = set(), []
+    for r, reward in zip(rollouts, rewards):
+        key = (tuple(r.prompt_ids), tuple(r.completion_ids))
+        if reward == 1.0 and key not in seen:
+            seen.add(key)
+            kept.append(r)
+    return kept
+
+
+def sft_on(model: torch.nn.Module, rollouts: list[Rollout], pad_id: int, eos_id: int, lr: float,
+           batch_size: int, epochs: int, seed: int) -> tuple[int, float]:
+    """SFT epochs over `rollouts` (completion tokens only; eos appended if missing).
+
+    Returns (optimizer steps, last loss). A fresh AdamW per round (expert iteration restarts
+    the optimiser on each new dataset).
+    """
+    if not rollouts:
+        return 0, float("nan")
+    data = [r if r.completion_ids[-1:] == [eos_id] else
+            Rollout(r.group, r.prompt_ids, r.completion_ids + [eos_id], [], True, r.policy_version)
+            for r in rollouts]
+    device = next(model.parameters()).device
+    opt = torch.optim.AdamW(model.parameters(), lr=lr)
+    rng, steps, loss_value = random.Random(seed), 0, float("nan")
+    model.train()
+    for _ in range(epochs):
+        order = list(range(len(data)))
+        rng.shuffle(order)
+        for lo in range(0, len(order), batch_size):
+            batch = make_batch([data[i] for i in order[lo:lo + batch_size]], pad_id, device)
+            logps, _ = token_logps(model, batch, temperature=1.0)
+            loss = -(logps * batch.mask).sum() / batch.mask.sum()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            steps, loss_value = steps + 1, float(loss.detach())
+    model.eval()
+    return steps, loss_value
+
+
+def _attempt(ctx, sampler, tracer: Tracer, rnd: int, settings: SelfImproveSettings):
+    """Sample and score this round's problems; returns (rollouts, rewards, generate_s, verify_s)."""
+    from executor.steps import decode, step_seed
+    from executor.tasks import problems
+
+    cfg, tok = ctx.cfg, ctx.policy.tokenizer
+    probs = problems(ctx.task, cfg.seed, rnd * settings.problems_per_round, settings.problems_per_round)
+    rollouts, rewards, gen_s, ver_s = [], [], 0.0, 0.0
+    for c, lo in enumerate(range(0, len(probs), settings.generate_chunk)):
+        chunk = probs[lo:lo + settings.generate_chunk]
+        t0 = time.perf_counter()
+        out = sampler.generate([tok.encode(p.prompt, add_special_tokens=False) for p in chunk],
+                               ctx.params, seed=step_seed(cfg.seed, 100_000 * (rnd + 1) + c))
+        t1 = time.perf_counter()
+        results = ctx.pool.score([(chunk[r.group], decode(tok, r.completion_ids)) for r in out.rollouts])
+        t2 = time.perf_counter()
+        tm = out.timing
+        tracer.add("sampler", 0, "generate", rnd, rnd, tracer.rel_perf(t0), tracer.rel_perf(t1),
+                   tm.sequences, tm.prompt_tokens, tm.output_tokens, prefill_s=tm.prefill_s,
+                   decode_s=tm.decode_s, staleness=[0] * tm.sequences)
+        tracer.add_verify(rnd, rnd, results)
+        rollouts += out.rollouts
+        rewards += [r.reward for r in results]
+        gen_s, ver_s = gen_s + t1 - t0, ver_s + t2 - t1
+    return rollouts, rewards, gen_s, ver_s
+
+
+def run_self_improve(scenario, settings: SelfImproveSettings | None = None, out_dir: str | None = None,
+                     trace_path: str | None = None, progress: bool = True) -> SelfImproveResult:
+    """Warm-start, then `settings.rounds` rounds of attempt -> filter -> SFT -> evaluate."""
+    from tqdm import tqdm
+
+    from executor.loop import build_policy
+    from executor.orchestrator import resolve_config
+    from executor.orchestrator_trainer import seed_everything, warm_start
+    from executor.steps import StepContext, evaluate
+    from executor.tasks import make_task
+    from executor.verifier import VerifierPool
+
+    settings = settings or SelfImproveSettings()
+    cfg = resolve_config(scenario, None, out_dir, trace_path)
+    cfg.out_dir.mkdir(parents=True, exist_ok=True)
+    seed_everything(cfg.seed)
+    policy, task, tracer = build_policy(cfg), make_task(cfg.spec), Tracer(f"{cfg.run_id}-self-improve")
+    spec, tok = cfg.spec, policy.tokenizer
+    with VerifierPool(task, cfg.verifier_workers) as pool:
+        pool.warm_up()
+        params = SamplingParams(cfg.samples_per_prompt, cfg.max_new_tokens, spec.temperature, spec.top_p)
+        ctx = StepContext(cfg=cfg, policy=policy, task=task, pool=pool, params=params)
+        evals = warm_start(cfg, ctx, tracer, progress)
+        result = SelfImproveResult(cfg.run_id, evals["accuracy_initial"], evals["accuracy_after_sft"])
+        sampler = HFSampler(policy.model, tok.eos_token_id, tok.pad_token_id)   # colocated: same weights
+        for rnd in tqdm(range(settings.rounds), desc="expert iteration", disable=not progress):
+            rollouts, rewards, gen_s, ver_s = _attempt(ctx, sampler, tracer, rnd, settings)
+            kept = keep_accepted(rollouts, rewards)
+            t0 = time.perf_counter()
+            steps, loss = sft_on(policy.model, kept, tok.pad_token_id, tok.eos_token_id, spec.sft_lr,
+                                 spec.sft_batch_size, settings.sft_epochs, cfg.seed + rnd)
+            t1 = time.perf_counter()
+            tracer.add("trainer", 0, "sft", rnd, rnd, tracer.rel_perf(t0), tracer.rel_perf(t1),
+                       len(kept), 0, 0, steps=steps, final_loss=loss, source="accepted traces")
+            result.rounds.append(RoundStats(
+                rnd, len(rollouts), int(sum(r == 1.0 for r in rewards)), len(kept),
+                statistics.fmean(rewards) if rewards else 0.0, steps, loss,
+                evaluate(ctx, policy.model), gen_s, ver_s, t1 - t0))
+    result.trace_path = str(save_trace(tracer, cfg.trace_path, None))
+    (cfg.out_dir / "self_improve.json").write_text(json.dumps(asdict(result), indent=2))
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    from rlvr_sim.scenario import load_scenario
+
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("scenario")
+    p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--problems", type=int, default=256, help="problems attempted per round")
+    p.add_argument("--epochs", type=int, default=2, help="SFT epochs over each round's accepted traces")
+    p.add_argument("--out", default=None)
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--json", action="store_true")
+    args = p.parse_args(argv)
+    result = run_self_improve(load_scenario(args.scenario, overrides=args.overrides),
+                              SelfImproveSettings(args.rounds, args.problems, args.epochs),
+                              out_dir=args.out, progress=not args.json)
+    if args.json:
+        print(json.dumps(asdict(result), indent=2))
+        return 0
+    print(f"accuracy initial {result.accuracy_initial:.1%}, after warm-start "
+          f"{result.accuracy_after_warmstart:.1%}")
+    for r in result.rounds:
+        print(f"round {r.round}: pass rate {r.pass_rate:.1%}, kept {r.kept}/{r.attempted}, "
+              f"{r.sft_steps} SFT steps -> accuracy {r.accuracy_after:.1%}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
