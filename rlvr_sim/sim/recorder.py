@@ -18,7 +18,7 @@ import pandas as pd
 
 from rlvr_sim.sim.sampler import Finished, StepCounters
 from rlvr_sim.sim.verifier import Verified
-from rlvr_sim.trace import TRACE_COLUMNS, TraceEvent, to_frame
+from rlvr_sim.trace import TRACE_COLUMNS, to_frame
 
 
 @dataclass
@@ -60,16 +60,19 @@ def _columns(records: list[tuple]) -> np.ndarray:
 class Recorder:
     """Sink for the orchestrators; `frame()` returns the trace, `steps` the step records."""
 
-    def __init__(self, run_id: str, steps: int, log: bool = False):
+    def __init__(self, run_id: str, steps: int, log: bool = False,
+                 replica_counters: list[dict[int, StepCounters]] | None = None):
         self.run_id = run_id
+        # each replica's live per-step counters; close_step moves a step's into its trace rows
+        self._replica_counters = replica_counters or []
+        self.counter_totals = StepCounters()
         self.steps = [StepRecord(j) for j in range(steps)]
         self.staleness: Counter = Counter()
         # (what, step or sample, time_s...) in the order things happened, for exact-log tests
         self.log: list[tuple] | None = [] if log else None
         self._gen: dict[int, list[Finished]] = defaultdict(list)
         self._ver: dict[int, list[Verified]] = defaultdict(list)
-        self._rows: list[dict] = []
-        self._events: list[TraceEvent] = []
+        self._rows: list[tuple] = []                           # TRACE_COLUMNS order
 
     def generated(self, finished: list[Finished]) -> None:
         gen = self._gen
@@ -99,10 +102,17 @@ class Recorder:
         p_sum = np.add.reduceat(prompt[order], first)
         o_sum = np.add.reduceat(output[order], first)
         multi = np.add.reduceat((g[6] > 1)[order].astype(np.int64), first)
+        step_counters = {rep: c.pop(step) for rep, c in enumerate(self._replica_counters)
+                         if step in c}
+        for c in step_counters.values():
+            for name, value in asdict(c).items():
+                setattr(self.counter_totals, name, getattr(self.counter_totals, name) + value)
         for i, (rep, st) in enumerate(zip(uniq.tolist(), np.split(stale[order], first[1:]))):
             extra = {"staleness": st.tolist()}
             if multi[i]:
                 extra["multi_version_samples"] = int(multi[i])
+            if int(rep) in step_counters:
+                extra.update(asdict(step_counters[int(rep)]))
             self._rows.append(self._row(step, step - int(st.max()), "sampler", int(rep), "generate",
                                         float(starts[i]), float(ends[i]), int(counts[i]),
                                         int(p_sum[i]), int(o_sum[i]), extra))
@@ -133,28 +143,17 @@ class Recorder:
               **extra) -> None:
         if self.log is not None:
             self.log.append((f"{pool}{worker} {phase}", step, start_s, end_s))
-        self._events.append(TraceEvent(self.run_id, step, version, pool, worker, phase, start_s,
-                                       end_s, sequences, prompt_tokens, output_tokens, extra))
+        self._rows.append(self._row(step, version, pool, worker, phase, start_s, end_s, sequences,
+                                    prompt_tokens, output_tokens, extra))
 
-    def frame(self, counters: dict[int, dict[int, StepCounters]]) -> pd.DataFrame:
-        """The trace; `counters[replica][step]` adds preemption/recompute counts to generate rows."""
-        rows = [e.row() for e in self._events]
-        for row in self._rows:
-            c = counters.get(row["worker_id"], {}).get(row["step"]) if row["phase"] == "generate" else None
-            if c is not None:
-                extra = json.loads(row["extra"])
-                extra.update(asdict(c))
-                row = {**row, "extra": json.dumps(extra, sort_keys=True)}
-            rows.append(row)
-        rows.sort(key=lambda r: (r["start_s"], r["worker_pool"], r["worker_id"], r["phase"]))
-        if not rows:
-            return to_frame([])
-        return pd.DataFrame(rows, columns=TRACE_COLUMNS).astype(to_frame([]).dtypes.to_dict())
+    def frame(self) -> pd.DataFrame:
+        """The trace, rows ordered by (start, pool, worker, phase)."""
+        rows = sorted(self._rows, key=lambda r: (r[6], r[3], r[4], r[5]))
+        dtypes = to_frame([]).dtypes.to_dict()
+        return pd.DataFrame(rows, columns=TRACE_COLUMNS).astype(dtypes)
 
     def _row(self, step: int, version: int, pool: str, worker: int, phase: str, start_s: float,
              end_s: float, sequences: int, prompt_tokens: int, output_tokens: int,
-             extra: dict) -> dict:
-        return {"run_id": self.run_id, "step": step, "policy_version": version,
-                "worker_pool": pool, "worker_id": worker, "phase": phase, "start_s": start_s,
-                "end_s": end_s, "sequences": sequences, "prompt_tokens": prompt_tokens,
-                "output_tokens": output_tokens, "extra": json.dumps(extra, sort_keys=True)}
+             extra: dict) -> tuple:
+        return (self.run_id, step, version, pool, worker, phase, start_s, end_s, sequences,
+                prompt_tokens, output_tokens, json.dumps(extra, sort_keys=True) if extra else "{}")

@@ -94,7 +94,8 @@ def simulate_config(cfg: SimConfig, cm: CostModelLike, *, trace_path: str | Path
                              interpolate_finishes=cfg.mode == "sync")
                for r in range(cfg.replicas)]
     verifier = VerifierPool(cfg.verifier_workers)
-    rec = Recorder(cfg.run_id, cfg.steps, log=event_log)
+    rec = Recorder(cfg.run_id, cfg.steps, log=event_log,
+                   replica_counters=[e.counters for e in engines])
     source = PromptSource(cfg)
     bar = _progress_bar(cfg) if progress else None
     try:
@@ -110,15 +111,15 @@ def simulate_config(cfg: SimConfig, cm: CostModelLike, *, trace_path: str | Path
             "trainer": sum(r.train_end_s - r.train_start_s + r.weight_sync_s for r in rec.steps)}
     counters = {
         "sampler_segments_per_step": sum(e.segments for e in engines) / cfg.steps,
-        "preemptions": sum(c.preemptions for e in engines for c in e.counters.values()),
-        "interruptions": sum(c.interruptions for e in engines for c in e.counters.values()),
-        "recompute_tokens": sum(c.recompute_tokens for e in engines for c in e.counters.values()),
+        "preemptions": rec.counter_totals.preemptions,
+        "interruptions": rec.counter_totals.interruptions,
+        "recompute_tokens": rec.counter_totals.recompute_tokens,
         "prefill_s_per_replica_step": sum(e.prefill_s for e in engines) / cfg.replicas / cfg.steps,
         "verifier_timeouts": verifier.timeouts, "verifier_failures": verifier.failures,
     }
     summary = summarize(cfg, rec.steps, scenario=scenario_name, staleness=rec.staleness,
                         busy_s=busy, counters=counters)
-    trace = rec.frame({e.replica: e.counters for e in engines})
+    trace = rec.frame()
     if trace_path is not None:
         write_trace(trace, trace_path)
     return SimResult(summary, trace, rec.steps, cfg, log=rec.log)
