@@ -60,6 +60,33 @@ class Efficiency(BaseModel):
     disk_bytes_per_s: float = Field(2e9, gt=0, description="checkpoint write/read (disk sync)")
     switch_fixed_s: float = Field(1.0, ge=0, description="colocated phase switch fixed cost "
                                   "(wake/sleep, cache reallocation)")
+    decode_overlap: float = Field(
+        1.0, ge=0, le=1, description="fraction of the smaller of compute and memory time hidden "
+        "under the larger, in decode and prefill (1: roofline max, GPU-like; 0: serial sum, as one "
+        "CPU thread that does not overlap memory traffic and math)")
+    train_pass_overhead_s: float = Field(
+        0.0, ge=0, description="fixed seconds per training pass (each mini-batch forward+backward "
+        "and each log-prob forward): kernel launch / dispatch floor that MFU cannot express")
+
+
+class CalibrationInfo(BaseModel):
+    """Provenance and fit diagnostics written by `rlvr-sim calibrate`; never read by the cost
+    model (it reads only `efficiency`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    device: str
+    date: str
+    torch_version: str = ""
+    vllm_version: str | None = None
+    threads: int = Field(1, ge=1)
+    rows: int = Field(0, ge=0, description="measurements the fit used")
+    r2: dict[str, float] = Field(default_factory=dict, description="R^2 per measured phase")
+    rel_uncertainty: dict[str, float] = Field(
+        default_factory=dict, description="1-sigma relative uncertainty per fitted efficiency term")
+    verifier_latency_s: dict[str, float] = Field(
+        default_factory=dict, description="median verification latency per task type")
+    notes: str = ""
 
 
 class HardwareProfile(BaseModel):
@@ -72,6 +99,7 @@ class HardwareProfile(BaseModel):
     citation: str = Field("", description="where the datasheet numbers come from")
     datasheet: Datasheet
     efficiency: Efficiency = Field(default_factory=Efficiency)
+    calibration: CalibrationInfo | None = None
 
     @property
     def optimizer_s_per_param(self) -> float:

@@ -135,3 +135,32 @@ def test_weight_dtype_picks_the_tensor_core_rate():
     assert H100.peak_flop_per_s("int4") == H100.peak_flop_per_s("bf16") == 989.4e12
     fp8 = decode_iteration(LLAMA, H100, SamplerShape(weight_dtype="fp8"), 1, 0, 0)
     assert fp8.weight_bytes == pytest.approx(8_030_261_248)
+
+
+def test_decode_overlap_interpolates_between_roofline_max_and_serial_sum():
+    """decode_overlap=1 is max(compute, memory); 0 is their sum; 0.5 hides half the smaller."""
+    from rlvr_sim.cost.sampler import DecodeBreakdown
+    b = DecodeBreakdown(compute_s=3.0, memory_s=1.5, skew_s=0.5, comm_s=0.25, overhead_s=0.125,
+                        weight_bytes=0.0, kv_bytes=0.0, overlap=1.0)
+    assert b.total_s == 3.0 + 0.25 + 0.125
+    serial = DecodeBreakdown(3.0, 1.5, 0.5, 0.25, 0.125, 0.0, 0.0, overlap=0.0)
+    assert serial.total_s == 3.0 + 2.0 + 0.25 + 0.125
+    half = DecodeBreakdown(3.0, 1.5, 0.5, 0.25, 0.125, 0.0, 0.0, overlap=0.5)
+    assert half.total_s == 3.0 + 1.0 + 0.25 + 0.125
+
+
+def test_train_pass_overhead_is_paid_once_per_pass():
+    """mini_batches forward+backward passes and one pass per log-prob forward."""
+    from rlvr_sim.cost.trainer import TrainerShape, train_step
+    from rlvr_sim.hardware import HardwareProfile
+    from rlvr_sim.model_spec import catalog_model
+    m = catalog_model("qwen2.5-1.5b")
+    hw = HardwareProfile.from_catalog("h100-sxm")
+    hw2 = hw.model_copy(update={"efficiency": hw.efficiency.model_copy(
+        update={"train_pass_overhead_s": 0.5})})
+    shape = TrainerShape(gpus=8, mini_batches=4)
+    a = train_step(m, hw, shape, 64, 64 * 100, 64 * 400)
+    b = train_step(m, hw2, shape, 64, 64 * 100, 64 * 400)
+    assert b.forward_backward_s - a.forward_backward_s == pytest.approx(4 * 0.5)
+    assert b.ref_logprob_s - a.ref_logprob_s == pytest.approx(0.5)
+    assert b.old_logprob_s - a.old_logprob_s == pytest.approx(0.5)

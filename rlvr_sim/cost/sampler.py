@@ -6,7 +6,9 @@ splits memory but not latency):
     memory_s  = (weights read + KV of all running sequences) / (hbm x decode_bw_eff)
     skew_s    = skew_coef x kv_s x (max - mean) / max        (mixed-length batches)
     comm_s    = 2 all-reduces per layer of batch x width x hidden bf16 over the intra-node link
-    total     = max(compute_s, memory_s + skew_s) + comm_s + decode_overhead_s
+    total     = hi + (1 - decode_overlap) x lo + comm_s + decode_overhead_s
+                with hi, lo = max and min of (compute_s, memory_s + skew_s): decode_overlap = 1 is
+                the roofline max (GPUs); 0 is the serial sum (one CPU thread, measured here)
 MoE: the weights read are the non-expert ones plus the experts the batch touches: with B tokens
 routing top-k of E experts uniformly, E x (1 - (1 - k/E)^B) experts per layer.
 Speculative decoding (Leviathan et al. 2023): g draft tokens at acceptance a give
@@ -43,14 +45,22 @@ class DecodeBreakdown:
     overhead_s: float
     weight_bytes: float   # per GPU, this iteration
     kv_bytes: float       # per GPU, this iteration
+    overlap: float = 1.0
 
     @property
     def total_s(self) -> float:
-        return max(self.compute_s, self.memory_s + self.skew_s) + self.comm_s + self.overhead_s
+        return (_overlapped(self.compute_s, self.memory_s + self.skew_s, self.overlap)
+                + self.comm_s + self.overhead_s)
 
     @property
     def bound(self) -> str:
         return "compute" if self.compute_s > self.memory_s + self.skew_s else "memory"
+
+
+def _overlapped(a: float, b: float, overlap: float) -> float:
+    """Time of two activities of which `overlap` of the shorter one hides under the longer."""
+    hi, lo = (a, b) if a >= b else (b, a)
+    return hi + (1.0 - overlap) * lo
 
 
 def allreduce_s(bytes_: float, ranks: int, link_bytes_per_s: float, hw: HardwareProfile) -> float:
@@ -80,6 +90,7 @@ class DecodeCoeffs:
     pp: int
     skew_coef: float
     overhead_s: float
+    overlap: float
     allreduce_s_per_byte: float     # 2 per layer x ring factor / link (0 when tp = 1)
     allreduce_fixed_s: float        # 2 per layer x latency
     pp_s_per_byte: float
@@ -101,7 +112,7 @@ class DecodeCoeffs:
             kv_bytes_per_token=kv_bytes_per_token(m, shape.kv_dtype, tp, pp),
             flop_per_s=tp * hw.peak_flop_per_s(shape.weight_dtype) * eff.decode_mfu,
             bytes_per_s=ds.hbm_bytes_per_s * eff.decode_bw_eff, pp=pp, skew_coef=eff.skew_coef,
-            overhead_s=eff.decode_overhead_s,
+            overhead_s=eff.decode_overhead_s, overlap=eff.decode_overlap,
             allreduce_s_per_byte=2 * m.num_hidden_layers * ring / link,
             allreduce_fixed_s=2 * m.num_hidden_layers * eff.collective_latency_s if tp > 1 else 0.0,
             pp_s_per_byte=(pp - 1) / ds.intra_node_bytes_per_s,
@@ -141,7 +152,7 @@ def iteration_s(c: DecodeCoeffs, batch: float, context_tokens_sum: float,
     """`decode_iteration_c(...).total_s` without building the breakdown (hot path)."""
     compute_s, memory_s, skew_s, comm_s, _, _ = _terms(c, batch, context_tokens_sum,
                                                        context_tokens_max, width)
-    return max(compute_s, memory_s + skew_s) + comm_s + c.overhead_s
+    return _overlapped(compute_s, memory_s + skew_s, c.overlap) + comm_s + c.overhead_s
 
 
 def decode_iteration_c(c: DecodeCoeffs, batch: float, context_tokens_sum: float,
@@ -150,7 +161,8 @@ def decode_iteration_c(c: DecodeCoeffs, batch: float, context_tokens_sum: float,
     lengths sum to `context_tokens_sum` (longest `context_tokens_max`)."""
     compute_s, memory_s, skew_s, comm_s, w_bytes, kv_bytes = _terms(
         c, float(batch), context_tokens_sum, context_tokens_max, width)
-    return DecodeBreakdown(compute_s, memory_s, skew_s, comm_s, c.overhead_s, w_bytes, kv_bytes)
+    return DecodeBreakdown(compute_s, memory_s, skew_s, comm_s, c.overhead_s, w_bytes, kv_bytes,
+                           c.overlap)
 
 
 def decode_iteration(m: ModelSpec, hw: HardwareProfile, shape: SamplerShape, batch: float,
@@ -228,10 +240,11 @@ class PrefillBreakdown:
     memory_s: float
     comm_s: float
     overhead_s: float
+    overlap: float = 1.0
 
     @property
     def total_s(self) -> float:
-        return max(self.compute_s, self.memory_s) + self.comm_s + self.overhead_s
+        return _overlapped(self.compute_s, self.memory_s, self.overlap) + self.comm_s + self.overhead_s
 
     @property
     def bound(self) -> str:
@@ -254,4 +267,5 @@ def prefill(m: ModelSpec, hw: HardwareProfile, shape: SamplerShape, new_tokens: 
     act_bytes = n * m.hidden_size * 2.0
     comm_s = 2 * m.num_hidden_layers * allreduce_s(
         act_bytes, shape.tp, hw.datasheet.intra_node_bytes_per_s, hw) if n else 0.0
-    return PrefillBreakdown(compute_s, memory_s, comm_s, eff.prefill_overhead_s if n else 0.0)
+    return PrefillBreakdown(compute_s, memory_s, comm_s, eff.prefill_overhead_s if n else 0.0,
+                            eff.decode_overlap)
