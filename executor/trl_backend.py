@@ -42,6 +42,7 @@ class Recorder:
     global_step: int = 0
     rewards: list[list[float]] = field(default_factory=list)       # one list per generation
     verify: list[list] = field(default_factory=list)               # VerifyResults per generation
+    problems: list[list[int]] = field(default_factory=list)        # problem indices per generation
 
     def add(self, name: str, start: float, end: float, **info) -> None:
         self.spans.append(Span(name, start, end, self.global_step, info))
@@ -94,6 +95,7 @@ def make_reward_fn(task, pool, by_index: dict, rec: Recorder):
     def exact_answer(prompts, completions, completion_ids, index, **kwargs) -> list[float]:
         results = pool.score([(by_index[i], c) for i, c in zip(index, completions)])
         rec.verify.append(results)
+        rec.problems.append(sorted(set(index)))
         rec.rewards.append([r.reward for r in results])
         return [r.reward for r in results]
 
@@ -217,7 +219,8 @@ def trace_rl_steps(tracer: Tracer, rec: Recorder, log_history: list[dict],
         for s in by("transformers.generate"):
             add("sampler", "generate", s, sequences=gen.info["sequences"],
                 prompt_tokens=gen.info["prompt_tokens"], output_tokens=gen.info["output_tokens"],
-                staleness=[0] * gen.info["sequences"], backend="trl")
+                staleness=[0] * gen.info["sequences"], backend="trl",
+                problems=rec.problems[gens.index(gen)])
         results = rec.verify[gens.index(gen)]
         tracer.add_verify(step, step, results)
         for s in by("_get_per_token_logps_and_entropies"):
