@@ -7,8 +7,9 @@ Cases (each in a fresh subprocess pinned to one CPU, BLAS threads 1):
 Each runs in `fast` mode (simulate()'s default: coalesced finishes, trapezoid spans) and in
 `exact` mode (fewer steps) so the speed-up and what it costs in accuracy come from one run.
 Reported: wall and CPU seconds, seconds per simulated step, sampler spans ("events") per step,
-peak RSS of the process (ru_maxrss, includes the interpreter and imports) and the simulated
-step time. The machine is shared: compare the CPU seconds, and fast vs exact within one run.
+peak RSS of the process (ru_maxrss, includes the interpreter and imports), the peak of live
+Python memory under tracemalloc at two run lengths (flat = memory does not grow with steps) and
+the simulated step time. The machine is shared: compare the CPU seconds, and fast vs exact within one run.
 
     .venv/bin/python benchmarks/bench_simulator.py [--steps 100] [--exact-steps 10] [--json]
 """
@@ -35,8 +36,9 @@ PLAN64 = {
     "orchestration": {"placement": "colocated", "mode": "sync"}}
 
 
-def child(case: str, steps: int, exact: bool) -> dict:
-    """Run one case in this process; the numbers the parent reports."""
+def child(case: str, steps: int, exact: bool, traced: bool = False) -> dict:
+    """Run one case in this process; the numbers the parent reports (`traced`: under
+    tracemalloc, for the peak of live Python memory; its timings are not comparable)."""
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[-1]})
@@ -45,11 +47,17 @@ def child(case: str, steps: int, exact: bool) -> dict:
     from rlvr_sim.sim import simulate
 
     sc = load_scenario(PLAN64 if case == "plan64" else ROOT / "scenarios/deepseek-r1-zero-like.yaml")
+    if traced:
+        import tracemalloc
+        tracemalloc.start()
     cpu0, t0 = time.process_time(), time.perf_counter()
     result = simulate(sc, steps=steps, exact=exact)
     wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+    traced_peak = tracemalloc.get_traced_memory()[1] if traced else None
     s = result.summary
-    return {"case": case, "mode": "exact" if exact else "fast", "steps": steps,
+    mode = "exact" if exact else "fast"
+    return {"case": case, "mode": mode + ("-traced" if traced else ""), "steps": steps,
+            "traced_peak_bytes": traced_peak,
             "wall_s": wall, "cpu_s": cpu, "cpu_s_per_step": cpu / steps,
             "events_per_step": s.counters["sampler_segments_per_step"],
             "samples_per_step": sc.workload.prompts_per_step * sc.workload.samples_per_prompt,
@@ -63,21 +71,33 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=100)
     p.add_argument("--exact-steps", type=int, default=10)
     p.add_argument("--cases", default="plan64,deepseek")
+    p.add_argument("--memory-steps", default="10,100",
+                   help="fast runs under tracemalloc at these step counts (peak live memory)")
     p.add_argument("--json", action="store_true")
-    p.add_argument("--child", nargs=3, metavar=("CASE", "STEPS", "EXACT"), help=argparse.SUPPRESS)
+    p.add_argument("--child", nargs=4, metavar=("CASE", "STEPS", "EXACT", "TRACED"),
+                   help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.child:
-        case, steps, exact = args.child
-        print(json.dumps(child(case, int(steps), exact == "1")))
+        case, steps, exact, traced = args.child
+        print(json.dumps(child(case, int(steps), exact == "1", traced == "1")))
         return 0
     rows = []
+    memory_steps = [int(x) for x in args.memory_steps.split(",") if x]
     for case in args.cases.split(","):
-        for steps, exact in ((args.steps, False), (args.exact_steps, True)):
+        runs = [(args.steps, False, False), (args.exact_steps, True, False)]
+        runs += [(n, False, True) for n in memory_steps]
+        for steps, exact, traced in runs:
             out = subprocess.run([sys.executable, __file__, "--child", case, str(steps),
-                                  "1" if exact else "0"], capture_output=True, text=True, check=True,
+                                  "1" if exact else "0", "1" if traced else "0"],
+                                 capture_output=True, text=True, check=True,
                                  env={**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"})
             rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
-            if not args.json:
+            if not args.json and traced:
+                r = rows[-1]
+                print(f"{r['case']:<9} traced {r['steps']:4d} steps: peak live Python memory "
+                      f"{r['traced_peak_bytes'] / 2**20:,.1f} MiB (tracemalloc), peak RSS "
+                      f"{r['peak_rss_bytes'] / 2**20:,.0f} MiB", flush=True)
+            elif not args.json:
                 r = rows[-1]
                 print(f"{r['case']:<9} {r['mode']:<5} {r['steps']:4d} steps: wall {r['wall_s']:7.2f} s, "
                       f"cpu {r['cpu_s']:7.2f} s ({r['cpu_s_per_step']:.3f} s/step), "
