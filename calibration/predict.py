@@ -35,11 +35,12 @@ NO_SPEC = Speculative()
 # Which efficiency terms each kind of row informs (a term is fitted only when some row informs it
 # and the installed cost model has it: optional terms are skipped on older profiles).
 TERMS_BY_KIND: dict[str, tuple[str, ...]] = {
-    "decode": ("decode_mfu", "decode_bw_eff", "decode_overhead_s", "decode_overlap"),
+    "decode": ("decode_mfu", "decode_bw_eff", "decode_overhead_s", "decode_overlap",
+               "layer_overhead_s"),
     "decode_mixed": ("skew_coef",),
-    "prefill": ("prefill_mfu", "prefill_overhead_s", "prefill_overlap"),
-    "train_fb": ("train_mfu", "train_pass_overhead_s"),
-    "logprob": ("train_mfu", "train_pass_overhead_s"),
+    "prefill": ("prefill_mfu", "prefill_overhead_s", "prefill_overlap", "layer_overhead_s"),
+    "train_fb": ("train_mfu", "train_pass_overhead_s", "layer_overhead_s"),
+    "logprob": ("train_mfu", "train_pass_overhead_s", "layer_overhead_s"),
     "optimizer": ("optimizer_s_per_param", "train_overhead_s"),
     "weight_sync": ("decode_bw_eff", "bucket_latency_s"),
 }
