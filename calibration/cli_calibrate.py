@@ -125,7 +125,14 @@ def run(args: argparse.Namespace) -> int:
              "kept_from_datasheet": sorted(set(type(base.efficiency).model_fields) - set(fit.fitted_terms)),
              "switch_fixed_s": "0: the executor's colocated HF backend keeps sampler and trainer "
                                "copies resident (no offload/reload between phases)"}
-    path, side = write_profile(fit, out, prov.source_line(gpu), notes)
+    from calibration.fit import calibration_info
+
+    info = calibration_info(
+        fit, prov.as_dict(), {t: v["in_worker"]["p50_s"] for t, v in notes["verifier"].items()},
+        notes=f"{notes['grid']} grid, {len(df)} rows measured in {measure_s:.0f} s at load "
+              f"{notes['load']['loadavg_1m_min']:.1f}-{notes['load']['loadavg_1m_max']:.1f}; "
+              f"details in {out.stem}.fit.json")
+    path, side = write_profile(fit, out, prov.source_line(gpu), notes, calibration=info)
     if args.json:
         print(side.read_text())
         return 0

@@ -192,12 +192,30 @@ def fit_latency(task: str, latencies_s: list[float]) -> LatencyFit:
                       float(np.median(x)), float(np.quantile(x, 0.95)), float(x.max()))
 
 
-def write_profile(fit: ProfileFit, path: str | Path, source: str,
-                  notes: dict | None = None) -> tuple[Path, Path]:
-    """Write the profile YAML (loadable by `HardwareProfile.load`) and `NAME.fit.json` beside it
-    (fit report, provenance, verifier latencies). Returns both paths."""
+def calibration_info(fit: ProfileFit, provenance: dict, verifier_median_s: dict[str, float],
+                     notes: str) -> dict:
+    """The profile's `calibration:` block (rlvr_sim.hardware.CalibrationInfo fields)."""
+    r = fit.result
+    return {"device": f"{provenance['device']} {provenance['device_name']}",
+            "date": provenance["date_utc"], "torch_version": provenance["torch_version"] or "",
+            "vllm_version": provenance["vllm_version"], "threads": provenance["threads"],
+            "rows": len(fit.keys),
+            "r2": {k.kind: k.r2 for k in fit.kinds if math.isfinite(k.r2)},
+            "rel_uncertainty": {t: r.rel_stderr[t] for t in fit.fitted_terms
+                                if math.isfinite(r.rel_stderr[t])},
+            "verifier_latency_s": verifier_median_s, "notes": notes}
+
+
+def write_profile(fit: ProfileFit, path: str | Path, source: str, notes: dict | None = None,
+                  calibration: dict | None = None) -> tuple[Path, Path]:
+    """Write the profile YAML (loadable by `HardwareProfile.load`; `calibration` fills its
+    provenance block when the installed HardwareProfile has one) and `NAME.fit.json` beside it
+    (full fit report, provenance, verifier latencies). Returns both paths."""
     path = Path(path)
-    prof = fit.profile.model_copy(update={"source": source})
+    update = {"source": source}
+    if calibration is not None and "calibration" in type(fit.profile).model_fields:
+        update["calibration"] = calibration
+    prof = HardwareProfile.model_validate(dict(fit.profile.model_dump(mode="json"), **update))
     prof.save(path)
     text = path.read_text()
     header = (f"# Hardware profile written by `rlvr-sim calibrate` ({source}).\n"
