@@ -69,15 +69,20 @@ def _invalid_reasons(result: SearchResult, limit: int = 3) -> str:
         return (f"no allocation of {', '.join(map(str, space.sizes))} GPUs holds whole model-parallel groups "
                 f"(sampler tp {space.sampler_tps} x pp {space.sampler_pps}, trainer tp {space.trainer_tps} x pp "
                 f"{space.trainer_pps}, at most {space.gpus_per_node} GPUs of TP per node)")
-    top = bad["error"].fillna("unknown").map(lambda e: one_line(e, 700)).value_counts().head(limit)
-    return "; ".join(f"[{count} plans] {message}" for message, count in top.items())
+    # the plans with the most GPUs and the widest model parallelism came closest: show theirs first
+    size = [c for c in ("total_gpus", "sampler.tp", "sampler.pp", "trainer.tp", "trainer.pp") if c in bad]
+    closest = bad.assign(_rank=bad[size].prod(axis=1) if size else 0).sort_values("_rank", ascending=False, kind="stable")
+    messages = closest["error"].fillna("unknown").map(lambda e: one_line(e, 700))
+    counts = messages.value_counts()
+    shown = list(dict.fromkeys(messages))[:limit]
+    return "; ".join(f"[{counts[m]} plan(s)] {m}" for m in shown)
 
 
 def choose(result: SearchResult, constraints: Constraints) -> tuple[Allocation, str]:
     """The recommended allocation and the rule that picked it; `UserError` when none qualifies."""
     ok = result.table[result.table["status"] == STATUS_OK] if not result.table.empty else result.table
     if ok.empty:
-        raise UserError(f"no valid plan in the search space ({result.counts()['evaluated']} tried): "
+        raise UserError(f"no valid plan in the search space ({result.counts()['evaluated']} tried; closest first): "
                         f"{_invalid_reasons(result)}. Try more GPUs (--total-gpus), another --gpu, or more model "
                         "parallelism (--sampler-tp/--sampler-pp/--trainer-tp/--trainer-pp).")
     feasible = ok
