@@ -219,7 +219,8 @@ def scenario_picker(key: str, label: str = "Scenario", allow_upload: bool = True
     if not names:
         st.warning(f"No scenario files in {state.SCENARIO_DIR.name}/ — add one or upload a YAML.")
         return None
-    picked = st.selectbox(label, names, key=f"{key}:file")
+    wanted = st.query_params.get("scenario")          # shareable link: ?scenario=minimal.yaml
+    picked = st.selectbox(label, names, index=names.index(wanted) if wanted in names else 0, key=f"{key}:file")
     return state.source_from_file(files[names.index(picked)])
 
 

@@ -11,6 +11,7 @@ pytest's tmp dir, so a test run never rewrites tracked files.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import shutil
@@ -23,6 +24,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -99,6 +101,13 @@ class WebDriver:
         element = self.cmd("POST", "/element", {"using": "xpath", "value": xpath})
         self.cmd("POST", f"/element/{next(iter(element.values()))}/click", {})
 
+    def type_into(self, label: str, text: str) -> None:
+        """Replace the text of the input whose aria-label is `label` and press Enter."""
+        element = self.cmd("POST", "/element", {"using": "css selector", "value": f"input[aria-label='{label}']"})
+        element_id = next(iter(element.values()))
+        # Ctrl+A, release modifiers, then the new text and Enter (WebDriver's clear() bypasses React)
+        self.cmd("POST", f"/element/{element_id}/value", {"text": "\ue009a\ue000" + text + "\ue007"})
+
     def screenshot(self, path: Path) -> bytes:
         png = base64.b64decode(self.cmd("GET", "/screenshot"))  # type: ignore[arg-type]
         path.write_bytes(png)
@@ -132,14 +141,16 @@ PAGES = {
 }
 
 
-@pytest.fixture(scope="module")
-def server() -> str:
+@contextlib.contextmanager
+def served_app(log_path: Path | None = None) -> Iterator[str]:
+    """`streamlit run app.py` headless on a free localhost port; yields its base URL."""
     port = free_port()
     env = dict(os.environ, STREAMLIT_BROWSER_GATHER_USAGE_STATS="false")
+    log = open(log_path or os.devnull, "wb")
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
          "--server.port", str(port), "--server.address", "127.0.0.1"],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
         wait_http(f"http://127.0.0.1:{port}/_stcore/health", 60)
         yield f"http://127.0.0.1:{port}"
@@ -149,20 +160,37 @@ def server() -> str:
             proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             proc.kill()
+            proc.wait()
+        log.close()
 
 
-@pytest.fixture(scope="module")
-def browser() -> WebDriver:
+@contextlib.contextmanager
+def webdriver_session() -> Iterator[WebDriver]:
+    """chromedriver on a free port and one headless Chromium session."""
     port = free_port()
     proc = subprocess.Popen([CHROMEDRIVER, f"--port={port}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_http(f"http://127.0.0.1:{port}/status", 30)
         driver = WebDriver(f"http://127.0.0.1:{port}")
-        yield driver
-        driver.close()
+        try:
+            yield driver
+        finally:
+            driver.close()
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with served_app(tmp_path_factory.mktemp("streamlit") / "server.log") as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[WebDriver]:
+    with webdriver_session() as driver:
+        yield driver
 
 
 @pytest.fixture(scope="module")
@@ -230,4 +258,24 @@ def test_page_renders_in_chromium(name: str, server: str, browser: WebDriver, sh
     text = wait_for(browser, page, page.expect, page.plots, page.frames)
     assert "Traceback" not in text and "Page not found" not in text
     png = browser.screenshot(shots / f"{name}.png")
+    check_png(png, 1400, page.height)
+
+
+def test_invalid_knob_shows_its_error_between_that_field_and_the_next(server: str, browser: WebDriver,
+                                                                      shots: Path) -> None:
+    page = Page("?scenario=minimal.yaml", ("Plan a run", "Step time"), plots=4, height=1800)
+    browser.resize(1400, page.height)
+    browser.get(f"{server}/{page.url_path}")
+    wait_for(browser, page, page.expect, page.plots)
+    browser.type_into("Sampler TP", "3")
+    text = wait_for(browser, page, ("sampler.tp=3 does not divide", "Invalid scenario"), 0)
+    assert "Traceback" not in text and "Tokens/s/GPU" not in text        # no results, no traceback
+    box = browser.js("""
+        const top = label => document.querySelector(`input[aria-label='${label}']`).getBoundingClientRect();
+        const alert = [...document.querySelectorAll('[data-testid="stSidebar"] [data-testid="stAlert"]')]
+            .map(a => a.getBoundingClientRect());
+        return [top('Sampler TP').bottom, top('Trainer TP').top, alert.map(a => a.top)];""")
+    tp_bottom, next_top, alerts = box  # type: ignore[misc]
+    assert len(alerts) == 1 and tp_bottom < alerts[0] < next_top
+    png = browser.screenshot(shots / "plan-invalid.png")
     check_png(png, 1400, page.height)

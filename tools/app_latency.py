@@ -1,6 +1,6 @@
 """Interaction latency of the app's Plan page for a standard scenario: cold vs cached.
 
-Two measurements, interleaved so machine noise hits both alike, medians reported:
+Measurements, interleaved so machine noise hits both alike, medians reported:
 1. library path: `app_pages.state.simulate(source, overrides, steps)` (what the Plan page calls on
    every widget change) for a series of knob changes, each called cold (new overrides) and then
    again (answered by st.cache_data);
@@ -8,13 +8,18 @@ Two measurements, interleaved so machine noise hits both alike, medians reported
    workers widgets (`at.run()` wall time: script run + simulate + charts), first visit of a value
    vs a return to a value seen before.
 
-Usage: .venv/bin/python tools/app_latency.py [--scenario scenarios/X.yaml] [--repeats 3] [--json]
+3. with --browser: the app served on localhost and driven in headless Chromium (as the browser
+   test does): seconds from pressing Enter in the Sampler TP / Verifier workers input to the
+   finished page (new caption, no run in progress, all four charts drawn).
+
+Usage: .venv/bin/python tools/app_latency.py [--scenario scenarios/X.yaml] [--repeats 3] [--browser] [--json]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import time
@@ -80,24 +85,96 @@ def page_path(scenario: Path, repeats: int) -> dict:
             "first_visit_max_s": max(first), "revisit_max_s": max(revisit), "changes": len(first)}
 
 
+# Widget labels of the knobs in CHANGES on the Plan page (app_pages/widgets.py KNOBS).
+LABELS = {"sampler.tp": "Sampler TP", "verifier.workers": "Verifier workers"}
+
+
+def _settled(driver, field: str, value: int, base_value: int) -> bool:
+    """The page shows the finished run for `field=value`: caption updated, nothing running, 4 charts."""
+    text, plots, _, running = _page_state(driver)
+    shows_override = f"{field}={value}" in text
+    done = not running and plots >= 4 and "Step time" in text
+    return done and (shows_override if value != base_value else f"{field}=" not in text)
+
+
+def _page_state(driver):
+    sys.path.insert(0, str(ROOT / "tests"))
+    from test_app_browser import page_state
+
+    return page_state(driver)
+
+
+def browser_path(scenario: Path) -> dict:
+    """Seconds from pressing Enter in a Plan-page number input to the finished results in Chromium.
+
+    One server, so each non-default value is cold on its first visit (the page's default plan was
+    simulated on load) and cached when visited again.
+    """
+    sys.path.insert(0, str(ROOT / "tests"))
+    from test_app_browser import CHROMEDRIVER, CHROMIUM, served_app, webdriver_session
+
+    from app_pages import state, widgets
+
+    if CHROMIUM is None or CHROMEDRIVER is None:
+        return {"skipped": "Chromium is not installed (tools/install_chromium.sh)"}
+    base = state.resolved_dict(state.load(state.source_from_file(scenario)))
+    first, revisit = [], []
+    with served_app() as url, webdriver_session() as driver:
+        driver.resize(1400, 2600)
+        driver.get(f"{url}/?scenario={scenario.name}")
+        _wait(lambda: _settled(driver, "sampler.tp", -1, -1), 120)
+        for field, values in CHANGES:
+            base_value = widgets.get_path(base, field)
+            for out in (first, revisit):
+                for value in values:
+                    start = time.perf_counter()
+                    driver.type_into(LABELS[field], str(value))
+                    _wait(lambda: _settled(driver, field, value, base_value), 120)
+                    if out is revisit or value != base_value:
+                        out.append(time.perf_counter() - start)
+    return {"first_visit_s": statistics.median(first), "revisit_cached_s": statistics.median(revisit),
+            "first_visit_max_s": max(first), "revisit_max_s": max(revisit),
+            "changes": len(first), "revisits": len(revisit)}
+
+
+def _wait(condition, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.05)
+    raise TimeoutError("the page did not settle")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scenario", type=Path, default=DEFAULT_SCENARIO)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--browser", action="store_true", help="also time the page in headless Chromium")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
+    load_before = os.getloadavg()[0]
     result = {"scenario": str(args.scenario.relative_to(ROOT) if args.scenario.is_absolute() else args.scenario),
               "library": library_path(args.scenario.resolve(), args.repeats),
               "page": page_path(args.scenario.resolve(), args.repeats)}
+    if args.browser:
+        result["browser"] = browser_path(args.scenario.resolve())
+    result["load_average_1min"] = {"before": load_before, "after": os.getloadavg()[0], "cpus": os.cpu_count()}
     if args.json:
         print(json.dumps(result, indent=2))
     else:
         lib, page = result["library"], result["page"]
-        print(f"scenario {result['scenario']} ({lib['steps']} simulated steps per change)")
+        load = result["load_average_1min"]
+        print(f"scenario {result['scenario']} ({lib['steps']} simulated steps per change); "
+              f"load average {load['before']:.1f} -> {load['after']:.1f} on {load['cpus']} CPUs")
         print(f"library state.simulate: cold {lib['cold_s']:.3f} s, cached {lib['cached_s'] * 1e3:.1f} ms "
               f"(medians of {lib['calls']}); every step of the run, cold: {lib['all_steps_cold_s']:.2f} s")
         print(f"page AppTest run after a change: first visit {page['first_visit_s']:.3f} s, "
               f"revisit (cached) {page['revisit_cached_s']:.3f} s (medians of {page['changes']})")
+        if "browser" in result and "skipped" not in result["browser"]:
+            b = result["browser"]
+            print(f"Chromium, Enter to results: first visit {b['first_visit_s']:.3f} s, "
+                  f"revisit (cached) {b['revisit_cached_s']:.3f} s")
     return 0
 
 
