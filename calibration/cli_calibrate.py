@@ -137,7 +137,8 @@ def run(args: argparse.Namespace) -> int:
         print(side.read_text())
         return 0
     r = fit.result
-    print(f"profile {path} ({len(df)} benchmark rows, measured in {measure_s:.0f} s, "
+    how = "refit of " + str(args.bench) if args.bench else f"measured in {measure_s:.0f} s"
+    print(f"profile {path} ({len(df)} benchmark rows, {how}, "
           f"threads={prov.threads}, load {notes['load']['loadavg_1m_min']:.1f}-"
           f"{notes['load']['loadavg_1m_max']:.1f}, CPUs {os.cpu_count()})")
     for t in fit.fitted_terms:

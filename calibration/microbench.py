@@ -237,10 +237,16 @@ def _sync_case(spec: Spec, models: _Models) -> Callable[[], list[float]]:
     return run
 
 
-def _verify_case(spec: Spec, pools: dict, case: BenchCase) -> Callable[[], list[float]]:
+def _verify_case(spec: Spec, pools: dict, case: BenchCase,
+                 idle_s: float = 0.3) -> Callable[[], list[float]]:
+    """Times what the loop's verify phase does: detokenize every completion, then score them
+    all on the pool. Workers idle `idle_s` before each call (untimed), as they do while the
+    loop generates, so their wake-up is in the measurement too."""
     import time
 
+    from executor.steps import decode
     from executor.tasks import make_task, problems
+    from executor.tokenizer import build_char_tokenizer
     from executor.verifier import VerifierPool
     from rlvr_sim.executor_spec import ExecutorSpec
 
@@ -250,17 +256,20 @@ def _verify_case(spec: Spec, pools: dict, case: BenchCase) -> Callable[[], list[
         pool.warm_up()
         pools[(spec.task, spec.workers)] = pool
     pool = pools[(spec.task, spec.workers)]
+    tok = build_char_tokenizer()
     rng = random.Random(3)
     probs = problems(task, 0, 0, spec.items)
-    items = [(p, p.reference if i % 2 == 0 else "".join(rng.choice("0123456789+-= x")
-                                                         for _ in range(24)))
+    texts = [p.reference if i % 2 == 0 else "".join(rng.choice("0123456789+-= x") for _ in range(24))
              for i, p in enumerate(probs)]
+    ids = [tok.encode(t, add_special_tokens=False) for t in texts]
 
     def run() -> list[float]:
+        time.sleep(idle_s)
         t0 = time.perf_counter()
-        results = pool.score(items)
+        results = pool.score([(p, decode(tok, x)) for p, x in zip(probs, ids)])
+        elapsed = time.perf_counter() - t0
         case.details.extend(r.latency_s for r in results)
-        return [time.perf_counter() - t0]
+        return [elapsed]
     return run
 
 

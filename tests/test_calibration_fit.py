@@ -11,24 +11,14 @@ from hypothesis import strategies as st
 
 from calibration.fit import fit_latency, fit_profile, load_fit_notes, write_profile
 from calibration.lsq import ParamSpec, fit_positive
-from calibration.microbench import FULL, QUICK, planned_keys
-from calibration.predict import LSQ_KINDS, predict_s, with_efficiency
+from calibration.microbench import FULL, QUICK
+from calibration.synthetic import BASE, TRUTH
+from calibration.synthetic import synthetic as _synthetic
 from rlvr_sim.hardware import HardwareProfile
 
-# a fixed datasheet, so catalog edits do not move the synthetic regime
-BASE = HardwareProfile.from_catalog("cpu-2core").with_overrides(
-    peak_bf16_flop_per_s=100e9, peak_fp8_flop_per_s=100e9, hbm_bytes_per_s=20e9)
-TRUTH = dict(decode_mfu=0.12, decode_bw_eff=0.25, decode_overhead_s=4e-3, skew_coef=0.5,
-             prefill_mfu=0.3, prefill_overhead_s=1.5e-3, train_mfu=0.15,
-             optimizer_s_per_param=3e-9, train_overhead_s=8e-3, bucket_latency_s=2e-4)
-
-
-def synthetic(truth: dict, grid=FULL, noise: float = 0.03, seed: int = 0):
-    """(key, seconds) pairs the cost model predicts under `truth`, times log-normal noise."""
-    hw = with_efficiency(BASE, truth)
-    rng = np.random.default_rng(seed)
-    keys = [k for k in planned_keys(grid) if k.kind in LSQ_KINDS]
-    return [(k, predict_s(k, hw) * float(np.exp(rng.normal(0.0, noise)))) for k in keys]
+# calibration.synthetic fixes the datasheet, so catalog edits do not move the synthetic regime
+def synthetic(truth, grid=FULL, noise=0.03, seed=0):
+    return _synthetic(truth, grid, noise, seed)
 
 
 def test_fit_recovers_known_parameters_from_noisy_synthetic_measurements():
