@@ -64,6 +64,9 @@ class Efficiency(BaseModel):
         1.0, ge=0, le=1, description="fraction of the smaller of compute and memory time hidden "
         "under the larger, in decode and prefill (1: roofline max, GPU-like; 0: serial sum, as one "
         "CPU thread that does not overlap memory traffic and math)")
+    layer_overhead_s: float = Field(
+        0.0, ge=0, description="fixed seconds per decoder layer per forward pass (kernel launch, "
+        "Python dispatch; what CUDA graphs remove); a backward pass counts twice")
     train_pass_overhead_s: float = Field(
         0.0, ge=0, description="fixed seconds per training pass (each mini-batch forward+backward "
         "and each log-prob forward): kernel launch / dispatch floor that MFU cannot express")

@@ -164,3 +164,24 @@ def test_train_pass_overhead_is_paid_once_per_pass():
     assert b.forward_backward_s - a.forward_backward_s == pytest.approx(4 * 0.5)
     assert b.ref_logprob_s - a.ref_logprob_s == pytest.approx(0.5)
     assert b.old_logprob_s - a.old_logprob_s == pytest.approx(0.5)
+
+
+def test_layer_overhead_adds_per_layer_dispatch_to_decode_prefill_and_train():
+    """L x layer_overhead_s per decode iteration and prefill call; 3 L per fwd+bwd pass."""
+    from rlvr_sim.cost.sampler import prefill
+    from rlvr_sim.cost.trainer import TrainerShape, train_step
+    m = catalog_model("llama-3.1-8b")  # 32 layers
+    hw = HardwareProfile.from_catalog("h100-sxm")
+    hw2 = hw.model_copy(update={"efficiency": hw.efficiency.model_copy(
+        update={"layer_overhead_s": 1e-3})})
+    shape = SamplerShape()
+    d1 = decode_iteration(m, hw, shape, 8, 8 * 500, 500).total_s
+    d2 = decode_iteration(m, hw2, shape, 8, 8 * 500, 500).total_s
+    assert d2 - d1 == pytest.approx(32e-3)
+    assert prefill(m, hw2, shape, 1000).total_s - prefill(m, hw, shape, 1000).total_s \
+        == pytest.approx(32e-3)
+    tshape = TrainerShape(gpus=8, mini_batches=2, pp=2)
+    a = train_step(m, hw, tshape, 16, 1600, 6400)
+    b = train_step(m, hw2, tshape, 16, 1600, 6400)
+    assert b.forward_backward_s - a.forward_backward_s == pytest.approx(2 * 3 * 16 * 1e-3)
+    assert b.ref_logprob_s - a.ref_logprob_s == pytest.approx(16 * 1e-3)

@@ -6,7 +6,7 @@ splits memory but not latency):
     memory_s  = (weights read + KV of all running sequences) / (hbm x decode_bw_eff)
     skew_s    = skew_coef x kv_s x (max - mean) / max        (mixed-length batches)
     comm_s    = 2 all-reduces per layer of batch x width x hidden bf16 over the intra-node link
-    total     = hi + (1 - decode_overlap) x lo + comm_s + decode_overhead_s
+    total     = hi + (1 - decode_overlap) x lo + comm_s + decode_overhead_s + L x layer_overhead_s
                 with hi, lo = max and min of (compute_s, memory_s + skew_s): decode_overlap = 1 is
                 the roofline max (GPUs); 0 is the serial sum (one CPU thread, measured here)
 MoE: the weights read are the non-expert ones plus the experts the batch touches: with B tokens
@@ -112,7 +112,8 @@ class DecodeCoeffs:
             kv_bytes_per_token=kv_bytes_per_token(m, shape.kv_dtype, tp, pp),
             flop_per_s=tp * hw.peak_flop_per_s(shape.weight_dtype) * eff.decode_mfu,
             bytes_per_s=ds.hbm_bytes_per_s * eff.decode_bw_eff, pp=pp, skew_coef=eff.skew_coef,
-            overhead_s=eff.decode_overhead_s, overlap=eff.decode_overlap,
+            overhead_s=eff.decode_overhead_s + m.num_hidden_layers * eff.layer_overhead_s,
+            overlap=eff.decode_overlap,
             allreduce_s_per_byte=2 * m.num_hidden_layers * ring / link,
             allreduce_fixed_s=2 * m.num_hidden_layers * eff.collective_latency_s if tp > 1 else 0.0,
             pp_s_per_byte=(pp - 1) / ds.intra_node_bytes_per_s,
@@ -267,5 +268,6 @@ def prefill(m: ModelSpec, hw: HardwareProfile, shape: SamplerShape, new_tokens: 
     act_bytes = n * m.hidden_size * 2.0
     comm_s = 2 * m.num_hidden_layers * allreduce_s(
         act_bytes, shape.tp, hw.datasheet.intra_node_bytes_per_s, hw) if n else 0.0
-    return PrefillBreakdown(compute_s, memory_s, comm_s, eff.prefill_overhead_s if n else 0.0,
+    overhead_s = eff.prefill_overhead_s + m.num_hidden_layers * eff.layer_overhead_s if n else 0.0
+    return PrefillBreakdown(compute_s, memory_s, comm_s, overhead_s,
                             eff.decode_overlap)

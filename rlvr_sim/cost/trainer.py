@@ -10,7 +10,8 @@ FSDP moves 3 x (dp-1)/dp of the sharded weights per mini-batch (all-gather forwa
 reduce-scatter grads); plain DP all-reduces the grads. The link is NVLink when the pool fits in one
 node, else the network. Optimizer: per mini-batch, parameters per GPU x optimizer_s_per_param +
 train_overhead_s. Each pass (a mini-batch forward+backward, a log-prob forward) also pays
-train_pass_overhead_s, the dispatch floor MFU cannot express. MoE: active params for FLOPs, total params for memory and traffic; expert-parallel
+train_pass_overhead_s, the dispatch floor MFU cannot express, and layer_overhead_s per layer
+(x3 for forward+backward). MoE: active params for FLOPs, total params for memory and traffic; expert-parallel
 all-to-all is not modelled.
 """
 
@@ -105,9 +106,10 @@ def train_step(m: ModelSpec, hw: HardwareProfile, shape: TrainerShape, sequences
     micro = max(sequences / max(shape.mini_batches * dp, 1), 1.0)
     fb_s, bound = _pass_s(fb, fb_traffic, 4, tokens, m, hw, shape, micro)
     fwd_s, _ = _pass_s(fwd, fwd_traffic, 2, tokens, m, hw, shape, micro * shape.mini_batches)
-    pass_s = hw.efficiency.train_pass_overhead_s
-    fb_s += shape.mini_batches * pass_s
-    fwd_s += pass_s
+    eff = hw.efficiency
+    layers_per_gpu = m.num_hidden_layers / shape.pp
+    fb_s += shape.mini_batches * (eff.train_pass_overhead_s + 3 * layers_per_gpu * eff.layer_overhead_s)
+    fwd_s += eff.train_pass_overhead_s + layers_per_gpu * eff.layer_overhead_s
     shards = shape.tp * shape.pp * (dp if shape.fsdp else 1)
     opt_s = shape.mini_batches * (counts.total / shards * hw.optimizer_s_per_param
                                   + hw.efficiency.train_overhead_s)
