@@ -16,7 +16,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from app_pages import charts, state
+from app_pages import charts, state, widgets
 
 PAGE_TITLE = "Calibration"
 
@@ -48,13 +48,15 @@ def load_report(path: Path) -> Any:
     report_mod = state.require("calibration.report", "Validation reports (calibration/report.py)")
     data = json.loads(path.read_text())
     rows = [report_mod.Comparison(str(r["config"]), str(r["quantity"]), float(r["measured_s"]),
-                                  float(r["simulated_s"])) for r in data["rows"]]
+                                  float(r["simulated_s"])) for r in data["rows"]
+            if r.get("measured_s") is not None and r.get("simulated_s") is not None and r["measured_s"] > 0]
     return report_mod.ValidationReport(profile=str(data.get("profile", path.name)), rows=rows,
                                        configs=list(data.get("configs") or []))
 
 
 def show_profile(path: Path) -> None:
-    """Source line, and the fitted efficiency terms next to the catalog's datasheet defaults."""
+    """Source line, the fitted efficiency terms next to the catalog's defaults, and the fit notes
+    (`PROFILE.fit.json`, written by `rlvr-sim calibrate`) when present."""
     hardware = state.require("rlvr_sim.hardware", "Hardware profiles (rlvr_sim/hardware.py)")
     profile = hardware.HardwareProfile.load(path)
     st.markdown(f"**GPU** `{profile.gpu}` — **source** {profile.source}")
@@ -65,10 +67,21 @@ def show_profile(path: Path) -> None:
         default = {}
     table = pd.DataFrame({"profile": fitted, "catalog default": {k: default.get(k) for k in fitted}})
     st.dataframe(table.astype(object), key="calibration:efficiency")
+    notes = path.with_name(path.stem + ".fit.json")
+    if notes.is_file():
+        with st.expander(f"Fit diagnostics ({notes.name})"):
+            st.json(json.loads(notes.read_text()), expanded=1)
 
 
 def show_report(path: Path) -> None:
     report = load_report(path)
+    for config in report.configs:
+        if isinstance(config, dict) and config.get("skipped"):
+            st.caption(f"skipped {config.get('name')}: {config['skipped']}")
+    if not report.rows:
+        st.warning(f"{path.name} has no configuration with both a measured and a simulated time "
+                   "(every run was skipped or failed).")
+        return
     step = state.require("calibration.report", "Validation reports").STEP
     quantities = [step] + report.phases()
     cols = st.columns(min(len(quantities), 6))
@@ -84,12 +97,14 @@ def show_report(path: Path) -> None:
 def render() -> None:
     st.title(PAGE_TITLE)
     profiles = profile_files()
+    picked_profile = None
     if not profiles:
         st.warning(f"No calibration profile found in {state.PROFILE_DIR.name}/ — run `rlvr-sim calibrate` "
                    "to micro-benchmark this machine and write one.")
     else:
         names = [str(p.relative_to(state.PROFILE_DIR)) for p in profiles]
         picked = st.selectbox("Hardware profile", names, key="calibration:profile")
+        picked_profile = profiles[names.index(picked)]
         st.subheader("Profile")
         errors = state.require("rlvr_sim.errors", "the error types")
         try:
@@ -103,18 +118,15 @@ def render() -> None:
                    "to compare simulated and measured step times.")
         return
     names = [str(p.relative_to(state.PROFILE_DIR)) for p in reports]
-    picked = st.selectbox("Validation report", names, key="calibration:report")
+    paired = picked_profile.with_name(picked_profile.stem + ".validation.json") if picked_profile else None
+    index = reports.index(paired) if paired in reports else 0    # the selected profile's own report first
+    picked = st.selectbox("Validation report", names, index=index,
+                          key=f"calibration:report:{paired.name if paired else ''}")
     try:
         show_report(reports[names.index(picked)])
     except (KeyError, TypeError, ValueError) as exc:
         st.error(f"{picked} is not a validation report: {exc}", icon="⚠️")
 
 
-def main() -> None:
-    try:
-        render()
-    except state.MissingPiece as exc:
-        st.info(str(exc))
-
-
-main()
+if __name__ == "__main__":  # st.Page runs this file as __main__; importing it renders nothing
+    widgets.run_page(render)

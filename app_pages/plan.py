@@ -103,12 +103,5 @@ def render() -> None:
     show_downloads(run, (source.label.rsplit(".", 1)[0] or "plan"))
 
 
-def main() -> None:
-    """Entry point of the page (st.Page runs this file); library gaps become a notice."""
-    try:
-        render()
-    except state.MissingPiece as exc:
-        st.info(str(exc))
-
-
-main()
+if __name__ == "__main__":  # st.Page runs this file as __main__; importing it renders nothing
+    widgets.run_page(render)

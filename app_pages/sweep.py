@@ -204,11 +204,5 @@ def render() -> None:
     plan_section(source, int(scenario.total_gpus))
 
 
-def main() -> None:
-    try:
-        render()
-    except state.MissingPiece as exc:
-        st.info(str(exc))
-
-
-main()
+if __name__ == "__main__":  # st.Page runs this file as __main__; importing it renders nothing
+    widgets.run_page(render)

@@ -9,6 +9,7 @@ names none of them).
 
 from __future__ import annotations
 
+import traceback
 import typing
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -222,6 +223,20 @@ def scenario_picker(key: str, label: str = "Scenario", allow_upload: bool = True
     wanted = st.query_params.get("scenario")          # shareable link: ?scenario=minimal.yaml
     picked = st.selectbox(label, names, index=names.index(wanted) if wanted in names else 0, key=f"{key}:file")
     return state.source_from_file(files[names.index(picked)])
+
+
+def run_page(render: Callable[[], None]) -> None:
+    """Run a page: a missing library module becomes a notice; a library failure on valid input
+    becomes a plain error naming the exception, its traceback folded under "details"."""
+    try:
+        render()
+    except state.MissingPiece as exc:
+        st.info(str(exc))
+    except Exception as exc:  # noqa: BLE001 - anything not a UserError is a bug to report, not a crash
+        st.error(f"rlvr-sim failed: {type(exc).__name__}: {exc}. This is a bug in the library or the app, "
+                 "not a problem with the scenario; please report it with the details below.", icon="🐞")
+        with st.expander("details"):
+            st.code(traceback.format_exc())
 
 
 def download_row(items: list[tuple[str, Callable[[], bytes | str] | bytes | str, str, str]], key: str) -> None:

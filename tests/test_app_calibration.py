@@ -30,20 +30,20 @@ def profiles(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return folder
 
 
-def write_profile(folder: Path) -> HardwareProfile:
-    profile = HardwareProfile.from_catalog("h100-sxm")
+def write_profile(folder: Path, name: str = "test-device", gpu: str = "h100-sxm") -> HardwareProfile:
+    profile = HardwareProfile.from_catalog(gpu)
     profile = profile.model_copy(update={
         "source": "calibrated 2026-11-22 test-device",
         "efficiency": profile.efficiency.model_copy(update={"decode_bw_eff": 0.5, "train_mfu": 0.25})})
-    profile.save(folder / "test-device.yaml")
+    profile.save(folder / f"{name}.yaml")
     return profile
 
 
-def write_report(folder: Path) -> Path:
+def write_report(folder: Path, name: str = "test-device") -> Path:
     # step_time errors +10% and -10% -> MAPE 10.0 %; train errors -10% and +30% -> MAPE 20.0 %
     rows = [Comparison("cfg-a", "step_time", 2.0, 2.2), Comparison("cfg-b", "step_time", 4.0, 3.6),
             Comparison("cfg-a", "train", 1.0, 0.9), Comparison("cfg-b", "train", 1.0, 1.3)]
-    path = folder / "test-device.validation.json"
+    path = folder / f"{name}.validation.json"
     path.write_text(json.dumps(ValidationReport("profiles/test-device.yaml", rows).to_dict()))
     return path
 
@@ -80,9 +80,29 @@ def test_profile_and_report_show_mape_scatter_and_error_table(profiles: Path) ->
 
 def test_broken_files_show_an_error_not_a_traceback(profiles: Path) -> None:
     (profiles / "broken.yaml").write_text("gpu: h100-sxm\nsource: x\n")            # no datasheet
-    (profiles / "broken.validation.json").write_text(json.dumps({"rows": [{"config": "a"}]}))
+    (profiles / "broken.validation.json").write_text(json.dumps({"rows": [{"measured_s": 1.0, "simulated_s": 2.0}]}))
     at = calibration_app()
     errors = [e.value for e in at.error]
     assert len(errors) == 2
     assert "broken.yaml" in errors[0] and "invalid" in errors[0]
     assert "is not a validation report" in errors[1]
+
+
+def test_each_profile_opens_its_own_report_and_unusable_rows_are_explained(profiles: Path) -> None:
+    write_profile(profiles, "a-device")
+    write_profile(profiles, "b-device", gpu="h200")
+    write_report(profiles, "a-device")
+    (profiles / "b-device.validation.json").write_text(json.dumps(
+        {"profile": "b-device.yaml", "rows": [{"config": "c", "quantity": "step_time", "measured_s": None,
+                                               "simulated_s": 1.0}],
+         "configs": [{"name": "c", "skipped": "out of memory"}]}))
+    at = calibration_app()
+    assert at.selectbox(key="calibration:profile").value == "a-device.yaml"
+    assert at.selectbox(key="calibration:report:a-device.validation.json").value == "a-device.validation.json"
+    assert {m.label for m in at.metric} == {"MAPE step_time", "MAPE train"}
+    at.selectbox(key="calibration:profile").set_value("b-device.yaml").run()
+    assert at.selectbox(key="calibration:report:b-device.validation.json").value == "b-device.validation.json"
+    assert not at.metric
+    assert any("no configuration with both a measured and a simulated time" in w.value for w in at.warning)
+    assert [c.value for c in at.caption] == ["skipped c: out of memory"]
+    assert not at.exception and not at.error

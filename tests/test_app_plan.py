@@ -125,3 +125,20 @@ def test_model_and_gpu_choices_come_from_the_catalog_and_resimulate() -> None:
     assert not at.exception and not at.error
     want = expected("hardware.gpu=h200", "model=qwen2.5-7b")
     assert metrics(at)["Step time"] == f"{want['step_time_s']['mean']:.3g} s"
+
+
+def test_a_library_failure_is_a_plain_error_with_folded_details(monkeypatch: pytest.MonkeyPatch) -> None:
+    import rlvr_sim.sim.run as run_mod
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(run_mod, "simulate", broken)
+    state._simulate.clear()
+    try:
+        at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120).run()
+        assert not at.exception and not at.metric
+        assert at.error[0].value.startswith("rlvr-sim failed: RuntimeError: boom.")
+        assert at.expander[0].label == "details" and "RuntimeError: boom" in at.expander[0].code[0].value
+    finally:
+        state._simulate.clear()
