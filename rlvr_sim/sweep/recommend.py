@@ -165,11 +165,16 @@ def explain(rec: Recommendation, valid_plans: int) -> str:
     if rec.utilization:
         parts.append("Utilisation " + ", ".join(f"{p} {u:.0%}" for p, u in rec.utilization.items()) + ".")
     if rec.idle_s:
-        parts.append("Idle " + ", ".join(f"{p} {s:,.1f} s" for p, s in rec.idle_s.items()) + ".")
+        shared = " (colocated: each pool's idle time is mostly the other phases on the same GPUs)" \
+            if rec.allocation.placement == COLOCATED else ""
+        parts.append("Idle per step: " + ", ".join(f"{p} {s:,.1f} s" for p, s in rec.idle_s.items()) + shared + ".")
     for m in rec.marginals:
+        change = m.change[0].upper() + m.change[1:]
         if m.hours_total is None:
-            parts.append(f"{m.change[0].upper() + m.change[1:]} (+{m.extra_gpus} GPU): not valid ({m.reason}).")
+            parts.append(f"{change} (+{m.extra_gpus} GPUs): not valid ({one_line(m.reason, 200)}).")
         else:
-            parts.append(f"{m.change[0].upper() + m.change[1:]} (+{m.extra_gpus} GPU): {m.hours_total:.2f} h "
-                         f"({m.hours_saved_per_gpu * 60:+.1f} min saved per added GPU), ${m.usd_total:,.0f}.")
+            saved = m.hours_saved_per_gpu
+            per_gpu = f"{saved:+.2f} h" if abs(saved) >= 1 else f"{saved * 60:+.1f} min"
+            parts.append(f"{change} (+{m.extra_gpus} GPUs): {m.hours_total:.2f} h ({per_gpu} saved per added GPU), "
+                         f"${m.usd_total:,.0f}.")
     return " ".join(parts)
