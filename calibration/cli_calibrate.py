@@ -29,6 +29,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--repeats", type=int, default=None, help="interleaved repeats per grid point")
     p.add_argument("--bench", default=None,
                    help="refit an existing benchmark table (.parquet) instead of measuring")
+    p.add_argument("--time", default="cpu", choices=["cpu", "wall"],
+                   help="fit CPU-share-corrected times (cpu: what an uncontended core takes; "
+                        "default) or raw wall times")
     p.add_argument("--loss", default="soft_l1", choices=["soft_l1", "huber", "cauchy", "linear"])
     p.add_argument("--json", action="store_true", help="print the fit report as JSON")
     p.add_argument("--no-progress", action="store_true")
@@ -75,7 +78,10 @@ def verifier_notes(df) -> dict:
 
 
 def _load_stats(df) -> dict:
-    return {"loadavg_1m_max": float(df[["loadavg_before", "loadavg_after"]].max().max()),
+    share = df["cpu_share"] if "cpu_share" in df.columns else None
+    return {"cpu_share_median": float(share.median()) if share is not None else None,
+            "cpu_share_min": float(share.min()) if share is not None else None,
+            "loadavg_1m_max": float(df[["loadavg_before", "loadavg_after"]].max().max()),
             "loadavg_1m_min": float(df[["loadavg_before", "loadavg_after"]].min().min()),
             "spin_slowdown_max": float(df["spin_slowdown_max"].max()),
             "spin_slowdown_median": float(df["spin_slowdown_max"].median())}
@@ -115,11 +121,12 @@ def run(args: argparse.Namespace) -> int:
     base = HardwareProfile.from_catalog(gpu)
     base = base.model_copy(update={"efficiency": base.efficiency.model_copy(
         update={"switch_fixed_s": 0.0})})   # the executor keeps both copies resident: no switch
-    fit = fit_profile(frame_to_keys(df), base, loss=args.loss)
+    column = "seconds_cpu" if args.time == "cpu" and "seconds_cpu" in df.columns else "seconds"
+    fit = fit_profile(frame_to_keys(df, column), base, loss=args.loss)
     prov = provenance(device, int(df["threads"].iloc[0]) if len(df) else args.threads)
     notes = {"provenance": prov.as_dict(), "grid": "bench" if args.bench else
              ("quick" if args.quick else "full"),
-             "measure_s": measure_s, "fit_s": time.perf_counter() - t0 - measure_s,
+             "measure_s": measure_s, "time_column": column, "fit_s": time.perf_counter() - t0 - measure_s,
              "rows": int(len(df)), "load": _load_stats(df), "bench_table": bench_path.name,
              "verifier": verifier_notes(df),
              "kept_from_datasheet": sorted(set(type(base.efficiency).model_fields) - set(fit.fitted_terms)),

@@ -28,6 +28,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--report", default=None,
                    help="output stem (default: PROFILE without .yaml -> .validation.json/.png)")
     p.add_argument("--work-dir", default=None, help="keep executor outputs here (default: a temp dir)")
+    p.add_argument("--attempts", type=int, default=2,
+                   help="runs per configuration at most, when the machine is busy (default 2)")
+    p.add_argument("--min-cpu-share", type=float, default=0.75,
+                   help="accept a run once it had this share of a core (default 0.75)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--no-progress", action="store_true")
 
@@ -54,7 +58,8 @@ def run(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="rlvr-validate-") as tmp:
         work = Path(args.work_dir) if args.work_dir else Path(tmp)
         report = validate(profile, configs, work, threads=int(threads),
-                          progress=not args.no_progress and not args.json)
+                          progress=not args.no_progress and not args.json,
+                          attempts=args.attempts, min_cpu_share=args.min_cpu_share)
     data = report.to_dict()
     data.update(threads=int(threads), wall_s=time.perf_counter() - t0,
                 loadavg_1m_end=os.getloadavg()[0])
@@ -71,5 +76,10 @@ def run(args: argparse.Namespace) -> int:
         for c in data["configs"]:
             if "skipped" in c:
                 print(f"skipped {c['name']}: {c['skipped'][:200]}")
+            else:
+                m = c["measured"]
+                print(f"{c['name']:<28} cpu share {m['cpu_share']:.2f} "
+                      f"(attempts {', '.join(f'{x:.2f}' for x in c['attempt_cpu_shares'])}), "
+                      f"load {m['loadavg_1m']:.1f}")
         print(f"report: {json_path}" + (f", plot: {png_path}" if report.rows else ""))
     return 0 if report.rows else 1

@@ -287,6 +287,7 @@ def build_cases(specs: list[Spec], device: str, threads: int, pools: dict) -> li
             case.run = _sync_case(s, models)
         elif s.kind == "verify":
             case.run = _verify_case(s, pools, case)
+            case.cpu_bound = False
         cases.append(case)
     return cases
 

@@ -35,6 +35,8 @@ def test_run_cases_warms_up_interleaves_and_takes_medians():
     for r in range(3):                                     # every round runs every case once
         assert sorted(log[2 + 2 * r: 4 + 2 * r]) == ["a", "b"]
     assert all(r.repeats == 3 and r.threads == 1 and r.spin_slowdown_max >= 1.0 for r in rows)
+    # CPU-share correction never inflates a time and the share is a fraction
+    assert all(0.0 <= r.cpu_share <= 1.0 and r.seconds_cpu <= max(r.samples_s) for r in rows)
 
 
 def test_multi_key_case_and_details_and_table_roundtrip():
