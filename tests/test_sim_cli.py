@@ -32,9 +32,9 @@ def test_json_has_the_issue_keys(capsys):
     assert out["hours_total"] > 0
     # critical path sums to the mean step time
     assert sum(out["phase_time_s"].values()) == pytest.approx(out["step_time_s"]["mean"])
-    # 3 simulated steps extrapolate to the scenario's 20
-    assert out["workload_steps"] == 20
-    assert out["hours_total"] * 3600 == pytest.approx(out["step_time_s"]["mean"] * 20)
+    # 3 simulated steps extrapolate to the scenario's 60
+    assert out["workload_steps"] == 60
+    assert out["hours_total"] * 3600 == pytest.approx(out["step_time_s"]["mean"] * 60)
 
 
 def test_trace_scenario_and_perfetto_files(tmp_path, capsys):
@@ -47,7 +47,7 @@ def test_trace_scenario_and_perfetto_files(tmp_path, capsys):
     df = read_trace(trace)
     assert list(df.columns) == TRACE_COLUMNS
     assert set(df.worker_pool) == {"sampler", "verifier", "trainer"}
-    assert df[df.phase == "generate"].sequences.sum() == 2 * 8 * 8
+    assert df[df.phase == "generate"].sequences.sum() == 2 * 64 * 8
     saved = load_scenario(trace.with_name("trace.parquet.scenario.yaml"))
     assert saved == load_scenario(TINY)
     events = json.loads(perfetto.read_text())["traceEvents"]
