@@ -66,7 +66,8 @@ def save_checkpoint(root: Path, state: RunState, model: torch.nn.Module,
     latest_tmp = root / ".latest.tmp"
     latest_tmp.write_text(name + "\n")
     latest_tmp.replace(root / "latest")
-    for old in sorted(p for p in root.glob("step_*") if p.name != name)[:-keep + 1 or None]:
+    others = sorted(p for p in root.glob("step_*") if p.name != name)
+    for old in others[:max(len(others) - (keep - 1), 0)]:     # keep the newest `keep` in all
         shutil.rmtree(old, ignore_errors=True)
     return final
 

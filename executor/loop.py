@@ -73,7 +73,8 @@ def train_config(cfg: RunConfig) -> TrainConfig:
         lr=s.lr, weight_decay=s.weight_decay, max_grad_norm=s.max_grad_norm,
         loss=LossConfig(s.loss_type, s.beta, s.epsilon_low, s.epsilon_high, cfg.max_new_tokens),
         scale_rewards=s.scale_rewards, mini_batches=cfg.mini_batches,
-        num_iterations=s.num_iterations, temperature=s.temperature)
+        num_iterations=s.num_iterations, temperature=s.temperature,
+        warmup_updates=s.warmup_steps * cfg.mini_batches * s.num_iterations)
 
 
 def _fresh_start(cfg: RunConfig, ctx: StepContext, tracer: Tracer, progress: bool) -> dict:

@@ -101,6 +101,7 @@ class TrainConfig:
     mini_batches: int = 1
     num_iterations: int = 1
     temperature: float = 1.0
+    warmup_updates: int = 0       # optimizer updates of linear lr warm-up
 
 
 @dataclass
@@ -189,6 +190,16 @@ class GRPOTrainer:
         self.device = next(model.parameters()).device
         self.optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
 
+    def _set_lr(self) -> None:
+        """Linear warm-up by optimizer update count (kept in the optimizer state: resume-safe)."""
+        if not self.cfg.warmup_updates:
+            return
+        first = next(iter(self.model.parameters()))
+        done = int(self.optimizer.state.get(first, {}).get("step", 0))
+        scale = min(1.0, (done + 1) / self.cfg.warmup_updates)
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.cfg.lr * scale
+
     def _timed_logps(self, name: str, model: torch.nn.Module, batch: Batch, phases: list[Phase]):
         _sync(self.device)
         t0 = time.perf_counter()
@@ -232,6 +243,7 @@ class GRPOTrainer:
                 loss.backward()
                 _sync(self.device)
                 t2 = time.perf_counter()
+                self._set_lr()
                 grad_norm = (torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm)
                              if cfg.max_grad_norm else torch.tensor(0.0))
                 self.optimizer.step()

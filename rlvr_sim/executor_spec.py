@@ -34,6 +34,8 @@ class ExecutorSpec(BaseModel):
     threads: int = Field(2, ge=1, description="torch intra-op threads (recorded in the trace)")
     # --- GRPO ---------------------------------------------------------------------------------
     lr: float = Field(5e-4, gt=0)
+    warmup_steps: int = Field(0, ge=0, description="RL steps of linear lr warm-up (Adam's first "
+                              "updates are sign-like and can wreck a warmed-up policy)")
     weight_decay: float = Field(0.0, ge=0)
     max_grad_norm: float | None = Field(1.0, gt=0)
     beta: float = Field(0.0, ge=0, description="KL coefficient to the reference model (0: no ref forward)")

@@ -31,7 +31,7 @@ def _rewards(cfg: RunConfig) -> list[float]:
 def test_grpo_raises_reward_after_sft_ci(tmp_path):
     scenario = load_scenario(ROOT / "scenarios" / "tiny-cpu-execute.yaml", overrides=[
         "executor.threads=1", "executor.sft_steps=80", "executor.sft_lr=3e-3", "executor.lr=1e-3",
-        "executor.checkpoint_every=0"])
+        "executor.warmup_steps=3", "executor.checkpoint_every=0"])
     scenario = scenario.model_copy(update={"model": scenario.model.model_validate(
         {**scenario.model.model_dump(), **SMALL_MODEL, "name": "small-test"})})
     cfg = RunConfig.from_scenario(scenario, steps=24, out_dir=str(tmp_path))
