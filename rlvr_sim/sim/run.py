@@ -6,7 +6,7 @@ its own cost model (tests: the hand-computable fake) can use directly.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -131,4 +131,4 @@ def _progress_bar(cfg: SimConfig):
     return tqdm(total=cfg.steps, desc="simulate", unit="step", leave=False, disable=None)
 
 
-__all__ = ["SimResult", "simulate", "simulate_config", "config_from_scenario", "replace"]
+__all__ = ["SimResult", "simulate", "simulate_config", "config_from_scenario"]
