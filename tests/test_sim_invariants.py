@@ -132,7 +132,7 @@ def test_step_time_is_the_cost_model_sum_with_instant_verifier_and_infinite_memo
         "orchestration": {"placement": "colocated" if colocated else "disaggregated",
                           "mode": "sync"}})
     cm = CostModel.from_scenario(sc)
-    cfg = replace(config_from_scenario(sc, cm), kv_blocks=None)
+    cfg = replace(config_from_scenario(sc, cm, exact=True), kv_blocks=None)
     b = prompts * k
     expected = (cm.prefill_s(b * prompt, b)
                 + cm.decode_span_s(b, b * prompt, prompt, math.ceil(response / cm.tokens_per_iteration))
