@@ -1,7 +1,9 @@
 """Disaggregated and async GRPO: a sampler process and the trainer connected by a bounded queue.
 
 Modes (from the scenario's `orchestration` section):
-- colocated sync (hf backend): delegated to the core loop (`executor.loop.run_grpo`);
+- colocated sync (hf backend): delegated to the core loop (`executor.loop.run_grpo`); with the
+  vllm backend the engine always runs in the sampler process (so colocated sync runs as
+  disaggregated sync on the same machine: the sampler waits for each step's weights);
 - disaggregated sync: the async machinery with max_staleness 0 (the sampler waits for the
   weights of step i-1 before generating batch i);
 - async(max_staleness = eta): the sampler runs ahead; every sample carries the policy version
@@ -21,7 +23,6 @@ import dataclasses
 import inspect
 import json
 import queue
-import statistics
 import tempfile
 import time
 from collections import Counter
@@ -240,13 +241,3 @@ def stop_sampler(proc, batches, stop, join_s: float = 30.0) -> None:
     if proc.is_alive():
         proc.terminate()
         proc.join(5)
-
-
-def staleness_summary(hist: Counter) -> dict:
-    n = sum(hist.values())
-    return {"max": max(hist, default=0), "mean": sum(k * v for k, v in hist.items()) / max(n, 1),
-            "hist": dict(sorted(hist.items()))}
-
-
-def median(xs: list[float]) -> float:
-    return statistics.median(xs) if xs else 0.0

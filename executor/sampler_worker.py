@@ -91,8 +91,10 @@ def make_sampler(cfg, policy, workdir: str):
 
         spec = cfg.scenario.sampler.speculative
         method = spec.method if spec.method in ("none", "ngram") else "none"
+        threads = cfg.spec.threads
         opts = VllmOptions(dtype=cfg.spec.dtype, prefix_caching=cfg.scenario.sampler.prefix_caching,
-                           speculative=method, draft_tokens=spec.draft_tokens, seed=cfg.seed)
+                           speculative=method, draft_tokens=spec.draft_tokens, seed=cfg.seed,
+                           cpu_threads_bind="0" if threads == 1 else f"0-{threads - 1}")
         return VllmSampler.from_policy(policy, workdir, opts)
     return HFSampler(policy.model, policy.tokenizer.eos_token_id, policy.tokenizer.pad_token_id)
 
