@@ -4,7 +4,7 @@ Cases (each in a fresh subprocess pinned to one CPU, BLAS threads 1):
   plan64    : Llama-3.1-8B, 64 H100 colocated sync, 512 prompts x 16 samples, responses
               log-normal mean 2000 capped at 8192, 256 verifier workers;
   deepseek  : scenarios/deepseek-r1-zero-like.yaml (DeepSeek-V3 size, 512 x 16, up to 32K).
-Each runs in `fast` mode (simulate()'s default: coalesced finishes, trapezoid spans) and in
+Each runs in `fast` mode (simulate()'s default: coalesced finishes, 3-point Simpson spans) and in
 `exact` mode (fewer steps) so the speed-up and what it costs in accuracy come from one run.
 Reported: wall and CPU seconds, seconds per simulated step, sampler spans ("events") per step,
 peak RSS of the process (ru_maxrss, includes the interpreter and imports), the peak of live

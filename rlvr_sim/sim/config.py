@@ -57,7 +57,7 @@ class SimConfig:
     usd_per_gpu_hour: float = 0.0
     run_id: str = "sim"
     coalesce_fraction: float = 0.0              # 0: a span per finish (exact); see sim.sampler
-    span_rule: Literal["cost_model", "trapezoid"] = "cost_model"
+    span_rule: Literal["cost_model", "simpson3"] = "cost_model"
 
     def __post_init__(self) -> None:
         checks = [

