@@ -109,3 +109,27 @@ def test_resume_after_sigkill_has_no_lost_or_duplicated_step(tmp_path):
     cursors = [json.loads(x)["data_cursor"] for x in (out / "metrics.jsonl").read_text().splitlines()]
     assert cursors == [4 * (s + 1) for s in range(steps)]
     assert (out / "checkpoints" / "latest").read_text().strip() == f"step_{steps:06d}"
+
+
+def test_execute_from_a_local_checkpoint_path(tmp_path, capsys):
+    """executor.model_path: a real HF checkpoint directory (here one we saved) instead of a spec."""
+    from executor.policy import build_random_policy, save_policy
+
+    ckpt = save_policy(build_random_policy({**TINY_MODEL, "name": "saved"}, threads=1, seed=1),
+                       tmp_path / "ckpt")
+    path = write_scenario(tmp_path, steps=1, model_path=str(ckpt), sft_steps=0, eval_problems=4)
+    assert cli_main(["execute", str(path), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["policy"]["source"] == str(ckpt) and result["steps"] == 1
+
+
+@pytest.mark.parametrize("task", ["countdown", "code"])
+def test_execute_other_tasks(tmp_path, capsys, task):
+    path = write_scenario(tmp_path, steps=1, task=task, sft_steps=1, eval_problems=2,
+                          max_new_tokens=8)
+    assert cli_main(["execute", str(path), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["steps"] == 1
+    df = read_trace(tmp_path / "out" / "trace.parquet")
+    ver = df[(df.phase == "verify") & (df.step == 0)]
+    assert ver.sequences.sum() == 16
