@@ -35,8 +35,9 @@ from rlvr_sim.sweep.space import enumerate_space  # noqa: E402
 # 5 x 5 x 4 x 2 x 5 = 1,000 disaggregated plans
 GRID_1000 = ["sampler.gpus=8,16,24,32,40", "trainer.gpus=8,16,24,32,40", "sampler.tp=1,2,4,8",
              "orchestration.mode=sync,async", "trainer.mini_batches=1,2,4,8,16"]
-# 2 x 3 x 2 x 2 = 24 plans for the 1-vs-2-worker comparison
-GRID_SMALL = ["sampler.gpus=16,32", "trainer.gpus=8,16,32", "sampler.tp=1,2", "orchestration.mode=sync,async"]
+# 2 x 3 x 2 x 2 x 2 = 48 plans for the 1-vs-2-worker comparison
+GRID_SMALL = ["sampler.gpus=16,32", "trainer.gpus=8,16,32", "sampler.tp=1,2", "orchestration.mode=sync,async",
+              "trainer.mini_batches=2,4"]
 
 
 def default_scenario() -> Path:
@@ -71,7 +72,7 @@ def speedup(scenario: Path, steps: int, repeats: int) -> dict[str, object]:
         for workers in (1, 2):
             times[workers].append(round(timed_sweep(scenario, GRID_SMALL, workers, steps)[0], 2))
     m1, m2 = statistics.median(times[1]), statistics.median(times[2])
-    return {"plans": 24, "wall_s_1_worker": times[1], "wall_s_2_workers": times[2],
+    return {"plans": 48, "wall_s_1_worker": times[1], "wall_s_2_workers": times[2],
             "median_s_1_worker": round(m1, 2), "median_s_2_workers": round(m2, 2), "speedup": round(m1 / m2, 2)}
 
 
