@@ -157,6 +157,28 @@ def test_verifier_pool_scores_attacks_zero_and_keeps_working():
     assert os.path.exists(__file__)
 
 
+class CrashingTask:
+    """A checker that kills its own worker process on the completion 'crash'."""
+
+    name = "crash"
+
+    def check(self, problem, completion):
+        from executor.tasks import Verdict
+        if completion == "crash":
+            os._exit(1)
+        return Verdict(1.0, "ok")
+
+
+def test_verifier_pool_survives_a_dying_worker():
+    problem = Problem(index=0, prompt="", answer="", reference="")
+    with VerifierPool(CrashingTask(), 2) as pool:
+        results = pool.score([(problem, "fine"), (problem, "crash")])
+        crashed = [r for r in results if r.reason.startswith("verifier worker crashed")]
+        assert crashed and all(r.reward == 0.0 for r in crashed)
+        assert pool.restarts == 1
+        assert [r.reward for r in pool.score([(problem, "fine")] * 3)] == [1.0] * 3
+
+
 @pytest.mark.skipif(os.geteuid() != 0, reason="the python-only fallback is what runs without root")
 def test_python_fallback_isolation_also_contains():
     limits = SandboxLimits(wall_s=3.0, cpu_s=1, memory_bytes=256 * 2**20, isolation="python")
