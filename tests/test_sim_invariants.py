@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -151,3 +152,22 @@ def test_verifier_bound_run_names_the_verifier():
     s = simulate_config(cfg, FakeCostModel()).summary
     assert s.bottleneck == "verifier"
     assert s.utilization["verifier"] > s.utilization["sampler"]
+
+
+@settings(max_examples=50, deadline=None)
+@given(n=st.integers(1, 512), avg=st.floats(50, 8000), skew=st.floats(1.0, 4.0),
+       iterations=st.integers(1, 8000))
+def test_simpson_span_tracks_the_cost_models_span(n, avg, skew, iterations):
+    from rlvr_sim.cost import CostModel
+    from rlvr_sim.scenario import load_scenario
+    from rlvr_sim.sim.sampler import ReplicaEngine
+
+    cm = CostModel.from_scenario(load_scenario(
+        Path(__file__).resolve().parents[1] / "scenarios" / "nemo-rl-llama3.1-8b-onpolicy.yaml"))
+    engine = ReplicaEngine(0, cm, max_concurrent=512, kv_blocks=None, block_tokens=16,
+                           prefix_caching=True, max_staleness=0, span_rule="simpson3")
+    fast = engine._span(n, n * avg, avg * skew, iterations)
+    exact = cm.decode_span_s(n, n * avg, avg * skew, iterations)
+    assert fast == pytest.approx(exact, rel=0.025)
+    if skew == 1.0:                       # no skew term: (piecewise) affine iteration time
+        assert fast == pytest.approx(exact, rel=1e-3)
