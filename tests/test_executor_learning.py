@@ -51,7 +51,7 @@ def test_grpo_raises_reward_after_sft_ci(tmp_path):
 @pytest.mark.slow
 def test_grpo_reaches_sixty_percent_on_the_tiny_cpu_scenario(tmp_path):
     scenario = load_scenario(ROOT / "scenarios" / "tiny-cpu-execute.yaml",
-                             overrides=["executor.checkpoint_every=0"])
+                             overrides=["executor.threads=1", "executor.checkpoint_every=0"])
     cfg = RunConfig.from_scenario(scenario, out_dir=str(tmp_path))
     result = run_grpo(cfg, progress=False)
     rewards = _rewards(cfg)
