@@ -81,5 +81,9 @@ def run(args: argparse.Namespace) -> int:
                 print(f"{c['name']:<28} cpu share {m['cpu_share']:.2f} "
                       f"(attempts {', '.join(f'{x:.2f}' for x in c['attempt_cpu_shares'])}), "
                       f"load {m['loadavg_1m']:.1f}")
+        ce = data.get("cpu_equivalent")
+        if ce:
+            print(f"CPU-equivalent (measured x CPU share): MAPE step_time {ce['mape_step_time']:.1f}%; "
+                  + ", ".join(f"{p} {v:.1f}%" for p, v in ce["mape_phase"].items()))
         print(f"report: {json_path}" + (f", plot: {png_path}" if report.rows else ""))
     return 0 if report.rows else 1

@@ -37,7 +37,7 @@ class ValidationReport:
     profile: str
     rows: list[Comparison]
     configs: list[dict] = field(default_factory=list)   # name, description, settings, load
-    min_phase_share: float = 0.05
+    cpu_equivalent: "ValidationReport | None" = None     # measured x the run's CPU share
 
     def mape(self, quantity: str) -> float:
         """Mean absolute percentage error over configs for one quantity (nan if absent)."""
@@ -63,6 +63,13 @@ class ValidationReport:
                                             if r.quantity == STEP), default=math.nan),
             "worst_phase": self.worst_phase(),
             "rows": [dict(asdict(r), error_pct=100 * r.error) for r in self.rows],
+            **({"cpu_equivalent": {
+                "note": "measured times x the run's CPU share (CPU s / wall s): what each run "
+                        "would have taken with its core on this shared machine",
+                "mape_step_time": self.cpu_equivalent.mape(STEP),
+                "mape_phase": {p: self.cpu_equivalent.mape(p) for p in self.cpu_equivalent.phases()},
+                "rows": [dict(asdict(r), error_pct=100 * r.error) for r in self.cpu_equivalent.rows]}}
+               if self.cpu_equivalent is not None and self.cpu_equivalent.rows else {}),
         }
 
     def table(self) -> pd.DataFrame:
@@ -88,15 +95,7 @@ class ValidationReport:
         return "\n".join(lines)
 
 
-def plot_scatter(report: ValidationReport, path: str | Path) -> Path:
-    """Log-log scatter of simulated vs measured seconds, one colour per quantity, y=x line."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig, ax = plt.subplots(figsize=(6.4, 5.6), dpi=110)
+def _panel(ax, report: ValidationReport, title: str) -> None:
     quantities = [STEP] + report.phases()
     all_vals = [v for r in report.rows for v in (r.measured_s, r.simulated_s) if v > 0]
     for q in quantities:
@@ -116,9 +115,26 @@ def plot_scatter(report: ValidationReport, path: str | Path) -> Path:
     ax.set_yscale("log")
     ax.set_xlabel("measured seconds per step (executor)")
     ax.set_ylabel("simulated seconds per step (rlvr-sim + profile)")
-    ax.set_title(f"validation: {Path(report.profile).name}")
-    ax.legend(fontsize=8, loc="upper left")
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=7, loc="upper left")
     ax.grid(True, which="both", lw=0.3, alpha=0.5)
+
+
+def plot_scatter(report: ValidationReport, path: str | Path) -> Path:
+    """Log-log scatter of simulated vs measured seconds, one colour per quantity, y=x line; a
+    second panel for the CPU-equivalent view when the report has one."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    extra = report.cpu_equivalent is not None and bool(report.cpu_equivalent.rows)
+    fig, axes = plt.subplots(1, 2 if extra else 1, figsize=(12.4 if extra else 6.4, 5.6), dpi=110,
+                             squeeze=False)
+    _panel(axes[0][0], report, f"{Path(report.profile).name}: wall time as measured")
+    if extra:
+        _panel(axes[0][1], report.cpu_equivalent, "CPU-equivalent (measured x CPU share)")
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
