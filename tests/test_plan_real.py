@@ -89,3 +89,18 @@ def test_plan_cli_nothing_fits(tmp_path, capsys):
     assert code == 2
     err = capsys.readouterr().err
     assert "no valid plan" in err and "fit" in err
+
+
+def test_plan_set_overrides_every_plan_and_out_table(scenario_file, tmp_path, capsys):
+    out = tmp_path / "plans.csv"
+    code = main(["plan", str(scenario_file), "--total-gpus", "4", "--sampler-tp", "1", "--trainer-tp", "1",
+                 "--staleness", "0", "--set", "workload.prompts_per_step=8", "--steps", "2", "--workers", "1",
+                 "--out", str(out)])
+    assert code == 0
+    text = capsys.readouterr().out
+    assert "Recommended:" in text and "Pareto frontier" in text
+    import pandas as pd
+
+    table = pd.read_csv(out)
+    assert (table["workload.prompts_per_step"] == 8).all()
+    assert (table["total_gpus"] <= 4).all() and {"label", "hours_total", "scenario_yaml"} <= set(table.columns)

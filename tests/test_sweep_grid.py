@@ -51,6 +51,10 @@ def test_plan_files_yaml_nested_and_csv(tmp_path):
 def test_plan_file_errors(tmp_path):
     with pytest.raises(UserError, match="no such file"):
         load_plan_file(tmp_path / "missing.yaml")
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("[]\n")
+    with pytest.raises(UserError, match="empty"):
+        load_plan_file(empty)
     bad = tmp_path / "bad.yaml"
     bad.write_text("sampler.gpus: 8\n")
     with pytest.raises(UserError, match="list of mappings"):

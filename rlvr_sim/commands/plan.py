@@ -59,7 +59,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--trainer-pp", default=None, help="trainer pipeline-stage options (default: the scenario's)")
     p.add_argument("--staleness", default="0,1", help="max_staleness options, 0 = sync (default 0,1)")
     p.add_argument("--mini-batches", default=None, help="mini-batch options (default: the scenario's value only)")
-    p.add_argument("--steps", type=int, default=4, help="simulated RL steps per plan (default 4; hours extrapolate)")
+    p.add_argument("--steps", type=int, default=3, help="simulated RL steps per plan (default 3; hours extrapolate)")
     p.add_argument("--seed", type=int, default=None, help="simulation seed (default: the scenario's)")
     p.add_argument("--workers", type=int, default=None, help="parallel workers (default: CPU count)")
     p.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS", help="evaluate plans on Ray")

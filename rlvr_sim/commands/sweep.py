@@ -25,7 +25,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--plans", metavar="FILE", help="YAML list of override mappings, or CSV with one column per key")
     p.add_argument("--workers", type=int, default=None, help="parallel workers (default: CPU count)")
     p.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
-                   help="run on Ray: local when no ADDRESS, else ray.init(address=ADDRESS)")
+                   help="run on Ray: a local Ray when no ADDRESS, else ray.init(address=ADDRESS); cluster "
+                        "workers need rlvr-sim installed and the scenario (and files it names) at the same path")
     p.add_argument("--steps", type=int, default=None, help="simulated RL steps per plan (default: the scenario's)")
     p.add_argument("--seed", type=int, default=None, help="simulation seed (default: the scenario's)")
     p.add_argument("--out", default="sweep_results.parquet", help="results table (.parquet or .csv)")

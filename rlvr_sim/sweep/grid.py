@@ -101,6 +101,8 @@ def load_plan_file(path: str | Path) -> list[Plan]:
     if path.suffix.lower() == ".csv":
         with path.open(newline="") as handle:
             rows = list(csv.DictReader(handle))
+        if not rows:
+            raise UserError(f"--plans {str(path)!r}: no rows under the header; give at least one plan")
         return [Plan(tuple((k.strip(), v.strip()) for k, v in row.items() if k and v and v.strip())) for row in rows]
     try:
         data = yaml.safe_load(path.read_text())
@@ -111,6 +113,8 @@ def load_plan_file(path: str | Path) -> list[Plan]:
     if not isinstance(data, list) or not all(isinstance(item, dict) for item in data):
         raise UserError(f"--plans {str(path)!r}: expected a YAML list of mappings such as "
                         "'- {sampler.gpus: 8, trainer.gpus: 8}' (or a mapping with a 'plans' list)")
+    if not data:
+        raise UserError(f"--plans {str(path)!r}: the list is empty; give at least one plan")
     return [Plan(tuple(_flatten(item))) for item in data]
 
 
