@@ -11,6 +11,7 @@ from __future__ import annotations
 import abc
 import time
 from dataclasses import dataclass, field
+from typing import Callable
 
 import torch
 
@@ -113,7 +114,8 @@ class HFSampler(Sampler):
 
     Prompts are left-padded and prefilled once; the cache is then repeated k times (the k
     samples share their prompt's prefill, like prefix caching). Decoding stops when every
-    sample has produced eos or max_new_tokens.
+    sample has produced eos or max_new_tokens. `on_finished(row, rollout)` (optional) is called
+    as soon as each sample ends, so a verifier can score it while the others still decode.
     """
 
     def __init__(self, model: torch.nn.Module, eos_id: int, pad_id: int):
@@ -135,8 +137,8 @@ class HFSampler(Sampler):
         return ids.to(self.device), mask.to(self.device)
 
     @torch.inference_mode()
-    def generate(self, prompts: list[list[int]], params: SamplingParams,
-                 seed: int | None = None) -> SampleBatch:
+    def generate(self, prompts: list[list[int]], params: SamplingParams, seed: int | None = None,
+                 on_finished: Callable[[int, Rollout], None] | None = None) -> SampleBatch:
         k = params.samples_per_prompt
         gen = None
         if seed is not None:
@@ -158,16 +160,19 @@ class HFSampler(Sampler):
         rows = logits.shape[0]
         last_pos = positions[:, -1]
         finished = torch.zeros(rows, dtype=torch.bool, device=self.device)
+        reported = torch.zeros(rows, dtype=torch.bool, device=self.device)
         tokens, logps = [], []
         for step in range(params.max_new_tokens):
             nxt, lp = pick_tokens(logits, params, gen)
             nxt = torch.where(finished, torch.full_like(nxt, self.pad_id), nxt)
             tokens.append(nxt)
             logps.append(lp)
-            alive = ~finished
             finished = finished | (nxt == self.eos_id)
-            if bool(finished.all()) or step == params.max_new_tokens - 1:
-                tokens[-1] = torch.where(alive, nxt, tokens[-1])
+            last = bool(finished.all()) or step == params.max_new_tokens - 1
+            if on_finished is not None:
+                reported = self._report(prompts, k, tokens, logps, ~reported if last else
+                                        finished & ~reported, reported, on_finished)
+            if last:
                 break
             mask = torch.cat([mask, torch.ones((rows, 1), dtype=mask.dtype, device=self.device)], 1)
             last_pos = last_pos + 1
@@ -183,14 +188,22 @@ class HFSampler(Sampler):
             output_tokens=sum(len(r.completion_ids) for r in rollouts), decode_iterations=len(tokens))
         return SampleBatch(rollouts=rollouts, timing=timing)
 
+    def _rollout(self, prompts, k: int, row: int, ids: list[int], logps: torch.Tensor) -> Rollout:
+        """Row `row` cut after its eos (inclusive); pads after eos are dropped."""
+        end = ids.index(self.eos_id) + 1 if self.eos_id in ids else len(ids)
+        return Rollout(group=row // k, prompt_ids=list(prompts[row // k]), completion_ids=ids[:end],
+                       logprobs=logps[:end].tolist(), finished=self.eos_id in ids[:end],
+                       policy_version=self.policy_version)
+
+    def _report(self, prompts, k, tokens, logps, rows: torch.Tensor, reported: torch.Tensor,
+                on_finished) -> torch.Tensor:
+        """Hand the samples flagged in `rows` to `on_finished`; returns the updated `reported`."""
+        if bool(rows.any()):
+            ids, lps = torch.stack(tokens, 1).cpu(), torch.stack(logps, 1).cpu()
+            for row in rows.nonzero().flatten().tolist():
+                on_finished(row, self._rollout(prompts, k, row, ids[row].tolist(), lps[row]))
+        return reported | rows
+
     def _collect(self, prompts, k, tokens: torch.Tensor, logps: torch.Tensor) -> list[Rollout]:
-        """Cut each row after its eos (inclusive); pads after eos are dropped."""
-        rollouts = []
-        for row in range(tokens.shape[0]):
-            ids = tokens[row].tolist()
-            end = ids.index(self.eos_id) + 1 if self.eos_id in ids else len(ids)
-            rollouts.append(Rollout(
-                group=row // k, prompt_ids=list(prompts[row // k]), completion_ids=ids[:end],
-                logprobs=logps[row, :end].tolist(), finished=self.eos_id in ids[:end],
-                policy_version=self.policy_version))
-        return rollouts
+        return [self._rollout(prompts, k, row, tokens[row].tolist(), logps[row])
+                for row in range(tokens.shape[0])]

@@ -77,11 +77,16 @@ def run_step(ctx: StepContext, step: int) -> StepMetrics:
     version = sampler.policy_version
     probs = problems(ctx.task, cfg.seed, ctx.data_cursor, cfg.prompts_per_step)
     ctx.data_cursor += cfg.prompts_per_step
+    futures: dict[int, object] = {}
+
+    def verify_now(row: int, r) -> None:      # scored while the other samples still decode
+        futures[row] = ctx.pool.submit(row, probs[r.group], decode(tok, r.completion_ids))
+
     t0 = time.perf_counter()
     batch = sampler.generate([tok.encode(p.prompt, add_special_tokens=False) for p in probs],
-                             ctx.params, seed=step_seed(cfg.seed, step))
+                             ctx.params, seed=step_seed(cfg.seed, step), on_finished=verify_now)
     t1 = time.perf_counter()
-    results = ctx.pool.score([(probs[r.group], decode(tok, r.completion_ids)) for r in batch.rollouts])
+    results = ctx.pool.gather([futures[row] for row in range(len(batch.rollouts))], t0)
     t2 = time.perf_counter()
     rewards = [r.reward for r in results]
     stats = ctx.trainer.step(batch.rollouts, rewards, cfg.samples_per_prompt)

@@ -81,8 +81,11 @@ class VerifierPool:
 
     def score(self, items: list[tuple[Problem, str]]) -> list[VerifyResult]:
         """Rewards of (problem, completion) pairs, in input order; never raises for bad input."""
-        submitted_s = time.time()
-        futures = [self.submit(i, p, c) for i, (p, c) in enumerate(items)]
+        return self.gather([self.submit(i, p, c) for i, (p, c) in enumerate(items)])
+
+    def gather(self, futures: list[Future], submitted_s: float | None = None) -> list[VerifyResult]:
+        """Results of `submit` futures in list order; a dead worker gives reward 0 (pool rebuilt)."""
+        submitted_s = time.time() if submitted_s is None else submitted_s
         results, broken = [], False
         for i, fut in enumerate(futures):
             try:

@@ -63,8 +63,12 @@ def test_sampler_logprobs_match_a_full_forward(policy):
     t = batch.timing
     assert t.prefill_s > 0 and t.decode_s > 0 and t.sequences == 9
     assert t.output_tokens == sum(len(r.completion_ids) for r in batch.rollouts)
-    again = sampler.generate(prompts, SamplingParams(3, 6, temperature=0.7), seed=0)
+    streamed = {}
+    again = sampler.generate(prompts, SamplingParams(3, 6, temperature=0.7), seed=0,
+                             on_finished=lambda row, r: streamed.setdefault(row, []).append(r))
     assert [r.completion_ids for r in again.rollouts] == [r.completion_ids for r in batch.rollouts]
+    assert sorted(streamed) == list(range(9)) and all(len(v) == 1 for v in streamed.values())
+    assert [streamed[i][0] for i in range(9)] == again.rollouts     # each sample handed over once
 
 
 def test_top_p_and_greedy_pick():
