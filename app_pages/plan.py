@@ -7,6 +7,7 @@ appears under the knob it names, never as a traceback.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import streamlit as st
@@ -66,6 +67,7 @@ def show_downloads(run: state.PlanRun, name: str) -> None:
 
 
 def render() -> None:
+    started = time.perf_counter()
     st.title(PAGE_TITLE)
     errors = state.require("rlvr_sim.errors", "the error types")
     with st.sidebar:
@@ -101,6 +103,8 @@ def render() -> None:
     show_charts(summary, run, gantt_steps)
     st.subheader("Downloads")
     show_downloads(run, (source.label.rsplit(".", 1)[0] or "plan"))
+    st.caption(f"Page computed in {time.perf_counter() - started:.2f} s on the server "
+               "(a plan simulated before is answered from the cache).")
 
 
 if __name__ == "__main__":  # st.Page runs this file as __main__; importing it renders nothing

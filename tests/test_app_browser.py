@@ -202,12 +202,18 @@ def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def page_state(driver: WebDriver) -> tuple[str, int, int, bool]:
-    """(visible text, rendered Plotly charts, dataframe grids, whether Streamlit is still running)."""
-    got = driver.js("""return [document.body.innerText,
+    """(visible text, rendered Plotly charts, dataframe grids, whether a script run is unfinished).
+
+    Unfinished: Streamlit's own run state on the app root is not `notRunning`, or elements of the
+    previous run are still marked stale.
+    """
+    got = driver.js("""const app = document.querySelector('[data-testid="stApp"]');
+        return [document.body.innerText,
         document.querySelectorAll('.js-plotly-plot .main-svg').length > 0 ?
             document.querySelectorAll('.js-plotly-plot').length : 0,
         document.querySelectorAll('[data-testid="stDataFrame"]').length,
-        document.querySelector('[data-testid="stStatusWidget"]') !== null];""")
+        !app || app.getAttribute('data-test-script-state') !== 'notRunning' ||
+            document.querySelector('[data-stale="true"]') !== null];""")
     return str(got[0]), int(got[1]), int(got[2]), bool(got[3])  # type: ignore[index]
 
 
