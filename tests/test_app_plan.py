@@ -112,18 +112,21 @@ def test_model_and_gpu_choices_come_from_the_catalog_and_resimulate() -> None:
     from rlvr_sim.hardware import gpu_names
     from rlvr_sim.model_spec import catalog_names
 
+    base = load_scenario(SCENARIO)
     at = plan_app()
     model = at.sidebar.selectbox(key=f"{KEY}:model")
     gpu = at.sidebar.selectbox(key=f"{KEY}:hardware.gpu")
-    assert model.value == "llama-3.1-8b" and list(model.options) == catalog_names()
-    assert gpu.value == "h100-sxm" and list(gpu.options) == gpu_names()
-    gpu.set_value("h200").run()
+    assert model.value == base.model.name and list(model.options) == catalog_names()
+    assert gpu.value == base.hardware.gpu and list(gpu.options) == gpu_names()
+    other_gpu = "h200" if base.hardware.gpu != "h200" else "h100-sxm"
+    other_model = "qwen2.5-7b" if base.model.name != "qwen2.5-7b" else "llama-3.1-8b"
+    gpu.set_value(other_gpu).run()
     assert not at.exception and not at.error
-    want = expected("hardware.gpu=h200")
+    want = expected(f"hardware.gpu={other_gpu}")
     assert metrics(at)["$ per step"] == f"${want['cost']['usd_per_step']:,.2f}"
-    at.sidebar.selectbox(key=f"{KEY}:model").set_value("qwen2.5-7b").run()
+    at.sidebar.selectbox(key=f"{KEY}:model").set_value(other_model).run()
     assert not at.exception and not at.error
-    want = expected("hardware.gpu=h200", "model=qwen2.5-7b")
+    want = expected(f"hardware.gpu={other_gpu}", f"model={other_model}")
     assert metrics(at)["Step time"] == f"{want['step_time_s']['mean']:.3g} s"
 
 
