@@ -182,3 +182,16 @@ def test_loads_local_checkpoint_and_trains_on_cuda(policy, tmp_path):
                           gpu.tokenizer.pad_token_id)
     stats = trainer.step(batch.rollouts, [1.0, 0, 0, 1, 0, 0, 0, 1], 4)
     assert stats.tokens > 0 and sync_weights(gpu.model, sampler).bytes > 0
+
+
+def test_lr_warmup_follows_the_update_count(policy):
+    model = copy.deepcopy(policy.model)
+    cfg = TrainConfig(lr=1e-3, loss=LossConfig("dapo", 0, 0.2, 0.28, 4), mini_batches=2,
+                      warmup_updates=8)
+    trainer = GRPOTrainer(model, cfg, policy.tokenizer.pad_token_id)
+    rollouts, rewards = _rollouts(policy)
+    trainer.step(rollouts, rewards, 4)              # updates 1 and 2: lr x 1/8, x 2/8
+    assert trainer.optimizer.param_groups[0]["lr"] == pytest.approx(1e-3 * 2 / 8)
+    for _ in range(4):
+        trainer.step(rollouts, rewards, 4)
+    assert trainer.optimizer.param_groups[0]["lr"] == pytest.approx(1e-3)
