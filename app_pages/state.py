@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +24,9 @@ import yaml
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SCENARIO_DIR = REPO_ROOT / "scenarios"
-PROFILE_DIR = REPO_ROOT / "profiles"
+# Hardware profiles and validation reports (`rlvr-sim calibrate --out profiles/X.yaml`); the
+# environment variable RLVR_SIM_PROFILES points the Calibration page at another folder.
+PROFILE_DIR = Path(os.environ.get("RLVR_SIM_PROFILES") or REPO_ROOT / "profiles")
 CACHE_ENTRIES = 128
 
 

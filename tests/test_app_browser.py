@@ -137,8 +137,20 @@ PAGES = {
                   plots=4, frames=2, height=3200,
                   clicks=(("Run sweep", ("Step time (s)", "Cost to finish ($)")),
                           ("Recommend a plan", ("valid simulated plans",)))),
-    "calibration": Page("calibration", ("Calibration",), plots=0),
 }
+
+
+def calibration_page() -> Page:
+    """What the Calibration page must show, given the profiles folder it reads (app_pages/state.py)."""
+    folder = Path(os.environ.get("RLVR_SIM_PROFILES") or ROOT / "profiles")
+    if any(folder.rglob("*.validation.json")) if folder.is_dir() else False:
+        return Page("calibration", ("Calibration", "MAPE step_time", "Error table"), plots=1, frames=2, height=2200)
+    if any(folder.rglob("*.y*ml")) if folder.is_dir() else False:
+        return Page("calibration", ("Calibration", "Profile", "rlvr-sim validate"), plots=0, frames=1)
+    return Page("calibration", ("Calibration", "No calibration profile found", "rlvr-sim calibrate"), plots=0)
+
+
+PAGES["calibration"] = calibration_page()
 
 
 @contextlib.contextmanager
