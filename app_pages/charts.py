@@ -126,10 +126,16 @@ def pareto(table: pd.DataFrame, x: str, y: str, on_front: pd.Series, label: pd.S
     return _layout(fig, "Pareto frontier: hours vs dollars")
 
 
+SCATTER_MIN_S = 1e-6   # log axes: times below a microsecond are drawn as "~0 s" in a note, not as points
+
+
 def measured_vs_simulated(table: pd.DataFrame, group: str = "quantity", label: str = "config") -> go.Figure:
     """Log-log scatter of simulated vs measured seconds (`measured_s`, `simulated_s` columns), one
-    colour per `group` value, with the y = x line (perfect prediction)."""
-    rows = table[(table["measured_s"] > 0) & (table["simulated_s"] > 0)] if not table.empty else table
+    colour per `group` value, with the y = x line (perfect prediction). Rows with a time below
+    SCATTER_MIN_S (zero on a log axis) are counted in the title instead of squashing the axes."""
+    keep = (table["measured_s"] >= SCATTER_MIN_S) & (table["simulated_s"] >= SCATTER_MIN_S) if not table.empty else []
+    rows = table[keep] if not table.empty else table
+    dropped = len(table) - len(rows)
     if rows.empty:
         return _empty("Measured vs simulated", "no rows with positive times in the validation report")
     lo = float(min(rows["measured_s"].min(), rows["simulated_s"].min())) / 1.5
@@ -142,4 +148,5 @@ def measured_vs_simulated(table: pd.DataFrame, group: str = "quantity", label: s
                                  hovertemplate="%{text}<br>measured %{x:.3g} s<br>simulated %{y:.3g} s<extra></extra>"))
     fig.update_xaxes(title="measured seconds (executor)", type="log")
     fig.update_yaxes(title="simulated seconds (rlvr-sim + profile)", type="log")
-    return _layout(fig, "Measured vs simulated", height=460)
+    note = f" ({dropped} rows under 1 µs not drawn)" if dropped else ""
+    return _layout(fig, f"Measured vs simulated{note}", height=460)

@@ -95,3 +95,11 @@ def test_measured_vs_simulated_one_series_per_quantity_and_identity_line() -> No
     assert fig.data[0].name == "y = x" and list(fig.data[0].x) == list(fig.data[0].y)
     series = {t.name: list(zip(t.x, t.y)) for t in fig.data[1:]}
     assert series == {"step_time": [(2.0, 2.2), (4.0, 3.6)], "train": [(1.0, 0.9)]}
+
+
+def test_measured_vs_simulated_counts_near_zero_times_instead_of_drawing_them() -> None:
+    rows = pd.DataFrame({"config": ["a", "a"], "quantity": ["verify", "train"],
+                         "measured_s": [0.01, 1.0], "simulated_s": [1e-17, 0.9]})
+    fig = charts.measured_vs_simulated(rows)
+    assert [t.name for t in fig.data] == ["y = x", "train"]
+    assert "1 rows under 1 µs not drawn" in fig.layout.title.text
