@@ -92,8 +92,8 @@ HELD_OUT: tuple[ValidationConfig, ...] = (
                      "tiny-4m", 8, 8, 16, task="countdown", verifier_workers=1),
     ValidationConfig("13m-p4k4-r32", "larger model", "tiny-13m", 4, 4, 32),
     ValidationConfig("4m-async1-p8k4-r32", "disaggregated async, max_staleness 1 (sampler and "
-                     "trainer processes)", "tiny-4m", 8, 4, 32, placement="disaggregated",
-                     mode="async", max_staleness=1),
+                     "trainer processes)", "tiny-4m", 8, 4, 32, mini_batches=2,
+                     placement="disaggregated", mode="async", max_staleness=1),
 )
 QUICK_HELD_OUT = tuple(c for c in HELD_OUT if c.name in ("4m-p8k4-r16-beta", "0.5m-p16k8-r32-mb4"))
 
@@ -115,7 +115,9 @@ def executor_scenario(cfg: ValidationConfig, threads: int, out_dir: Path, seed: 
                     "kv_dtype": "fp32"},
         "verifier": {"workers": cfg.verifier_workers},
         "trainer": {"gpus": 1, "fsdp": False, "mini_batches": cfg.mini_batches,
-                    "reference_model": cfg.beta > 0, "old_logprob": cfg.mini_batches > 1,
+                    "reference_model": cfg.beta > 0,
+                    # async: the behaviour log-probs stand in for the old-policy forward
+                    "old_logprob": cfg.mini_batches > 1 and cfg.colocated_sync,
                     "recompute_activations": False, "dtype": "fp32"},
         "orchestration": {"placement": cfg.placement, "mode": cfg.mode,
                           "max_staleness": cfg.max_staleness},
@@ -247,8 +249,12 @@ def compare(cfg: ValidationConfig, measured: MeasuredRun, sim_step_s: float,
     CPU share gives the CPU-equivalent view: what the run would have taken with its core);
     verify is waiting on the pool's processes and is never scaled."""
     phase = {p: measured.phase_s[p] * (1.0 if p == "verify" else scale) for p in PHASES}
-    step = measured.step_s if scale == 1.0 else measured.step_s - sum(measured.phase_s.values()) \
-        + sum(phase.values())
+    if scale == 1.0:
+        step = measured.step_s
+    elif cfg.colocated_sync:   # the phases tile the step
+        step = measured.step_s - sum(measured.phase_s.values()) + sum(phase.values())
+    else:                      # overlapping processes: scale the whole step
+        step = measured.step_s * scale
     rows = [Comparison(cfg.name, STEP, step, sim_step_s)]
     for p in cfg.quantities():
         rows.append(Comparison(cfg.name, p, phase[p], sim_phase_s.get(p, 0.0)))
