@@ -115,3 +115,36 @@ def test_validate_quick_runs_the_executor_for_real(profile, tmp_path, capsys):
     assert data["n_configs"] == 2 and math.isfinite(data["mape_step_time"])
     assert set(data["mape_phase"]) == {"generate", "verify", "train", "weight_sync"}
     assert (tmp_path / "v.validation.png").exists()
+
+
+def test_compare_scales_cpu_bound_phases_only():
+    from calibration import validate as v
+
+    cfg = HELD_OUT[0]
+    m = MeasuredRun(steps=3, step_s=2.0, phase_s={"generate": 0.8, "verify": 0.2, "train": 0.9,
+                                                  "weight_sync": 0.1}, decode_iterations=32,
+                    prompt_width=4, wall_s=10, loadavg_1m=0, cpu_share=0.5)
+    sim = {"generate": 0.4, "verify": 0.2, "train": 0.45, "weight_sync": 0.05, "switch": 0.0}
+    raw = {r.quantity: r for r in v.compare(cfg, m, 1.1, sim)}
+    assert raw["step_time"].measured_s == 2.0 and raw["train"].error == pytest.approx(-0.5)
+    eq = {r.quantity: r for r in v.compare(cfg, m, 1.1, sim, scale=0.5)}
+    assert eq["train"].measured_s == pytest.approx(0.45) and eq["verify"].measured_s == 0.2
+    assert eq["step_time"].measured_s == pytest.approx(0.4 + 0.2 + 0.45 + 0.05)
+    asyn = next(c for c in HELD_OUT if not c.colocated_sync)
+    assert [r.quantity for r in v.compare(asyn, m, 1.0, sim)] == ["step_time", "train"]
+
+
+def test_measure_keeps_the_least_disturbed_attempt(monkeypatch, tmp_path):
+    from calibration import validate as v
+
+    shares = iter([0.3, 0.6, 0.9])
+
+    def fake_run(cfg, work_dir, threads):
+        s = next(shares)
+        return MeasuredRun(steps=3, step_s=1 / s, phase_s={}, decode_iterations=1, prompt_width=1,
+                           wall_s=1, loadavg_1m=0, cpu_share=s)
+    monkeypatch.setattr(v, "run_executor", fake_run)
+    best, seen = v.measure(HELD_OUT[0], tmp_path, 1, attempts=2, min_cpu_share=0.75)
+    assert seen == [0.3, 0.6] and best.cpu_share == 0.6      # gave up after 2 attempts
+    best, seen = v.measure(HELD_OUT[0], tmp_path, 1, attempts=3, min_cpu_share=0.75)
+    assert seen == [0.9] and best.cpu_share == 0.9           # first good run is enough
