@@ -14,20 +14,19 @@ decodes until the longest sample stops and the trainer pads to the longest seque
 simulator models a continuous-batching engine. The simulated run therefore gets the executed
 shape: every sample has the step's padded prompt width and its number of decode iterations.
 Step 0 of each run is a warm-up and is excluded; step and phase times are medians over the
-steady steps. On a shared machine a run whose CPU share (CPU seconds / wall seconds of the run
-and its workers) falls below `min_cpu_share` is repeated (up to `attempts` runs) and the least
-disturbed run is kept; every config records its share and the load average.
+steady steps. On a shared machine a run whose CPU share over its steady steps (CPU seconds /
+busy wall seconds, `calibration.runwatch`) falls below `min_cpu_share` is repeated (up to
+`attempts` runs) and the least disturbed run is kept; every config records its share and the
+load average, and the report adds a CPU-equivalent view (measured x share).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -36,6 +35,7 @@ import yaml
 from calibration.fit import load_fit_notes
 from calibration.models import BENCH_MODELS, VALIDATION_ONLY
 from calibration.report import STEP, Comparison, ValidationReport
+from calibration.runwatch import watch_run
 from rlvr_sim.errors import UserError
 
 PHASES = ("generate", "verify", "train", "weight_sync")
@@ -146,7 +146,7 @@ class MeasuredRun:
     prompt_width: float            # mean padded prompt width per steady step
     wall_s: float
     loadavg_1m: float
-    cpu_share: float = 1.0         # CPU seconds of the run (and its workers) / wall seconds
+    cpu_share: float = 1.0         # CPU share over the steady steps (calibration.runwatch)
     step_times_s: list[float] = field(default_factory=list)
 
 
@@ -170,20 +170,16 @@ def run_executor(cfg: ValidationConfig, work_dir: Path, threads: int,
     path.write_text(yaml.safe_dump(scen, sort_keys=False))
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads),
                TOKENIZERS_PARALLELISM="false")
-    t0 = time.perf_counter()
     load = os.getloadavg()[0]
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     cmd = [sys.executable, "-m", "rlvr_sim.cli", "execute", str(path), "--no-progress",
            "--out", str(out)]
     if not cfg.colocated_sync:   # `execute` runs colocated sync; the orchestrator runs the rest
         cmd = [sys.executable, "-c", _ORCHESTRATED, str(path), str(out)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout_s)
-    wall = time.perf_counter() - t0
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
-    if proc.returncode != 0:
-        raise RuntimeError(f"executor run {cfg.name} failed ({proc.returncode}): "
-                           f"{proc.stderr.strip()[-2000:]}")
+    (out / "metrics.jsonl").unlink(missing_ok=True)
+    watch = watch_run(cmd, env, out / "metrics.jsonl", out / "run.log", timeout_s)
+    if watch.returncode != 0:
+        raise RuntimeError(f"executor run {cfg.name} failed ({watch.returncode}): "
+                           f"{watch.stderr_tail.strip()}")
     metrics = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines() if x.strip()]
     steady = [m for m in metrics if m["step"] >= 1] or metrics
     from rlvr_sim.trace import extra_field, read_trace
@@ -193,12 +189,16 @@ def run_executor(cfg: ValidationConfig, work_dir: Path, threads: int,
     iters = [float(x) for x in extra_field(gen, "decode_iterations", 0)]
     widths = _prompt_widths(cfg, scen["executor"], len(metrics))[-len(steady):]
     med = statistics.median
+    if cfg.colocated_sync:   # the main process waits while the pool verifies: not its share
+        share = watch.share(1, waiting_s=sum(m["verify_s"] for m in steady))
+    else:
+        share = watch.share(cfg.processes, tree=True)
     return MeasuredRun(
         steps=len(steady), step_s=med(m["step_s"] for m in steady),
         phase_s={p: med(m[f"{p}_s"] for m in steady) for p in PHASES},
         decode_iterations=statistics.fmean(iters) if iters else float(cfg.max_new_tokens),
-        prompt_width=statistics.fmean(widths), wall_s=wall, loadavg_1m=load,
-        cpu_share=cpu / wall if wall > 0 else 1.0, step_times_s=[m["step_s"] for m in steady])
+        prompt_width=statistics.fmean(widths), wall_s=watch.wall_s, loadavg_1m=load,
+        cpu_share=share if share is not None else 1.0, step_times_s=[m["step_s"] for m in steady])
 
 
 def verifier_latency(profile_path: Path, task: str, workers: int) -> dict:
