@@ -43,6 +43,20 @@ def phase_bar(summary: Mapping[str, Any]) -> go.Figure:
     return _layout(fig, "Phase time per step (s)", height=220, barmode="stack", xaxis_title="seconds")
 
 
+def phase_compare(summaries: Mapping[str, Mapping[str, Any]]) -> go.Figure:
+    """One stacked bar per plan: mean seconds per step in each phase (summary.phase_time_s)."""
+    phases = list(dict.fromkeys(k for s in summaries.values() for k in (s.get("phase_time_s") or {})))
+    if not phases:
+        return _empty("Phase time per step", "no phase times in the summaries")
+    names = list(summaries)
+    fig = go.Figure([go.Bar(name=phase, y=names, orientation="h",
+                            x=[float((summaries[n].get("phase_time_s") or {}).get(phase, 0.0)) for n in names],
+                            hovertemplate=f"{phase}: %{{x:.3g}} s<extra></extra>") for phase in phases])
+    fig.update_yaxes(categoryorder="array", categoryarray=names[::-1])
+    return _layout(fig, "Phase time per step (s)", height=120 + 40 * len(names), barmode="stack",
+                   xaxis_title="seconds")
+
+
 def utilisation_bar(summary: Mapping[str, Any]) -> go.Figure:
     """Busy fraction of each worker pool (summary.utilization)."""
     util = summary.get("utilization") or {}

@@ -13,7 +13,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from app_pages import state, widgets
+from app_pages import charts, state, widgets
 
 PAGE_TITLE = "Compare plans"
 LETTERS = "ABCD"
@@ -123,6 +123,8 @@ def render() -> None:
     st.subheader("Results")
     st.caption("Highlighted: differs from the first valid plan.")
     st.dataframe(highlight_differences(kpi_table(runs)), height="content", key="compare:kpis")
+    summaries = {name: run.summary.model_dump(mode="json") for name, run in runs.items()}
+    st.plotly_chart(charts.phase_compare(summaries), key="compare:phases")
     st.subheader("Scenario differences")
     diff = scenario_diff(runs)
     if diff.empty:

@@ -131,7 +131,7 @@ PAGES = {
     "plan": Page("", ("Plan a run", "Step time", "Tokens/s/GPU", "$ per step", "Hours to finish", "Bottleneck",
                       "Downloads", "Results JSON"), plots=4, height=2600),
     "compare": Page("compare", ("Compare plans", "Plan A", "Plan B", "Results", "Scenario differences"),
-                    plots=0, frames=2),
+                    plots=1, frames=2, height=2200),
     "sweep": Page("sweep", ("Sweep and plan", "Grid over two knobs", "Step time (s)", "Pareto frontier",
                             "valid simulated plans", "Bottleneck"),
                   plots=4, frames=2, height=3200,

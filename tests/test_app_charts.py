@@ -23,6 +23,14 @@ def test_phase_bar_stacks_each_positive_phase() -> None:
     assert {t.name: t.x[0] for t in fig.data} == {"generate": 12.5, "train": 4.0, "weight_sync": 0.5}
 
 
+def test_phase_compare_one_bar_per_plan_zero_for_a_missing_phase() -> None:
+    fig = charts.phase_compare({"Plan A": {"phase_time_s": {"generate": 10.0, "train": 4.0}},
+                                "Plan B": {"phase_time_s": {"generate": 6.0, "switch": 1.0}}})
+    assert {t.name: list(t.x) for t in fig.data} == {"generate": [10.0, 6.0], "train": [4.0, 0.0],
+                                                     "switch": [0.0, 1.0]}
+    assert list(fig.data[0].y) == ["Plan A", "Plan B"] and fig.layout.barmode == "stack"
+
+
 def test_utilisation_in_percent_in_pool_order() -> None:
     fig = charts.utilisation_bar({"utilization": {"trainer": 0.25, "sampler": 0.9, "verifier": 0.1}})
     assert list(fig.data[0].x) == ["sampler", "verifier", "trainer"]

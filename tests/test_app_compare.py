@@ -46,6 +46,7 @@ def test_two_plans_side_by_side_with_differences_highlighted() -> None:
     assert kpis.loc["step_time_s.mean", "Plan A"] == f"{step_time():,.4g}"
     assert kpis.loc["step_time_s.mean", "Plan B"] == f"{step_time('sampler.tp=2'):,.4g}"
     assert list(diff.index) == ["sampler.tp"] and list(diff.loc["sampler.tp"]) == ["1", "2"]
+    assert len(at.get("plotly_chart")) == 1                  # phase time per plan
 
 
 def test_four_plans_and_identical_plans_have_no_scenario_differences() -> None:
