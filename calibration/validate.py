@@ -98,15 +98,17 @@ HELD_OUT: tuple[ValidationConfig, ...] = (
 QUICK_HELD_OUT = tuple(c for c in HELD_OUT if c.name in ("4m-p8k4-r16-beta", "0.5m-p16k8-r32-mb4"))
 
 
-def executor_scenario(cfg: ValidationConfig, threads: int, out_dir: Path, seed: int = 0) -> dict:
-    """The scenario `rlvr-sim execute` runs (model random-init from the inline config)."""
+def executor_scenario(cfg: ValidationConfig, threads: int, out_dir: Path, seed: int = 0,
+                      gpu: str = "cpu-2core") -> dict:
+    """The scenario `rlvr-sim execute` runs (model random-init from the inline config); `gpu`
+    is the catalog device the run stands for (the profile's)."""
     if cfg.model not in ALL_MODELS:
         raise UserError(f"validation config {cfg.name}: unknown model {cfg.model!r}; "
                         f"use one of {sorted(ALL_MODELS)}")
     return {
         "name": f"validate-{cfg.name}",
         "model": dict(ALL_MODELS[cfg.model]),
-        "hardware": {"gpu": "cpu-2core", "gpus_per_node": cfg.processes},
+        "hardware": {"gpu": gpu, "gpus_per_node": cfg.processes},
         "workload": {"prompts_per_step": cfg.prompts_per_step,
                      "samples_per_prompt": cfg.samples_per_prompt, "steps": cfg.steps, "seed": seed,
                      "prompt_tokens": {"dist": "fixed", "value": 8},
@@ -220,7 +222,9 @@ def sim_scenario(cfg: ValidationConfig, measured: MeasuredRun, profile_path: Pat
     KV lengths and trained tokens all match what ran. `block_tokens: 1` makes prefix sharing
     exact, as the sampler's repeated prompt cache is.
     """
-    scen = executor_scenario(cfg, 1, Path("unused"))
+    from rlvr_sim.hardware import HardwareProfile
+
+    scen = executor_scenario(cfg, 1, Path("unused"), gpu=HardwareProfile.load(profile_path).gpu)
     scen.pop("executor")
     scen["name"] = f"simulate-{cfg.name}"
     scen["workload"]["prompt_tokens"] = {"dist": "fixed", "value": round(measured.prompt_width + 1, 3)}
