@@ -99,7 +99,7 @@ def make_sampler(cfg, policy, workdir: str):
     return HFSampler(policy.model, policy.tokenizer.eos_token_id, policy.tokenizer.pad_token_id)
 
 
-class _Weights:
+class WeightsChannel:
     """The worker's view of the weights channel: applies the newest message, records loads."""
 
     def __init__(self, channel, sampler):
@@ -152,7 +152,7 @@ def sampler_main(plan: WorkerPlan, batches, weights, stop, ready) -> None:
     torch.set_num_threads(cfg.spec.threads)
     policy = build_policy(cfg)
     sampler = make_sampler(cfg, policy, plan.workdir)
-    channel = _Weights(weights, sampler)
+    channel = WeightsChannel(weights, sampler)
     tok, task = policy.tokenizer, make_task(cfg.spec)
     params = SamplingParams(cfg.samples_per_prompt, cfg.max_new_tokens, cfg.spec.temperature,
                             cfg.spec.top_p)

@@ -8,6 +8,8 @@ traces must respect the bound sample by sample.
 from __future__ import annotations
 
 import json
+import queue
+import threading
 
 import pytest
 import torch
@@ -16,7 +18,7 @@ from hypothesis import strategies as st
 
 from executor.orchestrator import behaviour_logps, orchestration_of, resolve_config
 from executor.sampler import Rollout
-from executor.sampler_worker import may_generate
+from executor.sampler_worker import WeightsChannel, WeightsMessage, may_generate
 from executor.trainer import make_batch
 from rlvr_sim.errors import UserError
 from rlvr_sim.scenario import load_scenario
@@ -61,6 +63,25 @@ def test_admission_keeps_every_batch_within_the_bound_and_never_deadlocks(eta, c
             trainer_v += 1
             pending.append(trainer_v)
     assert all(0 <= s <= eta for s in staleness) and len(staleness) == steps
+
+
+def test_weights_channel_applies_only_the_newest_version():
+    class FakeSampler:
+        policy_version, loaded = 0, []
+
+        def load_weights(self, state_dict):
+            self.loaded.append(state_dict["v"])
+
+    channel_q, sampler, stop = queue.Queue(), FakeSampler(), threading.Event()
+    for v in (1, 2, 3):
+        channel_q.put(WeightsMessage(v, {"v": v}, 0.0))
+    channel = WeightsChannel(channel_q, sampler)
+    assert channel.poll(block=False, stop=stop)
+    assert sampler.loaded == [3] and sampler.policy_version == 3
+    assert [load.version for load in channel.loads] == [3]
+    assert channel.poll(block=False, stop=stop) and sampler.loaded == [3]     # nothing new
+    stop.set()
+    assert not channel.poll(block=True, stop=stop)                            # stopped while waiting
 
 
 def test_behaviour_logps_align_with_the_completion_mask():
