@@ -26,7 +26,13 @@ from rlvr_sim.trace import TRACE_COLUMNS, TraceEvent, read_trace, to_frame, writ
 
 @dataclass
 class StepMetrics:
-    """Learning and timing summary of one RL step (one JSONL row)."""
+    """Learning and timing summary of one RL step (one JSONL row).
+
+    accuracy: fraction of samples with reward 1; kl: mean per-token k3 KL to the reference
+    model (0 when beta = 0: no reference forward runs); entropy: mean per-token entropy of the
+    policy on the sampled completions; *_s: wall seconds of the step's phases (verify_s is
+    only the wait after generation ends, since samples are scored as they finish).
+    """
 
     step: int
     policy_version: int
