@@ -9,7 +9,7 @@ vLLM: in-place reload into the live engine), also interleaved. Threads: torch an
 binding both get `--threads` cores. Needs the vllm extra (run it with the venv that has it).
 
     .venv-vllm/bin/python benchmarks/bench_sampler_hf_vs_vllm.py [--model tiny-qwen2-4m]
-        [--prompts 16] [--k 8] [--tokens 32] [--reps 5] [--threads 1] [--json]
+        [--prompts 16] [--k 8] [--tokens 32] [--reps 5] [--threads 1] [--json] [--out report.json]
 """
 
 from __future__ import annotations
@@ -62,6 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--reps", type=int, default=5)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--json", action="store_true")
+    p.add_argument("--out", help="also write the JSON report here (vLLM logs to stdout too)")
     args = p.parse_args(argv)
     os.environ["OMP_NUM_THREADS"] = str(args.threads)
     import torch
@@ -97,6 +98,9 @@ def main(argv: list[str] | None = None) -> int:
               "ratio_vllm_over_hf_median": statistics.median(ratios),
               "weight_sync_s_median": {k: statistics.median(v) for k, v in syncs.items()},
               "vllm_startup_s": vllm.startup_s, "runs": runs}
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump(report, f, indent=2)
     if args.json:
         print(json.dumps(report, indent=2))
     else:
