@@ -52,9 +52,11 @@ def _groups(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return order, uniq, first
 
 
-def _columns(records: list[tuple]) -> np.ndarray:
-    """Records (named tuples of numbers) -> one float row per field."""
-    return np.array(list(zip(*records)), dtype=float)
+def _columns(records: list[tuple], fields: tuple[int, ...]) -> dict[int, np.ndarray]:
+    """Records (named tuples of numbers) -> field index -> float array of that field (only the
+    fields asked for: the conversion costs ~0.1 us per value)."""
+    cols = list(zip(*records))
+    return {i: np.fromiter(cols[i], dtype=float, count=len(records)) for i in fields}
 
 
 class Recorder:
@@ -91,7 +93,7 @@ class Recorder:
     def close_step(self, step: int) -> StepRecord:
         """All of `step`'s samples are generated and verified: reduce them to trace rows."""
         r = self.steps[step]
-        g = _columns(self._gen.pop(step))                       # Finished fields, in order
+        g = _columns(self._gen.pop(step), (2, 3, 4, 5, 6, 7, 8))  # Finished fields, in order
         replica, prompt, output = g[2], g[3], g[4]
         stale = (step - g[5]).astype(np.int64)
         start, end = g[7], g[8]
@@ -121,7 +123,7 @@ class Recorder:
         r.gen_start_s, r.gen_end_s = float(start.min()), float(end.max())
         r.sequences, r.prompt_tokens, r.output_tokens = len(start), int(prompt.sum()), int(output.sum())
 
-        v = _columns(self._ver.pop(step))                        # Verified fields, in order
+        v = _columns(self._ver.pop(step), (2, 3, 4, 5, 6))      # Verified fields, in order
         order, uniq, first = _groups(v[2])
         v_start, v_end = v[3][order], v[4][order]
         busy = np.add.reduceat(v_end - v_start, first)

@@ -26,6 +26,7 @@ import bisect
 import heapq
 import math
 from collections import deque
+from itertools import repeat
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -132,8 +133,7 @@ class ReplicaEngine:
 
     # ----------------------------------------------------------------- input
     def submit(self, group: Group) -> None:
-        for sample, target in zip(group.samples, group.response_tokens):
-            self.waiting.append(_Seq(sample, group, target))
+        self.waiting.extend(map(_Seq, group.samples, repeat(group), group.response_tokens))
 
     @property
     def load(self) -> int:
@@ -171,26 +171,36 @@ class ReplicaEngine:
         gate = self.version + self.eta
         kv, bt, frag, tpi = self.kv_blocks, self.bt, self.frag, self.tpi
         kv_limited = kv != math.inf
+        prefix, max_concurrent = self.prefix, self.max_concurrent
+        version, it, clock = self.version, self.it, self.clock
+        tpi_it = tpi * it
+        finishing, max_heap = self._finishing, self._max_heap
+        insort, heappush, ceil = bisect.insort, heapq.heappush, math.ceil
+        ctx_off_sum, priv_off_sum, admits = self._ctx_off_sum, self._priv_off_sum, self._admits
         # KV after one more iteration, as _blocks_after(1) with the admissions so far
         n = len(running)
-        private_sum = self._priv_off_sum + n * tpi * self.it
+        private_sum = priv_off_sum + n * tpi * it
         shared_sum = self._shared_blocks
         admitted = 0
         new_tokens = 0
         first_step = waiting[0].group.step
-        while waiting and n < self.max_concurrent and waiting[0].group.step <= gate:
+        while waiting and n < max_concurrent:
             seq = waiting[0]
             g = seq.group
-            shared = g.prompt_tokens // bt if self.prefix else 0
+            if g.step > gate:
+                break
+            prompt = g.prompt_tokens
+            shared = prompt // bt if prefix else 0
             state = groups.get(g.group_id)
-            private = g.prompt_tokens - shared * bt + seq.gen0
+            gen0 = seq.gen0
+            private = prompt - shared * bt + gen0
             if kv_limited:
                 add_shared = 0 if state else shared
                 if (shared_sum + add_shared + (private_sum + private + (n + 1) * tpi) / bt
                         + (n + 1) * frag) > kv:
                     if not running and not admitted:
                         raise ScenarioError(
-                            f"a sequence of {g.prompt_tokens + seq.target} tokens does not fit the "
+                            f"a sequence of {prompt + seq.target} tokens does not fit the "
                             f"KV pool of a sampler replica ({kv} blocks of {bt} tokens): raise "
                             "sampler.tp or sampler.gpu_memory_utilization, or cap the lengths")
                     break
@@ -201,42 +211,41 @@ class ReplicaEngine:
             if state is None:
                 state = groups[g.group_id] = [0, shared]
                 self._shared_blocks += shared
-                new_tokens += g.prompt_tokens
+                new_tokens += prompt
             else:
-                new_tokens += g.prompt_tokens - shared * bt
-            if seq.gen0 > 0:
-                new_tokens += int(seq.gen0)
-                self._counter(g.step).recompute_tokens += int(seq.gen0)
+                new_tokens += prompt - shared * bt
+            if gen0 > 0:
+                new_tokens += int(gen0)
+                self._counter(g.step).recompute_tokens += int(gen0)
             state[0] += 1
             if seq.start_s < 0:
-                seq.start_s = self.clock
-            self._start(seq, private)
+                seq.start_s = clock
+            # start the sequence (its offsets make context and private tokens linear in `it`)
+            if seq.version < 0:
+                seq.version = version
+            if seq.last_version != version:
+                seq.versions += 1
+                seq.last_version = version
+            admits += 1
+            seq.admit_it = it
+            seq.admit_no = admits
+            seq.ctx_off = ctx_off = prompt + gen0 - tpi_it
+            seq.priv_off = priv_off = private - tpi_it
+            ctx_off_sum += ctx_off
+            priv_off_sum += priv_off
+            sample = seq.sample
+            running[sample] = seq
+            seq.finish_it = finish_it = it + max(1, ceil((seq.target - gen0) / tpi - 1e-9))
+            insort(finishing, (finish_it, admits, sample))
+            heappush(max_heap, (-ctx_off, admits, sample))
             admitted += 1
+        self._ctx_off_sum, self._priv_off_sum, self._admits = ctx_off_sum, priv_off_sum, admits
         if admitted:
             p = self.cm.prefill_s(new_tokens, admitted)
             self._counter(first_step).prefill_s += p
             self.clock += p
             self.busy_s += p
             self.prefill_s += p
-
-    def _start(self, seq: _Seq, private: float) -> None:
-        version, it, tpi = self.version, self.it, self.tpi
-        if seq.version < 0:
-            seq.version = version
-        if seq.last_version != version:
-            seq.versions += 1
-            seq.last_version = version
-        self._admits += 1
-        seq.admit_it = it
-        seq.admit_no = admit_no = self._admits
-        seq.ctx_off = ctx_off = seq.group.prompt_tokens + seq.gen0 - tpi * it
-        seq.priv_off = private - tpi * it
-        self._ctx_off_sum += ctx_off
-        self._priv_off_sum += seq.priv_off
-        self.running[seq.sample] = seq
-        seq.finish_it = it + max(1, math.ceil((seq.target - seq.gen0) / tpi - 1e-9))
-        bisect.insort(self._finishing, (seq.finish_it, admit_no, seq.sample))
-        heapq.heappush(self._max_heap, (-ctx_off, admit_no, seq.sample))
 
     def _stop(self, seq: _Seq) -> None:
         """Remove a running sequence (finished, preempted or interrupted)."""
@@ -369,14 +378,23 @@ class ReplicaEngine:
         m = bisect.bisect_right(finishing, (it, math.inf, math.inf))
         interpolate = self.interpolate and s_per_iteration > 0
         it0 = it - round((clock - t0_s) / s_per_iteration) if interpolate else it
+        running, groups, replica, new = self.running, self._groups, self.replica, Finished._make
+        ctx_off_sum, priv_off_sum = self._ctx_off_sum, self._priv_off_sum
         for finish_it, _, sample in finishing[:m]:
-            seq = self.running[sample]
-            self._stop(seq)
+            seq = running.pop(sample)                   # as _stop, inlined
+            ctx_off_sum -= seq.ctx_off
+            priv_off_sum -= seq.priv_off
             g = seq.group
+            state = groups[g.group_id]
+            state[0] -= 1
+            if state[0] == 0:
+                self._shared_blocks -= state[1]
+                del groups[g.group_id]
             end = clock if finish_it == it or not interpolate else \
                 t0_s + (finish_it - it0) * s_per_iteration
-            done.append(Finished(sample, g.step, self.replica, g.prompt_tokens, seq.target,
-                                 seq.version, seq.versions, seq.start_s, end))
+            done.append(new((sample, g.step, replica, g.prompt_tokens, seq.target,
+                             seq.version, seq.versions, seq.start_s, end)))
+        self._ctx_off_sum, self._priv_off_sum = ctx_off_sum, priv_off_sum
         del finishing[:m]
         return done
 

@@ -41,31 +41,42 @@ class VerifierPool:
 
     def serve(self, finished: list[Finished], batches: dict[int, Batch]) -> list[Verified]:
         out: list[Verified] = []
+        append, new = out.append, Verified._make
         free = self._free
         replace = heapq.heapreplace
+        last, busy, timeouts, failures = self._last_arrival_s, self.busy_s, self.timeouts, self.failures
+        step = None
         for f in finished:
-            arrival = f.end_s
-            if arrival < self._last_arrival_s:       # see the module docstring
-                arrival = self._last_arrival_s
-            self._last_arrival_s = arrival
-            batch = batches[f.step]
-            i = f.sample - batch.groups[0].first_sample
-            service = batch.verify_s[i]
+            arrival = f[8]                           # end_s
+            if arrival < last:                       # see the module docstring
+                arrival = last
+            last = arrival
+            if f[1] != step:
+                step = f[1]
+                batch = batches[step]
+                first, verify_s = batch.groups[0].first_sample, batch.verify_s
+                timed_out_of, failed_of = batch.timed_out, batch.failed
+            i = f[0] - first
+            service = verify_s[i]
             free_at, worker = free[0]
             start = arrival if arrival > free_at else free_at
             end = start + service
             replace(free, (end, worker))
-            timed_out, failed = batch.timed_out[i], batch.failed[i]
-            self.busy_s += service
-            self.timeouts += timed_out
-            self.failures += failed
-            out.append(Verified(f.sample, f.step, worker, start, end, timed_out, failed))
+            timed_out, failed = timed_out_of[i], failed_of[i]
+            busy += service
+            timeouts += timed_out
+            failures += failed
+            append(new((f[0], step, worker, start, end, timed_out, failed)))
+        self._last_arrival_s, self.busy_s, self.timeouts, self.failures = last, busy, timeouts, failures
         return out
 
 
 def arrival_order(finished: list[Finished]) -> list[Finished]:
     """The order the pool serves simultaneous arrivals in: (time, replica, sample)."""
-    return sorted(finished, key=_ARRIVAL_KEY)
+    out = sorted(finished, key=_SAMPLE)     # stable sorts, least significant key first: the
+    out.sort(key=_REPLICA)                  # order of key (end_s, replica, sample), with
+    out.sort(key=_END)                      # cheaper keys (one field each)
+    return out
 
 
-_ARRIVAL_KEY = itemgetter(8, 2, 0)      # Finished.end_s, .replica, .sample
+_SAMPLE, _REPLICA, _END = itemgetter(0), itemgetter(2), itemgetter(8)   # Finished fields
