@@ -32,6 +32,7 @@ from rlvr_sim.hardware import HardwareProfile
 TERM_BOUNDS: dict[str, tuple[float, float, float]] = {
     "decode_mfu": (0.2, 1e-4, 1.0),
     "decode_bw_eff": (0.3, 1e-4, 1.0),
+    "kv_bw_eff": (0.3, 1e-4, 1.0),
     "decode_overhead_s": (2e-3, 1e-7, 2.0),
     "layer_overhead_s": (2e-4, 1e-8, 0.5),
     "decode_overlap": (0.5, 1e-3, 1.0),

@@ -36,8 +36,8 @@ NO_SPEC = Speculative()
 # and the installed cost model has it: optional terms are skipped on older profiles).
 TERMS_BY_KIND: dict[str, tuple[str, ...]] = {
     "decode": ("decode_mfu", "decode_bw_eff", "decode_overhead_s", "decode_overlap",
-               "layer_overhead_s"),
-    "decode_mixed": ("skew_coef",),
+               "layer_overhead_s", "kv_bw_eff"),
+    "decode_mixed": ("skew_coef", "kv_bw_eff"),
     "prefill": ("prefill_mfu", "prefill_overhead_s", "prefill_overlap", "layer_overhead_s"),
     "train_fb": ("train_mfu", "train_pass_overhead_s", "layer_overhead_s"),
     "logprob": ("train_mfu", "train_pass_overhead_s", "layer_overhead_s"),
