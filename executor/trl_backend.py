@@ -3,8 +3,8 @@
 Same model (our policy, after the same SFT warm-start), same task problems in the same order
 (shuffle off: RL step s sees training problems s*P .. s*P+P-1, as the core loop does), same
 reward (the task checker in our verifier pool), same k, batch, response cap, lr, loss type,
-epsilons, beta, mini-batches (TRL: steps_per_generation = mini_batches, so one RL step is
-`mini_batches` TRL optimizer steps), temperature/top_p, AdamW with our weight decay, constant lr,
+epsilons, beta, mini-batches and iterations (TRL: steps_per_generation = mini_batches, so one
+RL step is mini_batches x num_iterations TRL optimizer steps), temperature/top_p, AdamW with our weight decay, constant lr,
 on CPU (`use_cpu=True, bf16=False, report_to="none"`).
 
 Timing: TRL's own `profiling_context` blocks (`transformers.generate`, the reward function,
@@ -116,7 +116,7 @@ def grpo_config(cfg: RunConfig, out_dir: str):
         logging_steps=1, disable_tqdm=True, seed=cfg.seed, data_seed=cfg.seed, shuffle_dataset=False,
         per_device_train_batch_size=batch // m, steps_per_generation=m, gradient_accumulation_steps=1,
         num_generations=cfg.samples_per_prompt, max_completion_length=cfg.max_new_tokens,
-        max_steps=cfg.steps * m, learning_rate=s.lr, lr_scheduler_type="constant", warmup_steps=0,
+        max_steps=cfg.steps * m * s.num_iterations, learning_rate=s.lr, lr_scheduler_type="constant", warmup_steps=0,
         weight_decay=s.weight_decay, max_grad_norm=s.max_grad_norm or 0.0, beta=s.beta,
         epsilon=s.epsilon_low, epsilon_high=s.epsilon_high, loss_type=s.loss_type,
         scale_rewards=s.scale_rewards, num_iterations=s.num_iterations, temperature=s.temperature,
@@ -204,8 +204,8 @@ def _within(span: Span, outer: list[Span]) -> bool:
 
 def trace_rl_steps(tracer: Tracer, rec: Recorder, log_history: list[dict],
                    cfg: RunConfig) -> list[StepMetrics]:
-    """Trace rows + StepMetrics per RL step (= `mini_batches` TRL optimizer steps)."""
-    m, rows = cfg.mini_batches, []
+    """Trace rows + StepMetrics per RL step (= mini_batches x num_iterations TRL optimizer steps)."""
+    m, rows = cfg.mini_batches * cfg.spec.num_iterations, []
     gens = [s for s in rec.spans if s.name == "generate_and_score"]
     logs = {entry["step"]: entry for entry in log_history if "step" in entry and "loss" in entry}
     for step in range(cfg.steps):
@@ -227,7 +227,7 @@ def trace_rl_steps(tracer: Tracer, rec: Recorder, log_history: list[dict],
             if _within(s, [gen]):
                 add("trainer", "old_logprob", s, sequences=gen.info["sequences"])
         losses, backs = by("compute_loss"), by("backward")
-        per_mini = gen.info["sequences"] // m
+        per_mini = gen.info["sequences"] // cfg.mini_batches
         for loss, back in zip(losses, backs):
             add("trainer", "forward_backward", Span("fb", loss.start, back.end, step),
                 sequences=per_mini, forward_s=loss.end - loss.start, backward_s=back.end - back.start)

@@ -26,6 +26,9 @@ def test_keep_accepted_filters_and_dedupes_in_order():
     kept = keep_accepted([a, b, a_again, c], [1.0, 0.0, 1.0, 1.0])
     assert kept == [a, c]
     assert keep_accepted([a, b], [0.0, 0.5]) == []
+    truncated = Rollout(2, [4], [7, 7, 7], [], False, 0)
+    assert keep_accepted([truncated, a], [1.0, 1.0]) == [truncated, a]
+    assert keep_accepted([truncated, a], [1.0, 1.0], finished_only=True) == [a]
 
 
 def test_sft_on_accepted_traces_raises_their_likelihood():

@@ -23,7 +23,7 @@ def test_grpo_config_matches_the_scenario(tmp_path):
                                    "executor.loss_type=grpo", "executor.epsilon_high=0.3"))
     c = grpo_config(cfg, str(tmp_path))
     assert (c.per_device_train_batch_size, c.steps_per_generation, c.num_generations) == (4, 2, 4)
-    assert c.max_steps == 5 * 2 and c.gradient_accumulation_steps == 1
+    assert c.max_steps == 5 * 2 * cfg.spec.num_iterations and c.gradient_accumulation_steps == 1
     assert (c.learning_rate, c.loss_type, c.epsilon, c.epsilon_high) == (0.002, "grpo", 0.2, 0.3)
     assert c.max_completion_length == cfg.max_new_tokens and c.lr_scheduler_type == "constant"
     assert c.use_cpu and not c.bf16 and c.report_to in ([], "none", ["none"])
@@ -49,8 +49,10 @@ def test_profiling_capture_records_and_restores():
     assert profiling.ProfilingContext.__exit__ is original
 
 
-def test_trl_run_is_traced_per_rl_step(tmp_path):
-    result = run_trl(_scenario("workload.steps=2", "trainer.mini_batches=2"), out_dir=str(tmp_path),
+@pytest.mark.parametrize("iterations", [1, 2])
+def test_trl_run_is_traced_per_rl_step(tmp_path, iterations):
+    result = run_trl(_scenario("workload.steps=2", "trainer.mini_batches=2",
+                               f"executor.num_iterations={iterations}"), out_dir=str(tmp_path),
                      progress=False)
     assert result.steps == 2
     trace = read_trace(result.trace_path)
@@ -58,7 +60,7 @@ def test_trl_run_is_traced_per_rl_step(tmp_path):
     assert gen["step"].tolist() == [0, 1] and gen["sequences"].tolist() == [8, 8]
     assert extra_field(gen, "problems").tolist() == [[0, 1], [2, 3]]     # our loop's data order
     for phase in ("forward_backward", "optimizer"):
-        assert trace[trace["phase"] == phase].groupby("step").size().tolist() == [2, 2]
+        assert trace[trace["phase"] == phase].groupby("step").size().tolist() == [2 * iterations] * 2
     verify = trace[trace["phase"] == "verify"]
     assert verify.groupby("step")["sequences"].sum().tolist() == [8, 8]
     rows = [line for line in open(result.metrics_path).read().splitlines() if line]
