@@ -49,8 +49,7 @@ class Finished(NamedTuple):
     end_s: float
 
 
-@dataclass(frozen=True)
-class Segment:
+class Segment(NamedTuple):
     """A planned decode span: `iterations` iterations of the current batch from `t0_s`."""
 
     t0_s: float

@@ -65,10 +65,10 @@ class PromptSource:
         failed = rng.random(p * k) < cfg.verifier_failure_rate
         timed_out = latency > cfg.verifier_timeout_s
         first = step * p * k
-        groups = tuple(
-            Group(step, step * p + g, int(prompt[g]), tuple(int(x) for x in response[g * k:(g + 1) * k]),
-                  first + g * k)
-            for g in range(p))
+        prompts, responses = prompt.tolist(), response.tolist()      # Python ints
+        groups = tuple(Group(step, step * p + g, prompts[g], tuple(responses[g * k:(g + 1) * k]),
+                             first + g * k)
+                       for g in range(p))
         return Batch(step, groups, np.minimum(latency, cfg.verifier_timeout_s).tolist(),
                      timed_out.tolist(), failed.tolist())
 
