@@ -35,6 +35,9 @@ from rlvr_sim.sim.protocols import CostModelLike
 from rlvr_sim.sim.source import Group
 
 
+_tuple_new = tuple.__new__     # tuple.__new__(NamedTupleClass, values): the C constructor
+
+
 class Finished(NamedTuple):
     """A sample whose generation completed."""
 
@@ -234,7 +237,8 @@ class ReplicaEngine:
             priv_off_sum += priv_off
             sample = seq.sample
             running[sample] = seq
-            seq.finish_it = finish_it = it + max(1, ceil((seq.target - gen0) / tpi - 1e-9))
+            todo = ceil((seq.target - gen0) / tpi - 1e-9)       # iterations left, at least 1
+            seq.finish_it = finish_it = it + (todo if todo > 1 else 1)
             insort(finishing, (finish_it, admits, sample))
             heappush(max_heap, (-ctx_off, admits, sample))
             admitted += 1
@@ -377,7 +381,8 @@ class ReplicaEngine:
         m = bisect.bisect_right(finishing, (it, math.inf, math.inf))
         interpolate = self.interpolate and s_per_iteration > 0
         it0 = it - round((clock - t0_s) / s_per_iteration) if interpolate else it
-        running, groups, replica, new = self.running, self._groups, self.replica, Finished._make
+        running, groups, replica = self.running, self._groups, self.replica
+        new = _tuple_new
         ctx_off_sum, priv_off_sum = self._ctx_off_sum, self._priv_off_sum
         for finish_it, _, sample in finishing[:m]:
             seq = running.pop(sample)                   # as _stop, inlined
@@ -391,7 +396,7 @@ class ReplicaEngine:
                 del groups[g.group_id]
             end = clock if finish_it == it or not interpolate else \
                 t0_s + (finish_it - it0) * s_per_iteration
-            done.append(new((sample, g.step, replica, g.prompt_tokens, seq.target,
+            done.append(new(Finished, (sample, g.step, replica, g.prompt_tokens, seq.target,
                              seq.version, seq.versions, seq.start_s, end)))
         self._ctx_off_sum, self._priv_off_sum = ctx_off_sum, priv_off_sum
         del finishing[:m]

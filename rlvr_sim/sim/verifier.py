@@ -41,7 +41,7 @@ class VerifierPool:
 
     def serve(self, finished: list[Finished], batches: dict[int, Batch]) -> list[Verified]:
         out: list[Verified] = []
-        append, new = out.append, Verified._make
+        append, new = out.append, tuple.__new__
         free = self._free
         replace = heapq.heapreplace
         last, busy, timeouts, failures = self._last_arrival_s, self.busy_s, self.timeouts, self.failures
@@ -66,7 +66,7 @@ class VerifierPool:
             busy += service
             timeouts += timed_out
             failures += failed
-            append(new((f[0], step, worker, start, end, timed_out, failed)))
+            append(new(Verified, (f[0], step, worker, start, end, timed_out, failed)))
         self._last_arrival_s, self.busy_s, self.timeouts, self.failures = last, busy, timeouts, failures
         return out
 
