@@ -171,3 +171,20 @@ def test_simpson_span_tracks_the_cost_models_span(n, avg, skew, iterations):
     # both are quadratures of the same per-iteration time (the cost model's own uses 9 points);
     # they part most where the skew term or the compute/memory kink bends it
     assert fast == pytest.approx(exact, rel=0.025)
+
+
+def test_gc_thresholds_are_restored_after_a_run_and_after_a_failed_run():
+    import gc
+
+    from rlvr_sim.errors import ScenarioError
+    from rlvr_sim.sim.run import GC_YOUNG_THRESHOLD
+
+    before = gc.get_threshold()
+    assert before[0] != GC_YOUNG_THRESHOLD
+    cfg = SimConfig(prompts_per_step=2, samples_per_prompt=2, steps=1, prompt_tokens=Constant(4),
+                    response_tokens=Constant(3), sampler_gpus=1, trainer_gpus=1)
+    simulate_config(cfg, CM)
+    assert gc.get_threshold() == before
+    with pytest.raises(ScenarioError):              # 7 tokens never fit 1 block of 1 token
+        simulate_config(replace(cfg, kv_blocks=1, block_tokens=1), CM)
+    assert gc.get_threshold() == before
