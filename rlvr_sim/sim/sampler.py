@@ -201,10 +201,7 @@ class ReplicaEngine:
                 if (shared_sum + add_shared + (private_sum + private + (n + 1) * tpi) / bt
                         + (n + 1) * frag) > kv:
                     if not running and not admitted:
-                        raise ScenarioError(
-                            f"a sequence of {prompt + seq.target} tokens does not fit the "
-                            f"KV pool of a sampler replica ({kv} blocks of {bt} tokens): raise "
-                            "sampler.tp or sampler.gpu_memory_utilization, or cap the lengths")
+                        raise self._too_long(prompt + seq.target)
                     break
                 shared_sum += add_shared
                 private_sum += private
@@ -244,11 +241,21 @@ class ReplicaEngine:
             admitted += 1
         self._ctx_off_sum, self._priv_off_sum, self._admits = ctx_off_sum, priv_off_sum, admits
         if admitted:
-            p = self.cm.prefill_s(new_tokens, admitted)
-            self._counter(first_step).prefill_s += p
-            self.clock += p
-            self.busy_s += p
-            self.prefill_s += p
+            self._prefill(new_tokens, admitted, first_step)
+
+    def _too_long(self, tokens: int) -> ScenarioError:
+        return ScenarioError(
+            f"a sequence of {tokens} tokens does not fit the KV pool of a sampler replica "
+            f"({self.kv_blocks} blocks of {self.bt} tokens): raise sampler.tp or "
+            "sampler.gpu_memory_utilization, or cap the lengths")
+
+    def _prefill(self, new_tokens: int, sequences: int, step: int) -> None:
+        """One prefill call for an admission round, charged to `step` (its first sample's)."""
+        p = self.cm.prefill_s(new_tokens, sequences)
+        self._counter(step).prefill_s += p
+        self.clock += p
+        self.busy_s += p
+        self.prefill_s += p
 
     def _stop(self, seq: _Seq) -> None:
         """Remove a running sequence (finished, preempted or interrupted)."""
