@@ -20,7 +20,6 @@ log-probs, so stale samples are re-weighted by pi_theta / pi_behaviour.
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import json
 import queue
 import tempfile
@@ -87,45 +86,6 @@ def behaviour_logps(rollouts, batch: Batch) -> torch.Tensor:
         start = len(r.prompt_ids) - 1
         old[i, start:start + len(r.logprobs)] = torch.tensor(r.logprobs, dtype=torch.float32)
     return old.to(batch.mask.device)
-
-
-def _has_old_logps_hook(trainer_cls) -> bool:
-    return "old_logps" in inspect.signature(trainer_cls.step).parameters
-
-
-def make_trainer(model: torch.nn.Module, train_cfg, pad_id: int, ref_model=None):
-    """A GRPOTrainer whose `step` accepts `old_logps` (the core's, or the interim subclass)."""
-    from executor.trainer import GRPOTrainer
-
-    cls = GRPOTrainer if _has_old_logps_hook(GRPOTrainer) else _make_interim_class(GRPOTrainer)
-    return cls(model, train_cfg, pad_id, ref_model)
-
-
-def _make_interim_class(base):
-    class BehaviourOldTrainer(base):
-        """Interim until the core's `step(..., old_logps=)` lands: the behaviour log-probs are fed
-        through the core's old-log-prob forward hook, which only runs when the batch is reused
-        (mini_batches > 1 or num_iterations > 1)."""
-
-        _behaviour: torch.Tensor | None = None
-
-        def _timed_logps(self, name, model, batch, phases):
-            if name == "old_logprob" and self._behaviour is not None:
-                return self._behaviour
-            return super()._timed_logps(name, model, batch, phases)
-
-        def step(self, rollouts, rewards, group_size, old_logps=None):
-            if old_logps is not None and self.cfg.mini_batches == 1 and self.cfg.num_iterations == 1:
-                raise UserError("off-policy correction with trainer.mini_batches=1 and "
-                                "executor.num_iterations=1 needs the core trainer's old_logps hook; "
-                                "set trainer.mini_batches >= 2")
-            self._behaviour = old_logps
-            try:
-                return super().step(rollouts, rewards, group_size)
-            finally:
-                self._behaviour = None
-
-    return BehaviourOldTrainer
 
 
 def train_on(trainer, msg: SampleMessage, group_size: int):

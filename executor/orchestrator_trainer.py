@@ -21,10 +21,10 @@ import numpy as np
 import torch
 
 from executor.config import RunConfig
-from executor.orchestrator import (Counts, Orchestration, make_trainer, next_message,
-                                   send_weights, start_sampler, stop_sampler, train_on,
-                                   wait_ready)
+from executor.orchestrator import (Counts, Orchestration, next_message, send_weights,
+                                   start_sampler, stop_sampler, train_on, wait_ready)
 from executor.sampler_worker import SampleMessage
+from executor.trainer import GRPOTrainer
 from executor.tracing import StepMetrics, Tracer, append_metrics, save_trace
 
 
@@ -132,7 +132,7 @@ def run_trainer_side(cfg: RunConfig, orch: Orchestration, workdir: str, progress
                               params=SamplingParams(cfg.samples_per_prompt, cfg.max_new_tokens))
             evals = warm_start(cfg, ctx, tracer, progress)
             ref = copy.deepcopy(policy.model).eval().requires_grad_(False) if cfg.spec.beta > 0 else None
-            trainer = make_trainer(policy.model, train_config(cfg), policy.tokenizer.pad_token_id, ref)
+            trainer = GRPOTrainer(policy.model, train_config(cfg), policy.tokenizer.pad_token_id, ref)
             wait_ready(proc, ready)
             rows, wall_s, tokens = _steps(cfg, orch, tracer, trainer, policy, counts,
                                           (proc, batches, weights), progress)

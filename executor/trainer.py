@@ -177,8 +177,9 @@ def _sync(device: torch.device) -> None:
 class GRPOTrainer:
     """Owns the policy's optimiser; `step` turns one rewarded RL batch into parameter updates.
 
-    The reference model (frozen) is only run when beta > 0. Old-policy log-probs are only
-    recomputed when the batch is reused (mini_batches > 1 or num_iterations > 1); otherwise
+    The reference model (frozen) is only run when beta > 0. Old log-probs: the caller's
+    `old_logps` when given (the behaviour policy's, for off-policy data: no forward); otherwise
+    recomputed when the batch is reused (mini_batches > 1 or num_iterations > 1), and otherwise
     the ratio is exactly 1 at the single update (TRL's `per_token_logps.detach()` shortcut).
     """
 
@@ -210,8 +211,13 @@ class GRPOTrainer:
                             int(batch.attention.sum())))
         return logps
 
-    def step(self, rollouts: list[Rollout], rewards: list[float], group_size: int) -> TrainStats:
-        """One RL step over prompt-major `rollouts` with their `rewards`."""
+    def step(self, rollouts: list[Rollout], rewards: list[float], group_size: int,
+             old_logps: torch.Tensor | None = None) -> TrainStats:
+        """One RL step over prompt-major `rollouts` with their `rewards`.
+
+        old_logps: [B, T-1] behaviour log-probs aligned with `make_batch(rollouts).mask` (values
+        off the mask are ignored); used as the importance ratio's denominator at every update.
+        """
         cfg = self.cfg
         self.model.train()
         batch = make_batch(rollouts, self.pad_id, self.device)
@@ -220,7 +226,13 @@ class GRPOTrainer:
         phases: list[Phase] = []
         ref = self._timed_logps("ref_logprob", self.ref_model, batch, phases) if cfg.loss.beta > 0 else None
         reuse = cfg.mini_batches > 1 or cfg.num_iterations > 1
-        old = self._timed_logps("old_logprob", self.model, batch, phases) if reuse else None
+        if old_logps is not None:
+            if old_logps.shape != batch.mask.shape:
+                raise ValueError(f"old_logps has shape {tuple(old_logps.shape)}; the batch's "
+                                 f"completion mask has {tuple(batch.mask.shape)}")
+            old = old_logps.to(self.device, torch.float32)
+        else:
+            old = self._timed_logps("old_logprob", self.model, batch, phases) if reuse else None
         n = len(rollouts)
         bounds = [round(i * n / cfg.mini_batches) for i in range(cfg.mini_batches + 1)]
         dapo_norm = float(batch.mask.sum()) / cfg.mini_batches

@@ -1,6 +1,7 @@
 """Executor pieces on a tiny random model: policy, sampler, trainer, weight sync, checkpoints."""
 
 import copy
+import math
 
 import pytest
 import torch
@@ -8,7 +9,8 @@ import torch
 from executor.checkpoint import RunState, latest_checkpoint, load_checkpoint, save_checkpoint
 from executor.policy import build_random_policy, load_policy, resolve_device, save_policy
 from executor.sampler import HFSampler, SamplingParams, pick_tokens
-from executor.trainer import GRPOTrainer, LossConfig, TrainConfig, make_batch, token_logps
+from executor.trainer import (GRPOTrainer, LossConfig, TrainConfig, group_advantages, make_batch,
+                              token_logps)
 from executor.weight_sync import sync_weights
 
 TINY = {"model_type": "qwen2", "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
@@ -129,6 +131,47 @@ def test_trainer_step_moves_towards_rewarded_samples(policy, beta, mini_batches)
     assert all(p.end >= p.start for p in stats.phases)
     assert all(p.extra["forward_s"] > 0 and p.extra["backward_s"] > 0
                for p in stats.phases if p.name == "forward_backward")
+
+
+@pytest.mark.parametrize("mini_batches", [1, 2])
+def test_trainer_step_uses_given_old_logps_as_the_behaviour_policy(policy, mini_batches):
+    """old_logps replaces the old-policy forward; the ratio exp(logp - old) weights the loss.
+
+    lr=0 keeps the policy fixed, so every call sees the same current log-probs `cur`.
+    """
+    model = copy.deepcopy(policy.model)
+    cfg = TrainConfig(lr=0.0, max_grad_norm=None, loss=LossConfig("dapo", 0.0, 0.2, 0.28, 4),
+                      mini_batches=mini_batches)
+    trainer = GRPOTrainer(model, cfg, policy.tokenizer.pad_token_id)
+    rollouts, rewards = _rollouts(policy)
+    batch = make_batch(rollouts, policy.tokenizer.pad_token_id, torch.device("cpu"))
+    with torch.no_grad():
+        cur, _ = token_logps(model, batch, 1.0)
+    adv = group_advantages(torch.tensor(rewards), 4)
+    tokens = batch.mask.sum(-1)
+    # on-policy (ratio 1): dapo loss of one mini-batch = -sum_i A_i n_i / (N / mini_batches)
+    norm = float(batch.mask.sum()) / mini_batches
+    bounds = [round(i * len(rollouts) / mini_batches) for i in range(mini_batches + 1)]
+
+    def hand(weight):        # mean over mini-batches of -sum_i w(A_i) A_i n_i / norm
+        per_mb = [-float((weight(adv[lo:hi]) * adv[lo:hi] * tokens[lo:hi]).sum()) / norm
+                  for lo, hi in zip(bounds[:-1], bounds[1:])]
+        return sum(per_mb) / len(per_mb)
+
+    on_policy = trainer.step(rollouts, rewards, 4)
+    assert on_policy.loss == pytest.approx(hand(lambda a: torch.ones_like(a)), abs=1e-5)
+    same = trainer.step(rollouts, rewards, 4, old_logps=cur)
+    assert same.loss == pytest.approx(on_policy.loss, abs=1e-6)
+    assert "old_logprob" not in [p.name for p in same.phases]
+    # ratio 1.1 everywhere (inside the clip range [0.8, 1.28]): the loss scales by 1.1
+    inside = trainer.step(rollouts, rewards, 4, old_logps=cur - math.log(1.1))
+    assert inside.loss == pytest.approx(hand(lambda a: torch.full_like(a, 1.1)), abs=1e-5)
+    assert inside.clip_fraction == 0.0
+    # ratio 2: -min(2A, 1.28A) is -1.28A for A > 0 and -2A for A < 0
+    outside = trainer.step(rollouts, rewards, 4, old_logps=cur - math.log(2.0))
+    assert outside.loss == pytest.approx(hand(lambda a: torch.where(a > 0, 1.28, 2.0)), abs=1e-5)
+    with pytest.raises(ValueError, match="old_logps has shape"):
+        trainer.step(rollouts, rewards, 4, old_logps=cur[:, :-1])
 
 
 def test_weight_sync_copies_and_versions(policy):
