@@ -44,16 +44,10 @@ class RunConfig:
     @classmethod
     def from_scenario(cls, scenario: Scenario, steps: int | None = None, out_dir: str | None = None,
                       trace_path: str | None = None) -> "RunConfig":
-        """Resolve and check; UserError names the field and the fix for runs we cannot execute."""
+        """Resolve and check the fields every backend/orchestration uses; UserError names the
+        field and the fix. Backend and orchestration support is checked by whoever runs the
+        config (`run_grpo`: hf colocated sync; the orchestrator; the TRL backend)."""
         spec = scenario.executor or ExecutorSpec()
-        if spec.backend != "hf":
-            raise UserError(f"executor.backend={spec.backend!r} is not part of the core executor; "
-                            "use 'hf' (vLLM and TRL backends come with their own modules)")
-        orch = scenario.orchestration
-        if orch.placement != "colocated" or orch.mode != "sync":
-            raise UserError(f"orchestration placement={orch.placement!r} mode={orch.mode!r}: the core "
-                            "executor runs colocated sync only; set orchestration.placement: "
-                            "colocated and orchestration.mode: sync")
         max_new = spec.max_new_tokens
         if max_new is None:
             cap = scenario.workload.response_tokens.max_value()

@@ -31,6 +31,7 @@ from executor.tracing import Tracer, append_metrics, load_previous_trace, read_m
     truncate_metrics
 from executor.trainer import GRPOTrainer, LossConfig, TrainConfig
 from executor.verifier import VerifierPool
+from rlvr_sim.errors import UserError
 
 
 @dataclass
@@ -110,10 +111,23 @@ def _summary(cfg: RunConfig, ctx: StepContext, evals: dict, resumed: int | None,
         trace_path=str(cfg.trace_path), metrics_path=str(cfg.metrics_path))
 
 
+def check_core_mode(cfg: RunConfig) -> None:
+    """UserError unless the run is what this loop executes: hf backend, colocated sync."""
+    if cfg.spec.backend != "hf":
+        raise UserError(f"executor.backend={cfg.spec.backend!r} is not run by the core loop; use "
+                        "'hf' here, or `rlvr-sim execute` (it dispatches vllm/trl to their modules)")
+    orch = cfg.scenario.orchestration
+    if orch.placement != "colocated" or orch.mode != "sync":
+        raise UserError(f"orchestration placement={orch.placement!r} mode={orch.mode!r}: the core "
+                        "loop runs colocated sync only; use executor.orchestrator.run_orchestrated "
+                        "(or `rlvr-sim execute`) for other modes")
+
+
 def run_grpo(cfg: RunConfig, resume: bool = False, progress: bool = True) -> ExecuteResult:
     """Run (or resume) cfg.steps RL steps; returns the summary (also written to result.json)."""
     from tqdm import tqdm
 
+    check_core_mode(cfg)
     spec = cfg.spec
     _seed_everything(cfg.seed)
     ckpt = latest_checkpoint(cfg.checkpoint_dir) if resume else None

@@ -63,22 +63,6 @@ def orchestration_of(cfg: RunConfig, stale_policy: str | None = None) -> Orchest
     return Orchestration(o.placement, o.mode, eta, policy, queue_batches=max(1, eta))
 
 
-def resolve_config(scenario, steps: int | None = None, out_dir: str | None = None,
-                   trace_path: str | None = None) -> RunConfig:
-    """RunConfig for any backend/orchestration: the core's checks run on an hf/colocated/sync copy."""
-    from executor.loop import ExecuteResult  # noqa: F401  (fail early without the executor extra)
-    from rlvr_sim.executor_spec import ExecutorSpec
-
-    spec = scenario.executor or ExecutorSpec()
-    proxy = scenario.model_copy(update={
-        "executor": spec.model_copy(update={"backend": "hf"}),
-        "orchestration": scenario.orchestration.model_copy(update={"placement": "colocated",
-                                                                    "mode": "sync"})})
-    cfg = RunConfig.from_scenario(proxy, steps=steps, out_dir=out_dir, trace_path=trace_path)
-    name = scenario.name or "execute"
-    return dataclasses.replace(cfg, scenario=scenario, spec=spec, run_id=f"execute-{name}")
-
-
 def behaviour_logps(rollouts, batch: Batch) -> torch.Tensor:
     """[B, T-1] old log-probs from the sampler's per-token log-probs, aligned with batch.mask."""
     old = torch.zeros_like(batch.mask, dtype=torch.float32)
@@ -117,7 +101,7 @@ def run_orchestrated(scenario, steps: int | None = None, out_dir: str | None = N
 
     if resume:
         raise UserError("--resume is only supported for colocated sync runs of the hf backend")
-    cfg = resolve_config(scenario, steps, out_dir, trace_path)
+    cfg = RunConfig.from_scenario(scenario, steps, out_dir, trace_path)
     orch = orchestration_of(cfg, stale_policy)
     if orch.placement == "colocated" and orch.mode == "sync" and cfg.spec.backend == "hf":
         return run_grpo(cfg, progress=progress)

@@ -146,14 +146,14 @@ def run_self_improve(scenario, settings: SelfImproveSettings | None = None, out_
     from tqdm import tqdm
 
     from executor.loop import build_policy
-    from executor.orchestrator import resolve_config
+    from executor.config import RunConfig
     from executor.orchestrator_trainer import seed_everything, warm_start
     from executor.steps import StepContext, evaluate
     from executor.tasks import make_task
     from executor.verifier import VerifierPool
 
     settings = settings or SelfImproveSettings()
-    cfg = resolve_config(scenario, None, out_dir, trace_path)
+    cfg = RunConfig.from_scenario(scenario, None, out_dir, trace_path)
     cfg.out_dir.mkdir(parents=True, exist_ok=True)
     seed_everything(cfg.seed)
     policy, task, tracer = build_policy(cfg), make_task(cfg.spec), Tracer(f"{cfg.run_id}-self-improve")

@@ -156,7 +156,6 @@ def run_trl(scenario, steps: int | None = None, out_dir: str | None = None,
     from trl import GRPOTrainer
 
     from executor.loop import build_policy
-    from executor.orchestrator import resolve_config
     from executor.orchestrator_trainer import result_of, seed_everything, warm_start
     from executor.sampler import SamplingParams
     from executor.steps import StepContext, evaluate
@@ -166,7 +165,7 @@ def run_trl(scenario, steps: int | None = None, out_dir: str | None = None,
 
     if resume:
         raise UserError("--resume is not supported for executor.backend=trl")
-    cfg = resolve_config(scenario, steps, out_dir, trace_path)
+    cfg = RunConfig.from_scenario(scenario, steps, out_dir, trace_path)
     cfg.out_dir.mkdir(parents=True, exist_ok=True)
     for stale in (cfg.metrics_path, cfg.trace_path):
         stale.unlink(missing_ok=True)

@@ -16,7 +16,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from executor.orchestrator import behaviour_logps, orchestration_of, resolve_config
+from executor.config import RunConfig
+from executor.orchestrator import behaviour_logps, orchestration_of
 from executor.sampler import Rollout
 from executor.sampler_worker import WeightsChannel, WeightsMessage, may_generate
 from executor.trainer import make_batch
@@ -95,15 +96,15 @@ def test_behaviour_logps_align_with_the_completion_mask():
 
 
 def test_orchestration_settings_and_errors():
-    sync = orchestration_of(resolve_config(_scenario("orchestration.mode=sync")))
+    sync = orchestration_of(RunConfig.from_scenario(_scenario("orchestration.mode=sync")))
     assert (sync.max_staleness, sync.label) == (0, "disaggregated-sync")
-    asy = orchestration_of(resolve_config(_scenario("orchestration.mode=async",
+    asy = orchestration_of(RunConfig.from_scenario(_scenario("orchestration.mode=async",
                                                     "orchestration.max_staleness=2")), "drop")
     assert (asy.max_staleness, asy.stale_policy, asy.queue_batches) == (2, "drop", 2)
     with pytest.raises(UserError, match="stale_policy"):
-        orchestration_of(resolve_config(_scenario()), "sometimes")
+        orchestration_of(RunConfig.from_scenario(_scenario()), "sometimes")
     with pytest.raises(UserError, match="partial_rollout"):
-        orchestration_of(resolve_config(_scenario("orchestration.partial_rollout=true")))
+        orchestration_of(RunConfig.from_scenario(_scenario("orchestration.partial_rollout=true")))
 
 
 def _run(tmp_path, policy: str, *overrides: str):

@@ -70,6 +70,25 @@ def test_execute_rejects_modes_it_does_not_run(tmp_path, capsys):
     assert cli_main(["execute", str(path), "--set", "executor.lr=-1"]) == 2
 
 
+@pytest.mark.parametrize("overrides, field", [
+    (["executor.backend=trl"], "executor.backend"),
+    (["orchestration.placement=disaggregated", "orchestration.mode=async"], "orchestration"),
+    (["orchestration.placement=disaggregated"], "orchestration")])
+def test_config_resolves_every_mode_and_run_grpo_rejects_others(tmp_path, overrides, field):
+    """RunConfig resolves any backend/orchestration; only run_grpo insists on hf colocated sync."""
+    from executor.config import RunConfig
+    from executor.loop import run_grpo
+    from rlvr_sim.errors import UserError
+    from rlvr_sim.scenario import load_scenario
+
+    scenario = load_scenario(write_scenario(tmp_path, steps=1), overrides=overrides)
+    cfg = RunConfig.from_scenario(scenario, out_dir=str(tmp_path / "o"))
+    assert cfg.scenario is scenario and cfg.run_id == "execute-tiny-test"
+    with pytest.raises(UserError, match=field):
+        run_grpo(cfg, progress=False)
+    assert not (tmp_path / "o").exists()          # rejected before anything is written
+
+
 def _steps(out: Path) -> list[int]:
     path = out / "metrics.jsonl"
     if not path.exists():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from executor.orchestrator import resolve_config
+from executor.config import RunConfig
 from executor.trl_backend import Recorder, capture_trl_profiling, grpo_config, run_trl
 from rlvr_sim.scenario import load_scenario
 from rlvr_sim.trace import extra_field, read_trace
@@ -19,7 +19,7 @@ def _scenario(*overrides: str):
 
 
 def test_grpo_config_matches_the_scenario(tmp_path):
-    cfg = resolve_config(_scenario("workload.steps=5", "trainer.mini_batches=2", "executor.lr=0.002",
+    cfg = RunConfig.from_scenario(_scenario("workload.steps=5", "trainer.mini_batches=2", "executor.lr=0.002",
                                    "executor.loss_type=grpo", "executor.epsilon_high=0.3"))
     c = grpo_config(cfg, str(tmp_path))
     assert (c.per_device_train_batch_size, c.steps_per_generation, c.num_generations) == (4, 2, 4)
@@ -31,7 +31,7 @@ def test_grpo_config_matches_the_scenario(tmp_path):
 
 
 def test_grpo_config_rejects_uneven_mini_batches(tmp_path):
-    cfg = resolve_config(_scenario("trainer.mini_batches=3"))
+    cfg = RunConfig.from_scenario(_scenario("trainer.mini_batches=3"))
     with pytest.raises(ValueError, match="mini_batches=3"):
         grpo_config(cfg, str(tmp_path))
 
