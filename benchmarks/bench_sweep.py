@@ -66,7 +66,12 @@ def timed_sweep(scenario: Path, grid: list[str], workers: int, steps: int) -> tu
     return time.perf_counter() - started, cpu_s() - cpu0, result.counts()
 
 
-def speedup(scenario: Path, steps: int, repeats: int) -> dict[str, object]:
+# 2 x 3 x 4 x 2 x 2 x 2 = 192 plans: a longer 1-vs-2-worker comparison (--speedup-large)
+GRID_LARGE = ["sampler.gpus=16,32", "trainer.gpus=8,16,32", "sampler.tp=1,2,4,8", "orchestration.mode=sync,async",
+              "trainer.mini_batches=2,4", "verifier.workers=8,16"]
+
+
+def speedup(scenario: Path, steps: int, repeats: int, grid: list[str] = GRID_SMALL) -> dict[str, object]:
     """1 vs 2 workers, interleaved. Also CPU seconds (parallel overhead: 2-worker CPU vs 1-worker
     CPU) and the CPU share obtained (CPU / wall: at most 1 for 1 worker, 2 for 2 workers on an
     idle 2-core machine; less when other users' sessions compete for the cores)."""
@@ -74,12 +79,12 @@ def speedup(scenario: Path, steps: int, repeats: int) -> dict[str, object]:
     cpu: dict[int, list[float]] = {1: [], 2: []}
     for _ in range(repeats):
         for workers in (1, 2):
-            w, c, _counts = timed_sweep(scenario, GRID_SMALL, workers, steps)
+            w, c, _counts = timed_sweep(scenario, grid, workers, steps)
             wall[workers].append(round(w, 2))
             cpu[workers].append(round(c, 2))
     m1, m2 = statistics.median(wall[1]), statistics.median(wall[2])
     c1, c2 = statistics.median(cpu[1]), statistics.median(cpu[2])
-    return {"plans": 48, "wall_s_1_worker": wall[1], "wall_s_2_workers": wall[2],
+    return {"plans": len(grid_plans(grid)), "wall_s_1_worker": wall[1], "wall_s_2_workers": wall[2],
             "cpu_s_1_worker": cpu[1], "cpu_s_2_workers": cpu[2],
             "median_s_1_worker": round(m1, 2), "median_s_2_workers": round(m2, 2), "speedup": round(m1 / m2, 2),
             "cpu_overhead_2_vs_1": round(c2 / c1, 3),
@@ -113,6 +118,7 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=3, help="interleaved 1/2-worker repetitions")
     parser.add_argument("--total-gpus", type=int, default=64)
     parser.add_argument("--skip", default="", help="comma list of parts to skip: sweep,speedup,plan")
+    parser.add_argument("--speedup-large", action="store_true", help="192 plans per speed-up run instead of 48")
     parser.add_argument("--plan-scenario", type=Path, default=None, help="scenario of the plan search (default: --scenario)")
     args = parser.parse_args()
     scenario = args.scenario or default_scenario()
@@ -120,7 +126,8 @@ def main() -> int:
     report: dict[str, object] = {"scenario": str(scenario.relative_to(ROOT) if scenario.is_relative_to(ROOT) else scenario),
                                  "steps_per_plan": args.steps, "cpus": os.cpu_count()}
     if "speedup" not in skip:
-        report["speedup_1_vs_2_workers"] = speedup(scenario, args.steps, args.repeats)
+        report["speedup_1_vs_2_workers"] = speedup(scenario, args.steps, args.repeats,
+                                                   GRID_LARGE if args.speedup_large else GRID_SMALL)
     if "sweep" not in skip:
         wall, cpu, counts = timed_sweep(scenario, GRID_1000, args.workers, args.steps)
         report["sweep_1000"] = {"workers": args.workers, "wall_s": round(wall, 2), "cpu_s": round(cpu, 2),
