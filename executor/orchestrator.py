@@ -51,9 +51,10 @@ class Orchestration:
 
 
 def orchestration_of(cfg: RunConfig, stale_policy: str | None = None) -> Orchestration:
-    """The effective settings; UserError names the field for values we cannot run."""
+    """The effective settings (stale_policy: an override of executor.stale_policy); UserError
+    names the field for values we cannot run."""
     o = cfg.scenario.orchestration
-    policy = stale_policy or getattr(cfg.spec, "stale_policy", "block")
+    policy = stale_policy or cfg.spec.stale_policy
     if policy not in ("block", "drop"):
         raise UserError(f"executor.stale_policy={policy!r}: use 'block' or 'drop'")
     if o.partial_rollout:
@@ -96,7 +97,9 @@ class Counts:
 def run_orchestrated(scenario, steps: int | None = None, out_dir: str | None = None,
                      trace_path: str | None = None, progress: bool = True, resume: bool = False,
                      stale_policy: str | None = None):
-    """Run a scenario in its orchestration mode; returns executor.loop.ExecuteResult."""
+    """Run a scenario in its orchestration mode; returns executor.loop.ExecuteResult.
+
+    stale_policy: None uses the scenario's executor.stale_policy ('block' by default)."""
     from executor.loop import run_grpo
 
     if resume:

@@ -58,6 +58,11 @@ class ExecutorSpec(BaseModel):
     code_timeout_s: float = Field(2.0, gt=0, description="code task: wall limit per test run")
     code_memory_bytes: int = Field(512 * 2**20, gt=0, description="code task: address-space limit")
     code_output_bytes: int = Field(64 * 2**10, gt=0, description="code task: stdout+stderr cap")
+    # --- orchestration (async runs) --------------------------------------------------------
+    stale_policy: Literal["block", "drop"] = Field(
+        "block", description="how async runs keep orchestration.max_staleness: 'block' (the "
+        "sampler does not start a batch that would be older than the bound when trained on; waits "
+        "counted) or 'drop' (it generates freely; the trainer discards too-old batches, counted)")
     # --- run management -----------------------------------------------------------------------
     checkpoint_every: int = Field(0, ge=0, description="steps between checkpoints (0: only at the end)")
     out_dir: str = "runs/execute"

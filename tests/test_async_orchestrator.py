@@ -21,7 +21,7 @@ from executor.orchestrator import behaviour_logps, orchestration_of
 from executor.sampler import Rollout
 from executor.sampler_worker import WeightsChannel, WeightsMessage, may_generate
 from executor.trainer import make_batch
-from rlvr_sim.errors import UserError
+from rlvr_sim.errors import ScenarioError, UserError
 from rlvr_sim.scenario import load_scenario
 from rlvr_sim.trace import extra_field, read_trace
 
@@ -103,6 +103,11 @@ def test_orchestration_settings_and_errors():
     assert (asy.max_staleness, asy.stale_policy, asy.queue_batches) == (2, "drop", 2)
     with pytest.raises(UserError, match="stale_policy"):
         orchestration_of(RunConfig.from_scenario(_scenario()), "sometimes")
+    from_spec = orchestration_of(RunConfig.from_scenario(_scenario("executor.stale_policy=drop")))
+    assert from_spec.stale_policy == "drop"
+    assert orchestration_of(RunConfig.from_scenario(_scenario())).stale_policy == "block"   # default
+    with pytest.raises(ScenarioError, match="stale_policy"):
+        _scenario("executor.stale_policy=sometimes")
     with pytest.raises(UserError, match="partial_rollout"):
         orchestration_of(RunConfig.from_scenario(_scenario("orchestration.partial_rollout=true")))
 
@@ -110,9 +115,11 @@ def test_orchestration_settings_and_errors():
 def _run(tmp_path, policy: str, *overrides: str):
     from executor.orchestrator import run_orchestrated
 
-    scenario = _scenario("workload.steps=4", "orchestration.mode=async", *overrides)
-    result = run_orchestrated(scenario, out_dir=str(tmp_path), progress=False, stale_policy=policy)
+    scenario = _scenario("workload.steps=4", "orchestration.mode=async",
+                         f"executor.stale_policy={policy}", *overrides)
+    result = run_orchestrated(scenario, out_dir=str(tmp_path), progress=False)
     summary = json.loads((tmp_path / "orchestration.json").read_text())
+    assert summary["stale_policy"] == policy
     trace = read_trace(result.trace_path)
     return result, summary, trace
 
