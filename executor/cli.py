@@ -1,8 +1,12 @@
 """`rlvr-sim execute SCENARIO`: run the real GRPO loop of a scenario's `executor:` section.
 
-Prints a short summary (or the ExecuteResult as JSON with --json); writes the trace
-(rlvr_sim.trace schema), metrics.jsonl, evals.json, result.json, checkpoints and the resolved
-scenario under --out (default: executor.out_dir).
+Dispatch: executor.backend=trl -> `executor.trl_backend.run_trl`; backend vllm, or any
+orchestration other than colocated sync -> `executor.orchestrator.run_orchestrated`;
+`--self-improve ROUNDS` -> `executor.self_improve.run_self_improve` (expert iteration instead of
+GRPO); otherwise the core loop `executor.loop.run_grpo`. Prints a short summary (or the result as
+JSON with --json); writes the trace (rlvr_sim.trace schema), metrics.jsonl, evals.json,
+result.json, checkpoints (core loop) and the resolved scenario under --out (default:
+executor.out_dir). `--resume` is only supported by the core loop (UserError elsewhere).
 """
 
 from __future__ import annotations
@@ -20,11 +24,44 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", type=int, default=None, help="RL steps (default: workload.steps)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.add_argument("--trace", default=None, help="trace path (.parquet or .csv; default OUT/trace.parquet)")
-    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints/latest")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from OUT/checkpoints/latest (core hf colocated-sync loop only)")
     p.add_argument("--out", default=None, help="output directory (default: executor.out_dir)")
+    p.add_argument("--self-improve", type=int, default=None, metavar="ROUNDS",
+                   help="run ROUNDS rounds of expert iteration (attempt, keep accepted, SFT) "
+                   "instead of GRPO")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a scenario field, e.g. --set executor.lr=1e-3 (repeatable)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def _dispatch(scenario, cfg, args: argparse.Namespace, progress: bool):
+    """Run the scenario on the path its backend/orchestration (or --self-improve) selects."""
+    from rlvr_sim.errors import UserError
+
+    paths = dict(steps=args.steps, out_dir=args.out, trace_path=args.trace, progress=progress)
+    if args.self_improve is not None:
+        from executor.self_improve import SelfImproveSettings, run_self_improve
+
+        for flag, given in (("--resume", args.resume), ("--steps", args.steps is not None)):
+            if given:
+                raise UserError(f"{flag} does not apply to --self-improve; leave it out")
+        if args.self_improve < 1:
+            raise UserError(f"--self-improve={args.self_improve}: give at least 1 round")
+        return run_self_improve(scenario, SelfImproveSettings(rounds=args.self_improve),
+                                out_dir=args.out, trace_path=args.trace, progress=progress)
+    orch = scenario.orchestration
+    if cfg.spec.backend == "trl":
+        from executor.trl_backend import run_trl
+
+        return run_trl(scenario, resume=args.resume, **paths)
+    if orch.placement != "colocated" or orch.mode != "sync" or cfg.spec.backend == "vllm":
+        from executor.orchestrator import run_orchestrated
+
+        return run_orchestrated(scenario, resume=args.resume, **paths)
+    from executor.loop import run_grpo
+
+    return run_grpo(cfg, resume=args.resume, progress=progress)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -35,30 +72,38 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--steps={args.steps}: give at least 1")
     scenario = load_scenario(args.scenario, overrides=args.overrides)
     from executor.config import RunConfig
-    from executor.loop import run_grpo
 
     cfg = RunConfig.from_scenario(scenario, steps=args.steps, out_dir=args.out, trace_path=args.trace)
     cfg.out_dir.mkdir(parents=True, exist_ok=True)
     (cfg.out_dir / "scenario.resolved.yaml").write_text(
         yaml.safe_dump(scenario.model_dump(mode="json"), sort_keys=False))
     try:
-        result = run_grpo(cfg, resume=args.resume, progress=not args.no_progress and not args.json)
+        result = _dispatch(scenario, cfg, args, progress=not args.no_progress and not args.json)
     except ValueError as exc:   # bad settings found while building (device, model path, ...)
         raise UserError(str(exc)) from None
     if args.json:
         print(json.dumps(asdict(result), indent=2))
-        return 0
-    out = sys.stdout
-    print(f"{result.run_id}: {result.steps} steps on {result.policy['device']} "
-          f"({result.policy['params']:,} params, {result.policy['threads']} threads)", file=out)
+    elif args.self_improve is not None:
+        from executor.self_improve import summary_lines
+
+        print("\n".join(summary_lines(result)))
+    else:
+        print("\n".join(_summary_lines(result)))
+    return 0
+
+
+def _summary_lines(result) -> list[str]:
+    """Human summary of an ExecuteResult."""
+    lines = [f"{result.run_id}: {result.steps} steps on {result.policy['device']} "
+             f"({result.policy['params']:,} params, {result.policy['threads']} threads)"]
     for label, value in (("accuracy initial", result.accuracy_initial),
                          ("accuracy after SFT", result.accuracy_after_sft),
                          ("accuracy after GRPO", result.accuracy_after_grpo)):
         if value is not None:
-            print(f"  {label:<22}{value:6.1%}", file=out)
-    print(f"  mean reward first/last quarter: {result.mean_reward_first:.3f} -> "
-          f"{result.mean_reward_last:.3f}", file=out)
-    print(f"  step time mean {result.step_time_s['mean']:.3f} s; phases (s): "
-          + ", ".join(f"{k} {v:.2f}" for k, v in result.phase_time_s.items()), file=out)
-    print(f"  trace: {result.trace_path}  metrics: {result.metrics_path}", file=out)
-    return 0
+            lines.append(f"  {label:<22}{value:6.1%}")
+    lines.append(f"  mean reward first/last quarter: {result.mean_reward_first:.3f} -> "
+                 f"{result.mean_reward_last:.3f}")
+    lines.append(f"  step time mean {result.step_time_s['mean']:.3f} s; phases (s): "
+                 + ", ".join(f"{k} {v:.2f}" for k, v in result.phase_time_s.items()))
+    lines.append(f"  trace: {result.trace_path}  metrics: {result.metrics_path}")
+    return lines

@@ -205,12 +205,19 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps(asdict(result), indent=2))
         return 0
-    print(f"accuracy initial {result.accuracy_initial:.1%}, after warm-start "
-          f"{result.accuracy_after_warmstart:.1%}")
-    for r in result.rounds:
-        print(f"round {r.round}: pass rate {r.pass_rate:.1%}, kept {r.kept}/{r.attempted}, "
-              f"{r.sft_steps} SFT steps -> accuracy {r.accuracy_after:.1%}")
+    print("\n".join(summary_lines(result)))
     return 0
+
+
+def summary_lines(result: SelfImproveResult) -> list[str]:
+    """Human summary: accuracy before/after the warm-start and per round."""
+    lines = [f"accuracy initial {result.accuracy_initial:.1%}, after warm-start "
+             f"{result.accuracy_after_warmstart:.1%}"]
+    for r in result.rounds:
+        lines.append(f"round {r.round}: pass rate {r.pass_rate:.1%}, kept {r.kept}/{r.attempted}, "
+                     f"{r.sft_steps} SFT steps -> accuracy {r.accuracy_after:.1%}")
+    lines.append(f"trace: {result.trace_path}")
+    return lines
 
 
 if __name__ == "__main__":

@@ -148,3 +148,28 @@ def test_async_drop_run_counts_what_it_discards(tmp_path):
     assert all(s == 0 for row in extra_field(kept, "staleness") for s in row)
     assert all(s > 0 for row in extra_field(dropped, "staleness") for s in row)
     assert extra_field(kept, "batch_index").is_monotonic_increasing
+
+
+def test_execute_cli_dispatches_async_runs(tmp_path, capsys):
+    """`rlvr-sim execute` runs async scenarios through the orchestrator, also with
+    mini_batches=1 and num_iterations=1 (the behaviour log-probs go to GRPOTrainer.step)."""
+    from rlvr_sim.cli import main
+
+    args = ["execute", SCENARIO, "--steps", "2", "--json", "--out", str(tmp_path)]
+    for override in SMALL + ["orchestration.mode=async", "orchestration.max_staleness=1",
+                             "trainer.mini_batches=1", "executor.num_iterations=1"]:
+        args += ["--set", override]
+    assert main(args) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["steps"] == 2
+    trace = read_trace(result["trace_path"])
+    assert {"generate", "verify", "forward_backward", "optimizer", "weight_sync"} <= set(trace["phase"])
+    assert "old_logprob" not in set(trace["phase"])          # behaviour log-probs, no forward
+    assert trace[trace["phase"] == "forward_backward"].groupby("step").size().tolist() == [1, 1]
+    gen = trace[trace["phase"] == "generate"]
+    per_sample = [s for row in extra_field(gen, "staleness") for s in row]
+    assert len(per_sample) == 2 * 8 and 0 <= min(per_sample) and max(per_sample) <= 1
+    summary = json.loads((tmp_path / "orchestration.json").read_text())
+    assert (summary["orchestration"], summary["stale_policy"]) == ("async(1,block)", "block")
+    assert main(args + ["--resume"]) == 2
+    assert capsys.readouterr().err.startswith("error: --resume is only supported")

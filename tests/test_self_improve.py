@@ -89,3 +89,20 @@ def test_two_rounds_raise_held_out_accuracy(tmp_path):
     accuracies = [result.accuracy_after_warmstart] + [r.accuracy_after for r in result.rounds]
     assert 0.1 <= accuracies[0] <= 0.5, accuracies
     assert accuracies[-1] >= accuracies[0] + 0.1, accuracies
+
+
+def test_execute_cli_self_improve(tmp_path, capsys):
+    from rlvr_sim.cli import main
+
+    args = ["execute", "scenarios/tiny-cpu-execute.yaml", "--self-improve", "1", "--out", str(tmp_path)]
+    for override in ("executor.sft_steps=5", "executor.eval_problems=8", "executor.threads=1",
+                     "workload.samples_per_prompt=2", "verifier.workers=1"):
+        args += ["--set", override]
+    assert main(args + ["--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "round 0: pass rate" in out and "/512," in out          # 256 problems x 2 samples
+    saved = json.loads((tmp_path / "self_improve.json").read_text())
+    trace = read_trace(saved["trace_path"])
+    assert trace[trace["phase"] == "generate"]["sequences"].sum() == 512
+    assert main(args + ["--resume"]) == 2
+    assert "error: --resume does not apply to --self-improve" in capsys.readouterr().err

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from executor.config import RunConfig
@@ -65,3 +67,22 @@ def test_trl_run_is_traced_per_rl_step(tmp_path, iterations):
     assert verify.groupby("step")["sequences"].sum().tolist() == [8, 8]
     rows = [line for line in open(result.metrics_path).read().splitlines() if line]
     assert len(rows) == 2
+
+
+def test_execute_cli_dispatches_the_trl_backend(tmp_path, capsys):
+    from rlvr_sim.cli import main
+
+    args = ["execute", "scenarios/tiny-cpu-execute.yaml", "--steps", "2", "--json", "--out",
+            str(tmp_path)]
+    for override in SMALL + ["trainer.mini_batches=2", "executor.num_iterations=1"]:
+        args += ["--set", override]
+    assert main(args) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["steps"] == 2
+    trace = read_trace(result["trace_path"])
+    gen = trace[trace["phase"] == "generate"]
+    assert gen["step"].tolist() == [0, 1] and set(extra_field(gen, "backend")) == {"trl"}
+    assert {"verify", "forward_backward", "optimizer"} <= set(trace["phase"])
+    assert trace[trace["phase"] == "optimizer"].groupby("step").size().tolist() == [2, 2]
+    assert main(args + ["--resume"]) == 2
+    assert "error: --resume is not supported for executor.backend=trl" in capsys.readouterr().err
