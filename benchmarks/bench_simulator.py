@@ -10,8 +10,12 @@ Reported: wall and CPU seconds, seconds per simulated step, sampler spans ("even
 peak RSS of the process (ru_maxrss, includes the interpreter and imports), the peak of live
 Python memory under tracemalloc at two run lengths (flat = memory does not grow with steps) and
 the simulated step time. The machine is shared: compare the CPU seconds, and fast vs exact within one run.
+`--baseline DIR` also runs the fast cases with the `rlvr_sim` package found in DIR (e.g. a
+`git worktree` of an older commit), alternating with this tree's, and reports the median CPU
+ratio and whether the simulated step times are identical.
 
     .venv/bin/python benchmarks/bench_simulator.py [--steps 100] [--exact-steps 10] [--json]
+    .venv/bin/python benchmarks/bench_simulator.py --baseline /tmp/old-tree --repeats 3
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import argparse
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import time
@@ -36,13 +41,14 @@ PLAN64 = {
     "orchestration": {"placement": "colocated", "mode": "sync"}}
 
 
-def child(case: str, steps: int, exact: bool, traced: bool = False) -> dict:
-    """Run one case in this process; the numbers the parent reports (`traced`: under
-    tracemalloc, for the peak of live Python memory; its timings are not comparable)."""
+def child(case: str, steps: int, exact: bool, traced: bool = False, root: Path = ROOT) -> dict:
+    """Run one case in this process with the rlvr_sim package of `root`; the numbers the parent
+    reports (`traced`: under tracemalloc, for the peak of live Python memory; its timings are
+    not comparable)."""
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[-1]})
-    sys.path.insert(0, str(ROOT))
+    sys.path.insert(0, str(root))
     from rlvr_sim.scenario import load_scenario
     from rlvr_sim.sim import simulate
 
@@ -74,24 +80,24 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--memory-steps", default="10,100",
                    help="fast runs under tracemalloc at these step counts (peak live memory)")
     p.add_argument("--json", action="store_true")
-    p.add_argument("--child", nargs=4, metavar=("CASE", "STEPS", "EXACT", "TRACED"),
+    p.add_argument("--baseline", type=Path, help="a tree whose rlvr_sim to compare against (fast mode)")
+    p.add_argument("--repeats", type=int, default=3, help="alternating runs per tree with --baseline")
+    p.add_argument("--child", nargs=5, metavar=("CASE", "STEPS", "EXACT", "TRACED", "ROOT"),
                    help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.child:
-        case, steps, exact, traced = args.child
-        print(json.dumps(child(case, int(steps), exact == "1", traced == "1")))
+        case, steps, exact, traced, root = args.child
+        print(json.dumps(child(case, int(steps), exact == "1", traced == "1", Path(root))))
         return 0
+    if args.baseline is not None:
+        return compare_trees(args)
     rows = []
     memory_steps = [int(x) for x in args.memory_steps.split(",") if x]
     for case in args.cases.split(","):
         runs = [(args.steps, False, False), (args.exact_steps, True, False)]
         runs += [(n, False, True) for n in memory_steps]
         for steps, exact, traced in runs:
-            out = subprocess.run([sys.executable, __file__, "--child", case, str(steps),
-                                  "1" if exact else "0", "1" if traced else "0"],
-                                 capture_output=True, text=True, check=True,
-                                 env={**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"})
-            rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
+            rows.append(_run_child(case, steps, exact, traced, ROOT))
             if not args.json and traced:
                 r = rows[-1]
                 print(f"{r['case']:<9} traced {r['steps']:4d} steps: peak live Python memory "
@@ -119,6 +125,40 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{case}: fast is {c['cpu_speedup_per_step']:.1f}x cheaper per step than exact; "
                   f"step-time difference on the first steps: "
                   + ", ".join(f"{e:+.3%}" for e in c["step_time_rel_diff_first_steps"]))
+    return 0
+
+
+def _run_child(case: str, steps: int, exact: bool, traced: bool, root: Path) -> dict:
+    out = subprocess.run([sys.executable, __file__, "--child", case, str(steps), "1" if exact else "0",
+                          "1" if traced else "0", str(root)],
+                         capture_output=True, text=True, check=True,
+                         env={**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"})
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def compare_trees(args: argparse.Namespace) -> int:
+    """Fast-mode CPU seconds of this tree vs `args.baseline`, runs alternating (the machine's
+    load drifts), medians; and whether both simulate the same step times."""
+    report = {}
+    for case in args.cases.split(","):
+        runs: dict[str, list[dict]] = {"baseline": [], "this": []}
+        for _ in range(args.repeats):
+            for name, root in (("baseline", args.baseline.resolve()), ("this", ROOT)):
+                runs[name].append(_run_child(case, args.steps, False, False, root))
+        base, this = (statistics.median(r["cpu_s_per_step"] for r in runs[k]) for k in ("baseline", "this"))
+        report[case] = {"baseline_cpu_s_per_step": base, "this_cpu_s_per_step": this,
+                        "speedup": base / this,
+                        "events_per_step": runs["this"][0]["events_per_step"],
+                        "same_simulated_steps": runs["this"][0]["sim_first_steps_s"]
+                        == runs["baseline"][0]["sim_first_steps_s"]
+                        and runs["this"][0]["sim_step_time_s"] == runs["baseline"][0]["sim_step_time_s"]}
+        if not args.json:
+            r = report[case]
+            print(f"{case:<9} baseline {base:.4f} s/step, this tree {this:.4f} s/step (CPU, median of "
+                  f"{args.repeats}): {r['speedup']:.2f}x; simulated step times identical: "
+                  f"{r['same_simulated_steps']}", flush=True)
+    if args.json:
+        print(json.dumps({"baseline": str(args.baseline), "steps": args.steps, "cases": report}, indent=1))
     return 0
 
 
