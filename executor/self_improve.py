@@ -27,8 +27,9 @@ from dataclasses import asdict, dataclass, field
 import torch
 
 from executor.sampler import HFSampler, Rollout, SamplingParams
+from executor.sft import sft_update
 from executor.tracing import Tracer, save_trace
-from executor.trainer import make_batch, token_logps
+from executor.trainer import make_batch
 
 
 @dataclass(frozen=True)
@@ -102,13 +103,7 @@ def sft_on(model: torch.nn.Module, rollouts: list[Rollout], pad_id: int, eos_id:
         rng.shuffle(order)
         for lo in range(0, len(order), batch_size):
             batch = make_batch([data[i] for i in order[lo:lo + batch_size]], pad_id, device)
-            logps, _ = token_logps(model, batch, temperature=1.0)
-            loss = -(logps * batch.mask).sum() / batch.mask.sum()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
-            steps, loss_value = steps + 1, float(loss.detach())
+            steps, loss_value = steps + 1, sft_update(model, opt, batch)
     model.eval()
     return steps, loss_value
 

@@ -28,6 +28,18 @@ class SFTResult:
     data_cursor: int        # next unused problem index of the SFT stream
 
 
+def sft_update(model: torch.nn.Module, opt: torch.optim.Optimizer, batch) -> float:
+    """One supervised step: mean negative log-likelihood of the batch's completion tokens
+    (the mask), gradient clipped to norm 1. Returns the loss."""
+    logps, _ = token_logps(model, batch, temperature=1.0)
+    loss = -(logps * batch.mask).sum() / batch.mask.sum()
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    opt.step()
+    return float(loss.detach())
+
+
 def run_sft(model: torch.nn.Module, tokenizer, task: Task, seed: int, steps: int, lr: float,
             batch_size: int, progress: bool = False) -> SFTResult:
     """`steps` AdamW steps on batches of reference completions (stream "sft", own optimizer)."""
@@ -43,13 +55,7 @@ def run_sft(model: torch.nn.Module, tokenizer, task: Task, seed: int, steps: int
                             tokenizer.encode(p.reference, add_special_tokens=False)
                             + [tokenizer.eos_token_id], [], True, 0) for p in batch_problems]
         batch = make_batch(rollouts, tokenizer.pad_token_id, device)
-        logps, _ = token_logps(model, batch, temperature=1.0)
-        loss = -(logps * batch.mask).sum() / batch.mask.sum()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        loss_value = float(loss.detach())
+        loss_value = sft_update(model, opt, batch)
         seqs += len(rollouts)
         toks += int(batch.attention.sum())
     return SFTResult(steps, loss_value, t0, time.perf_counter(), seqs, toks, steps * batch_size)

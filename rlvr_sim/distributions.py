@@ -14,6 +14,7 @@ Each spec is a small pydantic model chosen by its `dist` key and draws seeded sa
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Annotated, Literal, Union
 
@@ -21,22 +22,24 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, model_validator
 
 
-class _Dist(BaseModel):
+class _Dist(BaseModel, ABC):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:  # pragma: no cover
-        raise NotImplementedError
+    @abstractmethod
+    def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        """`n` seeded draws."""
 
     def sample_tokens(self, rng: np.random.Generator, n: int) -> np.ndarray:
         """Integer token counts (rounded, at least 1)."""
         return np.maximum(np.rint(self.sample(rng, n)), 1).astype(np.int64)
 
-    def mean_value(self) -> float:  # pragma: no cover
-        raise NotImplementedError
+    @abstractmethod
+    def mean_value(self) -> float:
+        """Expected value of a draw."""
 
-    def max_value(self) -> float:  # pragma: no cover
+    @abstractmethod
+    def max_value(self) -> float:
         """Largest value a sample can take (inf when unbounded)."""
-        raise NotImplementedError
 
 
 class Fixed(_Dist):
