@@ -78,7 +78,7 @@ def train_config(cfg: RunConfig) -> TrainConfig:
         warmup_updates=s.warmup_steps * cfg.mini_batches * s.num_iterations)
 
 
-def _fresh_start(cfg: RunConfig, ctx: StepContext, tracer: Tracer, progress: bool) -> dict:
+def warm_start(cfg: RunConfig, ctx: StepContext, tracer: Tracer, progress: bool) -> dict:
     """SFT warm-start and held-out accuracy before/after it; returns the eval record."""
     spec, policy = cfg.spec, ctx.policy
     record = {"accuracy_initial": evaluate(ctx, policy.model)}
@@ -144,7 +144,7 @@ def run_grpo(cfg: RunConfig, resume: bool = False, progress: bool = True) -> Exe
         ctx = StepContext(cfg=cfg, policy=policy, task=task, pool=pool, params=params)
         state, previous, tracer = RunState(0, 0, 0, False), None, Tracer(cfg.run_id)
         if ckpt is None:
-            evals = _fresh_start(cfg, ctx, tracer, progress)
+            evals = warm_start(cfg, ctx, tracer, progress)
             (cfg.out_dir / "evals.json").write_text(json.dumps(evals))
         ref_model = copy.deepcopy(policy.model).eval().requires_grad_(False) if spec.beta > 0 else None
         trainer = GRPOTrainer(policy.model, train_config(cfg), policy.tokenizer.pad_token_id, ref_model)

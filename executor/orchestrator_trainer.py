@@ -23,7 +23,9 @@ import torch
 from executor.config import RunConfig
 from executor.orchestrator import (Counts, Orchestration, next_message, send_weights,
                                    start_sampler, stop_sampler, train_on, wait_ready)
+from executor.loop import warm_start
 from executor.sampler_worker import SampleMessage
+from executor.steps import trace_train
 from executor.trainer import GRPOTrainer
 from executor.tracing import StepMetrics, Tracer, append_metrics, save_trace
 
@@ -73,16 +75,6 @@ def _take_batch(tracer: Tracer, batches, proc, step: int, orch: Orchestration,
         _trace_sampler_side(tracer, msg, step, staleness, counts, dropped=True)
 
 
-def _trace_train(tracer: Tracer, step: int, stats, t0: float) -> None:
-    for ph in stats.phases:
-        tracer.add("trainer", 0, ph.name, step, step, tracer.rel_perf(ph.start),
-                   tracer.rel_perf(ph.end), ph.sequences, 0, ph.tokens, **ph.extra)
-    first = min((ph.start for ph in stats.phases), default=t0)
-    if first > t0:
-        tracer.add("trainer", 0, "train", step, step, tracer.rel_perf(t0), tracer.rel_perf(first),
-                   stats.sequences, 0, stats.tokens, part="batching+advantages")
-
-
 def _metrics(step: int, msg: SampleMessage, stats, step_s: float, train_s: float,
              sync_s: float) -> StepMetrics:
     rewards = [r.reward for r in msg.results]
@@ -96,21 +88,6 @@ def _metrics(step: int, msg: SampleMessage, stats, step_s: float, train_s: float
         generate_s=msg.generate_perf[1] - msg.generate_perf[0],
         verify_s=msg.verify_perf[1] - msg.verify_perf[0], train_s=train_s, weight_sync_s=sync_s,
         data_cursor=msg.data_cursor)
-
-
-def warm_start(cfg: RunConfig, ctx, tracer: Tracer, progress: bool) -> dict:
-    from executor.sft import run_sft
-    from executor.steps import evaluate
-
-    policy, spec = ctx.policy, cfg.spec
-    evals = {"accuracy_initial": evaluate(ctx, policy.model)}
-    if spec.sft_steps:
-        sft = run_sft(policy.model, policy.tokenizer, ctx.task, cfg.seed, spec.sft_steps,
-                      spec.sft_lr, spec.sft_batch_size, progress)
-        tracer.add("trainer", 0, "sft", -1, 0, tracer.rel_perf(sft.start), tracer.rel_perf(sft.end),
-                   sft.sequences, 0, 0, steps=sft.steps, tokens=sft.tokens, final_loss=sft.final_loss)
-    evals["accuracy_after_sft"] = evaluate(ctx, policy.model)
-    return evals
 
 
 def run_trainer_side(cfg: RunConfig, orch: Orchestration, workdir: str, progress: bool):
@@ -165,7 +142,7 @@ def _steps(cfg: RunConfig, orch: Orchestration, tracer: Tracer, trainer, policy,
         _trace_sampler_side(tracer, msg, step, staleness, counts, dropped=False)
         stats = train_on(trainer, msg, cfg.samples_per_prompt)
         t3 = time.perf_counter()
-        _trace_train(tracer, step, stats, w1)
+        trace_train(tracer, step, step, w1, stats)
         s0, s1, size = send_weights(policy.model, weights, step + 1)
         tracer.add("trainer", 0, "weight_sync", step, step + 1, tracer.rel_perf(s0),
                    tracer.rel_perf(s1), bytes=size)

@@ -142,7 +142,8 @@ def run_self_improve(scenario, settings: SelfImproveSettings | None = None, out_
 
     from executor.loop import build_policy
     from executor.config import RunConfig
-    from executor.orchestrator_trainer import seed_everything, warm_start
+    from executor.loop import warm_start
+    from executor.orchestrator_trainer import seed_everything
     from executor.steps import StepContext, evaluate
     from executor.tasks import make_task
     from executor.verifier import VerifierPool

@@ -61,7 +61,8 @@ def evaluate(ctx: StepContext, model: torch.nn.Module) -> float:
     return sum(r.reward for r in results) / n
 
 
-def _trace_train(tracer: Tracer, step: int, version: int, t0: float, stats) -> None:
+def trace_train(tracer: Tracer, step: int, version: int, t0: float, stats) -> None:
+    """Trainer rows of one step: each timed phase, plus batching/advantages before the first."""
     for ph in stats.phases:
         tracer.add("trainer", 0, ph.name, step, version, tracer.rel_perf(ph.start),
                    tracer.rel_perf(ph.end), ph.sequences, 0, ph.tokens, **ph.extra)
@@ -100,7 +101,7 @@ def run_step(ctx: StepContext, step: int) -> StepMetrics:
                decode_s=tm.decode_s, decode_iterations=tm.decode_iterations,
                staleness=[version - r.policy_version for r in batch.rollouts])
     tracer.add_verify(step, version, results)
-    _trace_train(tracer, step, version, t2, stats)
+    trace_train(tracer, step, version, t2, stats)
     for pool in ("trainer", "sampler"):
         tracer.add(pool, 0, "weight_sync", step, sync.policy_version, tracer.rel_perf(sync.start),
                    tracer.rel_perf(sync.end), bytes=sync.bytes)

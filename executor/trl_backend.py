@@ -156,7 +156,8 @@ def run_trl(scenario, steps: int | None = None, out_dir: str | None = None,
     from trl import GRPOTrainer
 
     from executor.loop import build_policy
-    from executor.orchestrator_trainer import result_of, seed_everything, warm_start
+    from executor.loop import warm_start
+    from executor.orchestrator_trainer import result_of, seed_everything
     from executor.sampler import SamplingParams
     from executor.steps import StepContext, evaluate
     from executor.tasks import make_task, problems
