@@ -95,13 +95,30 @@ class ValidationReport:
         return "\n".join(lines)
 
 
+FLOOR_S = 1e-4   # plotted values below 0.1 ms sit on the floor (a simulated verify tail of ~0)
+
+
+def report_from_dict(data: dict) -> ValidationReport:
+    """Rebuild a report from its `to_dict()` JSON (for re-plotting, the app's calibration page)."""
+    def rows(items):
+        return [Comparison(r["config"], r["quantity"], r["measured_s"], r["simulated_s"])
+                for r in items]
+    rep = ValidationReport(profile=data["profile"], rows=rows(data["rows"]),
+                           configs=data.get("configs", []))
+    if data.get("cpu_equivalent"):
+        rep.cpu_equivalent = ValidationReport(profile=data["profile"],
+                                              rows=rows(data["cpu_equivalent"]["rows"]))
+    return rep
+
+
 def _panel(ax, report: ValidationReport, title: str) -> None:
     quantities = [STEP] + report.phases()
-    all_vals = [v for r in report.rows for v in (r.measured_s, r.simulated_s) if v > 0]
+    all_vals = [max(v, FLOOR_S) for r in report.rows for v in (r.measured_s, r.simulated_s)]
     for q in quantities:
-        rows = [r for r in report.rows if r.quantity == q and r.measured_s > 0 and r.simulated_s > 0]
+        rows = [r for r in report.rows if r.quantity == q]
         if rows:
-            ax.scatter([r.measured_s for r in rows], [r.simulated_s for r in rows],
+            ax.scatter([max(r.measured_s, FLOOR_S) for r in rows],
+                       [max(r.simulated_s, FLOOR_S) for r in rows],
                        label=f"{q} (MAPE {report.mape(q):.1f}%)", s=28,
                        marker="D" if q == STEP else "o", alpha=0.85)
     if all_vals:
