@@ -60,6 +60,9 @@ class Efficiency(BaseModel):
     disk_bytes_per_s: float = Field(2e9, gt=0, description="checkpoint write/read (disk sync)")
     switch_fixed_s: float = Field(1.0, ge=0, description="colocated phase switch fixed cost "
                                   "(wake/sleep, cache reallocation)")
+    kv_bw_eff: float | None = Field(
+        None, gt=0, le=1, description="achieved memory-bandwidth fraction on KV-cache reads in "
+        "decode (None: decode_bw_eff); lower where the engine re-copies the cache, as HF on CPU")
     decode_overlap: float = Field(
         1.0, ge=0, le=1, description="fraction of the smaller of compute and memory time hidden "
         "under the larger, in decode and prefill (1: roofline max, GPU-like; 0: serial sum, as one "

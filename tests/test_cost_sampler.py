@@ -185,3 +185,19 @@ def test_layer_overhead_adds_per_layer_dispatch_to_decode_prefill_and_train():
     b = train_step(m, hw2, tshape, 16, 1600, 6400)
     assert b.forward_backward_s - a.forward_backward_s == pytest.approx(2 * 3 * 16 * 1e-3)
     assert b.ref_logprob_s - a.ref_logprob_s == pytest.approx(16 * 1e-3)
+
+
+def test_kv_bw_eff_prices_kv_reads_separately_from_weights():
+    """Unset, KV reads go at decode_bw_eff; set, KV seconds scale by decode_bw_eff / kv_bw_eff
+    while weight seconds stay (hand-computed on a memory-bound iteration)."""
+    m = catalog_model("llama-3.1-8b")
+    hw = HardwareProfile.from_catalog("h100-sxm")
+    eff = hw.efficiency
+    half = hw.model_copy(update={"efficiency": eff.model_copy(
+        update={"kv_bw_eff": eff.decode_bw_eff / 2, "skew_coef": 0.0})})
+    base = hw.model_copy(update={"efficiency": eff.model_copy(update={"skew_coef": 0.0})})
+    shape = SamplerShape()
+    a = decode_iteration(m, base, shape, 64, 64 * 2000, 2000)
+    b = decode_iteration(m, half, shape, 64, 64 * 2000, 2000)
+    kv_s = a.kv_bytes / (hw.datasheet.hbm_bytes_per_s * eff.decode_bw_eff)
+    assert b.memory_s - a.memory_s == pytest.approx(kv_s, rel=1e-9)

@@ -3,7 +3,7 @@
 Decode iteration (per GPU of a tp x pp replica; pipeline stages run one after another, so PP
 splits memory but not latency):
     compute_s = (2 x active params x width x batch + attention FLOPs) / (peak x decode_mfu) / tp
-    memory_s  = (weights read + KV of all running sequences) / (hbm x decode_bw_eff)
+    memory_s  = weights read / (hbm x decode_bw_eff) + KV of running sequences / (hbm x kv_bw_eff)
     skew_s    = skew_coef x kv_s x (max - mean) / max        (mixed-length batches)
     comm_s    = 2 all-reduces per layer of batch x width x hidden bf16 over the intra-node link
     total     = hi + (1 - decode_overlap) x lo + comm_s + decode_overhead_s + L x layer_overhead_s
@@ -86,7 +86,8 @@ class DecodeCoeffs:
     weight_bytes_per_param: float   # per GPU: dtype bytes / (tp x pp)
     kv_bytes_per_token: float       # per GPU
     flop_per_s: float               # tp x peak x decode_mfu (whole replica)
-    bytes_per_s: float              # hbm x decode_bw_eff, one GPU
+    bytes_per_s: float              # hbm x decode_bw_eff, one GPU (weights)
+    kv_read_bytes_per_s: float      # hbm x kv_bw_eff (KV cache; decode_bw_eff when unset)
     pp: int
     skew_coef: float
     overhead_s: float
@@ -111,7 +112,9 @@ class DecodeCoeffs:
             weight_bytes_per_param=dtype_bytes(shape.weight_dtype) / (tp * pp),
             kv_bytes_per_token=kv_bytes_per_token(m, shape.kv_dtype, tp, pp),
             flop_per_s=tp * hw.peak_flop_per_s(shape.weight_dtype) * eff.decode_mfu,
-            bytes_per_s=ds.hbm_bytes_per_s * eff.decode_bw_eff, pp=pp, skew_coef=eff.skew_coef,
+            bytes_per_s=ds.hbm_bytes_per_s * eff.decode_bw_eff,
+            kv_read_bytes_per_s=ds.hbm_bytes_per_s * (eff.kv_bw_eff or eff.decode_bw_eff),
+            pp=pp, skew_coef=eff.skew_coef,
             overhead_s=eff.decode_overhead_s + m.num_hidden_layers * eff.layer_overhead_s,
             overlap=eff.decode_overlap,
             allreduce_s_per_byte=2 * m.num_hidden_layers * ring / link,
@@ -134,11 +137,12 @@ def _terms(c: DecodeCoeffs, batch: float, context_tokens_sum: float, context_tok
     w_bytes = w_params * c.weight_bytes_per_param
     kv_bytes = context_tokens_sum * c.kv_bytes_per_token
     # pipeline stages run in sequence: pp stages x (1/pp of the bytes) = the full replica time
-    memory_s = (w_bytes + kv_bytes) * c.pp / c.bytes_per_s
+    kv_s = kv_bytes * c.pp / c.kv_read_bytes_per_s
+    memory_s = w_bytes * c.pp / c.bytes_per_s + kv_s
     skew_s = 0.0
     if context_tokens_max > 0 and batch > 0:
         frac = (context_tokens_max - context_tokens_sum / batch) / context_tokens_max
-        skew_s = c.skew_coef * kv_bytes * c.pp / c.bytes_per_s * min(max(frac, 0.0), 1.0)
+        skew_s = c.skew_coef * kv_s * min(max(frac, 0.0), 1.0)
     act_bytes = tokens * c.hidden_bytes_per_token
     comm_s = 0.0
     if c.allreduce_s_per_byte:
