@@ -24,7 +24,7 @@ TRUTH = {k: v for k, v in dict(
     decode_mfu=0.12, decode_bw_eff=0.25, decode_overhead_s=4e-3, skew_coef=0.5,
     prefill_mfu=0.3, prefill_overhead_s=1.5e-3, train_mfu=0.15, optimizer_s_per_param=3e-9,
     train_overhead_s=8e-3, bucket_latency_s=2e-4, decode_overlap=0.4, train_pass_overhead_s=4e-3,
-    layer_overhead_s=3e-4).items() if k in Efficiency.model_fields}
+    layer_overhead_s=3e-4, kv_bw_eff=0.12).items() if k in Efficiency.model_fields}
 
 
 def synthetic(truth: dict, grid: Grid = FULL, noise: float = 0.03,

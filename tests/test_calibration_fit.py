@@ -42,7 +42,7 @@ def test_fit_recovers_known_parameters_from_noisy_synthetic_measurements():
 
 
 def test_skew_is_identified_when_decode_is_memory_bound():
-    truth = dict(TRUTH, decode_mfu=0.9, decode_bw_eff=0.004, skew_coef=0.6)
+    truth = dict(TRUTH, decode_mfu=0.9, decode_bw_eff=0.004, kv_bw_eff=0.004, skew_coef=0.6)
     fit = fit_profile(synthetic(truth, noise=0.02, seed=1), BASE)
     r = fit.result
     assert r.rel_stderr["skew_coef"] < 0.2
