@@ -4,6 +4,7 @@ the CLI prints a recommendation and a frontier, and a space where nothing fits i
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -13,20 +14,7 @@ from rlvr_sim.sweep.planner import Evaluator, exhaustive, search
 from rlvr_sim.sweep.pools import LocalPool
 from rlvr_sim.sweep.space import COLOCATED, Allocation, SearchSpace, enumerate_space
 
-SMALL = """
-name: small-plan
-model: qwen2.5-1.5b
-hardware: {gpu: h100-sxm, gpus_per_node: 8}
-workload:
-  prompts_per_step: 16
-  samples_per_prompt: 4
-  steps: 50
-  seed: 0
-  prompt_tokens: {dist: fixed, value: 256}
-  response_tokens: {dist: lognormal, mean: 300, sigma: 0.8, cap: 1024}
-sampler: {gpus: 4, tp: 1}
-trainer: {gpus: 4, tp: 1, mini_batches: 2}
-"""
+SMALL = (Path(__file__).parent / "data" / "small-qwen1.5b.yaml").read_text()
 
 
 @pytest.fixture()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -16,19 +17,7 @@ from rlvr_sim.sweep.grid import grid_plans
 from rlvr_sim.sweep.pools import InlinePool, LocalPool, RayPool
 from rlvr_sim.sweep.runner import run_sweep
 
-SMALL = """
-name: small-sweep
-model: qwen2.5-1.5b
-hardware: {gpu: h100-sxm, gpus_per_node: 8}
-workload:
-  prompts_per_step: 16
-  samples_per_prompt: 4
-  steps: 50
-  seed: 0
-  prompt_tokens: {dist: fixed, value: 256}
-  response_tokens: {dist: lognormal, mean: 300, sigma: 0.8, cap: 1024}
-sampler: {gpus: 4, tp: 1}
-trainer: {gpus: 4, tp: 1, mini_batches: 2}
+SMALL = (Path(__file__).parent / "data" / "small-qwen1.5b.yaml").read_text() + """
 orchestration: {placement: disaggregated, mode: sync}
 """
 
