@@ -95,6 +95,8 @@ class Verifier(_Section):
     latency_s: Distribution = Field(default_factory=lambda: LogNormal(mean=0.5, sigma=0.5, cap=30))
     timeout_s: float = Field(30.0, gt=0)
     failure_rate: float = Field(0.0, ge=0, le=1)
+    rpc_latency_s: float = Field(0.0, ge=0, description="round trip to hand a trace over and get "
+                                 "its reward back (network/IPC); does not occupy a worker")
 
 
 class Trainer(_Section):
@@ -119,6 +121,9 @@ class Orchestration(_Section):
     mode: Literal["sync", "async"] = "sync"
     max_staleness: int = Field(1, ge=0, description="async only; 0 behaves as sync")
     partial_rollout: bool = False
+    offload_on_switch: bool = Field(True, description="colocated: offload the sampler's weights "
+                                    "to host memory for training and reload them each step "
+                                    "(vLLM sleep mode); false when both copies stay resident")
     weight_sync: WeightSyncSpec = Field(default_factory=WeightSyncSpec)
 
 

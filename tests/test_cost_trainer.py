@@ -71,6 +71,8 @@ def test_disk_sync_slower_and_colocated_switch():
     assert disk.total_s == pytest.approx(2 * N * 2 / 2e9 + 30 * 1e-3)
     assert switch_s(LLAMA, H100, "disaggregated", 1, 1) == 0
     assert switch_s(LLAMA, H100, "colocated", 1, 1) == pytest.approx(2 * N * 2 / 50e9 + 1.0)
+    # both copies resident (no offload): only the fixed wake/sleep cost
+    assert switch_s(LLAMA, H100, "colocated", 1, 1, offload=False) == pytest.approx(1.0)
 
 
 def test_colocated_sync_all_gathers_over_nvlink():

@@ -170,6 +170,18 @@ def test_verifier_queue_and_timeout():
     assert times(res, "verified") == [("verified", 0, 7.5), ("verified", 1, 11.5)]
 
 
+def test_verifier_rpc_latency_delays_rewards_but_not_workers():
+    # 1 worker, 4 s service, 0.5 s round trip: s0 served [3.5, 7.5], reward at 8.0; the worker is
+    # free at 7.5, so s1 (arrived 5.5) is served [7.5, 11.5], reward at 12.0; train starts 12.0.
+    cfg = config(steps=1, verifier_latency_s=Constant(4.0), verifier_rpc_s=0.5)
+    res = simulate_config(cfg, FakeCostModel(), event_log=True)
+    assert times(res, "verified") == [("verified", 0, 8.0), ("verified", 1, 12.0)]
+    assert times(res, "trainer0 forward_backward") == [("trainer0 forward_backward", 0, 12.0, 22.0)]
+    assert res.summary.utilization["verifier"] == pytest.approx(8.0 / res.summary.step_time_s.mean)
+    with pytest.raises(Exception, match="verifier.rpc_latency_s"):
+        config(verifier_rpc_s=-1.0)
+
+
 def test_speculative_tokens_per_iteration():
     # 2.5 accepted tokens per iteration: 5 tokens take 2 iterations, 3 tokens take 2 (ceil 1.2).
     cfg = config(steps=1, verifier_latency_s=Constant(0.0))

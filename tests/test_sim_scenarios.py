@@ -45,3 +45,15 @@ def test_fast_mode_stays_within_half_a_percent_of_exact():
     for f, e in zip(fast, exact):
         assert f.time_s == pytest.approx(e.time_s, rel=5e-3)
         assert f.output_tokens == e.output_tokens
+
+
+def test_resident_colocated_copies_skip_the_switch():
+    path = SCENARIOS / "nemo-rl-llama3.1-8b-onpolicy.yaml"
+    offload = simulate(load_scenario(path), steps=2)
+    resident = simulate(load_scenario(path, ["orchestration.offload_on_switch=false"]), steps=2)
+    fixed = load_scenario(path).hardware_profile.efficiency.switch_fixed_s
+    moved = offload.summary.phase_time_s["switch"] - 2 * fixed     # two switches per step
+    assert fixed > 0 and moved > 0
+    assert resident.summary.phase_time_s["switch"] == pytest.approx(2 * fixed)
+    assert resident.summary.step_time_s.mean == pytest.approx(
+        offload.summary.step_time_s.mean - moved, rel=1e-9)

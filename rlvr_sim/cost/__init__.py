@@ -47,6 +47,7 @@ class CostModel:
     prefix_caching: bool = True
     max_context_tokens: int = 4096
     placement: str = "colocated"
+    offload_on_switch: bool = True
 
     @classmethod
     def from_scenario(cls, sc: "Scenario") -> "CostModel":
@@ -75,6 +76,7 @@ class CostModel:
             prefix_caching=s.prefix_caching,
             max_context_tokens=sc.max_context_tokens,
             placement=o.placement,
+            offload_on_switch=o.offload_on_switch,
         )
 
     # --- memory ---------------------------------------------------------------------------------
@@ -151,4 +153,4 @@ class CostModel:
     @cached_property
     def switch_s(self) -> float:
         return switch_s(self.model, self.hardware, self.placement, self.sampler.tp,
-                        self.sampler.pp, self.sampler.weight_dtype)
+                        self.sampler.pp, self.sampler.weight_dtype, self.offload_on_switch)

@@ -76,10 +76,13 @@ def weight_sync(m: ModelSpec, hw: HardwareProfile, lay: SyncLayout) -> WeightSyn
 
 
 def switch_s(m: ModelSpec, hw: HardwareProfile, placement: str, tp: int, pp: int,
-             weight_dtype: str = "bf16") -> float:
-    """Per-step cost of alternating generate and train on the same GPUs (0 if disaggregated)."""
+             weight_dtype: str = "bf16", offload: bool = True) -> float:
+    """Per-step cost of alternating generate and train on the same GPUs (0 if disaggregated).
+    `offload=False`: both copies stay resident, only the fixed wake/sleep cost remains."""
     if placement != "colocated":
         return 0.0
+    if not offload:
+        return hw.efficiency.switch_fixed_s
     per_gpu = weight_bytes(m, weight_dtype) / (tp * pp)
     return 2.0 * per_gpu / hw.datasheet.host_bytes_per_s + hw.efficiency.switch_fixed_s
 

@@ -48,6 +48,7 @@ class SimConfig:
     verifier_latency_s: DistributionLike = field(default_factory=lambda: Constant(0.0))
     verifier_timeout_s: float = float("inf")
     verifier_failure_rate: float = 0.0
+    verifier_rpc_s: float = 0.0                 # round trip per sample, not a worker's time
     placement: Literal["colocated", "disaggregated"] = "disaggregated"
     mode: Literal["sync", "async"] = "sync"
     max_staleness: int = 0
@@ -72,6 +73,7 @@ class SimConfig:
             (self.verifier_workers >= 1, "verifier.workers", self.verifier_workers, "use >= 1"),
             (0.0 <= self.verifier_failure_rate <= 1.0, "verifier.failure_rate",
              self.verifier_failure_rate, "use a probability in [0, 1]"),
+            (self.verifier_rpc_s >= 0.0, "verifier.rpc_latency_s", self.verifier_rpc_s, "use >= 0"),
             (self.max_staleness >= 0, "orchestration.max_staleness", self.max_staleness, "use >= 0"),
             (not (self.placement == "colocated" and self.mode == "async"), "orchestration.mode",
              self.mode, "colocated placement runs sync; use placement: disaggregated for async"),

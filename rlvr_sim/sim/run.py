@@ -60,6 +60,7 @@ def config_from_scenario(sc: "Scenario", cm, steps: int | None = None,
         max_concurrent_sequences=s.max_concurrent_sequences, kv_blocks=cm.sampler_plan.kv_blocks,
         block_tokens=s.block_tokens, prefix_caching=s.prefix_caching,
         verifier_workers=v.workers, verifier_latency_s=v.latency_s, verifier_timeout_s=v.timeout_s,
+        verifier_rpc_s=v.rpc_latency_s,
         verifier_failure_rate=v.failure_rate, placement=o.placement, mode=o.mode,
         max_staleness=o.max_staleness, partial_rollout=o.partial_rollout,
         seed=w.seed if seed is None else seed, workload_steps=w.steps,
@@ -99,7 +100,7 @@ def simulate_config(cfg: SimConfig, cm: CostModelLike, *, trace_path: str | Path
                              coalesce_fraction=cfg.coalesce_fraction, span_rule=cfg.span_rule,
                              interpolate_finishes=cfg.mode == "sync")
                for r in range(cfg.replicas)]
-    verifier = VerifierPool(cfg.verifier_workers)
+    verifier = VerifierPool(cfg.verifier_workers, cfg.verifier_rpc_s)
     rec = Recorder(cfg.run_id, cfg.steps, log=event_log,
                    replica_counters=[e.counters for e in engines])
     source = PromptSource(cfg)

@@ -6,6 +6,11 @@ heap of worker free times, one heap operation per sample, so verification overla
 as traces finish without a SimPy event per sample. Arrivals come in time order, ties served in
 the order given (callers sort by (time, replica, sample)); an arrival earlier than one already
 served (none in the shipped orchestrators) is served as if it arrived with it.
+
+`rpc_s` is a round trip that does not occupy a worker (handing the trace over and returning the
+reward: network to a sandbox fleet, IPC to a local process pool): a sample's reward is known
+`rpc_s` after its service ends, so its `end_s` (and its trace span) includes it while the worker
+is already free; `busy_s` counts service only.
 """
 
 from __future__ import annotations
@@ -31,8 +36,9 @@ class Verified(NamedTuple):
 class VerifierPool:
     """FIFO multi-server queue; `busy_s` accumulates service seconds over all workers."""
 
-    def __init__(self, workers: int):
+    def __init__(self, workers: int, rpc_s: float = 0.0):
         self.workers = workers
+        self.rpc_s = rpc_s
         self._free: list[tuple[float, int]] = [(0.0, w) for w in range(workers)]
         self._last_arrival_s = 0.0
         self.busy_s = 0.0
@@ -44,6 +50,7 @@ class VerifierPool:
         append, new = out.append, tuple.__new__
         free = self._free
         replace = heapq.heapreplace
+        rpc = self.rpc_s
         last, busy, timeouts, failures = self._last_arrival_s, self.busy_s, self.timeouts, self.failures
         step = None
         for f in finished:
@@ -66,7 +73,7 @@ class VerifierPool:
             busy += service
             timeouts += timed_out
             failures += failed
-            append(new(Verified, (f[0], step, worker, start, end, timed_out, failed)))
+            append(new(Verified, (f[0], step, worker, start, end + rpc, timed_out, failed)))
         self._last_arrival_s, self.busy_s, self.timeouts, self.failures = last, busy, timeouts, failures
         return out
 
