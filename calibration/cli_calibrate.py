@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import time
 from dataclasses import asdict, replace
@@ -56,9 +57,24 @@ def _catalog_gpu(device: str, gpu: str) -> str:
     return hits[0]
 
 
+def burst_fit(items: list[int], workers: int, seconds: list[float]) -> tuple[float, float]:
+    """(round trip, service per item) of a FCFS pool from burst times: T(n) = rpc + s*ceil(n/w),
+    least squares with both terms >= 0 (one burst size: rpc 0, s = T / ceil(n/w))."""
+    import numpy as np
+
+    waves = np.array([math.ceil(n / workers) for n in items], dtype=float)
+    t = np.array(seconds, dtype=float)
+    if len(set(waves.tolist())) >= 2:
+        (rpc, s), *_ = np.linalg.lstsq(np.column_stack([np.ones_like(waves), waves]), t, rcond=None)
+        if rpc >= 0 and s > 0:
+            return float(rpc), float(s)
+    return 0.0, float(np.sum(t * waves) / np.sum(waves * waves))
+
+
 def verifier_notes(df) -> dict:
-    """Per task: in-worker latency fit and effective service time (makespan x workers / items,
-    which includes the pool's dispatch overhead) per pool size, as scenario distributions."""
+    """Per task: in-worker latency fit, and per pool size the scenario's verifier model of a
+    burst (`latency_s` service per item, `rpc_latency_s` round trip; `burst_fit`), which
+    includes the pool's dispatch overhead."""
     from calibration.fit import fit_latency
 
     out: dict = {}
@@ -67,11 +83,14 @@ def verifier_notes(df) -> dict:
         lats = [x for d in rows["details_json"] for x in json.loads(d)]
         fit = fit_latency(str(task), lats)
         by_w = {}
-        for rec in rows.to_dict("records"):
-            eff = rec["seconds"] * rec["workers"] / max(rec["sequences"], 1)
-            by_w[str(int(rec["workers"]))] = {
-                "dist": "lognormal", "mean": eff, "sigma": fit.sigma,
-                "cap": max(fit.max_s * 2, eff * 20)}
+        for w, wrows in rows.groupby("workers"):
+            rpc, service = burst_fit([int(n) for n in wrows["sequences"]], int(w),
+                                     [float(x) for x in wrows["seconds"]])
+            by_w[str(int(w))] = {
+                "latency_s": {"dist": "lognormal", "mean": service, "sigma": fit.sigma,
+                              "cap": max(fit.max_s * 2, service * 20)},
+                "rpc_latency_s": rpc,
+                "bursts": {str(int(n)): float(x) for n, x in zip(wrows["sequences"], wrows["seconds"])}}
         default = by_w[max(by_w, key=int)]
         out[str(task)] = {"in_worker": asdict(fit), "scenario_by_workers": by_w, "scenario": default}
     return out

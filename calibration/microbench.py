@@ -11,8 +11,11 @@ What is timed is exactly what the executor runs in a step:
   reference model (beta > 0) so the reference log-prob forward is timed too; its own phase timers
   give forward+backward, optimizer and log-prob seconds.
 - weight_sync: `executor.weight_sync.sync_weights` into a separate sampler copy.
-- verify: `executor.verifier.VerifierPool.score` per task and pool size; the makespan is the row's
-  time and every verification's latency is kept in `details_json`.
+- verify: what the loop's verify phase waits for: a burst of `items` completions is detokenized
+  and submitted to `executor.verifier.VerifierPool` (the loop does this inside generation, as
+  samples finish), then the time until every reward is back is the row's time, per task, pool
+  size and burst size (the fit separates a per-burst round trip from per-item service); every
+  verification's in-worker latency is kept in `details_json`.
 Every grid point is capped in FLOPs so the full grid stays minutes on two CPU cores.
 """
 
@@ -48,7 +51,7 @@ class Grid:
     train_mini_batches: tuple[int, ...]
     verify_tasks: tuple[str, ...]
     verify_workers: tuple[int, ...]
-    verify_items: int
+    verify_items: tuple[int, ...]
     repeats: int
     flop_cap: float = 1.5e10
     train_prompt_len: int = 12
@@ -57,12 +60,12 @@ class Grid:
 FULL = Grid(models=tuple(BENCH_MODELS), decode_rows=(1, 8, 32, 96), decode_contexts=(16, 128, 384),
             decode_iterations=8, prefill_prompts=(1, 4, 16), prefill_lens=(16, 64, 192),
             train_sequences=(8, 32), train_completion_lens=(16, 48), train_mini_batches=(1, 4),
-            verify_tasks=("math", "countdown", "code"), verify_workers=(1, 2), verify_items=48,
+            verify_tasks=("math", "countdown", "code"), verify_workers=(1, 2), verify_items=(4, 16, 48),
             repeats=5)
 QUICK = Grid(models=QUICK_MODELS, decode_rows=(1, 16, 64), decode_contexts=(16, 256),
              decode_iterations=6, prefill_prompts=(1, 8), prefill_lens=(16, 128),
              train_sequences=(8, 32), train_completion_lens=(16,), train_mini_batches=(1, 4),
-             verify_tasks=("math", "code"), verify_workers=(2,), verify_items=24,
+             verify_tasks=("math", "code"), verify_workers=(2,), verify_items=(8, 24),
              repeats=3, flop_cap=6e9)
 
 
@@ -154,7 +157,8 @@ def plan(grid: Grid) -> list[Spec]:
         specs.append(Spec("weight_sync", m))
     for task in grid.verify_tasks:
         for w in grid.verify_workers:
-            specs.append(Spec("verify", task=task, workers=w, items=grid.verify_items))
+            for n in grid.verify_items:
+                specs.append(Spec("verify", task=task, workers=w, items=n))
     return specs
 
 
@@ -239,9 +243,10 @@ def _sync_case(spec: Spec, models: _Models) -> Callable[[], list[float]]:
 
 def _verify_case(spec: Spec, pools: dict, case: BenchCase,
                  idle_s: float = 0.3) -> Callable[[], list[float]]:
-    """Times what the loop's verify phase does: detokenize every completion, then score them
-    all on the pool. Workers idle `idle_s` before each call (untimed), as they do while the
-    loop generates, so their wake-up is in the measurement too."""
+    """Times what the loop's verify phase waits for: `items` completions are detokenized and
+    submitted at once (untimed: in the loop this is part of generation), then the wait until
+    every reward is back is timed. Workers idle `idle_s` before each burst, as they do while
+    the loop generates, so their wake-up is in the measurement too."""
     import time
 
     from executor.steps import decode
@@ -265,8 +270,9 @@ def _verify_case(spec: Spec, pools: dict, case: BenchCase,
 
     def run() -> list[float]:
         time.sleep(idle_s)
+        futures = [pool.submit(i, p, decode(tok, x)) for i, (p, x) in enumerate(zip(probs, ids))]
         t0 = time.perf_counter()
-        results = pool.score([(p, decode(tok, x)) for p, x in zip(probs, ids)])
+        results = pool.gather(futures)
         elapsed = time.perf_counter() - t0
         case.details.extend(r.latency_s for r in results)
         return [elapsed]

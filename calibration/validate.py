@@ -13,8 +13,17 @@ Workload mapping (documented limit, not a fit): the HF backend batches staticall
 decodes until the longest sample stops and the trainer pads to the longest sequence -- while the
 simulator models a continuous-batching engine. The simulated run therefore gets the executed
 shape: every sample has the step's padded prompt width and its number of decode iterations.
-Step 0 of each run is a warm-up and is excluded; step and phase times are medians over the
-steady steps. On a shared machine a run whose CPU share over its steady steps (CPU seconds /
+The first `WARMUP_STEPS` steps of each run are warm-up (allocator growth, lazy kernels, the
+verifier workers' first tasks) and are excluded; step and phase times are medians over the
+steady steps (the machine's speed drifts by +-10% within minutes, so runs are long enough for
+the median to average over it).
+
+Two more parts of the mapping: the HF backend keeps the sampler's and the trainer's model copies
+resident, so the simulated colocated switch does not offload (`offload_on_switch: false`); and
+its verify phase only waits for the samples still decoding at the last iteration (the ones that
+stopped earlier were scored during generation), while in the executed shape every sample ends on
+the last iteration, so the simulated per-sample service time is scaled by the ratio of verifier
+waves ceil(burst / workers) / ceil(samples / workers), burst = the measured unfinished samples. On a shared machine a run whose CPU share over its steady steps (CPU seconds /
 busy wall seconds, `calibration.runwatch`) falls below `min_cpu_share` is repeated (up to
 `attempts` runs) and the least disturbed run is kept; every config records its share and the
 load average, and the report adds a CPU-equivalent view (measured x share).
@@ -23,6 +32,7 @@ load average, and the report adds a CPU-equivalent view (measured x share).
 from __future__ import annotations
 
 import json
+import math
 import os
 import statistics
 import subprocess
@@ -39,6 +49,7 @@ from calibration.runwatch import watch_run
 from rlvr_sim.errors import UserError
 
 PHASES = ("generate", "verify", "train", "weight_sync")
+WARMUP_STEPS = 2
 ALL_MODELS = {**BENCH_MODELS, **VALIDATION_ONLY}
 
 
@@ -56,7 +67,7 @@ class ValidationConfig:
     task: str = "math"
     verifier_workers: int = 2
     beta: float = 0.0
-    steps: int = 4
+    steps: int = 10
     backend: str = "hf"
     placement: str = "colocated"
     mode: str = "sync"
@@ -150,6 +161,7 @@ class MeasuredRun:
     loadavg_1m: float
     cpu_share: float = 1.0         # CPU share over the steady steps (calibration.runwatch)
     step_times_s: list[float] = field(default_factory=list)
+    verify_burst: float = 0.0      # mean samples per steady step still decoding at the end (0: all)
 
 
 def _prompt_widths(cfg: ValidationConfig, spec: dict, steps: int) -> list[int]:
@@ -183,7 +195,7 @@ def run_executor(cfg: ValidationConfig, work_dir: Path, threads: int,
         raise RuntimeError(f"executor run {cfg.name} failed ({watch.returncode}): "
                            f"{watch.stderr_tail.strip()}")
     metrics = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines() if x.strip()]
-    steady = [m for m in metrics if m["step"] >= 1] or metrics
+    steady = [m for m in metrics if m["step"] >= WARMUP_STEPS] or metrics
     from rlvr_sim.trace import extra_field, read_trace
 
     trace = read_trace(out / "trace.parquet")
@@ -200,18 +212,23 @@ def run_executor(cfg: ValidationConfig, work_dir: Path, threads: int,
         phase_s={p: med(m[f"{p}_s"] for m in steady) for p in PHASES},
         decode_iterations=statistics.fmean(iters) if iters else float(cfg.max_new_tokens),
         prompt_width=statistics.fmean(widths), wall_s=watch.wall_s, loadavg_1m=load,
-        cpu_share=share if share is not None else 1.0, step_times_s=[m["step_s"] for m in steady])
+        cpu_share=share if share is not None else 1.0, step_times_s=[m["step_s"] for m in steady],
+        verify_burst=statistics.fmean(
+            cfg.prompts_per_step * cfg.samples_per_prompt * (1 - m["finished_fraction"]) for m in steady))
 
 
-def verifier_latency(profile_path: Path, task: str, workers: int) -> dict:
-    """The task's fitted verifier service time (scenario distribution) from the profile's notes,
-    measured at the same pool size when it was (else the largest pool measured)."""
+def verifier_model(profile_path: Path, task: str, workers: int) -> dict:
+    """The task's fitted verifier (scenario `verifier:` fields `latency_s`, `rpc_latency_s`)
+    from the profile's notes, at the same pool size when it was measured (else the largest)."""
     notes = load_fit_notes(profile_path)
     lat = notes.get("verifier", {}).get(task)
     if not lat:
         raise UserError(f"profile {profile_path} has no verifier latency for task {task!r}; "
                         "recalibrate with that task in the grid (`rlvr-sim calibrate`)")
-    return lat.get("scenario_by_workers", {}).get(str(workers), lat["scenario"])
+    fit = lat.get("scenario_by_workers", {}).get(str(workers), lat["scenario"])
+    if "latency_s" not in fit:          # profiles from before the burst fit: service time only
+        return {"latency_s": fit, "rpc_latency_s": 0.0}
+    return {"latency_s": fit["latency_s"], "rpc_latency_s": fit["rpc_latency_s"]}
 
 
 def sim_scenario(cfg: ValidationConfig, measured: MeasuredRun, profile_path: Path) -> dict:
@@ -231,7 +248,14 @@ def sim_scenario(cfg: ValidationConfig, measured: MeasuredRun, profile_path: Pat
     scen["workload"]["response_tokens"] = {
         "dist": "fixed", "value": round(max(measured.decode_iterations - 1, 1), 3)}
     scen["sampler"]["block_tokens"] = 1
-    scen["verifier"]["latency_s"] = verifier_latency(profile_path, cfg.task, cfg.verifier_workers)
+    scen["verifier"].update(verifier_model(profile_path, cfg.task, cfg.verifier_workers))
+    scen["orchestration"]["offload_on_switch"] = False
+    n, w = cfg.prompts_per_step * cfg.samples_per_prompt, cfg.verifier_workers
+    if cfg.colocated_sync and 0 < measured.verify_burst < n:
+        lat = dict(scen["verifier"]["latency_s"])
+        waves = math.ceil(max(measured.verify_burst, 1.0) / w) / math.ceil(n / w)
+        lat["mean"], lat["cap"] = lat["mean"] * waves, lat["cap"] * waves
+        scen["verifier"]["latency_s"] = lat
     scen["profile"] = str(Path(profile_path).resolve())
     return scen
 

@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pytest
 
+from calibration.cli_calibrate import burst_fit
 from calibration.harness import BenchKey, BenchRow, rows_to_frame
 from calibration.microbench import QUICK, planned_keys
 from calibration.predict import LSQ_KINDS, predict_s, with_efficiency
@@ -56,10 +57,30 @@ def test_calibrate_refit_writes_loadable_profile_with_notes(profile):
     assert prof.efficiency.switch_fixed_s == 0.0
     notes = json.loads(profile.with_name("cpu-test.fit.json").read_text())
     assert notes["provenance"]["torch_version"] and notes["provenance"]["threads"] == 1
-    # effective verifier service time = makespan x workers / items, per pool size
-    assert notes["verifier"]["math"]["scenario_by_workers"]["2"]["mean"] == pytest.approx(0.04 * 2 / 24)
-    assert notes["verifier"]["code"]["scenario"]["dist"] == "lognormal"
+    # one burst size per pool: no round trip, service = makespan / waves (24 items / 2 workers)
+    math2 = notes["verifier"]["math"]["scenario_by_workers"]["2"]
+    assert math2["latency_s"]["mean"] == pytest.approx(0.04 / 12) and math2["rpc_latency_s"] == 0
+    assert notes["verifier"]["code"]["scenario"]["latency_s"]["dist"] == "lognormal"
     assert notes["fit"]["r2"] > 0.95
+
+
+def test_burst_fit_separates_round_trip_from_service():
+    # T(n) = 2 ms + 5 ms x ceil(n / 2): bursts of 4, 16, 48 items -> 2, 8, 24 waves
+    rpc, service = burst_fit([4, 16, 48], 2, [0.012, 0.042, 0.122])
+    assert rpc == pytest.approx(0.002) and service == pytest.approx(0.005)
+    # one burst size cannot separate them: all of it is service
+    assert burst_fit([24], 2, [0.04]) == pytest.approx((0.0, 0.04 / 12))
+    # a negative intercept (noise) falls back to service only, through the origin
+    rpc, service = burst_fit([4, 16], 1, [0.004, 0.020])
+    assert rpc == 0.0 and service == pytest.approx((4 * 0.004 + 16 * 0.020) / (16 + 256))
+
+
+def test_verify_burst_scales_the_simulated_service_time(profile):
+    cfg = HELD_OUT[0]          # 8 x 4 = 32 samples, 2 workers
+    m = MeasuredRun(steps=3, step_s=1.0, phase_s={}, decode_iterations=30.0, prompt_width=4.0,
+                    wall_s=1.0, loadavg_1m=0.0, verify_burst=24.0)
+    sc = load_scenario(sim_scenario(cfg, m, profile))
+    assert sc.verifier.latency_s.mean_value() == pytest.approx(0.04 / 12 * 12 / 16)
 
 
 def test_profile_is_used_by_the_simulator_through_the_scenario(profile):
@@ -73,7 +94,8 @@ def test_profile_is_used_by_the_simulator_through_the_scenario(profile):
     # executed shape, not the cap: 30 sampled tokens = 29 decode forwards after the prefill's
     assert sc.workload.response_tokens.mean_value() == 29.0
     assert sc.workload.prompt_tokens.mean_value() == 5.0
-    assert sc.verifier.latency_s.mean_value() == pytest.approx(0.04 * 2 / 24)
+    assert sc.verifier.latency_s.mean_value() == pytest.approx(0.04 / 12)
+    assert sc.orchestration.offload_on_switch is False
     step, phases = simulate_run(cfg, measured, profile)
     assert step > 0 and step == pytest.approx(sum(phases.values()), rel=1e-6)
     assert {"generate", "verify", "train", "weight_sync"} <= set(phases)

@@ -94,7 +94,7 @@ def test_report_mape_by_hand(tmp_path):
 
 TINY = Grid(models=("tiny-0.5m",), decode_rows=(4,), decode_contexts=(8,), decode_iterations=3,
             prefill_prompts=(2,), prefill_lens=(8,), train_sequences=(8,), train_completion_lens=(4,),
-            train_mini_batches=(2,), verify_tasks=("math",), verify_workers=(1,), verify_items=4,
+            train_mini_batches=(2,), verify_tasks=("math",), verify_workers=(1,), verify_items=(4,),
             repeats=1, flop_cap=1e9, train_prompt_len=4)
 
 
