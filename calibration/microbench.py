@@ -10,7 +10,8 @@ What is timed is exactly what the executor runs in a step:
 - train: `executor.trainer.GRPOTrainer.step` on synthetic rollouts of fixed lengths, with a
   reference model (beta > 0) so the reference log-prob forward is timed too; its own phase timers
   give forward+backward, optimizer and log-prob seconds.
-- weight_sync: `executor.weight_sync.sync_weights` into a separate sampler copy.
+- weight_sync: the whole `executor.weight_sync.sync_weights` call into a separate sampler copy,
+  after an untimed pass over a buffer larger than the cache (the loop syncs after training).
 - verify: what the loop's verify phase waits for: a burst of `items` completions is detokenized
   and submitted to `executor.verifier.VerifierPool` (the loop does this inside generation, as
   samples finish), then the time until every reward is back is the row's time, per task, pool
@@ -34,6 +35,7 @@ from rlvr_sim.cost.params import param_counts
 from rlvr_sim.model_spec import ModelSpec
 
 FIRST_CHAR_ID = 4  # executor.tokenizer: ids below are specials
+FLUSH_BYTES = 256 * 2**20  # larger than any CPU's last-level cache share
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,7 @@ class Grid:
     verify_items: tuple[int, ...]
     repeats: int
     flop_cap: float = 1.5e10
+    train_flop_cap: float = 1.1e11   # training rows (8 x params x tokens): reaches the bigger models
     train_prompt_len: int = 12
 
 
@@ -66,7 +69,7 @@ QUICK = Grid(models=QUICK_MODELS, decode_rows=(1, 16, 64), decode_contexts=(16, 
              decode_iterations=6, prefill_prompts=(1, 8), prefill_lens=(16, 128),
              train_sequences=(8, 32), train_completion_lens=(16,), train_mini_batches=(1, 4),
              verify_tasks=("math", "code"), verify_workers=(2,), verify_items=(8, 24),
-             repeats=3, flop_cap=6e9)
+             repeats=3, flop_cap=6e9, train_flop_cap=4e10)
 
 
 def _params(name: str) -> int:
@@ -150,7 +153,7 @@ def plan(grid: Grid) -> list[Spec]:
             for cl in grid.train_completion_lens:
                 for mb in grid.train_mini_batches:
                     tokens = seqs * (grid.train_prompt_len + cl)
-                    if 8 * p * tokens <= grid.flop_cap * 2 and seqs % (4 * mb) == 0:
+                    if 8 * p * tokens <= grid.train_flop_cap and seqs % (4 * mb) == 0:
                         specs.append(Spec("train", m, prompts=seqs // 4, k=4,
                                           prompt_len=grid.train_prompt_len, completion_len=cl,
                                           mini_batches=mb))
@@ -228,16 +231,26 @@ def _train_case(spec: Spec, models: _Models) -> Callable[[], list[float]]:
 
 
 def _sync_case(spec: Spec, models: _Models) -> Callable[[], list[float]]:
+    """Times the whole `sync_weights` call (state-dict walk included), as the loop's
+    weight_sync phase does, from a cold cache: in the loop the sync follows a training step
+    that evicted the weights, so an untimed pass over `FLUSH_BYTES` precedes every call."""
+    import time
+
+    import torch
+
     from executor.sampler import HFSampler
     from executor.weight_sync import sync_weights
 
     pol = models.policy(spec.model)
     sampler = HFSampler(copy.deepcopy(pol.model), pol.tokenizer.eos_token_id,
                         pol.tokenizer.pad_token_id)
+    flush = torch.zeros(FLUSH_BYTES // 4, dtype=torch.float32)
 
     def run() -> list[float]:
-        r = sync_weights(pol.model, sampler)
-        return [r.end - r.start]
+        flush.add_(1.0)
+        t0 = time.perf_counter()
+        sync_weights(pol.model, sampler)
+        return [time.perf_counter() - t0]
     return run
 
 

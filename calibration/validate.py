@@ -20,10 +20,11 @@ the median to average over it).
 
 Two more parts of the mapping: the HF backend keeps the sampler's and the trainer's model copies
 resident, so the simulated colocated switch does not offload (`offload_on_switch: false`); and
-its verify phase only waits for the samples still decoding at the last iteration (the ones that
-stopped earlier were scored during generation), while in the executed shape every sample ends on
-the last iteration, so the simulated per-sample service time is scaled by the ratio of verifier
-waves ceil(burst / workers) / ceil(samples / workers), burst = the measured unfinished samples. On a shared machine a run whose CPU share over its steady steps (CPU seconds /
+its verify phase only waits for the samples whose reward was not back when generation ended
+(most that stopped early were scored meanwhile), while in the executed shape every sample ends
+on the last iteration, so the simulated per-sample service time is scaled by the ratio of
+verifier waves ceil(burst / workers) / ceil(samples / workers), burst = the measured number of
+samples per step still unverified at the end of generation (from the trace's per-sample times). On a shared machine a run whose CPU share over its steady steps (CPU seconds /
 busy wall seconds, `calibration.runwatch`) falls below `min_cpu_share` is repeated (up to
 `attempts` runs) and the least disturbed run is kept; every config records its share and the
 load average, and the report adds a CPU-equivalent view (measured x share).
@@ -161,7 +162,8 @@ class MeasuredRun:
     loadavg_1m: float
     cpu_share: float = 1.0         # CPU share over the steady steps (calibration.runwatch)
     step_times_s: list[float] = field(default_factory=list)
-    verify_burst: float = 0.0      # mean samples per steady step still decoding at the end (0: all)
+    verify_burst: float = 0.0      # mean samples per steady step not verified when generation ended
+                                   # (0: unknown, all of them)
 
 
 def _prompt_widths(cfg: ValidationConfig, spec: dict, steps: int) -> list[int]:
@@ -213,8 +215,23 @@ def run_executor(cfg: ValidationConfig, work_dir: Path, threads: int,
         decode_iterations=statistics.fmean(iters) if iters else float(cfg.max_new_tokens),
         prompt_width=statistics.fmean(widths), wall_s=watch.wall_s, loadavg_1m=load,
         cpu_share=share if share is not None else 1.0, step_times_s=[m["step_s"] for m in steady],
-        verify_burst=statistics.fmean(
-            cfg.prompts_per_step * cfg.samples_per_prompt * (1 - m["finished_fraction"]) for m in steady))
+        verify_burst=_verify_burst(trace, [m["step"] for m in steady]) if cfg.colocated_sync else 0.0)
+
+
+def _verify_burst(trace, steps: list[int]) -> float:
+    """Mean number of samples per step whose reward arrived after generation ended: what the
+    loop's verify phase waits for (0 when the trace has no per-sample verify times)."""
+    from rlvr_sim.trace import extra_field
+
+    counts = []
+    for step in steps:
+        gen = trace[(trace["phase"] == "generate") & (trace["step"] == step)]
+        ver = trace[(trace["phase"] == "verify") & (trace["step"] == step)]
+        ends = [e for lst in extra_field(ver, "ends_s", None) if lst is not None for e in lst]
+        if gen.empty or not ends:
+            return 0.0
+        counts.append(sum(e > float(gen["end_s"].iloc[0]) for e in ends))
+    return statistics.fmean(counts) if counts else 0.0
 
 
 def verifier_model(profile_path: Path, task: str, workers: int) -> dict:

@@ -91,6 +91,7 @@ class Tracer:
                      self.rel_wall(min(r.start_s for r in rs)), self.rel_wall(max(r.end_s for r in rs)),
                      sequences=len(rs), busy_s=sum(r.latency_s for r in rs),
                      latencies_s=[round(r.latency_s, 6) for r in rs],
+                     ends_s=[round(self.rel_wall(r.end_s), 6) for r in rs],
                      failures=sum(r.reward == 0 for r in rs), reasons=dict(reasons))
 
     def frame(self, previous: pd.DataFrame | None = None) -> pd.DataFrame:
