@@ -32,6 +32,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="runs per configuration at most, when the machine is busy (default 2)")
     p.add_argument("--min-cpu-share", type=float, default=0.75,
                    help="accept a run once it had this share of a core (default 0.75)")
+    p.add_argument("--passes", type=int, default=2,
+                   help="passes over all configurations; each config's runs are combined "
+                        "(default 2: averages the machine's drift over the validation)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--no-progress", action="store_true")
 
@@ -59,7 +62,8 @@ def run(args: argparse.Namespace) -> int:
         work = Path(args.work_dir) if args.work_dir else Path(tmp)
         report = validate(profile, configs, work, threads=int(threads),
                           progress=not args.no_progress and not args.json,
-                          attempts=args.attempts, min_cpu_share=args.min_cpu_share)
+                          attempts=args.attempts, min_cpu_share=args.min_cpu_share,
+                          passes=args.passes)
     data = report.to_dict()
     data.update(threads=int(threads), wall_s=time.perf_counter() - t0,
                 loadavg_1m_end=os.getloadavg()[0])

@@ -321,26 +321,64 @@ def measure(cfg: ValidationConfig, work_dir: Path, threads: int, attempts: int,
     return best, shares
 
 
+def combine(runs: list[MeasuredRun]) -> MeasuredRun:
+    """One measurement from runs of the same config made at different times: medians over all
+    their steady steps (per-step phase times are not kept, so phases are the median of the runs'
+    medians), means of the workload shape, the lowest CPU share."""
+    if len(runs) == 1:
+        return runs[0]
+    med, mean = statistics.median, statistics.fmean
+    return MeasuredRun(
+        steps=sum(r.steps for r in runs), step_s=med([t for r in runs for t in r.step_times_s]),
+        phase_s={p: med([r.phase_s[p] for r in runs]) for p in PHASES},
+        decode_iterations=mean(r.decode_iterations for r in runs),
+        prompt_width=mean(r.prompt_width for r in runs), wall_s=sum(r.wall_s for r in runs),
+        loadavg_1m=max(r.loadavg_1m for r in runs), cpu_share=min(r.cpu_share for r in runs),
+        step_times_s=[t for r in runs for t in r.step_times_s],
+        verify_burst=mean(r.verify_burst for r in runs))
+
+
 def validate(profile_path: str | Path, configs: tuple[ValidationConfig, ...], work_dir: Path,
              threads: int = 1, progress: bool = True, attempts: int = 2,
-             min_cpu_share: float = 0.75) -> ValidationReport:
+             min_cpu_share: float = 0.75, passes: int = 2) -> ValidationReport:
     """Run, simulate and compare every config; a config the executor cannot run is recorded
-    with its reason instead of failing the whole report."""
+    with its reason instead of failing the whole report.
+
+    The machine's speed drifts by +-10-15% over minutes (measured: the same run 0.67-0.95 s/step
+    within half an hour on an idle machine), so every config is run in each of `passes` passes
+    over all configs, spreading its runs over the whole validation, and the runs are combined."""
     from tqdm import tqdm
 
+    if passes < 1:
+        raise UserError(f"passes={passes}: run every configuration at least once (use >= 1)")
     profile_path = Path(profile_path)
     report = ValidationReport(profile=str(profile_path), rows=[])
     report.cpu_equivalent = ValidationReport(profile=str(profile_path), rows=[])
-    for cfg in tqdm(configs, desc="validate", disable=not progress):
+    runs: dict[str, list[MeasuredRun]] = {c.name: [] for c in configs}
+    shares: dict[str, list[float]] = {c.name: [] for c in configs}
+    failed: dict[str, str] = {}
+    bar = tqdm(total=passes * len(configs), desc="validate", disable=not progress)
+    for _ in range(passes):
+        for cfg in configs:
+            if cfg.name not in failed:
+                try:
+                    run, sh = measure(cfg, work_dir, threads, attempts, min_cpu_share)
+                    runs[cfg.name].append(run)
+                    shares[cfg.name].extend(sh)
+                except (RuntimeError, subprocess.TimeoutExpired) as exc:
+                    failed[cfg.name] = str(exc)[-500:]
+            bar.update(1)
+    bar.close()
+    for cfg in configs:
         entry = {"name": cfg.name, "description": cfg.description, "settings": asdict(cfg)}
-        try:
-            measured, shares = measure(cfg, work_dir, threads, attempts, min_cpu_share)
-        except (RuntimeError, subprocess.TimeoutExpired) as exc:
-            entry["skipped"] = str(exc)[-500:]
+        if cfg.name in failed:
+            entry["skipped"] = failed[cfg.name]
             report.configs.append(entry)
             continue
+        measured = combine(runs[cfg.name])
         sim_step, sim_phase = simulate_run(cfg, measured, profile_path)
-        entry.update(measured=asdict(measured), attempt_cpu_shares=shares,
+        entry.update(measured=asdict(measured), attempt_cpu_shares=shares[cfg.name],
+                     runs=[r.step_s for r in runs[cfg.name]],
                      simulated={"step_time_s": sim_step, "phase_time_s": sim_phase})
         report.configs.append(entry)
         report.rows.extend(compare(cfg, measured, sim_step, sim_phase))

@@ -170,3 +170,26 @@ def test_measure_keeps_the_least_disturbed_attempt(monkeypatch, tmp_path):
     assert seen == [0.3, 0.6] and best.cpu_share == 0.6      # gave up after 2 attempts
     best, seen = v.measure(HELD_OUT[0], tmp_path, 1, attempts=3, min_cpu_share=0.75)
     assert seen == [0.9] and best.cpu_share == 0.9           # first good run is enough
+
+
+def test_passes_run_every_config_each_pass_and_combine_the_runs(monkeypatch, tmp_path, profile):
+    from calibration import validate as v
+
+    order = []
+
+    def fake_run(cfg, work_dir, threads):
+        order.append(cfg.name)
+        k = order.count(cfg.name)               # pass 1: steps 1, 2, 3 s; pass 2: 2, 3, 4 s
+        return MeasuredRun(steps=3, step_s=k + 1.0, step_times_s=[k, k + 1.0, k + 2.0],
+                           phase_s={p: float(k) for p in v.PHASES}, decode_iterations=10 * k,
+                           prompt_width=4, wall_s=1, loadavg_1m=0, verify_burst=float(k))
+    monkeypatch.setattr(v, "run_executor", fake_run)
+    cfgs = HELD_OUT[:2]
+    report = v.validate(profile, cfgs, tmp_path, progress=False, passes=2)
+    assert order == [cfgs[0].name, cfgs[1].name] * 2          # interleaved passes
+    m = report.configs[0]["measured"]
+    assert m["step_s"] == 2.5                                  # median of 1, 2, 3, 2, 3, 4
+    assert m["phase_s"]["train"] == 1.5 and m["decode_iterations"] == 15.0
+    assert report.configs[0]["runs"] == [2.0, 3.0]
+    with pytest.raises(Exception, match="passes"):
+        v.validate(profile, cfgs, tmp_path, progress=False, passes=0)
