@@ -11,7 +11,9 @@ What is timed is exactly what the executor runs in a step:
   reference model (beta > 0) so the reference log-prob forward is timed too; its own phase timers
   give forward+backward, optimizer and log-prob seconds.
 - weight_sync: the whole `executor.weight_sync.sync_weights` call into a separate sampler copy,
-  after an untimed pass over a buffer larger than the cache (the loop syncs after training).
+  right after each training step of the train case (the loop's order, so the caches hold what a
+  training step leaves in them); a model without training rows gets a standalone sync case
+  after an untimed pass over a buffer larger than the cache.
 - verify: what the loop's verify phase waits for: a burst of `items` completions is detokenized
   and submitted to `executor.verifier.VerifierPool` (the loop does this inside generation, as
   samples finish), then the time until every reward is back is the row's time, per task, pool
@@ -119,7 +121,8 @@ class Spec:
                           self.prompt_len, output_tokens=self.prompts * self.k * self.completion_len,
                           mini_batches=self.mini_batches, **base)
             return [BenchKey(kind="train_fb", **common), BenchKey(kind="optimizer", **common),
-                    BenchKey(kind="logprob", **common)]
+                    BenchKey(kind="logprob", **common),
+                    BenchKey(kind="weight_sync", payload_bytes=4 * base["params"], **common)]
         if self.kind == "weight_sync":
             return [BenchKey(kind="weight_sync", payload_bytes=4 * base["params"], **base)]
         if self.kind == "verify":
@@ -157,7 +160,8 @@ def plan(grid: Grid) -> list[Spec]:
                         specs.append(Spec("train", m, prompts=seqs // 4, k=4,
                                           prompt_len=grid.train_prompt_len, completion_len=cl,
                                           mini_batches=mb))
-        specs.append(Spec("weight_sync", m))
+        if not any(s.kind == "train" and s.model == m for s in specs):
+            specs.append(Spec("weight_sync", m))
     for task in grid.verify_tasks:
         for w in grid.verify_workers:
             for n in grid.verify_items:
@@ -206,11 +210,16 @@ def _sampler_case(spec: Spec, models: _Models) -> Callable[[], list[float]]:
 
 
 def _train_case(spec: Spec, models: _Models) -> Callable[[], list[float]]:
-    from executor.sampler import Rollout
+    import time
+
+    from executor.sampler import HFSampler, Rollout
     from executor.trainer import GRPOTrainer, LossConfig, TrainConfig
+    from executor.weight_sync import sync_weights
 
     pol = models.policy(spec.model)
     model = copy.deepcopy(pol.model)
+    sampler = HFSampler(copy.deepcopy(pol.model), pol.tokenizer.eos_token_id,
+                        pol.tokenizer.pad_token_id)
     ref = copy.deepcopy(pol.model).eval()
     cfg = TrainConfig(lr=1e-6, mini_batches=spec.mini_batches,
                       loss=LossConfig(beta=0.01, max_completion_length=spec.completion_len))
@@ -225,8 +234,10 @@ def _train_case(spec: Spec, models: _Models) -> Callable[[], list[float]]:
 
     def run() -> list[float]:
         stats = trainer.step(rollouts, rewards, spec.k)
+        t0 = time.perf_counter()
+        sync_weights(model, sampler)
         return [stats.seconds("forward_backward"), stats.seconds("optimizer"),
-                stats.seconds("ref_logprob")]
+                stats.seconds("ref_logprob"), time.perf_counter() - t0]
     return run
 
 

@@ -65,7 +65,10 @@ def test_case_returning_wrong_count_is_an_error():
 def test_plan_respects_flop_cap_and_covers_every_kind():
     for grid in (QUICK, FULL):
         specs = plan(grid)
-        assert {s.kind for s in specs} == {"decode", "prefill", "train", "weight_sync", "verify"}
+        assert {s.kind for s in specs} == {"decode", "prefill", "train", "verify"}
+        # every model's weight sync is timed (after its training steps, as in the loop)
+        synced = {k.model for s in specs for k in s.keys() if k.kind == "weight_sync"}
+        assert synced == set(grid.models)
         for s in specs:
             if s.kind == "prefill":
                 p = param_counts(ModelSpec.from_hf_config_dict(BENCH_MODELS[s.model])).total
