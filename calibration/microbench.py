@@ -66,7 +66,7 @@ FULL = Grid(models=tuple(BENCH_MODELS), decode_rows=(1, 8, 32, 96), decode_conte
             decode_iterations=8, prefill_prompts=(1, 4, 16), prefill_lens=(16, 64, 192),
             train_sequences=(8, 32), train_completion_lens=(16, 48), train_mini_batches=(1, 4),
             verify_tasks=("math", "countdown", "code"), verify_workers=(1, 2), verify_items=(4, 16, 48),
-            repeats=5)
+            repeats=8)
 QUICK = Grid(models=QUICK_MODELS, decode_rows=(1, 16, 64), decode_contexts=(16, 256),
              decode_iterations=6, prefill_prompts=(1, 8), prefill_lens=(16, 128),
              train_sequences=(8, 32), train_completion_lens=(16,), train_mini_batches=(1, 4),
