@@ -193,3 +193,24 @@ def test_passes_run_every_config_each_pass_and_combine_the_runs(monkeypatch, tmp
     assert report.configs[0]["runs"] == [2.0, 3.0]
     with pytest.raises(Exception, match="passes"):
         v.validate(profile, cfgs, tmp_path, progress=False, passes=0)
+
+
+def test_verify_burst_counts_rewards_arriving_after_generation():
+    import pandas as pd
+
+    from calibration.validate import _verify_burst
+
+    def row(step, phase, start, end, **extra):
+        return {"step": step, "phase": phase, "start_s": start, "end_s": end,
+                "extra": json.dumps(extra)}
+    trace = pd.DataFrame([
+        row(2, "generate", 0.0, 1.0),
+        row(2, "verify", 0.4, 1.3, ends_s=[0.5, 0.9, 1.1]),   # worker 0: one after gen end
+        row(2, "verify", 0.6, 1.2, ends_s=[1.2, 1.25]),       # worker 1: two after
+        row(3, "generate", 2.0, 3.0),
+        row(3, "verify", 3.0, 3.1, ends_s=[3.05]),
+    ])
+    assert _verify_burst(trace, [2, 3]) == pytest.approx((3 + 1) / 2)
+    # a trace without per-sample reward times (older executor): unknown, 0
+    old = trace.assign(extra=json.dumps({}))
+    assert _verify_burst(old, [2, 3]) == 0.0
