@@ -28,8 +28,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=1,
                    help="torch threads for every benchmark (recorded; validate uses the same)")
     p.add_argument("--repeats", type=int, default=None, help="interleaved repeats per grid point")
-    p.add_argument("--bench", default=None,
-                   help="refit an existing benchmark table (.parquet) instead of measuring")
+    p.add_argument("--bench", action="append", default=[], metavar="TABLE",
+                   help="refit existing benchmark tables (.parquet) instead of measuring; "
+                        "repeat it to fit calibrations made at different times together (their "
+                        "rows are merged into PROFILE.bench.parquet)")
     p.add_argument("--time", default="cpu", choices=["cpu", "wall"],
                    help="fit CPU-share-corrected times (cpu: what an uncontended core takes; "
                         "default) or raw wall times")
@@ -124,9 +126,10 @@ def run(args: argparse.Namespace) -> int:
     gpu = _catalog_gpu(device, args.gpu)
     t0 = time.perf_counter()
     if args.bench:
-        if not Path(args.bench).exists():
-            raise UserError(f"--bench {args.bench!r} does not exist; run without --bench to measure")
-        df = pd.read_parquet(args.bench)
+        for b in args.bench:
+            if not Path(b).exists():
+                raise UserError(f"--bench {b!r} does not exist; run without --bench to measure")
+        df = pd.concat([pd.read_parquet(b) for b in args.bench], ignore_index=True)
     else:
         grid = QUICK if args.quick else FULL
         if args.repeats:
@@ -135,7 +138,7 @@ def run(args: argparse.Namespace) -> int:
     measure_s = time.perf_counter() - t0
     bench_path = out.with_name(out.stem + ".bench.parquet")
     out.parent.mkdir(parents=True, exist_ok=True)
-    if not args.bench:
+    if len(args.bench) != 1:             # measured now, or several tables merged
         df.to_parquet(bench_path, index=False)
     base = HardwareProfile.from_catalog(gpu)
     base = base.model_copy(update={"efficiency": base.efficiency.model_copy(
@@ -147,6 +150,7 @@ def run(args: argparse.Namespace) -> int:
              ("quick" if args.quick else "full"),
              "measure_s": measure_s, "time_column": column, "fit_s": time.perf_counter() - t0 - measure_s,
              "rows": int(len(df)), "load": _load_stats(df), "bench_table": bench_path.name,
+             "bench_sources": [Path(b).name for b in args.bench],
              "verifier": verifier_notes(df),
              "kept_from_datasheet": sorted(set(type(base.efficiency).model_fields) - set(fit.fitted_terms)),
              "switch_fixed_s": "0: the executor's colocated HF backend keeps sampler and trainer "
@@ -163,7 +167,7 @@ def run(args: argparse.Namespace) -> int:
         print(side.read_text())
         return 0
     r = fit.result
-    how = "refit of " + str(args.bench) if args.bench else f"measured in {measure_s:.0f} s"
+    how = "refit of " + ", ".join(args.bench) if args.bench else f"measured in {measure_s:.0f} s"
     print(f"profile {path} ({len(df)} benchmark rows, {how}, "
           f"threads={prov.threads}, load {notes['load']['loadavg_1m_min']:.1f}-"
           f"{notes['load']['loadavg_1m_max']:.1f}, CPUs {os.cpu_count()})")

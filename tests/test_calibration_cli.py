@@ -64,6 +64,18 @@ def test_calibrate_refit_writes_loadable_profile_with_notes(profile):
     assert notes["fit"]["r2"] > 0.95
 
 
+def test_refit_of_two_tables_merges_them(bench, profile, tmp_path):
+    out = tmp_path / "merged.yaml"
+    assert main(["calibrate", "--bench", str(bench), "--bench", str(bench), "--out", str(out)]) == 0
+    import pandas as pd
+    merged = pd.read_parquet(tmp_path / "merged.bench.parquet")
+    assert len(merged) == 2 * len(pd.read_parquet(bench))
+    # the same rows twice: the same fit
+    assert HardwareProfile.load(out).efficiency.train_mfu == pytest.approx(
+        HardwareProfile.load(profile).efficiency.train_mfu, rel=1e-6)
+    assert json.loads((tmp_path / "merged.fit.json").read_text())["bench_sources"] == [bench.name] * 2
+
+
 def test_burst_fit_separates_round_trip_from_service():
     # T(n) = 2 ms + 5 ms x ceil(n / 2): bursts of 4, 16, 48 items -> 2, 8, 24 waves
     rpc, service = burst_fit([4, 16, 48], 2, [0.012, 0.042, 0.122])
