@@ -196,6 +196,9 @@ def run_executor(cfg: ValidationConfig, work_dir: Path, threads: int,
     if watch.returncode != 0:
         raise RuntimeError(f"executor run {cfg.name} failed ({watch.returncode}): "
                            f"{watch.stderr_tail.strip()}")
+    if not (out / "metrics.jsonl").exists():
+        raise RuntimeError(f"executor run {cfg.name} wrote no {out / 'metrics.jsonl'} (another "
+                           "validation using the same --work-dir?); rerun it")
     metrics = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines() if x.strip()]
     steady = [m for m in metrics if m["step"] >= WARMUP_STEPS] or metrics
     from rlvr_sim.trace import extra_field, read_trace
