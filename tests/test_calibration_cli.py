@@ -226,3 +226,15 @@ def test_verify_burst_counts_rewards_arriving_after_generation():
     # a trace without per-sample reward times (older executor): unknown, 0
     old = trace.assign(extra=json.dumps({}))
     assert _verify_burst(old, [2, 3]) == 0.0
+
+
+def test_cpu_equivalent_scales_by_the_per_process_share_once():
+    from calibration import validate as v
+
+    asyn = next(c for c in HELD_OUT if not c.colocated_sync)      # 2 processes
+    m = MeasuredRun(steps=3, step_s=1.0, phase_s={"generate": 0.6, "verify": 0.01, "train": 0.8,
+                                                  "weight_sync": 0.01}, decode_iterations=32,
+                    prompt_width=4, wall_s=10, loadavg_1m=0, cpu_share=0.8)
+    rows = {r.quantity: r for r in v.cpu_equivalent(asyn, m, 0.9, {"train": 0.7})}
+    assert rows["step_time"].measured_s == pytest.approx(0.8)      # 1.0 x 0.8, not x 0.4
+    assert rows["train"].measured_s == pytest.approx(0.64)
