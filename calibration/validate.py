@@ -24,10 +24,12 @@ its verify phase only waits for the samples whose reward was not back when gener
 (most that stopped early were scored meanwhile), while in the executed shape every sample ends
 on the last iteration, so the simulated per-sample service time is scaled by the ratio of
 verifier waves ceil(burst / workers) / ceil(samples / workers), burst = the measured number of
-samples per step still unverified at the end of generation (from the trace's per-sample times). On a shared machine a run whose CPU share over its steady steps (CPU seconds /
-busy wall seconds, `calibration.runwatch`) falls below `min_cpu_share` is repeated (up to
-`attempts` runs) and the least disturbed run is kept; every config records its share and the
-load average, and the report adds a CPU-equivalent view (measured x share).
+samples per step still unverified at the end of generation (from the trace's per-sample times).
+
+On a shared machine a run whose CPU share over its steady steps (CPU seconds / busy wall
+seconds, `calibration.runwatch`) falls below `min_cpu_share` is repeated (up to `attempts`
+runs) and the least disturbed run is kept; every config records its share and the load
+average, and the report adds a CPU-equivalent view (measured x share).
 """
 
 from __future__ import annotations
