@@ -45,7 +45,7 @@ class InlinePool:
             yield self.evaluate(job)
 
     def close(self) -> None:
-        pass
+        """Nothing to release: the jobs ran in this process (the pool protocol's close)."""
 
 
 class LocalPool:
