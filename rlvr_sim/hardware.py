@@ -73,6 +73,13 @@ class Efficiency(BaseModel):
     train_pass_overhead_s: float = Field(
         0.0, ge=0, description="fixed seconds per training pass (each mini-batch forward+backward "
         "and each log-prob forward): kernel launch / dispatch floor that MFU cannot express")
+    train_mfu_half_tokens: float | None = Field(
+        None, gt=0, description="tokens per GPU per micro-batch at which training MFU reaches half "
+        "of train_mfu: MFU(t) = train_mfu x t / (t + half). None: flat train_mfu at every size "
+        "(the cost model's shape of this curve is the contract; calibration fits its value)")
+    grouped_gemm_eff: float | None = Field(
+        None, gt=0, le=1, description="efficiency of expert (grouped-GEMM) matmuls relative to "
+        "dense matmuls at the same phase's MFU; None: same as dense (1.0)")
 
 
 class CalibrationInfo(BaseModel):
