@@ -20,7 +20,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, \
     model_validator
 
-from rlvr_sim.distributions import Distribution, Fixed, LogNormal
+from rlvr_sim.distributions import Distribution, Fixed, LengthSchedule, LogNormal, PassRateSchedule
+from rlvr_sim.dynamic_sampling import RewardSpec
 from rlvr_sim.errors import ScenarioError, UserError
 from rlvr_sim.hardware import HardwareProfile, catalog_gpu
 from rlvr_sim.model_spec import ModelSpec, catalog_model
@@ -52,6 +53,17 @@ class Hardware(_Section):
         return v.lower()
 
 
+class DynamicSampling(_Section):
+    """DAPO dynamic sampling (verl `algorithm.filter_groups`): drop prompt groups whose k rewards
+    are all equal and generate more rounds until the batch holds prompts_per_step groups."""
+
+    enabled: bool = True
+    oversample_factor: float = Field(1.0, ge=1.0, le=100, description="prompts generated per "
+                                     "round / prompts_per_step (verl gen_batch_size ratio)")
+    max_rounds: int = Field(10, ge=1, le=1000, description="generation rounds per step at most; "
+                            "then the step trains on the groups it has")
+
+
 class Workload(_Section):
     prompts_per_step: int = Field(64, ge=1)
     samples_per_prompt: int = Field(16, ge=1)
@@ -60,10 +72,68 @@ class Workload(_Section):
     prompt_tokens: Distribution = Field(default_factory=lambda: Fixed(value=512))
     response_tokens: Distribution = Field(
         default_factory=lambda: LogNormal(mean=1000, sigma=1.0, cap=4096))
+    response_schedule: LengthSchedule | None = Field(
+        None, description="response lengths as a function of the step (piecewise, growth or a "
+        "logged table); None: `response_tokens` for the whole run")
+    pass_rate: PassRateSchedule | None = Field(
+        None, description="probability that a sample is rewarded 1, over the run; rewards are "
+        "drawn from it (needed by dynamic_sampling)")
+    dynamic_sampling: DynamicSampling | None = Field(
+        None, description="DAPO/verl filter of groups whose k rewards are all equal")
+
+    @model_validator(mode="after")
+    def _schedule_checks(self) -> "Workload":
+        ds = self.dynamic_sampling
+        if ds is not None and ds.enabled and self.pass_rate is None:
+            raise ValueError("workload.dynamic_sampling needs workload.pass_rate (the rewards it "
+                             "filters on); add e.g. `pass_rate: {points: [{step: 0, rate: 0.5}]}`")
+        if ds is not None and ds.enabled and self.samples_per_prompt < 2:
+            raise ValueError(f"workload.dynamic_sampling with samples_per_prompt="
+                             f"{self.samples_per_prompt}: every group of 1 is all-equal; use >= 2")
+        return self
 
     @property
     def sequences_per_step(self) -> int:
         return self.prompts_per_step * self.samples_per_prompt
+
+    # --- schedules (issue 20; rlvr_sim.schedule integrates over them) -------------------------
+    @property
+    def has_schedule(self) -> bool:
+        """True when the workload changes over the run (length or pass-rate schedule)."""
+        return self.response_schedule is not None or (
+            self.pass_rate is not None and len({p.rate for p in self.pass_rate.points}) > 1)
+
+    def response_tokens_at(self, step: int) -> Distribution:
+        """Response-length distribution of RL step `step` (0-based)."""
+        return self.response_schedule.at(step) if self.response_schedule else self.response_tokens
+
+    def pass_rate_at(self, step: int) -> float | None:
+        return self.pass_rate.at(step) if self.pass_rate is not None else None
+
+    def schedule_breakpoints(self) -> list[int]:
+        """Steps (0 < s < steps) where the length or pass-rate schedule jumps or bends."""
+        steps = set(self.response_schedule.breakpoints() if self.response_schedule else [])
+        steps |= set(self.pass_rate.breakpoints() if self.pass_rate else [])
+        return sorted(s for s in steps if 0 < s < self.steps)
+
+    def reward_spec(self, step: int = 0) -> RewardSpec | None:
+        """The simulator's rewards at `step`: pass rate + dynamic sampling (None: no pass rate)."""
+        if self.pass_rate is None:
+            return None
+        ds = self.dynamic_sampling
+        on = ds is not None and ds.enabled
+        return RewardSpec(pass_rate=self.pass_rate.at(step),
+                          concentration=self.pass_rate.concentration, filter_groups=on,
+                          oversample_factor=ds.oversample_factor if on else 1.0,
+                          max_rounds=ds.max_rounds if on else 1)
+
+    def at_step(self, step: int) -> "Workload":
+        """This workload frozen at `step`: that step's lengths and pass rate, no schedule."""
+        rate = self.pass_rate_at(step)
+        frozen = None if rate is None else PassRateSchedule(
+            points=[{"step": 0, "rate": rate}], concentration=self.pass_rate.concentration)
+        return self.model_copy(update={"response_tokens": self.response_tokens_at(step),
+                                       "response_schedule": None, "pass_rate": frozen})
 
 
 class SpeculativeSpec(_Section):

@@ -5,6 +5,10 @@ Human output is a table (step time, critical path per phase, throughput, utilisa
 cost); `--json` prints `Summary.model_dump()` as one JSON object. `--trace` writes the event
 trace (.parquet or .csv) and the resolved scenario next to it (`<trace>.scenario.yaml`);
 `--perfetto` writes a Chrome/Perfetto timeline (open it at https://ui.perfetto.dev).
+The steps simulated use `workload.response_tokens` (and the pass rate of step 0); when the
+scenario has a schedule (or with `--whole-run`), the run is also integrated over it
+(rlvr_sim.schedule: hours, dollars, step-time trend, where the bottleneck moves; JSON key
+`whole_run`).
 """
 
 from __future__ import annotations
@@ -32,6 +36,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="write the trace (.parquet or .csv) and the resolved scenario next to it")
     p.add_argument("--perfetto", type=Path, default=None, metavar="PATH",
                    help="write a Chrome/Perfetto trace JSON of the timeline")
+    # whole-run integration over a workload schedule (rlvr_sim.schedule)
+    p.add_argument("--whole-run", action=argparse.BooleanOptionalAction, default=None,
+                   help="integrate step time over workload.response_schedule / pass_rate "
+                        "(default: on when the scenario has a schedule)")
+    p.add_argument("--points", type=int, default=8, help="--whole-run: segments of the run")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -48,14 +57,34 @@ def run(args: argparse.Namespace) -> int:
         from rlvr_sim.sim.perfetto import write_perfetto
 
         write_perfetto(result.trace, args.perfetto)
+    estimate = _whole_run(sc, args)
     if args.json:
-        print(json.dumps(result.summary.model_dump(), indent=1))
+        out = result.summary.model_dump()
+        if estimate is not None:
+            out["whole_run"] = estimate.model_dump()
+        print(json.dumps(out, indent=1))
     else:
         print(format_summary(result.summary))
+        if estimate is not None:
+            from rlvr_sim.schedule import format_estimate
+
+            print("\n" + format_estimate(estimate))
         for path in (args.trace, args.perfetto):
             if path is not None:
                 print(f"wrote {path}")
     return 0
+
+
+def _whole_run(sc, args: argparse.Namespace):
+    """RunEstimate over the schedule when asked (or the scenario has one), else None."""
+    on = args.whole_run if args.whole_run is not None else sc.workload.has_schedule
+    if not on:
+        return None
+    if args.points < 1:
+        raise UserError(f"--points {args.points} is invalid: use >= 1 segments")
+    from rlvr_sim.schedule import whole_run
+
+    return whole_run(sc, points=args.points)
 
 
 def format_summary(s: Summary) -> str:

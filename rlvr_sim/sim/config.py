@@ -11,6 +11,7 @@ from typing import Literal
 
 import numpy as np
 
+from rlvr_sim.dynamic_sampling import RewardSpec
 from rlvr_sim.errors import ScenarioError
 from rlvr_sim.sim.protocols import DistributionLike
 
@@ -59,6 +60,7 @@ class SimConfig:
     run_id: str = "sim"
     coalesce_fraction: float = 0.0              # 0: a span per finish (exact); see sim.sampler
     span_rule: Literal["cost_model", "simpson3"] = "cost_model"
+    rewards: RewardSpec | None = None            # pass rate + dynamic sampling (sim.source)
 
     def __post_init__(self) -> None:
         checks = [

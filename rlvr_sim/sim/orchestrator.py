@@ -23,7 +23,7 @@ from typing import Generator, Protocol
 
 import simpy
 
-from rlvr_sim.sim import trainer, weight_sync
+from rlvr_sim.sim import rounds, trainer, weight_sync
 from rlvr_sim.sim.config import SimConfig
 from rlvr_sim.sim.protocols import CostModelLike
 from rlvr_sim.sim.recorder import Recorder
@@ -57,7 +57,8 @@ def run_sync(env: simpy.Environment, cfg: SimConfig, cm: CostModelLike, source: 
     for j in range(cfg.steps):
         r = rec.steps[j]
         r.start_s = env.now
-        batch = source.batch(j)
+        yield from rounds.earlier_rounds(env, source, engines, verifier, rec, j, dispatch)
+        batch = source.rounds(j)[-1]        # the step's batch (its last round: dynamic sampling)
         for e in engines:
             e.wake(env.now)
             e.version = j
@@ -69,6 +70,8 @@ def run_sync(env: simpy.Environment, cfg: SimConfig, cm: CostModelLike, source: 
         rec.generated(finished)
         rec.verified(verifier.serve(finished, {j: batch}))
         rec.close_step(j)
+        if source.cfg.rewards is not None:
+            rounds.train_on_kept(r, source.trained(j))
         yield env.timeout(r.gen_end_s - env.now)
         if colocated:
             yield from weight_sync.switch(env, cm, rec, j, "to_train")
@@ -141,6 +144,8 @@ class AsyncRun:
             self.remaining[f.step] -= 1
             if self.remaining[f.step] == 0:
                 delay = max(0.0, self.rec.close_step(f.step).verify_end_s - self.env.now)
+                if self.cfg.rewards is not None:
+                    rounds.train_on_kept(self.rec.steps[f.step], self.source.trained(f.step))
                 done = self.done[f.step]
                 self.env.timeout(delay).callbacks.append(lambda _e, d=done: d.succeed())
                 del self.batches[f.step]

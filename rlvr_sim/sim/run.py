@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 import simpy
 
-from rlvr_sim.sim import orchestrator
+from rlvr_sim.sim import orchestrator, rounds
 from rlvr_sim.sim.config import SimConfig
 from rlvr_sim.sim.metrics import Summary, summarize
 from rlvr_sim.sim.protocols import CostModelLike
@@ -51,7 +51,10 @@ GC_YOUNG_THRESHOLD = 50_000
 
 def config_from_scenario(sc: "Scenario", cm, steps: int | None = None,
                          seed: int | None = None, exact: bool = False) -> SimConfig:
-    """The simulator's view of a validated scenario (`exact`: no speed approximations)."""
+    """The simulator's view of a validated scenario (`exact`: no speed approximations).
+
+    Lengths are `workload.response_tokens` (a `response_schedule` is integrated over the run by
+    rlvr_sim.schedule.whole_run, which calls this on the workload frozen at each step)."""
     w, s, v, o = sc.workload, sc.sampler, sc.verifier, sc.orchestration
     return SimConfig(
         prompts_per_step=w.prompts_per_step, samples_per_prompt=w.samples_per_prompt,
@@ -67,7 +70,8 @@ def config_from_scenario(sc: "Scenario", cm, steps: int | None = None,
         usd_per_gpu_hour=float(sc.hardware_profile.datasheet.usd_per_gpu_hour),
         run_id=sc.name or "sim",
         coalesce_fraction=0.0 if exact else FAST_COALESCE_FRACTION,
-        span_rule="cost_model" if exact else FAST_SPAN_RULE)
+        span_rule="cost_model" if exact else FAST_SPAN_RULE,
+        rewards=w.reward_spec(0))       # pass rate of step 0; schedules: rlvr_sim.schedule
 
 
 def simulate(scenario: "Scenario", steps: int | None = None, seed: int | None = None,
@@ -126,6 +130,7 @@ def simulate_config(cfg: SimConfig, cm: CostModelLike, *, trace_path: str | Path
         "recompute_tokens": rec.counter_totals.recompute_tokens,
         "prefill_s_per_replica_step": sum(e.prefill_s for e in engines) / cfg.replicas / cfg.steps,
         "verifier_timeouts": verifier.timeouts, "verifier_failures": verifier.failures,
+        **rounds.counters(source.history),          # dynamic sampling (empty without rewards)
     }
     summary = summarize(cfg, rec.steps, scenario=scenario_name, staleness=rec.staleness,
                         busy_s=busy, counters=counters)
