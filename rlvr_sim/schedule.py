@@ -23,6 +23,7 @@ the whole run (the sampler's KV plan is redone per step from that step's lengths
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 from pydantic import BaseModel
@@ -234,4 +235,86 @@ def format_estimate(est: RunEstimate) -> str:
                      f"(+/- {sh.resolution_steps} steps)")
     if not est.shifts:
         lines.append("bottleneck does not move over the run")
+    return "\n".join(lines)
+
+
+# --- plan: the recommended allocation over the whole run, and where a re-split would pay -----
+class PlanSegment(BaseModel):
+    """Steps [start_step, end_step): the fastest candidate allocation there."""
+
+    start_step: int
+    end_step: int
+    label: str
+    step_time_s: float
+    bottleneck: str
+
+
+class ResplitAdvice(BaseModel):
+    """The recommended plan re-evaluated over the schedule, and the best candidate per segment.
+
+    Candidates share the recommended plan's GPU type and GPU total, so switching between them
+    mid-run is a re-split of the same machines. `resplit_hours` sums each segment's fastest
+    candidate and ignores the cost of re-sharding (a checkpoint reload, minutes): it is an upper
+    bound on what a re-split saves. `switches` are the steps where the fastest candidate changes."""
+
+    recommended: str
+    recommended_estimate: RunEstimate
+    candidates: dict[str, float]              # label -> whole-run hours
+    per_segment: list[PlanSegment]
+    resplit_hours: float
+    switches: list[BottleneckShift]           # before/after are plan labels here
+
+    @property
+    def saving_hours(self) -> float:
+        return self.recommended_estimate.hours_total - self.resplit_hours
+
+
+def resplit_advice(estimates: dict[str, RunEstimate], recommended: str) -> ResplitAdvice:
+    """Pick the fastest candidate per segment (all estimates must share their segments)."""
+    base = estimates[recommended]
+    bounds = [(s.start_step, s.end_step) for s in base.segments]
+    for label, est in estimates.items():
+        if [(s.start_step, s.end_step) for s in est.segments] != bounds:
+            raise ValueError(f"{label}: segments differ from the recommended plan's")
+    per_segment = []
+    for i, (a, b) in enumerate(bounds):
+        label = min(estimates, key=lambda lb: (estimates[lb].segments[i].measure.step_time_s,
+                                               lb != recommended, lb))
+        m = estimates[label].segments[i].measure
+        per_segment.append(PlanSegment(start_step=a, end_step=b, label=label,
+                                       step_time_s=m.step_time_s, bottleneck=m.bottleneck))
+    switches = [BottleneckShift(step=s1.start_step, before=s0.label, after=s1.label,
+                                resolution_steps=s1.start_step - s0.start_step)
+                for s0, s1 in zip(per_segment, per_segment[1:]) if s0.label != s1.label]
+    hours = integrate_s(bounds, [p.step_time_s for p in per_segment]) / 3600
+    return ResplitAdvice(recommended=recommended, recommended_estimate=base,
+                         candidates={lb: e.hours_total for lb, e in estimates.items()},
+                         per_segment=per_segment, resplit_hours=hours, switches=switches)
+
+
+def plan_over_run(scenario: "str | Path | dict", overrides: dict[str, list[str]],
+                  recommended: str, points: int = 8, steps_per_point: int = 2) -> ResplitAdvice:
+    """Whole-run estimates of candidate allocations (label -> scenario overrides) of one base
+    scenario, and the re-split advice; `recommended` must be one of the labels."""
+    from rlvr_sim.scenario import load_scenario
+
+    estimates = {label: whole_run(load_scenario(scenario, ov), points=points,
+                                  steps_per_point=steps_per_point)
+                 for label, ov in overrides.items()}
+    return resplit_advice(estimates, recommended)
+
+
+def format_advice(adv: ResplitAdvice) -> str:
+    """The recommended plan over the run, then the re-split, for the plan command."""
+    lines = [f"Recommended plan over the whole schedule: {adv.recommended}",
+             format_estimate(adv.recommended_estimate), "",
+             "Candidates (same GPUs) over the whole schedule: " + "; ".join(
+                 f"{lb} {h:,.1f} h" for lb, h in sorted(adv.candidates.items(), key=lambda x: x[1]))]
+    if adv.switches:
+        for sw in adv.switches:
+            lines.append(f"re-split at step {sw.step}: {sw.before} -> {sw.after}")
+        lines.append(f"with re-splits: {adv.resplit_hours:,.1f} h vs {adv.recommended_estimate.hours_total:,.1f} h "
+                     f"(saves at most {adv.saving_hours:,.1f} h; re-sharding time not counted)")
+    else:
+        lines.append("no re-split helps: one allocation is fastest in every segment")
     return "\n".join(lines)

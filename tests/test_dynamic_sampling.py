@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from rlvr_sim.dynamic_sampling import (RewardSpec, beta_moment, estimate, expected_rounds,
                                        prompts_per_round, signal_probability)
@@ -145,3 +147,21 @@ def test_source_rounds_are_deterministic_and_ids_unique():
         assert [s for g in merged.groups for s in g.samples] == list(
             range(merged.first_sample, merged.first_sample + merged.size))
     assert len(ids) == len(set(ids))
+
+
+@settings(max_examples=60, deadline=None)
+@given(p=st.integers(1, 12), m_extra=st.integers(0, 6), q=st.floats(0.0, 1.0),
+       max_rounds=st.integers(1, 6))
+def test_expected_rounds_invariants(p, m_extra, q, max_rounds):
+    m = p + m_extra
+    e = expected_rounds(p, m, q, max_rounds)
+    assert 1.0 - 1e-9 <= e.rounds_mean <= max_rounds + 1e-9
+    assert e.generated_groups_mean == pytest.approx(e.rounds_mean * m)
+    assert -1e-9 <= e.trained_groups_mean <= p + 1e-9
+    assert e.wasted_groups_mean >= -1e-9
+    more = expected_rounds(p, m, q, max_rounds + 1)          # one more round allowed
+    assert more.rounds_mean >= e.rounds_mean - 1e-9
+    assert more.trained_groups_mean >= e.trained_groups_mean - 1e-9
+    assert more.p_short <= e.p_short + 1e-9
+    if q == 0.0:
+        assert e.rounds_mean == max_rounds and e.trained_groups_mean == 0

@@ -194,3 +194,27 @@ def test_r1_zero_scenario_grows_and_costs_more_than_its_start():
     est = whole_run(sc, points=4, steps_per_point=1, refine=0)
     times = [s.measure.step_time_s for s in est.segments]
     assert times[-1] > 2 * times[0]            # late steps cost several times early ones
+
+
+def test_resplit_advice_by_hand():
+    from rlvr_sim.schedule import resplit_advice
+
+    sc = load_scenario(tiny(steps=100))
+
+    def plan(times):
+        def measure(step):
+            t = times(step)
+            return StepMeasure(step=step, step_time_s=t, phase_time_s={"generate": t},
+                               bottleneck="sampler", response_tokens_mean=1.0)
+        return whole_run(sc, points=2, refine=0, measure=measure)
+
+    a = plan(lambda s: 10.0 if s < 50 else 30.0)        # fast early, slow late
+    b = plan(lambda s: 20.0)
+    adv = resplit_advice({"A": a, "B": b}, "A")
+    assert adv.candidates == {"A": pytest.approx(2000 / 3600), "B": pytest.approx(2000 / 3600)}
+    assert [(p.start_step, p.end_step, p.label) for p in adv.per_segment] == [(0, 50, "A"), (50, 100, "B")]
+    assert adv.resplit_hours * 3600 == pytest.approx(50 * 10 + 50 * 20)
+    assert adv.saving_hours * 3600 == pytest.approx(500)
+    assert [(s.step, s.before, s.after) for s in adv.switches] == [(50, "A", "B")]
+    same = resplit_advice({"A": a}, "A")
+    assert same.switches == [] and same.saving_hours == 0
