@@ -218,3 +218,28 @@ def test_resplit_advice_by_hand():
     assert [(s.step, s.before, s.after) for s in adv.switches] == [(50, "A", "B")]
     same = resplit_advice({"A": a}, "A")
     assert same.switches == [] and same.saving_hours == 0
+
+
+def test_plan_cli_reevaluates_the_recommendation_over_the_schedule(tmp_path, capsys):
+    import yaml
+    data = yaml.safe_load((ROOT / "tests" / "data" / "small-qwen1.5b.yaml").read_text())
+    data["workload"]["steps"] = 50
+    data["workload"]["response_schedule"] = {"kind": "piecewise", "points": [
+        {"step": 0, "tokens": {"dist": "fixed", "value": 64}},
+        {"step": 20, "tokens": {"dist": "fixed", "value": 256}}]}
+    path = tmp_path / "grow.yaml"
+    path.write_text(yaml.safe_dump(data))
+    code = cli_main(["plan", str(path), "--total-gpus", "4", "--sizes", "4", "--sampler-tp", "1",
+                     "--trainer-tp", "1", "--staleness", "0", "--steps", "1", "--workers", "1",
+                     "--json"])
+    assert code == 0
+    report = json.loads(capsys.readouterr().out)
+    adv = report["whole_run"]
+    assert adv["recommended"] in adv["candidates"]
+    est = adv["recommended_estimate"]
+    assert [(s["start_step"], s["end_step"]) for s in est["segments"]][:3] == [(0, 6), (6, 12), (12, 19)]
+    assert 20 in [s["start_step"] for s in est["segments"]]          # the schedule's jump
+    late = [s["measure"]["step_time_s"] for s in est["segments"] if s["start_step"] >= 20]
+    early = [s["measure"]["step_time_s"] for s in est["segments"] if s["end_step"] <= 20]
+    assert min(late) > max(early)                                   # 4x longer responses
+    assert adv["resplit_hours"] <= est["hours_total"] + 1e-9
