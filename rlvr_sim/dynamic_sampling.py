@@ -5,7 +5,8 @@ all equal (all 0 or all 1: every advantage is 0). Dynamic sampling drops those g
 generating rounds of `prompts_per_round = ceil(oversample_factor x prompts_per_step)` prompts
 until the batch holds `prompts_per_step` groups with signal (the surplus is dropped, as verl
 trims the batch), or `max_rounds` rounds were generated (then the step trains on the groups it
-has; verl raises an error there instead).
+has, or on its last round when it has none; verl raises an error there instead). The
+expectations below count groups WITH signal (`trained_groups_mean`); that fallback is not in them.
 
 Pure functions of the pass rate, exact (binomial sums), so tests can check them by hand:
 - one group has signal with probability q = 1 - E[p^k] - E[(1-p)^k] (p = the group's pass rate;
@@ -78,6 +79,10 @@ def expected_rounds(prompts_per_step: int, per_round: int, q: float,
     """Exact expectations for i.i.d. groups with signal probability q (see module docstring)."""
     if max_rounds < 1 or per_round < 1 or prompts_per_step < 1:
         raise ValueError("prompts_per_step, per_round and max_rounds must be >= 1")
+    if not 0.0 <= q <= 1.0:
+        raise ValueError(f"q={q} is not a probability")
+    if 0.0 < q < 1.0:       # scipy's binomial overflows on subnormal q; 1e-12 changes nothing
+        q = min(max(q, 1e-12), 1.0 - 1e-12)
     P, m = prompts_per_step, per_round
     short = [1.0] + [float(binom.cdf(P - 1, r * m, q)) for r in range(1, max_rounds + 1)]
     rounds = sum(short[:max_rounds])                      # sum_{r<R} P(S_r < P)
@@ -140,6 +145,7 @@ class StepSampling:
     trained_prompt_tokens: int
     trained_output_tokens: int
     generated_output_tokens: int
+    fallback: bool = False       # no group had a signal: the last round was trained as is
 
     @property
     def wasted_output_tokens(self) -> int:

@@ -85,16 +85,17 @@ def test_sim_rounds_run_one_after_another_exact_times():
     # One round (1 prompt x 2 samples, length 3, FakeCostModel): prefill [0, 0.5], 3 decode
     # iterations -> both samples at 3.5; one verifier worker 1 s each: 4.5 and 5.5. The next
     # round starts when the last reward is known (5.5): rounds end at 5.5, 11, 16.5; train 10 s
-    # -> step 26.5 s. Nothing is trained on (0 sequences, 0 tokens).
+    # -> step 26.5 s. No group has a signal: the last round is trained as is (2 samples x 3).
     cfg = fixed_config(rewards=RewardSpec(pass_rate=1.0, filter_groups=True, max_rounds=3))
     res = simulate_config(cfg, FakeCostModel(), event_log=True)
     gen = [e for e in res.log if e[0] == "generated"]
     assert [t for _, _, t in gen][:6] == [3.5, 3.5, 9.0, 9.0, 14.5, 14.5]
     assert res.summary.step_time_s.mean == pytest.approx(26.5)
-    assert res.steps[0].sequences == 0 and res.steps[0].output_tokens == 0
+    assert res.steps[0].sequences == 2 and res.steps[0].output_tokens == 6
     c = res.summary.counters
-    assert c["generation_rounds_per_step"] == 3 and c["trained_groups_per_step"] == 0
-    assert c["wasted_output_tokens_per_step"] == 3 * 2 * 3
+    assert c["generation_rounds_per_step"] == 3 and c["trained_groups_per_step"] == 1
+    assert c["signal_groups_per_step"] == 0
+    assert c["wasted_output_tokens_per_step"] == 3 * 2 * 3 - 6
     # the trace keeps every generated sample: 3 rounds x 2 samples per step
     gen_rows = res.trace[res.trace.phase == "generate"]
     assert gen_rows.groupby("step").sequences.sum().tolist() == [6, 6]
@@ -122,7 +123,7 @@ def test_source_rounds_match_the_expectation(rate, oversample, max_rounds):
     mean = sum(rounds) / n
     sd = math.sqrt(sum((r - mean) ** 2 for r in rounds) / (n - 1))
     assert abs(mean - exp.rounds_mean) <= 4 * sd / math.sqrt(n) + 1e-6
-    trained = [s.trained_groups for s in stats]
+    trained = [0 if s.fallback else s.trained_groups for s in stats]    # groups with signal
     tmean = sum(trained) / n
     tsd = math.sqrt(sum((t - tmean) ** 2 for t in trained) / (n - 1))
     # (a shortfall rarer than 1/n may not show: it moves the mean by at most p x p_short)
@@ -130,7 +131,9 @@ def test_source_rounds_match_the_expectation(rate, oversample, max_rounds):
     for s in stats:        # invariants of every step
         assert s.trained_groups <= p and s.rounds <= max_rounds
         assert s.generated_groups == s.rounds * prompts_per_round(p, oversample)
-        assert s.trained_groups == min(p, s.signal_groups)
+        assert s.fallback == (s.signal_groups == 0)
+        assert s.trained_groups == (prompts_per_round(p, oversample) if s.fallback
+                                    else min(p, s.signal_groups))
         assert s.rounds == max_rounds or s.signal_groups >= p
 
 

@@ -11,8 +11,9 @@ own pass rate (the schedule's, or a Beta draw around it), each sample a Bernoull
 the check failed). With `filter_groups`, a step is generated in rounds of
 `prompts_per_round` prompts; round r > 0 draws from `default_rng([seed, j, r])`; rounds are
 added until `prompts_per_step` groups have rewards that are not all equal, or `max_rounds`.
-The first `prompts_per_step` such groups are trained (verl trims the surplus); `trained(j)`
-says what, the rest is waste. Sample and group ids stay unique: round r of step j starts at
+The first `prompts_per_step` such groups are trained (verl trims the surplus); when no group
+had a signal after max_rounds, the last round is trained as is (as the executor does; verl
+raises an error there). `trained(j)` says what, the rest is waste. Sample and group ids stay unique: round r of step j starts at
 sample (j x max_rounds + r) x prompts_per_round x k (= j x p x k without filtering).
 """
 
@@ -126,10 +127,13 @@ class PromptSource:
                 signal += ok
                 if (ok or want is None) and (want is None or len(kept) < want):
                     kept.append((g, out))
+        fallback = not kept        # no group with signal: train the last round as is
+        if fallback:
+            kept = [(g, sum(g.response_tokens)) for g in rounds[-1].groups]
         k = self.cfg.samples_per_prompt
         out = StepSampling(step, len(rounds), generated, signal, len(kept), len(kept) * k,
                            sum(g.prompt_tokens for g, _ in kept) * k, sum(o for _, o in kept),
-                           gen_out)
+                           gen_out, fallback)
         self.history.append(out)
         return out
 
