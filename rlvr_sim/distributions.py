@@ -312,9 +312,9 @@ class TableSchedule(_Schedule):
 
     @model_validator(mode="after")
     def _load(self, info: ValidationInfo) -> "TableSchedule":
-        if (self.rows is None) == (self.path is None):
-            raise ValueError("give `rows: [[step, length], ...]` or `path: lengths.csv` (one)")
-        if self.rows is None:
+        if self.rows is None and self.path is None:
+            raise ValueError("give `rows: [[step, length], ...]` or `path: lengths.csv`")
+        if self.rows is None:             # rows given win: `path` then records where they came from
             path = Path(self.path).expanduser()
             base = (info.context or {}).get("base_dir") if info is not None else None
             if not path.is_absolute() and base is not None:

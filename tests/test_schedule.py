@@ -243,3 +243,18 @@ def test_plan_cli_reevaluates_the_recommendation_over_the_schedule(tmp_path, cap
     early = [s["measure"]["step_time_s"] for s in est["segments"] if s["end_step"] <= 20]
     assert min(late) > max(early)                                   # 4x longer responses
     assert adv["resplit_hours"] <= est["hours_total"] + 1e-9
+
+
+def test_resolved_yaml_round_trips_every_schedule_kind(tmp_path):
+    import yaml
+    (tmp_path / "lengths.csv").write_text("step,len\n0,500\n10,800\n")
+    for sched in (PIECEWISE, {"kind": "growth", "start_mean": 3, "end_mean": 9, "end_step": 8,
+                              "caps": [{"step": 0, "cap": 16}, {"step": 5, "cap": 32}]},
+                  {"kind": "table", "path": "lengths.csv", "cap": 64}):
+        path = tmp_path / "s.yaml"
+        path.write_text(yaml.safe_dump(tiny(response_schedule=sched, pass_rate={
+            "points": [{"step": 0, "rate": 0.3}, {"step": 9, "rate": 0.6}]},
+            dynamic_sampling={"max_rounds": 2})))
+        sc = load_scenario(path)
+        again = load_scenario(yaml.safe_load(sc.resolved_yaml()))
+        assert again.workload == sc.workload
