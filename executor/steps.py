@@ -3,6 +3,9 @@
 `run_step` does sample -> verify -> train -> weight sync for one step, writes its trace rows
 and returns its StepMetrics. The sampling seed is a function of (run seed, step), so a resumed
 run reproduces the draws of an uninterrupted one.
+With `workload.dynamic_sampling` enabled, `run_filtered_step` generates rounds and keeps only
+groups whose rewards are not all equal (DAPO / verl filter_groups); only this core loop
+(`run_grpo`) implements it.
 """
 
 from __future__ import annotations
