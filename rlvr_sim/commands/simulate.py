@@ -52,6 +52,8 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(result.summary.model_dump(), indent=1))
     else:
         print(format_summary(result.summary))
+        print(f"efficiencies: {sc.hardware_profile.efficiency_origin} "
+              f"[{sc.hardware_profile.gpu}: {sc.hardware_profile.source}]")
         for path in (args.trace, args.perfetto):
             if path is not None:
                 print(f"wrote {path}")
