@@ -1,15 +1,17 @@
 """Rebuild the machine-extracted rows of the public-measurement tables from local source copies.
 
-Two sources are large and regular enough to extract by program rather than by hand:
+Three sources are large and regular enough to extract by program rather than by hand:
 - mosaicml/llm-foundry `scripts/train/benchmarking/README.md` (MPT training throughput tables,
   BF16 only: the cost model's trainer runs at the BF16 peak);
+- NVIDIA-NeMo/Megatron-Bridge `docs/performance-summary.md` and `...-archive.md` (BF16
+  pre-training rows of catalog GPUs and models, every release section);
 - microsoft/vidur `data/profiling/` (MIT licence, notice in calibration/public/LICENSE-vidur.txt):
   `network/*_dgx/all_reduce.csv` (all-reduce time vs size and ranks) and
   `compute/<gpu>/<model>/mlp.csv` (per-layer GEMM times vs tokens and TP).
 The hand-transcribed tables (TensorRT-LLM perf overview, torchtitan) are edited directly.
 
 Usage (each argument is a checkout or a `git worktree` of that repository):
-    python -m calibration.public_extract --llm-foundry DIR --vidur DIR
+    python -m calibration.public_extract --llm-foundry DIR --vidur DIR --megatron-bridge DIR
 It replaces only the rows of the sources it extracts and keeps every other row. Selection rules
 (documented in calibration/public/README.md): Vidur sizes / token counts that are powers of two,
 median times; llm-foundry rows with BF16 precision.
@@ -33,6 +35,12 @@ LLM_FOUNDRY_SECTIONS = {
     "A100 80GB with 1600 Gbps node-node interconnect (RoCE)": "a100-80gb",
     "A100 40GB with 1600 Gbps node-node interconnect (RoCE)": "a100-40gb",
 }
+MEGATRON_BRIDGE_DOCS = ("docs/performance-summary.md", "docs/performance-summary-archive.md")
+MEGATRON_BRIDGE_SYSTEMS = {"DGX-H100": "h100-sxm", "DGX-B200": "b200"}
+MEGATRON_BRIDGE_MODELS = {"GPT OSS 120B": "gpt-oss-120b", "Qwen3_235B_a22B": "qwen3-235b-a22b",
+                          "Qwen3_30B_a3B": "qwen3-30b-a3b", "DeepSeekV3": "deepseek-v3",
+                          "LLAMA3_8B": "llama-3.1-8b", "LLAMA3_70B": "llama-3.1-70b",
+                          "LLAMA3.1_405B": "llama-3.1-405b"}
 VIDUR_NETWORK = {"a100_dgx": "a100-80gb", "h100_dgx": "h100-sxm"}
 VIDUR_COMPUTE = {"a100": "a100-80gb", "h100": "h100-sxm"}
 
@@ -85,6 +93,65 @@ def llm_foundry_rows(readme: str) -> list[dict]:
             "setup": (f"{section}; Composer FSDP {rec['Sharding Strategy']}, {rec['Precision']} "
                       f"{rec['MP Mode']}, grad accum {rec['GradAccum']}, "
                       f"{rec['NumParams']} params (learned pos. emb. incl.)"),
+        })
+    return rows
+
+
+def _mb_model(name: str) -> str | None:
+    for key, model in MEGATRON_BRIDGE_MODELS.items():
+        if name == key or name.startswith(key + " "):
+            return model
+    return None
+
+
+def megatron_bridge_rows(doc: str, path: str) -> list[dict]:
+    """BF16 pre-training rows of catalog GPUs and models from a Megatron-Bridge performance page
+    (release sections `## <release> NeMo Container`, tables per `#### Model:` or `#### System:`)."""
+    rows: list[dict] = []
+    release = model_head = system_head = None
+    header = None
+    section = ""
+    for line in doc.splitlines():
+        if line.startswith("## "):
+            release, header = line[3:].strip(), None
+            continue
+        if line.startswith("### "):
+            section, header = line[4:].strip(), None
+            continue
+        if line.startswith("#### Model:"):
+            model_head, system_head, header = line.split(":", 1)[1].strip(), None, None
+            continue
+        if line.startswith("#### System:"):
+            system_head, model_head, header = line.split(":", 1)[1].strip(), None, None
+            continue
+        if not line.startswith("|") or section != "Pre-Training Performance":
+            continue
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if header is None:
+            header = cells
+            continue
+        if set(cells[0]) <= {"-", " ", ":"}:
+            continue
+        rec = dict(zip(header, cells))
+        if rec.get("Precision") != "BF16":
+            continue
+        system = rec.get("System", system_head)
+        model_name = rec.get("Model", model_head)
+        gpu, model = MEGATRON_BRIDGE_SYSTEMS.get(system), _mb_model(model_name or "")
+        if gpu is None or model is None:
+            continue
+        fsdp = rec.get("FSDP", "0")
+        rows.append({
+            "source": "megatron-bridge-perf-summary", "gpu": gpu, "model": model, "dtype": "bf16",
+            "gpus": int(rec["#-GPUs"]), "tp": int(rec["TP"]), "pp": int(rec["PP"]),
+            "cp": int(rec["CP"]), "fsdp": fsdp not in ("0", "n/a"),
+            "micro_batch": int(rec["MBS"]), "seq_len": int(rec["Sequence Length"]),
+            "global_batch": int(rec["GBS"]), "recompute": "none",
+            "metric": "tokens_per_s_per_gpu", "value": float(rec["Tokens / sec / GPU"]),
+            "setup": (f"{path}, {release}, Pre-Training table ({model_name}, {system}): BF16, "
+                      f"EP {rec.get('EP')}, VP {rec.get('VP')}, FSDP {fsdp}; Model TFLOP/s/GPU "
+                      f"{rec.get('Model TFLOP / sec / GPU')}; MoE token distribution force-balanced, "
+                      "dropless; activation recompute not stated (none assumed)"),
         })
     return rows
 
@@ -158,11 +225,17 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--llm-foundry", type=Path)
     ap.add_argument("--vidur", type=Path)
+    ap.add_argument("--megatron-bridge", type=Path)
     args = ap.parse_args(argv)
     if args.llm_foundry:
         n = replace_source_rows("training", "llm-foundry-benchmarks",
                                 llm_foundry_rows(_git_show(args.llm_foundry, LLM_FOUNDRY_README)))
         print(f"training: {n} llm-foundry rows")
+    if args.megatron_bridge:
+        new = [r for path in MEGATRON_BRIDGE_DOCS
+               for r in megatron_bridge_rows(_git_show(args.megatron_bridge, path), path)]
+        n = replace_source_rows("training", "megatron-bridge-perf-summary", new)
+        print(f"training: {n} megatron-bridge rows")
     if args.vidur:
         n = replace_source_rows("collectives", "vidur-profiling", vidur_collective_rows(args.vidur))
         print(f"collectives: {n} vidur rows")

@@ -63,7 +63,8 @@ def test_mpt_shapes_match_published_param_counts():
 
 def test_published_trtllm_rows_are_in_the_table():
     rows = {(r.input_tokens, r.output_tokens): r.value for r in load_rows("decode")
-            if r.gpu == "h100-sxm" and r.model == "llama-3.1-8b"}
+            if r.gpu == "h100-sxm" and r.model == "llama-3.1-8b"
+            and r.setup.startswith(pf.TRTLLM_V1_PREFIX)}
     # /work/shared/reference/published.yaml decoding: trtllm-llama3.1-8b-fp8-h100
     assert rows[(128, 128)] == 28312 and rows[(128, 2048)] == 22714
     assert rows[(1000, 1000)] == 15220 and rows[(1000, 2000)] == 13899
@@ -193,7 +194,7 @@ def test_group_of_one_source_has_no_cv_error():
 
 # --- shipped profiles and the default lookup -------------------------------------------------
 
-SHIPPED = ("a100-40gb", "a100-80gb", "h100-sxm", "h200")
+SHIPPED = ("a100-40gb", "a100-80gb", "h100-sxm", "h200", "l40s")
 
 
 @pytest.mark.parametrize("gpu", SHIPPED)
@@ -239,3 +240,65 @@ def test_shipped_h100_profile_is_what_the_fit_gives():
     for t in fit.fitted_terms:
         assert getattr(shipped, t) == pytest.approx(getattr(fit.profile.efficiency, t), rel=1e-6), t
     assert shipped.train_mfu_half_tokens is None or "train_mfu_half_tokens" in fit.fitted_terms
+
+
+def test_fit_recovers_grouped_gemm_eff_from_dense_and_moe_rows():
+    truth = _truth(train_mfu=0.45, grouped_gemm_eff=0.4)
+    real = [r for r in load_rows("training") if r.gpu == "h100-sxm"]
+    assert any(model_spec(r.model).num_experts for r in real)
+    rows = _synthetic(real, truth)
+    res, _ = pf.fit_terms(rows, HardwareProfile.from_catalog("h100-sxm"),
+                          ["train_mfu", "grouped_gemm_eff"])
+    assert res.values["train_mfu"] == pytest.approx(0.45, rel=0.02)
+    assert res.values["grouped_gemm_eff"] == pytest.approx(0.4, rel=0.03)
+
+
+def test_moe_rows_alone_fit_no_training_term():
+    moe = [r for r in load_rows("training") if r.gpu == "b200"]
+    assert moe and all(model_spec(r.model).num_experts for r in moe)
+    assert pf.informed_terms(pf.GROUPS[2], moe) == []
+    assert pf.fit_gpu("b200") is None  # b200 keeps datasheet guesses
+
+
+# --- extractors on hand-written tables ----------------------------------------------------------
+
+def test_llm_foundry_table_parser():
+    from calibration.public_extract import llm_foundry_rows
+    md = """## H100 80GB BF16
+|  Model | SeqLen (T) | # GPUs | GPU | MFU | HFU | Model TFLOP | MicroBatchSize | GradAccum | GlobalBatchSize | Throughput (S/s) | Throughput (T/s) | Throughput (T/s/GPU) | GlobalBatchSize (T) | Precision | MP Mode | Sharding Strategy | Activation Checkpointing | Activation CPUOffload | NumParams |
+|  --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |
+|  7b | 2048 | 8 | h100_80gb | 46.44 | 46.44 |  4.595096E+14 | 6 | 1 | 48 | 41 | 85144 | 10643 | 98304 | amp_bf16 | DEFAULT | FULL_SHARD | False | False | 6658859008 |
+
+## H100 80GB FP8
+|  Model | SeqLen (T) | # GPUs | GPU | MFU | HFU | Model TFLOP | MicroBatchSize | GradAccum | GlobalBatchSize | Throughput (S/s) | Throughput (T/s) | Throughput (T/s/GPU) | GlobalBatchSize (T) | Precision | MP Mode | Sharding Strategy | Activation Checkpointing | Activation CPUOffload | NumParams |
+|  --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |
+|  3b | 2048 | 8 | h100_80gb | 27.7 | 27.7 |  5.482421E+14 | 10 | 6 | 480 | 119 | 244692 | 30586 | 983040 | amp_fp8 | DEFAULT | FULL_SHARD | False | False | 2651837440 |
+"""
+    rows = llm_foundry_rows(md)
+    assert len(rows) == 1  # the FP8 section is skipped
+    r = rows[0]
+    assert (r["gpu"], r["model"], r["gpus"], r["micro_batch"], r["seq_len"], r["global_batch"],
+            r["recompute"], r["value"]) == ("h100-sxm", "mpt-7b", 8, 6, 2048, 48, "none", 10643.0)
+    assert r["reported_mfu"] == pytest.approx(0.4644)
+
+
+def test_megatron_bridge_table_parser():
+    from calibration.public_extract import megatron_bridge_rows
+    md = """## 26.04 NeMo Container
+
+### Pre-Training Performance
+
+#### Model: GPT OSS 120B
+
+| System | #-GPUs | Precision | GBS | MBS | Sequence Length | FSDP | TP | PP | CP | VP | EP | Tokens / sec / GPU | Model TFLOP / sec / GPU |
+|--------|--------|-----------|-----|-----|-----------------|------|----|----|----|----|----|-----------------------|-------------------------|
+| DGX-GB200 | 64 | BF16 | 1280 | 4 | 4096 | 0 | 1 | 1 | 1 | n/a | 64 | 15938 | 433 |
+| DGX-H100 | 64 | BF16 | 1280 | 1 | 4096 | 0 | 1 | 4 | 1 | n/a | 8 | 5810 | 158 |
+| DGX-H100 | 64 | FP8-CS | 1280 | 1 | 4096 | 0 | 1 | 4 | 1 | n/a | 8 | 7000 | 190 |
+"""
+    rows = megatron_bridge_rows(md, "docs/x.md")
+    assert len(rows) == 1  # GB200 is no catalog GPU; FP8 rows are skipped
+    r = rows[0]
+    assert (r["gpu"], r["model"], r["gpus"], r["pp"], r["micro_batch"], r["global_batch"],
+            r["fsdp"], r["value"]) == ("h100-sxm", "gpt-oss-120b", 64, 4, 1, 1280, False, 5810.0)
+    assert "26.04 NeMo Container" in r["setup"] and "EP 8" in r["setup"]
