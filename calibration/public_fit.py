@@ -307,6 +307,57 @@ def trtllm_holdout(fit: GpuFit) -> list[dict]:
     return out
 
 
+def gemm_roofline_table(gpu: str) -> list[dict]:
+    """Achieved fractions of the datasheet HBM bandwidth and BF16 peak of the GEMM operator rows
+    per token count (median and range over models / TP): shows whether bandwidth efficiency
+    depends on the batch (it would if the memory-bound fractions moved below the knee)."""
+    hw = HardwareProfile.from_catalog(gpu)
+    by: dict[int, list[tuple[float, float]]] = {}
+    for r in load_rows("gemm"):
+        if r.gpu == gpu:
+            by.setdefault(r.tokens, []).append(
+                (r.weight_bytes / r.value / hw.datasheet.hbm_bytes_per_s,
+                 r.flop / r.value / hw.datasheet.peak_bf16_flop_per_s))
+    out = []
+    for n in sorted(by):
+        bw, fl = np.array([x[0] for x in by[n]]), np.array([x[1] for x in by[n]])
+        out.append({"tokens": n, "rows": len(bw), "hbm_fraction_median": float(np.median(bw)),
+                    "hbm_fraction_min": float(bw.min()), "hbm_fraction_max": float(bw.max()),
+                    "peak_fraction_median": float(np.median(fl)),
+                    "peak_fraction_min": float(fl.min()), "peak_fraction_max": float(fl.max())})
+    return out
+
+
+def width_diagnostic(fit: GpuFit) -> dict | None:
+    """Training residuals of the fitted profile by model width, and the curve
+    MFU = a x d / (d + d_half) fitted to the MFU each dense row implies (d = hidden size).
+    A diagnostic for the cost-model contract, NOT shipped: the contract's MFU depends on tokens
+    per GPU only. None when the GPU has fewer than two widths of dense training rows."""
+    rows = [r for r in load_rows("training") if r.gpu == fit.gpu and r.dtype == "bf16"
+            and not model_spec(r.model).num_experts]
+    widths = sorted({model_spec(r.model).hidden_size for r in rows})
+    if len(widths) < 2:
+        return None
+    hw = fit.profile
+    ratio = np.array([predict_s(r, hw) / measured_s(r) for r in rows])  # > 1: model too slow
+    implied = hw.efficiency.train_mfu * ratio                         # MFU each row implies
+    d = np.array([float(model_spec(r.model).hidden_size) for r in rows])
+    specs = [ParamSpec("a", 0.5, 0.01, 1.0), ParamSpec("d_half", 500.0, 1.0, 1e6)]
+    res = fit_positive(specs, lambda v: (d + v["d_half"]) / (v["a"] * d), 1.0 / implied)
+    by_width = {}
+    for w in widths:
+        sel = d == w
+        by_width[str(w)] = {"rows": int(sel.sum()),
+                            "median_pred_over_meas_time_pct": float(np.median(ratio[sel] - 1) * 100),
+                            "implied_mfu_median": float(np.median(implied[sel]))}
+    flat = np.abs(ratio - 1.0)
+    return {"by_hidden_size": by_width, "curve": {"a": res.values["a"], "d_half": res.values["d_half"],
+                                                   "stderr": res.stderr},
+            "median_abs_err_pct_flat": float(np.median(flat) * 100),
+            "median_abs_err_pct_width_curve": res.median_abs_rel_error * 100,
+            "note": "diagnostic only: the cost-model contract has no width term"}
+
+
 def report(fit: GpuFit) -> dict:
     groups = []
     for g in fit.groups:
@@ -316,7 +367,9 @@ def report(fit: GpuFit) -> dict:
                        "folds": [{k: v for k, v in f.items() if k != "profile"} for f in g.folds]})
     return {"gpu": fit.gpu, "sources": fit.sources, "fitted_terms": fit.fitted_terms,
             "rows_excluded": fit.excluded, "groups": groups,
-            "trtllm_llama8b_held_out": trtllm_holdout(fit)}
+            "trtllm_llama8b_held_out": trtllm_holdout(fit),
+            "gemm_roofline_by_tokens": gemm_roofline_table(fit.gpu),
+            "training_mfu_vs_width": width_diagnostic(fit)}
 
 
 def write(fit: GpuFit, date: str, profiles_dir: Path = PROFILES_DIR,
@@ -361,6 +414,14 @@ def _table(fit: GpuFit) -> str:
         for f in g.folds:
             lines.append(f"      held out {f['held_out']} ({f['rows']} rows): median |err| "
                          f"{f['median_abs_err_pct']:.1f}%, max {f['max_abs_err_pct']:.1f}%")
+    wd = width_diagnostic(fit)
+    if wd:
+        c = wd["curve"]
+        lines.append("  training residual by hidden size (predicted/measured time - 1): " + ", ".join(
+            f"{w}: {v['median_pred_over_meas_time_pct']:+.0f}%" for w, v in wd["by_hidden_size"].items()))
+        lines.append(f"    width curve MFU = {c['a']:.3f} x d / (d + {c['d_half']:.0f}) (diagnostic, not "
+                     f"shipped): median |err| {wd['median_abs_err_pct_flat']:.1f}% -> "
+                     f"{wd['median_abs_err_pct_width_curve']:.1f}%")
     ho = trtllm_holdout(fit)
     if ho:
         lines.append("  TensorRT-LLM v1.0 Llama-3.1-8B FP8 rows, predicted with trtllm-perf-overview "
