@@ -269,7 +269,8 @@ def public_profile(fit: GpuFit, date: str) -> HardwareProfile:
         device=f"public measurements ({fit.gpu})", date=date,
         rows=sum(sum(g.sources.values()) for g in fit.groups),
         r2={}, rel_uncertainty=rel,
-        notes=("efficiencies fitted by `python -m calibration.public_fit` to calibration/public/ "
+        notes=(_cv_notes(fit) +
+               "efficiencies fitted by `python -m calibration.public_fit` to calibration/public/ "
                f"(sources: {', '.join(fit.sources)}); terms not fitted keep the generic datasheet "
                "defaults of rlvr_sim.hardware.Efficiency; ""cross-validation table in profiles/" f"{fit.gpu}.public.fit.json"))
     return HardwareProfile(gpu=fit.gpu, source=source, citation=fit.profile.citation,
@@ -281,6 +282,21 @@ def public_profile(fit: GpuFit, date: str) -> HardwareProfile:
 # Llama-3.1-8B FP8 on one H100), marked in the held-out table
 TRTLLM_V1_PREFIX = "v1.0 document"   # rows of the TensorRT-LLM v1.0 tables (published.yaml's)
 PUBLISHED_TRTLLM_POINTS = ("128/128", "128/2048", "1000/1000", "1000/2000", "2048/2048", "20000/2000")
+
+
+def _cv_notes(fit: GpuFit) -> str:
+    """One clause per group: its sources, its leave-one-source-out error or why there is none,
+    and the terms that ended at a bound (compensating for something the cost model lacks)."""
+    parts = []
+    for g in fit.groups:
+        if g.folds:
+            cv = "LOSO median |err| " + ", ".join(
+                f"w/o {f['held_out']} {f['median_abs_err_pct']:.0f}%" for f in g.folds)
+        else:
+            cv = "no cross-validation (one source)"
+        bound = [t for t in g.at_bound if t not in g.unidentified]
+        parts.append(f"{g.group}: {cv}" + (f"; at bound: {', '.join(bound)}" if bound else ""))
+    return "; ".join(parts) + ". "
 
 
 def trtllm_holdout(fit: GpuFit) -> list[dict]:
