@@ -166,13 +166,13 @@ class GroupFit:
         """Per term: value, 1-sigma, value per fold, median held-out error over folds."""
         out = {}
         for t in self.terms:
-            folds = [f for f in self.folds]
             out[t] = {
                 "value": self.values[t], "stderr": self.stderr.get(t),
                 "at_bound": t in self.at_bound, "shipped": t not in self.unidentified,
-                "fold_values": {f["held_out"]: f["values"].get(t) for f in folds},
-                "loso_median_abs_err_pct": (float(np.median([f["median_abs_err_pct"] for f in folds]))
-                                            if folds else None),
+                "fold_values": {f["held_out"]: f["values"].get(t) for f in self.folds},
+                "loso_median_abs_err_pct": (
+                    float(np.median([f["median_abs_err_pct"] for f in self.folds]))
+                    if self.folds else None),
             }
         return out
 

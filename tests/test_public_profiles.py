@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import pytest
@@ -10,7 +9,7 @@ import pytest
 from calibration import public_fit as pf
 from calibration.public_data import (KINDS, PUBLIC_DIR, CollectiveRow, DecodeRow, GemmRow,
                                      TrainingRow, load_rows, load_sources, model_spec, read_table)
-from calibration.public_predict import (effective_train_mfu, gemm_s, measured_s, predict_s,
+from calibration.public_predict import (effective_train_mfu, gemm_s, predict_s,
                                         training_s_per_token)
 from rlvr_sim.hardware import HardwareProfile, gpu_names, public_profile_path
 
