@@ -136,6 +136,31 @@ class HardwareProfile(BaseModel):
                    datasheet=Datasheet(**entry), efficiency=Efficiency(**eff))
 
     @classmethod
+    def default_for(cls, gpu: str) -> "HardwareProfile":
+        """The default profile of a catalog GPU: its shipped public-measurement profile
+        (rlvr_sim/catalog/profiles/<gpu>.public.yaml, fitted by `python -m calibration.public_fit`)
+        when there is one, else the datasheet with the generic efficiencies (`source: datasheet`).
+        The datasheet numbers always come from the catalog; the public profile gives only the
+        efficiencies (and its provenance)."""
+        base = cls.from_catalog(gpu)
+        shipped = public_profile_path(base.gpu)
+        if shipped is None:
+            return base
+        prof = cls.load(shipped)
+        return prof.model_copy(update={"datasheet": base.datasheet, "citation": base.citation})
+
+    @property
+    def efficiency_origin(self) -> str:
+        """One plain phrase saying where the efficiency terms came from."""
+        if self.source.startswith("public-fit"):
+            return "public-measurement fit (see calibration/public/)"
+        if self.source.startswith("calibrated"):
+            return "calibrated on the device"
+        if self.source == "datasheet":
+            return "datasheet guesses (not measured)"
+        return self.source
+
+    @classmethod
     def load(cls, path: str | Path) -> "HardwareProfile":
         """Read a profile YAML; UserError naming the file and field when it does not validate."""
         path = Path(path)
@@ -174,6 +199,12 @@ class HardwareProfile(BaseModel):
 def _catalog() -> dict[str, dict[str, Any]]:
     text = resources.files("rlvr_sim.catalog").joinpath("gpus.yaml").read_text()
     return {k.lower(): v for k, v in yaml.safe_load(text).items()}
+
+
+def public_profile_path(gpu: str) -> Path | None:
+    """Path of the shipped public-measurement profile of a catalog GPU, None when none ships."""
+    ref = resources.files("rlvr_sim.catalog").joinpath("profiles", f"{gpu.lower()}.public.yaml")
+    return Path(str(ref)) if ref.is_file() else None
 
 
 def gpu_names() -> list[str]:

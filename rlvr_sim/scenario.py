@@ -273,10 +273,11 @@ class Scenario(_Section):
 
     @cached_property
     def hardware_profile(self) -> HardwareProfile:
-        """The profile file's datasheet and efficiencies (else the catalog's), with the
+        """The profile file's datasheet and efficiencies (else the catalog GPU's default: its
+        shipped public-measurement profile, or datasheet guesses), with the
         scenario's `hardware.*` overrides applied."""
         prof = HardwareProfile.load(self.profile) if self.profile else \
-            HardwareProfile.from_catalog(self.hardware.gpu)
+            HardwareProfile.default_for(self.hardware.gpu)
         hw = self.hardware
         return prof.with_overrides(usd_per_gpu_hour=hw.usd_per_gpu_hour,
                                    intra_node_bytes_per_s=hw.intra_node_bytes_per_s,

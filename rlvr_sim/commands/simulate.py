@@ -65,6 +65,8 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(out, indent=1))
     else:
         print(format_summary(result.summary))
+        print(f"efficiencies: {sc.hardware_profile.efficiency_origin} "
+              f"[{sc.hardware_profile.gpu}: {sc.hardware_profile.source}]")
         if estimate is not None:
             from rlvr_sim.schedule import format_estimate
 
