@@ -79,7 +79,7 @@ CPU_PLAN = GpuPlan(
     decode_batches=(1, 4, 16), decode_contexts=(64, 256),
     prefill_shapes=((1, 32), (1, 128), (4, 64)),
     train_tokens=(64, 256), train_seq_len=64,
-    sync_bucket_bytes=(4 << 20, 1 << 20, 256 << 10), gemm_n=512, copy_bytes=64 << 20,
+    sync_bucket_bytes=(4 << 20, 1 << 20, 256 << 10), gemm_n=256, copy_bytes=16 << 20,
     repeats=3, kv_cap_bytes=2e9, flop_per_s_guess=5e9, bytes_per_s_guess=2e9,
     launch_s_guess=2e-5)
 

@@ -224,8 +224,13 @@ def run_budgeted(device: str, gpu: str, budget_s: float, out: Path, decode_model
         try:
             budget_notes["used_s"] = budget.elapsed_s()
             fit, side = fit_and_write(df, base, out, prov, budget_notes, held_out=held_out)
-        except ValueError as exc:
-            print(f"fit failed: {exc}")
+        except Exception as exc:  # noqa: BLE001 - the measured table is on disk: refit with --bench
+            import traceback
+            traceback.print_exc()
+            print(f"fit failed: {type(exc).__name__}: {exc}; the rows are in {writer.bench} "
+                  f"(refit: rlvr-sim calibrate --bench {writer.bench} --budget-s 120 --gpu "
+                  f"{gpu} --out {out})")
+            fit = None
     used = budget.elapsed_s()
     print(summary(fit, outcomes, _probes(df) if len(df) else {}, used, budget_s))
     if fit is not None:

@@ -11,11 +11,13 @@
 set -u
 T0=$(date +%s)
 BUDGET=480
+GPU_ARG=""
 ARGS=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --budget-s) BUDGET="$2"; shift 2 ;;
     --budget-s=*) BUDGET="${1#*=}"; shift ;;
+    --gpu) GPU_ARG="$2"; ARGS+=("$1" "$2"); shift 2 ;;
     *) ARGS+=("$1"); shift ;;
   esac
 done
@@ -47,6 +49,7 @@ else:
     print('cpu-2core')
 " 2>>"$LOG" || echo gpu)
 tail -1 "$LOG"
+[ -n "$GPU_ARG" ] && GPU_NAME="$GPU_ARG"
 LEFT=$(( BUDGET - ($(date +%s) - T0) ))
 # hard stop a little after the budget, whatever happens inside
 timeout --signal=TERM --kill-after=10 $(( LEFT + 15 )) \
