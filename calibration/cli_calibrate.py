@@ -46,6 +46,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--model", default=None,
                    help="decode/prefill/sync model: catalog name, config.json or local checkpoint "
                         "dir (default qwen2.5-7b on CUDA, tiny-qwen2-4m on CPU)")
+    lg = p.add_argument_group("calibration from a real RL run's logs")
+    lg.add_argument("--from-log", default=None, metavar="FILE",
+                    help="the run's per-step metrics (JSON lines, wandb CSV export, console log, "
+                         "trainer_state.json or NeMo-RL metrics JSON); fits the phases it times")
+    lg.add_argument("--framework", default=None, choices=["verl", "trl", "nemo-rl", "openrlhf"])
+    lg.add_argument("--config", default=None, help="the run's config (YAML/JSON, the framework's "
+                    "own keys): model, GPUs, batch; flags below override it")
+    lg.add_argument("--gpus", type=int, default=None, help="GPUs of the logged run")
+    lg.add_argument("--sequences", type=int, default=None,
+                    help="responses per step (prompts x samples per prompt)")
+    lg.add_argument("--sampler-tp", type=int, default=None)
+    lg.add_argument("--mini-batches", type=int, default=None, help="optimizer steps per RL step")
+    lg.add_argument("--base-profile", default=None, metavar="PROFILE.yaml",
+                    help="start from this profile (e.g. one from --budget-s on the same GPU); "
+                         "terms the log cannot separate keep its values (default: catalog)")
+    lg.add_argument("--skip-steps", type=int, default=1, help="warm-up steps left out (default 1)")
     g.add_argument("--train-model", default=None,
                    help="training model (default qwen2.5-1.5b on CUDA, tiny-qwen2-4m on CPU)")
 
@@ -177,6 +193,9 @@ def run(args: argparse.Namespace) -> int:
 
     if args.threads < 1:
         raise UserError(f"--threads={args.threads}: give at least 1")
+    if args.from_log:
+        from calibration.from_log import run as run_from_log
+        return run_from_log(args)
     out = Path(args.out)
     device0 = resolve_device(args.device)
     if args.budget_s is not None or (device0.startswith("cuda") and not args.bench):
