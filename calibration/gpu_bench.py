@@ -321,6 +321,8 @@ def bench_decode(bm: BuiltModel, batch: int, context: int, dtype: str, device: s
         s = timer.samples(step, repeats, deadline, warmup=2, inner=3)
         rows.append(_row(key, s, "eager", dtype, device, note=graph_err))
     del cache
+    if device.startswith("cuda"):
+        torch.cuda.empty_cache()     # the next point's cache has another size
     return rows
 
 
