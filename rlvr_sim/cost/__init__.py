@@ -9,10 +9,13 @@ model, hardware profile and parallel shapes to them (docs/contracts.md, "Cost mo
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from typing import TYPE_CHECKING
 
+import numpy as np
+
+from rlvr_sim.cost.balance import Balance, batch_balance
 from rlvr_sim.cost.memory import SamplerMemoryPlan, TrainerMemory, sampler_memory_plan, trainer_memory
 from rlvr_sim.cost.params import ParamCounts, kv_bytes_per_token, param_counts, weight_bytes
 from rlvr_sim.cost.sampler import (DecodeBreakdown, DecodeCoeffs, PrefillBreakdown, SamplerShape,
@@ -25,9 +28,32 @@ from rlvr_sim.model_spec import ModelSpec
 if TYPE_CHECKING:
     from rlvr_sim.scenario import Scenario
 
-__all__ = ["CostModel", "DecodeBreakdown", "PrefillBreakdown", "SamplerMemoryPlan", "TrainBreakdown",
+__all__ = ["CostModel", "Balance", "trainer_shape", "DecodeBreakdown", "PrefillBreakdown", "SamplerMemoryPlan", "TrainBreakdown",
            "TrainerMemory", "WeightSyncBreakdown", "ParamCounts", "param_counts", "weight_bytes",
            "kv_bytes_per_token"]
+
+
+def trainer_shape(sc: "Scenario") -> TrainerShape:
+    """The trainer layout of a scenario, with the data-parallel balance of one seeded draw of its
+    batch lengths (cost.balance)."""
+    t, w = sc.trainer, sc.workload
+    shape = TrainerShape(gpus=t.gpus, tp=t.tp, pp=t.pp, fsdp=t.fsdp, mini_batches=t.mini_batches,
+                         reference_model=t.reference_model, old_logprob=t.old_logprob,
+                         recompute_activations=t.recompute_activations, dtype=t.dtype,
+                         gpus_per_node=sc.hardware.gpus_per_node, cp=t.cp, ep=t.ep,
+                         fsdp_shard_size=t.fsdp_shard_size, micro_batch_tokens=t.micro_batch_tokens,
+                         fp8=t.fp8, offload_optimizer=t.offload_optimizer,
+                         offload_params=t.offload_params)
+    if shape.dp == 1 and t.packing:
+        return shape
+    rng = np.random.default_rng([w.seed, 0xBA1A])
+    k = w.samples_per_prompt
+    prompt = np.repeat(w.prompt_tokens.sample_tokens(rng, w.prompts_per_step), k)
+    lengths = (prompt + w.response_tokens.sample_tokens(rng, w.prompts_per_step * k)).tolist()
+    bal = batch_balance(lengths, shape.dp, t.mini_batches, packing=t.packing,
+                        micro_batch_sequences=t.micro_batch_sequences,
+                        micro_batch_tokens=t.micro_batch_tokens)
+    return replace(shape, balance=bal)
 
 
 @dataclass(frozen=True)
@@ -60,11 +86,7 @@ class CostModel:
             speculative=Speculative(method=sp.method, draft_tokens=sp.draft_tokens,
                                     acceptance_rate=sp.acceptance_rate,
                                     draft_cost_ratio=sp.draft_cost_ratio),
-            trainer=TrainerShape(gpus=t.gpus, tp=t.tp, pp=t.pp, fsdp=t.fsdp,
-                                 mini_batches=t.mini_batches, reference_model=t.reference_model,
-                                 old_logprob=t.old_logprob,
-                                 recompute_activations=t.recompute_activations, dtype=t.dtype,
-                                 gpus_per_node=sc.hardware.gpus_per_node),
+            trainer=trainer_shape(sc),
             sync=SyncLayout(placement=o.placement, method=o.weight_sync.method,
                             bucket_bytes=o.weight_sync.bucket_bytes, sampler_gpus=s.gpus,
                             sampler_tp=s.tp, sampler_pp=s.pp,
@@ -99,7 +121,10 @@ class CostModel:
         return trainer_memory(self.model, self.hardware.datasheet.hbm_bytes, gpus=t.gpus, tp=t.tp,
                               pp=t.pp, fsdp=t.fsdp, seq_tokens=self.max_context_tokens,
                               reference_model=t.reference_model,
-                              recompute_activations=t.recompute_activations)
+                              recompute_activations=t.recompute_activations, cp=t.cp, ep=t.ep,
+                              fsdp_shard_size=t.fsdp_shard_size,
+                              offload_optimizer=t.offload_optimizer,
+                              offload_params=t.offload_params)
 
     # --- sampler timing -------------------------------------------------------------------------
     @cached_property

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 from rlvr_sim.cost.params import (attention_flop_per_context_token, dtype_bytes,
                                   kv_bytes_per_token, param_counts)
+from rlvr_sim.cost.collectives import allreduce_s  # noqa: F401  (re-exported: cost.sampler.allreduce_s)
 from rlvr_sim.hardware import HardwareProfile
 from rlvr_sim.model_spec import ModelSpec
 
@@ -61,15 +62,6 @@ def _overlapped(a: float, b: float, overlap: float) -> float:
     """Time of two activities of which `overlap` of the shorter one hides under the longer."""
     hi, lo = (a, b) if a >= b else (b, a)
     return hi + (1.0 - overlap) * lo
-
-
-def allreduce_s(bytes_: float, ranks: int, link_bytes_per_s: float, hw: HardwareProfile) -> float:
-    """Ring all-reduce: 2 (n-1)/n x bytes over the link, plus a fixed latency."""
-    if ranks <= 1:
-        return 0.0
-    eff = hw.efficiency
-    return (2 * (ranks - 1) / ranks * bytes_ / (link_bytes_per_s * eff.link_eff)
-            + eff.collective_latency_s)
 
 
 @dataclass(frozen=True)
