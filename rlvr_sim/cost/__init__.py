@@ -168,6 +168,19 @@ class CostModel:
                           output_tokens)
 
     @cached_property
+    def _minibatch_shape(self) -> TrainerShape:
+        return replace(self.trainer, mini_batches=1)
+
+    def train_minibatch(self, sequences: int, prompt_tokens: int,
+                        output_tokens: int) -> TrainBreakdown:
+        """One mini-batch of a streaming trainer (its log-prob forwards, forward/backward, one
+        optimizer step), on the same layout and balance; the per-step fixed cost is spread
+        evenly over the step's mini-batches."""
+        tb = train_step(self.model, self.hardware, self._minibatch_shape, sequences,
+                        prompt_tokens, output_tokens)
+        return replace(tb, fixed_s=tb.fixed_s / self.trainer.mini_batches)
+
+    @cached_property
     def weight_sync(self) -> WeightSyncBreakdown:
         return weight_sync(self.model, self.hardware, self.sync)
 

@@ -63,6 +63,9 @@ def config_from_scenario(sc: "Scenario", cm, steps: int | None = None,
         verifier_rpc_s=v.rpc_latency_s,
         verifier_failure_rate=v.failure_rate, placement=o.placement, mode=o.mode,
         max_staleness=o.max_staleness, partial_rollout=o.partial_rollout,
+        staleness_fraction=o.staleness_threshold, weight_update=o.weight_update,
+        streaming=sc.trainer.streaming, mini_batches=sc.trainer.mini_batches,
+        inference_only=o.inference_only, arrival_qps=o.arrival_qps,
         seed=w.seed if seed is None else seed, workload_steps=w.steps,
         usd_per_gpu_hour=float(sc.hardware_profile.datasheet.usd_per_gpu_hour),
         run_id=sc.name or "sim",
@@ -93,12 +96,12 @@ def simulate_config(cfg: SimConfig, cm: CostModelLike, *, trace_path: str | Path
     """Run the simulation of `cfg` with cost model `cm` (`event_log`: keep every event, for
     exact-log tests; memory grows with samples)."""
     env = simpy.Environment()
-    eta = cfg.max_staleness if cfg.mode == "async" else 0
+    eta = cfg.staleness_bound
     engines = [ReplicaEngine(r, cm, max_concurrent=cfg.max_concurrent_sequences,
                              kv_blocks=cfg.kv_blocks, block_tokens=cfg.block_tokens,
                              prefix_caching=cfg.prefix_caching, max_staleness=eta,
                              coalesce_fraction=cfg.coalesce_fraction, span_rule=cfg.span_rule,
-                             interpolate_finishes=cfg.mode == "sync")
+                             interpolate_finishes=cfg.mode == "sync" and not cfg.inference_only)
                for r in range(cfg.replicas)]
     verifier = VerifierPool(cfg.verifier_workers, cfg.verifier_rpc_s)
     rec = Recorder(cfg.run_id, cfg.steps, log=event_log,
@@ -108,7 +111,9 @@ def simulate_config(cfg: SimConfig, cm: CostModelLike, *, trace_path: str | Path
     gc_thresholds = gc.get_threshold()
     gc.set_threshold(GC_YOUNG_THRESHOLD, *gc_thresholds[1:])
     try:
-        if cfg.mode == "sync":
+        if cfg.inference_only:
+            done = orchestrator.InferenceRun(env, cfg, cm, source, engines, verifier, rec, bar).start()
+        elif cfg.mode == "sync":
             done = env.process(orchestrator.run_sync(env, cfg, cm, source, engines, verifier, rec, bar))
         else:
             done = orchestrator.AsyncRun(env, cfg, cm, source, engines, verifier, rec, bar).start()
