@@ -82,7 +82,9 @@ class CostModel:
         return cls(
             model=sc.model,
             hardware=sc.hardware_profile,
-            sampler=SamplerShape(tp=s.tp, pp=s.pp, weight_dtype=s.weight_dtype, kv_dtype=s.kv_dtype),
+            sampler=SamplerShape(tp=s.tp, pp=s.pp, weight_dtype=s.weight_dtype, kv_dtype=s.kv_dtype,
+                                 ep=s.ep, pp_overlap=s.pp_overlap,
+                                 gpus_per_node=sc.hardware.gpus_per_node),
             speculative=Speculative(method=sp.method, draft_tokens=sp.draft_tokens,
                                     acceptance_rate=sp.acceptance_rate,
                                     draft_cost_ratio=sp.draft_cost_ratio),
