@@ -74,6 +74,7 @@ class CostModel:
     max_context_tokens: int = 4096
     placement: str = "colocated"
     offload_on_switch: bool = True
+    inference_only: bool = False
 
     @classmethod
     def from_scenario(cls, sc: "Scenario") -> "CostModel":
@@ -93,7 +94,9 @@ class CostModel:
                             bucket_bytes=o.weight_sync.bucket_bytes, sampler_gpus=s.gpus,
                             sampler_tp=s.tp, sampler_pp=s.pp,
                             trainer_gpus=0 if o.placement == "colocated" else t.gpus,
-                            gpus_per_node=sc.hardware.gpus_per_node, dtype=t.dtype),
+                            gpus_per_node=sc.hardware.gpus_per_node, dtype=t.dtype,
+                            trainer_tp=t.tp, trainer_pp=t.pp, trainer_ep=t.ep,
+                            trainer_shard_group=trainer_shape(sc).shard_group if t.fsdp else 0),
             gpu_memory_utilization=s.gpu_memory_utilization,
             block_tokens=s.block_tokens,
             max_num_seqs=s.max_concurrent_sequences,
@@ -101,6 +104,7 @@ class CostModel:
             max_context_tokens=sc.max_context_tokens,
             placement=o.placement,
             offload_on_switch=o.offload_on_switch,
+            inference_only=o.inference_only,
         )
 
     # --- memory ---------------------------------------------------------------------------------
@@ -188,6 +192,8 @@ class CostModel:
 
     @property
     def weight_sync_s(self) -> float:
+        if self.inference_only:
+            return 0.0
         return self.weight_sync.total_s
 
     @cached_property
