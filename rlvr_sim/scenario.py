@@ -66,11 +66,39 @@ class Workload(_Section):
         return self.prompts_per_step * self.samples_per_prompt
 
 
+# Per-method default acceptance rate (per drafted token) when a scenario gives none, with where
+# the number comes from (a property of the draft method and model, not of any GPU timing).
+ACCEPTANCE_DEFAULTS: dict[str, tuple[float, str]] = {
+    "none": (0.7, "unused (no speculation)"),
+    "draft": (0.6, "Leviathan et al. 2023 (Fast Inference from Transformers via Speculative "
+                   "Decoding), measured alpha 0.5-0.9 over their draft/target pairs; low end"),
+    "ngram": (0.7, "no published per-token rate found for prompt-lookup n-grams: the schema's "
+                   "former default, unsourced; set acceptance_rate from your own runs"),
+    "eagle": (0.75, "Li et al. 2024, EAGLE (ICML), per-position acceptance 0.7-0.8 of chain "
+                    "drafts on MT-bench"),
+    "mtp": (0.85, "DeepSeek-V3 technical report (2024), sec. 5.4.3: acceptance of the second "
+                  "predicted token 85-90%"),
+}
+
+
 class SpeculativeSpec(_Section):
     method: Literal["none", "draft", "ngram", "eagle", "mtp"] = "none"
-    draft_tokens: int = Field(4, ge=1, le=64)
-    acceptance_rate: float = Field(0.7, ge=0, le=1)
+    draft_tokens: int = Field(4, ge=1, le=64, description="draft depth (tokens per chain)")
+    acceptance_rate: float = Field(0.7, ge=0, le=1, description="per drafted token; when "
+                                   "omitted, the method's default (ACCEPTANCE_DEFAULTS)")
     draft_cost_ratio: float = Field(0.05, ge=0, le=2, description="draft pass / target pass time")
+    tree_width: int = Field(1, ge=1, le=16, description="EAGLE-style tree: candidates per draft "
+                            "depth, verified in one pass of width tree_width x draft_tokens + 1; "
+                            "1: a chain")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _method_default(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("acceptance_rate") is None:
+            method = data.get("method", "none")
+            if method in ACCEPTANCE_DEFAULTS:
+                data = {**data, "acceptance_rate": ACCEPTANCE_DEFAULTS[method][0]}
+        return data
 
 
 class Sampler(_Section):

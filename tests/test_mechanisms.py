@@ -127,3 +127,46 @@ def test_inference_only_poisson_arrivals_start_at_their_arrival():
         arrivals.append(t)
     assert min(b - a for a, b in zip(arrivals, arrivals[1:])) > 3.5
     assert [e[2] for e in times(res, "generated")] == pytest.approx([a + 3.5 for a in arrivals])
+
+
+def test_serving_report_mfu_and_bandwidth_by_hand():
+    from rlvr_sim.cost import CostModel
+    from rlvr_sim.cost.params import attention_flop_per_context_token
+    from rlvr_sim.scenario import load_scenario
+    from rlvr_sim.sim.run import simulate
+    from rlvr_sim.sim.serving import serving_report
+
+    sc = load_scenario({
+        "model": "llama-3.1-70b", "hardware": {"gpu": "h100-sxm"},
+        "workload": {"prompts_per_step": 64, "samples_per_prompt": 1, "steps": 2,
+                     "prompt_tokens": {"dist": "fixed", "value": 1000},
+                     "response_tokens": {"dist": "fixed", "value": 1000}},
+        "sampler": {"gpus": 8, "tp": 4, "max_concurrent_sequences": 64},
+        "orchestration": {"placement": "disaggregated", "inference_only": True}})
+    res = simulate(sc, exact=True)
+    cm = CostModel.from_scenario(sc)
+    rep = serving_report(res, cm)
+    assert rep.sequences == 128 and rep.output_tokens == 128_000
+    assert sc.total_gpus == 8 and res.summary.gpus == 8
+    attn = attention_flop_per_context_token(cm.model)
+    flop = 2 * cm.params.active * 128 * 2000 + attn * 1500 * 128_000      # mean context 1500
+    assert rep.model_flop == pytest.approx(flop)
+    assert rep.mfu == pytest.approx(flop / (res.steps[-1].end_s * 8 * 989.4e12))
+    # memory-bound decode cannot beat its roofline share of HBM
+    assert 0.3 < rep.hbm_bw_fraction < 0.8
+    assert rep.output_tokens_per_s == pytest.approx(128_000 / res.steps[-1].end_s)
+
+
+def test_tree_speculation_by_hand():
+    from rlvr_sim.cost.sampler import Speculative
+    from rlvr_sim.scenario import ACCEPTANCE_DEFAULTS, load_scenario
+
+    chain = Speculative(method="eagle", draft_tokens=3, acceptance_rate=0.6)
+    tree = Speculative(method="eagle", draft_tokens=3, acceptance_rate=0.6, tree_width=2)
+    assert chain.tokens_per_iteration == pytest.approx(1 + 0.6 + 0.36 + 0.216)
+    p = 1 - 0.4 ** 2                                                   # 0.84
+    assert tree.tokens_per_iteration == pytest.approx(1 + p + p ** 2 + p ** 3)
+    assert (chain.verify_width, tree.verify_width) == (4, 7)
+    sc = load_scenario({"model": "llama-3.1-8b", "sampler": {"speculative": {"method": "mtp"}}})
+    assert sc.sampler.speculative.acceptance_rate == ACCEPTANCE_DEFAULTS["mtp"][0] == 0.85
+    assert "DeepSeek-V3" in ACCEPTANCE_DEFAULTS["mtp"][1]

@@ -24,7 +24,9 @@ compute and KV reads run on all stages at once (divided by pp) while each stage 
 weights once per micro-batch pass (weights time unchanged).
 Speculative decoding (Leviathan et al. 2023): g draft tokens at acceptance a give
 (1 - a^(g+1)) / (1 - a) tokens per verify step; a step costs g draft passes (draft_cost_ratio x a
-width-1 iteration each) plus one verify iteration of width g + 1.
+width-1 iteration each) plus one verify iteration of width g + 1. EAGLE-style trees with w
+candidates per depth: a depth is accepted when one candidate is, p = 1 - (1 - a)^w (candidates
+taken independent: an upper bound), tokens = (1 - p^(g+1)) / (1 - p), verify width w g + 1.
 """
 
 from __future__ import annotations
@@ -220,16 +222,28 @@ class Speculative:
     draft_tokens: int = 4
     acceptance_rate: float = 0.7
     draft_cost_ratio: float = 0.05
+    tree_width: int = 1
 
     @property
     def enabled(self) -> bool:
         return self.method != "none" and self.draft_tokens > 0
 
     @property
+    def level_acceptance(self) -> float:
+        """Probability that a draft depth is accepted: one of its tree_width candidates is,
+        taken independent: 1 - (1 - a)^w (w = 1: the chain's a)."""
+        return 1.0 - (1.0 - self.acceptance_rate) ** self.tree_width
+
+    @property
+    def verify_width(self) -> int:
+        """Tokens scored by one verify pass: every tree node plus the bonus token."""
+        return self.tree_width * self.draft_tokens + 1
+
+    @property
     def tokens_per_iteration(self) -> float:
         if not self.enabled:
             return 1.0
-        a, g = self.acceptance_rate, self.draft_tokens
+        a, g = self.level_acceptance, self.draft_tokens
         if a >= 1.0:
             return float(g + 1)
         return (1.0 - a ** (g + 1)) / (1.0 - a)
@@ -241,7 +255,7 @@ def step_s(c: DecodeCoeffs, spec: Speculative, batch: float, context_tokens_sum:
     base = iteration_s(c, batch, context_tokens_sum, context_tokens_max)
     if not spec.enabled:
         return base
-    verify = iteration_s(c, batch, context_tokens_sum, context_tokens_max, spec.draft_tokens + 1)
+    verify = iteration_s(c, batch, context_tokens_sum, context_tokens_max, spec.verify_width)
     return spec.draft_tokens * spec.draft_cost_ratio * base + verify
 
 
