@@ -166,6 +166,9 @@ class Trainer(_Section):
     streaming: bool = Field(False, description="async: train each mini-batch as soon as its "
                             "samples are verified (verl fully_async require_batches=1) instead of "
                             "waiting for the whole step's batch")
+    stream_batches: int = Field(1, ge=1, description="streaming: mini-batches fetched and trained "
+                                "together once all their samples are rewarded (verl "
+                                "async_training.require_batches)")
 
 
 class WeightSyncSpec(_Section):

@@ -170,3 +170,20 @@ def test_tree_speculation_by_hand():
     sc = load_scenario({"model": "llama-3.1-8b", "sampler": {"speculative": {"method": "mtp"}}})
     assert sc.sampler.speculative.acceptance_rate == ACCEPTANCE_DEFAULTS["mtp"][0] == 0.85
     assert "DeepSeek-V3" in ACCEPTANCE_DEFAULTS["mtp"][1]
+
+
+def test_streaming_fetches_require_batches_mini_batches_at_once():
+    # as test_streaming_trainer_trains_the_first_mini_batch_during_generation, 4 mini-batches of
+    # one sample each fetched 2 at a time: s0, s1 rewarded at 2.5 -> mb0 [2.5, 8.5] (6 tokens),
+    # mb1 [8.5, 14.5]; s2, s3 at 6.5 -> mb2 [14.5, 24.5], mb3 [24.5, 34.5]; sync -> 35.5.
+    cfg = config(prompts_per_step=4, samples_per_prompt=1, steps=1,
+                 response_tokens=Lengths(2, 2, 6, 6), verifier_latency_s=Constant(0.0),
+                 mode="async", max_staleness=0, streaming=True, mini_batches=4, stream_batches=2)
+    cm = FakeCostModel(weight_sync_s=1.0, train_s_fixed=0.0, train_s_per_token=1.0)
+    res = simulate_config(cfg, cm, event_log=True)
+    assert [e[2:] for e in times(res, "trainer0 forward_backward")] == [
+        (2.5, 8.5), (8.5, 14.5), (14.5, 24.5), (24.5, 34.5)]
+    # fetched one at a time, mb2 could not start before s2's reward either: same here, but a
+    # chunk of 4 waits for all four rewards
+    whole = simulate_config(replace(cfg, stream_batches=4), cm, event_log=True)
+    assert times(whole, "trainer0 forward_backward")[0][2] == 6.5

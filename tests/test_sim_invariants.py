@@ -48,7 +48,7 @@ def configs(draw) -> SimConfig:
         weight_update=draw(st.sampled_from([None, "drain", "recompute", "keep_kv"])) if is_async
         else None,
         streaming=draw(st.booleans()) if is_async else False,
-        mini_batches=draw(st.integers(1, 3)))
+        mini_batches=draw(st.integers(1, 3)), stream_batches=draw(st.integers(1, 2)))
 
 
 def _events(result, what: str) -> list[tuple]:

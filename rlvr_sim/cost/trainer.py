@@ -22,7 +22,8 @@ all-gather forward + all-gather backward + reduce-scatter of (S-1)/S of the rank
 shard group's link, hybrid-shard gradient all-reduce across the S-groups, plain DP's gradient
 all-reduce, parameter offload's host traffic. Exposed (serial) communication: TP all-reduces (2
 per layer forward), Ulysses context-parallel all-to-alls (4 per layer forward: q, k, v, out) and
-expert-parallel dispatch + combine (2 per MoE layer forward); a backward pass counts 2 forwards
+expert-parallel dispatch + combine (2 per MoE layer forward, of the tokens/tp a GPU holds under
+sequence parallelism x top-k hidden vectors); a backward pass counts 2 forwards
 of traffic (3 with recompute). A group's link is NVLink when it fits in a node, else the network.
 Optimizer per mini-batch: parameters per GPU x optimizer_s_per_param + train_overhead_s; with
 optimizer offload, CPU Adam (cpu_adam_s_per_param) plus 4 bytes per parameter over the host link
@@ -175,7 +176,8 @@ def _compute_pass(m: ModelSpec, hw: HardwareProfile, shape: TrainerShape, counts
     if shape.ep > 1 and m.is_moe:
         _, ep_link = link_for(shape.ep, gpn, hw)
         moe_layers = m.moe_layers / shape.pp
-        dispatch = tokens_gpu * m.num_experts_per_tok * h2 * moe_imb
+        # with TP, sequence parallelism splits the tokens over the TP ranks before dispatch
+        dispatch = tokens_gpu / shape.tp * m.num_experts_per_tok * h2 * moe_imb
         ep_s = traffic * moe_layers * 2 * all_to_all_s(dispatch, shape.ep, ep_link, hw)
     return _Pass(compute_s, tp_s + cp_s + ep_s, ep_s)
 

@@ -66,6 +66,7 @@ class SimConfig:
     weight_update: Literal["drain", "recompute", "keep_kv"] | None = None  # None: partial_rollout
     streaming: bool = False                     # async: train each mini-batch when it is verified
     mini_batches: int = 1                       # optimizer steps per RL step (streaming unit)
+    stream_batches: int = 1                     # streaming: mini-batches per fetch
     inference_only: bool = False                # sampler alone: no trainer, no weight sync
     arrival_qps: float | None = None            # inference_only: Poisson group arrivals
 
@@ -87,6 +88,7 @@ class SimConfig:
             (self.staleness_fraction is None or self.staleness_fraction >= 0,
              "orchestration.staleness_threshold", self.staleness_fraction, "use >= 0"),
             (self.mini_batches >= 1, "trainer.mini_batches", self.mini_batches, "use >= 1"),
+            (self.stream_batches >= 1, "trainer.stream_batches", self.stream_batches, "use >= 1"),
             (not self.streaming or self.mode == "async", "trainer.streaming", self.streaming,
              "streaming trains mini-batches of an async run; set orchestration.mode: async"),
             (self.arrival_qps is None or self.arrival_qps > 0, "orchestration.arrival_qps",

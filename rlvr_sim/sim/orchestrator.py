@@ -13,9 +13,9 @@
   drain (finish them, then load), recompute (interrupt, load, re-prefill their tokens: partial
   rollout), keep_kv (pause at the next iteration boundary, load, continue on the same KV cache:
   an in-flight update). eta = 0 reproduces disaggregated sync (tested). With `cfg.streaming`
-  the trainer trains each mini-batch as soon as its B / mini_batches samples are verified (in
-  reward order), one optimizer step each (verl fully_async, require_batches = 1), and publishes
-  after the last one.
+  the trainer fetches `stream_batches` mini-batches at a time (verl require_batches) as soon as
+  their samples are verified (in reward order) and trains them, one optimizer step each, then
+  publishes after the step's last mini-batch.
 - `InferenceRun` (inference_only): no trainer, no weight sync. Step j's prompt groups arrive at
   once after step j-1 completes (closed-loop batch benchmark), or as a Poisson process at
   `arrival_qps` groups per second (serving); a step ends when its last sample finishes (and not
@@ -199,15 +199,16 @@ class AsyncRun:
     def _train_streaming(self, j: int) -> Generator:
         """Train step j's mini-batches in reward order, each as soon as it is complete."""
         cfg, env = self.cfg, self.env
-        size, m = cfg.samples_per_step, cfg.mini_batches
+        size, m, chunk = cfg.samples_per_step, cfg.mini_batches, cfg.stream_batches
         got = self._rewarded.setdefault(j, [])
         taken = 0
         for i in range(m):
             need = (i + 1) * size // m
             if need == taken:
                 continue
-            if len(got) < need:
-                self._want[j] = (need, env.event())
+            fetch = min(m, (i // chunk + 1) * chunk) * size // m   # verl require_batches
+            if len(got) < fetch:
+                self._want[j] = (fetch, env.event())
                 yield self._want[j][1]
             part = got[taken:need]
             yield from trainer.train_minibatch(env, self.cm, self.rec, j, i, len(part),

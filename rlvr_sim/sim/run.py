@@ -56,7 +56,7 @@ def config_from_scenario(sc: "Scenario", cm, steps: int | None = None,
     return SimConfig(
         prompts_per_step=w.prompts_per_step, samples_per_prompt=w.samples_per_prompt,
         steps=steps or w.steps, prompt_tokens=w.prompt_tokens, response_tokens=w.response_tokens,
-        sampler_gpus=s.gpus, trainer_gpus=sc.trainer.gpus, gpus_per_replica=s.tp * s.pp,
+        sampler_gpus=s.gpus, trainer_gpus=0 if o.inference_only else sc.trainer.gpus, gpus_per_replica=s.tp * s.pp,
         max_concurrent_sequences=s.max_concurrent_sequences, kv_blocks=cm.sampler_plan.kv_blocks,
         block_tokens=s.block_tokens, prefix_caching=s.prefix_caching,
         verifier_workers=v.workers, verifier_latency_s=v.latency_s, verifier_timeout_s=v.timeout_s,
@@ -65,6 +65,7 @@ def config_from_scenario(sc: "Scenario", cm, steps: int | None = None,
         max_staleness=o.max_staleness, partial_rollout=o.partial_rollout,
         staleness_fraction=o.staleness_threshold, weight_update=o.weight_update,
         streaming=sc.trainer.streaming, mini_batches=sc.trainer.mini_batches,
+        stream_batches=sc.trainer.stream_batches,
         inference_only=o.inference_only, arrival_qps=o.arrival_qps,
         seed=w.seed if seed is None else seed, workload_steps=w.steps,
         usd_per_gpu_hour=float(sc.hardware_profile.datasheet.usd_per_gpu_hour),
@@ -123,7 +124,8 @@ def simulate_config(cfg: SimConfig, cm: CostModelLike, *, trace_path: str | Path
         if bar is not None:
             bar.close()
     busy = {"sampler": sum(e.busy_s for e in engines), "verifier": verifier.busy_s,
-            "trainer": sum(r.train_end_s - r.train_start_s + r.weight_sync_s for r in rec.steps)}
+            # parts, not the train span: a streaming trainer's span includes waits for samples
+            "trainer": sum(sum(r.train_parts_s.values()) + r.weight_sync_s for r in rec.steps)}
     counters = {
         "sampler_segments_per_step": sum(e.segments for e in engines) / cfg.steps,
         "preemptions": rec.counter_totals.preemptions,
