@@ -80,6 +80,7 @@ class CostModel:
     def from_scenario(cls, sc: "Scenario") -> "CostModel":
         s, t, o = sc.sampler, sc.trainer, sc.orchestration
         sp = s.speculative
+        tshape = trainer_shape(sc)
         return cls(
             model=sc.model,
             hardware=sc.hardware_profile,
@@ -90,14 +91,14 @@ class CostModel:
                                     acceptance_rate=sp.acceptance_rate,
                                     draft_cost_ratio=sp.draft_cost_ratio,
                                     tree_width=sp.tree_width),
-            trainer=trainer_shape(sc),
+            trainer=tshape,
             sync=SyncLayout(placement=o.placement, method=o.weight_sync.method,
                             bucket_bytes=o.weight_sync.bucket_bytes, sampler_gpus=s.gpus,
                             sampler_tp=s.tp, sampler_pp=s.pp,
                             trainer_gpus=0 if o.placement == "colocated" else t.gpus,
                             gpus_per_node=sc.hardware.gpus_per_node, dtype=t.dtype,
                             trainer_tp=t.tp, trainer_pp=t.pp, trainer_ep=t.ep,
-                            trainer_shard_group=trainer_shape(sc).shard_group if t.fsdp else 0),
+                            trainer_shard_group=tshape.shard_group if t.fsdp else 0),
             gpu_memory_utilization=s.gpu_memory_utilization,
             block_tokens=s.block_tokens,
             max_num_seqs=s.max_concurrent_sequences,
