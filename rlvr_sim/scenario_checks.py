@@ -40,16 +40,19 @@ def _tp_problems(sc: "Scenario", section: str, tp: int) -> list[str]:
     return [f"{section}.tp={tp} {what} of {m.name}; use {_words(within)}"]
 
 
-def _shape_problems(sc: "Scenario", section: str, gpus: int, tp: int, pp: int) -> list[str]:
+def _shape_problems(sc: "Scenario", section: str, gpus: int, tp: int, pp: int,
+                    cp: int = 1) -> list[str]:
     out = _tp_problems(sc, section, tp)
     layers = sc.model.num_hidden_layers
     if pp > layers:
         out.append(f"{section}.pp={pp} exceeds num_hidden_layers={layers} of {sc.model.name}; "
                    f"use at most {layers}")
-    if gpus % (tp * pp):
-        good = [g for g in (tp * pp * i for i in range(1, 5))]
-        out.append(f"{section}.gpus={gpus} is not a multiple of {section}.tp x {section}.pp = "
-                   f"{tp * pp}; use {_words(good)}")
+    group = tp * pp * cp
+    if gpus % group:
+        good = [g for g in (group * i for i in range(1, 5))]
+        what = f"{section}.tp x {section}.pp" + (f" x {section}.cp" if cp > 1 else "")
+        out.append(f"{section}.gpus={gpus} is not a multiple of {what} = {group}; "
+                   f"use {_words(good)}")
     return out
 
 
@@ -125,7 +128,7 @@ def scenario_problems(sc: "Scenario", check_fit: bool = True) -> list[str]:
     """Every cross-field problem of a scenario (empty when consistent)."""
     s, t, o = sc.sampler, sc.trainer, sc.orchestration
     out = _shape_problems(sc, "sampler", s.gpus, s.tp, s.pp)
-    out += _shape_problems(sc, "trainer", t.gpus, t.tp, t.pp * t.cp)
+    out += _shape_problems(sc, "trainer", t.gpus, t.tp, t.pp, t.cp)
     out += _mechanism_problems(sc)
     if o.placement == "colocated" and t.gpus != s.gpus:
         out.append(f"trainer.gpus={t.gpus} differs from sampler.gpus={s.gpus}, but colocated "

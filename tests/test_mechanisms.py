@@ -187,3 +187,35 @@ def test_streaming_fetches_require_batches_mini_batches_at_once():
     # chunk of 4 waits for all four rewards
     whole = simulate_config(replace(cfg, stream_batches=4), cm, event_log=True)
     assert times(whole, "trainer0 forward_backward")[0][2] == 6.5
+
+
+def test_mechanism_fields_are_checked_with_a_fix():
+    from rlvr_sim.errors import ScenarioError
+    from rlvr_sim.scenario import load_scenario
+
+    cases = {
+        "sampler.ep=2 needs a mixture-of-experts model": {"sampler": {"ep": 2}},
+        "trainer.gpus=8 is not a multiple of trainer.tp x trainer.pp x trainer.cp = 16":
+            {"trainer": {"cp": 16}},
+        "orchestration.staleness_threshold=0.5 applies to async runs":
+            {"orchestration": {"staleness_threshold": 0.5}},
+        "trainer.streaming=true streams mini-batches of an async run": {"trainer": {"streaming": True}},
+        "orchestration.weight_sync.method=ipc shares GPU memory":
+            {"orchestration": {"placement": "disaggregated", "weight_sync": {"method": "ipc"}}},
+        "orchestration.arrival_qps=2 applies to inference runs": {"orchestration": {"arrival_qps": 2}},
+    }
+    for expected, data in cases.items():
+        with pytest.raises(ScenarioError) as info:
+            load_scenario({"model": "llama-3.1-8b", **data})
+        assert expected in str(info.value), str(info.value)
+    moe = {"model": "qwen3-30b-a3b", "trainer": {"gpus": 8, "ep": 3}}
+    with pytest.raises(ScenarioError, match="trainer.ep=3 does not divide num_experts=128"):
+        load_scenario(moe)
+    # TP across nodes is allowed in whole nodes (TP16 on 8-GPU nodes), not in fractions of one
+    ok = load_scenario({"model": "deepseek-v3", "sampler": {"gpus": 16, "tp": 16},
+                        "trainer": {"gpus": 16}}, check_fit=False)
+    assert ok.sampler.tp == 16
+    with pytest.raises(ScenarioError, match="spans nodes but is not a multiple"):
+        load_scenario({"model": "deepseek-v3", "hardware": {"gpus_per_node": 8},
+                       "sampler": {"gpus": 32, "tp": 32}, "trainer": {"gpus": 32}}, ["hardware.gpus_per_node=6"],
+                      check_fit=False)
