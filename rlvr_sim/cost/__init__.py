@@ -9,8 +9,9 @@ model, hardware profile and parallel shapes to them (docs/contracts.md, "Cost mo
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, replace
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -46,14 +47,27 @@ def trainer_shape(sc: "Scenario") -> TrainerShape:
                          offload_params=t.offload_params)
     if shape.dp == 1 and t.packing:
         return shape
-    rng = np.random.default_rng([w.seed, 0xBA1A])
-    k = w.samples_per_prompt
-    prompt = np.repeat(w.prompt_tokens.sample_tokens(rng, w.prompts_per_step), k)
-    lengths = (prompt + w.response_tokens.sample_tokens(rng, w.prompts_per_step * k)).tolist()
-    bal = batch_balance(lengths, shape.dp, t.mini_batches, packing=t.packing,
-                        micro_batch_sequences=t.micro_batch_sequences,
-                        micro_batch_tokens=t.micro_batch_tokens)
+    bal = _balance_of_draw(w.prompt_tokens.model_dump_json(), w.response_tokens.model_dump_json(),
+                           w.seed, w.prompts_per_step, w.samples_per_prompt, shape.dp,
+                           t.mini_batches, t.packing, t.micro_batch_sequences, t.micro_batch_tokens)
     return replace(shape, balance=bal)
+
+
+@lru_cache(maxsize=512)
+def _balance_of_draw(prompt_json: str, response_json: str, seed: int, prompts: int, k: int,
+                     dp: int, mini_batches: int, packing: bool, micro_batch_sequences: int,
+                     micro_batch_tokens: int | None) -> Balance:
+    """Balance of one seeded draw of a step's lengths (cached: sweeps revisit the same shapes)."""
+    from rlvr_sim.scenario import Workload
+
+    w = Workload.model_validate({"prompt_tokens": json.loads(prompt_json),
+                                 "response_tokens": json.loads(response_json)})
+    rng = np.random.default_rng([seed, 0xBA1A])
+    prompt = np.repeat(w.prompt_tokens.sample_tokens(rng, prompts), k)
+    lengths = (prompt + w.response_tokens.sample_tokens(rng, prompts * k)).tolist()
+    return batch_balance(lengths, dp, mini_batches, packing=packing,
+                         micro_batch_sequences=micro_batch_sequences,
+                         micro_batch_tokens=micro_batch_tokens)
 
 
 @dataclass(frozen=True)
