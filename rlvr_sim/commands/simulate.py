@@ -2,7 +2,8 @@
 [--perfetto PATH]`: simulate a scenario's RL steps and say where the time goes.
 
 Human output is a table (step time, critical path per phase, throughput, utilisation, staleness,
-cost); `--json` prints `Summary.model_dump()` as one JSON object. `--trace` writes the event
+cost, sampler MFU and achieved HBM bandwidth); `--json` prints `Summary.model_dump()` plus
+`sampler_efficiency` (rlvr_sim.sim.serving.ServingReport) as one JSON object. `--trace` writes the event
 trace (.parquet or .csv) and the resolved scenario next to it (`<trace>.scenario.yaml`);
 `--perfetto` writes a Chrome/Perfetto timeline (open it at https://ui.perfetto.dev).
 """
@@ -48,14 +49,30 @@ def run(args: argparse.Namespace) -> int:
         from rlvr_sim.sim.perfetto import write_perfetto
 
         write_perfetto(result.trace, args.perfetto)
+    sampler = _sampler_efficiency(result, sc)
     if args.json:
-        print(json.dumps(result.summary.model_dump(), indent=1))
+        out = result.summary.model_dump()
+        out["sampler_efficiency"] = sampler
+        print(json.dumps(out, indent=1))
     else:
         print(format_summary(result.summary))
+        print(f"sampler efficiency MFU {sampler['mfu']:.1%}, HBM {sampler['hbm_bw_fraction']:.0%} "
+              f"of datasheet while decoding ({sampler['achieved_hbm_bytes_per_s'] / 1e9:,.0f} "
+              f"GB/s per GPU), {sampler['output_tokens_per_s']:,.0f} output tokens/s")
         for path in (args.trace, args.perfetto):
             if path is not None:
                 print(f"wrote {path}")
     return 0
+
+
+def _sampler_efficiency(result, sc) -> dict[str, float]:
+    """MFU and achieved HBM bandwidth of the sampler pool (rlvr_sim.sim.serving)."""
+    from dataclasses import asdict
+
+    from rlvr_sim.cost import CostModel
+    from rlvr_sim.sim.serving import serving_report
+
+    return asdict(serving_report(result, CostModel.from_scenario(sc)))
 
 
 def format_summary(s: Summary) -> str:
