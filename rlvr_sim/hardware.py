@@ -80,6 +80,26 @@ class Efficiency(BaseModel):
     grouped_gemm_eff: float | None = Field(
         None, gt=0, le=1, description="efficiency of expert (grouped-GEMM) matmuls relative to "
         "dense matmuls at the same phase's MFU; None: same as dense (1.0)")
+    # --- mechanisms of issue 12 (None / 0: neutral, the model without the term) --------------
+    all_to_all_eff: float | None = Field(
+        None, gt=0, le=1, description="achieved fraction of link bandwidth in expert-parallel and "
+        "Ulysses all-to-alls; None: link_eff")
+    moe_imbalance: float | None = Field(
+        None, ge=1, description="expert load imbalance: busiest expert-parallel rank's tokens / "
+        "mean (expert matmul time and all-to-all volume scale by it); None: 1.0 (balanced)")
+    train_step_overhead_s: float = Field(
+        0.0, ge=0, description="fixed seconds per RL training step (data collation, scheduling, "
+        "logging) beside the per-mini-batch train_overhead_s")
+    cpu_adam_s_per_param: float | None = Field(
+        None, gt=0, description="CPU Adam seconds per parameter held by one GPU's host share "
+        "(optimizer offload); None: 32 bytes / host_bytes_per_s (streaming the fp32 states once "
+        "over the host link: a lower bound until measured)")
+    sync_per_tensor_s: float = Field(
+        0.0, ge=0, description="weight sync: fixed seconds per tensor (gather launch, name lookup, "
+        "engine load_weights call); 0: not modelled")
+    load_weights_bytes_eff: float | None = Field(
+        None, gt=0, le=1, description="sampler engine load_weights: achieved fraction of HBM "
+        "bandwidth copying received weights into the engine's layout; None: decode_bw_eff")
 
 
 class CalibrationInfo(BaseModel):

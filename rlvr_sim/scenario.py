@@ -136,11 +136,39 @@ class Workload(_Section):
                                        "response_schedule": None, "pass_rate": frozen})
 
 
+# Per-method default acceptance rate (per drafted token) when a scenario gives none, with where
+# the number comes from (a property of the draft method and model, not of any GPU timing).
+ACCEPTANCE_DEFAULTS: dict[str, tuple[float, str]] = {
+    "none": (0.7, "unused (no speculation)"),
+    "draft": (0.6, "Leviathan et al. 2023 (Fast Inference from Transformers via Speculative "
+                   "Decoding), measured alpha 0.5-0.9 over their draft/target pairs; low end"),
+    "ngram": (0.7, "no published per-token rate found for prompt-lookup n-grams: the schema's "
+                   "former default, unsourced; set acceptance_rate from your own runs"),
+    "eagle": (0.75, "Li et al. 2024, EAGLE (ICML), per-position acceptance 0.7-0.8 of chain "
+                    "drafts on MT-bench"),
+    "mtp": (0.85, "DeepSeek-V3 technical report (2024), sec. 5.4.3: acceptance of the second "
+                  "predicted token 85-90%"),
+}
+
+
 class SpeculativeSpec(_Section):
     method: Literal["none", "draft", "ngram", "eagle", "mtp"] = "none"
-    draft_tokens: int = Field(4, ge=1, le=64)
-    acceptance_rate: float = Field(0.7, ge=0, le=1)
+    draft_tokens: int = Field(4, ge=1, le=64, description="draft depth (tokens per chain)")
+    acceptance_rate: float = Field(0.7, ge=0, le=1, description="per drafted token; when "
+                                   "omitted, the method's default (ACCEPTANCE_DEFAULTS)")
     draft_cost_ratio: float = Field(0.05, ge=0, le=2, description="draft pass / target pass time")
+    tree_width: int = Field(1, ge=1, le=16, description="EAGLE-style tree: candidates per draft "
+                            "depth, verified in one pass of width tree_width x draft_tokens + 1; "
+                            "1: a chain")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _method_default(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("acceptance_rate") is None:
+            method = data.get("method", "none")
+            if method in ACCEPTANCE_DEFAULTS:
+                data = {**data, "acceptance_rate": ACCEPTANCE_DEFAULTS[method][0]}
+        return data
 
 
 class Sampler(_Section):
@@ -154,6 +182,12 @@ class Sampler(_Section):
     block_tokens: int = Field(16, ge=1, le=4096)
     prefix_caching: bool = True
     speculative: SpeculativeSpec = Field(default_factory=SpeculativeSpec)
+    ep: int = Field(1, ge=1, description="expert-parallel degree inside a replica (MoE): routed "
+                    "experts split over ep of the replica's tp x pp GPUs (vLLM "
+                    "--enable-expert-parallel), dispatch + combine all-to-all per MoE layer")
+    pp_overlap: bool = Field(False, description="pipeline-parallel decode overlaps micro-batches "
+                             "(one per stage in flight, as vLLM's PP virtual engines) instead of "
+                             "running the stages one after another")
 
     @property
     def replicas(self) -> int:
@@ -179,22 +213,78 @@ class Trainer(_Section):
     old_logprob: bool = True
     recompute_activations: bool = True
     dtype: Literal["bf16", "fp16", "fp32"] = "bf16"
+    cp: int = Field(1, ge=1, description="context (sequence) parallel degree (Ulysses all-to-all); "
+                    "gpus = dp x tp x pp x cp")
+    ep: int = Field(1, ge=1, description="expert-parallel degree (MoE): routed experts split over "
+                    "ep GPUs")
+    fsdp_shard_size: int | None = Field(None, ge=1, description="FSDP hybrid shard: data-parallel "
+                                        "ranks per shard group (None: shard over all)")
+    micro_batch_tokens: int | None = Field(None, ge=1, description="token budget of one "
+                                           "micro-batch per data-parallel rank (verl "
+                                           "ppo_max_token_len_per_gpu); None: a whole mini-batch")
+    packing: bool = Field(True, description="sequence packing / dynamic batching balanced across "
+                          "ranks; false: fixed micro-batches of micro_batch_sequences padded to "
+                          "their longest sequence")
+    micro_batch_sequences: int = Field(1, ge=1, description="sequences per padded micro-batch "
+                                       "(packing: false)")
+    fp8: bool = Field(False, description="fp8 linear layers in training (Transformer Engine "
+                      "recipe): matmuls at the fp8 peak, attention and master weights stay bf16/fp32")
+    offload_optimizer: bool = Field(False, description="Adam states in host memory, CPU Adam "
+                                    "(DeepSpeed/FSDP optimizer offload)")
+    offload_params: bool = Field(False, description="parameters in host memory, streamed to the "
+                                 "GPU every pass")
+    streaming: bool = Field(False, description="async: train each mini-batch as soon as its "
+                            "samples are verified (verl fully_async require_batches=1) instead of "
+                            "waiting for the whole step's batch")
+    stream_batches: int = Field(1, ge=1, description="streaming: mini-batches fetched and trained "
+                                "together once all their samples are rewarded (verl "
+                                "async_training.require_batches)")
 
 
 class WeightSyncSpec(_Section):
-    method: Literal["nccl", "disk"] = "nccl"
+    method: Literal["nccl", "nixl", "ipc", "disk"] = Field(
+        "nccl", description="nccl: gather on the trainer, broadcast to samplers; nixl: RDMA reads "
+        "of the trainer's shards straight into each sampler rank (no gather); ipc: colocated CUDA "
+        "IPC handles (no copy over a link); disk: checkpoint written and read back")
     bucket_bytes: float = Field(512 * 2**20, ge=1)
 
 
 class Orchestration(_Section):
     placement: Literal["colocated", "disaggregated"] = "colocated"
     mode: Literal["sync", "async"] = "sync"
+    inference_only: bool = Field(False, description="sampler pool alone (no trainer, no weight "
+                                 "sync): a decode benchmark or serving run; needs placement: "
+                                 "disaggregated")
     max_staleness: int = Field(1, ge=0, description="async only; 0 behaves as sync")
+    staleness_threshold: float | None = Field(
+        None, ge=0, description="async: verl's fractional staleness, in batches; samples up to "
+        "(published version + 1 + threshold) x batch may start; replaces max_staleness when set")
     partial_rollout: bool = False
+    weight_update: Literal["drain", "recompute", "keep_kv"] | None = Field(
+        None, description="async, what a replica does with running sequences when new weights "
+        "arrive: drain (finish them, then load), recompute (interrupt, load, re-prefill their "
+        "tokens: partial rollout), keep_kv (pause at the next iteration, load, continue with the "
+        "KV cache as is: in-flight update); None: recompute if partial_rollout else drain")
+    arrival_qps: float | None = Field(
+        None, gt=0, description="inference_only: prompt groups arrive as a Poisson process at this "
+        "rate (per second); None: each step's batch arrives at once (closed batch)")
     offload_on_switch: bool = Field(True, description="colocated: offload the sampler's weights "
                                     "to host memory for training and reload them each step "
                                     "(vLLM sleep mode); false when both copies stay resident")
     weight_sync: WeightSyncSpec = Field(default_factory=WeightSyncSpec)
+
+    @property
+    def staleness(self) -> float:
+        """The async staleness bound in batches (fractional with staleness_threshold)."""
+        if self.staleness_threshold is not None:
+            return float(self.staleness_threshold)
+        return float(self.max_staleness)
+
+    @property
+    def update_mode(self) -> str:
+        if self.weight_update is not None:
+            return self.weight_update
+        return "recompute" if self.partial_rollout else "drain"
 
 
 class Scenario(_Section):
@@ -260,7 +350,7 @@ class Scenario(_Section):
     # --- derived ------------------------------------------------------------------------------
     @property
     def total_gpus(self) -> int:
-        if self.orchestration.placement == "colocated":
+        if self.orchestration.placement == "colocated" or self.orchestration.inference_only:
             return self.sampler.gpus
         return self.sampler.gpus + self.trainer.gpus
 

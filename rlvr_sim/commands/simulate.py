@@ -2,7 +2,8 @@
 [--perfetto PATH]`: simulate a scenario's RL steps and say where the time goes.
 
 Human output is a table (step time, critical path per phase, throughput, utilisation, staleness,
-cost); `--json` prints `Summary.model_dump()` as one JSON object. `--trace` writes the event
+cost, sampler MFU and achieved HBM bandwidth); `--json` prints `Summary.model_dump()` plus
+`sampler_efficiency` (rlvr_sim.sim.serving.ServingReport) as one JSON object. `--trace` writes the event
 trace (.parquet or .csv) and the resolved scenario next to it (`<trace>.scenario.yaml`);
 `--perfetto` writes a Chrome/Perfetto timeline (open it at https://ui.perfetto.dev).
 The steps simulated use `workload.response_tokens` (and the pass rate of step 0); when the
@@ -16,12 +17,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 from rlvr_sim.errors import UserError
 from rlvr_sim.scenario import load_scenario
 from rlvr_sim.sim.metrics import Summary
 from rlvr_sim.sim.run import simulate
+from rlvr_sim.sim.serving import ServingReport
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -58,8 +61,10 @@ def run(args: argparse.Namespace) -> int:
 
         write_perfetto(result.trace, args.perfetto)
     estimate = _whole_run(sc, args)
+    sampler = _sampler_efficiency(result, sc)
     if args.json:
         out = result.summary.model_dump()
+        out["sampler_efficiency"] = asdict(sampler)
         if estimate is not None:
             out["whole_run"] = estimate.model_dump()
         print(json.dumps(out, indent=1))
@@ -67,6 +72,9 @@ def run(args: argparse.Namespace) -> int:
         print(format_summary(result.summary))
         print(f"efficiencies: {sc.hardware_profile.efficiency_origin} "
               f"[{sc.hardware_profile.gpu}: {sc.hardware_profile.source}]")
+        print(f"sampler efficiency MFU {sampler.mfu:.1%}, HBM {sampler.hbm_bw_fraction:.0%} "
+              f"of datasheet while decoding ({sampler.achieved_hbm_bytes_per_s / 1e9:,.0f} "
+              f"GB/s per GPU), {sampler.output_tokens_per_s:,.0f} output tokens/s")
         if estimate is not None:
             from rlvr_sim.schedule import format_estimate
 
@@ -87,6 +95,14 @@ def _whole_run(sc, args: argparse.Namespace):
     from rlvr_sim.schedule import whole_run
 
     return whole_run(sc, points=args.points)
+
+
+def _sampler_efficiency(result, sc) -> ServingReport:
+    """MFU and achieved HBM bandwidth of the sampler pool (rlvr_sim.sim.serving)."""
+    from rlvr_sim.cost import CostModel
+    from rlvr_sim.sim.serving import serving_report
+
+    return (serving_report(result, CostModel.from_scenario(sc)))
 
 
 def format_summary(s: Summary) -> str:
