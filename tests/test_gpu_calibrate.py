@@ -251,3 +251,13 @@ def test_cuda_plan_under_a_fake_clock_stops_inside_the_budget():
         p.run = (lambda est: (lambda dl: clock2.__setattr__("t", clock2.t + est) or []))(p.est_s)
     out2 = run_points(pts2, Budget(480.0, reserve_s=57.6, clock=clock2))
     assert all(o.status == "ok" for o in out2)
+
+
+def test_held_out_refits_stop_at_the_deadline():
+    """A deadline already past: the fit still writes values, held-out rows 0 (reported None)."""
+    import time
+    base = HardwareProfile.from_catalog("h200")
+    rows = _rows(with_efficiency(base, TRUTH), 0.0)
+    fit = fit_gpu_profile(rows, base, held_out=True, deadline=time.monotonic() - 1.0)
+    assert all(s.held_out_rows == 0 and s.mape_held_out_pct is None for s in fit.stages)
+    assert fit.profile.efficiency.train_mfu == pytest.approx(TRUTH["train_mfu"], rel=0.01)
