@@ -61,6 +61,8 @@ class GpuPlan:
     decode_points_2: tuple[tuple[int, int], ...] = ()  # weight read and fixed cost are confounded
     train_model_2: str = ""                     # a second, wider training model (run last):
     train_tokens_2: tuple[int, ...] = ()        # separates MFU(t) from a fixed pass overhead
+    extra_decode_points: tuple[tuple[int, int], ...] = ()  # last: denser decode grid of the
+                                                # decode model (rebuilt) when budget is left
 
 
 CUDA_PLAN = GpuPlan(
@@ -72,7 +74,9 @@ CUDA_PLAN = GpuPlan(
     repeats=7, kv_cap_bytes=64e9, flop_per_s_guess=2.5e14, bytes_per_s_guess=1.5e12,
     launch_s_guess=3e-5, decode_model_2="qwen2.5-1.5b",
     decode_points_2=((1, 2048), (32, 2048), (256, 512), (8, 8192), (128, 2048)),
-    train_model_2="qwen3-4b", train_tokens_2=(1024, 2048, 4096))
+    train_model_2="qwen3-4b", train_tokens_2=(1024, 2048, 4096),
+    extra_decode_points=((16, 1024), (64, 4096), (192, 1024), (4, 4096), (64, 1024),
+                         (16, 4096), (192, 2048), (2, 1024)))
 
 CPU_PLAN = GpuPlan(
     decode_model="tiny-qwen2-4m", train_model="tiny-qwen2-4m", dtype="fp32",
@@ -81,7 +85,7 @@ CPU_PLAN = GpuPlan(
     train_tokens=(64, 256), train_seq_len=64,
     sync_bucket_bytes=(4 << 20, 1 << 20, 256 << 10), gemm_n=256, copy_bytes=16 << 20,
     repeats=3, kv_cap_bytes=2e9, flop_per_s_guess=5e9, bytes_per_s_guess=2e9,
-    launch_s_guess=2e-5)
+    launch_s_guess=2e-5, extra_decode_points=((8, 128),))
 
 # the 8 decode points measured first (corners and middle), then the rest in grid order
 DECODE_PRIORITY = ((1, 2048), (256, 2048), (32, 8192), (128, 512), (8, 512), (1, 8192),
@@ -581,4 +585,21 @@ def build_points(s: Session, clock: Callable[[], float] = time.monotonic) -> lis
                         _free_cuda()
             pts.append(Point(f"{tag} {source} {t} tokens", "train",
                              _estimate_train_s(tm, plan, t), run_train, requires=tag))
+    if plan.extra_decode_points:
+        def rebuild_decode(dl):
+            s.train = None
+            s.decode = s.decode2 = None
+            _free_cuda()
+            s.decode = build_model(plan.decode_model, dev, plan.dtype)
+            return []
+        pts.append(Point(f"rebuild {plan.decode_model}", "build",
+                         10.0 + 3 * wbytes / plan.bytes_per_s_guess + param_counts(dm).total / 2e9,
+                         rebuild_decode, provides="decode_extra"))
+        for b, c in plan.extra_decode_points:
+            if b * c * kvb > plan.kv_cap_bytes:
+                continue
+            pts.append(Point(f"decode+ b={b} ctx={c}", "decode",
+                             estimate_decode_s(dm, plan, b, c, cuda),
+                             lambda dl, b=b, c=c: _decode(s, s.decode, b, c, dl),
+                             requires="decode_extra"))
     return pts

@@ -24,6 +24,8 @@ it); MAPE per phase. Terms no row informs keep the datasheet defaults.
 from __future__ import annotations
 
 import math
+import random
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -94,7 +96,10 @@ def _fit_stage(rows: list[Measured], base: HardwareProfile, terms: list[str],
 
 
 def _stage(name: str, rows: list[Measured], base: HardwareProfile, terms: list[str],
-           fixed: dict[str, float] | None = None, held_out: bool = True) -> StageFit | None:
+           fixed: dict[str, float] | None = None, held_out: bool = True,
+           deadline: float = math.inf) -> StageFit | None:
+    """Fit one stage; the leave-one-out refits stop at `deadline` (time.monotonic), reporting
+    the held-out error over the rows done (`held_out_rows`)."""
     terms = [t for t in terms if len(rows) > len(terms)] if rows else []
     if not rows or not terms:
         return None
@@ -103,7 +108,11 @@ def _stage(name: str, rows: list[Measured], base: HardwareProfile, terms: list[s
     ape_in = [abs(p / r.seconds - 1) for p, r in zip(res.predicted, rows)]
     ape_out: list[float] = []
     if held_out and len(rows) > len(terms) + 1:
-        for i in range(len(rows)):
+        order = list(range(len(rows)))
+        random.Random(0).shuffle(order)    # a cut-short pass still samples every kind of shape
+        for i in order:
+            if time.monotonic() > deadline:
+                break
             rest = rows[:i] + rows[i + 1:]
             r_i = _fit_stage(rest, base, terms, fixed)
             hw_i = with_efficiency(base, {**(fixed or {}), **r_i.values})
@@ -169,8 +178,15 @@ def _curve_fit(rows: list[Measured], hw: HardwareProfile) -> dict:
             "note": "alternative to train_pass_overhead_s (not written into the profile)"}
 
 
-def fit_gpu_profile(rows: list[Measured], base: HardwareProfile, held_out: bool = True) -> GpuFit:
-    """Staged fit of `base`'s efficiency terms; see the module docstring."""
+def fit_gpu_profile(rows: list[Measured], base: HardwareProfile, held_out: bool = True,
+                    deadline: float = math.inf) -> GpuFit:
+    """Staged fit of `base`'s efficiency terms; see the module docstring. Held-out refits of
+    each stage get an equal share of the time left before `deadline` (time.monotonic)."""
+    n_stages = 4
+
+    def share(i: int) -> float:
+        left = deadline - time.monotonic()
+        return time.monotonic() + left / max(n_stages - i, 1) if math.isfinite(left) else math.inf
     from rlvr_sim.hardware import Efficiency
 
     has = Efficiency.model_fields
@@ -188,7 +204,7 @@ def fit_gpu_profile(rows: list[Measured], base: HardwareProfile, held_out: bool 
     if graph and eager:
         terms.append("layer_overhead_s")
     terms = [t for t in terms if t in has]
-    st = _stage("decode", dec, hw, terms, held_out=held_out)
+    st = _stage("decode", dec, hw, terms, held_out=held_out, deadline=share(0))
     if st:
         stages.append(st)
         values.update(st.values)
@@ -199,14 +215,15 @@ def fit_gpu_profile(rows: list[Measured], base: HardwareProfile, held_out: bool 
 
     pre = [r for r in rows if r.key.kind == "prefill"]
     st = _stage("prefill", pre, hw, [t for t in ("prefill_mfu", "prefill_overhead_s") if t in has],
-                held_out=held_out)
+                held_out=held_out, deadline=share(1))
     if st:
         stages.append(st)
         values.update(st.values)
     hw = with_efficiency(base, values)
 
     tr = [r for r in rows if r.key.kind in ("train_fb", "logprob")]
-    st = _stage("train", tr, hw, ["train_mfu", "train_pass_overhead_s"], held_out=held_out)
+    st = _stage("train", tr, hw, ["train_mfu", "train_pass_overhead_s"], held_out=held_out,
+                deadline=share(2))
     if st:
         stages.append(st)
         values.update(st.values)
@@ -217,7 +234,7 @@ def fit_gpu_profile(rows: list[Measured], base: HardwareProfile, held_out: bool 
     if opt:
         values["train_overhead_s"] = 0.0
         st = _stage("optimizer", opt, with_efficiency(base, values), ["optimizer_s_per_param"],
-                    held_out=held_out)
+                    held_out=held_out, deadline=share(3))
         if st:
             stages.append(st)
             values.update(st.values)

@@ -95,12 +95,13 @@ def _probes(df) -> dict:
 
 
 def fit_and_write(df, base: HardwareProfile, out: Path, provenance: dict, budget_notes: dict,
-                  held_out: bool = True) -> tuple[GpuFit, Path]:
-    """Fit the table, write NAME.yaml, NAME.fit.json and NAME.validation.json."""
+                  held_out: bool = True, deadline: float = math.inf) -> tuple[GpuFit, Path]:
+    """Fit the table, write NAME.yaml, NAME.fit.json and NAME.validation.json; held-out refits
+    stop at `deadline` (time.monotonic)."""
     from calibration.machine import Provenance
 
     rows = measured_from_frame(df)
-    fit = fit_gpu_profile(rows, base, held_out=held_out)
+    fit = fit_gpu_profile(rows, base, held_out=held_out, deadline=deadline)
     prov = Provenance(**provenance)
     stages = {s.name: s for s in fit.stages}
     kept = sorted(set(type(base.efficiency).model_fields) - set(fit.fitted_terms())
@@ -142,6 +143,7 @@ def fit_and_write(df, base: HardwareProfile, out: Path, provenance: dict, budget
         "mape_held_out_pct": {n: s.mape_held_out_pct for n, s in stages.items()},
         "mape_in_sample_pct": {n: s.mape_in_sample_pct for n, s in stages.items()},
         "rows": {n: s.rows for n, s in stages.items()},
+        "held_out_rows": {n: s.held_out_rows for n, s in stages.items()},
         "train_mfu_curve": fit.extras.get("train_mfu_curve", {})}), indent=1) + "\n")
     return fit, side
 
@@ -223,7 +225,10 @@ def run_budgeted(device: str, gpu: str, budget_s: float, out: Path, decode_model
                         "points": [asdict(o) for o in outcomes], **notes}
         try:
             budget_notes["used_s"] = budget.elapsed_s()
-            fit, side = fit_and_write(df, base, out, prov, budget_notes, held_out=held_out)
+            # wall-clock deadline for the held-out refits: the budget's end less time to write
+            deadline = time.monotonic() + budget.budget_s - budget.elapsed_s() - 5.0
+            fit, side = fit_and_write(df, base, out, prov, budget_notes, held_out=held_out,
+                                      deadline=deadline)
         except Exception as exc:  # noqa: BLE001 - the measured table is on disk: refit with --bench
             import traceback
             traceback.print_exc()

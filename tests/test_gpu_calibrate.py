@@ -224,3 +224,40 @@ def test_cuda_decode_graph_and_eager_rows_on_a_tiny_model():
     rows = bench_decode(bm, 4, 256, "bf16", "cuda", 3, deadline=float("inf"), try_graph=True)
     engines = [r.engine for r in rows]
     assert "eager" in engines and all(r.seconds > 0 for r in rows)
+
+
+def test_cuda_plan_under_a_fake_clock_stops_inside_the_budget():
+    """The real CUDA plan (nothing runs: each point only advances a fake clock by twice its
+    estimate): points are admitted in priority order until the budget is spent; the overrun
+    is at most one point's real cost, and the reserve for the fit is left."""
+    from calibration.gpu_bench import CUDA_PLAN, Session, build_points
+
+    clock = FakeClock()
+    pts = build_points(Session(device="cuda", plan=CUDA_PLAN))
+    for p in pts:
+        p.run = (lambda est: (lambda dl: clock.__setattr__("t", clock.t + 2 * est) or []))(p.est_s)
+    budget = Budget(150.0, reserve_s=20.0, clock=clock)
+    out = run_points(pts, budget)
+    ran = [o for o in out if o.status == "ok"]
+    assert 0 < len(ran) < len(pts)
+    assert [o.name for o in ran] == [p.name for p in pts if p.name in {o.name for o in ran}]
+    assert ran[0].name == "peak_gemm" and any(o.name.startswith("decode") for o in ran)
+    worst = max(2 * p.est_s for p in pts)
+    assert budget.elapsed_s() <= 150.0 - 20.0 + worst
+    # with the whole 480 s every planned point fits when estimates hold (margin for slow builds)
+    clock2 = FakeClock()
+    pts2 = build_points(Session(device="cuda", plan=CUDA_PLAN))
+    for p in pts2:
+        p.run = (lambda est: (lambda dl: clock2.__setattr__("t", clock2.t + est) or []))(p.est_s)
+    out2 = run_points(pts2, Budget(480.0, reserve_s=57.6, clock=clock2))
+    assert all(o.status == "ok" for o in out2)
+
+
+def test_held_out_refits_stop_at_the_deadline():
+    """A deadline already past: the fit still writes values, held-out rows 0 (reported None)."""
+    import time
+    base = HardwareProfile.from_catalog("h200")
+    rows = _rows(with_efficiency(base, TRUTH), 0.0)
+    fit = fit_gpu_profile(rows, base, held_out=True, deadline=time.monotonic() - 1.0)
+    assert all(s.held_out_rows == 0 and s.mape_held_out_pct is None for s in fit.stages)
+    assert fit.profile.efficiency.train_mfu == pytest.approx(TRUTH["train_mfu"], rel=0.01)

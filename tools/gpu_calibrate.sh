@@ -28,9 +28,13 @@ PY="${PYTHON:-python3}"
 {
   echo "gpu_calibrate.sh start $(date -u +%FT%TZ) budget ${BUDGET}s out ${OUT_DIR}"
   if ls .whl/*.whl >/dev/null 2>&1; then
-    "$PY" -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl \
-      && echo "installed $(ls .whl/*.whl | wc -l) wheels from .whl/ into /tmp/site" \
-      || echo "WARNING: wheel install failed; relying on installed packages"
+    if "$PY" -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl; then
+      echo "installed $(ls .whl/*.whl | wc -l) wheels from .whl/ into /tmp/site"
+    else  # no pip: a wheel is a zip of site-packages content
+      "$PY" -c "import glob, zipfile; [zipfile.ZipFile(w).extractall('/tmp/site') for w in glob.glob('.whl/*.whl')]" \
+        && echo "unzipped .whl/*.whl into /tmp/site (pip failed)" \
+        || echo "WARNING: wheel install failed; relying on installed packages"
+    fi
     export PYTHONPATH="/tmp/site:$PWD"
   else
     export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
