@@ -177,6 +177,12 @@ class GroupFit:
         return out
 
 
+def physically_saturated(values: dict[str, float], at_bound: list[str]) -> list[str]:
+    """Fraction-of-peak terms (upper bound 1.0) that the fit pushed to 100%: the data ask for
+    more than the datasheet allows, so the group's values are compensation, not measurement."""
+    return [t for t in at_bound if BOUNDS[t][2] == 1.0 and values[t] >= 0.99]
+
+
 def fit_group(group: Group, rows: list, base: HardwareProfile) -> tuple[GroupFit | None, HardwareProfile]:
     terms = informed_terms(group, rows)
     if not terms:
@@ -186,6 +192,11 @@ def fit_group(group: Group, rows: list, base: HardwareProfile) -> tuple[GroupFit
                     and res.values[t] <= BOUNDS[t][1] * 1.01]
     if unidentified:  # the data show no such effect: ship the contract's None (flat), not a bound
         hw = with_values(hw, {t: None for t in unidentified})
+    if physically_saturated(res.values, res.at_bound):
+        # an achieved fraction at 100% of peak is not a measurement of that fraction: the other
+        # terms of the group then compensate for what the cost model lacks. Ship none of them.
+        unidentified = list(terms)
+        hw = base
     errs = _abs_err_pct(rows, hw)
     gf = GroupFit(group.name, dict(Counter(r.source for r in rows)), terms, dict(res.values),
                   {t: res.stderr[t] for t in terms}, float(np.median(errs)), float(errs.max()),
@@ -470,6 +481,17 @@ def main(argv: list[str] | None = None) -> int:
         fit = fit_gpu(gpu)
         if fit is None:
             print(f"{gpu}: no usable rows; keeps datasheet guesses", file=sys.stderr)
+            continue
+        if not fit.fitted_terms:
+            print(f"{gpu}: every fitted group saturated a fraction of peak (see its table); no "
+                  "profile shipped, it keeps datasheet guesses", file=sys.stderr)
+            if not args.no_write:
+                for stale in (PROFILES_DIR / f"{gpu}.public.yaml",
+                              PACKAGE_PROFILES_DIR / f"{gpu}.public.yaml"):
+                    stale.unlink(missing_ok=True)
+            reports[gpu] = report(fit)
+            if not args.json:
+                print(_table(fit))
             continue
         if not args.no_write:
             write(fit, date)

@@ -193,7 +193,9 @@ def test_group_of_one_source_has_no_cv_error():
 
 # --- shipped profiles and the default lookup -------------------------------------------------
 
-SHIPPED = ("a100-40gb", "a100-80gb", "h100-sxm", "h200", "l40s")
+# h200 and l40s have TensorRT-LLM rows only, and their fit saturates decode_bw_eff at 100% of the
+# datasheet (compensation, not measurement): they ship no public profile
+SHIPPED = ("a100-40gb", "a100-80gb", "h100-sxm")
 
 
 @pytest.mark.parametrize("gpu", SHIPPED)
@@ -301,3 +303,13 @@ def test_megatron_bridge_table_parser():
     assert (r["gpu"], r["model"], r["gpus"], r["pp"], r["micro_batch"], r["global_batch"],
             r["fsdp"], r["value"]) == ("h100-sxm", "gpt-oss-120b", 64, 4, 1, 1280, False, 5810.0)
     assert "26.04 NeMo Container" in r["setup"] and "EP 8" in r["setup"]
+
+
+def test_a_fit_that_saturates_a_fraction_of_peak_ships_nothing():
+    """A group whose fit drives a fraction-of-peak term to 1.0 is compensation: none of its
+    terms are shipped (hand case: decode_bw_eff at 1.0 and at 0.98)."""
+    assert pf.physically_saturated({"decode_bw_eff": 1.0}, ["decode_bw_eff"]) == ["decode_bw_eff"]
+    assert pf.physically_saturated({"decode_bw_eff": 0.98}, ["decode_bw_eff"]) == []
+    assert pf.physically_saturated({"decode_overhead_s": 0.1}, ["decode_overhead_s"]) == []
+    fit = pf.fit_gpu("h200")
+    assert fit is not None and fit.fitted_terms == []
