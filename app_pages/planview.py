@@ -1,0 +1,68 @@
+"""Views of a `plan` search result shared by the Ask and Sweep pages: the recommendation, its
+robustness band (when the planner provides one), the Pareto frontier, and a plan counter.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from app_pages import charts, fmt
+from rlvr_sim import api
+from rlvr_sim.sweep.pareto import DOLLARS, HOURS, pareto_front, pareto_mask
+
+STEP_TIME = "step_time_s.mean"
+
+
+def counter(text: str) -> Any:
+    """A status line that counts finished plans (no fake fraction)."""
+    slot = st.empty()
+    seen = [0]
+
+    def tick(_: Any) -> None:
+        seen[0] += 1
+        slot.caption(f"{text}: {seen[0]} plans simulated so far")
+
+    return slot, tick
+
+
+def table_view(table: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """Chosen columns with human labels and unit-formatted text."""
+    shown = [c for c in columns if c in table]
+    return pd.DataFrame({fmt.label(c): [fmt.value(c, v) for v in table[c]] for c in shown})
+
+
+def show_plan(result: api.PlanResult, key: str) -> None:
+    """A recommendation: headline, robustness band when available, reason, Pareto frontier."""
+    rec = result.recommendation
+    st.success(f"**{rec.label}** — {fmt.hours(rec.hours_total)}, {fmt.usd(rec.usd_total)}")
+    show_robustness(result, key)
+    st.write(rec.reason)
+    st.caption(f"{result.evaluated} plans simulated ({result.valid} valid, {result.invalid} invalid, "
+               f"{result.errors} errors), {result.steps_per_plan} steps each.")
+    table = result.table
+    ok = table[table["status"] == "ok"].reset_index(drop=True)
+    st.plotly_chart(charts.pareto(ok, HOURS, DOLLARS, pareto_mask(ok), ok["label"]), key=f"{key}:pareto")
+    front = pareto_front(table)
+    st.caption(f"Pareto frontier of the {len(table)} plans the search simulated")
+    st.dataframe(table_view(front, ["label", HOURS, DOLLARS, STEP_TIME, "bottleneck"]), key=f"{key}:front")
+
+
+def show_robustness(result: api.PlanResult, key: str) -> None:
+    """The planner's robustness of the recommendation as bands (integration point: the planner
+    issue's `Recommendation.robustness` with share_best and hours/usd p10/p50/p90)."""
+    rob = result.robustness
+    if rob is None:
+        st.caption("Robustness of this recommendation: not available in this build.")
+        return
+    share = getattr(rob, "share_best", None)
+    if share is not None:
+        st.markdown(f"Best plan in **{fmt.pct(share)}** of the robustness scenarios.")
+    cols = st.columns(2)
+    for col, (name, unit) in zip(cols, (("hours", "h"), ("usd", "$"))):
+        p = [getattr(rob, f"{name}_p{q}", None) for q in (10, 50, 90)]
+        if all(v is not None for v in p):
+            col.plotly_chart(charts.band("Hours" if name == "hours" else "Dollars", *map(float, p), unit),
+                             key=f"{key}:band:{name}")
