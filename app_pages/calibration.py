@@ -109,12 +109,22 @@ def _eff(name: str, value: object) -> str:
     return fmt.value(name, value)
 
 
-def show_profile(info: api.ProfileInfo) -> None:
-    profile = HardwareProfile.load(info.path)
-    kind = widgets.PROFILE_KINDS[info.kind]
+def profile_label(path: Path) -> str:
+    """`kind: relative/path.yaml` (kind from `api.profile_kind`), or `unreadable: ...`."""
+    rel = path.relative_to(state.PROFILE_DIR)
+    try:
+        profile = HardwareProfile.load(path)
+    except UserError:
+        return f"unreadable: {rel}"
+    return f"{widgets.PROFILE_KINDS[api.profile_kind(path, profile)]}: {rel}"
+
+
+def show_profile(path: Path) -> None:
+    profile = HardwareProfile.load(path)
+    kind = widgets.PROFILE_KINDS[api.profile_kind(path, profile)]
     st.markdown(f"**Device** `{profile.gpu}` — **kind** {kind} — **source** {profile.source}")
     st.dataframe(efficiency_table(profile), key="calibration:efficiency")
-    notes = info.path.with_name(info.path.stem + ".fit.json")
+    notes = path.with_name(path.stem + ".fit.json")
     if notes.is_file():
         with st.expander(f"Fit diagnostics ({notes.name})"):
             st.json(json.loads(notes.read_text()), expanded=1)
@@ -155,19 +165,18 @@ def _column(name: str) -> str:
 def render() -> None:
     st.title(PAGE_TITLE)
     st.markdown(INTRO)
-    infos = state.profiles()
+    files = profile_files()
     picked_path = None
-    if not infos:
+    if not files:
         st.warning(f"No hardware profile found in {state.PROFILE_DIR.name}/ — run `rlvr-sim calibrate` "
                    "to micro-benchmark this machine and write one.")
     else:
-        labels = [f"{widgets.PROFILE_KINDS[i.kind]}: {i.path.relative_to(state.PROFILE_DIR)}" for i in infos]
+        labels = [profile_label(p) for p in files]
         picked = st.selectbox("Hardware profile", labels, key="calibration:profile")
-        info = infos[labels.index(picked)]
-        picked_path = info.path
+        picked_path = files[labels.index(picked)]
         st.subheader("Profile")
         try:
-            show_profile(info)
+            show_profile(picked_path)
         except UserError as exc:
             widgets.error_box(str(exc))
     reports = report_files()

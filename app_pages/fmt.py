@@ -94,6 +94,12 @@ def number(value: float, digits: int = 3) -> str:
     return text
 
 
+def exact(value: float) -> str:
+    """A user-entered number as entered: 16384 stays 16384, 0.1 stays 0.1 (no rounding)."""
+    v = float(value)
+    return str(int(v)) if v.is_integer() else repr(v)
+
+
 def pct(fraction: float | None) -> str:
     return MISSING if _missing(fraction) else f"{100 * float(fraction):.0f}%"  # type: ignore[arg-type]
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -111,12 +112,11 @@ def perfetto_json_bytes(trace: pd.DataFrame) -> bytes:
 
 
 def relative(text: str) -> str:
-    """A message with the server's absolute paths made relative to the repository (and the
-    planner's temporary copies named as the base scenario)."""
-    out = text.replace(str(REPO_ROOT) + os.sep, "")
+    """A message with the server's absolute paths made relative: to the repository (or the
+    profiles/ and scenarios/ folders' parent), and temporary copies (the planner's) cut to
+    their file name."""
+    out = text
+    for root in (REPO_ROOT, PROFILE_DIR.parent, SCENARIO_DIR.parent):
+        out = out.replace(str(root) + os.sep, "")
     tmp = tempfile.gettempdir().rstrip(os.sep) + os.sep
-    while tmp in out:
-        start = out.index(tmp)
-        end = out.find(os.sep, start + len(tmp))
-        out = out[:start] + out[end + 1:] if end != -1 else out[:start]
-    return out
+    return re.sub(re.escape(tmp) + r"(?:[^\s'\"/]+/)+", "", out)

@@ -189,7 +189,7 @@ def _dist_editor(knob: Knob, current: dict[str, Any], wkey: str) -> dict[str, An
         value = start.get(name)
         key = f"{wkey}:{picked}:{name}"
         if name == "cap":
-            session.seed(key, "" if value is None else fmt.number(float(value), 12).replace(",", ""))
+            session.seed(key, "" if value is None else fmt.exact(value))
             text = col.text_input("cap", key=key, placeholder="none", help="values above are clipped to cap")
             out[name] = _number(text)
             continue
@@ -201,7 +201,7 @@ def _dist_editor(knob: Knob, current: dict[str, Any], wkey: str) -> dict[str, An
         dist = LogNormal(mean=float(out["mean"]), sigma=float(out["sigma"]),
                          cap=None if out.get("cap") is None else float(out["cap"]))
         unit = "tokens" if tokens else "s"
-        note = (f"`mean` is the mean before the cap; with cap {fmt.number(dist.cap, 12)} the mean drawn is "
+        note = (f"`mean` is the mean before the cap; with cap {fmt.exact(dist.cap)} the mean drawn is "
                 f"{fmt.number(dist.mean_value())} {unit}") if dist.cap is not None else \
             f"no cap: the mean drawn is {fmt.number(dist.mean_value())} {unit}"
         st.caption(note)
@@ -344,16 +344,19 @@ def run_settings(work: session.Working, source: api.ScenarioSource, base: dict[s
                                 help="workload.steps: hours and $ are for this many steps"))
     work.run_steps = None if steps == file_steps else steps
     price = _effective_price(source, work)
-    if work.usd_per_gpu_hour is None and price is not None:
-        st.session_state["run:price"] = price
     session.seed("run:price", work.usd_per_gpu_hour or price or 0.0)
+    auto = st.session_state.get("_price_auto")   # the price last filled in for the user
+    if work.usd_per_gpu_hour is None and price is not None and st.session_state["run:price"] == auto != price:
+        st.session_state["run:price"] = price        # GPU or profile changed: the price follows
+    st.session_state["_price_auto"] = price
     new_price = float(st.number_input("$ per GPU-hour", min_value=0.0, step=0.1, format="%.2f", key="run:price",
                                       help="hardware.usd_per_gpu_hour; starts at the GPU's catalog (or profile) "
                                            "price"))
     work.usd_per_gpu_hour = None if price is not None and abs(new_price - price) < 5e-3 else new_price
     profile_selector(work, base)
     session.seed("run:sim_steps", work.steps())
-    sim = st.number_input("Steps to simulate", min_value=1, step=1, key="run:sim_steps", placeholder="every step",
+    sim = st.number_input("Steps to simulate", value=None, min_value=1, step=1, key="run:sim_steps",
+                          placeholder="every step",
                           help="RL steps the simulator runs; the steady-state mean of the steps after the "
                                "warm-up is extrapolated to the run length. Blank: simulate every step.")
     work.sim_steps = None if sim is None else int(sim)
