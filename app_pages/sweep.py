@@ -86,11 +86,12 @@ def plan_section(ctx: widgets.Context, total_default: int) -> None:
     st.subheader("Recommended plan (`rlvr-sim plan`)")
     c1, c2, c3 = st.columns(3)
     session.seed("extra:plan:total", total_default)
-    if st.session_state.get("extra:plan:follows", True):
-        st.session_state["extra:plan:total"] = total_default
+    auto = st.session_state.get("_total_auto")    # the total last filled in for the user
+    if st.session_state["extra:plan:total"] == auto != total_default:
+        st.session_state["extra:plan:total"] = total_default   # the working scenario changed: follow it
+    st.session_state["_total_auto"] = total_default
     total = int(c1.number_input("GPUs available", min_value=1, step=1, key="extra:plan:total",
-                                help="starts at the working scenario's GPUs"))
-    st.session_state["extra:plan:follows"] = total == total_default
+                                help="starts at the working scenario's GPUs (follows it until you change it)"))
     deadline = c2.number_input("Deadline (hours)", value=None, min_value=0.0, key="extra:plan:deadline",
                                placeholder="none")
     budget = c3.number_input("Budget ($)", value=None, min_value=0.0, key="extra:plan:budget", placeholder="none")

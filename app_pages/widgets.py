@@ -310,11 +310,8 @@ def working_panel(page: str) -> Context | None:
         if source is None:
             st.warning(f"No scenario files in {state.SCENARIO_DIR.name}/ — add one or upload a YAML.")
             return None
-        changes = work.describe()
-        st.caption(f"{len(changes)} change(s) from {source.label}; shared by Plan, Compare and Sweep."
-                   if changes else f"As in {source.label}.")
-        st.button("Reset to file", key=f"reset:{page}", on_click=session.reset_to_file, disabled=not changes,
-                  help="drop every knob, override, run length, price and profile change")
+        # filled after the page ran (`finish_panel`), when this run's edits are in `work`
+        st.session_state["_panel"] = (st.empty(), source.label, page)
     try:
         scenario = state.load(source, check_fit=False)
     except UserError as exc:
@@ -324,6 +321,20 @@ def working_panel(page: str) -> Context | None:
     with st.sidebar:
         run_settings(work, source, base)
     return Context(source, base, work)
+
+
+def finish_panel() -> None:
+    """The working scenario's change count and "Reset to file", drawn once the page has run."""
+    panel = st.session_state.pop("_panel", None)
+    if panel is None:
+        return
+    slot, label, page = panel
+    changes = session.working().describe()
+    with slot.container():
+        st.caption(f"{len(changes)} change(s) from {label}; shared by Plan, Compare and Sweep."
+                   if changes else f"As in {label}.")
+        st.button("Reset to file", key=f"reset:{page}", on_click=session.reset_to_file, disabled=not changes,
+                  help="drop every knob, override, run length, price and profile change")
 
 
 def _effective_price(source: api.ScenarioSource, work: session.Working) -> float | None:
@@ -420,6 +431,7 @@ def run_page(render: Callable[[], None], page: str) -> None:
     session.enter(page)
     try:
         render()
+        finish_panel()
     except UserError as exc:
         error_box(str(exc))
     except Exception as exc:  # noqa: BLE001 - anything not a UserError is a bug to report, not a crash
