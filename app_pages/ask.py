@@ -99,14 +99,18 @@ def answer_text(q: api.Question, result: api.PlanResult) -> str:
 def open_on_plan(q: api.Question, result: api.PlanResult) -> None:
     """Make the recommended plan the working scenario (knobs for the fields Plan shows)."""
     knob_fields = {k.field for k in widgets.KNOBS}
+    source = state.source_from_upload("question.yaml", yaml.safe_dump(api.question_scenario(q), sort_keys=False))
+    base = state.resolved_dict(state.load(source, check_fit=False))
     knobs, extra = {}, []
     for item in result.recommended_overrides():
-        key, _, value = item.partition("=")
+        key, _, text = item.partition("=")
+        value = yaml.safe_load(text)
+        if widgets.get_path(base, key) == value:       # already the question's value: not a change
+            continue
         if key in knob_fields:
-            knobs[key] = yaml.safe_load(value)
+            knobs[key] = value
         else:
             extra.append(item)
-    source = state.source_from_upload("question.yaml", yaml.safe_dump(api.question_scenario(q), sort_keys=False))
     session.use_base(upload=source, knobs=knobs, extra=tuple(extra), sim_steps=result.steps_per_plan)
 
 

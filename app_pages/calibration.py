@@ -101,11 +101,12 @@ def efficiency_table(profile: HardwareProfile) -> pd.DataFrame:
 def _eff(name: str, value: object) -> str:
     if value is None:
         return "not set"
-    if isinstance(value, float) and (name.endswith("_eff") or name.endswith("_mfu") or name in
-                                     ("skew_coef", "decode_overlap", "train_mfu")):
+    if isinstance(value, float) and (name.endswith("_eff") or name.endswith("_mfu") or name == "decode_overlap"):
         return fmt.pct(value)
     if isinstance(value, float) and name.endswith("_s"):
-        return f"{fmt.number(value)} s"
+        return fmt.duration(value)
+    if isinstance(value, float) and name.endswith("_s_per_param"):
+        return f"{fmt.duration(value)} per parameter"
     return fmt.value(name, value)
 
 
@@ -151,8 +152,8 @@ def show_report(path: Path) -> None:
     st.subheader("Error table")
     wide = report.table()
     wide.index = [f"{names.get(c, c)} ({c})" for c in wide.index]
-    text = pd.DataFrame({_column(c): [f"{v:+.1f}%" if c.endswith("error_pct") else f"{fmt.number(v)} s"
-                                      for v in wide[c]] for c in wide.columns}, index=wide.index)
+    text = pd.DataFrame({_column(c): [fmt.MISSING if pd.isna(v) else f"{v:+.1f}%" if c.endswith("error_pct")
+                                      else fmt.duration(v) for v in wide[c]] for c in wide.columns}, index=wide.index)
     st.dataframe(text, key="calibration:table")
 
 

@@ -42,8 +42,8 @@ def phase_color(phase: str) -> str:
 
 
 def _layout(fig: go.Figure, title: str, height: int = HEIGHT, **kw) -> go.Figure:
-    fig.update_layout(title=title, height=height, margin=dict(l=10, r=10, t=50, b=10),
-                      legend=dict(orientation="h", y=-0.25, traceorder="normal"), **kw)
+    fig.update_layout(title=title, height=height, margin=dict(l=10, r=10, t=60, b=10),
+                      legend=dict(traceorder="normal"), **kw)
     return fig
 
 
@@ -64,7 +64,9 @@ def phase_bars(summary: Summary) -> go.Figure:
     """Two stacked bars of a mean step: the critical path (what the step waited on; sums to the
     step time) and each phase's busy time (phases overlap, so these need not sum to the step)."""
     path = {k: float(v) for k, v in summary.phase_time_s.items() if v > 0}
-    span = {k: float(v) for k, v in summary.phase_span_s.items() if v > 0}
+    # the busy time of verification that is not hidden under generation is the verify row
+    span = {("verify" if k == "verify_after_generate" else k): float(v) for k, v in summary.phase_span_s.items()
+            if v > 0}
     if not path and not span:
         return _empty("Where a step's time goes", "no phase times in the summary")
     rows = ["critical path", "busy time"]
@@ -107,7 +109,7 @@ def utilisation_bar(summary: Summary) -> go.Figure:
                            textposition="auto", marker_color=[POOL_COLORS.get(p, "#bcbd22") for p in pools],
                            hovertemplate="%{x}: %{y:.0f}% busy<extra></extra>"))
     fig.update_yaxes(range=[0, 100], title="busy %")
-    return _layout(fig, "Busy % per pool (simulated wall time)")
+    return _layout(fig, "Busy % per pool")
 
 
 def staleness_hist(summary: Summary) -> go.Figure:

@@ -100,6 +100,17 @@ def exact(value: float) -> str:
     return str(int(v)) if v.is_integer() else repr(v)
 
 
+def duration(value: float | None) -> str:
+    """Seconds with an SI prefix for short times: 0.000396 -> "396 µs", 2.97e-9 -> "2.97 ns"."""
+    if _missing(value):
+        return MISSING
+    v = float(value)  # type: ignore[arg-type]
+    for scale, unit in ((1.0, "s"), (1e-3, "ms"), (1e-6, "µs"), (1e-9, "ns")):
+        if abs(v) >= scale or unit == "ns":
+            return f"{number(v / scale)} {unit}" if v else "0 s"
+    return f"{number(v)} s"
+
+
 def pct(fraction: float | None) -> str:
     return MISSING if _missing(fraction) else f"{100 * float(fraction):.0f}%"  # type: ignore[arg-type]
 

@@ -34,23 +34,31 @@ def run_basis(summary: Summary, result: api.SimulateResult) -> str:
             f"{state.relative(result.profile_source)}.")
 
 
+POOL_PHASE = {"sampler": "generate", "verifier": "verify", "trainer": "train"}
+
+
 def bottleneck_text(summary: Summary) -> str:
-    """The critical-path bottleneck and the busiest pool, said together so they never seem to
-    disagree (a pool can be busiest while the step waits on another one)."""
+    """The critical-path bottleneck and every pool's busy %, said together so they never seem to
+    disagree: a pool can be the busiest while the step waits on another phase (its work overlaps
+    the critical path, as in async or split plans)."""
     path = summary.phase_time_s
     total = sum(path.values()) or 1.0
-    top = max(path, key=path.get) if path else None
-    util = summary.utilization
-    busiest = max(util, key=util.get) if util else None
     parts = []
-    if top is not None:
+    if path:
+        top = max(path, key=path.get)
         parts.append(f"The step waits longest on **{fmt.PHASE_LABELS.get(top, top)}** "
                      f"({path[top] / total:.0%} of the critical path).")
-    if busiest is not None:
-        pool = fmt.POOL_LABELS.get(busiest, busiest)
-        overlap = "" if busiest == summary.bottleneck else \
-            "; its work overlaps the phases the step waits on, so it is busy without being on the critical path"
-        parts.append(f"Busiest pool: **{pool}**, {fmt.pct(util[busiest])} busy{overlap}.")
+    util = summary.utilization
+    if util:
+        busy = ", ".join(f"{fmt.POOL_LABELS.get(p, p)} {fmt.pct(util[p])}" for p in charts.POOL_ORDER if p in util)
+        parts.append(f"Busy: {busy}.")
+        busiest = max(util, key=util.get)
+        share = path.get(POOL_PHASE.get(busiest, ""), 0.0) / total
+        if util[busiest] >= 0.5 and share < 0.1:
+            parts.append(f"The busiest pool ({fmt.POOL_LABELS.get(busiest, busiest)}) is only {share:.0%} of the "
+                         "critical path: its work overlaps the phases the step waits on.")
+    if summary.mode.startswith("colocated"):
+        parts.append("Colocated: samplers and trainer are the same GPUs, so their busy shares add up.")
     return " ".join(parts)
 
 

@@ -47,7 +47,7 @@ def show_grid(table: pd.DataFrame, x: str, y: str) -> None:
     labels = ok[x].astype(str).radd(f"{fmt.label(x)} ") + ", " + ok[y].astype(str).radd(f"{fmt.label(y)} ")
     st.plotly_chart(charts.pareto(ok, HOURS, DOLLARS, mask, labels), key="sweep:pareto")
     st.dataframe(planview.table_view(table, [x, y, "status", STEP_TIME, HOURS, DOLLARS, "bottleneck", "error"]),
-                 key="sweep:table")
+                 key="sweep:table", hide_index=True)
 
 
 def grid_section(ctx: widgets.Context) -> None:

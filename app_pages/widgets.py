@@ -256,11 +256,14 @@ def split_message(message: str) -> tuple[str, str]:
     if not lines:
         return "", ""
     first = lines[0].strip().removesuffix(":")
+    covered = 1
     if len(lines) > 1 and first.endswith("is invalid"):
         first = f"{first}: {lines[1].strip().lstrip('- ')}"
+        covered = 2
     if len(first) > SHORT_CHARS:
         first = first[:SHORT_CHARS].rsplit(" ", 1)[0] + " ..."
-    return first, (text if text.strip() != first else "")
+        covered = 0
+    return first, ("" if covered >= len(lines) else text)
 
 
 def error_box(message: str, prefix: str = "") -> None:
@@ -412,8 +415,7 @@ def download_name(source_label: str, changes: list[str]) -> str:
     stem = source_label.rsplit(".", 1)[0] or "plan"
     if not changes:
         return stem
-    parts = "_".join(re.sub(r"[^A-Za-z0-9.=-]+", "", c.split(".")[-1] if "=" in c.split(".")[-1] else c)
-                     for c in changes)
+    parts = "_".join(re.sub(r"[^A-Za-z0-9.=-]+", "", c) for c in changes)
     tag = hashlib.sha1("\n".join(changes).encode()).hexdigest()[:6]
     return f"{stem}+{parts[:60]}-{tag}"
 

@@ -33,6 +33,7 @@ def test_fields_get_their_units() -> None:
     assert fmt.value("bottleneck", "trainer") == "trainer"
     assert fmt.value("cost.usd_total", None) == "n/a" and fmt.value("error", None) == ""
     assert fmt.seconds(226.0) == "226 s (3.77 min)"
+    assert fmt.duration(0.000396) == "396 µs" and fmt.duration(2.97e-9) == "2.97 ns" and fmt.duration(1.5) == "1.5 s"
 
 
 def test_labels_are_human_for_known_fields_and_readable_for_others() -> None:

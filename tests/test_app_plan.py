@@ -60,7 +60,9 @@ def test_default_plan_shows_the_simulators_kpis_charts_and_downloads() -> None:
     basis = next(m.value for m in at.markdown if m.value.startswith("Hours and $ are for a run of"))
     assert f"**{want.workload_steps} steps**" in basis and "**$2.50 per GPU-hour**" in basis
     assert f"of {want.steps_simulated} simulated" in basis
-    assert any(m.value.startswith("The step waits longest on") and "Busiest pool" in m.value for m in at.markdown)
+    statement = next(m.value for m in at.markdown if m.value.startswith("The step waits longest on"))
+    top = max(want.phase_time_s, key=want.phase_time_s.get)
+    assert f"**{fmt.PHASE_LABELS[top]}**" in statement and f"samplers {fmt.pct(want.utilization['sampler'])}" in statement
     assert not at.error
 
 
@@ -72,7 +74,7 @@ def test_changing_a_knob_resimulates_with_that_override() -> None:
     assert any("sampler.tp=2" in c.value for c in at.caption)
     want = expected("sampler.tp=2").summary
     assert metrics(at)["Step time"] == fmt.seconds(want.step_time_s.mean) != before
-    assert any("minimal+tp=2-" in c.value for c in at.caption)        # downloads named after the change
+    assert any("minimal+sampler.tp=2-" in c.value for c in at.caption)        # downloads named after the change
 
 
 def test_run_length_and_price_knobs_set_hours_and_dollars_and_say_so() -> None:

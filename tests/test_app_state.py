@@ -115,4 +115,4 @@ def test_yaml_syntax_error_keeps_its_caret() -> None:
 def test_download_names_follow_the_scenario_and_its_changes() -> None:
     assert widgets.download_name("minimal.yaml", []) == "minimal"
     name = widgets.download_name("minimal.yaml", ["sampler.tp=2", "workload.steps=300"])
-    assert name.startswith("minimal+tp=2_steps=300-") and name != widgets.download_name("minimal.yaml", ["sampler.tp=4"])
+    assert name.startswith("minimal+sampler.tp=2_workload.steps=300-") and name != widgets.download_name("minimal.yaml", ["sampler.tp=4"])
