@@ -75,7 +75,8 @@ def phase_bars(summary: Summary) -> go.Figure:
         x = [path.get(phase, 0.0), span.get(phase, 0.0)]
         fig.add_trace(go.Bar(name=fmt.PHASE_LABELS.get(phase, phase), y=rows, x=x, orientation="h",
                              marker_color=phase_color(phase), legendgroup=phase,
-                             hovertemplate=f"{fmt.PHASE_LABELS.get(phase, phase)}: %{{x:{fmt.D3}}} s<extra>%{{y}}</extra>"))
+                             hovertemplate=f"{fmt.PHASE_LABELS.get(phase, phase)}: %{{x:{fmt.D3}}} s"
+                                           "<extra>%{y}</extra>"))
     fig.update_yaxes(categoryorder="array", categoryarray=rows[::-1])
     fig.update_xaxes(title="seconds per step", tickformat=fmt.D3)
     return _layout(fig, "Critical path of a mean step (sums to the step time) vs busy time per phase (overlaps)",
@@ -240,7 +241,8 @@ def measured_vs_simulated(table: pd.DataFrame, group: str = "quantity", label: s
         fig.add_trace(go.Scatter(x=part["measured_s"], y=part["simulated_s"], mode="markers", name=str(name),
                                  text=part[label] if label in part else None,
                                  marker=dict(size=10, color=PHASE_COLORS.get(str(name), "#000000")),
-                                 hovertemplate=f"%{{text}}<br>measured %{{x:{fmt.D3}}} s<br>simulated %{{y:{fmt.D3}}} s<extra></extra>"))
+                                 hovertemplate=f"%{{text}}<br>measured %{{x:{fmt.D3}}} s<br>"
+                                               f"simulated %{{y:{fmt.D3}}} s<extra></extra>"))
     fig.update_xaxes(title="measured seconds (executor)", type="log")
     fig.update_yaxes(title="simulated seconds (rlvr-sim + profile)", type="log")
     note = f" ({dropped} rows under 1 µs not drawn)" if dropped else ""

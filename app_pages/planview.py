@@ -47,7 +47,8 @@ def show_plan(result: api.PlanResult, key: str) -> None:
     st.plotly_chart(charts.pareto(ok, HOURS, DOLLARS, pareto_mask(ok), ok["label"]), key=f"{key}:pareto")
     front = pareto_front(table)
     st.caption(f"Pareto frontier of the {len(table)} plans the search simulated")
-    st.dataframe(table_view(front, ["label", HOURS, DOLLARS, STEP_TIME, "bottleneck"]), key=f"{key}:front", hide_index=True)
+    st.dataframe(table_view(front, ["label", HOURS, DOLLARS, STEP_TIME, "bottleneck"]), key=f"{key}:front",
+                 hide_index=True)
 
 
 def show_robustness(result: api.PlanResult, key: str) -> None:

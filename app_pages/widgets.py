@@ -372,7 +372,8 @@ def run_settings(work: session.Working, source: api.ScenarioSource, base: dict[s
     sim = st.number_input("Steps to simulate", value=None, min_value=1, step=1, key="run:sim_steps",
                           placeholder="every step",
                           help="RL steps the simulator runs; the steady-state mean of the steps after the "
-                               "warm-up is extrapolated to the run length. Blank: simulate every step.")
+                               "warm-up is extrapolated to the run length. Blank: simulate every step "
+                               "(slow for long runs).")
     work.sim_steps = None if sim is None else int(sim)
 
 
