@@ -162,6 +162,28 @@ def gantt(trace: pd.DataFrame, steps: int = 3, max_workers_per_pool: int = 16) -
     return _layout(fig, title, height=height, barmode="overlay")
 
 
+def trend(points, warmup_steps: int) -> go.Figure:
+    """Time of each simulated step, each point coloured by that step's bottleneck (critical-path
+    pool); the warm-up steps the summary excludes are shaded. `points`: `api.TrendPoint`s."""
+    if not points:
+        return _empty("Step time of each simulated step", "no steps")
+    fig = go.Figure()
+    for pool in _ordered({p.bottleneck for p in points}, (*POOL_ORDER, "weight_sync", "switch")):
+        part = [p for p in points if p.bottleneck == pool]
+        fig.add_trace(go.Scatter(x=[p.step for p in part], y=[p.step_time_s for p in part], mode="markers",
+                                 name=f"bottleneck: {fmt.POOL_LABELS.get(pool, pool)}",
+                                 marker=dict(size=9, color=POOL_COLORS.get(pool, "#bcbd22")),
+                                 hovertemplate=f"step %{{x}}: %{{y:{fmt.D3}}} s<extra>%{{fullData.name}}</extra>"))
+    fig.add_trace(go.Scatter(x=[p.step for p in points], y=[p.step_time_s for p in points], mode="lines",
+                             line=dict(color="#bbbbbb", width=1), showlegend=False, hoverinfo="skip"))
+    if warmup_steps:
+        fig.add_vrect(x0=points[0].step - 0.5, x1=points[0].step + warmup_steps - 0.5, fillcolor="#eeeeee",
+                      line_width=0, annotation_text="warm-up (excluded)", annotation_position="top left")
+    fig.update_xaxes(title="step", dtick=max(1, len(points) // 10))
+    fig.update_yaxes(title="seconds", tickformat=fmt.D3, rangemode="tozero")
+    return _layout(fig, "Step time of each simulated step (colour: what the step waited on longest)", height=260)
+
+
 def heatmap(table: pd.DataFrame, x: str, y: str, z: str, title: str) -> go.Figure:
     """Grid of `z` over the sweep knobs `x` and `y`; invalid plans are grey cells marked
     "invalid" whose tooltip gives the reason."""

@@ -87,9 +87,10 @@ def show_charts(summary: Summary, result: api.SimulateResult, gantt_steps: int) 
     left.plotly_chart(charts.utilisation_bar(summary), key="plan:chart:util")
     right.plotly_chart(charts.staleness_hist(summary), key="plan:chart:stale")
     st.plotly_chart(charts.gantt(result.trace, steps=gantt_steps), key="plan:chart:gantt")
-    trend = getattr(result, "trend", None)   # integration point: the scheduling issue's whole-run trend
-    if trend is None:
-        st.caption("Whole-run step-time trend: not available in this build.")
+    st.plotly_chart(charts.trend(result.trend, summary.warmup_steps), key="plan:chart:trend")
+    if result.extrapolated:
+        st.caption(f"Steps {summary.steps_simulated}-{summary.workload_steps - 1} are not simulated: a whole-run "
+                   "trend over steps not simulated is not available in this build.")
 
 
 def show_downloads(result: api.SimulateResult, name: str) -> None:

@@ -4,6 +4,7 @@ robustness band (when the planner provides one), the Pareto frontier, and a plan
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
@@ -51,6 +52,31 @@ def show_plan(result: api.PlanResult, key: str) -> None:
                  hide_index=True)
 
 
+@dataclass(frozen=True)
+class Band:
+    """p10 / p50 / p90 of one quantity over the planner's robustness scenarios."""
+
+    name: str
+    unit: str
+    p10: float
+    p50: float
+    p90: float
+
+
+def robustness_bands(rob: Any) -> list[Band]:
+    """Hours and dollars bands of a robustness report: fields `hours_p10` ... `usd_p90`, or
+    `hours` / `usd` objects with `p10`, `p50`, `p90` (whichever the planner's build provides);
+    a quantity with a missing percentile is left out, never drawn as 0."""
+    bands = []
+    for name, title, unit in (("hours", "Hours", "h"), ("usd", "Dollars", "$")):
+        nested = getattr(rob, name, None)
+        values = [getattr(rob, f"{name}_p{q}", None) if nested is None else getattr(nested, f"p{q}", None)
+                  for q in (10, 50, 90)]
+        if all(v is not None for v in values):
+            bands.append(Band(title, unit, *(float(v) for v in values)))
+    return bands
+
+
 def show_robustness(result: api.PlanResult, key: str) -> None:
     """The planner's robustness of the recommendation as bands (integration point: the planner
     issue's `Recommendation.robustness` with share_best and hours/usd p10/p50/p90)."""
@@ -61,9 +87,6 @@ def show_robustness(result: api.PlanResult, key: str) -> None:
     share = getattr(rob, "share_best", None)
     if share is not None:
         st.markdown(f"Best plan in **{fmt.pct(share)}** of the robustness scenarios.")
-    cols = st.columns(2)
-    for col, (name, unit) in zip(cols, (("hours", "h"), ("usd", "$"))):
-        p = [getattr(rob, f"{name}_p{q}", None) for q in (10, 50, 90)]
-        if all(v is not None for v in p):
-            col.plotly_chart(charts.band("Hours" if name == "hours" else "Dollars", *map(float, p), unit),
-                             key=f"{key}:band:{name}")
+    bands = robustness_bands(rob)
+    for col, band in zip(st.columns(max(len(bands), 1)), bands):
+        col.plotly_chart(charts.band(band.name, band.p10, band.p50, band.p90, band.unit), key=f"{key}:band:{band.unit}")

@@ -30,7 +30,8 @@ from rlvr_sim.errors import ScenarioError, UserError
 from rlvr_sim.hardware import HardwareProfile, gpu_names
 from rlvr_sim.model_spec import catalog_names
 from rlvr_sim.scenario import Scenario, Workload, apply_overrides, load_scenario
-from rlvr_sim.sim.metrics import Summary
+from rlvr_sim.sim.metrics import PHASE_POOL, Summary, critical_path
+from rlvr_sim.sim.recorder import StepRecord
 from rlvr_sim.sim.run import simulate as run_simulation
 from rlvr_sim.sweep.grid import grid_plans
 from rlvr_sim.sweep.jobs import PlanOutcome, make_jobs
@@ -42,7 +43,7 @@ from rlvr_sim.sweep.store import outcomes_frame
 
 __all__ = [
     "ScenarioSource", "RunSettings", "SimulateRequest", "SimulateResult", "PlanRequest", "PlanResult",
-    "GridRequest", "Question", "ProfileInfo", "ProfileKind", "load", "simulate", "plan", "grid",
+    "GridRequest", "Question", "TrendPoint", "step_trend", "ProfileInfo", "ProfileKind", "load", "simulate", "plan", "grid",
     "question_scenario", "question_plan_request", "list_profiles", "default_plan_steps", "model_names",
     "gpu_names", "field_help",
 ]
@@ -116,6 +117,29 @@ class SimulateRequest:
         return tuple(self.overrides) + self.settings.overrides()
 
 
+@dataclass(frozen=True)
+class TrendPoint:
+    """One simulated step: its time, each phase's share of its critical path, its bottleneck."""
+
+    step: int
+    step_time_s: float
+    phase_share: dict[str, float]
+    bottleneck: str
+
+
+def step_trend(steps: list[StepRecord]) -> list[TrendPoint]:
+    """Per-step times and critical-path shares of the simulated steps (`metrics.critical_path`).
+    Integration point: the scheduling issue's whole-run trend function replaces this when merged
+    (it covers steps that were not simulated)."""
+    points = []
+    for record in steps:
+        path = critical_path(record)
+        total = sum(path.values())
+        share = {k: v / total for k, v in path.items()} if total > 0 else {k: 0.0 for k in path}
+        points.append(TrendPoint(record.step, record.time_s, share, PHASE_POOL[max(path, key=path.get)]))
+    return points
+
+
 @dataclass
 class SimulateResult:
     """One simulated plan. `summary.steps_simulated` / `workload_steps` say how much of the run
@@ -127,6 +151,7 @@ class SimulateResult:
     trace: pd.DataFrame
     usd_per_gpu_hour: float
     profile_source: str
+    trend: list[TrendPoint]
 
     @property
     def extrapolated(self) -> bool:
@@ -208,7 +233,7 @@ def simulate(request: SimulateRequest) -> SimulateResult:
     result = run_simulation(scenario, steps=request.sim_steps, seed=request.seed)
     profile = scenario.hardware_profile
     return SimulateResult(scenario, scenario.resolved_yaml(), result.summary, result.trace,
-                          float(profile.datasheet.usd_per_gpu_hour), profile.source)
+                          float(profile.datasheet.usd_per_gpu_hour), profile.source, step_trend(result.steps))
 
 
 # --- plan --------------------------------------------------------------------------------------

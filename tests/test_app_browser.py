@@ -138,7 +138,7 @@ PAGES = {
     "plan": Page("plan?scenario=minimal.yaml", ("Plan a run", "Step time", "Tokens/s per GPU", "$ per step",
                                                 "Hours for the run", "Critical-path bottleneck", "Downloads",
                                                 "Results JSON", "Hours and $ are for a run of", "The step waits longest on"),
-                 plots=4, height=2600),
+                 plots=5, height=2900),
     "compare": Page("compare", ("Compare plans", "Plan A", "Plan B", "Results", "Scenario differences"),
                     plots=1, frames=1, height=2200),
     "sweep": Page("sweep", ("Sweep and plan", "Grid over two knobs", "Step time (s)", "Pareto frontier",
@@ -344,7 +344,7 @@ def test_new_users_question_end_to_end_in_at_most_8_interactions(server: str, br
     check_png(png, 1400, answer.height)
     browser.click_button("Open this plan on Plan")
     plan = Page("plan", ("Plan a run", "Hours for the run", "question.yaml", "Hours and $ are for a run of",
-                         "300 steps"), plots=4, height=2600)
+                         "300 steps"), plots=5, height=2900)
     text = wait_for(browser, plan, plan.expect, plan.plots, wait_s=300)
     assert "Traceback" not in text and "Invalid scenario" not in text
     png = browser.screenshot(shots / "plan-from-question.png")

@@ -130,3 +130,55 @@ def test_measured_vs_simulated_counts_near_zero_times_instead_of_drawing_them() 
     fig = charts.measured_vs_simulated(rows)
     assert [t.name for t in fig.data] == ["y = x", "train"]
     assert "1 rows under 1 µs not drawn" in fig.layout.title.text
+
+
+def test_robustness_bands_read_either_field_layout_and_skip_missing_percentiles() -> None:
+    from dataclasses import dataclass
+
+    from app_pages.planview import Band, robustness_bands
+
+    @dataclass
+    class Flat:
+        share_best: float = 0.8
+        hours_p10: float = 9.0
+        hours_p50: float = 10.0
+        hours_p90: float = 12.5
+        usd_p10: float | None = None
+        usd_p50: float | None = 800.0
+        usd_p90: float | None = 900.0
+
+    @dataclass
+    class Pct:
+        p10: float
+        p50: float
+        p90: float
+
+    @dataclass
+    class Nested:
+        hours: Pct
+        usd: Pct
+
+    assert robustness_bands(Flat()) == [Band("Hours", "h", 9.0, 10.0, 12.5)]        # usd p10 missing: no band
+    assert robustness_bands(Nested(Pct(1, 2, 3), Pct(10, 20, 30))) == [Band("Hours", "h", 1, 2, 3),
+                                                                        Band("Dollars", "$", 10, 20, 30)]
+    fig = charts.band("Hours", 9.0, 10.0, 12.5, "h")
+    assert list(fig.data[0].x) == [9.0, 12.5] and list(fig.data[1].x) == [10.0]
+
+
+def test_trend_points_are_the_simulated_steps_with_their_critical_path_bottleneck() -> None:
+    from rlvr_sim.api import step_trend
+    from rlvr_sim.sim.recorder import StepRecord
+
+    # step 0: 10 s generate, then 4 s train -> sampler; step 1: 2 s generate, 6 s train, 1 s weight sync -> trainer
+    steps = [StepRecord(0, start_s=0.0, gen_start_s=0.0, gen_end_s=10.0, verify_end_s=10.0, train_start_s=10.0,
+                        train_end_s=14.0, end_s=14.0),
+             StepRecord(1, start_s=14.0, gen_start_s=14.0, gen_end_s=16.0, verify_end_s=16.0, train_start_s=16.0,
+                        train_end_s=22.0, end_s=23.0, weight_sync_s=1.0)]
+    points = step_trend(steps)
+    assert [(p.step, p.step_time_s, p.bottleneck) for p in points] == [(0, 14.0, "sampler"), (1, 9.0, "trainer")]
+    assert points[0].phase_share["generate"] == pytest.approx(10 / 14)
+    assert points[1].phase_share["weight_sync"] == pytest.approx(1 / 9)
+    fig = charts.trend(points, warmup_steps=1)
+    assert [t.name for t in fig.data[:2]] == ["bottleneck: samplers", "bottleneck: trainer"]
+    assert fig.data[0].marker.color == charts.POOL_COLORS["sampler"]
+    assert fig.layout.shapes[0].x0 == -0.5 and fig.layout.shapes[0].x1 == 0.5      # step 0 shaded as warm-up

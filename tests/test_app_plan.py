@@ -54,7 +54,7 @@ def test_default_plan_shows_the_simulators_kpis_charts_and_downloads() -> None:
     assert shown["Step time"] == fmt.seconds(want.step_time_s.mean)
     assert shown["Critical-path bottleneck"] == want.bottleneck
     assert shown["$ for the run"] == fmt.usd(want.cost.usd_total)
-    assert len(at.get("plotly_chart")) == 4          # phase bars, busy %, staleness, timeline
+    assert len(at.get("plotly_chart")) == 5          # phase bars, busy %, staleness, timeline, step trend
     labels = [b.proto.label for b in at.get("download_button")]
     assert labels == ["Scenario YAML", "Results JSON", "Trace Parquet", "Perfetto timeline"]
     basis = next(m.value for m in at.markdown if m.value.startswith("Hours and $ are for a run of"))

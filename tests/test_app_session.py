@@ -80,6 +80,7 @@ def test_reset_to_file_drops_every_edit() -> None:
 
 def test_every_page_has_its_own_path() -> None:
     text = (ROOT / "app.py").read_text()
+    assert text.count("default=True") == 1 and 'st.Page("app_pages/ask.py", title="Ask a question", default=True)' in text
     for path in ("plan", "compare", "sweep", "calibration"):
         assert f'url_path="{path}"' in text
     config = (ROOT / ".streamlit" / "config.toml").read_text()
