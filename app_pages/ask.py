@@ -15,6 +15,7 @@ import yaml
 
 from app_pages import fmt, planview, session, state, widgets
 from rlvr_sim import api
+from rlvr_sim.distributions import LogNormal
 from rlvr_sim.errors import UserError
 from rlvr_sim.scenario import Hardware, Sampler, Workload
 
@@ -91,9 +92,19 @@ def answer_text(q: api.Question, result: api.PlanResult) -> str:
         f"**async**, samples at most {a.max_staleness} policy version(s) stale"
     unused = q.gpus - a.total_gpus
     spare = f" It uses {a.total_gpus} of the {q.gpus} GPUs." if unused > 0 else ""
+    row = result.table[result.table["label"] == rec.label]
+    price = float(row["cost.usd_per_gpu_hour"].iloc[0]) if not row.empty and "cost.usd_per_gpu_hour" in row else None
+    at_price = f" at {fmt.usd(price)} per GPU-hour" if price is not None else ""
+    sigma = api.default_response_sigma() if q.response_sigma is None else q.response_sigma
+    lengths = LogNormal(mean=q.typical_response_tokens, sigma=sigma, cap=q.max_response_tokens)
     return (f"- Colocated or split: {where}.\n- Sync or async: {mode}.\n"
             f"- Hours and dollars: **{fmt.hours(rec.hours_total)}** and **{fmt.usd(rec.usd_total)}** for "
-            f"{q.steps:,} steps ({rec.rule}).{spare}\n")
+            f"{q.steps:,} steps{at_price} ({rec.rule}).{spare}\n"
+            f"- Based on: {result.steps_per_plan} simulated steps per plan (the steady-state mean after the "
+            f"warm-up, times {q.steps:,} steps); response lengths log-normal with mean "
+            f"{q.typical_response_tokens:,} before the cap at {q.max_response_tokens:,} (mean drawn "
+            f"{fmt.number(lengths.mean_value())} tokens), spread sigma {fmt.exact(sigma)}"
+            f"{' (the schema default)' if q.response_sigma is None else ''}.\n")
 
 
 def open_on_plan(q: api.Question, result: api.PlanResult) -> None:

@@ -255,7 +255,7 @@ def split_message(message: str) -> tuple[str, str]:
     lines = [ln for ln in text.splitlines() if ln.strip()]
     if not lines:
         return "", ""
-    first = lines[0].strip().removesuffix(":")
+    first = lines[0].strip().removeprefix("error: ").removesuffix(":")
     covered = 1
     if len(lines) > 1 and first.endswith("is invalid"):
         first = f"{first}: {lines[1].strip().lstrip('- ')}"

@@ -106,12 +106,14 @@ class WebDriver:
         self.cmd("POST", f"/element/{next(iter(element.values()))}/click", {})
         self.interactions += 1
 
-    def type_into(self, label: str, text: str) -> None:
-        """Replace the text of the input whose aria-label is `label` and press Enter."""
-        element = self.cmd("POST", "/element", {"using": "css selector", "value": f"input[aria-label='{label}']"})
+    def type_into(self, label: str, text: str, tag: str = "input") -> None:
+        """Replace the text of the input (or textarea) whose aria-label is `label` and commit it:
+        Enter for an input, Ctrl+Enter for a textarea."""
+        element = self.cmd("POST", "/element", {"using": "css selector", "value": f"{tag}[aria-label='{label}']"})
         element_id = next(iter(element.values()))
         # Ctrl+A, release modifiers, then the new text and Enter (WebDriver's clear() bypasses React)
-        self.cmd("POST", f"/element/{element_id}/value", {"text": "\ue009a\ue000" + text + "\ue007"})
+        commit = "\ue007" if tag == "input" else "\ue009\ue007\ue000"
+        self.cmd("POST", f"/element/{element_id}/value", {"text": "\ue009a\ue000" + text + commit})
         self.interactions += 1
 
     def screenshot(self, path: Path) -> bytes:
@@ -131,6 +133,7 @@ class Page:
     frames: int = 0              # st.dataframe grids that must be on the page
     height: int = 1800
     clicks: tuple[tuple[str, tuple[str, ...]], ...] = ()   # buttons to press, each with the text it brings
+    typed: tuple[tuple[str, str, str], ...] = ()            # (tag, aria-label, text) typed before the clicks
 
 
 PAGES = {
@@ -139,8 +142,10 @@ PAGES = {
                                                 "Hours for the run", "Critical-path bottleneck", "Downloads",
                                                 "Results JSON", "Hours and $ are for a run of", "The step waits longest on"),
                  plots=5, height=2900),
+    # two tables: the KPIs and the scenario differences (there is one only when plan B differs)
     "compare": Page("compare", ("Compare plans", "Plan A", "Plan B", "Results", "Scenario differences"),
-                    plots=1, frames=1, height=2200),
+                    plots=1, frames=2, height=2200,
+                    typed=(("textarea", "Overrides (one `dotted.key=value` per line)", "sampler.tp=2"),)),
     "sweep": Page("sweep", ("Sweep and plan", "Grid over two knobs", "Step time (s)", "Pareto frontier",
                             "valid simulated plans", "Bottleneck"),
                   plots=4, frames=2, height=3200,
@@ -273,6 +278,9 @@ def test_page_renders_in_chromium(name: str, server: str, browser: WebDriver, sh
     page = PAGES[name]
     browser.resize(1400, page.height)
     browser.get(f"{server}/{page.url_path}")
+    for tag, label, value in page.typed:
+        wait_for(browser, page, (), 0)
+        browser.type_into(label, value, tag)
     for button, brings in page.clicks:
         wait_for(browser, page, (button,), 0)
         for attempt in range(3):   # a click that lands while Streamlit reruns is dropped: retry
