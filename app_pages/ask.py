@@ -43,7 +43,9 @@ def defaults() -> api.Question:
 
 
 def question_form() -> tuple[api.Question, bool]:
-    d = defaults()
+    """The form, filled with the last question asked in this session (else the defaults)."""
+    saved = st.session_state.get(RESULT)
+    d = saved[0] if saved else defaults()
     with st.form("ask:form", enter_to_submit=False):
         c = st.columns(3)
         gpus = c[0].number_input("GPUs available", min_value=1, step=1, value=d.gpus, key="ask:gpus")
@@ -64,13 +66,13 @@ def question_form() -> tuple[api.Question, bool]:
                                     help="mean of the uncapped log-normal length distribution")
         longest = c[1].number_input("Longest response (tokens)", min_value=1, step=1, value=d.max_response_tokens,
                                     key="ask:max", help="lengths above are clipped (the cap)")
-        price = c[2].number_input("$ per GPU-hour", value=None, min_value=0.0, key="ask:price",
+        price = c[2].number_input("$ per GPU-hour", value=d.usd_per_gpu_hour, min_value=0.0, key="ask:price",
                                   placeholder="the GPU's catalog price")
         c = st.columns(3)
-        deadline = c[0].number_input("Deadline (hours)", value=None, min_value=0.0, key="ask:deadline",
+        deadline = c[0].number_input("Deadline (hours)", value=d.deadline_hours, min_value=0.0, key="ask:deadline",
                                      placeholder="none: the fastest plan")
-        budget = c[1].number_input("Budget ($)", value=None, min_value=0.0, key="ask:budget", placeholder="none")
-        sim_steps = c[2].number_input("Steps simulated per plan", value=None, min_value=1, step=1,
+        budget = c[1].number_input("Budget ($)", value=d.budget_usd, min_value=0.0, key="ask:budget", placeholder="none")
+        sim_steps = c[2].number_input("Steps simulated per plan", value=d.sim_steps, min_value=1, step=1,
                                       key="ask:sim_steps", placeholder=f"planner default ({api.default_plan_steps()})")
         asked = st.form_submit_button("Answer", type="primary")
     q = api.Question(int(gpus), str(gpu), str(model), int(prompts), int(samples), int(typical), int(longest),

@@ -147,3 +147,14 @@ def test_ask_defaults_come_from_the_schema() -> None:
     assert at.number_input(key="ask:steps").value == Workload().steps
     assert at.number_input(key="ask:max").value == int(Workload().response_tokens.cap)
     assert state.model_names() == list(at.selectbox(key="ask:model").options)
+
+
+def test_the_question_and_its_answer_survive_navigation() -> None:
+    at = ask(app(), QUESTION)
+    at.switch_page("app_pages/compare.py").run()
+    at.switch_page("app_pages/ask.py").run()
+    assert not at.exception
+    assert at.number_input(key="ask:gpus").value == QUESTION.gpus
+    assert at.selectbox(key="ask:model").value == QUESTION.model
+    assert at.number_input(key="ask:max").value == QUESTION.max_response_tokens
+    assert not at.info and any(m.value.startswith("- Colocated or split") for m in at.markdown)
