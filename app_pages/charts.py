@@ -178,7 +178,8 @@ def trend(points, warmup_steps: int) -> go.Figure:
                              line=dict(color="#bbbbbb", width=1), showlegend=False, hoverinfo="skip"))
     if warmup_steps:
         fig.add_vrect(x0=points[0].step - 0.5, x1=points[0].step + warmup_steps - 0.5, fillcolor="#eeeeee",
-                      line_width=0, annotation_text="warm-up (excluded)", annotation_position="top left")
+                      line_width=0, layer="below", annotation_text="warm-up (excluded)",
+                      annotation_position="top left")
     fig.update_xaxes(title="step", dtick=max(1, len(points) // 10))
     fig.update_yaxes(title="seconds", tickformat=fmt.D3, rangemode="tozero")
     return _layout(fig, "Step time of each simulated step (colour: what the step waited on longest)", height=260)

@@ -73,11 +73,11 @@ def differs_from_first(table: pd.DataFrame) -> pd.DataFrame:
 
 def highlight_differences(table: pd.DataFrame) -> Any:
     """Styler over the formatted text of `table` (fmt.value per field, rows labelled by
-    fmt.label): cells that differ from the first column highlighted."""
-    mask = differs_from_first(table)
+    fmt.label): cells whose shown text differs from the first column's are highlighted (a
+    difference below the shown digits is not one the reader can see, so it is not marked)."""
     text = pd.DataFrame({col: [fmt.value(str(f), v) for f, v in zip(table.index, table[col])] for col in table},
                         index=[fmt.label(str(f)) for f in table.index])
-    mask.index = text.index
+    mask = differs_from_first(text)
     return text.style.apply(lambda _: mask.map(lambda d: HIGHLIGHT if d else ""), axis=None)
 
 
