@@ -145,11 +145,15 @@ def gantt(trace: pd.DataFrame, steps: int = 3, max_workers_per_pool: int = 16) -
     labels = rows.assign(label=rows["worker_pool"] + " " + rows["worker_id"].astype(str),
                          rank=rows["worker_pool"].map(lambda p: pool_rank.get(p, len(POOL_ORDER))))
     order = labels.sort_values(["rank", "worker_id"])["label"].drop_duplicates().tolist()
+    # plain arrays: Plotly converts pandas objects slowly (this chart is redrawn on every rerun)
+    phase_col = labels["phase"].astype(str).to_numpy()
+    label_col = labels["label"].astype(str).to_numpy()
+    start, end, step = (labels[c].to_numpy() for c in ("start_s", "end_s", "step"))
     fig = go.Figure()
-    for phase in _ordered(labels["phase"].unique(), TRACE_PHASE_ORDER):
-        part = labels[labels["phase"] == phase]
-        fig.add_trace(go.Bar(name=str(phase), y=part["label"], x=part["end_s"] - part["start_s"],
-                             base=part["start_s"], orientation="h", customdata=part["step"],
+    for phase in _ordered(pd.unique(phase_col), TRACE_PHASE_ORDER):
+        mask = phase_col == phase
+        fig.add_trace(go.Bar(name=str(phase), y=label_col[mask].tolist(), x=(end[mask] - start[mask]).tolist(),
+                             base=start[mask].tolist(), orientation="h", customdata=step[mask].tolist(),
                              marker_color=phase_color(str(phase)),
                              hovertemplate=f"{phase}, step %{{customdata}}: from %{{base:{fmt.D3}}} s "
                                            f"for %{{x:{fmt.D3}}} s<extra>%{{y}}</extra>"))
@@ -223,11 +227,11 @@ def pareto(table: pd.DataFrame, x: str, y: str, on_front: pd.Series, label: pd.S
     if table.empty or x not in table or y not in table:
         return _empty("Pareto frontier", "no valid plans")
     hover = f"%{{text}}<br>%{{x:{fmt.D3}}} h, $%{{y:,.0f}}<extra></extra>"
-    fig = go.Figure(go.Scatter(x=table[x], y=table[y], mode="markers", name="plans", text=label,
-                               marker=dict(color="lightgray", size=9), hovertemplate=hover))
+    fig = go.Figure(go.Scatter(x=table[x].tolist(), y=table[y].tolist(), mode="markers", name="plans",
+                               text=list(label), marker=dict(color="lightgray", size=9), hovertemplate=hover))
     front = table[on_front].sort_values(x)
-    fig.add_trace(go.Scatter(x=front[x], y=front[y], mode="lines+markers", name="Pareto frontier",
-                             text=label[on_front].reindex(front.index), marker=dict(size=11, color="#1f77b4"),
+    fig.add_trace(go.Scatter(x=front[x].tolist(), y=front[y].tolist(), mode="lines+markers", name="Pareto frontier",
+                             text=list(label[on_front].reindex(front.index)), marker=dict(size=11, color="#1f77b4"),
                              hovertemplate=hover))
     fig.update_xaxes(title="hours for the run", tickformat=fmt.D3)
     fig.update_yaxes(title="$ for the run", tickformat=",.0f")

@@ -62,8 +62,15 @@ def quick_steps() -> int | None:
     return api.default_plan_steps()
 
 
+@st.cache_data(show_spinner=False, max_entries=8)
+def _profiles(folder: str, stamp: tuple[tuple[str, float], ...]) -> list[api.ProfileInfo]:
+    return api.list_profiles(Path(folder))
+
+
 def profiles() -> list[api.ProfileInfo]:
-    return api.list_profiles(PROFILE_DIR)
+    """`api.list_profiles` of PROFILE_DIR, re-read when a file there is added or changed."""
+    files = sorted(PROFILE_DIR.rglob("*.y*ml")) if PROFILE_DIR.is_dir() else []
+    return _profiles(str(PROFILE_DIR), tuple((str(p), p.stat().st_mtime) for p in files))
 
 
 @st.cache_data(show_spinner=False, max_entries=CACHE_ENTRIES)
@@ -79,6 +86,16 @@ def load(source: ScenarioSource, overrides: tuple[str, ...] = (), check_fit: boo
 def resolved_dict(scenario: Scenario) -> dict[str, Any]:
     """The resolved scenario as a plain nested mapping (widget defaults, diffs)."""
     return yaml.safe_load(scenario.resolved_yaml()) or {}
+
+
+@st.cache_data(show_spinner=False, max_entries=CACHE_ENTRIES)
+def _base_dict(label: str, text: str, path: str | None) -> dict[str, Any]:
+    return resolved_dict(api.load(ScenarioSource(label, text, path), check_fit=False))
+
+
+def base_dict(source: ScenarioSource) -> dict[str, Any]:
+    """The base scenario's resolved mapping (memory fit not checked; cached)."""
+    return _base_dict(source.label, source.text, source.path)
 
 
 @st.cache_data(show_spinner=False, max_entries=CACHE_ENTRIES)

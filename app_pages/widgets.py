@@ -316,11 +316,10 @@ def working_panel(page: str) -> Context | None:
         # filled after the page ran (`finish_panel`), when this run's edits are in `work`
         st.session_state["_panel"] = (st.empty(), source.label, page)
     try:
-        scenario = state.load(source, check_fit=False)
+        base = state.base_dict(source)
     except UserError as exc:
         error_box(str(exc), prefix=f"{source.label} does not load: ")
         return None
-    base = state.resolved_dict(scenario)
     with st.sidebar:
         run_settings(work, source, base)
     return Context(source, base, work)
