@@ -246,9 +246,11 @@ def default_plan_steps() -> int | None:
 
 
 def _plan_defaults() -> dict[str, Any]:
+    """Every option of the `plan` command at its default (the search space's TP, staleness and
+    size options), so the app searches exactly what the command searches."""
     parser = argparse.ArgumentParser()
     plan_command.add_arguments(parser)
-    return {action.dest: action.default for action in parser._actions if action.dest != "help"}
+    return vars(parser.parse_args(["SCENARIO", "--total-gpus", "1"]))
 
 
 class _CountingPool:
