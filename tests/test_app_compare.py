@@ -70,3 +70,16 @@ def test_highlight_mask_marks_cells_that_differ_from_the_first_plan() -> None:
     table = pd.DataFrame({"A": [1.0, "x", None], "B": [1.0, "y", None], "C": [2.0, "x", 0]}, index=["a", "b", "c"])
     mask = compare.differs_from_first(table)
     assert mask.values.tolist() == [[False, False, True], [False, True, False], [False, False, True]]
+
+
+def test_only_differences_the_reader_can_see_are_highlighted() -> None:
+    import pandas as pd
+
+    table = pd.DataFrame({"Plan A": [248.1, 0.1234, 9.0], "Plan B": [248.2, 0.1239, 10.0]},
+                         index=["tokens_per_s_per_gpu", "utilization.sampler", "hours_total"])
+    styled = compare.highlight_differences(table)
+    text = styled.data
+    assert list(text["Plan B"]) == ["248", "12%", "10 h"] and list(text.index) == ["Tokens/s per GPU", "Sampler busy",
+                                                                                  "Hours for the run"]
+    html = styled.to_html()
+    assert html.count(compare.HIGHLIGHT.split(";")[0]) == 1          # only "10 h" differs as shown
