@@ -152,7 +152,8 @@ def gantt(trace: pd.DataFrame, steps: int = 3, max_workers_per_pool: int = 16) -
     fig = go.Figure()
     for phase in _ordered(pd.unique(phase_col), TRACE_PHASE_ORDER):
         mask = phase_col == phase
-        fig.add_trace(go.Bar(name=str(phase), y=label_col[mask].tolist(), x=(end[mask] - start[mask]).tolist(),
+        fig.add_trace(go.Bar(name=fmt.PHASE_LABELS.get(str(phase), str(phase).replace("_", " ")),
+                             y=label_col[mask].tolist(), x=(end[mask] - start[mask]).tolist(),
                              base=start[mask].tolist(), orientation="h", customdata=step[mask].tolist(),
                              marker_color=phase_color(str(phase)),
                              hovertemplate=f"{phase}, step %{{customdata}}: from %{{base:{fmt.D3}}} s "
