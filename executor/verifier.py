@@ -14,6 +14,7 @@ are resubmitted, the others score 0 ("verifier hard timeout").
 
 from __future__ import annotations
 
+import itertools
 import multiprocessing as mp
 import os
 import shutil
@@ -110,7 +111,7 @@ class VerifierPool:
         self._args: weakref.WeakKeyDictionary[Future, tuple[int, Problem, str]] = \
             weakref.WeakKeyDictionary()
         self._tokens: weakref.WeakKeyDictionary[Future, int] = weakref.WeakKeyDictionary()
-        self._next_token = 0
+        self._token_counter = itertools.count()
         self._beacons = tempfile.mkdtemp(prefix="rlvr-verifier-") if item_timeout_s else None
         self._pool = self._new_pool()
 
@@ -120,7 +121,7 @@ class VerifierPool:
 
     def submit(self, index: int, problem: Problem, completion: str) -> Future:
         """Queue one verification now (the caller may keep generating meanwhile)."""
-        token, self._next_token = self._next_token, self._next_token + 1
+        token = next(self._token_counter)      # atomic: submit may come from several threads
         fut = self._pool.submit(_verify, index, problem, completion, self.item_timeout_s, token,
                                 self._beacons)
         self._args[fut], self._tokens[fut] = (index, problem, completion), token
