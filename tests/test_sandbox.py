@@ -7,10 +7,12 @@ weak audit-hook mode does are marked and skip where they cannot run.
 """
 
 import os
+import shutil
 import signal
 import socket
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -219,6 +221,36 @@ def test_without_os_isolation_code_is_refused_unless_allowed():
     r = run_function(GOOD, "add", CASES, SandboxLimits(allow_weak=False))
     assert r.isolation == "none" and r.reason.startswith("refused: OS isolation unavailable")
     assert run_function(GOOD, "add", CASES, SandboxLimits(allow_weak=True)).isolation == "python"
+
+
+NONROOT_SCRIPT = """
+import json, os
+from executor.sandbox import SandboxLimits, run_function
+src = "import os\\ndef add(a, b):\\n    return a + b\\n"
+strict = run_function(src, "add", [(1, 2)], SandboxLimits())
+weak = run_function(src, "add", [(1, 2)], SandboxLimits(allow_weak=True))
+kill = run_function("import os\\ndef add(a, b):\\n    os.kill(os.getppid(), 9)\\n", "add", [(1, 2)],
+                    SandboxLimits(allow_weak=True))
+print(json.dumps([os.geteuid(), strict.isolation, strict.reason, weak.isolation,
+                  weak.cases[0].value, kill.cases[0].error]))
+"""
+
+
+@pytest.mark.skipif(not ROOT or not shutil.which("unshare"), reason="needs root and unshare(1)")
+def test_a_non_root_parent_is_refused_unless_weak_is_allowed():
+    """A real non-root run: the parent in a fresh user namespace (euid 65534, no CAP_SYS_ADMIN)."""
+    import json
+    import subprocess
+    import sys
+    proc = subprocess.run(["unshare", "-U", sys.executable, "-c", NONROOT_SCRIPT],
+                          capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])})
+    if proc.returncode != 0 and "Operation not permitted" in proc.stderr:
+        pytest.skip("user namespaces are not permitted here")
+    euid, iso, reason, weak_iso, value, kill_error = json.loads(proc.stdout.splitlines()[-1])
+    assert euid != 0 and iso == "none" and reason.startswith("refused: OS isolation unavailable")
+    assert (weak_iso, value) == ("python", 3)
+    assert "not allowed" in kill_error
 
 
 def test_make_task_refuses_code_without_isolation(monkeypatch):
