@@ -22,7 +22,7 @@ import signal
 import tempfile
 import time
 import weakref
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures import Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 
@@ -68,15 +68,27 @@ def _init_worker(task: Task, counter) -> None:
         counter.value += 1
 
 
+_BEACON_FD: dict[str, int] = {}
+
+
+def _beacon(beacon_dir: str, token: int) -> None:
+    """Record the item this worker is running: one pwrite on a file kept open per worker."""
+    fd = _BEACON_FD.get(beacon_dir)
+    if fd is None:
+        fd = _BEACON_FD[beacon_dir] = os.open(os.path.join(beacon_dir, str(os.getpid())),
+                                              os.O_WRONLY | os.O_CREAT, 0o600)
+    os.pwrite(fd, b"%20d" % token, 0)
+
+
 def _verify(index: int, problem: Problem, completion: str, timeout_s: float | None = None,
             token: int = -1, beacon_dir: str | None = None) -> VerifyResult:
     start = time.time()
     isolation = ""
     if beacon_dir is not None:      # which item this worker runs, for the hard-timeout watchdog
-        with open(os.path.join(beacon_dir, str(os.getpid())), "w") as f:
-            f.write(str(token))
+        _beacon(beacon_dir, token)
     if timeout_s:
-        signal.signal(signal.SIGALRM, _on_alarm)
+        if signal.getsignal(signal.SIGALRM) is not _on_alarm:
+            signal.signal(signal.SIGALRM, _on_alarm)
         signal.setitimer(signal.ITIMER_REAL, timeout_s)
     try:
         try:
@@ -112,7 +124,8 @@ class VerifierPool:
             weakref.WeakKeyDictionary()
         self._tokens: weakref.WeakKeyDictionary[Future, int] = weakref.WeakKeyDictionary()
         self._token_counter = itertools.count()
-        self._beacons = tempfile.mkdtemp(prefix="rlvr-verifier-") if item_timeout_s else None
+        shm = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
+        self._beacons = tempfile.mkdtemp(prefix="rlvr-verifier-", dir=shm) if item_timeout_s else None
         self._pool = self._new_pool()
 
     def _new_pool(self) -> ProcessPoolExecutor:
@@ -161,12 +174,13 @@ class VerifierPool:
         if self.item_timeout_s is None:
             return futures
         window = self.item_timeout_s + HARD_GRACE_S
+        pending = [f for f in futures if not f.done()]
         while True:
-            pending = [f for f in futures if not f.done()]
-            if not pending:
+            done, not_done = wait(pending, timeout=window)
+            if not not_done:
                 return futures
-            done, _ = wait(pending, timeout=window, return_when=FIRST_COMPLETED)
-            if done:
+            pending = list(not_done)
+            if done:        # progress during this window: the workers are alive
                 continue
             procs = list(getattr(self._pool, "_processes", {}).values())
             running = self._running_tokens([p.pid for p in procs])
@@ -191,6 +205,7 @@ class VerifierPool:
                     f"verifier hard timeout: no result within {window:g} s (worker killed)"))
                 replaced[f] = failed
             futures = [replaced.get(f, f) for f in futures]
+            pending = [f for f in futures if not f.done()]
 
     def _restart(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)

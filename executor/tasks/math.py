@@ -37,12 +37,12 @@ class Extraction:
     """The final answer read from a completion: its distinct candidate values (in order of
     appearance), whether some number was unreadable, and the part they came from."""
 
-    candidates: tuple[Fraction, ...]
+    candidates: tuple[int | Fraction, ...]
     unreadable: bool
     part: str
 
     @property
-    def value(self) -> Fraction | None:
+    def value(self) -> int | Fraction | None:
         """The answer when there is exactly one readable candidate, else None."""
         return self.candidates[0] if len(self.candidates) == 1 and not self.unreadable else None
 
@@ -104,7 +104,7 @@ def _int_run(text: str, i: int) -> int:
     return i
 
 
-def _number_at(text: str, i: int) -> tuple[Fraction | None, int]:
+def _number_at(text: str, i: int) -> tuple[int | Fraction | None, int]:
     """Parse the number whose first digit is at i (sign handled by the caller). Returns
     (value or None when unreadable, end index)."""
     n = len(text)
@@ -128,13 +128,16 @@ def _number_at(text: str, i: int) -> tuple[Fraction | None, int]:
             exponent, j = int(text[j + 1:end]), end
     if len(digits) + len(frac_digits) > MAX_DIGITS or abs(exponent) > MAX_EXPONENT:
         return None, j
-    value = Fraction(int(digits + frac_digits), 10 ** len(frac_digits)) * Fraction(10) ** exponent
+    if not frac_digits and exponent >= 0:
+        value = int(digits) * 10 ** exponent          # the common case: no Fraction needed
+    else:
+        value = Fraction(int(digits + frac_digits), 10 ** len(frac_digits)) * Fraction(10) ** exponent
     if frac_digits == "" and exponent == 0 and j + 1 < n and text[j] == "/" and text[j + 1] in _DIGITS:
         end = _int_run(text, j + 1)
         if end - (j + 1) > MAX_DIGITS:
             return None, end
         den = int(text[j + 1:end])
-        return (value / den if den else None), end
+        return (Fraction(value, den) if den else None), end
     return value, j
 
 
@@ -158,7 +161,7 @@ def _frac_at(text: str, i: int) -> tuple[Fraction | None, int] | None:
     return (Fraction(values[0], values[1]) if values[1] else None), j
 
 
-def numbers(part: str) -> tuple[list[Fraction], bool]:
+def numbers(part: str) -> tuple[list[int | Fraction], bool]:
     """(values of the numbers in `part` in order, whether some number was unreadable)."""
     values, unreadable, i, n = [], False, 0, len(part)
     while i < n:
@@ -193,14 +196,26 @@ def extract_answer(completion: str) -> Extraction:
     return Extraction(distinct, unreadable, part.strip()[:80])
 
 
-def _fmt(x: Fraction) -> str:
-    return str(x.numerator) if x.denominator == 1 else f"{float(x):g}"
+def _fmt(x: int | Fraction) -> str:
+    return str(x) if isinstance(x, int) else str(x.numerator) if x.denominator == 1 else f"{float(x):g}"
+
+
+def _exact(answer) -> int | Fraction:
+    """The expected value exactly: an int when it is one (fast path), else a Fraction."""
+    if isinstance(answer, int):
+        return answer
+    if isinstance(answer, str) and answer.lstrip("-").isdigit() and len(answer) <= MAX_DIGITS:
+        return int(answer)
+    if isinstance(answer, float) and answer.is_integer():
+        return int(answer)
+    value = Fraction(repr(answer)) if isinstance(answer, float) else Fraction(answer)
+    return value.numerator if value.denominator == 1 else value
 
 
 def grade(completion: str, answer) -> Verdict:
     """Reward 1 when the completion states exactly one final value and it is within TOLERANCE
     of `answer` (int, float or numeric str); else 0 with a reason."""
-    expected = Fraction(answer) if not isinstance(answer, float) else Fraction(repr(answer))
+    expected = _exact(answer)
     got = extract_answer(completion)
     if got.unreadable:
         return Verdict(0.0, "unreadable number in the final answer")
@@ -209,9 +224,10 @@ def grade(completion: str, answer) -> Verdict:
     if len(got.candidates) > 1:
         shown = ", ".join(_fmt(c) for c in got.candidates[:5])
         return Verdict(0.0, f"ambiguous: several final answers ({shown})")
-    if abs(got.candidates[0] - expected) <= TOLERANCE:
+    value = got.candidates[0]
+    if value == expected or abs(value - expected) <= TOLERANCE:
         return Verdict(1.0, "correct")
-    return Verdict(0.0, f"wrong answer: got {_fmt(got.candidates[0])}, expected {_fmt(expected)}")
+    return Verdict(0.0, f"wrong answer: got {_fmt(value)}, expected {_fmt(expected)}")
 
 
 @dataclass(frozen=True)
