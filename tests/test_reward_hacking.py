@@ -10,7 +10,8 @@ import os
 
 import pytest
 
-from executor.reward_hacking import ATTACKS, attack_problem, default_limits, score_attack
+from executor.reward_hacking import attack_problem, default_limits, score_attack
+from executor.reward_hacking_attacks import ATTACKS
 from executor.tasks.code import CodeTask
 from executor.verifier import VerifierPool
 
