@@ -12,12 +12,13 @@ wrong ("ambiguous"), none is "no answer". Accepted formats: a Unicode minus sign
 other dashes used as minus, full-width digits via NFKC), thousands separators (1,000), decimals,
 exponents (1e3), fractions a/b and \\frac{a}{b}; a '-' right before a digit is a sign unless it
 follows a digit or ')' ("7-4" is 7 and 4). Values compare exactly (fractions) within an
-absolute TOLERANCE of 1e-6. Parsing is a single left-to-right scan (no backtracking regex):
-time linear in the completion's length.
+absolute TOLERANCE of 1e-6. Parsing is one left-to-right scan; its only regexes are single
+characters or fixed strings (no backtracking), so time is linear in the completion's length.
 """
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from dataclasses import dataclass
 from fractions import Fraction
@@ -30,6 +31,11 @@ SENTENCE_ENDS = ".!?;"
 MAX_DIGITS = 60          # a longer number is unreadable (no huge-int work on hostile input)
 MAX_EXPONENT = 30
 _DIGITS = frozenset("0123456789")
+# Single-character (or fixed-string) patterns only: each search is linear in the text.
+_BRACE = re.compile(r"[{}]")
+_DIGIT_RUN = re.compile(r"[0-9]*")
+_SENTENCE_END = re.compile(r"\n|[.!?;](?=\s|\Z)")
+_NUMBER_START = re.compile(r"[0-9]|\\[dt]?frac\{")
 
 
 @dataclass(frozen=True)
@@ -49,6 +55,8 @@ class Extraction:
 
 def normalize(text: str) -> str:
     """NFKC (full-width digits and signs to ASCII) and Unicode dashes used as minus to '-'."""
+    if text.isascii():
+        return text
     text = unicodedata.normalize("NFKC", text)
     return "".join(MINUS_SIGNS.get(c, c) for c in text) if any(c in MINUS_SIGNS for c in text) else text
 
@@ -58,24 +66,17 @@ def _boxed(text: str) -> str | None:
     if start < 0:
         return None
     i, depth = start + len("\\boxed{"), 1
-    for j in range(i, len(text)):
-        if text[j] == "{":
-            depth += 1
-        elif text[j] == "}":
-            depth -= 1
-            if depth == 0:
-                return text[i:j]
+    for m in _BRACE.finditer(text, i):
+        depth += 1 if m.group() == "{" else -1
+        if depth == 0:
+            return text[i:m.start()]
     return text[i:]
 
 
 def _sentence(text: str, start: int) -> str:
     """text[start:] up to the end of its sentence."""
-    n = len(text)
-    for j in range(start, n):
-        c = text[j]
-        if c == "\n" or (c in SENTENCE_ENDS and (j + 1 == n or text[j + 1].isspace())):
-            return text[start:j]
-    return text[start:]
+    m = _SENTENCE_END.search(text, start)
+    return text[start:m.start()] if m else text[start:]
 
 
 def final_part(text: str) -> str:
@@ -98,10 +99,7 @@ def final_part(text: str) -> str:
 
 def _int_run(text: str, i: int) -> int:
     """End of the run of ASCII digits starting at i."""
-    n = len(text)
-    while i < n and text[i] in _DIGITS:
-        i += 1
-    return i
+    return _DIGIT_RUN.match(text, i).end()
 
 
 def _number_at(text: str, i: int) -> tuple[int | Fraction | None, int]:
@@ -165,6 +163,10 @@ def numbers(part: str) -> tuple[list[int | Fraction], bool]:
     """(values of the numbers in `part` in order, whether some number was unreadable)."""
     values, unreadable, i, n = [], False, 0, len(part)
     while i < n:
+        m = _NUMBER_START.search(part, i)      # jump to the next digit or \frac (C speed)
+        if m is None:
+            break
+        i = m.start()
         c = part[i]
         if c == "\\":
             frac = _frac_at(part, i)
