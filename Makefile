@@ -60,3 +60,10 @@ app: venv
 
 clean:
 	rm -rf $(VENV) $(VLLM_VENV) .pytest_cache .hypothesis
+
+# Reward-hacking regression suite of the code verifier: every attack in
+# executor/reward_hacking.py through a real VerifierPool; prints attack, outcome, reward, seconds,
+# reason and the suite's total time (ISOLATION=python runs the weak audit-hook mode).
+.PHONY: reward-hacking
+reward-hacking: venv
+	$(PY) tools/reward_hacking.py --isolation $(or $(ISOLATION),auto)

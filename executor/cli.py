@@ -32,6 +32,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a scenario field, e.g. --set executor.lr=1e-3 (repeatable)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--allow-weak-sandbox", action="store_true",
+                   help="code task without OS isolation (namespaces need root): run it under an "
+                   "in-process audit hook instead of refusing (= executor.allow_weak_sandbox)")
 
 
 def _dispatch(scenario, cfg, args: argparse.Namespace, progress: bool):
@@ -69,7 +72,10 @@ def run(args: argparse.Namespace) -> int:
 
     if args.steps is not None and args.steps < 1:
         raise UserError(f"--steps={args.steps}: give at least 1")
-    scenario = load_scenario(args.scenario, overrides=args.overrides)
+    overrides = list(args.overrides)
+    if getattr(args, "allow_weak_sandbox", False):
+        overrides.append("executor.allow_weak_sandbox=true")
+    scenario = load_scenario(args.scenario, overrides=overrides)
     from executor.config import RunConfig
 
     cfg = RunConfig.from_scenario(scenario, steps=args.steps, out_dir=args.out, trace_path=args.trace)

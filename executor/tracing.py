@@ -3,7 +3,8 @@
 Rows per RL step, like `rlvr_sim/sim/recorder.py` writes them:
 - sampler 0 `generate` (extra: prefill_s, decode_s, decode_iterations, staleness per sample);
 - verifier w `verify`, one row per (step, worker) spanning its first start to last end (extra:
-  busy_s, latencies_s of each verification, failures, reasons);
+  busy_s, latencies_s of each verification, failures, reasons, isolation: how many checks ran
+  under each sandbox isolation, for code tasks);
 - trainer 0 `ref_logprob` / `old_logprob` / `forward_backward` / `optimizer` rows as they ran
   (one per mini-batch), then `train` for the rest of the update (batching, advantages);
 - trainer 0 and sampler 0 `weight_sync` (policy_version = the version sent).
@@ -92,13 +93,21 @@ class Tracer:
                      sequences=len(rs), busy_s=sum(r.latency_s for r in rs),
                      latencies_s=[round(r.latency_s, 6) for r in rs],
                      ends_s=[round(self.rel_wall(r.end_s), 6) for r in rs],
-                     failures=sum(r.reward == 0 for r in rs), reasons=dict(reasons))
+                     failures=sum(r.reward == 0 for r in rs), reasons=dict(reasons),
+                     **isolation_counts(rs))
 
     def frame(self, previous: pd.DataFrame | None = None) -> pd.DataFrame:
         df = to_frame(self.events)
         if previous is not None and len(previous):
             df = pd.concat([previous[TRACE_COLUMNS], df], ignore_index=True)
         return df.sort_values(["start_s", "worker_pool", "worker_id"], kind="stable").reset_index(drop=True)
+
+
+def isolation_counts(results) -> dict:
+    """{"isolation": {kind: count}} of code checks (empty for tasks that run no code)."""
+    counts = Counter(getattr(r, "isolation", "") for r in results)
+    counts.pop("", None)
+    return {"isolation": dict(counts)} if counts else {}
 
 
 def load_previous_trace(path: Path, upto_step: int) -> pd.DataFrame | None:

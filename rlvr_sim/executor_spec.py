@@ -26,6 +26,9 @@ class ExecutorSpec(BaseModel):
     task: Literal["math", "countdown", "code"] = "math"
     operand_max: int = Field(9, ge=1, description="math: largest operand")
     operators: list[Literal["+", "-", "*"]] = Field(default_factory=lambda: ["+", "-"])
+    countdown_rules: Literal["rational", "classic"] = Field(
+        "rational", description="countdown: 'rational' (exact fractions allowed mid-way) or "
+        "'classic' (every intermediate a positive integer, as in the TV game)")
     eval_problems: int = Field(200, ge=0, description="held-out problems scored greedily before/after")
     # --- backend and device -------------------------------------------------------------------
     backend: Literal["hf", "vllm", "trl"] = "hf"
@@ -57,7 +60,12 @@ class ExecutorSpec(BaseModel):
         None, ge=1, description="None: the scenario's verifier.workers, capped at the CPU count")
     code_timeout_s: float = Field(2.0, gt=0, description="code task: wall limit per test run")
     code_memory_bytes: int = Field(512 * 2**20, gt=0, description="code task: address-space limit")
-    code_output_bytes: int = Field(64 * 2**10, gt=0, description="code task: stdout+stderr cap")
+    code_output_bytes: int = Field(64 * 2**10, gt=0, description="code task: stdout+stderr cap "
+                                   "and cap of the results the sandbox returns")
+    allow_weak_sandbox: bool = Field(
+        False, description="code task: where OS isolation (namespaces, needs root) is "
+        "unavailable, run code under an in-process audit hook instead of refusing "
+        "(`--allow-weak-sandbox`); the trace records which isolation each check had")
     # --- orchestration (async runs) --------------------------------------------------------
     stale_policy: Literal["block", "drop"] = Field(
         "block", description="how async runs keep orchestration.max_staleness: 'block' (the "

@@ -25,10 +25,12 @@ class Problem:
 
 @dataclass(frozen=True)
 class Verdict:
-    """A checker's result: reward in [0, 1] and why."""
+    """A checker's result: reward in [0, 1] and why; `isolation` names the sandbox a code
+    check ran in ("os", "python", "none" when refused; "" for tasks that run no code)."""
 
     reward: float
     reason: str
+    isolation: str = ""
 
 
 class Task(Protocol):
@@ -58,11 +60,31 @@ def make_task(spec) -> Task:
         return MathTask(operand_max=spec.operand_max, operators=tuple(spec.operators))
     if spec.task == "countdown":
         from executor.tasks.countdown import CountdownTask
-        return CountdownTask()
+        return CountdownTask(rules=spec.countdown_rules)
     if spec.task == "code":
         from executor.tasks.code import CodeTask
         from executor.sandbox import SandboxLimits
-        return CodeTask(limits=SandboxLimits(
+        limits = SandboxLimits(
             wall_s=spec.code_timeout_s, cpu_s=max(1, int(spec.code_timeout_s)),
-            memory_bytes=spec.code_memory_bytes, output_bytes=spec.code_output_bytes))
+            memory_bytes=spec.code_memory_bytes, output_bytes=spec.code_output_bytes,
+            result_bytes=spec.code_output_bytes, allow_weak=spec.allow_weak_sandbox)
+        require_isolation(limits)
+        return CodeTask(limits=limits)
     raise ValueError(f"unknown task {spec.task!r}")
+
+
+def require_isolation(limits) -> str:
+    """The isolation code runs will get under `limits`; UserError when the sandbox refuses
+    (no OS isolation and no allow_weak), so a run fails at start instead of scoring 0 always."""
+    from executor.sandbox import probe_isolation
+    from rlvr_sim.errors import UserError
+
+    probe = probe_isolation(limits)
+    if probe.isolation == "none":
+        raise UserError(f"executor.task=code: {probe.reason} ; run as root (or with "
+                        "CAP_SYS_ADMIN) for namespace isolation, or accept the weaker in-process "
+                        "audit hook with --allow-weak-sandbox (executor.allow_weak_sandbox: true)")
+    if not probe.completed:
+        raise UserError(f"executor.task=code: the sandbox cannot run code ({probe.reason}) ; "
+                        "check executor.code_timeout_s / code_memory_bytes")
+    return probe.isolation
