@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Callable
 
 from calibration.budget import Point
-from calibration.harness import BenchKey
+from calibration.harness import BenchKey, _quantile
 from rlvr_sim.cost.params import kv_bytes_per_token, param_counts
 from rlvr_sim.errors import UserError
 from rlvr_sim.model_spec import ModelSpec, catalog_model
@@ -223,12 +223,6 @@ class Timer:
         return out
 
 
-def _quantile(xs: list[float], q: float) -> float:
-    xs = sorted(xs)
-    pos = q * (len(xs) - 1)
-    lo = int(pos)
-    hi = min(lo + 1, len(xs) - 1)
-    return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
 
 
 def _row(key: BenchKey, samples: list[float], engine: str, dtype: str, device: str,
@@ -324,7 +318,7 @@ def bench_decode(bm: BuiltModel, batch: int, context: int, dtype: str, device: s
                     pass
         s = timer.samples(step, repeats, deadline, warmup=2, inner=3)
         rows.append(_row(key, s, "eager", dtype, device, note=graph_err))
-    del cache
+    cache = None  # frees the KV memory (step() closes over this cell)
     if device.startswith("cuda"):
         torch.cuda.empty_cache()     # the next point's cache has another size
     return rows

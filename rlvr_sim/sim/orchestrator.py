@@ -69,16 +69,7 @@ def run_sync(env: simpy.Environment, cfg: SimConfig, cm: CostModelLike, source: 
         r.start_s = env.now
         yield from rounds.earlier_rounds(env, source, engines, verifier, rec, j, dispatch)
         batch = source.rounds(j)[-1]        # the step's batch (its last round: dynamic sampling)
-        for e in engines:
-            e.wake(env.now)
-            e.version = j
-        dispatch(batch.groups, engines)
-        finished: list[Finished] = []
-        for e in engines:
-            finished.extend(e.run_to_idle())
-        finished = arrival_order(finished)
-        rec.generated(finished)
-        rec.verified(verifier.serve(finished, {j: batch}))
+        rounds.generate_and_verify(env, engines, verifier, rec, j, batch, dispatch)
         rec.close_step(j)
         if source.cfg.rewards is not None:
             rounds.train_on_kept(r, source.trained(j))

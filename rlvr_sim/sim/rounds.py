@@ -22,8 +22,28 @@ import simpy
 from rlvr_sim.dynamic_sampling import StepSampling
 from rlvr_sim.sim.recorder import Recorder, StepRecord
 from rlvr_sim.sim.sampler import Finished, ReplicaEngine
-from rlvr_sim.sim.source import Group, PromptSource
-from rlvr_sim.sim.verifier import VerifierPool, arrival_order
+from rlvr_sim.sim.source import Batch, Group, PromptSource
+from rlvr_sim.sim.verifier import Verified, VerifierPool, arrival_order
+
+
+def generate_and_verify(env: simpy.Environment, engines: list[ReplicaEngine],
+                        verifier: VerifierPool, rec: Recorder, step: int, batch: Batch,
+                        dispatch: Callable[[tuple[Group, ...], list[ReplicaEngine]], object]
+                        ) -> list[Verified]:
+    """One synchronous round: wake every replica at policy `step`, dispatch the batch, run the
+    engines until idle, record the finished samples in arrival order and their rewards."""
+    for e in engines:
+        e.wake(env.now)
+        e.version = step
+    dispatch(batch.groups, engines)
+    finished: list[Finished] = []
+    for e in engines:
+        finished.extend(e.run_to_idle())
+    finished = arrival_order(finished)
+    rec.generated(finished)
+    results = verifier.serve(finished, {step: batch})
+    rec.verified(results)
+    return results
 
 
 def earlier_rounds(env: simpy.Environment, source: PromptSource, engines: list[ReplicaEngine],
@@ -33,17 +53,7 @@ def earlier_rounds(env: simpy.Environment, source: PromptSource, engines: list[R
     if not source.filtering:
         return
     for batch in source.rounds(step)[:-1]:
-        for e in engines:
-            e.wake(env.now)
-            e.version = step
-        dispatch(batch.groups, engines)
-        finished: list[Finished] = []
-        for e in engines:
-            finished.extend(e.run_to_idle())
-        finished = arrival_order(finished)
-        rec.generated(finished)
-        results = verifier.serve(finished, {step: batch})
-        rec.verified(results)
+        results = generate_and_verify(env, engines, verifier, rec, step, batch, dispatch)
         rewards_known_s = max(v.end_s for v in results)
         yield env.timeout(max(0.0, rewards_known_s - env.now))
 
