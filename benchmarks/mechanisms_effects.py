@@ -22,7 +22,7 @@ from pathlib import Path
 
 from rlvr_sim.cost import CostModel
 from rlvr_sim.cost.params import tensor_count
-from rlvr_sim.cost.weight_sync import SyncLayout, legacy_shard_sync_s, weight_sync
+from rlvr_sim.cost.weight_sync import legacy_shard_sync_s, weight_sync
 from rlvr_sim.hardware import Efficiency
 from rlvr_sim.scenario import load_scenario
 from rlvr_sim.sim import simulate

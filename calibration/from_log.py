@@ -168,7 +168,7 @@ def layout_from_config(framework: str, config: dict, overrides: dict) -> RunLayo
         raise UserError(
             f"--from-log: the run's {', '.join(missing)} not known from --config; pass "
             + " ".join(f"--{m.replace('_', '-')} VALUE" for m in missing)
-            + f" (model: a catalog name such as qwen2.5-7b or a config.json; gpu: a catalog GPU)")
+            + " (model: a catalog name such as qwen2.5-7b or a config.json; gpu: a catalog GPU)")
     return RunLayout(model=str(model), gpu=str(overrides["gpu"]).lower(), gpus=int(gpus),
                      sampler_tp=int(overrides.get("sampler_tp") or get("sampler_tp") or 1),
                      sequences=int(sequences), mini_batches=int(minis or 1),

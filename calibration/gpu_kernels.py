@@ -98,7 +98,7 @@ def attention_rows(device: str, batches, contexts, heads: int, kv_heads: int, he
                     continue
                 rows.append(KernelRow("attention", name, b, ctx, 0, 0, heads, kv_heads, head_dim,
                                       kv_bytes, s, kv_bytes / s))
-            del q, k, v
+            q = k = v = None  # free before the next shape (the lambdas close over these cells)
     return rows
 
 
@@ -117,7 +117,7 @@ def gemm_rows(device: str, batches, shapes, deadline: float) -> list[KernelRow]:
             wb = float(d_in * d_out * w.element_size())
             rows.append(KernelRow("gemm", "cublas" if device == "cuda" else "cpu", b, 0, d_in,
                                   d_out, 0, 0, 0, wb, s, wb / s))
-        del w
+        w = None  # free before the next shape
     return rows
 
 

@@ -12,14 +12,13 @@ import numpy as np
 import pytest
 
 pytest.importorskip("streamlit")
-plotly = pytest.importorskip("plotly")
+pytest.importorskip("plotly")
 import plotly.io  # noqa: E402
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # app_pages/ lives at the repo root
 
-from app_pages import state  # noqa: E402
 from rlvr_sim.scenario import load_scenario  # noqa: E402
 from rlvr_sim.sim.run import simulate  # noqa: E402
 from rlvr_sim.sweep.pareto import pareto_front, pareto_mask  # noqa: E402

@@ -3,7 +3,6 @@ the stated rules, and fail cleanly when nothing fits. (The real simulator: test_
 
 from __future__ import annotations
 
-import math
 
 import pytest
 from hypothesis import given, settings

@@ -118,7 +118,7 @@ def weight_sync(m: ModelSpec, hw: HardwareProfile, lay: SyncLayout) -> WeightSyn
 def legacy_shard_sync_s(m: ModelSpec, hw: HardwareProfile, lay: SyncLayout) -> float:
     """The earlier model (each sampler GPU receives only its shard over the slowest link, no
     gather, no per-tensor or load cost), kept to report the mechanism's effect side by side."""
-    eff, ds = hw.efficiency, hw.datasheet
+    eff = hw.efficiency
     total = weight_bytes(m, lay.dtype)
     shard = total / (lay.sampler_tp * lay.sampler_pp)
     _, link = link_for(lay.sampler_gpus + lay.trainer_gpus, lay.gpus_per_node, hw)
