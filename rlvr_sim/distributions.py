@@ -137,18 +137,32 @@ class Empirical(_Dist):
 
 
 def _read_numbers(path: Path) -> list[float]:
-    if not path.is_file():
-        raise ValueError(f"file {str(path)!r} not found; give a path relative to the scenario file")
+    """Numbers of a text/CSV file (first column; `#` comments, blank lines and one header line
+    skipped). ValueError naming `file:line` for a cell that is not a finite number, and the
+    limits of `rlvr_sim.safe_read.read_user_text` (size, regular file, UTF-8)."""
+    from rlvr_sim.errors import UserError
+    from rlvr_sim.safe_read import echo, read_user_text
+
+    try:
+        text = read_user_text(path, "file", "give a path relative to the scenario file")
+    except UserError as exc:
+        raise ValueError(str(exc)) from None
     out: list[float] = []
-    for line_no, line in enumerate(path.read_text().splitlines(), 1):
+    for line_no, line in enumerate(text.splitlines(), 1):
         cell = line.split(",")[0].strip()
         if not cell or cell.startswith("#"):
             continue
         try:
-            out.append(float(cell))
+            value = float(cell)
         except ValueError:
             if out or line_no > 1:  # a header line is allowed
-                raise ValueError(f"{path}:{line_no}: {cell!r} is not a number") from None
+                raise ValueError(f"{path}:{line_no}: {echo(cell)} is not a number ; fix or "
+                                 "delete that line") from None
+            continue
+        if not math.isfinite(value):
+            raise ValueError(f"{path}:{line_no}: {cell} is not a finite number ; fix or delete "
+                             "that line")
+        out.append(value)
     return out
 
 

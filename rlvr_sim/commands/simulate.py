@@ -10,10 +10,10 @@ trace (.parquet or .csv) and the resolved scenario next to it (`<trace>.scenario
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
+from rlvr_sim.cli_output import check_output_path, strict_json
 from rlvr_sim.errors import UserError
 from rlvr_sim.scenario import load_scenario
 from rlvr_sim.sim.metrics import Summary
@@ -34,12 +34,25 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="write a Chrome/Perfetto trace JSON of the timeline")
 
 
+MAX_SIMULATED_STEPS = 100_000
+
+
 def run(args: argparse.Namespace) -> int:
     if args.steps is not None and args.steps < 1:
         raise UserError(f"--steps {args.steps} is invalid: simulate at least 1 step")
-    if args.trace is not None and args.trace.suffix not in (".parquet", ".csv"):
-        raise UserError(f"--trace {args.trace}: use a .parquet or .csv file name")
+    if args.trace is not None:
+        check_output_path(args.trace, "--trace")
+        if args.trace.suffix not in (".parquet", ".csv"):
+            raise UserError(f"--trace {args.trace}: use a .parquet or .csv file name")
+    if args.perfetto is not None:
+        check_output_path(args.perfetto, "--perfetto", ".json")
     sc = load_scenario(args.scenario, args.overrides)
+    steps = args.steps if args.steps is not None else sc.workload.steps
+    if steps > MAX_SIMULATED_STEPS:
+        where = "--steps" if args.steps is not None else "workload.steps (the default --steps)"
+        raise UserError(f"{where} {steps:,}: more than {MAX_SIMULATED_STEPS:,} simulated steps ; "
+                        "totals extrapolate to workload.steps, so simulate a few hundred "
+                        "(e.g. --steps 500)")
     result = simulate(sc, steps=args.steps, seed=args.seed, trace_path=args.trace,
                       progress=not args.json or sys.stderr.isatty())
     if args.trace is not None:
@@ -49,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
 
         write_perfetto(result.trace, args.perfetto)
     if args.json:
-        print(json.dumps(result.summary.model_dump(), indent=1))
+        print(strict_json(result.summary.model_dump(), indent=1))
     else:
         print(format_summary(result.summary))
         for path in (args.trace, args.perfetto):

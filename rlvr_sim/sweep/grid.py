@@ -8,6 +8,7 @@ which keys exist (the scenario validator reports unknown keys, per plan).
 from __future__ import annotations
 
 import csv
+import io
 import itertools
 from dataclasses import dataclass
 from pathlib import Path
@@ -95,19 +96,20 @@ def load_plan_file(path: str | Path) -> list[Plan]:
     YAML example: `- {sampler.gpus: 8, trainer.gpus: 8}`; CSV: header `sampler.gpus,trainer.gpus`.
     Empty CSV cells are skipped (that plan keeps the scenario's value).
     """
+    from rlvr_sim.safe_read import load_user_yaml, read_user_text
+
     path = Path(path)
-    if not path.is_file():
-        raise UserError(f"--plans {str(path)!r}: no such file; give a .yaml/.yml or .csv list of plans")
+    text = read_user_text(path, "--plans", "give a .yaml/.yml or .csv list of plans")
     if path.suffix.lower() == ".csv":
-        with path.open(newline="") as handle:
-            rows = list(csv.DictReader(handle))
+        try:
+            rows = list(csv.DictReader(io.StringIO(text, newline="")))
+        except csv.Error as exc:
+            raise UserError(f"--plans {str(path)!r}: not valid CSV ({exc}) ; give a header row of "
+                            "dotted keys and one row per plan") from None
         if not rows:
             raise UserError(f"--plans {str(path)!r}: no rows under the header; give at least one plan")
         return [Plan(tuple((k.strip(), v.strip()) for k, v in row.items() if k and v and v.strip())) for row in rows]
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise UserError(f"--plans {str(path)!r}: not valid YAML ({exc}); give a list of mappings") from exc
+    data = load_user_yaml(text, f"--plans {str(path)!r}")
     if isinstance(data, dict) and isinstance(data.get("plans"), list):
         data = data["plans"]
     if not isinstance(data, list) or not all(isinstance(item, dict) for item in data):
