@@ -44,6 +44,7 @@ class Range:
 
 EXACT: dict[str, Range] = {
     "workload.seed": Range(0, 2**32 - 1, "numpy and torch seeds are unsigned 32-bit"),
+    "executor.seed": Range(0, 2**32 - 1, "numpy and torch seeds are unsigned 32-bit"),
     "workload.prompts_per_step": Range(1, MAX_SEQUENCES_PER_STEP, "one array entry per prompt"),
     "workload.samples_per_prompt": Range(1, 2**16, "GRPO groups are a few to a few hundred"),
     "workload.steps": Range(1, 10**9, "run length"),
