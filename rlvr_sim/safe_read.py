@@ -200,7 +200,8 @@ def _yaml_reason(exc: yaml.YAMLError) -> str:
     mark = getattr(exc, "problem_mark", None)
     problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
     where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
-    return where + echo(problem, 120).strip("'\"")
+    problem = " ".join(str(problem).split())
+    return where + (problem if len(problem) <= 120 else problem[:120] + "...")
 
 
 def load_user_json(text: str, label: str) -> Any:
