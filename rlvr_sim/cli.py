@@ -58,9 +58,8 @@ EXIT_BROKEN_PIPE = 141      # 128 + SIGPIPE, what a shell reports for `cmd | hea
 def main(argv: list[str] | None = None) -> int:
     """Run one command. User mistakes print `error: ...` (exit 2), Ctrl-C prints one line (exit
     130), a reader that closed the pipe (`| head`) ends the command quietly (exit 141)."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
     try:
+        args = build_parser().parse_args(argv)      # inside: Ctrl-C while importing is one line too
         code = int(importlib.import_module(args._module).run(args) or 0)
         sys.stdout.flush()      # a closed pipe shows up here, inside the handler below
         return code

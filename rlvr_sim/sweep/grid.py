@@ -36,9 +36,11 @@ class Plan:
 
 def parse_value(text: str) -> Any:
     """YAML scalar typing of one override value; non-scalars stay text."""
+    from rlvr_sim.safe_read import load_user_yaml
+
     try:
-        value = yaml.safe_load(text)
-    except yaml.YAMLError:
+        value = load_user_yaml(text, "value")       # bounded: deep or aliased text stays text
+    except UserError:
         return text
     return value if isinstance(value, (int, float, bool, str)) or value is None else text
 
