@@ -19,6 +19,7 @@ simulator draws arrays of that length each step.
 
 from __future__ import annotations
 
+import argparse
 import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Iterator
@@ -120,3 +121,16 @@ def limit_problems(sc: "Scenario") -> list[str]:
 
 def _num(x: float) -> str:
     return f"{int(x):,}" if float(x).is_integer() and abs(x) < 1e18 else f"{x:g}"
+
+
+def seed_arg(text: str) -> int:
+    """argparse `type=` for a `--seed` flag: an integer in the seed range of `workload.seed`."""
+    rng = EXACT["workload.seed"]
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer ; e.g. --seed 0") from None
+    if not rng.low <= value <= rng.high:
+        raise argparse.ArgumentTypeError(f"{value} is outside {_num(rng.low)}..{_num(rng.high)} "
+                                         f"({rng.why}) ; e.g. --seed 0")
+    return value

@@ -303,3 +303,20 @@ def test_echo_is_bounded_for_shared_containers():
 def test_yaml_errors_name_the_line():
     with pytest.raises(UserError, match=r"scenario.yaml: not valid YAML \(line 3, column 1: expected ',' or '\]'"):
         load_user_yaml("a: 1\nb: [1, 2\n", "scenario.yaml")
+
+
+def test_seed_flags_are_range_checked():
+    for command in (["simulate", str(MINIMAL)], ["sweep", str(MINIMAL)],
+                    ["plan", str(MINIMAL), "--total-gpus", "8"]):
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err), pytest.raises(SystemExit) as exit_info:
+            main([*command, "--seed", "-1"])
+        assert exit_info.value.code == 2 and "--seed: -1 is outside 0..4,294,967,295" in err.getvalue()
+
+
+def test_grid_cross_product_is_bounded():
+    from rlvr_sim.sweep.grid import MAX_GRID_PLANS, grid_plans
+
+    values = ",".join(str(v) for v in range(1000))
+    with pytest.raises(UserError, match=f"1,000,000 plans in the cross product is over {MAX_GRID_PLANS:,}"):
+        grid_plans([f"a={values}", f"b={values}"])

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from rlvr_sim.cli_output import check_output_path, strict_json
 from rlvr_sim.errors import UserError
+from rlvr_sim.input_limits import seed_arg
 from rlvr_sim.scenario import load_scenario
 from rlvr_sim.sim.metrics import Summary
 from rlvr_sim.sim.run import simulate
@@ -24,7 +25,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("scenario", help="scenario YAML file")
     p.add_argument("--steps", type=int, default=None,
                    help="steps to simulate (default: workload.steps); totals extrapolate to workload.steps")
-    p.add_argument("--seed", type=int, default=None, help="override workload.seed")
+    p.add_argument("--seed", type=seed_arg, default=None, help="override workload.seed")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a scenario field, e.g. --set sampler.tp=2 (repeatable)")
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object")

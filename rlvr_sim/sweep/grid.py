@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import itertools
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,9 @@ from typing import Any
 import yaml
 
 from rlvr_sim.errors import UserError
+
+
+MAX_GRID_PLANS = 100_000
 
 
 @dataclass(frozen=True)
@@ -73,6 +77,10 @@ def parse_grid_option(spec: str) -> tuple[str, list[str]]:
 def grid_plans(specs: list[str]) -> list[Plan]:
     """Cross product of `--grid` options, first option varying slowest. No options -> one empty plan."""
     axes = [parse_grid_option(spec) for spec in specs]
+    count = math.prod(len(values) for _, values in axes)
+    if count > MAX_GRID_PLANS:
+        raise UserError(f"--grid: {count:,} plans in the cross product is over {MAX_GRID_PLANS:,} "
+                        "; give fewer values, or use `rlvr-sim plan`, which searches instead")
     keys = [key for key, _ in axes]
     repeated = sorted({k for k in keys if keys.count(k) > 1})
     if repeated:
@@ -126,6 +134,9 @@ def combine(file_plans: list[Plan] | None, grid: list[Plan]) -> list[Plan]:
     """Every file plan crossed with every grid point (grid keys win on a clash)."""
     if not file_plans:
         return grid
+    if len(file_plans) * len(grid) > MAX_GRID_PLANS:
+        raise UserError(f"--plans x --grid: {len(file_plans) * len(grid):,} plans is over "
+                        f"{MAX_GRID_PLANS:,} ; give fewer plans or grid values")
     combined = []
     for base in file_plans:
         for point in grid:
