@@ -48,15 +48,19 @@ def execute_cmd(out: Path, steps: int, *extra: str, every: int = 1) -> list[str]
             "--no-progress", *[a for s in sets for a in ("--set", s)], *extra]
 
 
+ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH"))
+                                                  if p)}
+
+
 def start(cmd: list[str]) -> subprocess.Popen:
     """A command in its own process group (pgid = its pid), like a shell job."""
-    return subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+    return subprocess.Popen(cmd, cwd=ROOT, env=ENV,
                             start_new_session=True, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
 
 
 def run(cmd: list[str]) -> subprocess.CompletedProcess:
-    return subprocess.run(cmd, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+    return subprocess.run(cmd, cwd=ROOT, env=ENV,
                           capture_output=True, text=True, timeout=RUN_TIMEOUT_S)
 
 
