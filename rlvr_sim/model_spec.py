@@ -20,7 +20,6 @@ multi-token-prediction layers (`num_nextn_predict_layers`) are not counted (as i
 
 from __future__ import annotations
 
-import json
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path

@@ -271,7 +271,7 @@ def test_binary_plan_files(tmp_path):
         (tmp_path / name).write_bytes(b"\x00\xff\xfe" * 100)
         with pytest.raises(UserError, match="not UTF-8"):
             load_plan_file(tmp_path / name)
-    (tmp_path / "bomb.yaml").write_text("- &a {sampler.gpus: 8}\n" + "".join(f"- *a\n" for _ in range(MAX_ALIASES + 1)))
+    (tmp_path / "bomb.yaml").write_text("- &a {sampler.gpus: 8}\n" + "".join("- *a\n" for _ in range(MAX_ALIASES + 1)))
     with pytest.raises(UserError, match="aliases"):
         load_plan_file(tmp_path / "bomb.yaml")
 
