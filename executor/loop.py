@@ -143,6 +143,9 @@ def run_grpo(cfg: RunConfig, resume: bool = False, progress: bool = True) -> Exe
     if ckpt is None:
         for stale in (cfg.metrics_path, cfg.trace_path, cfg.out_dir / "evals.json"):
             stale.unlink(missing_ok=True)
+        if any(cfg.checkpoint_dir.glob("step_*")):
+            print(f"starting over: replacing the checkpoints in {cfg.checkpoint_dir} (--resume "
+                  "continues from them instead)", file=sys.stderr)
         shutil.rmtree(cfg.checkpoint_dir, ignore_errors=True)
     cfg.out_dir.mkdir(parents=True, exist_ok=True)
     policy = build_policy(cfg)
