@@ -1,9 +1,10 @@
-"""Compare page: two to four plans side by side, their differences highlighted.
+"""Compare page: the working scenario (plan A) against up to three variants, differences highlighted.
 
-A plan is a base scenario plus `dotted.key=value` override lines (the same strings
-`rlvr-sim sweep` and `load_scenario` take). Two tables: the KPIs of every plan, and the
-resolved-scenario fields that differ between the plans; cells that differ from plan A are
-highlighted. A plan that does not validate shows its error under its own override box.
+Plan A is the working scenario exactly as Plan shows it; plans B-D are plan A plus their own
+`dotted.key=value` lines (kept in the session, so they survive a change of page). Two tables:
+the KPIs of every plan with human labels and units, and the resolved-scenario fields that
+differ; cells that differ from plan A are highlighted. A plan that does not validate shows
+its error under its own box.
 """
 
 from __future__ import annotations
@@ -12,8 +13,11 @@ from typing import Any
 
 import pandas as pd
 import streamlit as st
+import yaml
 
-from app_pages import charts, state, widgets
+from app_pages import charts, fmt, session, state, widgets
+from rlvr_sim import api
+from rlvr_sim.errors import UserError
 
 PAGE_TITLE = "Compare plans"
 LETTERS = "ABCD"
@@ -21,8 +25,9 @@ HIGHLIGHT = "background-color: #fff3b0; font-weight: 600"
 # Summary fields shown, in `Summary.flat()` names (metric names only; values come from the simulator).
 KPI_FIELDS = (
     "step_time_s.mean", "step_time_s.p95", "tokens_per_s_per_gpu", "cost.usd_per_step",
-    "hours_total", "cost.usd_total", "cost.gpu_hours_total", "gpus", "bottleneck",
+    "hours_total", "cost.usd_total", "cost.gpu_hours_total", "cost.usd_per_gpu_hour", "gpus", "bottleneck",
     "utilization.sampler", "utilization.verifier", "utilization.trainer", "staleness.mean",
+    "steps_simulated", "workload_steps",
 )
 
 
@@ -43,17 +48,15 @@ def flatten(mapping: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def kpi_table(runs: dict[str, state.PlanRun]) -> pd.DataFrame:
-    """One row per KPI present in any plan's summary, one column per plan."""
-    flats = {name: state.flat_summary(run.summary) for name, run in runs.items()}
+def kpi_table(runs: dict[str, api.SimulateResult]) -> pd.DataFrame:
+    """One row per KPI (raw values), one column per plan; the index holds the field names."""
+    flats = {name: run.summary.flat() for name, run in runs.items()}
     fields = [f for f in KPI_FIELDS if any(f in flat for flat in flats.values())]
     return pd.DataFrame({name: [flat.get(f) for f in fields] for name, flat in flats.items()}, index=fields)
 
 
-def scenario_diff(runs: dict[str, state.PlanRun]) -> pd.DataFrame:
+def scenario_diff(runs: dict[str, api.SimulateResult]) -> pd.DataFrame:
     """Resolved-scenario fields whose values are not the same in every plan."""
-    import yaml
-
     flats = {name: flatten(yaml.safe_load(run.scenario_yaml) or {}) for name, run in runs.items()}
     keys = sorted(set().union(*flats.values()))
     rows = {k: [flats[n].get(k) for n in flats] for k in keys}
@@ -69,62 +72,64 @@ def differs_from_first(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def highlight_differences(table: pd.DataFrame) -> Any:
-    """Styler over the formatted text of `table`: cells that differ from the first column highlighted."""
-    mask = differs_from_first(table)
-    text = table.astype(object).map(_cell)
+    """Styler over the formatted text of `table` (fmt.value per field, rows labelled by
+    fmt.label): cells whose shown text differs from the first column's are highlighted (a
+    difference below the shown digits is not one the reader can see, so it is not marked)."""
+    text = pd.DataFrame({col: [fmt.value(str(f), v) for f, v in zip(table.index, table[col])] for col in table},
+                        index=[fmt.label(str(f)) for f in table.index])
+    mask = differs_from_first(text)
     return text.style.apply(lambda _: mask.map(lambda d: HIGHLIGHT if d else ""), axis=None)
 
 
-def _cell(value: Any) -> str:
-    """Table text: floats with 4 significant digits, thousands separated (no exponent below 1e15)."""
-    if isinstance(value, float):
-        return f"{value:,.0f}" if 1e4 <= abs(value) < 1e15 else f"{value:,.4g}"
-    return "" if value is None else str(value)
-
-
-def plan_inputs(count: int) -> dict[str, tuple[state.ScenarioSource, tuple[str, ...], Any]]:
-    """One column per plan: scenario file and override lines; returns name -> (source, overrides, error slot)."""
-    files = state.scenario_files()
-    names = [p.name for p in files]
-    plans = {}
-    for i, (letter, col) in enumerate(zip(LETTERS[:count], st.columns(count))):
+def plan_inputs(work: session.Working, count: int) -> dict[str, tuple[tuple[str, ...], Any]]:
+    """Plan A (the working scenario) and one override box per further plan."""
+    plans: dict[str, tuple[tuple[str, ...], Any]] = {}
+    cols = st.columns(count)
+    with cols[0]:
+        st.markdown("**Plan A** — the working scenario")
+        changes = work.describe()
+        st.caption("`" + "`, `".join(changes) + "`" if changes else "as in the file")
+        plans["Plan A"] = ((), st.empty())
+    for letter, col in zip(LETTERS[1:count], cols[1:]):
         with col:
-            st.markdown(f"**Plan {letter}**")
-            picked = st.selectbox("Scenario", names, index=i % len(names), key=f"compare:{letter}:file")
-            text = st.text_area("Overrides (one `dotted.key=value` per line)", key=f"compare:{letter}:overrides",
-                                height=120, placeholder="sampler.tp=2")
-            slot = st.empty()
-        plans[f"Plan {letter}"] = (state.source_from_file(files[names.index(picked)]), parse_overrides(text), slot)
+            st.markdown(f"**Plan {letter}** — plan A plus")
+            key = f"compare:{letter}"
+            session.seed(key, work.compare.get(letter, ""))
+            text = st.text_area("Overrides (one `dotted.key=value` per line)", key=key, height=120,
+                                placeholder="sampler.tp=2")
+            work.compare[letter] = text
+            plans[f"Plan {letter}"] = (parse_overrides(text), st.empty())
     return plans
 
 
 def render() -> None:
     st.title(PAGE_TITLE)
-    errors = state.require("rlvr_sim.errors", "the error types")
-    if not state.scenario_files():
-        st.warning(f"No scenario files in {state.SCENARIO_DIR.name}/ — add one to compare plans.")
+    ctx = widgets.working_panel("compare")
+    if ctx is None:
         return
-    left, right = st.columns(2)
-    count = int(left.number_input("Plans", min_value=2, max_value=len(LETTERS), value=2, step=1, key="compare:count"))
-    steps = right.number_input("Steps to simulate", value=state.quick_steps(), min_value=1, step=1,
-                               key="compare:steps", placeholder="all the scenario's steps",
-                               help="starts at `rlvr-sim plan`'s steps per plan; hours and $ extrapolate")
-    plans = plan_inputs(count)
-    runs: dict[str, state.PlanRun] = {}
+    work = ctx.work
+    session.seed("compare:count", work.compare_count)
+    count = int(st.number_input("Plans", min_value=2, max_value=len(LETTERS), step=1, key="compare:count"))
+    work.compare_count = count
+    plans = plan_inputs(work, count)
+    runs: dict[str, api.SimulateResult] = {}
     with st.spinner("Simulating..."):
-        for name, (source, overrides, slot) in plans.items():
+        for name, (overrides, slot) in plans.items():
             try:
-                runs[name] = state.simulate(source, overrides, steps=None if steps is None else int(steps))
-            except errors.UserError as exc:
-                slot.error(f"{name} is invalid: {exc}", icon="⚠️")
+                runs[name] = state.simulate(work.request(overrides))
+            except UserError as exc:
+                with slot.container():
+                    widgets.error_box(str(exc), prefix=f"{name} is invalid: ")
     if len(runs) < 2:
         st.info("Two valid plans are needed for a comparison; fix the plan marked above.")
         return
     st.subheader("Results")
-    st.caption("Highlighted: differs from the first valid plan.")
+    first = next(iter(runs.values())).summary
+    st.caption(f"Highlighted: differs from the first valid plan. Hours and $ are for runs of "
+               f"{first.workload_steps:,} steps, extrapolated from {first.steps_simulated} simulated steps "
+               "(steady state, warm-up excluded).")
     st.dataframe(highlight_differences(kpi_table(runs)), height="content", key="compare:kpis")
-    summaries = {name: run.summary.model_dump(mode="json") for name, run in runs.items()}
-    st.plotly_chart(charts.phase_compare(summaries), key="compare:phases")
+    st.plotly_chart(charts.phase_compare({n: r.summary for n, r in runs.items()}), key="compare:phases")
     st.subheader("Scenario differences")
     diff = scenario_diff(runs)
     if diff.empty:
@@ -134,4 +139,4 @@ def render() -> None:
 
 
 if __name__ == "__main__":  # st.Page runs this file as __main__; importing it renders nothing
-    widgets.run_page(render)
+    widgets.run_page(render, "compare")

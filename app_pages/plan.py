@@ -1,111 +1,148 @@
-"""Plan page: one scenario, its main knobs, the simulated KPIs, charts and downloads.
+"""Plan page: the working scenario, its main knobs, the simulated KPIs, charts and downloads.
 
-Every widget change re-runs `state.simulate` with the moved knobs as overrides; a plan seen
-before is answered from the cache. A ScenarioError (invalid knob value, plan that does not fit)
-appears under the knob it names, never as a traceback.
+Every widget change re-runs `state.simulate` (the typed `rlvr_sim.api.simulate`) with the moved
+knobs as overrides; a plan seen before is answered from the cache. The knobs and run settings
+live in the session's working scenario, so they survive a change of page. An invalid knob value
+shows its error under that knob, as one short line with the details folded.
 """
 
 from __future__ import annotations
 
 import time
-from typing import Any
 
 import streamlit as st
 
-from app_pages import charts, state, widgets
+from app_pages import charts, fmt, session, state, widgets
+from rlvr_sim import api
+from rlvr_sim.errors import UserError
+from rlvr_sim.sim.metrics import Summary
 
 PAGE_TITLE = "Plan a run"
 
 
-def _metric(col: Any, label: str, value: Any, fmt: str, help_text: str | None = None) -> None:
-    text = "n/a" if value is None else fmt.format(value)
-    col.metric(label, text, help=help_text)
+def run_basis(summary: Summary, result: api.SimulateResult) -> str:
+    """What the hours and $ are based on: steps simulated, warm-up, run length, price, profile."""
+    steady = summary.steps_simulated - summary.warmup_steps
+    warm = f" after {summary.warmup_steps} warm-up step(s), which are excluded" if summary.warmup_steps else ""
+    if result.extrapolated:
+        how = (f"the mean of {steady} steady-state step(s){warm} (of {summary.steps_simulated} simulated) "
+               f"x {summary.workload_steps:,} steps")
+    else:
+        how = f"all {summary.workload_steps:,} steps simulated"
+    return (f"Hours and $ are for a run of **{summary.workload_steps:,} steps**: {how}; at "
+            f"**{fmt.usd(summary.cost.usd_per_gpu_hour)} per GPU-hour** x {summary.gpus} GPUs; profile: "
+            f"{state.relative(result.profile_source)}.")
 
 
-def show_kpis(summary: dict[str, Any]) -> None:
-    """The headline numbers: step time, throughput, cost and the bottleneck."""
-    step = summary.get("step_time_s") or {}
-    cost = summary.get("cost") or {}
+POOL_PHASE = {"sampler": "generate", "verifier": "verify", "trainer": "train"}
+
+
+def bottleneck_text(summary: Summary) -> str:
+    """The critical-path bottleneck and every pool's busy %, said together so they never seem to
+    disagree: a pool can be the busiest while the step waits on another phase (its work overlaps
+    the critical path, as in async or split plans)."""
+    path = summary.phase_time_s
+    total = sum(path.values()) or 1.0
+    parts = []
+    if path:
+        top = max(path, key=path.get)
+        parts.append(f"The step waits longest on **{fmt.PHASE_LABELS.get(top, top)}** "
+                     f"({path[top] / total:.0%} of the critical path).")
+    util = summary.utilization
+    if util:
+        busy = ", ".join(f"{fmt.POOL_LABELS.get(p, p)} {fmt.pct(util[p])}" for p in charts.POOL_ORDER if p in util)
+        parts.append(f"Busy: {busy}.")
+        busiest = max(util, key=util.get)
+        share = path.get(POOL_PHASE.get(busiest, ""), 0.0) / total
+        if util[busiest] >= 0.5 and share < 0.1:
+            parts.append(f"The busiest pool ({fmt.POOL_LABELS.get(busiest, busiest)}) is only {share:.0%} of the "
+                         "critical path: its work overlaps the phases the step waits on.")
+    if summary.mode.startswith("colocated"):
+        parts.append("Colocated: samplers and trainer are the same GPUs, so their busy shares add up.")
+    return " ".join(parts)
+
+
+def show_kpis(summary: Summary, result: api.SimulateResult) -> None:
+    step = summary.step_time_s
     row1 = st.columns(4)
-    _metric(row1[0], "Step time", step.get("mean"), "{:.3g} s", f"p50 {step.get('p50')}, p95 {step.get('p95')}")
-    _metric(row1[1], "Tokens/s/GPU", summary.get("tokens_per_s_per_gpu"), "{:,.0f}")
-    _metric(row1[2], "$ per step", cost.get("usd_per_step"), "${:,.2f}")
-    _metric(row1[3], "Bottleneck", summary.get("bottleneck"), "{}")
+    row1[0].metric("Step time", fmt.seconds(step.mean),
+                   help=f"steady-state mean; median {fmt.seconds(step.p50)}, p95 {fmt.seconds(step.p95)}")
+    row1[1].metric("Tokens/s per GPU", fmt.number(summary.tokens_per_s_per_gpu),
+                   help="prompt + generated tokens of every sample per second per GPU")
+    row1[2].metric("$ per step", fmt.usd(summary.cost.usd_per_step))
+    row1[3].metric("Critical-path bottleneck", summary.bottleneck)
     row2 = st.columns(4)
-    _metric(row2[0], "Hours to finish", summary.get("hours_total"), "{:,.1f} h")
-    _metric(row2[1], "$ to finish", cost.get("usd_total"), "${:,.0f}")
-    _metric(row2[2], "GPU-hours", cost.get("gpu_hours_total"), "{:,.0f}")
-    _metric(row2[3], "GPUs", summary.get("gpus"), "{}")
-    if summary.get("steps_simulated") is not None:
-        st.caption(f"Simulated {summary['steps_simulated']} of {summary.get('workload_steps')} steps "
-                   f"({summary.get('mode')}); hours and $ to finish extrapolate to the whole run.")
+    row2[0].metric("Hours for the run", fmt.hours(summary.hours_total))
+    row2[1].metric("$ for the run", fmt.usd(summary.cost.usd_total))
+    row2[2].metric("GPU-hours", fmt.number(summary.cost.gpu_hours_total))
+    row2[3].metric("GPUs", f"{summary.gpus}", help=f"{summary.mode}; sampler {summary.sampler_gpus}, "
+                                                   f"trainer {summary.trainer_gpus}")
+    st.markdown(run_basis(summary, result))
+    st.markdown(bottleneck_text(summary))
 
 
-def show_charts(summary: dict[str, Any], run: state.PlanRun, gantt_steps: int) -> None:
-    st.plotly_chart(charts.phase_bar(summary), key="plan:chart:phase")
+def show_charts(summary: Summary, result: api.SimulateResult, gantt_steps: int) -> None:
+    st.plotly_chart(charts.phase_bars(summary), key="plan:chart:phase")
     left, right = st.columns(2)
     left.plotly_chart(charts.utilisation_bar(summary), key="plan:chart:util")
     right.plotly_chart(charts.staleness_hist(summary), key="plan:chart:stale")
-    st.plotly_chart(charts.gantt(run.trace, steps=gantt_steps), key="plan:chart:gantt")
+    st.plotly_chart(charts.gantt(result.trace, steps=gantt_steps), key="plan:chart:gantt")
+    st.plotly_chart(charts.trend(result.trend, summary.warmup_steps), key="plan:chart:trend")
+    if result.extrapolated:
+        st.caption(f"Steps {summary.steps_simulated}-{summary.workload_steps - 1} are not simulated: a whole-run "
+                   "trend over steps not simulated is not available in this build.")
 
 
-def show_downloads(run: state.PlanRun, name: str) -> None:
+def show_downloads(result: api.SimulateResult, name: str) -> None:
     """Resolved scenario YAML, results JSON, trace Parquet and the Perfetto timeline."""
-    items: list[tuple[str, Any, str, str]] = [
-        ("Scenario YAML", run.scenario_yaml, f"{name}.resolved.yaml", "application/x-yaml"),
-        ("Results JSON", state.summary_json(run.summary), f"{name}.summary.json", "application/json"),
-        ("Trace Parquet", lambda: state.trace_parquet_bytes(run.trace), f"{name}.trace.parquet",
+    widgets.download_row([
+        ("Scenario YAML", result.scenario_yaml, f"{name}.resolved.yaml", "application/x-yaml"),
+        ("Results JSON", state.summary_json(result.summary), f"{name}.summary.json", "application/json"),
+        ("Trace Parquet", lambda: state.trace_parquet_bytes(result.trace), f"{name}.trace.parquet",
          "application/octet-stream"),
-    ]
-    try:
-        state.require("rlvr_sim.sim.perfetto", "The Perfetto export")
-        items.append(("Perfetto timeline", lambda: state.perfetto_json_bytes(run.trace),
-                      f"{name}.perfetto.json", "application/json"))
-    except state.MissingPiece as exc:
-        st.caption(str(exc))
-    widgets.download_row(items, key="plan:dl")
+        ("Perfetto timeline", lambda: state.perfetto_json_bytes(result.trace), f"{name}.perfetto.json",
+         "application/json"),
+    ], key="plan:dl")
+    st.caption(f"Files are named `{name}.*`.")
+
+
+def extra_lines(work: session.Working) -> None:
+    """Any other field as `dotted.key=value` lines (new schema fields included)."""
+    session.seed("extra:lines", "\n".join(work.extra))
+    text = st.text_area("More fields (one `dotted.key=value` per line)", key="extra:lines", height=90,
+                        placeholder="trainer.mini_batches=8")
+    work.extra = tuple(ln.strip() for ln in text.splitlines() if ln.strip() and not ln.strip().startswith("#"))
 
 
 def render() -> None:
     started = time.perf_counter()
     st.title(PAGE_TITLE)
-    errors = state.require("rlvr_sim.errors", "the error types")
-    with st.sidebar:
-        source = widgets.scenario_picker("plan")
-    if source is None:
-        return
-    try:
-        base = state.resolved_dict(state.load(source))
-    except errors.UserError as exc:
-        st.error(f"{source.label} does not load: {exc}", icon="⚠️")
+    ctx = widgets.working_panel("plan")
+    if ctx is None:
         return
     with st.sidebar:
         st.subheader("Main knobs")
-        edit = widgets.knob_editor(base, key=f"plan:{source.label}")
-        st.subheader("Simulation")
-        default_steps = state.quick_steps()
-        steps = st.number_input("Steps to simulate", value=default_steps, min_value=1, step=1, key="plan:steps",
-                                placeholder="all the scenario's steps",
-                                help="starts at `rlvr-sim plan`'s steps per plan; hours and $ extrapolate "
-                                     "to workload.steps. Blank: simulate every step of the run.")
-        gantt_steps = int(st.number_input("Steps in the timeline", value=3, min_value=1, step=1, key="plan:timeline_steps"))
-    st.caption(f"Scenario: **{source.label}**" + (f" with `{'`, `'.join(edit.overrides)}`" if edit.overrides else ""))
+        edit = widgets.knob_editor(ctx.base)
+        extra_lines(ctx.work)
+        session.seed("extra:timeline_steps", 3)
+        gantt_steps = int(st.number_input("Steps in the timeline", min_value=1, step=1, key="extra:timeline_steps"))
+    changes = ctx.work.describe()
+    st.caption(f"Scenario: **{ctx.source.label}**" + (f" with `{'`, `'.join(changes)}`" if changes else ""))
     try:
         with st.spinner("Simulating..."):
-            run = state.simulate(source, tuple(edit.overrides), steps=None if steps is None else int(steps))
-    except errors.UserError as exc:
+            result = state.simulate(ctx.work.request())
+    except UserError as exc:
         field = widgets.show_field_error(edit, str(exc))
-        where = f" — see **{field}** in the sidebar" if field else ""
-        st.error(f"Invalid scenario{where}: {exc}", icon="⚠️")
+        where = f" — see **{fmt.label(field)}** in the sidebar" if field else ""
+        widgets.error_box(str(exc), prefix=f"Invalid scenario{where}: ")
         return
-    summary = run.summary.model_dump(mode="json")
-    show_kpis(summary)
-    show_charts(summary, run, gantt_steps)
+    show_kpis(result.summary, result)
+    show_charts(result.summary, result, gantt_steps)
     st.subheader("Downloads")
-    show_downloads(run, (source.label.rsplit(".", 1)[0] or "plan"))
+    show_downloads(result, widgets.download_name(ctx.source.label, changes))
     st.caption(f"Page computed in {time.perf_counter() - started:.2f} s on the server "
                "(a plan simulated before is answered from the cache).")
 
 
 if __name__ == "__main__":  # st.Page runs this file as __main__; importing it renders nothing
-    widgets.run_page(render)
+    widgets.run_page(render, "plan")

@@ -15,6 +15,7 @@ import time
 from dataclasses import asdict, replace
 from pathlib import Path
 
+from calibration.machine import resolve_device
 from rlvr_sim.errors import UserError
 
 
@@ -38,6 +39,31 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--loss", default="soft_l1", choices=["soft_l1", "huber", "cauchy", "linear"])
     p.add_argument("--json", action="store_true", help="print the fit report as JSON")
     p.add_argument("--no-progress", action="store_true")
+    g = p.add_argument_group("budgeted real-model calibration (GPU lease; same code on CPU)")
+    g.add_argument("--budget-s", type=float, default=None,
+                   help="measure the most informative points of a real model shape first and stop "
+                        "inside this many seconds (process start included); default on CUDA: 480")
+    g.add_argument("--model", default=None,
+                   help="decode/prefill/sync model: catalog name, config.json or local checkpoint "
+                        "dir (default qwen2.5-7b on CUDA, tiny-qwen2-4m on CPU)")
+    lg = p.add_argument_group("calibration from a real RL run's logs")
+    lg.add_argument("--from-log", default=None, metavar="FILE",
+                    help="the run's per-step metrics (JSON lines, wandb CSV export, console log, "
+                         "trainer_state.json or NeMo-RL metrics JSON); fits the phases it times")
+    lg.add_argument("--framework", default=None, choices=["verl", "trl", "nemo-rl", "openrlhf"])
+    lg.add_argument("--config", default=None, help="the run's config (YAML/JSON, the framework's "
+                    "own keys): model, GPUs, batch; flags below override it")
+    lg.add_argument("--gpus", type=int, default=None, help="GPUs of the logged run")
+    lg.add_argument("--sequences", type=int, default=None,
+                    help="responses per step (prompts x samples per prompt)")
+    lg.add_argument("--sampler-tp", type=int, default=None)
+    lg.add_argument("--mini-batches", type=int, default=None, help="optimizer steps per RL step")
+    lg.add_argument("--base-profile", default=None, metavar="PROFILE.yaml",
+                    help="start from this profile (e.g. one from --budget-s on the same GPU); "
+                         "terms the log cannot separate keep its values (default: catalog)")
+    lg.add_argument("--skip-steps", type=int, default=1, help="warm-up steps left out (default 1)")
+    g.add_argument("--train-model", default=None,
+                   help="training model (default qwen2.5-1.5b on CUDA, tiny-qwen2-4m on CPU)")
 
 
 def _catalog_gpu(device: str, gpu: str) -> str:
@@ -108,21 +134,75 @@ def _load_stats(df) -> dict:
             "spin_slowdown_median": float(df["spin_slowdown_max"].median())}
 
 
+def gpu_for_device(device: str) -> str:
+    """Catalog GPU of a CUDA device name by whole-word match ("NVIDIA H200" -> h200, not h20;
+    an H100 is the SXM entry unless the name says PCIe); UserError when none or several match."""
+    from rlvr_sim.hardware import gpu_names
+
+    import torch
+
+    name = torch.cuda.get_device_name(torch.device(device)).lower()
+    return match_gpu_name(name, gpu_names())
+
+
+def match_gpu_name(device_name: str, names: list[str]) -> str:
+    import re
+
+    words = set(re.split(r"[^a-z0-9]+", device_name.lower()))
+    hits = [g for g in names if g.split("-")[0] in words]
+    if len(hits) > 1:
+        narrowed = [g for g in hits if "-" in g and g.split("-", 1)[1] in words]
+        if not narrowed and "pcie" not in words:
+            narrowed = [g for g in hits if g.endswith("-sxm")]
+        hits = narrowed or hits
+    if len(hits) != 1:
+        raise UserError(f"--gpu auto: cannot tell which catalog GPU {device_name!r} is "
+                        f"({hits or 'no match'}); pass --gpu NAME")
+    return hits[0]
+
+
+def _run_budgeted(args: argparse.Namespace, device: str, out: Path) -> int:
+    from calibration.gpu_run import run_budgeted
+
+    if out.suffix not in (".yaml", ".yml"):
+        out = out.with_name(f"{out.name}.{device.split(':')[0]}.yaml")
+    budget = args.budget_s if args.budget_s is not None else 480.0
+    if budget <= 0:
+        raise UserError(f"--budget-s {args.budget_s}: give a positive number of seconds, e.g. 480")
+    if args.gpu != "auto":
+        gpu = _catalog_gpu(device, args.gpu)
+    elif device.startswith("cuda"):
+        gpu = gpu_for_device(device)
+    else:
+        gpu = "cpu-2core"
+    for b in args.bench:
+        if not Path(b).exists():
+            raise UserError(f"--bench {b!r} does not exist; run without --bench to measure")
+    return run_budgeted(device, gpu, budget, out, args.model, args.train_model,
+                        bench=args.bench or None)
+
+
 def run(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from calibration.fit import fit_profile, write_profile
     from calibration.harness import frame_to_keys
-    from calibration.machine import provenance, resolve_device
+    from calibration.machine import provenance
     from calibration.microbench import FULL, QUICK, run_grid
     from rlvr_sim.hardware import HardwareProfile
 
     if args.threads < 1:
         raise UserError(f"--threads={args.threads}: give at least 1")
+    if args.from_log:
+        from calibration.from_log import run as run_from_log
+        return run_from_log(args)
     out = Path(args.out)
+    device0 = resolve_device(args.device)
+    if args.budget_s is not None or (device0.startswith("cuda") and not args.bench):
+        return _run_budgeted(args, device0, out)
     if out.suffix not in (".yaml", ".yml"):
         raise UserError(f"--out {args.out!r} must end in .yaml (the profile file)")
-    device = resolve_device(args.device)
+    device = device0
     gpu = _catalog_gpu(device, args.gpu)
     t0 = time.perf_counter()
     if args.bench:

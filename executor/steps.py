@@ -3,6 +3,9 @@
 `run_step` does sample -> verify -> train -> weight sync for one step, writes its trace rows
 and returns its StepMetrics. The sampling seed is a function of (run seed, step), so a resumed
 run reproduces the draws of an uninterrupted one.
+With `workload.dynamic_sampling` enabled, `run_filtered_step` generates rounds and keeps only
+groups whose rewards are not all equal (DAPO / verl filter_groups); only this core loop
+(`run_grpo`) implements it.
 """
 
 from __future__ import annotations
@@ -73,7 +76,11 @@ def trace_train(tracer: Tracer, step: int, version: int, t0: float, stats) -> No
 
 
 def run_step(ctx: StepContext, step: int) -> StepMetrics:
-    """Sample -> verify -> train -> sync for RL step `step`."""
+    """Sample -> verify -> train -> sync for RL step `step` (dynamic sampling: see
+    `run_filtered_step`)."""
+    ds = ctx.cfg.scenario.workload.dynamic_sampling
+    if ds is not None and ds.enabled:
+        return run_filtered_step(ctx, step, ds)
     cfg, tok, tracer, sampler = ctx.cfg, ctx.policy.tokenizer, ctx.tracer, ctx.sampler
     version = sampler.policy_version
     probs = problems(ctx.task, cfg.seed, ctx.data_cursor, cfg.prompts_per_step)
@@ -114,3 +121,93 @@ def run_step(ctx: StepContext, step: int) -> StepMetrics:
         finished_fraction=sum(r.finished for r in batch.rollouts) / len(lengths),
         step_s=t4 - t0, generate_s=t1 - t0, verify_s=t2 - t1, train_s=t3 - t2,
         weight_sync_s=t4 - t3, data_cursor=ctx.data_cursor)
+
+
+# --- dynamic sampling (DAPO / verl `filter_groups`) ------------------------------------------
+def signal_groups(rewards: list[float], k: int) -> list[bool]:
+    """Per group of k consecutive (prompt-major) rewards: True when they are not all equal,
+    i.e. the group has a GRPO signal (all-equal groups get zero advantages)."""
+    if k < 1 or len(rewards) % k:
+        raise ValueError(f"{len(rewards)} rewards do not split into groups of {k}")
+    return [len(set(rewards[i:i + k])) > 1 for i in range(0, len(rewards), k)]
+
+
+def round_seed(seed: int, step: int, rnd: int) -> int:
+    """Sampling seed of generation round `rnd` of a step (round 0: the step's own seed)."""
+    return (step_seed(seed, step) + rnd * 104_729) % (2**63)
+
+
+def run_filtered_step(ctx: StepContext, step: int, ds) -> StepMetrics:
+    """One RL step with dynamic sampling: generate rounds of ceil(oversample x prompts_per_step)
+    fresh prompts, score them, keep the groups whose k rewards are not all equal, until
+    prompts_per_step groups are kept (the surplus of the last round is dropped, as verl trims
+    the batch) or `ds.max_rounds` rounds ran; then train on the kept groups. If no group had
+    a signal after max_rounds, the last round is trained as is (all advantages 0; verl raises
+    an error there instead). Each round is a `generate` trace row with extra round,
+    signal_groups and kept_groups; learning metrics (reward, accuracy, lengths) cover every
+    generated sample, the step's timings every round."""
+    from rlvr_sim.dynamic_sampling import prompts_per_round
+
+    cfg, tok, tracer, sampler = ctx.cfg, ctx.policy.tokenizer, ctx.tracer, ctx.sampler
+    version = sampler.policy_version
+    k, target = cfg.samples_per_prompt, cfg.prompts_per_step
+    m = prompts_per_round(target, ds.oversample_factor)
+    kept_rollouts, kept_rewards, all_rewards, lengths, finished = [], [], [], [], 0
+    generate_s = verify_s = 0.0
+    last = None
+    t_start = time.perf_counter()
+    for rnd in range(ds.max_rounds):
+        probs = problems(ctx.task, cfg.seed, ctx.data_cursor, m)
+        ctx.data_cursor += m
+        futures: dict[int, object] = {}
+
+        def verify_now(row: int, r, probs=probs, futures=futures) -> None:
+            futures[row] = ctx.pool.submit(row, probs[r.group], decode(tok, r.completion_ids))
+
+        t0 = time.perf_counter()
+        batch = sampler.generate([tok.encode(p.prompt, add_special_tokens=False) for p in probs],
+                                 ctx.params, seed=round_seed(cfg.seed, step, rnd),
+                                 on_finished=verify_now)
+        t1 = time.perf_counter()
+        results = ctx.pool.gather([futures[row] for row in range(len(batch.rollouts))], t0)
+        t2 = time.perf_counter()
+        generate_s, verify_s = generate_s + t1 - t0, verify_s + t2 - t1
+        rewards = [r.reward for r in results]
+        signal = signal_groups(rewards, k)
+        kept_before = len(kept_rollouts) // k
+        for g, ok in enumerate(signal):
+            if ok and len(kept_rollouts) < target * k:
+                kept_rollouts += batch.rollouts[g * k:(g + 1) * k]
+                kept_rewards += rewards[g * k:(g + 1) * k]
+        tm = batch.timing
+        ctx.output_tokens += tm.output_tokens
+        tracer.add("sampler", 0, "generate", step, version, tracer.rel_perf(t0), tracer.rel_perf(t1),
+                   tm.sequences, tm.prompt_tokens, tm.output_tokens, prefill_s=tm.prefill_s,
+                   decode_s=tm.decode_s, decode_iterations=tm.decode_iterations,
+                   staleness=[version - r.policy_version for r in batch.rollouts], round=rnd,
+                   signal_groups=sum(signal), kept_groups=len(kept_rollouts) // k - kept_before)
+        tracer.add_verify(step, version, results)
+        all_rewards += rewards
+        lengths += [len(r.completion_ids) for r in batch.rollouts]
+        finished += sum(r.finished for r in batch.rollouts)
+        last = (batch.rollouts, rewards)
+        if len(kept_rollouts) >= target * k:
+            break
+    if not kept_rollouts:
+        kept_rollouts, kept_rewards = last
+    t2 = time.perf_counter()
+    stats = ctx.trainer.step(kept_rollouts, kept_rewards, k)
+    t3 = time.perf_counter()
+    sync = sync_weights(ctx.policy.model, sampler)
+    t4 = time.perf_counter()
+    trace_train(tracer, step, version, t2, stats)
+    for pool in ("trainer", "sampler"):
+        tracer.add(pool, 0, "weight_sync", step, sync.policy_version, tracer.rel_perf(sync.start),
+                   tracer.rel_perf(sync.end), bytes=sync.bytes)
+    return StepMetrics(
+        step=step, policy_version=version, mean_reward=sum(all_rewards) / len(all_rewards),
+        accuracy=sum(r == 1.0 for r in all_rewards) / len(all_rewards), kl=stats.kl,
+        entropy=stats.entropy, loss=stats.loss, clip_fraction=stats.clip_fraction,
+        grad_norm=stats.grad_norm, response_tokens_mean=sum(lengths) / len(lengths),
+        finished_fraction=finished / len(lengths), step_s=t4 - t_start, generate_s=generate_s,
+        verify_s=verify_s, train_s=t3 - t2, weight_sync_s=t4 - t3, data_cursor=ctx.data_cursor)

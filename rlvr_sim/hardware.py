@@ -80,6 +80,26 @@ class Efficiency(BaseModel):
     grouped_gemm_eff: float | None = Field(
         None, gt=0, le=1, description="efficiency of expert (grouped-GEMM) matmuls relative to "
         "dense matmuls at the same phase's MFU; None: same as dense (1.0)")
+    # --- mechanisms of issue 12 (None / 0: neutral, the model without the term) --------------
+    all_to_all_eff: float | None = Field(
+        None, gt=0, le=1, description="achieved fraction of link bandwidth in expert-parallel and "
+        "Ulysses all-to-alls; None: link_eff")
+    moe_imbalance: float | None = Field(
+        None, ge=1, description="expert load imbalance: busiest expert-parallel rank's tokens / "
+        "mean (expert matmul time and all-to-all volume scale by it); None: 1.0 (balanced)")
+    train_step_overhead_s: float = Field(
+        0.0, ge=0, description="fixed seconds per RL training step (data collation, scheduling, "
+        "logging) beside the per-mini-batch train_overhead_s")
+    cpu_adam_s_per_param: float | None = Field(
+        None, gt=0, description="CPU Adam seconds per parameter held by one GPU's host share "
+        "(optimizer offload); None: 32 bytes / host_bytes_per_s (streaming the fp32 states once "
+        "over the host link: a lower bound until measured)")
+    sync_per_tensor_s: float = Field(
+        0.0, ge=0, description="weight sync: fixed seconds per tensor (gather launch, name lookup, "
+        "engine load_weights call); 0: not modelled")
+    load_weights_bytes_eff: float | None = Field(
+        None, gt=0, le=1, description="sampler engine load_weights: achieved fraction of HBM "
+        "bandwidth copying received weights into the engine's layout; None: decode_bw_eff")
 
 
 class CalibrationInfo(BaseModel):
@@ -136,6 +156,31 @@ class HardwareProfile(BaseModel):
                    datasheet=Datasheet(**entry), efficiency=Efficiency(**eff))
 
     @classmethod
+    def default_for(cls, gpu: str) -> "HardwareProfile":
+        """The default profile of a catalog GPU: its shipped public-measurement profile
+        (rlvr_sim/catalog/profiles/<gpu>.public.yaml, fitted by `python -m calibration.public_fit`)
+        when there is one, else the datasheet with the generic efficiencies (`source: datasheet`).
+        The datasheet numbers always come from the catalog; the public profile gives only the
+        efficiencies (and its provenance)."""
+        base = cls.from_catalog(gpu)
+        shipped = public_profile_path(base.gpu)
+        if shipped is None:
+            return base
+        prof = cls.load(shipped)
+        return prof.model_copy(update={"datasheet": base.datasheet, "citation": base.citation})
+
+    @property
+    def efficiency_origin(self) -> str:
+        """One plain phrase saying where the efficiency terms came from."""
+        if self.source.startswith("public-fit"):
+            return "public-measurement fit (see calibration/public/)"
+        if self.source.startswith("calibrated"):
+            return "calibrated on the device"
+        if self.source == "datasheet":
+            return "datasheet guesses (not measured)"
+        return self.source
+
+    @classmethod
     def load(cls, path: str | Path) -> "HardwareProfile":
         """Read a profile YAML; UserError naming the file and field when it does not validate."""
         from rlvr_sim.safe_read import load_user_yaml, read_user_text
@@ -174,6 +219,12 @@ class HardwareProfile(BaseModel):
 def _catalog() -> dict[str, dict[str, Any]]:
     text = resources.files("rlvr_sim.catalog").joinpath("gpus.yaml").read_text()
     return {k.lower(): v for k, v in yaml.safe_load(text).items()}
+
+
+def public_profile_path(gpu: str) -> Path | None:
+    """Path of the shipped public-measurement profile of a catalog GPU, None when none ships."""
+    ref = resources.files("rlvr_sim.catalog").joinpath("profiles", f"{gpu.lower()}.public.yaml")
+    return Path(str(ref)) if ref.is_file() else None
 
 
 def gpu_names() -> list[str]:

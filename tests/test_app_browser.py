@@ -1,7 +1,10 @@
 """The app in a real browser: `streamlit run app.py` served headless on localhost, Debian's
 Chromium (headless, driven through chromedriver's W3C WebDriver HTTP API with the standard
-library only) loads each page, waits for its expected elements, checks that no traceback is
-shown and saves a screenshot per page.
+library only) loads each page by its own path, waits for its expected elements, checks that no
+traceback and no Deploy button is shown and saves a screenshot per page; and a new user's
+question ("32 H100s, Qwen3-8B, 64 x 16, responses ~4K up to 16K, 300 steps: colocated or split,
+sync or async, hours and dollars?") is walked end to end from the start page in at most 8
+interactions.
 
 Skipped when Chromium or chromedriver is missing (`tools/install_chromium.sh` installs both).
 Screenshots go to $APP_SCREENSHOT_DIR when set (the committed ones: docs/screenshots/), else to
@@ -73,6 +76,7 @@ class WebDriver:
             "binary": CHROMIUM, "args": CHROMIUM_FLAGS + [f"--user-data-dir={tempfile.mkdtemp(prefix='chromium-')}",
                                                        "--window-size=1400,1800"]}}
         self.session = self._call("POST", "/session", {"capabilities": {"alwaysMatch": caps}})["sessionId"]
+        self.interactions = 0        # clicks and typed fields, as a user counts them
 
     def _call(self, method: str, path: str, body: dict | None = None) -> dict:
         data = None if body is None else json.dumps(body).encode()
@@ -100,13 +104,17 @@ class WebDriver:
         xpath = f"//button[.//p[normalize-space()='{text}'] or normalize-space()='{text}']"
         element = self.cmd("POST", "/element", {"using": "xpath", "value": xpath})
         self.cmd("POST", f"/element/{next(iter(element.values()))}/click", {})
+        self.interactions += 1
 
-    def type_into(self, label: str, text: str) -> None:
-        """Replace the text of the input whose aria-label is `label` and press Enter."""
-        element = self.cmd("POST", "/element", {"using": "css selector", "value": f"input[aria-label='{label}']"})
+    def type_into(self, label: str, text: str, tag: str = "input") -> None:
+        """Replace the text of the input (or textarea) whose aria-label is `label` and commit it:
+        Enter for an input, Ctrl+Enter for a textarea."""
+        element = self.cmd("POST", "/element", {"using": "css selector", "value": f"{tag}[aria-label='{label}']"})
         element_id = next(iter(element.values()))
         # Ctrl+A, release modifiers, then the new text and Enter (WebDriver's clear() bypasses React)
-        self.cmd("POST", f"/element/{element_id}/value", {"text": "\ue009a\ue000" + text + "\ue007"})
+        commit = "\ue007" if tag == "input" else "\ue009\ue007\ue000"
+        self.cmd("POST", f"/element/{element_id}/value", {"text": "\ue009a\ue000" + text + commit})
+        self.interactions += 1
 
     def screenshot(self, path: Path) -> bytes:
         png = base64.b64decode(self.cmd("GET", "/screenshot"))  # type: ignore[arg-type]
@@ -125,17 +133,23 @@ class Page:
     frames: int = 0              # st.dataframe grids that must be on the page
     height: int = 1800
     clicks: tuple[tuple[str, tuple[str, ...]], ...] = ()   # buttons to press, each with the text it brings
+    typed: tuple[tuple[str, str, str], ...] = ()            # (tag, aria-label, text) typed before the clicks
 
 
 PAGES = {
-    "plan": Page("", ("Plan a run", "Step time", "Tokens/s/GPU", "$ per step", "Hours to finish", "Bottleneck",
-                      "Downloads", "Results JSON"), plots=4, height=2600),
+    "ask": Page("", ("Ask a question", "GPUs available", "Typical response (tokens)", "Answer"), plots=0),
+    "plan": Page("plan?scenario=minimal.yaml", ("Plan a run", "Step time", "Tokens/s per GPU", "$ per step",
+                                                "Hours for the run", "Critical-path bottleneck", "Downloads",
+                                                "Results JSON", "Hours and $ are for a run of", "The step waits longest on"),
+                 plots=5, height=2900),
+    # two tables: the KPIs and the scenario differences (there is one only when plan B differs)
     "compare": Page("compare", ("Compare plans", "Plan A", "Plan B", "Results", "Scenario differences"),
-                    plots=1, frames=2, height=2200),
+                    plots=1, frames=2, height=2200,
+                    typed=(("textarea", "Overrides (one `dotted.key=value` per line)", "sampler.tp=2"),)),
     "sweep": Page("sweep", ("Sweep and plan", "Grid over two knobs", "Step time (s)", "Pareto frontier",
                             "valid simulated plans", "Bottleneck"),
                   plots=4, frames=2, height=3200,
-                  clicks=(("Run sweep", ("Step time (s)", "Cost to finish ($)")),
+                  clicks=(("Run sweep", ("Step time (s)", "$ for the run")),
                           ("Recommend a plan", ("valid simulated plans",)))),
 }
 
@@ -144,10 +158,11 @@ def calibration_page() -> Page:
     """What the Calibration page must show, given the profiles folder it reads (app_pages/state.py)."""
     folder = Path(os.environ.get("RLVR_SIM_PROFILES") or ROOT / "profiles")
     if any(folder.rglob("*.validation.json")) if folder.is_dir() else False:
-        return Page("calibration", ("Calibration", "MAPE step_time", "Error table"), plots=1, frames=2, height=2200)
+        return Page("calibration", ("Calibration", "What a profile is", "MAPE step time", "Error table"), plots=1,
+                    frames=2, height=2600)
     if any(folder.rglob("*.y*ml")) if folder.is_dir() else False:
         return Page("calibration", ("Calibration", "Profile", "rlvr-sim validate"), plots=0, frames=1)
-    return Page("calibration", ("Calibration", "No calibration profile found", "rlvr-sim calibrate"), plots=0)
+    return Page("calibration", ("Calibration", "No hardware profile found", "rlvr-sim calibrate"), plots=0)
 
 
 PAGES["calibration"] = calibration_page()
@@ -263,6 +278,9 @@ def test_page_renders_in_chromium(name: str, server: str, browser: WebDriver, sh
     page = PAGES[name]
     browser.resize(1400, page.height)
     browser.get(f"{server}/{page.url_path}")
+    for tag, label, value in page.typed:
+        wait_for(browser, page, (), 0)
+        browser.type_into(label, value, tag)
     for button, brings in page.clicks:
         wait_for(browser, page, (button,), 0)
         for attempt in range(3):   # a click that lands while Streamlit reruns is dropped: retry
@@ -274,19 +292,19 @@ def test_page_renders_in_chromium(name: str, server: str, browser: WebDriver, sh
                 if attempt == 2:
                     raise
     text = wait_for(browser, page, page.expect, page.plots, page.frames)
-    assert "Traceback" not in text and "Page not found" not in text
+    assert "Traceback" not in text and "Page not found" not in text and "Deploy" not in text
     png = browser.screenshot(shots / f"{name}.png")
     check_png(png, 1400, page.height)
 
 
 def test_invalid_knob_shows_its_error_between_that_field_and_the_next(server: str, browser: WebDriver,
                                                                       shots: Path) -> None:
-    page = Page("?scenario=minimal.yaml", ("Plan a run", "Step time"), plots=4, height=1800)
+    page = Page("plan?scenario=minimal.yaml", ("Plan a run", "Step time"), plots=4, height=1800)
     browser.resize(1400, page.height)
     browser.get(f"{server}/{page.url_path}")
     wait_for(browser, page, page.expect, page.plots)
     browser.type_into("Sampler TP", "3")
-    text = wait_for(browser, page, ("sampler.tp=3 does not divide", "Invalid scenario"), 0)
+    text = wait_for(browser, page, ("sampler.tp=3 does not divide", "Invalid scenario", "see Sampler TP"), 0)
     assert "Traceback" not in text and "Tokens/s/GPU" not in text        # no results, no traceback
     box = browser.js("""
         const top = label => document.querySelector(`input[aria-label='${label}']`).getBoundingClientRect();
@@ -295,5 +313,48 @@ def test_invalid_knob_shows_its_error_between_that_field_and_the_next(server: st
         return [top('Sampler TP').bottom, top('Trainer TP').top, alert.map(a => a.top)];""")
     tp_bottom, next_top, alerts = box  # type: ignore[misc]
     assert len(alerts) == 1 and tp_bottom < alerts[0] < next_top
+    assert str(ROOT) not in text                                          # relative paths only
     png = browser.screenshot(shots / "plan-invalid.png")
     check_png(png, 1400, page.height)
+
+
+# The question of issue 18, as a new user types it into the start page.
+QUESTION = (("GPUs available", "32"), ("Model", "qwen3-8b"), ("Typical response (tokens)", "4096"),
+            ("Longest response (tokens)", "16384"), ("Run length (RL steps)", "300"))
+MAX_INTERACTIONS = 8
+
+
+def test_new_users_question_end_to_end_in_at_most_8_interactions(server: str, browser: WebDriver,
+                                                                  shots: Path) -> None:
+    """Start page -> five answers (GPU type and 64 x 16 are the form's defaults) -> Answer ->
+    the answer in words -> Open this plan on Plan -> its KPIs; screenshots of each stage."""
+    browser.resize(1400, 1900)
+    browser.get(f"{server}/")
+    start = Page("", ("Ask a question", "Answer"), plots=0)
+    text = wait_for(browser, start, start.expect, 0)
+    assert "Prompts per step" in text
+    browser.interactions = 0
+    for label, value in QUESTION:
+        browser.type_into(label, value)
+    got = browser.js("return [...document.querySelectorAll('input')].map(i => [i.getAttribute('aria-label'), i.value])")
+    fields = dict(got)  # type: ignore[arg-type]
+    assert fields["GPUs available"] == "32" and fields["Model"] == "qwen3-8b" and fields["GPU type"] == "h100-sxm"
+    assert fields["Prompts per step"] == "64" and fields["Samples per prompt"] == "16"
+    assert fields["Longest response (tokens)"] == "16384" and fields["Run length (RL steps)"] == "300"
+    browser.screenshot(shots / "ask-question.png")
+    browser.click_button("Answer")
+    answer = Page("", ("Colocated or split:", "Sync or async:", "Hours and dollars:", "for 300 steps",
+                       "Pareto frontier"), plots=1, frames=1, height=2600)
+    browser.resize(1400, answer.height)
+    text = wait_for(browser, answer, answer.expect, answer.plots, answer.frames, wait_s=600)
+    assert "Traceback" not in text and "32x h100-sxm" in text
+    png = browser.screenshot(shots / "ask-answer.png")
+    check_png(png, 1400, answer.height)
+    browser.click_button("Open this plan on Plan")
+    plan = Page("plan", ("Plan a run", "Hours for the run", "question.yaml", "Hours and $ are for a run of",
+                         "300 steps"), plots=5, height=2900)
+    text = wait_for(browser, plan, plan.expect, plan.plots, wait_s=300)
+    assert "Traceback" not in text and "Invalid scenario" not in text
+    png = browser.screenshot(shots / "plan-from-question.png")
+    check_png(png, 1400, plan.height)
+    assert browser.interactions <= MAX_INTERACTIONS, browser.interactions

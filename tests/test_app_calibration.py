@@ -44,7 +44,8 @@ def write_report(folder: Path, name: str = "test-device") -> Path:
     rows = [Comparison("cfg-a", "step_time", 2.0, 2.2), Comparison("cfg-b", "step_time", 4.0, 3.6),
             Comparison("cfg-a", "train", 1.0, 0.9), Comparison("cfg-b", "train", 1.0, 1.3)]
     path = folder / f"{name}.validation.json"
-    path.write_text(json.dumps(ValidationReport("profiles/test-device.yaml", rows).to_dict()))
+    configs = [{"name": "cfg-a", "description": "human name of a"}]
+    path.write_text(json.dumps(ValidationReport("profiles/test-device.yaml", rows, configs).to_dict()))
     return path
 
 
@@ -58,7 +59,7 @@ def calibration_app() -> AppTest:
 def test_without_profile_or_report_the_page_says_which_command_to_run(profiles: Path) -> None:
     at = calibration_app()
     warnings = [w.value for w in at.warning]
-    assert "No calibration profile found in profiles/ — run `rlvr-sim calibrate`" in warnings[0]
+    assert "No hardware profile found in profiles/ — run `rlvr-sim calibrate`" in warnings[0]
     assert "run `rlvr-sim validate --json`" in warnings[1]
     assert not at.get("plotly_chart")
 
@@ -70,11 +71,14 @@ def test_profile_and_report_show_mape_scatter_and_error_table(profiles: Path) ->
     assert not at.error and not at.warning
     assert any("calibrated 2026-11-22 test-device" in m.value for m in at.markdown)
     efficiency = at.dataframe[0].value
-    assert efficiency.loc["decode_bw_eff", "profile"] == 0.5 and efficiency.loc["train_mfu", "profile"] == 0.25
-    assert efficiency.loc["decode_bw_eff", "catalog default"] != 0.5
-    assert {m.label: m.value for m in at.metric} == {"MAPE step_time": "10.0%", "MAPE train": "20.0%"}
+    assert efficiency.loc["decode_bw_eff", "this profile"] == "50%" and efficiency.loc["train_mfu", "this profile"] == "25%"
+    assert efficiency.loc["decode_bw_eff", "catalog default"] != "50%"
+    assert efficiency.loc["decode_bw_eff", "meaning"] == "achieved HBM fraction in decode"   # the schema's description
+    assert {m.label: m.value for m in at.metric} == {"MAPE step time": "10.0%", "MAPE train": "20.0%"}
     table = at.dataframe[1].value
-    assert table.loc["cfg-b", "train.error_pct"] == pytest.approx(30.0)
+    assert table.loc["human name of a (cfg-a)", "train: error"] == "-10.0%"
+    assert table.loc["cfg-b (cfg-b)", "train: error"] == "+30.0%"
+    assert any("**MAPE** (mean absolute percentage error)" in m.value for m in at.markdown)
     assert len(at.get("plotly_chart")) == 1
 
 
@@ -84,7 +88,8 @@ def test_broken_files_show_an_error_not_a_traceback(profiles: Path) -> None:
     at = calibration_app()
     errors = [e.value for e in at.error]
     assert len(errors) == 2
-    assert "broken.yaml" in errors[0] and "invalid" in errors[0]
+    assert at.selectbox(key="calibration:profile").value == "unreadable: broken.yaml"
+    assert "broken.yaml" in errors[0] and "invalid" in errors[0] and str(ROOT) not in errors[0]
     assert "is not a validation report" in errors[1]
 
 
@@ -97,10 +102,10 @@ def test_each_profile_opens_its_own_report_and_unusable_rows_are_explained(profi
                                                "simulated_s": 1.0}],
          "configs": [{"name": "c", "skipped": "out of memory"}]}))
     at = calibration_app()
-    assert at.selectbox(key="calibration:profile").value == "a-device.yaml"
+    assert at.selectbox(key="calibration:profile").value == "calibrated: a-device.yaml"
     assert at.selectbox(key="calibration:report:a-device.validation.json").value == "a-device.validation.json"
-    assert {m.label for m in at.metric} == {"MAPE step_time", "MAPE train"}
-    at.selectbox(key="calibration:profile").set_value("b-device.yaml").run()
+    assert {m.label for m in at.metric} == {"MAPE step time", "MAPE train"}
+    at.selectbox(key="calibration:profile").set_value("calibrated: b-device.yaml").run()
     assert at.selectbox(key="calibration:report:b-device.validation.json").value == "b-device.validation.json"
     assert not at.metric
     assert any("no configuration with both a measured and a simulated time" in w.value for w in at.warning)

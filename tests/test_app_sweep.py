@@ -1,5 +1,6 @@
-"""Sweep page (AppTest): a two-knob grid through rlvr_sim.sweep, its heatmaps and Pareto frontier,
-invalid grid points kept as rows with their reason, and the `rlvr-sim plan` recommendation."""
+"""Sweep page (AppTest): a two-knob grid of the working scenario through rlvr_sim.api (the sweep
+grid), its heatmaps and Pareto frontier, invalid grid points kept as rows and grey cells with
+their reason, and the `rlvr-sim plan` recommendation for the working scenario."""
 
 from __future__ import annotations
 
@@ -21,10 +22,10 @@ sys.path.insert(0, str(ROOT))  # app_pages/ lives at the repo root
 from app_pages import state  # noqa: E402
 from rlvr_sim.scenario import load_scenario  # noqa: E402
 from rlvr_sim.sim.run import simulate  # noqa: E402
-from rlvr_sim.sweep.pareto import pareto_mask  # noqa: E402
+from rlvr_sim.sweep.pareto import pareto_front, pareto_mask  # noqa: E402
 
 SCENARIO = ROOT / "scenarios" / "minimal.yaml"
-PREFIX = f"sweep:{SCENARIO.name}"
+PREFIX = "extra:sweep"
 pytestmark = pytest.mark.skipif(not SCENARIO.exists(), reason="scenarios/minimal.yaml is missing")
 
 
@@ -39,10 +40,10 @@ def array(value) -> np.ndarray:
 def sweep_app(x_values: str, y_values: str) -> AppTest:
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=180).run()
     at.switch_page("app_pages/sweep.py").run()
-    at.selectbox(key="sweep:file").set_value(SCENARIO.name).run()
+    at.sidebar.selectbox(key="run:file").set_value(SCENARIO.name).run()
+    at.sidebar.number_input(key="run:sim_steps").set_value(2).run()
     at.text_input(key=f"{PREFIX}:X:sampler.tp:values").set_value(x_values)
-    at.text_input(key=f"{PREFIX}:Y:verifier.workers:values").set_value(y_values)
-    at.number_input(key="sweep:steps").set_value(2).run()
+    at.text_input(key=f"{PREFIX}:Y:verifier.workers:values").set_value(y_values).run()
     assert not at.exception
     return at
 
@@ -52,7 +53,7 @@ def test_grid_results_heatmaps_and_pareto_frontier() -> None:
     assert not at.dataframe                     # nothing until the sweep is run
     at.button(key="sweep:run").click().run()
     assert not at.exception and not at.error
-    table = at.dataframe[0].value
+    table = raw_table(at)
     assert list(zip(table["sampler.tp"], table["verifier.workers"])) == [(1, 32), (1, 64), (2, 32), (2, 64)]
     assert (table["status"] == "ok").all()
     scenario = load_scenario(SCENARIO, overrides=["verifier.workers=64", "sampler.tp=2"])
@@ -69,23 +70,31 @@ def test_grid_results_heatmaps_and_pareto_frontier() -> None:
     assert any("4 plans: 4 valid" in c.value for c in at.caption)
 
 
-def test_invalid_grid_points_stay_rows_with_the_reason() -> None:
+def raw_table(at: AppTest):
+    return at.session_state["sweep:result"][1]
+
+
+def test_invalid_grid_points_stay_rows_and_grey_cells_with_the_reason() -> None:
     at = sweep_app("1,3", "64")
     at.button(key="sweep:run").click().run()
     assert not at.exception and not at.error
-    table = at.dataframe[0].value
+    table = raw_table(at)
     assert list(table["status"]) == ["ok", "invalid"]
     assert "sampler.tp=3" in table["error"].iloc[1]
+    shown = at.dataframe[0].value
+    assert list(shown["Status"]) == ["ok", "invalid"] and "sampler.tp=3" in shown["Why invalid"].iloc[1]
+    invalid = plotly.io.from_json(at.get("plotly_chart")[0].proto.spec).data[1]
+    assert invalid.texttemplate == "invalid" and "sampler.tp=3" in invalid.text[0][1]
 
 
 def test_grid_on_two_worker_processes_gives_the_same_rows() -> None:
     inline = sweep_app("1,2", "64")
     inline.button(key="sweep:run").click().run()
     pooled = sweep_app("1,2", "64")
-    pooled.number_input(key="sweep:workers").set_value(2).run()
+    pooled.number_input(key="extra:sweep:workers").set_value(2).run()
     pooled.button(key="sweep:run").click().run()
     assert not pooled.exception and not pooled.error
-    a, b = inline.dataframe[0].value, pooled.dataframe[0].value
+    a, b = raw_table(inline), raw_table(pooled)
     assert list(a["step_time_s.mean"]) == list(b["step_time_s.mean"])
 
 
@@ -104,8 +113,8 @@ def test_bad_axis_values_show_the_sweep_error() -> None:
 
 def plan_search(total_gpus: int) -> AppTest:
     at = sweep_app("1", "64")
-    at.number_input(key="sweep:plan:total").set_value(total_gpus)
-    at.number_input(key="sweep:plan:steps").set_value(1).run()
+    at.sidebar.number_input(key="run:sim_steps").set_value(1).run()
+    at.number_input(key="extra:plan:total").set_value(total_gpus).run()
     at.button(key="sweep:plan:run").click().run()
     assert not at.exception
     return at
@@ -125,6 +134,21 @@ def test_recommended_plan_comes_from_the_plan_search() -> None:
     reason = next(m.value for m in at.markdown if "valid simulated plans" in m.value)
     assert "Bottleneck" in reason
     front = at.dataframe[-1].value
-    assert {"label", "hours_total", "cost.usd_total"} <= set(front.columns) and len(front) >= 1
+    assert {"Plan", "Hours for the run", "$ for the run"} <= set(front.columns) and len(front) >= 1
+    result = at.session_state["sweep:plan"][1]
+    assert result.steps_per_plan == 1 and any("1 steps each" in c.value for c in at.caption)
+    raw = pareto_front(result.table)
     line = plotly.io.from_json(at.get("plotly_chart")[-1].proto.spec).data[1]
-    assert line.name == "Pareto frontier" and list(array(line.x)) == pytest.approx(list(front["hours_total"]))
+    assert line.name == "Pareto frontier" and list(array(line.x)) == pytest.approx(list(raw["hours_total"]))
+    assert any("Robustness of this recommendation: not available in this build" in c.value for c in at.caption) \
+        or result.robustness is not None
+
+
+def test_gpus_available_follows_the_working_scenario() -> None:
+    at = sweep_app("1", "64")
+    assert at.number_input(key="extra:plan:total").value == 8
+    at.switch_page("app_pages/plan.py").run()
+    at.sidebar.number_input(key="knob:sampler.gpus").set_value(16)
+    at.sidebar.number_input(key="knob:trainer.gpus").set_value(16).run()
+    at.switch_page("app_pages/sweep.py").run()
+    assert at.number_input(key="extra:plan:total").value == 16

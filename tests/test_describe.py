@@ -23,6 +23,7 @@ LAYOUTS = {
     "llama-3.1-70b": dict(gpu="h100-sxm", gpus=8, tp=4, trainer_gpus=32),
     "qwen2.5-72b": dict(gpu="h100-sxm", gpus=8, tp=4, trainer_gpus=32),
     "qwen2.5-32b": dict(gpu="h100-sxm", gpus=8, tp=2, trainer_gpus=16),
+    "deepseek-r1-distill-qwen-32b": dict(gpu="h100-sxm", gpus=8, tp=2, trainer_gpus=16),
     "qwen3-32b": dict(gpu="h100-sxm", gpus=8, tp=2, trainer_gpus=16),
     "mixtral-8x7b": dict(gpu="h100-sxm", gpus=8, tp=2, trainer_gpus=16),
 }

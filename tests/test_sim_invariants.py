@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import replace
 from pathlib import Path
@@ -26,6 +27,7 @@ def configs(draw) -> SimConfig:
     mode = draw(st.sampled_from(["colocated-sync", "disaggregated-sync", "async"]))
     placement, _, sync = mode.partition("-")
     replicas = draw(st.integers(1, 3))
+    is_async = placement == "async"
     return SimConfig(
         prompts_per_step=draw(st.integers(1, 4)), samples_per_prompt=draw(st.integers(1, 3)),
         steps=draw(st.integers(1, 4)), prompt_tokens=Uniform(low=1, high=10),
@@ -41,7 +43,12 @@ def configs(draw) -> SimConfig:
         placement="disaggregated" if placement == "async" else placement,
         mode="async" if placement == "async" else "sync",
         max_staleness=draw(st.integers(0, 2)), partial_rollout=draw(st.booleans()),
-        seed=draw(st.integers(0, 1000)), coalesce_fraction=draw(st.sampled_from([0.0, 0.5])))
+        seed=draw(st.integers(0, 1000)), coalesce_fraction=draw(st.sampled_from([0.0, 0.5])),
+        staleness_fraction=draw(st.sampled_from([None, 0.25, 0.5, 1.5])) if is_async else None,
+        weight_update=draw(st.sampled_from([None, "drain", "recompute", "keep_kv"])) if is_async
+        else None,
+        streaming=draw(st.booleans()) if is_async else False,
+        mini_batches=draw(st.integers(1, 3)), stream_batches=draw(st.integers(1, 2)))
 
 
 def _events(result, what: str) -> list[tuple]:
@@ -60,10 +67,21 @@ def test_every_sample_generated_verified_and_trained_once(cfg):
     gen_at = {e[1]: e[2] for e in generated}
     assert all(t >= gen_at[s] for _, s, t in verified)        # verified after generated
     trained = _events(res, "trainer0 forward_backward")
-    assert [e[1] for e in trained] == list(range(cfg.steps))
+    if cfg.streaming:   # one forward_backward per non-empty mini-batch, in step order
+        per_step = [(j + 1) * cfg.samples_per_step // cfg.mini_batches
+                    - j * cfg.samples_per_step // cfg.mini_batches for j in range(cfg.mini_batches)]
+        expected = [j for j in range(cfg.steps) for n in per_step if n]
+        assert [e[1] for e in trained] == expected
+        assert sum(e[3] - e[2] for e in trained) >= 0
+    else:
+        assert [e[1] for e in trained] == list(range(cfg.steps))
     for r in res.steps:                                         # each step trains its batch
         assert r.sequences == cfg.samples_per_step
-        assert r.train_start_s >= r.verify_end_s >= r.gen_end_s
+        if cfg.streaming:        # the last mini-batch waits for the last reward
+            assert r.train_end_s >= r.verify_end_s >= r.gen_end_s
+            assert r.train_start_s >= r.start_s
+        else:
+            assert r.train_start_s >= r.verify_end_s >= r.gen_end_s
         assert r.end_s >= r.train_end_s >= r.train_start_s >= r.start_s
     gen_rows = res.trace[res.trace.phase == "generate"]
     assert gen_rows.groupby("step").sequences.sum().tolist() == [cfg.samples_per_step] * cfg.steps
@@ -72,11 +90,21 @@ def test_every_sample_generated_verified_and_trained_once(cfg):
 @FAST
 @given(configs())
 def test_staleness_never_exceeds_its_bound(cfg):
-    s = simulate_config(cfg, CM).summary
+    res = simulate_config(cfg, CM)
+    s = res.summary
     assert s.staleness.max <= cfg.staleness_bound
     assert sum(s.staleness.hist.values()) == cfg.steps * cfg.samples_per_step
     if cfg.mode == "sync":
         assert s.staleness.hist == {"0": cfg.steps * cfg.samples_per_step}
+    # fractional bound eta: a sample stale by ceil(eta) had its group end within the first
+    # frac(eta) x B samples of its batch, so each step has at most frac(eta) x B of them
+    eta = cfg.staleness_batches
+    frac = eta - math.floor(eta)
+    if frac > 0:
+        gen = res.trace[res.trace.phase == "generate"]
+        for step, rows in gen.groupby("step"):
+            stale = [x for e in rows.extra for x in json.loads(e)["staleness"]]
+            assert sum(x == math.ceil(eta) for x in stale) <= frac * cfg.samples_per_step + 1e-9
 
 
 @settings(max_examples=25, deadline=None)
@@ -92,7 +120,8 @@ def test_same_seed_same_trace(cfg):
 @FAST
 @given(configs(), st.booleans())
 def test_async_with_zero_staleness_equals_disaggregated_sync(cfg, partial):
-    sync = replace(cfg, placement="disaggregated", mode="sync", trainer_gpus=1, coalesce_fraction=0.0)
+    sync = replace(cfg, placement="disaggregated", mode="sync", trainer_gpus=1, coalesce_fraction=0.0,
+                   staleness_fraction=None, weight_update=None, streaming=False)
     async0 = replace(sync, mode="async", max_staleness=0, partial_rollout=partial)
     a = simulate_config(sync, CM, event_log=True)
     b = simulate_config(async0, CM, event_log=True)

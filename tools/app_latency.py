@@ -1,9 +1,9 @@
 """Interaction latency of the app's Plan page for a standard scenario: cold vs cached.
 
 Measurements, interleaved so machine noise hits both alike, medians reported:
-1. library path: `app_pages.state.simulate(source, overrides, steps)` (what the Plan page calls on
-   every widget change) for a series of knob changes, each called cold (new overrides) and then
-   again (answered by st.cache_data);
+1. library path: `app_pages.state.simulate(request)` (the cached `rlvr_sim.api.simulate`, what the
+   Plan page calls on every widget change) for a series of knob changes, each called cold (new
+   overrides) and then again (answered by st.cache_data);
 2. page path: a streamlit.testing AppTest of the whole app, changing the Sampler TP / Verifier
    workers widgets (`at.run()` wall time: script run + simulate + charts), first visit of a value
    vs a return to a value seen before.
@@ -42,6 +42,7 @@ def _timed(fn) -> float:
 def library_path(scenario: Path, repeats: int) -> dict:
     """Cold and cached seconds of `state.simulate` per knob change (steps = the page's default)."""
     from app_pages import state
+    from rlvr_sim.api import SimulateRequest
 
     source = state.source_from_file(scenario)
     steps = state.quick_steps()
@@ -51,10 +52,11 @@ def library_path(scenario: Path, repeats: int) -> dict:
         state._load.clear()
         for field, values in CHANGES:
             for value in values:
-                overrides = (f"{field}={value}", f"workload.seed={rep}")
-                cold.append(_timed(lambda: state.simulate(source, overrides, steps=steps)))
-                cached.append(_timed(lambda: state.simulate(source, overrides, steps=steps)))
-        full.append(_timed(lambda: state.simulate(source, (f"workload.seed={rep}",), steps=None)))
+                request = SimulateRequest(source, (f"{field}={value}", f"workload.seed={rep}"), sim_steps=steps)
+                cold.append(_timed(lambda: state.simulate(request)))
+                cached.append(_timed(lambda: state.simulate(request)))
+        every = SimulateRequest(source, (f"workload.seed={rep}",), sim_steps=None)
+        full.append(_timed(lambda: state.simulate(every)))
     return {"steps": steps, "cold_s": statistics.median(cold), "cached_s": statistics.median(cached),
             "cold_max_s": max(cold), "cached_max_s": max(cached), "calls": len(cold),
             "all_steps_cold_s": statistics.median(full)}
@@ -67,14 +69,14 @@ def page_path(scenario: Path, repeats: int) -> dict:
     from app_pages import state
 
     first, revisit = [], []
-    key = f"plan:{scenario.name}"
     for _ in range(repeats):
         state._simulate.clear()
         state._load.clear()
         at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=300).run()
-        at.sidebar.selectbox(key="plan:file").set_value(scenario.name).run()
+        at.switch_page("app_pages/plan.py").run()
+        at.sidebar.selectbox(key="run:file").set_value(scenario.name).run()
         for field, values in CHANGES:
-            widget_key = f"{key}:{field}"
+            widget_key = f"knob:{field}"
             for value in values:
                 first.append(_timed(lambda: at.sidebar.number_input(key=widget_key).set_value(value).run()))
             for value in values:
@@ -132,7 +134,7 @@ def browser_path(scenario: Path) -> dict:
     first, revisit, server_first, server_revisit = [], [], [], []
     with served_app() as url, webdriver_session() as driver:
         driver.resize(1400, 2600)
-        driver.get(f"{url}/?scenario={scenario.name}")
+        driver.get(f"{url}/plan?scenario={scenario.name}")
         _wait(lambda: _settled(driver, "sampler.tp", -1, -1), 120)
         for field, values in CHANGES:
             base_value = widgets.get_path(base, field)

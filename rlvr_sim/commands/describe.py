@@ -37,6 +37,7 @@ class Report(BaseModel):
     kv_bytes_per_token: float    # sampler kv dtype, whole model (tp = 1)
     gpu: str
     profile_source: str
+    efficiency_origin: str = ""   # datasheet guesses / public-measurement fit / calibrated
     total_gpus: int
     sampler_replicas: int
     sampler_weight_bytes_per_gpu: float
@@ -92,7 +93,8 @@ def build_report(sc: Scenario, label: str | None = None) -> Report:
         scenario=label, model=sc.model.name, params_total=counts.total, params_active=counts.active,
         weight_bytes=weight_bytes(sc.model, sc.sampler.weight_dtype),
         kv_bytes_per_token=kv_bytes_per_token(sc.model, sc.sampler.kv_dtype),
-        gpu=sc.hardware.gpu, profile_source=cm.hardware.source, total_gpus=sc.total_gpus,
+        gpu=sc.hardware.gpu, profile_source=cm.hardware.source,
+        efficiency_origin=cm.hardware.efficiency_origin, total_gpus=sc.total_gpus,
         sampler_replicas=sc.sampler.replicas,
         sampler_weight_bytes_per_gpu=plan.weight_bytes_per_gpu,
         sampler_activation_reserve_bytes=plan.activation_reserve_bytes,
@@ -123,6 +125,7 @@ def format_report(r: Report) -> str:
         ("model", f"{r.model}: {_count(r.params_total)} params ({_count(r.params_active)} "
                   f"active), weights {_gb(r.weight_bytes)}, KV {r.kv_bytes_per_token:,.0f} B/token"),
         ("hardware", f"{r.gpu} x {r.total_gpus} ({r.profile_source})"),
+        ("efficiencies", r.efficiency_origin),
         ("sampler", f"{r.sampler_replicas} replica(s); per GPU: weights "
                     f"{_gb(r.sampler_weight_bytes_per_gpu)}, reserve "
                     f"{_gb(r.sampler_activation_reserve_bytes)}, KV pool "

@@ -59,6 +59,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sampler-pp", default=None, help="sampler pipeline-stage options (default: the scenario's)")
     p.add_argument("--trainer-pp", default=None, help="trainer pipeline-stage options (default: the scenario's)")
     p.add_argument("--staleness", default="0,1", help="max_staleness options, 0 = sync (default 0,1)")
+    p.add_argument("--whole-run", action=argparse.BooleanOptionalAction, default=None,
+                   help="re-evaluate the recommended plan (and the best plans of the same GPUs) over "
+                        "the workload schedule and say where a re-split pays (default: on when the "
+                        "scenario has a schedule)")
     p.add_argument("--mini-batches", default=None, help="mini-batch options (default: the scenario's value only)")
     p.add_argument("--steps", type=int, default=3, help="simulated RL steps per plan (default 3; hours extrapolate)")
     p.add_argument("--seed", type=seed_arg, default=None, help="simulation seed (default: the scenario's)")
@@ -122,6 +126,7 @@ def run(args: argparse.Namespace) -> int:
         rec = recommend(result, ev, Constraints(args.budget_usd, args.deadline_hours))
     finally:
         pool.close()
+    advice = _whole_run_advice(args, ev, rec)       # rlvr_sim.schedule; None without a schedule
     wall_s = time.perf_counter() - started
     if args.out:
         write_table(result.table, Path(args.out))
@@ -133,6 +138,8 @@ def run(args: argparse.Namespace) -> int:
                    "frontier": json.loads(front[shown].to_json(orient="records")),
                    "counts": counts, "rounds": result.rounds, "steps_per_plan": args.steps,
                    "method": "exhaustive" if args.exhaustive else "search", "wall_s": round(wall_s, 2)}
+        if advice is not None:
+            payload["whole_run"] = advice.model_dump()
         print(json.dumps(payload, indent=2))
         return 0
     print(f"{'exhaustive' if args.exhaustive else 'search'}: {counts['evaluated']} plans simulated "
@@ -142,4 +149,30 @@ def run(args: argparse.Namespace) -> int:
     print(rec.reason)
     print("\nPareto frontier (hours vs dollars):")
     print(front[shown].to_string(index=False, float_format=lambda v: f"{v:,.2f}"))
+    if advice is not None:
+        from rlvr_sim.schedule import format_advice
+
+        print("\n" + format_advice(advice))
     return 0
+
+
+WHOLE_RUN_CANDIDATES = 4     # the recommended plan + the next fastest plans of the same GPUs
+
+
+def _whole_run_advice(args: argparse.Namespace, ev: Evaluator, rec):
+    """ResplitAdvice over the schedule for the recommended plan and the fastest other plans
+    with its GPU type and total (None when off or the scenario has no schedule)."""
+    from rlvr_sim.scenario import load_scenario
+    from rlvr_sim.schedule import plan_over_run
+
+    on = getattr(args, "whole_run", None)
+    if on is False or (on is None and not load_scenario(args.scenario, args.set,
+                                                        check_fit=False).workload.has_schedule):
+        return None
+    a0 = rec.allocation
+    same = sorted((a for a in ev.seen if a.gpu == a0.gpu and a.total_gpus == a0.total_gpus
+                   and a != a0 and ev.hours(a) < float("inf")), key=ev.hours)
+    fixed = fixed_plan(args)
+    overrides = {a.label(): Plan(fixed.settings + a.plan().settings).overrides()
+                 for a in [a0, *same[:WHOLE_RUN_CANDIDATES - 1]]}
+    return plan_over_run(args.scenario, overrides, a0.label())

@@ -2,15 +2,21 @@
 [--perfetto PATH]`: simulate a scenario's RL steps and say where the time goes.
 
 Human output is a table (step time, critical path per phase, throughput, utilisation, staleness,
-cost); `--json` prints `Summary.model_dump()` as one JSON object. `--trace` writes the event
+cost, sampler MFU and achieved HBM bandwidth); `--json` prints `Summary.model_dump()` plus
+`sampler_efficiency` (rlvr_sim.sim.serving.ServingReport) as one JSON object. `--trace` writes the event
 trace (.parquet or .csv) and the resolved scenario next to it (`<trace>.scenario.yaml`);
 `--perfetto` writes a Chrome/Perfetto timeline (open it at https://ui.perfetto.dev).
+The steps simulated use `workload.response_tokens` (and the pass rate of step 0); when the
+scenario has a schedule (or with `--whole-run`), the run is also integrated over it
+(rlvr_sim.schedule: hours, dollars, step-time trend, where the bottleneck moves; JSON key
+`whole_run`).
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 from rlvr_sim.cli_output import check_output_path, strict_json
@@ -19,6 +25,7 @@ from rlvr_sim.input_limits import seed_arg
 from rlvr_sim.scenario import load_scenario
 from rlvr_sim.sim.metrics import Summary
 from rlvr_sim.sim.run import simulate
+from rlvr_sim.sim.serving import ServingReport
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -33,6 +40,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="write the trace (.parquet or .csv) and the resolved scenario next to it")
     p.add_argument("--perfetto", type=Path, default=None, metavar="PATH",
                    help="write a Chrome/Perfetto trace JSON of the timeline")
+    # whole-run integration over a workload schedule (rlvr_sim.schedule)
+    p.add_argument("--whole-run", action=argparse.BooleanOptionalAction, default=None,
+                   help="integrate step time over workload.response_schedule / pass_rate "
+                        "(default: on when the scenario has a schedule)")
+    p.add_argument("--points", type=int, default=8, help="--whole-run: segments of the run")
 
 
 MAX_SIMULATED_STEPS = 100_000
@@ -62,14 +74,49 @@ def run(args: argparse.Namespace) -> int:
         from rlvr_sim.sim.perfetto import write_perfetto
 
         write_perfetto(result.trace, args.perfetto)
+    estimate = _whole_run(sc, args)
+    sampler = _sampler_efficiency(result, sc)
     if args.json:
-        print(strict_json(result.summary.model_dump(), indent=1))
+        out = result.summary.model_dump()
+        out["sampler_efficiency"] = asdict(sampler)
+        if estimate is not None:
+            out["whole_run"] = estimate.model_dump()
+        print(strict_json(out, indent=1))
     else:
         print(format_summary(result.summary))
+        print(f"efficiencies: {sc.hardware_profile.efficiency_origin} "
+              f"[{sc.hardware_profile.gpu}: {sc.hardware_profile.source}]")
+        print(f"sampler efficiency MFU {sampler.mfu:.1%}, HBM {sampler.hbm_bw_fraction:.0%} "
+              f"of datasheet while decoding ({sampler.achieved_hbm_bytes_per_s / 1e9:,.0f} "
+              f"GB/s per GPU), {sampler.output_tokens_per_s:,.0f} output tokens/s")
+        if estimate is not None:
+            from rlvr_sim.schedule import format_estimate
+
+            print("\n" + format_estimate(estimate))
         for path in (args.trace, args.perfetto):
             if path is not None:
                 print(f"wrote {path}")
     return 0
+
+
+def _whole_run(sc, args: argparse.Namespace):
+    """RunEstimate over the schedule when asked (or the scenario has one), else None."""
+    on = args.whole_run if args.whole_run is not None else sc.workload.has_schedule
+    if not on:
+        return None
+    if args.points < 1:
+        raise UserError(f"--points {args.points} is invalid: use >= 1 segments")
+    from rlvr_sim.schedule import whole_run
+
+    return whole_run(sc, points=args.points)
+
+
+def _sampler_efficiency(result, sc) -> ServingReport:
+    """MFU and achieved HBM bandwidth of the sampler pool (rlvr_sim.sim.serving)."""
+    from rlvr_sim.cost import CostModel
+    from rlvr_sim.sim.serving import serving_report
+
+    return (serving_report(result, CostModel.from_scenario(sc)))
 
 
 def format_summary(s: Summary) -> str:

@@ -9,10 +9,14 @@ model, hardware profile and parallel shapes to them (docs/contracts.md, "Cost mo
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from functools import cached_property
+import json
+from dataclasses import dataclass, replace
+from functools import cached_property, lru_cache
 from typing import TYPE_CHECKING
 
+import numpy as np
+
+from rlvr_sim.cost.balance import Balance, batch_balance
 from rlvr_sim.cost.memory import SamplerMemoryPlan, TrainerMemory, sampler_memory_plan, trainer_memory
 from rlvr_sim.cost.params import ParamCounts, kv_bytes_per_token, param_counts, weight_bytes
 from rlvr_sim.cost.sampler import (DecodeBreakdown, DecodeCoeffs, PrefillBreakdown, SamplerShape,
@@ -25,9 +29,45 @@ from rlvr_sim.model_spec import ModelSpec
 if TYPE_CHECKING:
     from rlvr_sim.scenario import Scenario
 
-__all__ = ["CostModel", "DecodeBreakdown", "PrefillBreakdown", "SamplerMemoryPlan", "TrainBreakdown",
+__all__ = ["CostModel", "Balance", "trainer_shape", "DecodeBreakdown", "PrefillBreakdown", "SamplerMemoryPlan", "TrainBreakdown",
            "TrainerMemory", "WeightSyncBreakdown", "ParamCounts", "param_counts", "weight_bytes",
            "kv_bytes_per_token"]
+
+
+def trainer_shape(sc: "Scenario") -> TrainerShape:
+    """The trainer layout of a scenario, with the data-parallel balance of one seeded draw of its
+    batch lengths (cost.balance)."""
+    t, w = sc.trainer, sc.workload
+    shape = TrainerShape(gpus=t.gpus, tp=t.tp, pp=t.pp, fsdp=t.fsdp, mini_batches=t.mini_batches,
+                         reference_model=t.reference_model, old_logprob=t.old_logprob,
+                         recompute_activations=t.recompute_activations, dtype=t.dtype,
+                         gpus_per_node=sc.hardware.gpus_per_node, cp=t.cp, ep=t.ep,
+                         fsdp_shard_size=t.fsdp_shard_size, micro_batch_tokens=t.micro_batch_tokens,
+                         fp8=t.fp8, offload_optimizer=t.offload_optimizer,
+                         offload_params=t.offload_params)
+    if shape.dp == 1 and t.packing:
+        return shape
+    bal = _balance_of_draw(w.prompt_tokens.model_dump_json(), w.response_tokens.model_dump_json(),
+                           w.seed, w.prompts_per_step, w.samples_per_prompt, shape.dp,
+                           t.mini_batches, t.packing, t.micro_batch_sequences, t.micro_batch_tokens)
+    return replace(shape, balance=bal)
+
+
+@lru_cache(maxsize=512)
+def _balance_of_draw(prompt_json: str, response_json: str, seed: int, prompts: int, k: int,
+                     dp: int, mini_batches: int, packing: bool, micro_batch_sequences: int,
+                     micro_batch_tokens: int | None) -> Balance:
+    """Balance of one seeded draw of a step's lengths (cached: sweeps revisit the same shapes)."""
+    from rlvr_sim.scenario import Workload
+
+    w = Workload.model_validate({"prompt_tokens": json.loads(prompt_json),
+                                 "response_tokens": json.loads(response_json)})
+    rng = np.random.default_rng([seed, 0xBA1A])
+    prompt = np.repeat(w.prompt_tokens.sample_tokens(rng, prompts), k)
+    lengths = (prompt + w.response_tokens.sample_tokens(rng, prompts * k)).tolist()
+    return batch_balance(lengths, dp, mini_batches, packing=packing,
+                         micro_batch_sequences=micro_batch_sequences,
+                         micro_batch_tokens=micro_batch_tokens)
 
 
 @dataclass(frozen=True)
@@ -48,28 +88,31 @@ class CostModel:
     max_context_tokens: int = 4096
     placement: str = "colocated"
     offload_on_switch: bool = True
+    inference_only: bool = False
 
     @classmethod
     def from_scenario(cls, sc: "Scenario") -> "CostModel":
         s, t, o = sc.sampler, sc.trainer, sc.orchestration
         sp = s.speculative
+        tshape = trainer_shape(sc)
         return cls(
             model=sc.model,
             hardware=sc.hardware_profile,
-            sampler=SamplerShape(tp=s.tp, pp=s.pp, weight_dtype=s.weight_dtype, kv_dtype=s.kv_dtype),
+            sampler=SamplerShape(tp=s.tp, pp=s.pp, weight_dtype=s.weight_dtype, kv_dtype=s.kv_dtype,
+                                 ep=s.ep, pp_overlap=s.pp_overlap,
+                                 gpus_per_node=sc.hardware.gpus_per_node),
             speculative=Speculative(method=sp.method, draft_tokens=sp.draft_tokens,
                                     acceptance_rate=sp.acceptance_rate,
-                                    draft_cost_ratio=sp.draft_cost_ratio),
-            trainer=TrainerShape(gpus=t.gpus, tp=t.tp, pp=t.pp, fsdp=t.fsdp,
-                                 mini_batches=t.mini_batches, reference_model=t.reference_model,
-                                 old_logprob=t.old_logprob,
-                                 recompute_activations=t.recompute_activations, dtype=t.dtype,
-                                 gpus_per_node=sc.hardware.gpus_per_node),
+                                    draft_cost_ratio=sp.draft_cost_ratio,
+                                    tree_width=sp.tree_width),
+            trainer=tshape,
             sync=SyncLayout(placement=o.placement, method=o.weight_sync.method,
                             bucket_bytes=o.weight_sync.bucket_bytes, sampler_gpus=s.gpus,
                             sampler_tp=s.tp, sampler_pp=s.pp,
                             trainer_gpus=0 if o.placement == "colocated" else t.gpus,
-                            gpus_per_node=sc.hardware.gpus_per_node, dtype=t.dtype),
+                            gpus_per_node=sc.hardware.gpus_per_node, dtype=t.dtype,
+                            trainer_tp=t.tp, trainer_pp=t.pp, trainer_ep=t.ep,
+                            trainer_shard_group=tshape.shard_group if t.fsdp else 0),
             gpu_memory_utilization=s.gpu_memory_utilization,
             block_tokens=s.block_tokens,
             max_num_seqs=s.max_concurrent_sequences,
@@ -77,6 +120,7 @@ class CostModel:
             max_context_tokens=sc.max_context_tokens,
             placement=o.placement,
             offload_on_switch=o.offload_on_switch,
+            inference_only=o.inference_only,
         )
 
     # --- memory ---------------------------------------------------------------------------------
@@ -99,7 +143,10 @@ class CostModel:
         return trainer_memory(self.model, self.hardware.datasheet.hbm_bytes, gpus=t.gpus, tp=t.tp,
                               pp=t.pp, fsdp=t.fsdp, seq_tokens=self.max_context_tokens,
                               reference_model=t.reference_model,
-                              recompute_activations=t.recompute_activations)
+                              recompute_activations=t.recompute_activations, cp=t.cp, ep=t.ep,
+                              fsdp_shard_size=t.fsdp_shard_size,
+                              offload_optimizer=t.offload_optimizer,
+                              offload_params=t.offload_params)
 
     # --- sampler timing -------------------------------------------------------------------------
     @cached_property
@@ -143,11 +190,26 @@ class CostModel:
                           output_tokens)
 
     @cached_property
+    def _minibatch_shape(self) -> TrainerShape:
+        return replace(self.trainer, mini_batches=1)
+
+    def train_minibatch(self, sequences: int, prompt_tokens: int,
+                        output_tokens: int) -> TrainBreakdown:
+        """One mini-batch of a streaming trainer (its log-prob forwards, forward/backward, one
+        optimizer step), on the same layout and balance; the per-step fixed cost is spread
+        evenly over the step's mini-batches."""
+        tb = train_step(self.model, self.hardware, self._minibatch_shape, sequences,
+                        prompt_tokens, output_tokens)
+        return replace(tb, fixed_s=tb.fixed_s / self.trainer.mini_batches)
+
+    @cached_property
     def weight_sync(self) -> WeightSyncBreakdown:
         return weight_sync(self.model, self.hardware, self.sync)
 
     @property
     def weight_sync_s(self) -> float:
+        if self.inference_only:
+            return 0.0
         return self.weight_sync.total_s
 
     @cached_property

@@ -162,19 +162,35 @@ class TrainerMemory:
 
 def trainer_memory(m: ModelSpec, hbm_bytes: float, *, gpus: int, tp: int = 1, pp: int = 1,
                    fsdp: bool = True, seq_tokens: int = 4096, reference_model: bool = True,
-                   recompute_activations: bool = True) -> TrainerMemory:
-    """Per-GPU trainer memory for one micro-batch of one `seq_tokens` sequence."""
-    total = param_counts(m).total
-    dp = max(gpus // (tp * pp), 1)
-    shards = tp * pp * (dp if fsdp else 1)
-    states = TRAIN_BYTES_PER_PARAM * total / shards
+                   recompute_activations: bool = True, cp: int = 1, ep: int = 1,
+                   fsdp_shard_size: int | None = None, offload_optimizer: bool = False,
+                   offload_params: bool = False) -> TrainerMemory:
+    """Per-GPU trainer memory for one micro-batch of one `seq_tokens` sequence.
+
+    States: 18 bytes per parameter the GPU holds (cost.trainer.params_per_gpu: experts split
+    over `ep`, FSDP over its shard group); optimizer offload keeps bf16 params + bf16 grads on
+    the GPU (4 bytes), parameter offload as well keeps only two gathered layers in flight.
+    Context parallelism (`cp`) splits a sequence's activations and logits."""
+    from rlvr_sim.cost.trainer import TrainerShape, params_per_gpu
+
+    counts = param_counts(m)
+    shape = TrainerShape(gpus=gpus, tp=tp, pp=pp, fsdp=fsdp, cp=cp, ep=ep,
+                         fsdp_shard_size=fsdp_shard_size)
+    ppg = params_per_gpu(counts, shape)
+    if offload_params:
+        layer = (counts.total - counts.embedding) / max(m.num_hidden_layers, 1) / (tp * max(ep, 1))
+        states = 2 * 2.0 * layer
+    elif offload_optimizer:
+        states = 4.0 * ppg
+    else:
+        states = TRAIN_BYTES_PER_PARAM * ppg
     layers = m.num_hidden_layers / pp
     h = m.hidden_size
+    local = seq_tokens / max(cp, 1)
     if recompute_activations:  # checkpointed inputs of every layer + one layer's full activations
-        act = seq_tokens * h * 2 * layers + seq_tokens * 34 * h / tp
+        act = local * h * 2 * layers + local * 34 * h / tp
     else:
-        act = seq_tokens * 34 * h * layers / tp
-    logits = seq_tokens * m.vocab_size / tp * 4 * 2  # fp32 logits and their gradient
-    ref = (2.0 * total / shards) if reference_model else 0.0
+        act = local * 34 * h * layers / tp
+    logits = local * m.vocab_size / tp * 4 * 2  # fp32 logits and their gradient
+    ref = (2.0 * ppg) if reference_model and not offload_params else 0.0
     return TrainerMemory(states, act, logits, ref, hbm_bytes, seq_tokens)
-

@@ -117,3 +117,24 @@ def attention_flop_per_context_token(m: ModelSpec) -> float:
         return 2.0 * m.num_hidden_layers * m.num_attention_heads * (
             2 * m.kv_lora_rank + m.qk_rope_head_dim)
     return 4.0 * m.num_hidden_layers * m.num_attention_heads * int(m.head_dim)
+
+
+def tensor_count(m: ModelSpec) -> int:
+    """Named weight tensors of the Hugging Face checkpoint layout (what a weight sync sends one
+    by one): per layer the attention projections (+ q/k/v biases, q/k norms; MLA: q_a, q_a_norm,
+    q_b or q_proj, kv_a, kv_a_norm, kv_b, o), two norms, and either a dense MLP (3) or a router
+    + 3 per routed expert + 3 per shared-expert block (+ Qwen2-MoE's shared gate); plus the
+    embedding, an untied lm_head and the final norm."""
+    if m.is_mla:
+        attn = (3 if m.q_lora_rank else 1) + 4
+    else:
+        attn = 4 + (3 if m.attention_bias else 0) + (2 if m.qk_norm else 0)
+    per_layer = attn + 2
+    moe = m.moe_layers
+    dense = m.num_hidden_layers - moe
+    shared = 3 if (m.n_shared_experts or m.shared_expert_intermediate_size) else 0
+    if m.shared_expert_intermediate_size:
+        shared += 1
+    moe_tensors = 1 + 3 * m.num_experts + shared
+    return (m.num_hidden_layers * per_layer + dense * 3 + moe * moe_tensors
+            + 1 + (0 if m.tie_word_embeddings else 1) + 1)

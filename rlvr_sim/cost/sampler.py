@@ -10,10 +10,23 @@ splits memory but not latency):
                 with hi, lo = max and min of (compute_s, memory_s + skew_s): decode_overlap = 1 is
                 the roofline max (GPUs); 0 is the serial sum (one CPU thread, measured here)
 MoE: the weights read are the non-expert ones plus the experts the batch touches: with B tokens
-routing top-k of E experts uniformly, E x (1 - (1 - k/E)^B) experts per layer.
+routing top-k of E experts uniformly, E x (1 - (1 - k/E)^B) experts per layer (a token misses a
+given expert with probability C(E-1, k)/C(E, k) = 1 - k/E, independently across tokens).
+Expert matmuls run at grouped_gemm_eff of the dense rate. Expert parallelism (`ep` > 1, experts
+whole on ep of the replica's GPUs, tokens split over them after attention, as DeepEP / DP
+attention run it): the bytes per GPU are the same as TP slicing (E/ep experts x the touch
+probability), the busiest rank decides (expert reads and FLOPs x moe_imbalance), and each MoE
+layer replaces its MLP all-reduce with a dispatch + a combine all-to-all of tokens/ep x top-k
+hidden vectors per GPU ((ep-1)/ep of it leaves the GPU).
+Links: TP, EP and PP talk over NVLink when their group fits in one node, else over the network
+(TP16 on 8-GPU nodes). `pp_overlap`: the replica keeps one micro-batch per stage in flight, so
+compute and KV reads run on all stages at once (divided by pp) while each stage still reads its
+weights once per micro-batch pass (weights time unchanged).
 Speculative decoding (Leviathan et al. 2023): g draft tokens at acceptance a give
 (1 - a^(g+1)) / (1 - a) tokens per verify step; a step costs g draft passes (draft_cost_ratio x a
-width-1 iteration each) plus one verify iteration of width g + 1.
+width-1 iteration each) plus one verify iteration of width g + 1. EAGLE-style trees with w
+candidates per depth: a depth is accepted when one candidate is, p = 1 - (1 - a)^w (candidates
+taken independent: an upper bound), tokens = (1 - p^(g+1)) / (1 - p), verify width w g + 1.
 """
 
 from __future__ import annotations
@@ -22,6 +35,7 @@ from dataclasses import dataclass
 
 from rlvr_sim.cost.params import (attention_flop_per_context_token, dtype_bytes,
                                   kv_bytes_per_token, param_counts)
+from rlvr_sim.cost.collectives import all_to_all_s, allreduce_s, link_for
 from rlvr_sim.hardware import HardwareProfile
 from rlvr_sim.model_spec import ModelSpec
 
@@ -34,6 +48,9 @@ class SamplerShape:
     pp: int = 1
     weight_dtype: str = "bf16"
     kv_dtype: str = "bf16"
+    ep: int = 1
+    pp_overlap: bool = False
+    gpus_per_node: int = 8
 
 
 @dataclass(frozen=True)
@@ -63,15 +80,6 @@ def _overlapped(a: float, b: float, overlap: float) -> float:
     return hi + (1.0 - overlap) * lo
 
 
-def allreduce_s(bytes_: float, ranks: int, link_bytes_per_s: float, hw: HardwareProfile) -> float:
-    """Ring all-reduce: 2 (n-1)/n x bytes over the link, plus a fixed latency."""
-    if ranks <= 1:
-        return 0.0
-    eff = hw.efficiency
-    return (2 * (ranks - 1) / ranks * bytes_ / (link_bytes_per_s * eff.link_eff)
-            + eff.collective_latency_s)
-
-
 @dataclass(frozen=True)
 class DecodeCoeffs:
     """Per-(model, hardware, shape) constants of a decode iteration, computed once so that one
@@ -97,31 +105,55 @@ class DecodeCoeffs:
     pp_s_per_byte: float
     pp_fixed_s: float
     hidden_bytes_per_token: float   # bf16 activation of one token
+    expert_active_params: float = 0.0
+    expert_flop_scale: float = 1.0  # moe_imbalance (ep > 1) / grouped_gemm_eff
+    expert_bytes_scale: float = 1.0  # moe_imbalance (ep > 1)
+    pp_time: int = 1                # pp (stages in sequence) or 1 (pp_overlap) for compute/KV
+    a2a_s_per_byte: float = 0.0     # EP dispatch + combine, per byte of the batch's activations
+    a2a_fixed_s: float = 0.0
 
     @classmethod
     def build(cls, m: ModelSpec, hw: HardwareProfile, shape: SamplerShape) -> "DecodeCoeffs":
         eff, ds = hw.efficiency, hw.datasheet
         counts = param_counts(m)
-        tp, pp = shape.tp, shape.pp
+        tp, pp, ep = shape.tp, shape.pp, shape.ep if m.is_moe else 1
         ring = 2 * (tp - 1) / tp if tp > 1 else 0.0
-        link = ds.intra_node_bytes_per_s * eff.link_eff
+        _, tp_link = link_for(tp, shape.gpus_per_node, hw)
+        link = tp_link * eff.link_eff
+        moe_imb = (eff.moe_imbalance or 1.0) if ep > 1 else 1.0
+        gge = eff.grouped_gemm_eff or 1.0
+        moe_layers = m.moe_layers if ep > 1 else 0
+        allreduces = 2 * m.num_hidden_layers - moe_layers    # EP: the MoE MLP all-reduce goes
+        a2a_per_byte = a2a_fixed = 0.0
+        if ep > 1:
+            _, ep_link = link_for(ep, shape.gpus_per_node, hw)
+            a2a_eff = eff.all_to_all_eff if eff.all_to_all_eff is not None else eff.link_eff
+            a2a_per_byte = (2 * moe_layers * (ep - 1) / ep * m.num_experts_per_tok * moe_imb / ep
+                            / (ep_link * a2a_eff))
+            a2a_fixed = 2 * moe_layers * eff.collective_latency_s
+        _, pp_link = link_for(tp * pp, shape.gpus_per_node, hw)
         return cls(
             active_params=float(counts.active), non_expert_params=float(counts.non_expert),
             expert_params=float(counts.expert), num_experts=m.num_experts,
             top_k=m.num_experts_per_tok, attn_flop_per_ctx_token=attention_flop_per_context_token(m),
             weight_bytes_per_param=dtype_bytes(shape.weight_dtype) / (tp * pp),
             kv_bytes_per_token=kv_bytes_per_token(m, shape.kv_dtype, tp, pp),
-            flop_per_s=tp * hw.peak_flop_per_s(shape.weight_dtype) * eff.decode_mfu,
+            flop_per_s=tp * hw.peak_flop_per_s(shape.weight_dtype) * eff.decode_mfu
+            * (pp if shape.pp_overlap else 1),
             bytes_per_s=ds.hbm_bytes_per_s * eff.decode_bw_eff,
             kv_read_bytes_per_s=ds.hbm_bytes_per_s * (eff.kv_bw_eff or eff.decode_bw_eff),
             pp=pp, skew_coef=eff.skew_coef,
             overhead_s=eff.decode_overhead_s + m.num_hidden_layers * eff.layer_overhead_s,
             overlap=eff.decode_overlap,
-            allreduce_s_per_byte=2 * m.num_hidden_layers * ring / link,
-            allreduce_fixed_s=2 * m.num_hidden_layers * eff.collective_latency_s if tp > 1 else 0.0,
-            pp_s_per_byte=(pp - 1) / ds.intra_node_bytes_per_s,
+            allreduce_s_per_byte=allreduces * ring / link,
+            allreduce_fixed_s=allreduces * eff.collective_latency_s if tp > 1 else 0.0,
+            pp_s_per_byte=(pp - 1) / pp_link,
             pp_fixed_s=(pp - 1) * eff.collective_latency_s,
-            hidden_bytes_per_token=2.0 * m.hidden_size)
+            hidden_bytes_per_token=2.0 * m.hidden_size,
+            expert_active_params=float(counts.expert_active),
+            expert_flop_scale=moe_imb / gge, expert_bytes_scale=moe_imb,
+            pp_time=1 if shape.pp_overlap else pp,
+            a2a_s_per_byte=a2a_per_byte, a2a_fixed_s=a2a_fixed)
 
 
 def _terms(c: DecodeCoeffs, batch: float, context_tokens_sum: float, context_tokens_max: float,
@@ -129,15 +161,17 @@ def _terms(c: DecodeCoeffs, batch: float, context_tokens_sum: float, context_tok
     """(compute_s, memory_s, skew_s, comm_s, weight_bytes, kv_bytes) of one iteration."""
     batch = batch if batch > 0 else 0.0
     tokens = batch * width
-    compute_s = (2.0 * c.active_params * tokens
-                 + c.attn_flop_per_ctx_token * context_tokens_sum * width) / c.flop_per_s
+    compute_s = (2.0 * (c.active_params + c.expert_active_params * (c.expert_flop_scale - 1.0))
+                 * tokens + c.attn_flop_per_ctx_token * context_tokens_sum * width) / c.flop_per_s
     w_params = c.non_expert_params
     if c.num_experts:
-        w_params += c.expert_params * (1.0 - (1.0 - c.top_k / c.num_experts) ** tokens)
+        w_params += (c.expert_params * c.expert_bytes_scale
+                     * (1.0 - (1.0 - c.top_k / c.num_experts) ** tokens))
     w_bytes = w_params * c.weight_bytes_per_param
     kv_bytes = context_tokens_sum * c.kv_bytes_per_token
-    # pipeline stages run in sequence: pp stages x (1/pp of the bytes) = the full replica time
-    kv_s = kv_bytes * c.pp / c.kv_read_bytes_per_s
+    # pipeline stages run in sequence: pp stages x (1/pp of the bytes) = the full replica time;
+    # with pp_overlap the stages read their KV at once, weights once per micro-batch pass
+    kv_s = kv_bytes * c.pp_time / c.kv_read_bytes_per_s
     memory_s = w_bytes * c.pp / c.bytes_per_s + kv_s
     skew_s = 0.0
     if context_tokens_max > 0 and batch > 0:
@@ -149,6 +183,8 @@ def _terms(c: DecodeCoeffs, batch: float, context_tokens_sum: float, context_tok
         comm_s += act_bytes * c.allreduce_s_per_byte + c.allreduce_fixed_s
     if c.pp > 1:
         comm_s += act_bytes * c.pp_s_per_byte + c.pp_fixed_s
+    if c.a2a_s_per_byte:
+        comm_s += act_bytes * c.a2a_s_per_byte + c.a2a_fixed_s
     return compute_s, memory_s, skew_s, comm_s, w_bytes, kv_bytes
 
 
@@ -186,16 +222,28 @@ class Speculative:
     draft_tokens: int = 4
     acceptance_rate: float = 0.7
     draft_cost_ratio: float = 0.05
+    tree_width: int = 1
 
     @property
     def enabled(self) -> bool:
         return self.method != "none" and self.draft_tokens > 0
 
     @property
+    def level_acceptance(self) -> float:
+        """Probability that a draft depth is accepted: one of its tree_width candidates is,
+        taken independent: 1 - (1 - a)^w (w = 1: the chain's a)."""
+        return 1.0 - (1.0 - self.acceptance_rate) ** self.tree_width
+
+    @property
+    def verify_width(self) -> int:
+        """Tokens scored by one verify pass: every tree node plus the bonus token."""
+        return self.tree_width * self.draft_tokens + 1
+
+    @property
     def tokens_per_iteration(self) -> float:
         if not self.enabled:
             return 1.0
-        a, g = self.acceptance_rate, self.draft_tokens
+        a, g = self.level_acceptance, self.draft_tokens
         if a >= 1.0:
             return float(g + 1)
         return (1.0 - a ** (g + 1)) / (1.0 - a)
@@ -207,7 +255,7 @@ def step_s(c: DecodeCoeffs, spec: Speculative, batch: float, context_tokens_sum:
     base = iteration_s(c, batch, context_tokens_sum, context_tokens_max)
     if not spec.enabled:
         return base
-    verify = iteration_s(c, batch, context_tokens_sum, context_tokens_max, spec.draft_tokens + 1)
+    verify = iteration_s(c, batch, context_tokens_sum, context_tokens_max, spec.verify_width)
     return spec.draft_tokens * spec.draft_cost_ratio * base + verify
 
 
@@ -264,14 +312,23 @@ def prefill(m: ModelSpec, hw: HardwareProfile, shape: SamplerShape, new_tokens: 
     counts = param_counts(m)
     n = max(new_tokens, 0)
     per_seq = n / max(sequences, 1)
+    ep = shape.ep if m.is_moe else 1
+    moe_imb = (eff.moe_imbalance or 1.0) if ep > 1 else 1.0
     attn = attention_flop_per_context_token(m) * n * (context_before + per_seq / 2)
-    flop = 2.0 * counts.active * n + attn
+    expert_scale = moe_imb / (eff.grouped_gemm_eff or 1.0)
+    flop = 2.0 * (counts.active + counts.expert_active * (expert_scale - 1.0)) * n + attn
     compute_s = flop / shape.tp / (hw.peak_flop_per_s(shape.weight_dtype) * eff.prefill_mfu)
     w_bytes = counts.total * dtype_bytes(shape.weight_dtype) / shape.tp  # pp stages in sequence
     memory_s = w_bytes / (hw.datasheet.hbm_bytes_per_s * eff.decode_bw_eff)
     act_bytes = n * m.hidden_size * 2.0
-    comm_s = 2 * m.num_hidden_layers * allreduce_s(
-        act_bytes, shape.tp, hw.datasheet.intra_node_bytes_per_s, hw) if n else 0.0
+    _, tp_link = link_for(shape.tp, shape.gpus_per_node, hw)
+    moe_layers = m.moe_layers if ep > 1 else 0
+    comm_s = (2 * m.num_hidden_layers - moe_layers) * allreduce_s(
+        act_bytes, shape.tp, tp_link, hw) if n else 0.0
+    if ep > 1 and n:
+        _, ep_link = link_for(ep, shape.gpus_per_node, hw)
+        comm_s += 2 * moe_layers * all_to_all_s(act_bytes / ep * m.num_experts_per_tok * moe_imb,
+                                                ep, ep_link, hw)
     overhead_s = eff.prefill_overhead_s + m.num_hidden_layers * eff.layer_overhead_s if n else 0.0
     return PrefillBreakdown(compute_s, memory_s, comm_s, overhead_s,
                             eff.decode_overlap)

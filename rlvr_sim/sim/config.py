@@ -6,11 +6,13 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
 
+from rlvr_sim.dynamic_sampling import RewardSpec
 from rlvr_sim.errors import ScenarioError
 from rlvr_sim.sim.protocols import DistributionLike
 
@@ -59,6 +61,16 @@ class SimConfig:
     run_id: str = "sim"
     coalesce_fraction: float = 0.0              # 0: a span per finish (exact); see sim.sampler
     span_rule: Literal["cost_model", "simpson3"] = "cost_model"
+    rewards: RewardSpec | None = None            # pass rate + dynamic sampling (sim.source)
+    # --- asynchrony as verl / AReaL run it (issue 12) ---
+    staleness_fraction: float | None = None     # async: bound in batches, may be fractional
+                                                # (verl staleness_threshold); None: max_staleness
+    weight_update: Literal["drain", "recompute", "keep_kv"] | None = None  # None: partial_rollout
+    streaming: bool = False                     # async: train each mini-batch when it is verified
+    mini_batches: int = 1                       # optimizer steps per RL step (streaming unit)
+    stream_batches: int = 1                     # streaming: mini-batches per fetch
+    inference_only: bool = False                # sampler alone: no trainer, no weight sync
+    arrival_qps: float | None = None            # inference_only: Poisson group arrivals
 
     def __post_init__(self) -> None:
         checks = [
@@ -75,6 +87,14 @@ class SimConfig:
              self.verifier_failure_rate, "use a probability in [0, 1]"),
             (self.verifier_rpc_s >= 0.0, "verifier.rpc_latency_s", self.verifier_rpc_s, "use >= 0"),
             (self.max_staleness >= 0, "orchestration.max_staleness", self.max_staleness, "use >= 0"),
+            (self.staleness_fraction is None or self.staleness_fraction >= 0,
+             "orchestration.staleness_threshold", self.staleness_fraction, "use >= 0"),
+            (self.mini_batches >= 1, "trainer.mini_batches", self.mini_batches, "use >= 1"),
+            (self.stream_batches >= 1, "trainer.stream_batches", self.stream_batches, "use >= 1"),
+            (not self.streaming or self.mode == "async", "trainer.streaming", self.streaming,
+             "streaming trains mini-batches of an async run; set orchestration.mode: async"),
+            (self.arrival_qps is None or self.arrival_qps > 0, "orchestration.arrival_qps",
+             self.arrival_qps, "use a rate > 0"),
             (not (self.placement == "colocated" and self.mode == "async"), "orchestration.mode",
              self.mode, "colocated placement runs sync; use placement: disaggregated for async"),
         ]
@@ -92,9 +112,28 @@ class SimConfig:
 
     @property
     def total_gpus(self) -> int:
-        return self.sampler_gpus if self.placement == "colocated" else self.sampler_gpus + self.trainer_gpus
+        if self.placement == "colocated" or self.inference_only:
+            return self.sampler_gpus
+        return self.sampler_gpus + self.trainer_gpus
+
+    @property
+    def staleness_batches(self) -> float:
+        """The async admission bound in batches: samples up to (published + 1 + this) x batch
+        may start (fractional with staleness_fraction); 0 in sync modes."""
+        if self.mode != "async":
+            return 0.0
+        if self.staleness_fraction is not None:
+            return float(self.staleness_fraction)
+        return float(self.max_staleness)
 
     @property
     def staleness_bound(self) -> int:
         """Largest allowed (trainer step - generating version); 0 in sync modes."""
-        return self.max_staleness if self.mode == "async" else 0
+        return math.ceil(self.staleness_batches - 1e-12)
+
+    @property
+    def update_mode(self) -> str:
+        """What a replica does with running sequences when new weights arrive (async)."""
+        if self.weight_update is not None:
+            return self.weight_update
+        return "recompute" if self.partial_rollout else "drain"

@@ -52,3 +52,9 @@ class FakeCostModel:
     def train_step(self, sequences: int, prompt_tokens: int, output_tokens: int) -> FakeTrainBreakdown:
         fb = self.train_s_fixed + self.train_s_per_token * (prompt_tokens + output_tokens)
         return FakeTrainBreakdown(self.ref_logprob_s, self.old_logprob_s, fb, self.optimizer_s)
+
+    def train_minibatch(self, sequences: int, prompt_tokens: int,
+                        output_tokens: int) -> FakeTrainBreakdown:
+        """Streaming: a mini-batch costs what train_step costs on its tokens (so train_s_fixed is
+        paid per mini-batch)."""
+        return self.train_step(sequences, prompt_tokens, output_tokens)

@@ -4,13 +4,22 @@
   verification overlaps the generation tail, training starts when the last sample is verified
   (colocated: and the GPUs are switched to the trainer), then weights are synced (colocated:
   switched back) before step j+1 starts.
-- `AsyncRun` (disaggregated): replicas keep generating while the trainer trains. A sample of
-  step j may start only under a version v >= j - max_staleness, which is AReaL's admission rule
-  capacity = (eta + v + 1) * B - (accepted + running) applied per prompt group (the
-  max_concurrent - running part is each replica's concurrency limit). A new version makes each
-  replica drain its running sequences and then load the weights; with partial rollouts it
-  interrupts them instead and they continue under the new weights after a KV recompute.
-  max_staleness = 0 reproduces disaggregated sync (tested).
+- `AsyncRun` (disaggregated): replicas keep generating while the trainer trains. Admission is
+  AReaL's rule capacity = (eta + v + 1) * B - (accepted + running) in samples, applied per prompt
+  group: a group may start once its last sample index is below (published + 1 + eta) x B, with
+  eta = max_staleness, or verl's fractional staleness_threshold (eta = 0.5: half of the next
+  batch may start early). Integer eta reproduces the whole-batch rule v >= j - eta. What a
+  replica does with running sequences when a new version arrives (`cfg.update_mode`):
+  drain (finish them, then load), recompute (interrupt, load, re-prefill their tokens: partial
+  rollout), keep_kv (pause at the next iteration boundary, load, continue on the same KV cache:
+  an in-flight update). eta = 0 reproduces disaggregated sync (tested). With `cfg.streaming`
+  the trainer fetches `stream_batches` mini-batches at a time (verl require_batches) as soon as
+  their samples are verified (in reward order) and trains them, one optimizer step each, then
+  publishes after the step's last mini-batch.
+- `InferenceRun` (inference_only): no trainer, no weight sync. Step j's prompt groups arrive at
+  once after step j-1 completes (closed-loop batch benchmark), or as a Poisson process at
+  `arrival_qps` groups per second (serving); a step ends when its last sample finishes (and not
+  before the previous one), so the mean step time is the served inter-completion time.
 
 Prompt groups are dispatched to the least-loaded replica (running + waiting), ties to the lowest
 id, when their step becomes admissible; a replica admits them at its next iteration boundary.
@@ -21,15 +30,16 @@ from __future__ import annotations
 import heapq
 from typing import Generator, Protocol
 
+import numpy as np
 import simpy
 
-from rlvr_sim.sim import trainer, weight_sync
+from rlvr_sim.sim import rounds, trainer, weight_sync
 from rlvr_sim.sim.config import SimConfig
 from rlvr_sim.sim.protocols import CostModelLike
 from rlvr_sim.sim.recorder import Recorder
 from rlvr_sim.sim.sampler import Finished, ReplicaEngine
 from rlvr_sim.sim.source import Batch, Group, PromptSource
-from rlvr_sim.sim.verifier import VerifierPool, arrival_order
+from rlvr_sim.sim.verifier import Verified, VerifierPool, arrival_order
 
 
 class Progress(Protocol):
@@ -57,7 +67,8 @@ def run_sync(env: simpy.Environment, cfg: SimConfig, cm: CostModelLike, source: 
     for j in range(cfg.steps):
         r = rec.steps[j]
         r.start_s = env.now
-        batch = source.batch(j)
+        yield from rounds.earlier_rounds(env, source, engines, verifier, rec, j, dispatch)
+        batch = source.rounds(j)[-1]        # the step's batch (its last round: dynamic sampling)
         for e in engines:
             e.wake(env.now)
             e.version = j
@@ -69,6 +80,8 @@ def run_sync(env: simpy.Environment, cfg: SimConfig, cm: CostModelLike, source: 
         rec.generated(finished)
         rec.verified(verifier.serve(finished, {j: batch}))
         rec.close_step(j)
+        if source.cfg.rewards is not None:
+            rounds.train_on_kept(r, source.trained(j))
         yield env.timeout(r.gen_end_s - env.now)
         if colocated:
             yield from weight_sync.switch(env, cm, rec, j, "to_train")
@@ -93,6 +106,7 @@ class AsyncRun:
         self.engines, self.verifier, self.rec, self.progress = engines, verifier, rec, progress
         self.published = 0
         self.next_batch = 0
+        self.next_group = 0                  # next undispatched group of batch next_batch
         self.batches: dict[int, Batch] = {}
         self.remaining: dict[int, int] = {}
         self.done: dict[int, simpy.Event] = {}
@@ -100,6 +114,9 @@ class AsyncRun:
         self.wakeups = [env.event() for _ in engines]
         self._to_verify: list[Finished] = []
         self._flush_at: float | None = None
+        # streaming trainer: per step, (prompt, output) tokens of rewarded samples in reward order
+        self._rewarded: dict[int, list[tuple[int, int]]] = {}
+        self._want: dict[int, tuple[int, simpy.Event]] = {}
 
     def start(self) -> simpy.Process:
         for e in self.engines:
@@ -108,16 +125,35 @@ class AsyncRun:
         return self.env.process(self._trainer())
 
     # ------------------------------------------------------------ dispatcher + verifier
+    def _admission_limit(self) -> float:
+        """Samples with global index below this may start: (published + 1 + eta) x B."""
+        cfg = self.cfg
+        return (self.published + 1 + cfg.staleness_batches) * cfg.samples_per_step + 1e-9
+
     def _dispatch(self) -> None:
         cfg = self.cfg
-        while self.next_batch < cfg.steps and self.next_batch <= self.published + cfg.max_staleness:
+        limit = self._admission_limit()
+        while self.next_batch < cfg.steps:
             j = self.next_batch
-            batch = self.batches[j] = self.source.batch(j)
-            self.remaining[j] = batch.size
-            self.done[j] = self.env.event()
-            for r in dispatch(batch.groups, self.engines):
+            batch = self.batches.get(j)
+            if batch is None:
+                if j * cfg.samples_per_step + cfg.samples_per_prompt > limit:
+                    return
+                batch = self.batches[j] = self.source.batch(j)
+                self.remaining[j] = batch.size
+                self.done[j] = self.env.event()
+            groups = batch.groups
+            first = self.next_group
+            while (self.next_group < len(groups)
+                   and groups[self.next_group].first_sample
+                   + len(groups[self.next_group].response_tokens) <= limit):
+                self.next_group += 1
+            for r in dispatch(groups[first:self.next_group], self.engines):
                 self._wake(r)
+            if self.next_group < len(groups):
+                return
             self.next_batch += 1
+            self.next_group = 0
 
     def _wake(self, r: int) -> None:
         if not self.wakeups[r].triggered:
@@ -136,22 +172,68 @@ class AsyncRun:
         """Serve this instant's arrivals in (time, replica, sample) order."""
         self._flush_at = None
         finished, self._to_verify = arrival_order(self._to_verify), []
-        self.rec.verified(self.verifier.serve(finished, self.batches))
+        results = self.verifier.serve(finished, self.batches)
+        self.rec.verified(results)
+        if self.cfg.streaming:
+            self._stream(finished, results)
         for f in finished:
             self.remaining[f.step] -= 1
             if self.remaining[f.step] == 0:
                 delay = max(0.0, self.rec.close_step(f.step).verify_end_s - self.env.now)
+                if self.cfg.rewards is not None:
+                    rounds.train_on_kept(self.rec.steps[f.step], self.source.trained(f.step))
                 done = self.done[f.step]
                 self.env.timeout(delay).callbacks.append(lambda _e, d=done: d.succeed())
                 del self.batches[f.step]
+
+    # ------------------------------------------------------------ streaming trainer input
+    def _stream(self, finished: list[Finished], results: list) -> None:
+        """Each sample reaches the trainer when its reward is ready (its verify end)."""
+        now = self.env.now
+        for f, v in zip(finished, results):
+            self.env.timeout(max(0.0, v.end_s - now)).callbacks.append(
+                lambda _e, f=f: self._rewarded_one(f))
+
+    def _rewarded_one(self, f: Finished) -> None:
+        got = self._rewarded.setdefault(f.step, [])
+        got.append((f.prompt_tokens, f.output_tokens))
+        want = self._want.get(f.step)
+        if want is not None and len(got) >= want[0] and not want[1].triggered:
+            want[1].succeed()
+
+    def _train_streaming(self, j: int) -> Generator:
+        """Train step j's mini-batches in reward order, each as soon as it is complete."""
+        cfg, env = self.cfg, self.env
+        size, m, chunk = cfg.samples_per_step, cfg.mini_batches, cfg.stream_batches
+        got = self._rewarded.setdefault(j, [])
+        taken = 0
+        for i in range(m):
+            need = (i + 1) * size // m
+            if need == taken:
+                continue
+            fetch = min(m, (i // chunk + 1) * chunk) * size // m   # verl require_batches
+            if len(got) < fetch:
+                self._want[j] = (fetch, env.event())
+                yield self._want[j][1]
+            part = got[taken:need]
+            yield from trainer.train_minibatch(env, self.cm, self.rec, j, i, len(part),
+                                               sum(p for p, _ in part), sum(o for _, o in part),
+                                               first=taken == 0)
+            taken = need
+        yield self.done[j]
+        self._want.pop(j, None)
+        del self._rewarded[j]
 
     # ------------------------------------------------------------ processes
     def _trainer(self) -> Generator:
         env, rec = self.env, self.rec
         for j in range(self.cfg.steps):
             rec.steps[j].start_s = env.now
-            yield self.done[j]
-            yield from trainer.train(env, self.cm, rec, j)
+            if self.cfg.streaming:
+                yield from self._train_streaming(j)
+            else:
+                yield self.done[j]
+                yield from trainer.train(env, self.cm, rec, j)
             self.published = j + 1
             for r in range(len(self.engines)):
                 self.pending_version[r] = j + 1
@@ -164,24 +246,27 @@ class AsyncRun:
 
     def _replica(self, e: ReplicaEngine) -> Generator:
         env, r = self.env, e.replica
+        mode = self.cfg.update_mode
         while True:
             if self.wakeups[r].triggered:
                 self.wakeups[r] = env.event()
             if self.pending_version[r] > e.version:
-                if self.cfg.partial_rollout and e.running:
+                if mode != "drain" and e.running:
+                    # stop at the iteration boundary in progress
                     if e.seg is not None:
                         self._collect(e.cut(env.now))
                     if e.clock > env.now:
                         yield env.timeout(e.clock - env.now)
-                    e.interrupt_all()
+                    if mode == "recompute":
+                        e.interrupt_all()
+                    elif e.running:                  # keep_kv: load, continue on the same KV
+                        yield from self._load(e)
+                        e.continue_in_flight()
+                        continue
                 if e.running:
                     e.admit_enabled = False          # drain, then load
                 else:
-                    e.seg = None
-                    yield env.timeout(max(0.0, e.clock - env.now))
-                    version = self.pending_version[r]
-                    yield from weight_sync.replica_side(env, self.cm, self.rec, r, version)
-                    e.version, e.clock, e.admit_enabled = version, env.now, True
+                    yield from self._load(e)
                     continue
             t_next = e.plan()
             if t_next is None:
@@ -191,5 +276,77 @@ class AsyncRun:
             yield env.timeout(max(0.0, t_next - env.now)) | self.wakeups[r]
             if env.now >= t_next:
                 self._collect(e.finish())
-            elif (self.pending_version[r] > e.version and self.cfg.partial_rollout) or e.could_admit():
+            elif (self.pending_version[r] > e.version and mode != "drain") or e.could_admit():
                 self._collect(e.cut(env.now))
+
+    def _load(self, e: ReplicaEngine) -> Generator:
+        """Replica `e` (no span planned) loads the newest published version."""
+        env = self.env
+        e.seg = None
+        yield env.timeout(max(0.0, e.clock - env.now))
+        version = self.pending_version[e.replica]
+        yield from weight_sync.replica_side(env, self.cm, self.rec, e.replica, version)
+        e.version, e.clock, e.admit_enabled = version, env.now, True
+
+
+class InferenceRun(AsyncRun):
+    """Sampler pool alone (no trainer, no weight sync): closed batches or Poisson arrivals."""
+
+    def start(self) -> simpy.Process:
+        for e in self.engines:
+            e.eta = self.cfg.steps           # no policy versions: every arrived group may start
+            self.env.process(self._replica(e))
+        self.env.process(self._arrivals())
+        return self.env.process(self._steps())
+
+    def _dispatch(self) -> None:            # arrivals drive dispatch
+        return
+
+    def _arrivals(self) -> Generator:
+        env, cfg = self.env, self.cfg
+        t = 0.0
+        for j in range(cfg.steps):
+            batch = self.batches[j] = self.source.batch(j)
+            self.remaining[j] = batch.size
+            self.done[j] = env.event()
+            if cfg.arrival_qps is None:
+                if j > 0:
+                    yield self.done[j - 1]
+                touched = dispatch(batch.groups, self.engines)
+                for r in touched:
+                    self._wake(r)
+                continue
+            rng = np.random.default_rng([cfg.seed, 0xA77, j])
+            for g, gap in zip(batch.groups, rng.exponential(1.0 / cfg.arrival_qps,
+                                                            len(batch.groups)).tolist()):
+                t += gap
+                yield env.timeout(max(0.0, t - env.now))
+                for r in dispatch((g,), self.engines):
+                    self._wake(r)
+
+    def _collect(self, finished: list[Finished]) -> None:
+        """Policy staleness means nothing without a trainer: record every sample as fresh."""
+        super()._collect([f._replace(version=f.step) for f in finished])
+
+    def _flush(self, _event: simpy.Event) -> None:
+        """No verifier: a finished sample is done (zero-time records keep the trace schema)."""
+        self._flush_at = None
+        finished, self._to_verify = arrival_order(self._to_verify), []
+        self.rec.verified([Verified(f.sample, f.step, 0, f.end_s, f.end_s, False, False)
+                           for f in finished])
+        for f in finished:
+            self.remaining[f.step] -= 1
+            if self.remaining[f.step] == 0:
+                self.rec.close_step(f.step)
+                self.done[f.step].succeed()
+                del self.batches[f.step]
+
+    def _steps(self) -> Generator:
+        env, rec = self.env, self.rec
+        for j in range(self.cfg.steps):
+            r = rec.steps[j]
+            r.start_s = env.now
+            yield self.done[j]
+            r.train_start_s = r.train_end_s = r.verify_end_s = r.end_s = env.now
+            if self.progress is not None:
+                self.progress.update(1)

@@ -38,6 +38,11 @@ class CostModelLike(Protocol):
     def train_step(self, sequences: int, prompt_tokens: int,
                    output_tokens: int) -> TrainBreakdownLike: ...
 
+    def train_minibatch(self, sequences: int, prompt_tokens: int,
+                        output_tokens: int) -> TrainBreakdownLike:
+        """One mini-batch of a streaming trainer: its forwards, backward, one optimizer step."""
+        ...
+
 
 class DistributionLike(Protocol):
     """A seeded distribution (rlvr_sim.distributions): `sample(rng, n)` floats."""

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 import simpy
 
-from rlvr_sim.sim import orchestrator
+from rlvr_sim.sim import orchestrator, rounds
 from rlvr_sim.sim.config import SimConfig
 from rlvr_sim.sim.metrics import Summary, summarize
 from rlvr_sim.sim.protocols import CostModelLike
@@ -51,23 +51,31 @@ GC_YOUNG_THRESHOLD = 50_000
 
 def config_from_scenario(sc: "Scenario", cm, steps: int | None = None,
                          seed: int | None = None, exact: bool = False) -> SimConfig:
-    """The simulator's view of a validated scenario (`exact`: no speed approximations)."""
+    """The simulator's view of a validated scenario (`exact`: no speed approximations).
+
+    Lengths are `workload.response_tokens` (a `response_schedule` is integrated over the run by
+    rlvr_sim.schedule.whole_run, which calls this on the workload frozen at each step)."""
     w, s, v, o = sc.workload, sc.sampler, sc.verifier, sc.orchestration
     return SimConfig(
         prompts_per_step=w.prompts_per_step, samples_per_prompt=w.samples_per_prompt,
         steps=steps or w.steps, prompt_tokens=w.prompt_tokens, response_tokens=w.response_tokens,
-        sampler_gpus=s.gpus, trainer_gpus=sc.trainer.gpus, gpus_per_replica=s.tp * s.pp,
+        sampler_gpus=s.gpus, trainer_gpus=0 if o.inference_only else sc.trainer.gpus, gpus_per_replica=s.tp * s.pp,
         max_concurrent_sequences=s.max_concurrent_sequences, kv_blocks=cm.sampler_plan.kv_blocks,
         block_tokens=s.block_tokens, prefix_caching=s.prefix_caching,
         verifier_workers=v.workers, verifier_latency_s=v.latency_s, verifier_timeout_s=v.timeout_s,
         verifier_rpc_s=v.rpc_latency_s,
         verifier_failure_rate=v.failure_rate, placement=o.placement, mode=o.mode,
         max_staleness=o.max_staleness, partial_rollout=o.partial_rollout,
+        staleness_fraction=o.staleness_threshold, weight_update=o.weight_update,
+        streaming=sc.trainer.streaming, mini_batches=sc.trainer.mini_batches,
+        stream_batches=sc.trainer.stream_batches,
+        inference_only=o.inference_only, arrival_qps=o.arrival_qps,
         seed=w.seed if seed is None else seed, workload_steps=w.steps,
         usd_per_gpu_hour=float(sc.hardware_profile.datasheet.usd_per_gpu_hour),
         run_id=sc.name or "sim",
         coalesce_fraction=0.0 if exact else FAST_COALESCE_FRACTION,
-        span_rule="cost_model" if exact else FAST_SPAN_RULE)
+        span_rule="cost_model" if exact else FAST_SPAN_RULE,
+        rewards=w.reward_spec(0))       # pass rate of step 0; schedules: rlvr_sim.schedule
 
 
 def simulate(scenario: "Scenario", steps: int | None = None, seed: int | None = None,
@@ -93,12 +101,12 @@ def simulate_config(cfg: SimConfig, cm: CostModelLike, *, trace_path: str | Path
     """Run the simulation of `cfg` with cost model `cm` (`event_log`: keep every event, for
     exact-log tests; memory grows with samples)."""
     env = simpy.Environment()
-    eta = cfg.max_staleness if cfg.mode == "async" else 0
+    eta = cfg.staleness_bound
     engines = [ReplicaEngine(r, cm, max_concurrent=cfg.max_concurrent_sequences,
                              kv_blocks=cfg.kv_blocks, block_tokens=cfg.block_tokens,
                              prefix_caching=cfg.prefix_caching, max_staleness=eta,
                              coalesce_fraction=cfg.coalesce_fraction, span_rule=cfg.span_rule,
-                             interpolate_finishes=cfg.mode == "sync")
+                             interpolate_finishes=cfg.mode == "sync" and not cfg.inference_only)
                for r in range(cfg.replicas)]
     verifier = VerifierPool(cfg.verifier_workers, cfg.verifier_rpc_s)
     rec = Recorder(cfg.run_id, cfg.steps, log=event_log,
@@ -108,7 +116,9 @@ def simulate_config(cfg: SimConfig, cm: CostModelLike, *, trace_path: str | Path
     gc_thresholds = gc.get_threshold()
     gc.set_threshold(GC_YOUNG_THRESHOLD, *gc_thresholds[1:])
     try:
-        if cfg.mode == "sync":
+        if cfg.inference_only:
+            done = orchestrator.InferenceRun(env, cfg, cm, source, engines, verifier, rec, bar).start()
+        elif cfg.mode == "sync":
             done = env.process(orchestrator.run_sync(env, cfg, cm, source, engines, verifier, rec, bar))
         else:
             done = orchestrator.AsyncRun(env, cfg, cm, source, engines, verifier, rec, bar).start()
@@ -118,7 +128,8 @@ def simulate_config(cfg: SimConfig, cm: CostModelLike, *, trace_path: str | Path
         if bar is not None:
             bar.close()
     busy = {"sampler": sum(e.busy_s for e in engines), "verifier": verifier.busy_s,
-            "trainer": sum(r.train_end_s - r.train_start_s + r.weight_sync_s for r in rec.steps)}
+            # parts, not the train span: a streaming trainer's span includes waits for samples
+            "trainer": sum(sum(r.train_parts_s.values()) + r.weight_sync_s for r in rec.steps)}
     counters = {
         "sampler_segments_per_step": sum(e.segments for e in engines) / cfg.steps,
         "preemptions": rec.counter_totals.preemptions,
@@ -126,6 +137,7 @@ def simulate_config(cfg: SimConfig, cm: CostModelLike, *, trace_path: str | Path
         "recompute_tokens": rec.counter_totals.recompute_tokens,
         "prefill_s_per_replica_step": sum(e.prefill_s for e in engines) / cfg.replicas / cfg.steps,
         "verifier_timeouts": verifier.timeouts, "verifier_failures": verifier.failures,
+        **rounds.counters(source.history),          # dynamic sampling (empty without rewards)
     }
     summary = summarize(cfg, rec.steps, scenario=scenario_name, staleness=rec.staleness,
                         busy_s=busy, counters=counters)

@@ -442,6 +442,17 @@ class ReplicaEngine:
         self.clock = seg.t0_s + span
         return self._pop_finished(seg.t0_s, span / lo)   # coalesced spans: some finished before
 
+    # --- in-flight weight update hook (issue 12; orchestrator mode keep_kv) ---------------------
+    def continue_in_flight(self) -> None:
+        """keep_kv: the running sequences continue under `self.version` on their KV cache as is
+        (no recompute); each counts one more policy version spanned. Call after the load, with
+        no span planned and `clock` at the load's end."""
+        version = self.version
+        for seq in self.running.values():
+            if seq.last_version != version:
+                seq.versions += 1
+                seq.last_version = version
+
     def interrupt_all(self) -> None:
         """Partial rollout: every running sequence returns to the queue with its tokens."""
         assert self.seg is None

@@ -32,3 +32,26 @@ def train(env: simpy.Environment, cm: CostModelLike, rec: Recorder, step: int) -
     r.train_parts_s = parts
     yield env.timeout(float(tb.total_s))
     r.train_end_s = env.now
+
+
+def train_minibatch(env: simpy.Environment, cm: CostModelLike, rec: Recorder, step: int,
+                    index: int, sequences: int, prompt_tokens: int,
+                    output_tokens: int, first: bool = False) -> Generator:
+    """Streaming trainer: one mini-batch of step `step` (its log-prob forwards, forward/backward
+    and one optimizer step), timed by `cm.train_minibatch`; SimPy process body. The step's
+    train_start_s is its first (`first`) mini-batch's start, train_end_s its last one's end."""
+    r = rec.steps[step]
+    tb = cm.train_minibatch(sequences, prompt_tokens, output_tokens)
+    if first:
+        r.train_start_s = env.now
+    t = env.now
+    parts = {p: float(getattr(tb, f"{p}_s")) for p in PARTS}
+    parts["train"] = max(0.0, float(tb.total_s) - sum(parts.values()))
+    for phase, seconds in parts.items():
+        if seconds > 0:
+            rec.event("trainer", 0, phase, step, step, t, t + seconds, sequences, prompt_tokens,
+                      output_tokens, minibatch=index)
+            t += seconds
+        r.train_parts_s[phase] = r.train_parts_s.get(phase, 0.0) + seconds
+    yield env.timeout(float(tb.total_s))
+    r.train_end_s = env.now

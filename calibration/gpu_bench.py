@@ -1,0 +1,605 @@
+"""Budgeted micro-benchmarks of a real model shape (GPU lease; the same code runs on CPU).
+
+Most informative first, each point with warm-up, device-synchronised timing (CUDA events on
+GPU) and the median of repeats on random (non-zero) data:
+1. peak probes: bf16 GEMM n^3 FLOP/s and device copy bandwidth (not fitted: a ceiling check);
+2. decode iterations of the decode model over batch x context on an HF `StaticCache` filled with
+   random K/V (attention reads the whole cache, so KV tokens = batch x context), CUDA-graph
+   captured AND eager: graph time gives decode_bw_eff / kv_bw_eff / decode_mfu, eager minus
+   graph is the per-layer launch overhead (a graph that fails to capture leaves eager rows);
+3. prefill of the decode model vs tokens (`logits_to_keep=1`, as serving engines do);
+4. weight sync: the decode model's weights packed into buckets of 3 sizes and unpacked into a
+   receiver buffer (a colocated, IPC-like copy): a per-bucket latency and a copy rate;
+5. training of the train model (fp32 master weights, bf16 autocast on GPU): forward+backward vs
+   tokens per micro-batch, the fused AdamW step, and the no-grad log-prob forward.
+
+Rows carry `calibration.harness.BenchKey` features, so `calibration.predict.predict_s` maps each
+onto the simulator's own cost functions; `calibration.gpu_fit` fits them.
+
+Limits: HF eager/static-cache decode, not vLLM's paged kernels (the graph rows are the closest
+stand-in); one sequence length per training point; no multi-GPU terms (link, collectives).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from calibration.budget import Point
+from calibration.harness import BenchKey
+from rlvr_sim.cost.params import kv_bytes_per_token, param_counts
+from rlvr_sim.errors import UserError
+from rlvr_sim.model_spec import ModelSpec, catalog_model
+
+
+@dataclass(frozen=True)
+class GpuPlan:
+    """The grid of one budgeted calibration (CUDA_PLAN on a GPU, CPU_PLAN for the CPU check)."""
+
+    decode_model: str
+    train_model: str
+    dtype: str                                  # weights/activations of decode, prefill, sync
+    decode_batches: tuple[int, ...]
+    decode_contexts: tuple[int, ...]
+    prefill_shapes: tuple[tuple[int, int], ...]  # (sequences, tokens per sequence)
+    train_tokens: tuple[int, ...]               # tokens per micro-batch
+    train_seq_len: int
+    sync_bucket_bytes: tuple[int, ...]
+    gemm_n: int
+    copy_bytes: int
+    repeats: int
+    kv_cap_bytes: float                         # skip decode points whose cache exceeds this
+    flop_per_s_guess: float                     # conservative rates for the cost estimates
+    bytes_per_s_guess: float
+    launch_s_guess: float                       # per eager kernel launch (estimates only)
+    decode_model_2: str = ""                    # a second decode shape: with one model the
+    decode_points_2: tuple[tuple[int, int], ...] = ()  # weight read and fixed cost are confounded
+    train_model_2: str = ""                     # a second, wider training model (run last):
+    train_tokens_2: tuple[int, ...] = ()        # separates MFU(t) from a fixed pass overhead
+    extra_decode_points: tuple[tuple[int, int], ...] = ()  # last: denser decode grid of the
+                                                # decode model (rebuilt) when budget is left
+
+
+CUDA_PLAN = GpuPlan(
+    decode_model="qwen2.5-7b", train_model="qwen2.5-1.5b", dtype="bf16",
+    decode_batches=(1, 8, 32, 128, 256), decode_contexts=(512, 2048, 8192),
+    prefill_shapes=((1, 512), (1, 2048), (1, 8192), (1, 16384), (8, 1024), (4, 4096), (32, 256)),
+    train_tokens=(1024, 2048, 4096, 8192, 16384, 32768), train_seq_len=2048,
+    sync_bucket_bytes=(1 << 30, 128 << 20, 16 << 20), gemm_n=8192, copy_bytes=4 << 30,
+    repeats=7, kv_cap_bytes=64e9, flop_per_s_guess=2.5e14, bytes_per_s_guess=1.5e12,
+    launch_s_guess=3e-5, decode_model_2="qwen2.5-1.5b",
+    decode_points_2=((1, 2048), (32, 2048), (256, 512), (8, 8192), (128, 2048)),
+    train_model_2="qwen3-4b", train_tokens_2=(1024, 2048, 4096),
+    extra_decode_points=((16, 1024), (64, 4096), (192, 1024), (4, 4096), (64, 1024),
+                         (16, 4096), (192, 2048), (2, 1024)))
+
+CPU_PLAN = GpuPlan(
+    decode_model="tiny-qwen2-4m", train_model="tiny-qwen2-4m", dtype="fp32",
+    decode_batches=(1, 4, 16), decode_contexts=(64, 256),
+    prefill_shapes=((1, 32), (1, 128), (4, 64)),
+    train_tokens=(64, 256), train_seq_len=64,
+    sync_bucket_bytes=(4 << 20, 1 << 20, 256 << 10), gemm_n=256, copy_bytes=16 << 20,
+    repeats=3, kv_cap_bytes=2e9, flop_per_s_guess=5e9, bytes_per_s_guess=2e9,
+    launch_s_guess=2e-5, extra_decode_points=((8, 128),))
+
+# the 8 decode points measured first (corners and middle), then the rest in grid order
+DECODE_PRIORITY = ((1, 2048), (256, 2048), (32, 8192), (128, 512), (8, 512), (1, 8192),
+                   (128, 8192), (32, 2048))
+
+
+@dataclass
+class GpuRow:
+    """One measured row: what (BenchKey), how (engine, dtype), median seconds and spread."""
+
+    key: BenchKey
+    seconds: float
+    seconds_p25: float
+    seconds_p75: float
+    repeats: int
+    engine: str            # graph | eager | probe
+    dtype: str
+    device: str
+    value: float = math.nan  # probes: FLOP/s or bytes/s
+    note: str = ""
+
+    def flat(self) -> dict:
+        d = asdict(self.key)
+        d.update({k: v for k, v in asdict(self).items() if k != "key"})
+        d["seconds_cpu"] = self.seconds   # column the CPU path's readers expect
+        return d
+
+
+# --------------------------------------------------------------------------------------------
+# models
+
+@dataclass
+class BuiltModel:
+    name: str
+    spec_json: str        # HF-style config of what was built (BenchKey.model_json)
+    params: int
+    model: object         # torch.nn.Module
+    layers: int
+
+
+def resolve_model_config(source: str) -> tuple[str, dict, Path | None]:
+    """(name, HF-style config, checkpoint dir or None) of a catalog name, a config.json path or
+    a local checkpoint directory (config.json + weights)."""
+    p = Path(source)
+    if p.is_dir():
+        if not (p / "config.json").exists():
+            raise UserError(f"--model {source!r}: directory has no config.json; give a catalog "
+                            "name, a config.json or a local checkpoint directory")
+        cfg = json.loads((p / "config.json").read_text())
+        has_weights = any(p.glob("*.safetensors")) or any(p.glob("*.bin"))
+        spec = ModelSpec.from_hf_config_dict(cfg, name=p.name)
+        return p.name, spec.to_hf_config_dict(), p if has_weights else None
+    if p.suffix == ".json":
+        spec = ModelSpec.from_hf_config(p)
+        return spec.name, spec.to_hf_config_dict(), None
+    spec = catalog_model(source)
+    return spec.name, spec.to_hf_config_dict(), None
+
+
+_SPARSE_KEYS = ("num_experts", "num_experts_per_tok", "moe_intermediate_size", "n_shared_experts",
+                "shared_expert_intermediate_size", "first_k_dense_replace", "moe_layer_freq",
+                "mlp_only_layers", "kv_lora_rank", "q_lora_rank", "qk_rope_head_dim",
+                "qk_nope_head_dim", "v_head_dim", "qk_norm")
+
+
+def build_model(source: str, device: str, dtype: str, seed: int = 0) -> BuiltModel:
+    """Random-init model of a catalog/config shape with its REAL vocabulary (the lm_head is part
+    of what decode reads), built directly on `device`; or a checkpoint loaded from disk."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from executor.policy import DTYPES
+
+    name, cfg, ckpt = resolve_model_config(source)
+    tdtype = DTYPES[dtype]
+    torch.manual_seed(seed)
+    if ckpt is not None:
+        model = AutoModelForCausalLM.from_pretrained(ckpt, dtype=tdtype).to(device)
+    else:
+        hf = {k: v for k, v in cfg.items() if v is not None and k != "name"}
+        if not hf.get("num_experts") and not hf.get("kv_lora_rank"):
+            hf = {k: v for k, v in hf.items() if k not in _SPARSE_KEYS}
+        model_type = hf.pop("model_type")
+        hf_config = AutoConfig.for_model(model_type, **hf)
+        with torch.device(device):
+            model = AutoModelForCausalLM.from_config(hf_config, dtype=tdtype)
+        model.to(device)
+    model.eval()
+    spec = ModelSpec.from_hf_config_dict(cfg, name=name)
+    return BuiltModel(name=name, spec_json=json.dumps(cfg, sort_keys=True),
+                      params=int(sum(p.numel() for p in model.parameters())), model=model,
+                      layers=spec.num_hidden_layers)
+
+
+# --------------------------------------------------------------------------------------------
+# timing
+
+class Timer:
+    """Times a callable on `device`: CUDA events around `inner` calls on GPU, perf_counter
+    after a synchronize otherwise. Returns seconds per call."""
+
+    def __init__(self, device: str):
+        self.cuda = device.startswith("cuda")
+
+    def sync(self) -> None:
+        if self.cuda:
+            import torch
+            torch.cuda.synchronize()
+
+    def once(self, fn: Callable[[], object], inner: int = 1) -> float:
+        if self.cuda:
+            import torch
+            a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            a.record()
+            for _ in range(inner):
+                fn()
+            b.record()
+            b.synchronize()
+            return a.elapsed_time(b) / 1000.0 / inner
+        t0 = time.perf_counter()
+        for _ in range(inner):
+            fn()
+        return (time.perf_counter() - t0) / inner
+
+    def samples(self, fn: Callable[[], object], repeats: int, deadline: float,
+                clock: Callable[[], float] = time.monotonic, warmup: int = 2,
+                inner: int = 1) -> list[float]:
+        """Warm-up calls, then up to `repeats` timed samples (at least one) before `deadline`."""
+        for _ in range(warmup):
+            fn()
+        self.sync()
+        out = [self.once(fn, inner)]
+        while len(out) < repeats and clock() < deadline:
+            out.append(self.once(fn, inner))
+        return out
+
+
+def _quantile(xs: list[float], q: float) -> float:
+    xs = sorted(xs)
+    pos = q * (len(xs) - 1)
+    lo = int(pos)
+    hi = min(lo + 1, len(xs) - 1)
+    return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
+
+
+def _row(key: BenchKey, samples: list[float], engine: str, dtype: str, device: str,
+         value: float = math.nan, note: str = "") -> GpuRow:
+    return GpuRow(key=key, seconds=statistics.median(samples), seconds_p25=_quantile(samples, .25),
+                  seconds_p75=_quantile(samples, .75), repeats=len(samples), engine=engine,
+                  dtype=dtype, device=device, value=value, note=note)
+
+
+def _free_cuda() -> None:
+    import gc
+
+    import torch
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+# --------------------------------------------------------------------------------------------
+# benchmarks (each returns rows; all take a deadline)
+
+def bench_gemm(n: int, dtype: str, device: str, repeats: int, deadline: float) -> list[GpuRow]:
+    import torch
+
+    from executor.policy import DTYPES
+    a = torch.randn(n, n, device=device, dtype=DTYPES[dtype])
+    b = torch.randn(n, n, device=device, dtype=DTYPES[dtype])
+    c = torch.empty(n, n, device=device, dtype=DTYPES[dtype])
+    s = Timer(device).samples(lambda: torch.matmul(a, b, out=c), repeats, deadline, inner=5)
+    med = statistics.median(s)
+    return [_row(BenchKey(kind="peak_gemm", sequences=n), s, "probe", dtype, device,
+                 value=2.0 * n ** 3 / med, note=f"{n}^3 matmul, FLOP/s")]
+
+
+def bench_copy(nbytes: int, device: str, repeats: int, deadline: float) -> list[GpuRow]:
+    import torch
+    src = torch.randn(nbytes // 4, device=device)
+    dst = torch.empty_like(src)
+    s = Timer(device).samples(lambda: dst.copy_(src), repeats, deadline, inner=5)
+    med = statistics.median(s)
+    return [_row(BenchKey(kind="peak_copy", payload_bytes=nbytes), s, "probe", "fp32", device,
+                 value=2.0 * nbytes / med, note="device copy, bytes read + written per s")]
+
+
+def bench_decode(bm: BuiltModel, batch: int, context: int, dtype: str, device: str,
+                 repeats: int, deadline: float, try_graph: bool) -> list[GpuRow]:
+    """One decode iteration of `batch` sequences at `context` KV tokens each (static cache of
+    exactly `context` slots filled with random K/V; the new token writes the last slot).
+    Graph rows first (when CUDA and capture works), then eager rows on the same cache."""
+    import torch
+    from transformers import StaticCache
+
+    model = bm.model
+    cache = StaticCache(config=model.config, max_cache_len=context)
+    vocab = int(model.config.vocab_size)
+    ids = torch.randint(0, vocab, (batch, 1), device=device)
+    pos = torch.tensor([context - 1], device=device, dtype=torch.long)
+
+    def step():
+        return model(input_ids=ids, past_key_values=cache, cache_position=pos, use_cache=True)
+
+    key = BenchKey(kind="decode", model=bm.name, model_json=bm.spec_json, params=bm.params,
+                   sequences=batch, context_tokens_sum=batch * context,
+                   context_tokens_max=context, iterations=1)
+    rows: list[GpuRow] = []
+    timer = Timer(device)
+    with torch.inference_mode():
+        step()                                   # lazy cache allocation
+        for layer in getattr(cache, "layers", []):
+            for t in (getattr(layer, "keys", None), getattr(layer, "values", None)):
+                if isinstance(t, torch.Tensor):
+                    t.normal_()
+        graph_err = ""
+        if try_graph:
+            try:
+                stream = torch.cuda.Stream()
+                stream.wait_stream(torch.cuda.current_stream())
+                with torch.cuda.stream(stream):
+                    for _ in range(3):
+                        step()
+                torch.cuda.current_stream().wait_stream(stream)
+                graph = torch.cuda.CUDAGraph()
+                with torch.cuda.graph(graph):
+                    step()
+                s = timer.samples(graph.replay, repeats, deadline, warmup=3, inner=10)
+                rows.append(_row(key, s, "graph", dtype, device))
+                del graph
+            except Exception as exc:  # noqa: BLE001 - capture is best effort; eager still runs
+                graph_err = f"graph capture failed: {type(exc).__name__}: {exc}"[:300]
+                try:
+                    torch.cuda.synchronize()
+                except Exception:  # noqa: BLE001 - the eager timing below reports a broken device
+                    pass
+        s = timer.samples(step, repeats, deadline, warmup=2, inner=3)
+        rows.append(_row(key, s, "eager", dtype, device, note=graph_err))
+    del cache
+    if device.startswith("cuda"):
+        torch.cuda.empty_cache()     # the next point's cache has another size
+    return rows
+
+
+def bench_prefill(bm: BuiltModel, sequences: int, tokens_each: int, dtype: str, device: str,
+                  repeats: int, deadline: float) -> list[GpuRow]:
+    import torch
+    model = bm.model
+    ids = torch.randint(0, int(model.config.vocab_size), (sequences, tokens_each), device=device)
+    with torch.inference_mode():
+        s = Timer(device).samples(lambda: model(input_ids=ids, use_cache=False, logits_to_keep=1),
+                                  repeats, deadline, warmup=1)
+    key = BenchKey(kind="prefill", model=bm.name, model_json=bm.spec_json, params=bm.params,
+                   sequences=sequences, prompt_tokens=sequences * tokens_each)
+    return [_row(key, s, "eager", dtype, device)]
+
+
+def bench_sync(bm: BuiltModel, bucket_bytes: int, device: str, repeats: int,
+               deadline: float) -> list[GpuRow]:
+    """Pack every parameter into a send bucket; each full bucket is copied into a receiver
+    buffer (the colocated trainer -> sampler hand-over, IPC-like). Times the whole walk."""
+    import torch
+    params = [p.detach() for p in bm.model.parameters()]
+    dtype = params[0].dtype
+    elem = params[0].element_size()
+    total = sum(p.numel() for p in params)
+    cap = max(bucket_bytes // elem, 1)
+    bucket = torch.empty(cap, device=device, dtype=dtype)
+    recv = torch.empty(total, device=device, dtype=dtype)
+    n_buckets = [0]
+
+    def run():
+        fill, out = 0, 0
+        n_buckets[0] = 0
+        for p in params:
+            flat = p.reshape(-1)
+            i = 0
+            while i < flat.numel():
+                take = min(cap - fill, flat.numel() - i)
+                bucket[fill:fill + take].copy_(flat[i:i + take])
+                fill += take
+                i += take
+                if fill == cap:
+                    recv[out:out + fill].copy_(bucket[:fill])
+                    out += fill
+                    fill = 0
+                    n_buckets[0] += 1
+        if fill:
+            recv[out:out + fill].copy_(bucket[:fill])
+            n_buckets[0] += 1
+
+    s = Timer(device).samples(run, repeats, deadline, warmup=1)
+    key = BenchKey(kind="weight_sync", model=bm.name, model_json=bm.spec_json, params=bm.params,
+                   payload_bytes=int(cap * elem))
+    return [_row(key, s, "eager", str(dtype).replace("torch.", ""), device,
+                 value=float(n_buckets[0]), note="value = buckets")]
+
+
+class Trainer:
+    """fp32 master weights, bf16 autocast on CUDA (fp32 on CPU), fused AdamW where available."""
+
+    def __init__(self, bm: BuiltModel, device: str):
+        import torch
+        self.bm, self.device = bm, device
+        bm.model.train()
+        kw = {"fused": True} if device.startswith("cuda") else {}
+        self.opt = torch.optim.AdamW(bm.model.parameters(), lr=1e-7, **kw)
+        self.cuda = device.startswith("cuda")
+
+    def autocast(self):
+        import contextlib
+
+        import torch
+        if self.cuda:
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+
+def bench_train(tr: Trainer, tokens: int, seq_len: int, device: str, repeats: int,
+                deadline: float) -> list[GpuRow]:
+    """Forward+backward (HF causal-LM loss over the full vocabulary), the optimizer step and
+    the no-grad log-prob forward, on `tokens` tokens as sequences of `seq_len`."""
+    import torch
+    seq = min(seq_len, tokens)
+    n_seq = max(tokens // seq, 1)
+    model = tr.bm.model
+    ids = torch.randint(0, int(model.config.vocab_size), (n_seq, seq), device=device)
+    timer = Timer(device)
+    dtype = "bf16-autocast" if tr.cuda else "fp32"
+
+    def fb():
+        with tr.autocast():
+            loss = model(input_ids=ids, labels=ids).loss
+        loss.backward()
+
+    def opt():
+        tr.opt.step()
+        tr.opt.zero_grad(set_to_none=False)
+
+    def logprob():
+        with torch.inference_mode(), tr.autocast():
+            logits = model(input_ids=ids).logits
+            torch.log_softmax(logits.float(), dim=-1)
+
+    s_fb = timer.samples(fb, repeats, deadline, warmup=1)
+    s_opt = timer.samples(opt, repeats, deadline, warmup=1)
+    s_lp = timer.samples(logprob, repeats, deadline, warmup=1)
+    base = dict(model=tr.bm.name, model_json=tr.bm.spec_json, params=tr.bm.params,
+                sequences=n_seq, prompt_tokens=n_seq * seq, mini_batches=1)
+    return [_row(BenchKey(kind="train_fb", **base), s_fb, "eager", dtype, device),
+            _row(BenchKey(kind="optimizer", **base), s_opt, "eager", "fp32", device),
+            _row(BenchKey(kind="logprob", **base), s_lp, "eager", dtype, device)]
+
+
+# --------------------------------------------------------------------------------------------
+# the plan: points in priority order with cost estimates
+
+@dataclass
+class Session:
+    """Mutable state the points share (built models, the trainer)."""
+
+    device: str
+    plan: GpuPlan
+    decode: BuiltModel | None = None
+    decode2: BuiltModel | None = None
+    graph_failed: str = ""          # first CUDA-graph capture error: later points run eager only
+    train: Trainer | None = None
+    notes: dict = field(default_factory=dict)
+
+
+def _decode(s: Session, bm: BuiltModel | None, batch: int, context: int,
+            deadline: float) -> list[GpuRow]:
+    """A decode point; after one failed CUDA-graph capture the rest run eager only."""
+    if bm is None:
+        raise RuntimeError("decode model not built")
+    graph = s.device.startswith("cuda") and not s.graph_failed
+    rows = bench_decode(bm, batch, context, s.plan.dtype, s.device, s.plan.repeats, deadline,
+                        try_graph=graph)
+    for r in rows:
+        if r.note.startswith("graph capture failed") and not s.graph_failed:
+            s.graph_failed = r.note
+            s.notes["graph_capture_error"] = r.note
+    return rows
+
+
+def _spec(source: str) -> ModelSpec:
+    name, cfg, _ = resolve_model_config(source)
+    return ModelSpec.from_hf_config_dict(cfg, name=name)
+
+
+def estimate_decode_s(m: ModelSpec, plan: GpuPlan, batch: int, context: int, graph: bool) -> float:
+    """Conservative seconds of one decode point: warm-ups + capture + repeats x inner calls."""
+    b = 2.0 if plan.dtype in ("bf16", "fp16") else 4.0
+    counts = param_counts(m)
+    it = (counts.total * b + batch * context * kv_bytes_per_token(m, plan.dtype)) \
+        / plan.bytes_per_s_guess + 2.0 * counts.active * batch / plan.flop_per_s_guess
+    eager = it + 12 * m.num_hidden_layers * plan.launch_s_guess
+    calls = (2 + plan.repeats * 3) * eager + (5 + 3 + plan.repeats * 10) * it * graph
+    setup = batch * context * kv_bytes_per_token(m, plan.dtype) / plan.bytes_per_s_guess
+    return calls + setup + 0.5
+
+
+def _estimate_train_s(m: ModelSpec, plan: GpuPlan, tokens: int) -> float:
+    counts = param_counts(m)
+    fwd = 2.0 * counts.active * tokens / plan.flop_per_s_guess
+    opt = 16.0 * 3 * counts.total / plan.bytes_per_s_guess
+    return (plan.repeats + 1) * (3 * fwd + fwd + opt) + 1.0
+
+
+def build_points(s: Session, clock: Callable[[], float] = time.monotonic) -> list[Point]:
+    """Every point of the plan in priority order (nothing runs here)."""
+    plan, dev = s.plan, s.device
+    dm = _spec(plan.decode_model)
+    cuda = dev.startswith("cuda")
+    pts: list[Point] = []
+    wbytes = param_counts(dm).total * (2.0 if plan.dtype != "fp32" else 4.0)
+    pts.append(Point("peak_gemm", "probe", 3.0,
+                     lambda dl: bench_gemm(plan.gemm_n, plan.dtype, dev, plan.repeats, dl)))
+    pts.append(Point("peak_copy", "probe", 3.0,
+                     lambda dl: bench_copy(plan.copy_bytes, dev, plan.repeats, dl)))
+
+    def build_decode(dl):
+        t0 = time.monotonic()
+        s.decode = build_model(plan.decode_model, dev, plan.dtype)
+        s.notes["decode_model_build_s"] = time.monotonic() - t0
+        return []
+    pts.append(Point(f"build {plan.decode_model}", "build",
+                     10.0 + 3 * wbytes / plan.bytes_per_s_guess + param_counts(dm).total / 2e9,
+                     build_decode, provides="decode"))
+    kvb = kv_bytes_per_token(dm, plan.dtype)
+    grid = [(b, c) for b in plan.decode_batches for c in plan.decode_contexts
+            if b * c * kvb <= plan.kv_cap_bytes]
+    ordered = [p for p in DECODE_PRIORITY if p in grid] + \
+        [p for p in grid if p not in DECODE_PRIORITY]
+    for b, c in ordered:
+        pts.append(Point(f"decode b={b} ctx={c}", "decode",
+                         estimate_decode_s(dm, plan, b, c, cuda),
+                         lambda dl, b=b, c=c: _decode(s, s.decode, b, c, dl),
+                         requires="decode"))
+    if plan.decode_model_2 and plan.decode_points_2:
+        dm2 = _spec(plan.decode_model_2)
+        w2 = param_counts(dm2).total * (2.0 if plan.dtype != "fp32" else 4.0)
+
+        def build_decode2(dl):
+            s.decode2 = build_model(plan.decode_model_2, dev, plan.dtype)
+            return []
+        pts.append(Point(f"build {plan.decode_model_2}", "build",
+                         10.0 + 3 * w2 / plan.bytes_per_s_guess + param_counts(dm2).total / 2e9,
+                         build_decode2, provides="decode2"))
+        for b, c in plan.decode_points_2:
+            pts.append(Point(f"decode2 b={b} ctx={c}", "decode",
+                             estimate_decode_s(dm2, plan, b, c, cuda),
+                             lambda dl, b=b, c=c: _decode(s, s.decode2, b, c, dl),
+                             requires="decode2"))
+    for seqs, each in plan.prefill_shapes:
+        est = (plan.repeats + 1) * (2.0 * param_counts(dm).active * seqs * each
+                                    / plan.flop_per_s_guess + wbytes / plan.bytes_per_s_guess) + 0.3
+        pts.append(Point(f"prefill {seqs}x{each}", "prefill", est,
+                         lambda dl, a=seqs, e=each: bench_prefill(s.decode, a, e, plan.dtype, dev,
+                                                                  plan.repeats, dl),
+                         requires="decode"))
+    for bb in plan.sync_bucket_bytes:
+        est = (plan.repeats + 1) * (4 * wbytes / plan.bytes_per_s_guess
+                                    + wbytes / bb * 20 * plan.launch_s_guess) + 0.5 \
+            + 2 * 400 * plan.launch_s_guess * (plan.repeats + 1)
+        pts.append(Point(f"weight_sync bucket={bb >> 10}KiB", "sync", est,
+                         lambda dl, bb=bb: bench_sync(s.decode, bb, dev, plan.repeats, dl),
+                         requires="decode"))
+
+    for tag, source, tokens in (("train", plan.train_model, plan.train_tokens),
+                                ("train2", plan.train_model_2, plan.train_tokens_2)):
+        if not source or not tokens:
+            continue
+        tm = _spec(source)
+
+        def build_train(dl, source=source, tag=tag):
+            s.decode = s.decode2 = None
+            s.train = None
+            _free_cuda()
+            t0 = time.monotonic()
+            bm = build_model(source, dev, "fp32")
+            s.train = Trainer(bm, dev)
+            s.notes[f"{tag}_model_build_s"] = time.monotonic() - t0
+            return []
+        tbytes = param_counts(tm).total * 4.0
+        pts.append(Point(f"build {source} + AdamW", "build",
+                         10.0 + 4 * tbytes / plan.bytes_per_s_guess + param_counts(tm).total / 2e9,
+                         build_train, provides=tag))
+        for t in tokens:
+            def run_train(dl, t=t):
+                try:
+                    return bench_train(s.train, t, plan.train_seq_len, dev, plan.repeats, dl)
+                finally:
+                    if s.train is not None:
+                        s.train.opt.zero_grad(set_to_none=False)
+                    if cuda:
+                        _free_cuda()
+            pts.append(Point(f"{tag} {source} {t} tokens", "train",
+                             _estimate_train_s(tm, plan, t), run_train, requires=tag))
+    if plan.extra_decode_points:
+        def rebuild_decode(dl):
+            s.train = None
+            s.decode = s.decode2 = None
+            _free_cuda()
+            s.decode = build_model(plan.decode_model, dev, plan.dtype)
+            return []
+        pts.append(Point(f"rebuild {plan.decode_model}", "build",
+                         10.0 + 3 * wbytes / plan.bytes_per_s_guess + param_counts(dm).total / 2e9,
+                         rebuild_decode, provides="decode_extra"))
+        for b, c in plan.extra_decode_points:
+            if b * c * kvb > plan.kv_cap_bytes:
+                continue
+            pts.append(Point(f"decode+ b={b} ctx={c}", "decode",
+                             estimate_decode_s(dm, plan, b, c, cuda),
+                             lambda dl, b=b, c=c: _decode(s, s.decode, b, c, dl),
+                             requires="decode_extra"))
+    return pts

@@ -1,0 +1,452 @@
+"""Typed entry points for clients of the library (the Streamlit app): requests in, results out.
+
+Each function here composes existing library calls (`load_scenario`, `sim.run.simulate`, the
+`plan` search and recommendation, the sweep grid) and adds no numbers of its own. A request is
+a frozen dataclass (hashable: clients cache on it); a result is a dataclass holding the
+library's typed objects (`Scenario`, `Summary`, `Recommendation`). Input problems raise
+`rlvr_sim.errors.UserError` as everywhere else.
+
+What a request adds to a scenario file are the knobs every client shares: the run length
+(`workload.steps`), the price (`hardware.usd_per_gpu_hour`) and the hardware profile, each
+turned into an ordinary `dotted.key=value` override (`RunSettings.overrides`), so results say
+which step count, price and profile they used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Literal
+
+import pandas as pd
+import yaml
+
+from rlvr_sim.commands import plan as plan_command
+from rlvr_sim.distributions import LogNormal
+from rlvr_sim.errors import ScenarioError, UserError
+from rlvr_sim.hardware import HardwareProfile, gpu_names
+from rlvr_sim.model_spec import catalog_names
+from rlvr_sim.scenario import Scenario, Workload, apply_overrides, load_scenario
+from rlvr_sim.sim.metrics import PHASE_POOL, Summary, critical_path
+from rlvr_sim.sim.recorder import StepRecord
+from rlvr_sim.sim.run import simulate as run_simulation
+from rlvr_sim.sweep.grid import grid_plans
+from rlvr_sim.sweep.jobs import PlanOutcome, make_jobs
+from rlvr_sim.sweep.planner import Evaluator, SearchResult, search
+from rlvr_sim.sweep.pools import Pool, open_pool
+from rlvr_sim.sweep.recommend import Constraints, Recommendation, recommend
+from rlvr_sim.sweep.space import COLOCATED
+from rlvr_sim.sweep.store import outcomes_frame
+
+__all__ = [
+    "ScenarioSource", "RunSettings", "SimulateRequest", "SimulateResult", "PlanRequest", "PlanResult",
+    "GridRequest", "Question", "TrendPoint", "step_trend", "ProfileInfo", "ProfileKind", "load", "simulate", "plan", "grid",
+    "question_scenario", "question_plan_request", "list_profiles", "default_plan_steps", "model_names",
+    "gpu_names", "field_help",
+]
+
+
+# --- requests -----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ScenarioSource:
+    """A base scenario: a file (path set; relative paths in it resolve next to it) or YAML text."""
+
+    label: str
+    text: str
+    path: str | None = None
+
+    def mapping(self) -> dict[str, Any]:
+        """The YAML as a mapping; ScenarioError naming `label` when it is not one (the YAML
+        error's own text, line, column and caret, is kept)."""
+        try:
+            data = yaml.safe_load(self.text)
+        except yaml.YAMLError as exc:
+            raise ScenarioError(f"{self.label} is not valid YAML: {exc}") from None
+        if not isinstance(data, dict):
+            raise ScenarioError(f"{self.label} must be a YAML mapping with at least `model:`; "
+                                f"got {type(data).__name__}")
+        return data
+
+    def base(self) -> str | dict[str, Any]:
+        """What `load_scenario` takes: the file path, else the mapping."""
+        return self.path if self.path is not None else self.mapping()
+
+
+DATASHEET = "datasheet"
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """Knobs outside the scenario file. None keeps the file's value.
+
+    profile: None keeps the file's `profile:`; "datasheet" removes it (catalog datasheet and
+    default efficiencies); a path loads that profile."""
+
+    run_steps: int | None = None
+    usd_per_gpu_hour: float | None = None
+    profile: str | None = None
+
+    def overrides(self) -> tuple[str, ...]:
+        out = []
+        if self.run_steps is not None:
+            out.append(f"workload.steps={int(self.run_steps)}")
+        if self.usd_per_gpu_hour is not None:
+            out.append(f"hardware.usd_per_gpu_hour={float(self.usd_per_gpu_hour):g}")
+        if self.profile == DATASHEET:
+            out.append("profile=null")
+        elif self.profile is not None:
+            out.append(f"profile={self.profile}")
+        return tuple(out)
+
+
+@dataclass(frozen=True)
+class SimulateRequest:
+    """Simulate one plan: base scenario + overrides + shared settings; `sim_steps` RL steps
+    (None: every step of the run)."""
+
+    source: ScenarioSource
+    overrides: tuple[str, ...] = ()
+    settings: RunSettings = RunSettings()
+    sim_steps: int | None = None
+    seed: int | None = None
+
+    def all_overrides(self) -> tuple[str, ...]:
+        return tuple(self.overrides) + self.settings.overrides()
+
+
+@dataclass(frozen=True)
+class TrendPoint:
+    """One simulated step: its time, each phase's share of its critical path, its bottleneck."""
+
+    step: int
+    step_time_s: float
+    phase_share: dict[str, float]
+    bottleneck: str
+
+
+def step_trend(steps: list[StepRecord]) -> list[TrendPoint]:
+    """Per-step times and critical-path shares of the simulated steps (`metrics.critical_path`).
+    Integration point: the scheduling issue's whole-run trend function replaces this when merged
+    (it covers steps that were not simulated)."""
+    points = []
+    for record in steps:
+        path = critical_path(record)
+        total = sum(path.values())
+        share = {k: v / total for k, v in path.items()} if total > 0 else {k: 0.0 for k in path}
+        points.append(TrendPoint(record.step, record.time_s, share, PHASE_POOL[max(path, key=path.get)]))
+    return points
+
+
+@dataclass
+class SimulateResult:
+    """One simulated plan. `summary.steps_simulated` / `workload_steps` say how much of the run
+    was simulated; `hours_total` and `cost` extrapolate the steady-state mean to the rest."""
+
+    scenario: Scenario
+    scenario_yaml: str
+    summary: Summary
+    trace: pd.DataFrame
+    usd_per_gpu_hour: float
+    profile_source: str
+    trend: list[TrendPoint]
+
+    @property
+    def extrapolated(self) -> bool:
+        return self.summary.steps_simulated < self.summary.workload_steps
+
+
+@dataclass(frozen=True)
+class PlanRequest:
+    """`rlvr-sim plan` as a request: search allocations of at most `total_gpus` GPUs."""
+
+    source: ScenarioSource
+    total_gpus: int
+    overrides: tuple[str, ...] = ()
+    settings: RunSettings = RunSettings()
+    sim_steps: int | None = None          # None: the plan command's default steps per plan
+    budget_usd: float | None = None
+    deadline_hours: float | None = None
+    gpus: tuple[str, ...] = ()            # GPU types to compare (default: the scenario's)
+    workers: int = 1
+    seed: int | None = None
+
+
+@dataclass
+class PlanResult:
+    """The recommendation, every simulated plan (a sweep table with `label`), and the work done."""
+
+    recommendation: Recommendation
+    table: pd.DataFrame
+    evaluated: int
+    valid: int
+    invalid: int
+    errors: int
+    rounds: int
+    steps_per_plan: int | None
+    base_yaml: str
+
+    @property
+    def robustness(self) -> Any | None:
+        """The planner's robustness report of the recommendation, when this build has one
+        (integration point: `Recommendation.robustness` from the planner issue)."""
+        return getattr(self.recommendation, "robustness", None)
+
+    @property
+    def placement(self) -> str:
+        return self.recommendation.allocation.placement
+
+    @property
+    def synchronous(self) -> bool:
+        return self.recommendation.allocation.max_staleness == 0
+
+    def recommended_overrides(self) -> tuple[str, ...]:
+        """The overrides that turn the base scenario into the recommended plan."""
+        return tuple(self.recommendation.allocation.plan().overrides())
+
+
+@dataclass(frozen=True)
+class GridRequest:
+    """A sweep over `axes` (`key=v1,v2` strings) of one base scenario."""
+
+    source: ScenarioSource
+    axes: tuple[str, ...]
+    overrides: tuple[str, ...] = ()
+    settings: RunSettings = RunSettings()
+    sim_steps: int | None = None
+    workers: int = 1
+
+
+# --- simulate ----------------------------------------------------------------------------------
+def load(source: ScenarioSource, overrides: tuple[str, ...] = (), check_fit: bool = True) -> Scenario:
+    """The validated Scenario of `source` with `overrides` (ScenarioError on any problem)."""
+    return load_scenario(source.base(), overrides=list(overrides), check_fit=check_fit)
+
+
+def simulate(request: SimulateRequest) -> SimulateResult:
+    """Load and simulate one plan (`sim.run.simulate`)."""
+    if request.sim_steps is not None and request.sim_steps < 1:
+        raise UserError(f"steps to simulate {request.sim_steps}: give at least 1, or none for every step")
+    scenario = load(request.source, request.all_overrides())
+    result = run_simulation(scenario, steps=request.sim_steps, seed=request.seed)
+    profile = scenario.hardware_profile
+    return SimulateResult(scenario, scenario.resolved_yaml(), result.summary, result.trace,
+                          float(profile.datasheet.usd_per_gpu_hour), profile.source, step_trend(result.steps))
+
+
+# --- plan --------------------------------------------------------------------------------------
+def default_plan_steps() -> int | None:
+    """Simulated steps per plan when a request gives none: the `plan` command's own default."""
+    parser = argparse.ArgumentParser()
+    plan_command.add_arguments(parser)
+    value = parser.get_default("steps")
+    return int(value) if value else None
+
+
+def _plan_defaults() -> dict[str, Any]:
+    """Every option of the `plan` command at its default (the search space's TP, staleness and
+    size options), so the app searches exactly what the command searches."""
+    parser = argparse.ArgumentParser()
+    plan_command.add_arguments(parser)
+    return vars(parser.parse_args(["SCENARIO", "--total-gpus", "1"]))
+
+
+class _CountingPool:
+    """A pool that reports every finished plan to `on_outcome` (a client's progress text)."""
+
+    def __init__(self, inner: Pool, on_outcome: Callable[[PlanOutcome], None] | None):
+        self.inner, self.on_outcome = inner, on_outcome
+        self.workers = getattr(inner, "workers", 1)
+
+    def run(self, jobs: list[Any]) -> Any:
+        for outcome in self.inner.run(jobs):
+            if self.on_outcome is not None:
+                self.on_outcome(outcome)
+            yield outcome
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def plan(request: PlanRequest, on_outcome: Callable[[PlanOutcome], None] | None = None) -> PlanResult:
+    """The `plan` command's search and recommendation for a typed request.
+
+    The base scenario with the request's overrides and settings is resolved (check_fit off: the
+    search varies what must fit) and written to a temporary file the search reads; the search
+    space comes from the command's own defaults (`commands.plan.build_space`)."""
+    steps = request.sim_steps if request.sim_steps is not None else default_plan_steps()
+    if steps is not None and steps < 1:
+        raise UserError(f"steps per plan {steps}: give at least 1")
+    base = load(request.source, tuple(request.overrides) + request.settings.overrides(), check_fit=False)
+    base_yaml = base.resolved_yaml()
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "base.yaml"
+        path.write_text(base_yaml)
+        # integration point: when commands.plan takes a typed options object, build it here
+        args = argparse.Namespace(**{**_plan_defaults(), "scenario": str(path), "total_gpus": int(request.total_gpus),
+                                     "gpu": ",".join(request.gpus) or None, "steps": steps, "seed": request.seed,
+                                     "budget_usd": request.budget_usd, "deadline_hours": request.deadline_hours,
+                                     "workers": request.workers, "set": []})
+        space, start = plan_command.build_space(args)
+        pool = _CountingPool(open_pool(request.workers), on_outcome)
+        try:
+            ev = Evaluator(str(path), pool, steps, request.seed)
+            result: SearchResult = search(space, start, ev)
+            rec = recommend(result, ev, Constraints(request.budget_usd, request.deadline_hours))
+        finally:
+            pool.close()
+    counts = result.counts()
+    return PlanResult(rec, result.table, counts["evaluated"], counts["ok"], counts["invalid"], counts["error"],
+                      result.rounds, steps, base_yaml)
+
+
+def grid(request: GridRequest, on_outcome: Callable[[PlanOutcome], None] | None = None) -> pd.DataFrame:
+    """Simulate the cross product of the axes (`sweep --grid`): one row per plan, invalid plans
+    kept as rows with their reason."""
+    base = apply_overrides(request.source.mapping(), tuple(request.overrides) + request.settings.overrides()) \
+        if request.source.path is None else None
+    scenario: str | dict[str, Any]
+    if base is None:   # a file: keep its folder for relative paths; overrides go first in every plan
+        scenario = request.source.path or ""
+        prefix = tuple(request.overrides) + request.settings.overrides()
+    else:
+        scenario, prefix = base, ()
+    plans = grid_plans(list(request.axes))
+    if prefix:
+        from rlvr_sim.sweep.grid import Plan
+
+        fixed = tuple((k, v) for k, _, v in (o.partition("=") for o in prefix))
+        plans = [Plan(fixed + p.settings) for p in plans]
+    jobs = make_jobs(scenario, plans, request.sim_steps, None)
+    rows: list[dict[str, Any]] = []
+    pool = _CountingPool(open_pool(request.workers), on_outcome)
+    try:
+        for outcome in pool.run(jobs):
+            rows.append(outcome.row())
+    finally:
+        pool.close()
+    return outcomes_frame(rows)
+
+
+# --- the guided question -------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Question:
+    """"N GPUs of type G, model M, P prompts x K samples, responses ~T up to L tokens, S steps:
+    colocated or split, sync or async, hours and dollars?" (deadline or budget optional)."""
+
+    gpus: int
+    gpu: str
+    model: str
+    prompts_per_step: int
+    samples_per_prompt: int
+    typical_response_tokens: int
+    max_response_tokens: int
+    steps: int
+    deadline_hours: float | None = None
+    budget_usd: float | None = None
+    usd_per_gpu_hour: float | None = None
+    response_sigma: float | None = None   # None: the schema's default spread of response lengths
+    sim_steps: int | None = None
+
+
+def default_response_sigma() -> float:
+    """The spread (std of log length) of the schema's default response-length distribution."""
+    default = Workload.model_fields["response_tokens"].default_factory()  # type: ignore[misc]
+    return float(default.sigma) if isinstance(default, LogNormal) else 1.0
+
+
+def question_scenario(q: Question) -> dict[str, Any]:
+    """The scenario mapping a question describes: the answers, schema defaults for the rest.
+
+    Response lengths: a log-normal whose uncapped mean is the typical length, clipped at the
+    maximum (`LogNormal`: the capped mean is lower; the app shows both)."""
+    if q.max_response_tokens < q.typical_response_tokens:
+        raise UserError(f"max response length {q.max_response_tokens}: below the typical length "
+                        f"{q.typical_response_tokens}; give a maximum at least the typical length")
+    sigma = default_response_sigma() if q.response_sigma is None else q.response_sigma
+    return {
+        "name": f"{q.gpus}x {q.gpu} {q.model} {q.prompts_per_step}x{q.samples_per_prompt}",
+        "model": q.model,
+        "hardware": {"gpu": q.gpu, **({"usd_per_gpu_hour": q.usd_per_gpu_hour} if q.usd_per_gpu_hour else {})},
+        "workload": {"prompts_per_step": q.prompts_per_step, "samples_per_prompt": q.samples_per_prompt,
+                     "steps": q.steps,
+                     "response_tokens": {"dist": "lognormal", "mean": q.typical_response_tokens, "sigma": sigma,
+                                         "cap": q.max_response_tokens}},
+        "sampler": {"gpus": q.gpus}, "trainer": {"gpus": q.gpus},
+    }
+
+
+def question_plan_request(q: Question, workers: int = 1) -> PlanRequest:
+    """The plan request that answers a question (its scenario as YAML text)."""
+    text = yaml.safe_dump(question_scenario(q), sort_keys=False)
+    return PlanRequest(ScenarioSource("question.yaml", text), total_gpus=q.gpus, sim_steps=q.sim_steps,
+                       budget_usd=q.budget_usd, deadline_hours=q.deadline_hours, workers=workers)
+
+
+# --- profiles ----------------------------------------------------------------------------------
+ProfileKind = Literal["datasheet", "public", "calibrated"]
+
+
+@dataclass(frozen=True)
+class ProfileInfo:
+    """A hardware profile file and what kind of numbers it holds."""
+
+    path: Path
+    gpu: str
+    kind: ProfileKind
+    source: str
+
+
+def profile_kind(path: Path, profile: HardwareProfile) -> ProfileKind:
+    """calibrated: fitted on a machine (`source: calibrated ...`); public: public component
+    measurements (`<gpu>.public.yaml` or `source: public ...`); else datasheet.
+    Integration point: the `public` branch's `HardwareProfile` source labels."""
+    label = str(getattr(profile, "source_kind", "") or profile.source).lower()
+    if label.startswith("calibrated"):
+        return "calibrated"
+    if label.startswith("public") or path.name.endswith(".public.yaml"):
+        return "public"
+    return "datasheet"
+
+
+def list_profiles(folder: Path) -> list[ProfileInfo]:
+    """Profiles under `folder` (`*.yaml`, any depth) that load; files that do not are skipped."""
+    found = []
+    for path in sorted(folder.rglob("*.y*ml")) if folder.is_dir() else []:
+        try:
+            profile = HardwareProfile.load(path)
+        except UserError:
+            continue
+        found.append(ProfileInfo(path, profile.gpu, profile_kind(path, profile), profile.source))
+    return found
+
+
+# --- catalog and schema ------------------------------------------------------------------------
+def model_names() -> list[str]:
+    return list(catalog_names())
+
+
+def field_help(dotted: str) -> str:
+    """The scenario schema's `Field(description=...)` of a dotted field ('' when it has none)."""
+    model: Any = Scenario
+    info = None
+    for part in dotted.split("."):
+        fields = getattr(model, "model_fields", None)
+        if not fields or part not in fields:
+            return ""
+        info = fields[part]
+        model = next((a for a in (info.annotation, *getattr(info.annotation, "__args__", ()))
+                      if hasattr(a, "model_fields")), None)
+    return str(info.description or "") if info is not None else ""
+
+
+def finite(value: float | None) -> float | None:
+    """None for a missing or non-finite number (shown as missing, never as 0)."""
+    return None if value is None or not math.isfinite(float(value)) else float(value)
+
+
+def is_colocated(placement: str) -> bool:
+    return placement == COLOCATED
+

@@ -1,0 +1,67 @@
+"""Dynamic sampling in the simulator: extra generation rounds before a step's last one.
+
+Small hooks the orchestrators call (rlvr_sim.sim.orchestrator), kept apart from them:
+- `earlier_rounds` (sync): generates and verifies every round of step j but the last, one
+  after another (verl's DAPO loop: generate a round, score it, filter, generate the next); the
+  orchestrator then runs the last round as an ordinary batch. Without dynamic sampling a step
+  has one round and this does nothing.
+- `train_on_kept`: after a step is closed (all rounds generated and verified), its record's
+  sequences and tokens become those of the groups it trains on (the trace's generate rows keep
+  every generated sample, so the waste stays visible there).
+Async runs dispatch a step's rounds together (`PromptSource.batch` merges them): a streaming
+system keeps generating while it filters, so the rounds overlap; that is optimistic when the
+rounds would really wait for each other's rewards.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Generator
+
+import simpy
+
+from rlvr_sim.dynamic_sampling import StepSampling
+from rlvr_sim.sim.recorder import Recorder, StepRecord
+from rlvr_sim.sim.sampler import Finished, ReplicaEngine
+from rlvr_sim.sim.source import Group, PromptSource
+from rlvr_sim.sim.verifier import VerifierPool, arrival_order
+
+
+def earlier_rounds(env: simpy.Environment, source: PromptSource, engines: list[ReplicaEngine],
+                   verifier: VerifierPool, rec: Recorder, step: int,
+                   dispatch: Callable[[tuple[Group, ...], list[ReplicaEngine]], object]) -> Generator:
+    """Generate and verify step `step`'s rounds before its last; SimPy process body."""
+    if not source.filtering:
+        return
+    for batch in source.rounds(step)[:-1]:
+        for e in engines:
+            e.wake(env.now)
+            e.version = step
+        dispatch(batch.groups, engines)
+        finished: list[Finished] = []
+        for e in engines:
+            finished.extend(e.run_to_idle())
+        finished = arrival_order(finished)
+        rec.generated(finished)
+        results = verifier.serve(finished, {step: batch})
+        rec.verified(results)
+        rewards_known_s = max(v.end_s for v in results)
+        yield env.timeout(max(0.0, rewards_known_s - env.now))
+
+
+def train_on_kept(r: StepRecord, sampling: StepSampling) -> None:
+    """Set the closed step's trained sequences/tokens to the kept groups' (`sampling`)."""
+    r.sequences = sampling.trained_sequences
+    r.prompt_tokens = sampling.trained_prompt_tokens
+    r.output_tokens = sampling.trained_output_tokens
+
+
+def counters(history: list[StepSampling]) -> dict[str, float]:
+    """Per-step means for Summary.counters (empty when no step drew rewards)."""
+    if not history:
+        return {}
+    n = len(history)
+    return {"generation_rounds_per_step": sum(h.rounds for h in history) / n,
+            "generated_groups_per_step": sum(h.generated_groups for h in history) / n,
+            "signal_groups_per_step": sum(h.signal_groups for h in history) / n,
+            "trained_groups_per_step": sum(h.trained_groups for h in history) / n,
+            "wasted_output_tokens_per_step": sum(h.wasted_output_tokens for h in history) / n}
