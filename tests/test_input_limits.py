@@ -320,3 +320,16 @@ def test_grid_cross_product_is_bounded():
     values = ",".join(str(v) for v in range(1000))
     with pytest.raises(UserError, match=f"1,000,000 plans in the cross product is over {MAX_GRID_PLANS:,}"):
         grid_plans([f"a={values}", f"b={values}"])
+
+
+@pytest.mark.parametrize("row, needle", [("20, nan", "nan/inf"), ("x, y", "is not `step, length`")])
+def test_schedule_table_rows_are_named_by_line(tmp_path, row, needle):
+    from rlvr_sim.distributions import read_step_table
+
+    path = tmp_path / "table.csv"
+    path.write_text(f"step,length\n0, 100\n10, 200\n{row}\n")
+    with pytest.raises(ValueError, match=rf"table.csv:4: .*{needle}"):
+        read_step_table(path)
+    path.write_bytes(b"\xff\xfe\x00")
+    with pytest.raises(ValueError, match="not UTF-8"):
+        read_step_table(path)
