@@ -168,7 +168,7 @@ class SpeculativeSpec(_Section):
     def _method_default(cls, data: Any) -> Any:
         if isinstance(data, dict) and data.get("acceptance_rate") is None:
             method = data.get("method", "none")
-            if method in ACCEPTANCE_DEFAULTS:
+            if isinstance(method, str) and method in ACCEPTANCE_DEFAULTS:   # a list: reported below
                 data = {**data, "acceptance_rate": ACCEPTANCE_DEFAULTS[method][0]}
         return data
 

@@ -333,3 +333,9 @@ def test_schedule_table_rows_are_named_by_line(tmp_path, row, needle):
     path.write_bytes(b"\xff\xfe\x00")
     with pytest.raises(ValueError, match="not UTF-8"):
         read_step_table(path)
+
+
+def test_speculative_method_of_the_wrong_type_is_a_clean_error():
+    """Found by the fuzz suite: a list as `sampler.speculative.method` raised TypeError."""
+    with pytest.raises(ScenarioError, match="sampler.speculative.method"):
+        load_scenario({"model": "qwen2.5-1.5b", "sampler": {"speculative": {"method": []}}})
