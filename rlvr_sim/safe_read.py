@@ -186,8 +186,10 @@ def load_user_yaml(text: str, label: str) -> Any:
     except UserError as exc:
         raise UserError(f"{label}: {exc}") from None
     except yaml.YAMLError as exc:
-        raise UserError(f"{label}: not valid YAML ({_yaml_reason(exc)}) ; fix the syntax at that "
-                        "line") from None
+        mark = getattr(exc, "problem_mark", None)
+        snippet = mark.get_snippet() if mark is not None else None     # a short window + caret
+        raise UserError(f"{label} is not valid YAML ({_yaml_reason(exc)}) ; fix the syntax at that "
+                        "line" + (f"\n{snippet}" if snippet else "")) from None
     except RecursionError:      # a parser path the depth hook does not see
         raise UserError(f"{label}: nested too deep ; a scenario is a few levels of mappings") \
             from None

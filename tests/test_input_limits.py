@@ -301,7 +301,7 @@ def test_echo_is_bounded_for_shared_containers():
 
 
 def test_yaml_errors_name_the_line():
-    with pytest.raises(UserError, match=r"scenario.yaml: not valid YAML \(line 3, column 1: expected ',' or '\]'"):
+    with pytest.raises(UserError, match=r"scenario.yaml is not valid YAML \(line 3, column 1: expected ',' or '\]'"):
         load_user_yaml("a: 1\nb: [1, 2\n", "scenario.yaml")
 
 
