@@ -440,3 +440,29 @@ def test_many_sweep_faults(tmp_path):
     rng = random.Random(SEED)
     for how in ["sigkill-leader", "sigint"] * 4:
         _sweep_fault(tmp_path, rng, how)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("how", ["sigint", "sigkill-leader"])
+def test_async_run_fault_leaves_no_orphans(tmp_path, how):
+    """Disaggregated async run (trainer + sampler process + two verifier pools): Ctrl-C is one
+    line, and a SIGKILL of the trainer takes the sampler and every worker with it. (Async runs
+    cannot resume; only the processes are checked.)"""
+    out = tmp_path / "out"
+    proc = start(execute_cmd(out, 30, "--set", "orchestration.placement=disaggregated",
+                             "--set", "orchestration.mode=async", "--set", "sampler.gpus=1",
+                             "--set", "trainer.gpus=1"))
+    wait_for_workers(proc)
+    wait_for_steps(proc, out, 2)
+    assert len(group_members(proc.pid)) >= 4 and proc.poll() is None   # trainer, sampler, workers
+    if how == "sigint":
+        os.killpg(proc.pid, signal.SIGINT)
+    else:
+        os.kill(proc.pid, signal.SIGKILL)
+    rc = proc.wait(timeout=300)
+    left = orphans_after(proc.pid)
+    err = proc.stderr.read()
+    assert left == [], f"orphan processes {left} after {how}"
+    assert "Traceback" not in err, err[-3000:]
+    if how == "sigint":
+        assert rc == 130 and err.strip() == "interrupted", (rc, err[-2000:])
