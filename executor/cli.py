@@ -12,7 +12,6 @@ executor.out_dir). `--resume` is only supported by the core loop (UserError else
 from __future__ import annotations
 
 import argparse
-import json
 from dataclasses import asdict
 
 import yaml
@@ -70,8 +69,12 @@ def run(args: argparse.Namespace) -> int:
     from rlvr_sim.errors import UserError
     from rlvr_sim.scenario import load_scenario
 
+    from rlvr_sim.cli_output import check_output_path
+
     if args.steps is not None and args.steps < 1:
         raise UserError(f"--steps={args.steps}: give at least 1")
+    if args.trace is not None:
+        check_output_path(args.trace, "--trace")
     overrides = list(args.overrides)
     if getattr(args, "allow_weak_sandbox", False):
         overrides.append("executor.allow_weak_sandbox=true")
@@ -79,6 +82,9 @@ def run(args: argparse.Namespace) -> int:
     from executor.config import RunConfig
 
     cfg = RunConfig.from_scenario(scenario, steps=args.steps, out_dir=args.out, trace_path=args.trace)
+    if cfg.out_dir.exists() and not cfg.out_dir.is_dir():
+        raise UserError(f"--out {str(cfg.out_dir)!r}: is a file, not a folder ; give a folder")
+    check_output_path(cfg.out_dir / "scenario.resolved.yaml", "--out")
     cfg.out_dir.mkdir(parents=True, exist_ok=True)
     (cfg.out_dir / "scenario.resolved.yaml").write_text(
         yaml.safe_dump(scenario.model_dump(mode="json"), sort_keys=False))
@@ -87,7 +93,9 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:   # bad settings found while building (device, model path, ...)
         raise UserError(str(exc)) from None
     if args.json:
-        print(json.dumps(asdict(result), indent=2))
+        from rlvr_sim.cli_output import strict_json
+
+        print(strict_json(asdict(result)))
     elif args.self_improve is not None:
         from executor.self_improve import summary_lines
 

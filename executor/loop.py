@@ -15,20 +15,22 @@ import json
 import random
 import shutil
 import statistics
+import sys
 from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
 
-from executor.checkpoint import RunState, latest_checkpoint, load_checkpoint, save_checkpoint
+from executor.checkpoint import RunState, checkpoint_identity, find_resume_point, load_checkpoint, \
+    save_checkpoint
 from executor.config import RunConfig
 from executor.policy import Policy, build_random_policy, load_policy
 from executor.sampler import HFSampler, SamplingParams
 from executor.sft import run_sft
 from executor.steps import StepContext, evaluate, run_step
 from executor.tasks import make_task
-from executor.tracing import Tracer, append_metrics, load_previous_trace, read_metrics, save_trace, \
-    truncate_metrics
+from executor.tracing import Tracer, append_metrics, load_previous_trace, read_evals, read_metrics, \
+    save_trace, truncate_metrics, write_atomic
 from executor.trainer import GRPOTrainer, LossConfig, TrainConfig
 from executor.verifier import VerifierPool
 from rlvr_sim.errors import UserError
@@ -130,10 +132,20 @@ def run_grpo(cfg: RunConfig, resume: bool = False, progress: bool = True) -> Exe
     check_core_mode(cfg)
     spec = cfg.spec
     _seed_everything(cfg.seed)
-    ckpt = latest_checkpoint(cfg.checkpoint_dir) if resume else None
+    identity = checkpoint_identity(cfg.scenario)
+    point = find_resume_point(cfg.checkpoint_dir, identity) if resume else None   # never deletes
+    ckpt = point.path if point is not None else None
+    if point is not None:
+        print("\n".join(point.explain()), file=sys.stderr)
+    elif resume:
+        print(f"resume: no checkpoint under {cfg.checkpoint_dir}; starting at step 0",
+              file=sys.stderr)
     if ckpt is None:
         for stale in (cfg.metrics_path, cfg.trace_path, cfg.out_dir / "evals.json"):
             stale.unlink(missing_ok=True)
+        if any(cfg.checkpoint_dir.glob("step_*")):
+            print(f"starting over: replacing the checkpoints in {cfg.checkpoint_dir} (--resume "
+                  "continues from them instead)", file=sys.stderr)
         shutil.rmtree(cfg.checkpoint_dir, ignore_errors=True)
     cfg.out_dir.mkdir(parents=True, exist_ok=True)
     policy = build_policy(cfg)
@@ -145,12 +157,12 @@ def run_grpo(cfg: RunConfig, resume: bool = False, progress: bool = True) -> Exe
         state, previous, tracer = RunState(0, 0, 0, False), None, Tracer(cfg.run_id)
         if ckpt is None:
             evals = warm_start(cfg, ctx, tracer, progress)
-            (cfg.out_dir / "evals.json").write_text(json.dumps(evals))
+            write_atomic(cfg.out_dir / "evals.json", json.dumps(evals))
         ref_model = copy.deepcopy(policy.model).eval().requires_grad_(False) if spec.beta > 0 else None
         trainer = GRPOTrainer(policy.model, train_config(cfg), policy.tokenizer.pad_token_id, ref_model)
         if ckpt is not None:
             state = load_checkpoint(ckpt, policy.model, trainer.optimizer, ref_model)
-            evals = json.loads((cfg.out_dir / "evals.json").read_text())
+            evals = read_evals(cfg.out_dir / "evals.json")
             previous = load_previous_trace(cfg.trace_path, state.steps_done - 1)
             truncate_metrics(cfg.metrics_path, state.steps_done - 1)
             tracer = Tracer(cfg.run_id, float(previous["end_s"].max()) if previous is not None
@@ -166,9 +178,11 @@ def run_grpo(cfg: RunConfig, resume: bool = False, progress: bool = True) -> Exe
             state = RunState(step + 1, ctx.data_cursor, sampler.policy_version, True)
             if spec.checkpoint_every and (step + 1) % spec.checkpoint_every == 0:
                 save_trace(tracer, cfg.trace_path, previous)
-                save_checkpoint(cfg.checkpoint_dir, state, policy.model, trainer.optimizer, ref_model)
+                save_checkpoint(cfg.checkpoint_dir, state, policy.model, trainer.optimizer, ref_model,
+                                identity=identity)
         save_trace(tracer, cfg.trace_path, previous)
-        save_checkpoint(cfg.checkpoint_dir, state, policy.model, trainer.optimizer, ref_model)
+        save_checkpoint(cfg.checkpoint_dir, state, policy.model, trainer.optimizer, ref_model,
+                        identity=identity)
         accuracy_after = evaluate(ctx, policy.model)
     result = _summary(cfg, ctx, evals, ckpt and int(ckpt.name.split("_")[1]), accuracy_after)
     (cfg.out_dir / "result.json").write_text(json.dumps(asdict(result), indent=2))

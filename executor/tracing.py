@@ -15,6 +15,8 @@ The SFT warm-start is a trainer `sft` row with step -1. Times are seconds since 
 from __future__ import annotations
 
 import json
+import os
+import sys
 import time
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass
@@ -22,6 +24,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from rlvr_sim.errors import UserError
 from rlvr_sim.trace import TRACE_COLUMNS, TraceEvent, read_trace, to_frame, write_trace
 
 
@@ -114,7 +117,13 @@ def load_previous_trace(path: Path, upto_step: int) -> pd.DataFrame | None:
     """The rows of an earlier (interrupted) run's trace up to and including `upto_step`."""
     if not path.exists():
         return None
-    df = read_trace(path)
+    try:
+        df = read_trace(path)
+    except UserError:
+        raise
+    except Exception as exc:    # pyarrow/pandas errors of a damaged file
+        raise UserError(f"{path}: cannot be read as a trace ({type(exc).__name__}) ; move it away "
+                        "to resume without the earlier trace rows") from None
     return df[df["step"] <= upto_step].reset_index(drop=True)
 
 
@@ -128,16 +137,59 @@ def append_metrics(path: Path, metrics: StepMetrics) -> None:
         f.write(json.dumps(asdict(metrics)) + "\n")
 
 
-def read_metrics(path: Path) -> list[StepMetrics]:
+def read_metrics(path: Path, drop_torn_tail: bool = False) -> list[StepMetrics]:
+    """The rows of a metrics.jsonl. A line that is not a metrics row is a UserError naming the
+    file and line; with `drop_torn_tail` a last line without its newline that does not parse (a
+    write cut by a kill) is dropped instead, with a note on stderr."""
     if not path.exists():
         return []
-    return [StepMetrics(**json.loads(line)) for line in path.read_text().splitlines() if line.strip()]
+    text = path.read_text(errors="replace")
+    lines = text.split("\n")
+    rows: list[StepMetrics] = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            rows.append(StepMetrics(**json.loads(line)))
+        except (json.JSONDecodeError, TypeError) as exc:
+            torn = number == len(lines) and not text.endswith("\n")
+            if torn and drop_torn_tail:
+                print(f"resume: {path}:{number}: dropped a torn last line (cut by a kill)",
+                      file=sys.stderr)
+                break
+            reason = exc.msg if isinstance(exc, json.JSONDecodeError) else "not a metrics row"
+            raise UserError(f"{path}:{number}: {reason} ; the line is damaged"
+                            f"{' (a write cut by a kill)' if torn else ''}: delete it, or rerun "
+                            "with --resume, which rewrites the file from the checkpoint") from None
+    return rows
 
 
 def truncate_metrics(path: Path, upto_step: int) -> list[StepMetrics]:
-    """Keep only rows with step <= upto_step (steps after the checkpoint are redone on resume)."""
-    kept = [m for m in read_metrics(path) if m.step <= upto_step]
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(json.dumps(asdict(m)) + "\n" for m in kept))
-    tmp.replace(path)
+    """Keep only rows with step <= upto_step (steps after the checkpoint are redone on resume);
+    a torn last line is dropped."""
+    kept = [m for m in read_metrics(path, drop_torn_tail=True) if m.step <= upto_step]
+    write_atomic(path, "".join(json.dumps(asdict(m)) + "\n" for m in kept))
     return kept
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Replace `path` with `text` so that a kill leaves the old or the new content, never half."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "w") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    tmp.replace(path)
+
+
+def read_evals(path: Path) -> dict:
+    """The held-out evaluations of a run being resumed (empty, with a note, when unreadable:
+    they only feed the summary)."""
+    try:
+        data = json.loads(path.read_text())
+        return data if isinstance(data, dict) else {}
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+        print(f"resume: {path} unreadable ({type(exc).__name__}); the summary will lack the "
+              "pre-GRPO accuracies", file=sys.stderr)
+        return {}

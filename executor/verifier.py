@@ -26,6 +26,7 @@ from concurrent.futures import Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 
+from rlvr_sim.lifecycle import become_worker
 from executor.tasks import Problem, Task
 
 _TASK: Task | None = None
@@ -62,6 +63,7 @@ class VerifyResult:
 
 def _init_worker(task: Task, counter) -> None:
     global _TASK, _WORKER_ID
+    become_worker()     # quiet on Ctrl-C, exits with its parent (rlvr_sim.lifecycle)
     _TASK = task
     with counter.get_lock():
         _WORKER_ID = counter.value

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.util
+import os
 import sys
 
 from rlvr_sim.errors import UserError
@@ -51,17 +52,36 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+EXIT_BROKEN_PIPE = 141      # 128 + SIGPIPE, what a shell reports for `cmd | head`
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    """Run one command. User mistakes print `error: ...` (exit 2), Ctrl-C prints one line (exit
+    130), a reader that closed the pipe (`| head`) ends the command quietly (exit 141)."""
     try:
-        return int(importlib.import_module(args._module).run(args) or 0)
+        args = build_parser().parse_args(argv)      # inside: Ctrl-C while importing is one line too
+        code = int(importlib.import_module(args._module).run(args) or 0)
+        sys.stdout.flush()      # a closed pipe shows up here, inside the handler below
+        return code
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        _silence_stdout()
+        return EXIT_BROKEN_PIPE
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush does not raise again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):   # stdout is not a real file (tests capture it)
+        pass
 
 
 if __name__ == "__main__":

@@ -137,18 +137,32 @@ class Empirical(_Dist):
 
 
 def _read_numbers(path: Path) -> list[float]:
-    if not path.is_file():
-        raise ValueError(f"file {str(path)!r} not found; give a path relative to the scenario file")
+    """Numbers of a text/CSV file (first column; `#` comments, blank lines and one header line
+    skipped). ValueError naming `file:line` for a cell that is not a finite number, and the
+    limits of `rlvr_sim.safe_read.read_user_text` (size, regular file, UTF-8)."""
+    from rlvr_sim.errors import UserError
+    from rlvr_sim.safe_read import echo, read_user_text
+
+    try:
+        text = read_user_text(path, "file", "give a path relative to the scenario file")
+    except UserError as exc:
+        raise ValueError(str(exc)) from None
     out: list[float] = []
-    for line_no, line in enumerate(path.read_text().splitlines(), 1):
+    for line_no, line in enumerate(text.splitlines(), 1):
         cell = line.split(",")[0].strip()
         if not cell or cell.startswith("#"):
             continue
         try:
-            out.append(float(cell))
+            value = float(cell)
         except ValueError:
             if out or line_no > 1:  # a header line is allowed
-                raise ValueError(f"{path}:{line_no}: {cell!r} is not a number") from None
+                raise ValueError(f"{path}:{line_no}: {echo(cell)} is not a number ; fix or "
+                                 "delete that line") from None
+            continue
+        if not math.isfinite(value):
+            raise ValueError(f"{path}:{line_no}: {cell} is not a finite number ; fix or delete "
+                             "that line")
+        out.append(value)
     return out
 
 
@@ -353,23 +367,33 @@ class TableSchedule(_Schedule):
 
 
 def read_step_table(path: Path) -> list[tuple[float, float]]:
-    """Rows (step, length) of a CSV file: first two columns, header and `#` lines skipped."""
-    if not path.is_file():
-        raise ValueError(f"file {str(path)!r} not found; give a path relative to the scenario file")
+    """Rows (step, length) of a CSV file: first two columns, header and `#` lines skipped; read
+    under `rlvr_sim.safe_read` limits; a bad or non-finite row is named by `file:line`."""
+    from rlvr_sim.errors import UserError
+    from rlvr_sim.safe_read import echo, read_user_text
+
+    try:
+        text = read_user_text(path, "file", "give a path relative to the scenario file")
+    except UserError as exc:
+        raise ValueError(str(exc)) from None
     out: list[tuple[float, float]] = []
-    for line_no, line in enumerate(path.read_text().splitlines(), 1):
+    for line_no, line in enumerate(text.splitlines(), 1):
         cells = [c.strip() for c in line.split(",")]
         if not cells[0] or cells[0].startswith("#"):
             continue
         try:
             if len(cells) < 2:
                 raise ValueError
-            out.append((float(cells[0]), float(cells[1])))
+            row = (float(cells[0]), float(cells[1]))
         except ValueError:
             if out or line_no > 1:
-                raise ValueError(f"{path}:{line_no}: {line.strip()!r} is not `step, length`") from None
-    if any(not (math.isfinite(a) and math.isfinite(b)) for a, b in out):
-        raise ValueError(f"{path}: a step or length is nan/inf; remove that row")
+                raise ValueError(f"{path}:{line_no}: {echo(line.strip())} is not `step, length` ; "
+                                 "fix or delete that line") from None
+            continue
+        if not (math.isfinite(row[0]) and math.isfinite(row[1])):
+            raise ValueError(f"{path}:{line_no}: a step or length is nan/inf ; fix or delete that "
+                             "line")
+        out.append(row)
     return out
 
 

@@ -183,22 +183,22 @@ class HardwareProfile(BaseModel):
     @classmethod
     def load(cls, path: str | Path) -> "HardwareProfile":
         """Read a profile YAML; UserError naming the file and field when it does not validate."""
+        from rlvr_sim.safe_read import load_user_yaml, read_user_text
+
         path = Path(path)
-        try:
-            data = yaml.safe_load(path.read_text())
-        except FileNotFoundError:
-            raise UserError(f"profile {str(path)!r} not found; give a path relative to the "
-                            "scenario file, or remove `profile:` to use datasheet values") from None
-        except yaml.YAMLError as exc:
-            raise UserError(f"profile {str(path)!r} is not valid YAML: {exc}") from None
+        data = load_user_yaml(read_user_text(path, "profile", "give a path relative to the scenario "
+                                             "file, or remove `profile:` to use datasheet values"),
+                              f"profile {str(path)!r}")
         if not isinstance(data, dict):
             raise UserError(f"profile {str(path)!r} must be a mapping with gpu, source, "
                             "datasheet and efficiency")
         try:
             return cls.model_validate(data)
         except ValidationError as exc:
+            from rlvr_sim.safe_read import echo
+
             problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or '(top level)'}: {e['msg']}"
-                                 f" (got {e.get('input')!r})" for e in exc.errors())
+                                 f" (got {echo(e.get('input'))})" for e in exc.errors())
             raise UserError(f"profile {str(path)!r} is invalid: {problems}") from None
 
     def save(self, path: str | Path) -> Path:

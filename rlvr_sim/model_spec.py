@@ -20,7 +20,6 @@ multi-token-prediction layers (`num_nextn_predict_layers`) are not counted (as i
 
 from __future__ import annotations
 
-import json
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
@@ -169,16 +168,17 @@ class ModelSpec(BaseModel):
     @classmethod
     def from_hf_config(cls, path: str | Path, name: str | None = None) -> "ModelSpec":
         """Read a Hugging Face `config.json` (or a folder holding one)."""
+        from rlvr_sim.safe_read import load_user_json, read_user_text
+
         path = Path(path)
         if path.is_dir():
             path = path / "config.json"
-        try:
-            cfg = json.loads(path.read_text())
-        except FileNotFoundError:
-            raise UserError(f"model config {str(path)!r} not found; give a catalog name "
-                            f"({', '.join(catalog_names())}) or a path to config.json") from None
-        except json.JSONDecodeError as exc:
-            raise UserError(f"model config {str(path)!r} is not valid JSON: {exc}") from None
+        text = read_user_text(path, "model config", "give a catalog name "
+                              f"({', '.join(catalog_names())}) or a path to config.json")
+        cfg = load_user_json(text, f"model config {str(path)!r}")
+        if not isinstance(cfg, dict):
+            raise UserError(f"model config {str(path)!r}: a JSON {_json_type(cfg)}, not an object "
+                            "; give a Hugging Face config.json ({\"hidden_size\": ..., ...})")
         if isinstance(cfg.get("text_config"), dict):  # multimodal wrappers
             cfg = {**cfg["text_config"], "model_type": cfg["text_config"].get("model_type", "")}
         return cls.from_hf_config_dict(cfg, name=name or path.parent.name or None)
@@ -198,6 +198,11 @@ class ModelSpec(BaseModel):
             else:
                 d["decoder_sparse_step"] = self.moe_layer_freq
         return d
+
+
+def _json_type(value: Any) -> str:
+    return {list: "list", str: "string", int: "number", float: "number", bool: "boolean",
+            type(None): "null"}.get(type(value), type(value).__name__)
 
 
 @lru_cache(maxsize=1)

@@ -19,12 +19,14 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, \
     model_validator
+from pydantic_core import PydanticCustomError
 
 from rlvr_sim.distributions import Distribution, Fixed, LengthSchedule, LogNormal, PassRateSchedule
 from rlvr_sim.dynamic_sampling import RewardSpec
 from rlvr_sim.errors import ScenarioError, UserError
 from rlvr_sim.hardware import HardwareProfile, catalog_gpu
 from rlvr_sim.model_spec import ModelSpec, catalog_model
+from rlvr_sim.safe_read import MAX_DEPTH, check_depth, echo, load_user_yaml, read_user_text
 
 from rlvr_sim.executor_spec import ExecutorSpec  # pure pydantic, no torch
 
@@ -166,7 +168,7 @@ class SpeculativeSpec(_Section):
     def _method_default(cls, data: Any) -> Any:
         if isinstance(data, dict) and data.get("acceptance_rate") is None:
             method = data.get("method", "none")
-            if method in ACCEPTANCE_DEFAULTS:
+            if isinstance(method, str) and method in ACCEPTANCE_DEFAULTS:   # a list: reported below
                 data = {**data, "acceptance_rate": ACCEPTANCE_DEFAULTS[method][0]}
         return data
 
@@ -341,8 +343,13 @@ class Scenario(_Section):
 
     @model_validator(mode="after")
     def _cross_checks(self, info: ValidationInfo) -> "Scenario":
+        from rlvr_sim.input_limits import limit_problems
         from rlvr_sim.scenario_checks import check_scenario
 
+        too_big = limit_problems(self)     # before the cross checks, which compute with them
+        if too_big:
+            raise PydanticCustomError("scenario_check", "{problems}",
+                                      {"problems": "\n  - ".join(too_big)})
         check_fit = (info.context or {}).get("check_fit", True) if info is not None else True
         check_scenario(self, check_fit=check_fit)
         return self
@@ -391,19 +398,27 @@ _DEFAULT_SECTIONS: dict[str, type[BaseModel]] = {
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str] | tuple[str, ...]) -> dict[str, Any]:
-    """Return a copy of `data` with each `dotted.key=value` set (value parsed as YAML)."""
+    """Return a copy of `data` with each `dotted.key=value` set (value parsed as YAML, under the
+    limits of `rlvr_sim.safe_read`: duplicate keys, nesting, aliases; text that is not YAML stays
+    a string)."""
     out = copy.deepcopy(data)
     for item in overrides:
         key, sep, raw = item.partition("=")
         key = key.strip()
         if not sep or not key:
-            raise ScenarioError(f"override {item!r} is not `dotted.key=value`; e.g. sampler.tp=2")
+            raise ScenarioError(f"override {echo(item)}: not `dotted.key=value` ; e.g. "
+                                "--set sampler.tp=2")
+        parts = key.split(".")
+        if len(parts) > MAX_DEPTH or any(not p.strip() for p in parts):
+            raise ScenarioError(f"override {echo(key)}: not a dotted field name (empty part, or "
+                                f"more than {MAX_DEPTH} parts) ; e.g. --set workload.seed=3")
         try:
-            value = yaml.safe_load(raw) if raw.strip() else None
-        except yaml.YAMLError:
+            value = load_user_yaml(raw, f"override {echo(key)}") if raw.strip() else None
+        except UserError as exc:
+            if "not valid YAML" not in str(exc):
+                raise ScenarioError(str(exc)) from None
             value = raw
         value = _number(value)
-        parts = key.split(".")
         node = out
         for depth, part in enumerate(parts[:-1]):
             if part not in node or node[part] is None:
@@ -415,8 +430,9 @@ def apply_overrides(data: dict[str, Any], overrides: list[str] | tuple[str, ...]
                     if field is not None and field.default_factory is not None:
                         node[part] = _dump(field.default_factory())
             elif not isinstance(node[part], dict):
-                raise ScenarioError(f"override {key}: {'.'.join(parts[:depth + 1])} is "
-                                    f"{node[part]!r}, not a mapping; set the whole value instead")
+                raise ScenarioError(f"override {echo(key)}: {'.'.join(parts[:depth + 1])} is "
+                                    f"{echo(node[part])}, not a mapping ; set the whole value "
+                                    "instead")
             node = node[part]
         node[parts[-1]] = value
     return out
@@ -450,18 +466,23 @@ def load_scenario(source: str | Path | dict[str, Any], overrides: list[str] | tu
         path = Path(source)
         label = str(path)
         try:
-            data = yaml.safe_load(path.read_text())
-        except FileNotFoundError:
-            raise ScenarioError(f"scenario file {label!r} not found") from None
-        except (yaml.YAMLError, UnicodeDecodeError) as exc:
-            raise ScenarioError(f"{label} is not valid YAML: {exc}") from None
-        except IsADirectoryError:
-            raise ScenarioError(f"{label} is a directory; give a scenario .yaml file") from None
+            text = read_user_text(path, "scenario file", "check the path (see scenarios/ for "
+                                  "examples)")
+            data = load_user_yaml(text, label)
+        except UserError as exc:
+            raise ScenarioError(str(exc)) from None
         base_dir = path.resolve().parent
     if not isinstance(data, dict):
-        raise ScenarioError(f"{label} must be a YAML mapping with at least `model:`; "
-                            f"got {type(data).__name__}")
-    data = apply_overrides(data, overrides)
+        raise ScenarioError(f"{label}: must be a YAML mapping with at least `model:`, got "
+                            f"{type(data).__name__} ; e.g. `model: llama-3.1-8b`")
+    try:
+        check_depth(data, label)
+        data = apply_overrides(data, overrides)
+        check_depth(data, label)
+    except ScenarioError:
+        raise
+    except UserError as exc:
+        raise ScenarioError(str(exc)) from None
     try:
         return Scenario.model_validate(data, context={"base_dir": base_dir, "check_fit": check_fit})
     except ValidationError as exc:
@@ -485,7 +506,10 @@ def _loc(loc: tuple[Any, ...]) -> str:
 
 
 def _one_line(exc: ValidationError) -> str:
-    return "; ".join(f"{_loc(e['loc'])}: {e['msg']}" for e in exc.errors())
+    """The first few problems on one line (messages cut short: they may quote the input)."""
+    errors = exc.errors()
+    text = "; ".join(f"{_loc(e['loc'])}: {str(e['msg'])[:200]}" for e in errors[:5])
+    return text + (f"; and {len(errors) - 5} more" if len(errors) > 5 else "")
 
 
 def _fix_hint(err: dict[str, Any]) -> str:
@@ -497,11 +521,18 @@ def _fix_hint(err: dict[str, Any]) -> str:
     return ""
 
 
+MAX_ERROR_LINES = 20
+MAX_MESSAGE_CHARS = 2000
+
+
 def format_validation_error(exc: ValidationError, label: str = "scenario") -> str:
     """One line per problem: `dotted.field: what is wrong (got VALUE); fix`."""
     lines = [f"{label} is invalid:"]
-    for err in exc.errors():
+    errors = exc.errors()
+    for err in errors[:MAX_ERROR_LINES]:
         msg = str(err["msg"])
+        if len(msg) > MAX_MESSAGE_CHARS:
+            msg = msg[:MAX_MESSAGE_CHARS] + "..."
         for prefix in ("Value error, ", "Assertion failed, "):
             msg = msg.removeprefix(prefix)
         if err["type"] == "scenario_check":
@@ -509,7 +540,8 @@ def format_validation_error(exc: ValidationError, label: str = "scenario") -> st
             continue
         got = ""
         if err["type"] not in ("missing", "scenario_check") and "input" in err:
-            shown = repr(err["input"])
-            got = f" (got {shown[:80] + '...' if len(shown) > 80 else shown})"
+            got = f" (got {echo(err['input'])})"     # bounded: never repr a whole (aliased) input
         lines.append(f"  - {_loc(err['loc'])}: {msg}{got}{_fix_hint(err)}")
+    if len(errors) > MAX_ERROR_LINES:
+        lines.append(f"  ... and {len(errors) - MAX_ERROR_LINES} more problems of the same kinds")
     return "\n".join(lines)

@@ -156,3 +156,69 @@ def test_random_overrides_give_clean_errors(keys, values, sep):
         msg = str(exc)
         assert msg.strip() and "Traceback" not in msg
         assert "override" in msg or "." in msg or any(n in msg for n in NAMES), msg
+
+
+# --- issue 16: extreme values, raw YAML text, and the whole path to a result -------------------
+extreme = st.one_of(
+    st.integers(-2**70, 2**70), st.sampled_from([0, -1, 2**31, 2**32, 2**63, 2**64, 10**18]),
+    st.floats(allow_nan=True, allow_infinity=True), st.sampled_from([1e308, -1e308, 1e-308, 5e-324]),
+    st.text(max_size=6), st.lists(st.integers(-3, 3), max_size=3), st.none(), st.booleans())
+EXTREME_TEXT = ["1e308", "-1e308", "1e9", "18446744073709551616", "-1", ".inf", "-.inf", ".nan",
+                "[[[[[[1]]]]]]", "{a: {b: {c: 1}}}", "&a [1, *a]", "0x7fffffffffffffff", "1_000"]
+
+
+def _outcome(data_or_path, overrides=()) -> str:
+    """'valid' (and the cost report and a short simulation, as strict JSON) or 'user-error'; any
+    other exception fails the test."""
+    from rlvr_sim.cli_output import strict_json
+    from rlvr_sim.commands.describe import build_report
+    from rlvr_sim.errors import UserError
+    from rlvr_sim.sim.run import simulate
+
+    try:
+        sc = load_scenario(data_or_path, list(overrides), check_fit=False)
+    except UserError as exc:
+        msg = str(exc)
+        assert msg.strip() and "Traceback" not in msg and len(msg) < 20_000, msg[:500]
+        return "user-error"
+    strict_json(build_report(sc).model_dump(mode="json"))
+    w = sc.workload
+    small = (w.prompts_per_step * w.samples_per_prompt <= 256
+             and sc.max_context_tokens <= 65_536 and sc.verifier.latency_s.max_value() <= 3600)
+    if small and not load_problems(sc):
+        strict_json(simulate(sc, steps=1, progress=False).summary.model_dump())
+    return "valid"
+
+
+def load_problems(sc) -> list[str]:
+    from rlvr_sim.scenario_checks import scenario_problems
+
+    return scenario_problems(sc, check_fit=True)
+
+
+@settings(max_examples=FUZZ_EXAMPLES)
+@given(path=st.sampled_from(LEAVES + DIST_PATHS + [f"{p}.{k}" for p in DIST_PATHS
+                                                     for k in ("value", "low", "high", "mean", "cap")]),
+       value=extreme)
+def test_extreme_values_end_in_a_result_or_a_user_error(path, value):
+    d = copy.deepcopy(BASE)
+    _set(d, path, value)
+    assert _outcome(d) in ("valid", "user-error")
+
+
+@settings(max_examples=FUZZ_EXAMPLES)
+@given(path=st.sampled_from(LEAVES + NAMES), text=st.one_of(st.sampled_from(EXTREME_TEXT), st.text(max_size=20)))
+def test_extreme_set_values_end_in_a_result_or_a_user_error(path, text):
+    assert _outcome(copy.deepcopy(BASE), [f"{path}={text}"]) in ("valid", "user-error")
+
+
+@settings(max_examples=max(FUZZ_EXAMPLES // 2, 1))
+@given(cut=st.integers(0, 2000), junk=st.text(max_size=30), where=st.integers(0, 2000))
+def test_damaged_yaml_files_end_in_a_result_or_a_user_error(cut, junk, where, tmp_path_factory):
+    """A valid scenario file cut short and/or with random text spliced in."""
+    text = yaml.safe_dump(BASE, sort_keys=False)
+    text = text[:min(cut, len(text))] if cut < len(text) else text
+    text = text[:where] + junk + text[where:]
+    path = tmp_path_factory.mktemp("damaged") / "s.yaml"
+    path.write_text(text)
+    assert _outcome(path) in ("valid", "user-error")

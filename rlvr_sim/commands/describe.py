@@ -8,10 +8,10 @@ switch seconds, and whether the scenario fits (with the reason). `--json` dumps 
 from __future__ import annotations
 
 import argparse
-import json
 
 from pydantic import BaseModel
 
+from rlvr_sim.cli_output import strict_json
 from rlvr_sim.cost import CostModel
 from rlvr_sim.cost.params import kv_bytes_per_token, weight_bytes
 from rlvr_sim.scenario import Scenario, load_scenario
@@ -154,7 +154,7 @@ def run(args: argparse.Namespace) -> int:
     sc = load_scenario(args.scenario, args.overrides, check_fit=False)
     report = build_report(sc, label=str(args.scenario))
     if args.json:
-        print(json.dumps(report.model_dump(mode="json"), indent=2))
+        print(strict_json(report.model_dump(mode="json")))
     else:
         print(format_report(report))
     return 0 if report.fits else 1

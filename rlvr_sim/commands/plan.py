@@ -10,6 +10,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from rlvr_sim.errors import UserError
+from rlvr_sim.input_limits import seed_arg
 from rlvr_sim.sweep.grid import Plan, parse_grid_option
 from rlvr_sim.sweep.pareto import DOLLARS, HOURS, pareto_front
 from rlvr_sim.sweep.planner import Evaluator, exhaustive, search
@@ -64,7 +65,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "scenario has a schedule)")
     p.add_argument("--mini-batches", default=None, help="mini-batch options (default: the scenario's value only)")
     p.add_argument("--steps", type=int, default=3, help="simulated RL steps per plan (default 3; hours extrapolate)")
-    p.add_argument("--seed", type=int, default=None, help="simulation seed (default: the scenario's)")
+    p.add_argument("--seed", type=seed_arg, default=None, help="simulation seed (default: the scenario's)")
     p.add_argument("--workers", type=int, default=None, help="parallel workers (default: CPU count)")
     p.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS", help="evaluate plans on Ray")
     p.add_argument("--exhaustive", action="store_true", help="simulate the whole space instead of searching")

@@ -15,12 +15,13 @@ scenario has a schedule (or with `--whole-run`), the run is also integrated over
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from dataclasses import asdict
 from pathlib import Path
 
+from rlvr_sim.cli_output import check_output_path, strict_json
 from rlvr_sim.errors import UserError
+from rlvr_sim.input_limits import seed_arg
 from rlvr_sim.scenario import load_scenario
 from rlvr_sim.sim.metrics import Summary
 from rlvr_sim.sim.run import simulate
@@ -31,7 +32,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("scenario", help="scenario YAML file")
     p.add_argument("--steps", type=int, default=None,
                    help="steps to simulate (default: workload.steps); totals extrapolate to workload.steps")
-    p.add_argument("--seed", type=int, default=None, help="override workload.seed")
+    p.add_argument("--seed", type=seed_arg, default=None, help="override workload.seed")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a scenario field, e.g. --set sampler.tp=2 (repeatable)")
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
@@ -46,12 +47,25 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--points", type=int, default=8, help="--whole-run: segments of the run")
 
 
+MAX_SIMULATED_STEPS = 100_000
+
+
 def run(args: argparse.Namespace) -> int:
     if args.steps is not None and args.steps < 1:
         raise UserError(f"--steps {args.steps} is invalid: simulate at least 1 step")
-    if args.trace is not None and args.trace.suffix not in (".parquet", ".csv"):
-        raise UserError(f"--trace {args.trace}: use a .parquet or .csv file name")
+    if args.trace is not None:
+        check_output_path(args.trace, "--trace")
+        if args.trace.suffix not in (".parquet", ".csv"):
+            raise UserError(f"--trace {args.trace}: use a .parquet or .csv file name")
+    if args.perfetto is not None:
+        check_output_path(args.perfetto, "--perfetto", ".json")
     sc = load_scenario(args.scenario, args.overrides)
+    steps = args.steps if args.steps is not None else sc.workload.steps
+    if steps > MAX_SIMULATED_STEPS:
+        where = "--steps" if args.steps is not None else "workload.steps (the default --steps)"
+        raise UserError(f"{where} {steps:,}: more than {MAX_SIMULATED_STEPS:,} simulated steps ; "
+                        "totals extrapolate to workload.steps, so simulate a few hundred "
+                        "(e.g. --steps 500)")
     result = simulate(sc, steps=args.steps, seed=args.seed, trace_path=args.trace,
                       progress=not args.json or sys.stderr.isatty())
     if args.trace is not None:
@@ -67,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
         out["sampler_efficiency"] = asdict(sampler)
         if estimate is not None:
             out["whole_run"] = estimate.model_dump()
-        print(json.dumps(out, indent=1))
+        print(strict_json(out, indent=1))
     else:
         print(format_summary(result.summary))
         print(f"efficiencies: {sc.hardware_profile.efficiency_origin} "

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from rlvr_sim.errors import UserError
+from rlvr_sim.input_limits import seed_arg
 from rlvr_sim.sweep.grid import combine, grid_plans, load_plan_file
 from rlvr_sim.sweep.pareto import DOLLARS, HOURS, pareto_front
 from rlvr_sim.sweep.pools import open_pool
@@ -28,7 +29,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="run on Ray: a local Ray when no ADDRESS, else ray.init(address=ADDRESS); cluster "
                         "workers need rlvr-sim installed and the scenario (and files it names) at the same path")
     p.add_argument("--steps", type=int, default=None, help="simulated RL steps per plan (default: the scenario's)")
-    p.add_argument("--seed", type=int, default=None, help="simulation seed (default: the scenario's)")
+    p.add_argument("--seed", type=seed_arg, default=None, help="simulation seed (default: the scenario's)")
     p.add_argument("--out", default="sweep_results.parquet", help="results table (.parquet or .csv)")
     p.add_argument("--fresh", action="store_true", help="ignore rows saved by an interrupted earlier run")
     p.add_argument("--json", action="store_true", help="print counts and the frontier as JSON")

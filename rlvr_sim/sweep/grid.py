@@ -8,7 +8,9 @@ which keys exist (the scenario validator reports unknown keys, per plan).
 from __future__ import annotations
 
 import csv
+import io
 import itertools
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,6 +18,9 @@ from typing import Any
 import yaml
 
 from rlvr_sim.errors import UserError
+
+
+MAX_GRID_PLANS = 100_000
 
 
 @dataclass(frozen=True)
@@ -35,9 +40,11 @@ class Plan:
 
 def parse_value(text: str) -> Any:
     """YAML scalar typing of one override value; non-scalars stay text."""
+    from rlvr_sim.safe_read import load_user_yaml
+
     try:
-        value = yaml.safe_load(text)
-    except yaml.YAMLError:
+        value = load_user_yaml(text, "value")       # bounded: deep or aliased text stays text
+    except UserError:
         return text
     return value if isinstance(value, (int, float, bool, str)) or value is None else text
 
@@ -70,6 +77,10 @@ def parse_grid_option(spec: str) -> tuple[str, list[str]]:
 def grid_plans(specs: list[str]) -> list[Plan]:
     """Cross product of `--grid` options, first option varying slowest. No options -> one empty plan."""
     axes = [parse_grid_option(spec) for spec in specs]
+    count = math.prod(len(values) for _, values in axes)
+    if count > MAX_GRID_PLANS:
+        raise UserError(f"--grid: {count:,} plans in the cross product is over {MAX_GRID_PLANS:,} "
+                        "; give fewer values, or use `rlvr-sim plan`, which searches instead")
     keys = [key for key, _ in axes]
     repeated = sorted({k for k in keys if keys.count(k) > 1})
     if repeated:
@@ -95,19 +106,20 @@ def load_plan_file(path: str | Path) -> list[Plan]:
     YAML example: `- {sampler.gpus: 8, trainer.gpus: 8}`; CSV: header `sampler.gpus,trainer.gpus`.
     Empty CSV cells are skipped (that plan keeps the scenario's value).
     """
+    from rlvr_sim.safe_read import load_user_yaml, read_user_text
+
     path = Path(path)
-    if not path.is_file():
-        raise UserError(f"--plans {str(path)!r}: no such file; give a .yaml/.yml or .csv list of plans")
+    text = read_user_text(path, "--plans", "give a .yaml/.yml or .csv list of plans")
     if path.suffix.lower() == ".csv":
-        with path.open(newline="") as handle:
-            rows = list(csv.DictReader(handle))
+        try:
+            rows = list(csv.DictReader(io.StringIO(text, newline="")))
+        except csv.Error as exc:
+            raise UserError(f"--plans {str(path)!r}: not valid CSV ({exc}) ; give a header row of "
+                            "dotted keys and one row per plan") from None
         if not rows:
             raise UserError(f"--plans {str(path)!r}: no rows under the header; give at least one plan")
         return [Plan(tuple((k.strip(), v.strip()) for k, v in row.items() if k and v and v.strip())) for row in rows]
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise UserError(f"--plans {str(path)!r}: not valid YAML ({exc}); give a list of mappings") from exc
+    data = load_user_yaml(text, f"--plans {str(path)!r}")
     if isinstance(data, dict) and isinstance(data.get("plans"), list):
         data = data["plans"]
     if not isinstance(data, list) or not all(isinstance(item, dict) for item in data):
@@ -122,6 +134,9 @@ def combine(file_plans: list[Plan] | None, grid: list[Plan]) -> list[Plan]:
     """Every file plan crossed with every grid point (grid keys win on a clash)."""
     if not file_plans:
         return grid
+    if len(file_plans) * len(grid) > MAX_GRID_PLANS:
+        raise UserError(f"--plans x --grid: {len(file_plans) * len(grid):,} plans is over "
+                        f"{MAX_GRID_PLANS:,} ; give fewer plans or grid values")
     combined = []
     for base in file_plans:
         for point in grid:

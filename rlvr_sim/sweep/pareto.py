@@ -30,5 +30,8 @@ def pareto_mask(frame: pd.DataFrame, x: str = HOURS, y: str = DOLLARS) -> pd.Ser
 
 
 def pareto_front(frame: pd.DataFrame, x: str = HOURS, y: str = DOLLARS) -> pd.DataFrame:
-    """The frontier rows, fastest first (so dollars fall along the table)."""
+    """The frontier rows, fastest first (so dollars fall along the table); no rows when the
+    table has no `x`/`y` column (every plan invalid)."""
+    if x not in frame or y not in frame:
+        return frame.iloc[0:0]
     return frame[pareto_mask(frame, x, y)].sort_values([x, y], kind="stable")

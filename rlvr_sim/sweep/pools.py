@@ -13,6 +13,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from typing import Iterator, Protocol
 
 from rlvr_sim.errors import UserError
+from rlvr_sim.lifecycle import become_worker
 from rlvr_sim.sweep.jobs import Evaluate, PlanJob, PlanOutcome, evaluate_chunk, evaluate_plan, preload_simulator
 
 
@@ -56,7 +57,7 @@ class LocalPool:
         self.evaluate = evaluate
         if evaluate is evaluate_plan:
             preload_simulator()
-        self._executor = ProcessPoolExecutor(max_workers=workers)
+        self._executor = ProcessPoolExecutor(max_workers=workers, initializer=become_worker)
 
     def run(self, jobs: list[PlanJob]) -> Iterator[PlanOutcome]:
         pending: set[Future] = {self._executor.submit(evaluate_chunk, self.evaluate, chunk)
