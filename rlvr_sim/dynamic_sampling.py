@@ -20,7 +20,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from scipy.stats import binom
 
 
 def beta_moment(a: float, b: float, k: int) -> float:
@@ -74,6 +73,26 @@ class RoundsEstimate:
         return self.wasted_groups_mean / self.generated_groups_mean if self.generated_groups_mean else 0.0
 
 
+def _binom_pmf(k: int, n: int, q: float) -> float:
+    """P(X = k) for X ~ Binomial(n, q), through log-gamma (the simulator installs without scipy)."""
+    if k < 0 or k > n:
+        return 0.0
+    if q <= 0.0 or q >= 1.0:
+        return float(k == (n if q >= 1.0 else 0))
+    log_p = (math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1)
+             + k * math.log(q) + (n - k) * math.log1p(-q))
+    return math.exp(log_p)
+
+
+def _binom_cdf(k: int, n: int, q: float) -> float:
+    """P(X <= k) for X ~ Binomial(n, q): the sum of the pmf (n is a few thousand at most here)."""
+    if k < 0:
+        return 0.0
+    if k >= n:
+        return 1.0
+    return min(1.0, sum(_binom_pmf(i, n, q) for i in range(k + 1)))
+
+
 def expected_rounds(prompts_per_step: int, per_round: int, q: float,
                     max_rounds: int) -> RoundsEstimate:
     """Exact expectations for i.i.d. groups with signal probability q (see module docstring)."""
@@ -81,21 +100,21 @@ def expected_rounds(prompts_per_step: int, per_round: int, q: float,
         raise ValueError("prompts_per_step, per_round and max_rounds must be >= 1")
     if not 0.0 <= q <= 1.0:
         raise ValueError(f"q={q} is not a probability")
-    if 0.0 < q < 1.0:       # scipy's binomial overflows on subnormal q; 1e-12 changes nothing
+    if 0.0 < q < 1.0:       # log(q) of a subnormal q loses precision; 1e-12 changes nothing
         q = min(max(q, 1e-12), 1.0 - 1e-12)
     P, m = prompts_per_step, per_round
-    short = [1.0] + [float(binom.cdf(P - 1, r * m, q)) for r in range(1, max_rounds + 1)]
+    short = [1.0] + [_binom_cdf(P - 1, r * m, q) for r in range(1, max_rounds + 1)]
     rounds = sum(short[:max_rounds])                      # sum_{r<R} P(S_r < P)
     # trained: P when the batch filled before the cap; else min(S_R, P) given S_{R-1} < P
     p_full_before_last = 1.0 - short[max_rounds - 1]
     n_prev = (max_rounds - 1) * m
     last = 0.0
     for s in range(P):
-        w = float(binom.pmf(s, n_prev, q)) if n_prev else float(s == 0)
+        w = _binom_pmf(s, n_prev, q) if n_prev else float(s == 0)
         if w == 0.0:
             continue
         j = range(m + 1)
-        last += w * sum(float(binom.pmf(x, m, q)) * min(s + x, P) for x in j)
+        last += w * sum(_binom_pmf(x, m, q) * min(s + x, P) for x in j)
     trained = P * p_full_before_last + last
     generated = rounds * m
     return RoundsEstimate(q, m, rounds, generated, trained, generated - trained, short[max_rounds])
