@@ -1,0 +1,139 @@
+"""Engine validation (calibration.engine_validate): the comparison on synthetic records, and one
+short real vLLM run (marked `vllm`, skipped where vllm is not importable)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+from dataclasses import replace
+
+import pytest
+
+from calibration.engine_records import EngineRun, EngineWorkload, RequestRecord, StepRecord
+from calibration.engine_validate import (DEFAULT_PROFILE, EngineComparison, decode_samples,
+                                         fit_decode_terms, mape, measured_quantities, quantities,
+                                         simulate_run, table)
+from calibration.models import BENCH_MODELS
+from rlvr_sim.cost.sampler import DecodeCoeffs, SamplerShape, iteration_s
+from rlvr_sim.hardware import HardwareProfile
+from rlvr_sim.model_spec import ModelSpec
+from rlvr_sim.sim.fake_cost import FakeCostModel
+
+TINY = BENCH_MODELS["tiny-0.5m"]
+FAKE = FakeCostModel(decode_iter_s=1.0, prefill_s_fixed=0.5)
+
+
+def _run(lengths: list[int], k: int, prompt: int = 2, steps=(), **workload) -> EngineRun:
+    w = EngineWorkload(name="synthetic", prompts=len(lengths) // k, k=k, prompt_tokens=prompt,
+                       **workload)
+    reqs = tuple(RequestRecord(request=i, group=i // k, prompt_tokens=prompt, target_tokens=n,
+                               output_tokens=n, arrival_s=0.0, first_token_s=0.1,
+                               finish_s=float(n), preemptions=0)
+                 for i, n in enumerate(lengths))
+    return EngineRun(workload=w, engine="synthetic", model=TINY, threads=1, load_avg_before=1.0,
+                     load_avg_after=3.0, wall_s=float(max(lengths)), requests=reqs,
+                     steps=tuple(steps), preemptions_total=0)
+
+
+def test_lengths_are_seeded_clipped_and_forced_to_the_median_at_sigma_zero():
+    w = EngineWorkload(name="a", prompts=4, k=4, median_tokens=48, sigma=1.5, cap_tokens=100)
+    lengths = w.response_lengths()
+    assert lengths == w.response_lengths() and len(lengths) == 16
+    assert all(1 <= n <= 100 for n in lengths) and max(lengths) == 100   # sigma 1.5: the cap bites
+    assert EngineWorkload(name="b", prompts=2, k=3, median_tokens=7, sigma=0.0).response_lengths() \
+        == [7] * 6
+    assert replace(w, seed=1).response_lengths() != lengths
+
+
+def test_engine_run_round_trips_through_json():
+    step = StepRecord(start_s=0.0, duration_s=0.01, running=4, new_tokens=4, prefill_tokens=0,
+                      context_sum=40, context_max=12)
+    run = replace(_run([2, 4, 1, 3], k=2, steps=[step]), notes=("n",), prefix_cache_hits=3)
+    back = EngineRun.from_json(run.to_json())
+    assert back == run and isinstance(back.steps[0], StepRecord)
+
+
+def test_every_sample_admitted_at_once_finishes_after_its_own_iterations():
+    # one prefill (0.5 s) for all 4, then 1 s per iteration; each stops after its own length:
+    # lengths 2, 4, 1, 3 -> 0.5 + n
+    sim = simulate_run(_run([2, 4, 1, 3], k=2), None, FAKE)
+    assert sim.finish_s == (2.5, 4.5, 1.5, 3.5)
+    assert sim.start_s == (0.0,) * 4 and sim.preemptions == 0 and sim.prefill_s == 0.5
+
+
+def test_max_num_seqs_queues_the_second_prompt_behind_the_first():
+    # 2 slots: group 0 runs [0, 0.5 + 3]; group 1 admitted at 3.5 when both slots free up
+    # (group 0's samples both take 3), prefill -> 4.0, 3 iterations -> 7.0
+    sim = simulate_run(_run([3, 3, 3, 3], k=2, max_num_seqs=2), None, FAKE)
+    assert sim.finish_s == (3.5, 3.5, 7.0, 7.0)
+    assert sim.start_s == (0.0, 0.0, 3.5, 3.5)
+
+
+def test_a_small_kv_pool_preempts_the_last_admitted_and_recomputes_it():
+    # block 1 token, 7 blocks, no prefix sharing, prompts of 2: both admitted (2+1 + 2+1 = 6 <= 7)
+    # one iteration fits (4 + 2 = 6, the next needs 8): at 1.5 s sample 1 is preempted with 1
+    # token; sample 0 runs its last 2 iterations alone -> 3.5; sample 1 re-prefills 2 + 1 tokens
+    # (0.5 s) -> 4.0 and decodes its last 2 -> 6.0
+    sim = simulate_run(_run([3, 3], k=1, kv_blocks=7, block_tokens=1, prefix_caching=False),
+                       None, FAKE)
+    assert sim.finish_s == (3.5, 6.0)
+    assert sim.preemptions == 1 and sim.prefill_s == 1.0
+
+
+def test_quantities_are_hand_computed():
+    q = quantities([1.0, 2.0, 3.0, 4.0], output_tokens=10, preemptions=2.0)
+    assert q.generate_s == 4.0 and q.finish_max_s == 4.0 and q.tokens_per_s == 2.5
+    assert q.finish_p50_s == 2.5 and math.isclose(q.finish_p90_s, 3.7)
+    m = measured_quantities(_run([2, 4, 1, 3], k=2))
+    assert m.generate_s == 4.0 and m.tokens_per_s == 10 / 4 and m.preemptions == 0.0
+
+
+def test_errors_mape_and_table():
+    meas = quantities([1.0, 2.0], 4, 0.0)
+    rows = [EngineComparison("a", False, meas, quantities([1.5, 3.0], 4, 1.0), 2.0),
+            EngineComparison("b", False, meas, quantities([0.5, 1.0], 4, 0.0), 2.0),
+            EngineComparison("c", True, meas, quantities([9.0, 9.0], 4, 0.0), 2.0)]
+    assert rows[0].error("generate_s") == 0.5 and rows[1].error("generate_s") == -0.5
+    assert math.isnan(rows[0].error("preemptions"))         # measured 0: no relative error
+    assert mape(rows[:2], "generate_s") == 50.0 and math.isnan(mape([], "generate_s"))
+    text = table(rows)
+    assert "held-in" in text and "+50" in text and "-50" in text and "n/a" in text
+
+
+def test_decode_fit_recovers_the_terms_that_made_the_steps():
+    hw = HardwareProfile.load(DEFAULT_PROFILE)
+    truth = {"decode_mfu": 0.05, "kv_bw_eff": 0.02, "decode_overhead_s": 0.004}
+    true_hw = hw.model_copy(update={"efficiency": hw.efficiency.model_copy(update=truth)})
+    c = DecodeCoeffs.build(ModelSpec.from_hf_config_dict(TINY), true_hw,
+                           SamplerShape(weight_dtype="fp32", kv_dtype="fp32", gpus_per_node=1))
+    steps = [StepRecord(0.0, iteration_s(c, n, n * ctx, ctx), n, n, 0, n * ctx, ctx)
+             for n in (1, 4, 16, 64, 128) for ctx in (64, 512, 2048)]
+    steps.append(StepRecord(0.0, 1.0, 8, 8, 100, 800, 100))      # a prefill step: left out
+    run = _run([2, 2], k=2, steps=steps)
+    assert len(decode_samples(run)) == 15
+    fitted, diag = fit_decode_terms([run], hw)
+    assert diag["steps"] == 15 and diag["rms_log_error"] < 1e-6
+    for term, value in truth.items():
+        assert math.isclose(getattr(fitted.efficiency, term), value, rel_tol=1e-3)
+
+
+@pytest.mark.vllm
+@pytest.mark.skipif(importlib.util.find_spec("vllm") is None, reason="vllm is not installed")
+def test_real_vllm_run_forces_lengths_and_records_every_request(tmp_path):
+    from calibration import vllm_engine
+
+    w = EngineWorkload(name="tiny", prompts=2, k=2, prompt_tokens=20, median_tokens=8, sigma=0.8,
+                       cap_tokens=24, block_tokens=16)
+    (tmp_path / "w.json").write_text(json.dumps(w.__dict__))
+    assert vllm_engine.main([str(tmp_path / "w.json"), "--model", "tiny-0.5m", "--threads", "1",
+                             "--out", str(tmp_path)]) == 0
+    run = EngineRun.from_json((tmp_path / "tiny.run.json").read_text())
+    assert [r.output_tokens for r in run.requests] == w.response_lengths()
+    assert all(r.finish_s is not None and r.first_token_s <= r.finish_s for r in run.requests)
+    assert run.preemptions_total == 0 and sum(s.new_tokens for s in run.steps) == \
+        sum(w.response_lengths())
+    by_length = sorted(run.requests, key=lambda r: r.target_tokens)
+    assert by_length[0].finish_s <= by_length[-1].finish_s
+    sim = simulate_run(run, HardwareProfile.load(DEFAULT_PROFILE))
+    assert len(sim.finish_s) == 4 and all(f > 0 for f in sim.finish_s)
