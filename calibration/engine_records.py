@@ -5,7 +5,11 @@ Shared by the vLLM runner (calibration.vllm_engine, run in .venv-vllm) and the c
 the comparison reads it back with `EngineRun.from_json`. No vllm import here.
 
 Times are seconds since the first request was added to the engine (`arrival_s` = 0 for every
-request of a workload: all arrive at once, as one RL step's rollouts do).
+request of a workload: all arrive at once, as one RL step's rollouts do). The `*_cpu_s` fields
+give the same instants on a CPU clock: the engine process's CPU seconds since the start divided
+by its threads. On a shared machine another process stretches the wall clock but not (much) the
+CPU clock, so the CPU view is the better estimate of the engine's own speed; spin-waiting OpenMP
+threads count as busy, so it is an upper bound of the work.
 """
 
 from __future__ import annotations
@@ -68,6 +72,8 @@ class RequestRecord:
     first_token_s: float | None
     finish_s: float | None
     preemptions: int | None    # None: the engine does not report it
+    first_token_cpu_s: float | None = None   # the same instants on the CPU clock (see EngineRun)
+    finish_cpu_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -81,6 +87,7 @@ class StepRecord:
     prefill_tokens: int        # prompt (or recompute) tokens computed in the step
     context_sum: int           # KV tokens of the running requests before the step
     context_max: int
+    cpu_s: float | None = None  # CPU seconds of the engine process in the step / threads
 
 
 @dataclass(frozen=True)
@@ -102,7 +109,17 @@ class EngineRun:
     draft_tokens: int | None = None
     accepted_tokens: int | None = None
     kv_blocks_engine: int | None = None  # the pool the engine actually had
+    cpu_s: float | None = None           # CPU seconds of this process over the run
+    repeat: int = 0                      # which repeat of the workload (interleaved passes)
     notes: tuple[str, ...] = field(default=())
+
+    @property
+    def cpu_share(self) -> float:
+        """CPU seconds / (wall x threads): 1.0 when the run had its cores to itself (nan: not
+        recorded). Below ~0.7 other processes took the cores and timings stretch."""
+        if self.cpu_s is None or self.wall_s <= 0:
+            return float("nan")
+        return self.cpu_s / (self.wall_s * self.threads)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))

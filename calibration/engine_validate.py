@@ -97,6 +97,11 @@ class EngineComparison:
     measured: Quantities
     simulated: Quantities
     load_avg: float
+    repeat: int = 0
+
+    @property
+    def label(self) -> str:
+        return f"{self.workload}.r{self.repeat}"
 
     def error(self, quantity: str) -> float:
         """Signed relative error (sim - measured) / measured (nan when measured is 0 or nan)."""
@@ -151,8 +156,9 @@ def quantities(finish_s: list[float], output_tokens: int, preemptions: float) ->
                       preemptions=preemptions)
 
 
-def measured_quantities(run: EngineRun) -> Quantities:
-    fin = [r.finish_s for r in run.requests]
+def measured_quantities(run: EngineRun, clock: str = "wall") -> Quantities:
+    """The engine's quantities on the wall clock or on the CPU clock (engine_records)."""
+    fin = [r.finish_s if clock == "wall" else r.finish_cpu_s for r in run.requests]
     if any(x is None for x in fin):
         raise ValueError(f"{run.workload.name}: a request has no finish time")
     pre = (sum(r.preemptions for r in run.requests)
@@ -161,13 +167,15 @@ def measured_quantities(run: EngineRun) -> Quantities:
     return quantities(fin, sum(r.output_tokens for r in run.requests), float(pre))
 
 
-def compare(run: EngineRun, hw: HardwareProfile, held_in: bool = False) -> EngineComparison:
+def compare(run: EngineRun, hw: HardwareProfile, held_in: bool = False,
+            clock: str = "wall") -> EngineComparison:
     sim = simulate_run(run, hw)
     tokens = sum(r.target_tokens for r in run.requests)
     return EngineComparison(workload=run.workload.name, held_in=held_in,
-                            measured=measured_quantities(run),
+                            measured=measured_quantities(run, clock),
                             simulated=quantities(list(sim.finish_s), tokens, float(sim.preemptions)),
-                            load_avg=0.5 * (run.load_avg_before + run.load_avg_after))
+                            load_avg=0.5 * (run.load_avg_before + run.load_avg_after),
+                            repeat=run.repeat)
 
 
 # ------------------------------------------------------------------------- decode-term fit
@@ -181,22 +189,27 @@ class DecodeSample:
     duration_s: float
 
 
-def decode_samples(run: EngineRun) -> list[DecodeSample]:
-    """Steps that only decoded: one token per running request, no first token, no spec decode."""
+def decode_samples(run: EngineRun, clock: str = "wall") -> list[DecodeSample]:
+    """Steps that only decoded: one token per running request, no first token, no spec decode
+    (their wall or CPU-clock seconds)."""
     if run.workload.speculative != "none":
         return []
-    return [DecodeSample(s.running, s.context_sum, s.context_max, s.duration_s)
+    return [DecodeSample(s.running, s.context_sum, s.context_max,
+                         s.duration_s if clock == "wall" else s.cpu_s)
             for s in run.steps
             if s.prefill_tokens == 0 and s.running > 0 and s.new_tokens == s.running]
 
 
 def fit_decode_terms(runs: list[EngineRun], base: HardwareProfile,
-                     terms: tuple[str, ...] = DECODE_TERMS) -> tuple[HardwareProfile, dict]:
-    """`base` with `terms` refitted to the pure-decode steps of `runs` (least squares on the log
-    of the step time, so long and short steps weigh alike); returns (profile, diagnostics)."""
+                     terms: tuple[str, ...] = DECODE_TERMS,
+                     clock: str = "wall") -> tuple[HardwareProfile, dict]:
+    """`base` with `terms` refitted to the pure-decode steps of `runs` (robust least squares on
+    the log of the step time, so long and short steps weigh alike and steps stretched by another
+    process weigh little); returns (profile, diagnostics)."""
     from scipy.optimize import least_squares
 
-    samples = [(ModelSpec.from_hf_config_dict(r.model), d) for r in runs for d in decode_samples(r)]
+    samples = [(ModelSpec.from_hf_config_dict(r.model), d) for r in runs
+               for d in decode_samples(r, clock) if d.duration_s and d.duration_s > 0]
     if len(samples) < len(terms) + 2:
         raise ValueError(f"{len(samples)} pure-decode steps: too few to fit {terms}")
     eff0 = base.efficiency
@@ -219,10 +232,13 @@ def fit_decode_terms(runs: list[EngineRun], base: HardwareProfile,
             out[i] = math.log(iteration_s(c, d.running, d.context_sum, d.context_max))
         return out - y
 
-    sol = least_squares(resid, x0, method="lm" if len(samples) > len(terms) else "trf")
+    sol = least_squares(resid, x0, loss="soft_l1", f_scale=0.1,
+                        bounds=(np.full(len(terms), math.log(1e-6)), np.full(len(terms), 0.0)))
     hw = profile(sol.x)
     r = resid(sol.x)
-    diag = {"steps": len(samples), "rms_log_error": float(np.sqrt(np.mean(r ** 2))),
+    diag = {"steps": len(samples), "clock": clock,
+            "median_abs_log_error": float(np.median(np.abs(r))),
+            "rms_log_error": float(np.sqrt(np.mean(r ** 2))),
             "values": {t: float(math.exp(v)) for t, v in zip(terms, sol.x)},
             "before": {t: getattr(eff0, t) for t in terms}}
     return replace_source(hw, "engine-fit: decode terms from vLLM held-in steps"), diag
@@ -248,7 +264,7 @@ def table(rows: list[EngineComparison]) -> str:
             m, s, e = getattr(r.measured, c), getattr(r.simulated, c), r.error(c)
             err = "  n/a" if math.isnan(e) else f"{100 * e:+5.0f}"
             cells.append(f"{m:>8.3g} /{s:>8.3g} /{err:>5}")
-        lines.append(f"{r.workload:<22}{'held-in' if r.held_in else 'held-out':<9}"
+        lines.append(f"{r.label:<22}{'held-in' if r.held_in else 'held-out':<9}"
                      f"{r.load_avg:>5.1f}  " + "  ".join(f"{x:>24}" for x in cells))
     return "\n".join(lines)
 
@@ -265,22 +281,30 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--profile", default=str(DEFAULT_PROFILE))
     p.add_argument("--fit-on", action="append", default=[], metavar="NAME",
                    help="held-in workload: its decode steps refit the decode terms (repeatable)")
+    p.add_argument("--clock", choices=("wall", "cpu", "both"), default="both",
+                   help="compare on the wall clock, the engine's CPU clock, or both")
     a = p.parse_args(argv)
-    runs = [EngineRun.from_json(Path(f).read_text()) for f in a.runs]
+    runs = sorted((EngineRun.from_json(Path(f).read_text()) for f in a.runs),
+                  key=lambda r: (r.workload.name not in a.fit_on, r.workload.name, r.repeat))
     hw = HardwareProfile.load(a.profile)
     held_in = set(a.fit_on)
     print(f"profile {a.profile}: {hw.source}")
-    profiles = [("profile as shipped", hw)]
-    if held_in:
-        fitted, diag = fit_decode_terms([r for r in runs if r.workload.name in held_in], hw)
-        print(f"decode terms fitted on {sorted(held_in)}: {diag}")
-        profiles.append(("decode terms fitted on held-in vLLM steps", fitted))
-    for label, prof in profiles:
-        rows = [compare(r, prof, r.workload.name in held_in) for r in runs]
-        out = [r for r in rows if not r.held_in]
-        print(f"\n== {label}")
-        print(table(rows))
-        print("held-out MAPE %: " + ", ".join(f"{c} {mape(out, c):.1f}" for c in COLUMNS[:5]))
+    print("runs: " + ", ".join(f"{r.workload.name}.r{r.repeat} (load {r.load_avg_before:.1f}, "
+                               f"cpu share {r.cpu_share:.2f})" for r in runs))
+    for clock in (("wall", "cpu") if a.clock == "both" else (a.clock,)):
+        profiles = [("profile as shipped", hw)]
+        if held_in:
+            fitted, diag = fit_decode_terms([r for r in runs if r.workload.name in held_in], hw,
+                                            clock=clock)
+            print(f"\n[{clock} clock] decode terms fitted on {sorted(held_in)}: {diag}")
+            profiles.append(("decode terms fitted on held-in vLLM steps", fitted))
+        for label, prof in profiles:
+            rows = [compare(r, prof, r.workload.name in held_in, clock) for r in runs]
+            out = [r for r in rows if not r.held_in]
+            print(f"\n== {clock} clock, {label}")
+            print(table(rows))
+            print("held-out MAPE %: " + ", ".join(f"{c} {mape(out, c):.1f}" for c in COLUMNS[:5])
+                  + f"  (over {len(out)} held-out runs)")
     return 0
 
 

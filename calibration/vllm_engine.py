@@ -90,7 +90,8 @@ def engine_key(w: EngineWorkload) -> tuple:
             w.block_tokens, w.prompt_tokens + w.cap_tokens)
 
 
-def run_workload(llm, w: EngineWorkload, model: dict, threads: int, engine_name: str) -> EngineRun:
+def run_workload(llm, w: EngineWorkload, model: dict, threads: int, engine_name: str,
+                 repeat: int = 0) -> EngineRun:
     """Add every sample of `w` at once and step the engine until all finish."""
     from vllm import SamplingParams
     from vllm.sampling_params import RequestOutputKind
@@ -107,6 +108,8 @@ def run_workload(llm, w: EngineWorkload, model: dict, threads: int, engine_name:
     first: list[float | None] = [None] * n
     finish: list[float | None] = [None] * n
     preempt = [0] * n
+    first_cpu: list[float | None] = [None] * n
+    finish_cpu: list[float | None] = [None] * n
     rid = [f"{w.name}-{i}" for i in range(n)]
     by_id = {r: i for i, r in enumerate(rid)}
 
@@ -115,31 +118,35 @@ def run_workload(llm, w: EngineWorkload, model: dict, threads: int, engine_name:
         i = by_id.get(request_id)
         return by_id[request_id.rsplit("-", 1)[0]] if i is None else i
 
+    c0 = time.process_time()
     t0 = time.perf_counter()
     for i in range(n):
         g = i // w.k
         sp = SamplingParams(max_tokens=lengths[i], min_tokens=lengths[i], ignore_eos=True,
-                            temperature=1.0, seed=w.seed * 100_003 + i, detokenize=False,
+                            temperature=1.0, detokenize=False,
                             output_kind=RequestOutputKind.DELTA)
         engine.add_request(rid[i], {"prompt_token_ids": prompts[g]}, sp)
     steps: list[StepRecord] = []
     was_running: set[str] = set()
     while engine.has_unfinished_requests():
         ctx = [w.prompt_tokens + generated[index(r)] for r in was_running]
-        s0 = time.perf_counter()
+        s0, p0 = time.perf_counter(), time.process_time()
         outs = engine.step()
-        s1 = time.perf_counter()
+        s1, p1 = time.perf_counter(), time.process_time()
+        cpu_now = (p1 - c0) / threads
         new_tokens = prefill_tokens = 0
         for out in outs:
             i = index(out.request_id)
             got = sum(len(o.token_ids) for o in out.outputs)
             if got and first[i] is None:
                 first[i] = s1 - t0
+                first_cpu[i] = cpu_now
                 prefill_tokens += w.prompt_tokens
             generated[i] += got
             new_tokens += got
             if out.finished:
                 finish[i] = s1 - t0
+                finish_cpu[i] = cpu_now
         now_running = ({r.request_id for r in sched.running} if sched is not None
                        else {o.request_id for o in outs if not o.finished})
         if sched is not None:
@@ -150,15 +157,18 @@ def run_workload(llm, w: EngineWorkload, model: dict, threads: int, engine_name:
         steps.append(StepRecord(start_s=s0 - t0, duration_s=s1 - s0,
                                 running=len(outs), new_tokens=new_tokens,
                                 prefill_tokens=prefill_tokens, context_sum=int(sum(ctx)),
-                                context_max=int(max(ctx, default=0))))
+                                context_max=int(max(ctx, default=0)),
+                                cpu_s=(p1 - p0) / threads))
         was_running = now_running
     wall = time.perf_counter() - t0
+    cpu = time.process_time() - c0
     after = _counters(llm)
     delta = {k: int(after[k] - before[k]) for k in after}
     reqs = tuple(RequestRecord(request=i, group=i // w.k, prompt_tokens=w.prompt_tokens,
                                target_tokens=lengths[i], output_tokens=generated[i],
                                arrival_s=0.0, first_token_s=first[i], finish_s=finish[i],
-                               preemptions=preempt[i] if sched is not None else None)
+                               preemptions=preempt[i] if sched is not None else None,
+                               first_token_cpu_s=first_cpu[i], finish_cpu_s=finish_cpu[i])
                  for i in range(n))
     kv_blocks = None
     if sched is not None:
@@ -172,7 +182,7 @@ def run_workload(llm, w: EngineWorkload, model: dict, threads: int, engine_name:
         prefix_cache_hits=delta[_METRIC_HITS], prefix_cache_queries=delta[_METRIC_QUERIES],
         draft_tokens=delta[_METRIC_DRAFT] if spec_on else None,
         accepted_tokens=delta[_METRIC_ACCEPT] if spec_on else None,
-        kv_blocks_engine=kv_blocks)
+        kv_blocks_engine=kv_blocks, cpu_s=cpu, repeat=repeat)
 
 
 def _warm_up(llm, w: EngineWorkload) -> None:
@@ -190,7 +200,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", default="tiny-4m", help="calibration.models name")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--kv-cache-gib", type=int, default=2)
-    p.add_argument("--out", required=True, help="directory for NAME.run.json")
+    p.add_argument("--out", required=True, help="directory for NAME.rREPEAT.run.json")
+    p.add_argument("--repeats", type=int, default=1,
+                   help="passes over the workloads of each engine, interleaved (A B A B)")
     a = p.parse_args(argv)
     configure_env(a.threads, a.kv_cache_gib)
     import torch
@@ -222,12 +234,13 @@ def main(argv: list[str] | None = None) -> int:
             print(f"engine {engine_key(group[0])} started in {time.perf_counter() - t:.1f} s",
                   file=sys.stderr, flush=True)
             _warm_up(llm, group[0])
-            for w in group:
-                run = run_workload(llm, w, model, a.threads, engine_name)
-                (out / f"{w.name}.run.json").write_text(run.to_json())
-                print(f"{w.name}: wall {run.wall_s:.2f} s, {len(run.steps)} steps, "
-                      f"preemptions {run.preemptions_total}, load {run.load_avg_before:.1f}",
-                      file=sys.stderr, flush=True)
+            for rep in range(a.repeats):
+                for w in group:
+                    run = run_workload(llm, w, model, a.threads, engine_name, rep)
+                    (out / f"{w.name}.r{rep}.run.json").write_text(run.to_json())
+                    print(f"{w.name} r{rep}: wall {run.wall_s:.2f} s, {len(run.steps)} steps, "
+                          f"preemptions {run.preemptions_total}, load {run.load_avg_before:.1f}, "
+                          f"cpu share {run.cpu_share:.2f}", file=sys.stderr, flush=True)
             del llm
     return 0
 

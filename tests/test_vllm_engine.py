@@ -23,7 +23,7 @@ def test_real_vllm_run_forces_lengths_and_records_every_request(tmp_path):
     (tmp_path / "w.json").write_text(json.dumps(w.__dict__))
     assert vllm_engine.main([str(tmp_path / "w.json"), "--model", "tiny-0.5m", "--threads", "1",
                              "--out", str(tmp_path)]) == 0
-    run = EngineRun.from_json((tmp_path / "tiny.run.json").read_text())
+    run = EngineRun.from_json((tmp_path / "tiny.r0.run.json").read_text())
     assert [r.output_tokens for r in run.requests] == w.response_lengths()
     assert all(r.finish_s is not None and r.first_token_s <= r.finish_s for r in run.requests)
     assert run.preemptions_total == 0 and sum(s.new_tokens for s in run.steps) == \
