@@ -115,3 +115,12 @@ def test_decode_fit_recovers_the_terms_that_made_the_steps():
     assert diag["steps"] == 15 and diag["rms_log_error"] < 1e-6
     for term, value in truth.items():
         assert math.isclose(getattr(fitted.efficiency, term), value, rel_tol=1e-3)
+
+
+def test_the_cpu_clock_view_reads_the_cpu_instants():
+    run = _run([2, 4], k=2)
+    cpu = tuple(replace(r, finish_cpu_s=r.finish_s / 2) for r in run.requests)
+    run = replace(run, requests=cpu, cpu_s=3.0, threads=2, wall_s=4.0)
+    assert measured_quantities(run, "cpu").generate_s == 2.0
+    assert measured_quantities(run, "wall").generate_s == 4.0
+    assert run.cpu_share == 3.0 / 8.0
