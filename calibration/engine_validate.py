@@ -34,6 +34,7 @@ from rlvr_sim.cost.sampler import (DecodeCoeffs, SamplerShape, Speculative, deco
                                    iteration_s, prefill)
 from rlvr_sim.hardware import HardwareProfile
 from rlvr_sim.model_spec import ModelSpec
+from rlvr_sim.sim.fake_cost import FakeCostModel
 from rlvr_sim.sim.protocols import CostModelLike
 from rlvr_sim.sim.sampler import ReplicaEngine
 from rlvr_sim.sim.source import Group
@@ -156,9 +157,19 @@ def quantities(finish_s: list[float], output_tokens: int, preemptions: float) ->
                       preemptions=preemptions)
 
 
+def finish_steps(run: EngineRun) -> list[int]:
+    """Per request, the engine step (1-based) whose end is its finish: the step clock."""
+    ends = np.array([s.start_s + s.duration_s for s in run.steps])
+    return [int(np.argmin(np.abs(ends - r.finish_s))) + 1 for r in run.requests]
+
+
 def measured_quantities(run: EngineRun, clock: str = "wall") -> Quantities:
-    """The engine's quantities on the wall clock or on the CPU clock (engine_records)."""
-    fin = [r.finish_s if clock == "wall" else r.finish_cpu_s for r in run.requests]
+    """The engine's quantities on the wall clock, on the CPU clock (engine_records), or on the
+    step clock (a finish counts engine steps: no timing, so no machine noise)."""
+    if clock == "step":
+        fin = [float(x) for x in finish_steps(run)]
+    else:
+        fin = [r.finish_s if clock == "wall" else r.finish_cpu_s for r in run.requests]
     if any(x is None for x in fin):
         raise ValueError(f"{run.workload.name}: a request has no finish time")
     pre = (sum(r.preemptions for r in run.requests)
@@ -167,9 +178,19 @@ def measured_quantities(run: EngineRun, clock: str = "wall") -> Quantities:
     return quantities(fin, sum(r.output_tokens for r in run.requests), float(pre))
 
 
+def step_clock_cost(run: EngineRun) -> FakeCostModel:
+    """A cost model whose time counts iterations: 1 s per decode iteration (verify step with
+    speculation), prefill free (vLLM's prefill step also emits the first token, so a sample of
+    n tokens admitted at once ends at step n on both sides)."""
+    return FakeCostModel(decode_iter_s=1.0, prefill_s_fixed=0.0,
+                         tokens_per_iteration=spec_of(run).tokens_per_iteration)
+
+
 def compare(run: EngineRun, hw: HardwareProfile, held_in: bool = False,
             clock: str = "wall") -> EngineComparison:
-    sim = simulate_run(run, hw)
+    """One run against its simulation; `clock` "step" compares iteration counts (the engine's
+    scheduling dynamics alone), "wall"/"cpu" compare seconds (dynamics x cost model)."""
+    sim = simulate_run(run, hw, step_clock_cost(run) if clock == "step" else None)
     tokens = sum(r.target_tokens for r in run.requests)
     return EngineComparison(workload=run.workload.name, held_in=held_in,
                             measured=measured_quantities(run, clock),
@@ -281,8 +302,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--profile", default=str(DEFAULT_PROFILE))
     p.add_argument("--fit-on", action="append", default=[], metavar="NAME",
                    help="held-in workload: its decode steps refit the decode terms (repeatable)")
-    p.add_argument("--clock", choices=("wall", "cpu", "both"), default="both",
-                   help="compare on the wall clock, the engine's CPU clock, or both")
+    p.add_argument("--clock", choices=("step", "wall", "cpu", "all"), default="all",
+                   help="compare on the step clock (iterations), the wall clock, the engine's "
+                        "CPU clock, or all three")
     a = p.parse_args(argv)
     runs = sorted((EngineRun.from_json(Path(f).read_text()) for f in a.runs),
                   key=lambda r: (r.workload.name not in a.fit_on, r.workload.name, r.repeat))
@@ -291,9 +313,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"profile {a.profile}: {hw.source}")
     print("runs: " + ", ".join(f"{r.workload.name}.r{r.repeat} (load {r.load_avg_before:.1f}, "
                                f"cpu share {r.cpu_share:.2f})" for r in runs))
-    for clock in (("wall", "cpu") if a.clock == "both" else (a.clock,)):
+    for clock in (("step", "wall", "cpu") if a.clock == "all" else (a.clock,)):
         profiles = [("profile as shipped", hw)]
-        if held_in:
+        if held_in and clock != "step":
             fitted, diag = fit_decode_terms([r for r in runs if r.workload.name in held_in], hw,
                                             clock=clock)
             print(f"\n[{clock} clock] decode terms fitted on {sorted(held_in)}: {diag}")

@@ -10,7 +10,8 @@ from dataclasses import replace
 
 
 from calibration.engine_records import EngineRun, EngineWorkload, RequestRecord, StepRecord
-from calibration.engine_validate import (DEFAULT_PROFILE, EngineComparison, decode_samples,
+from calibration.engine_validate import (DEFAULT_PROFILE, EngineComparison, compare,
+                                         decode_samples, finish_steps,
                                          fit_decode_terms, mape, measured_quantities, quantities,
                                          simulate_run, table)
 from calibration.models import BENCH_MODELS
@@ -124,3 +125,17 @@ def test_the_cpu_clock_view_reads_the_cpu_instants():
     assert measured_quantities(run, "cpu").generate_s == 2.0
     assert measured_quantities(run, "wall").generate_s == 4.0
     assert run.cpu_share == 3.0 / 8.0
+
+
+def test_the_step_clock_counts_engine_steps():
+    # 3 steps ending at 0.1, 0.5, 0.6: requests finishing at 0.5 and 0.6 end at steps 2 and 3
+    steps = [StepRecord(0.0, 0.1, 2, 2, 4, 0, 0), StepRecord(0.1, 0.4, 2, 2, 0, 6, 3),
+             StepRecord(0.5, 0.1, 1, 1, 0, 4, 4)]
+    run = _run([2, 3], k=2, steps=steps)
+    run = replace(run, requests=(replace(run.requests[0], finish_s=0.5),
+                                 replace(run.requests[1], finish_s=0.6)))
+    assert finish_steps(run) == [2, 3]
+    row = compare(run, HardwareProfile.load(DEFAULT_PROFILE), clock="step")
+    # the simulator on the step clock: both admitted at 0, free prefill, 1 s per iteration
+    assert row.simulated.finish_max_s == 3.0 and row.measured.finish_max_s == 3.0
+    assert row.error("finish_p50_s") == 0.0
