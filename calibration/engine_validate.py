@@ -75,6 +75,7 @@ class SimulatedRun:
     preemptions: int
     prefill_s: float
     decode_iterations: int
+    peak_running: int = 0              # most sequences running at once (over every plan())
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,7 @@ class Quantities:
     finish_p90_s: float
     finish_max_s: float
     preemptions: float                 # nan: not reported
+    peak_running: float = math.nan     # most requests decoding at once
 
 
 @dataclass(frozen=True)
@@ -140,21 +142,26 @@ def simulate_run(run: EngineRun, hw: HardwareProfile | None,
         eng.submit(Group(step=0, group_id=g, prompt_tokens=reqs[0].prompt_tokens,
                          response_tokens=tuple(r.target_tokens for r in reqs),
                          first_sample=reqs[0].request))
-    done = sorted(eng.run_to_idle(), key=lambda f: f.sample)
+    finished, peak = [], 0
+    while eng.plan() is not None:                     # run_to_idle, watching the batch size
+        peak = max(peak, len(eng.running))
+        finished.extend(eng.finish())
+    done = sorted(finished, key=lambda f: f.sample)
     c = eng.counters.get(0)
     return SimulatedRun(finish_s=tuple(f.end_s for f in done), start_s=tuple(f.start_s for f in done),
                         preemptions=c.preemptions if c else 0, prefill_s=eng.prefill_s,
-                        decode_iterations=c.decode_iterations if c else 0)
+                        decode_iterations=c.decode_iterations if c else 0, peak_running=peak)
 
 
-def quantities(finish_s: list[float], output_tokens: int, preemptions: float) -> Quantities:
+def quantities(finish_s: list[float], output_tokens: int, preemptions: float,
+               peak_running: float = math.nan) -> Quantities:
     """Generate time = last finish; tokens/s = output tokens / generate time; finish quantiles."""
     f = np.asarray(finish_s, dtype=float)
     gen = float(f.max())
     return Quantities(generate_s=gen, tokens_per_s=output_tokens / gen if gen > 0 else math.nan,
                       finish_p50_s=float(np.quantile(f, 0.5)),
                       finish_p90_s=float(np.quantile(f, 0.9)), finish_max_s=gen,
-                      preemptions=preemptions)
+                      preemptions=preemptions, peak_running=peak_running)
 
 
 def finish_steps(run: EngineRun) -> list[int]:
@@ -175,7 +182,8 @@ def measured_quantities(run: EngineRun, clock: str = "wall") -> Quantities:
     pre = (sum(r.preemptions for r in run.requests)
            if all(r.preemptions is not None for r in run.requests)
            else (run.preemptions_total if run.preemptions_total is not None else math.nan))
-    return quantities(fin, sum(r.output_tokens for r in run.requests), float(pre))
+    peak = float(max((s.running for s in run.steps), default=math.nan))
+    return quantities(fin, sum(r.output_tokens for r in run.requests), float(pre), peak)
 
 
 def step_clock_cost(run: EngineRun) -> FakeCostModel:
@@ -194,7 +202,8 @@ def compare(run: EngineRun, hw: HardwareProfile, held_in: bool = False,
     tokens = sum(r.target_tokens for r in run.requests)
     return EngineComparison(workload=run.workload.name, held_in=held_in,
                             measured=measured_quantities(run, clock),
-                            simulated=quantities(list(sim.finish_s), tokens, float(sim.preemptions)),
+                            simulated=quantities(list(sim.finish_s), tokens, float(sim.preemptions),
+                                                 float(sim.peak_running)),
                             load_avg=0.5 * (run.load_avg_before + run.load_avg_after),
                             repeat=run.repeat)
 
@@ -271,7 +280,7 @@ def replace_source(hw: HardwareProfile, note: str) -> HardwareProfile:
 
 # ------------------------------------------------------------------------- report
 COLUMNS = ("generate_s", "tokens_per_s", "finish_p50_s", "finish_p90_s", "finish_max_s",
-           "preemptions")
+           "preemptions", "peak_running")
 
 
 def table(rows: list[EngineComparison]) -> str:

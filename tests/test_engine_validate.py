@@ -139,3 +139,11 @@ def test_the_step_clock_counts_engine_steps():
     # the simulator on the step clock: both admitted at 0, free prefill, 1 s per iteration
     assert row.simulated.finish_max_s == 3.0 and row.measured.finish_max_s == 3.0
     assert row.error("finish_p50_s") == 0.0
+
+
+def test_peak_running_counts_the_batch_the_kv_pool_allows():
+    # the KV case above: 2 run together, then 1; measured peak: the largest step batch
+    run = _run([3, 3], k=1, kv_blocks=7, block_tokens=1, prefix_caching=False,
+               steps=[StepRecord(0.0, 1.0, 2, 2, 4, 0, 0), StepRecord(1.0, 1.0, 1, 1, 0, 3, 3)])
+    assert simulate_run(run, None, FAKE).peak_running == 2
+    assert measured_quantities(run).peak_running == 2.0
