@@ -305,9 +305,19 @@ def mape(rows: list[EngineComparison], quantity: str) -> float:
     return 100.0 * sum(errs) / len(errs) if errs else math.nan
 
 
+def _read(path: Path) -> str:
+    """A run file's text (NAME.run.json or NAME.run.json.gz)."""
+    if path.suffix == ".gz":
+        import gzip
+
+        return gzip.decompress(path.read_bytes()).decode()
+    return path.read_text()
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("runs", nargs="+", help="NAME.run.json files written by calibration.vllm_engine")
+    p.add_argument("runs", nargs="+",
+                   help="NAME.rN.run.json(.gz) files written by calibration.vllm_engine")
     p.add_argument("--profile", default=str(DEFAULT_PROFILE))
     p.add_argument("--fit-on", action="append", default=[], metavar="NAME",
                    help="held-in workload: its decode steps refit the decode terms (repeatable)")
@@ -315,7 +325,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="compare on the step clock (iterations), the wall clock, the engine's "
                         "CPU clock, or all three")
     a = p.parse_args(argv)
-    runs = sorted((EngineRun.from_json(Path(f).read_text()) for f in a.runs),
+    runs = sorted((EngineRun.from_json(_read(Path(f))) for f in a.runs),
                   key=lambda r: (r.workload.name not in a.fit_on, r.workload.name, r.repeat))
     hw = HardwareProfile.load(a.profile)
     held_in = set(a.fit_on)
