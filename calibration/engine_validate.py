@@ -305,6 +305,31 @@ def mape(rows: list[EngineComparison], quantity: str) -> float:
     return 100.0 * sum(errs) / len(errs) if errs else math.nan
 
 
+BUCKETS = ((1, 1), (2, 4), (5, 8), (9, 16), (17, 32), (33, 64), (65, 256))
+
+
+def step_time_table(runs: list[EngineRun], hw: HardwareProfile, clock: str = "wall") -> str:
+    """Pure-decode engine steps by batch size: measured p10 / median seconds per step vs the cost
+    model's iteration time for the same batch and context (median). The p10 is the least
+    disturbed estimate of the engine's own step time on a shared machine."""
+    shape = SamplerShape(tp=1, pp=1, weight_dtype="fp32", kv_dtype="fp32", gpus_per_node=1)
+    lines = [f"{'running':>9} {'steps':>6} {'p10 ms':>8} {'median ms':>10} {'model ms':>9} "
+             f"{'p10/model':>9}"]
+    samples = [(ModelSpec.from_hf_config_dict(r.model), d) for r in runs
+               for d in decode_samples(r, clock)]
+    for lo, hi in BUCKETS:
+        xs = [(m, d) for m, d in samples if lo <= d.running <= hi]
+        if len(xs) < 5:
+            continue
+        meas = np.array([d.duration_s for _, d in xs])
+        model = np.array([iteration_s(DecodeCoeffs.build(m, hw, shape), d.running, d.context_sum,
+                                      d.context_max) for m, d in xs])
+        p10, med, mod = np.percentile(meas, 10), np.median(meas), np.median(model)
+        lines.append(f"{lo:>4}-{hi:<4} {len(xs):>6} {1e3 * p10:>8.2f} {1e3 * med:>10.2f} "
+                     f"{1e3 * mod:>9.2f} {p10 / mod:>9.2f}")
+    return "\n".join(lines)
+
+
 def _read(path: Path) -> str:
     """A run file's text (NAME.run.json or NAME.run.json.gz)."""
     if path.suffix == ".gz":
@@ -332,6 +357,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"profile {a.profile}: {hw.source}")
     print("runs: " + ", ".join(f"{r.workload.name}.r{r.repeat} (load {r.load_avg_before:.1f}, "
                                f"cpu share {r.cpu_share:.2f})" for r in runs))
+    plain = [r for r in runs if r.workload.speculative == "none"]
+    print("\npure-decode steps of all non-speculative runs, wall clock, profile as shipped:")
+    print(step_time_table(plain, hw))
     for clock in (("step", "wall", "cpu") if a.clock == "all" else (a.clock,)):
         profiles = [("profile as shipped", hw)]
         if held_in and clock != "step":

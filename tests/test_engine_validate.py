@@ -11,7 +11,7 @@ from dataclasses import replace
 
 from calibration.engine_records import EngineRun, EngineWorkload, RequestRecord, StepRecord
 from calibration.engine_validate import (DEFAULT_PROFILE, EngineComparison, compare,
-                                         decode_samples, finish_steps,
+                                         decode_samples, finish_steps, step_time_table,
                                          fit_decode_terms, mape, measured_quantities, quantities,
                                          simulate_run, table)
 from calibration.models import BENCH_MODELS
@@ -147,3 +147,13 @@ def test_peak_running_counts_the_batch_the_kv_pool_allows():
                steps=[StepRecord(0.0, 1.0, 2, 2, 4, 0, 0), StepRecord(1.0, 1.0, 1, 1, 0, 3, 3)])
     assert simulate_run(run, None, FAKE).peak_running == 2
     assert measured_quantities(run).peak_running == 2.0
+
+
+def test_step_time_table_puts_model_made_steps_at_ratio_one():
+    hw = HardwareProfile.load(DEFAULT_PROFILE)
+    c = DecodeCoeffs.build(ModelSpec.from_hf_config_dict(TINY), hw,
+                           SamplerShape(weight_dtype="fp32", kv_dtype="fp32", gpus_per_node=1))
+    steps = [StepRecord(0.0, iteration_s(c, 4, 400, 100), 4, 4, 0, 400, 100)] * 6
+    text = step_time_table([_run([2, 2], k=2, steps=steps)], hw)
+    row = text.splitlines()[1].split()
+    assert row[0] == "2-4" and row[1] == "6" and row[-1] == "1.00"
