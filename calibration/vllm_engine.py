@@ -30,7 +30,6 @@ import os
 import sys
 import tempfile
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 from calibration.engine_records import EngineRun, EngineWorkload, RequestRecord, StepRecord
