@@ -50,7 +50,7 @@ test-core: venv
 	$(PY) -m pytest -q -m "not slow"
 
 test-vllm: venv-vllm
-	$(VLLM_VENV)/bin/python -m pytest -q -m "not slow" tests/test_vllm_sampler.py tests/test_vllm_orchestrator.py
+	$(VLLM_VENV)/bin/python -m pytest -q -m "not slow" tests/test_vllm_sampler.py tests/test_vllm_orchestrator.py tests/test_vllm_engine.py
 
 test-slow: venv
 	$(PY) -m pytest -q -m slow

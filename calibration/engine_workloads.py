@@ -1,0 +1,38 @@
+"""The engine-validation workloads, with their held-in / held-out split.
+
+Held-in workloads only serve to refit the decode terms from the engine's own steps
+(`engine_validate.fit_decode_terms`); the held-out ones are predicted, never fitted. Each
+held-out workload changes one dynamic from the base (8 prompts x k = 4, 160-token prompts,
+lognormal responses median 48, sigma 1.0, cap 384, block 128, prefix caching on, no speculation):
+the length tail (sigma 0.5 / 1.5), the group size (k = 16), a small KV pool (24 blocks: limits
+admission; 16 blocks with longer responses: preempts),
+prefix caching off, ngram speculative decoding. The held-in ones use other seeds, so no held-out
+workload shares its lengths with a fitted one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from calibration.engine_records import EngineWorkload
+
+BASE = EngineWorkload(name="base", prompts=8, k=4, prompt_tokens=160, median_tokens=48,
+                      sigma=1.0, cap_tokens=384, seed=0)
+
+HELD_IN: tuple[EngineWorkload, ...] = (
+    replace(BASE, name="fit-s1.0-k4", seed=101),
+    replace(BASE, name="fit-s0.8-k8", prompts=4, k=8, sigma=0.8, seed=102),
+)
+
+HELD_OUT: tuple[EngineWorkload, ...] = (
+    replace(BASE, name="s1.0-k4"),
+    replace(BASE, name="s0.5-k4", sigma=0.5),
+    replace(BASE, name="s1.5-k4", sigma=1.5),
+    replace(BASE, name="s1.0-k16", prompts=2, k=16),
+    replace(BASE, name="kv-small", kv_blocks=24),
+    replace(BASE, name="kv-tight", kv_blocks=16, median_tokens=96),
+    replace(BASE, name="no-prefix", prefix_caching=False),
+    replace(BASE, name="ngram", speculative="ngram", draft_tokens=4),
+)
+
+ALL: dict[str, EngineWorkload] = {w.name: w for w in HELD_IN + HELD_OUT}

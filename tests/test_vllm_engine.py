@@ -1,0 +1,33 @@
+"""One short real run of calibration.vllm_engine (marked `vllm`, skipped where vllm is not
+importable): forced lengths, a record per request, steps that add up. Runs in .venv-vllm
+(`make test-vllm`); the comparison with the simulator is tests/test_engine_validate.py."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+pytest.importorskip("vllm")
+
+from calibration.engine_records import EngineRun, EngineWorkload  # noqa: E402
+
+pytestmark = pytest.mark.vllm
+
+
+def test_real_vllm_run_forces_lengths_and_records_every_request(tmp_path):
+    from calibration import vllm_engine
+
+    w = EngineWorkload(name="tiny", prompts=2, k=2, prompt_tokens=20, median_tokens=8, sigma=0.8,
+                       cap_tokens=24, block_tokens=32)
+    (tmp_path / "w.json").write_text(json.dumps(w.__dict__))
+    assert vllm_engine.main([str(tmp_path / "w.json"), "--model", "tiny-0.5m", "--threads", "1",
+                             "--out", str(tmp_path)]) == 0
+    run = EngineRun.from_json((tmp_path / "tiny.r0.run.json").read_text())
+    assert [r.output_tokens for r in run.requests] == w.response_lengths()
+    assert all(r.finish_s is not None and r.first_token_s <= r.finish_s for r in run.requests)
+    assert run.preemptions_total == 0 and sum(s.new_tokens for s in run.steps) == \
+        sum(w.response_lengths())
+    by_length = sorted(run.requests, key=lambda r: r.target_tokens)
+    assert by_length[0].finish_s <= by_length[-1].finish_s
+    assert run.engine.startswith("vllm") and run.threads == 1 and run.kv_blocks_engine
