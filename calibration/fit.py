@@ -39,7 +39,6 @@ TERM_BOUNDS: dict[str, tuple[float, float, float]] = {
     "skew_coef": (0.3, 1e-4, 0.999),
     "prefill_mfu": (0.3, 1e-4, 1.0),
     "prefill_overhead_s": (2e-3, 1e-7, 2.0),
-    "prefill_overlap": (0.5, 1e-3, 1.0),
     "train_mfu": (0.2, 1e-4, 1.0),
     "train_pass_overhead_s": (5e-3, 1e-7, 2.0),
     "optimizer_s_per_param": (1e-8, 1e-14, 1e-4),

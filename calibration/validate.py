@@ -34,7 +34,6 @@ average, and the report adds a CPU-equivalent view (measured x share).
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import statistics
@@ -42,6 +41,7 @@ import subprocess
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -49,7 +49,9 @@ from calibration.fit import load_fit_notes
 from calibration.models import BENCH_MODELS, VALIDATION_ONLY
 from calibration.report import STEP, Comparison, ValidationReport
 from calibration.runwatch import watch_run
+from executor.tracing import StepMetrics, read_metrics
 from rlvr_sim.errors import UserError
+from rlvr_sim.trace import GenerateExtra, VerifyExtra, read_trace
 
 PHASES = ("generate", "verify", "train", "weight_sync")
 WARMUP_STEPS = 2
@@ -153,19 +155,33 @@ _ORCHESTRATED = ("import sys\n"
 
 @dataclass
 class MeasuredRun:
-    """What one executor run did and how long it took (steady steps only)."""
+    """What one executor run did and how long it took (steady steps only). None: not measured
+    (the trace or the process watch had no such record); what the comparison assumed instead
+    is listed in `assumed` and in the report."""
 
     steps: int
     step_s: float
     phase_s: dict[str, float]
-    decode_iterations: float       # mean per steady step
-    prompt_width: float            # mean padded prompt width per steady step
+    decode_iterations: float | None  # mean per steady step (None: the trace has no count)
+    prompt_width: float              # mean padded prompt width per steady step
     wall_s: float
     loadavg_1m: float
-    cpu_share: float = 1.0         # CPU share over the steady steps (calibration.runwatch)
+    cpu_share: float | None = None   # CPU share over the steady steps (calibration.runwatch)
     step_times_s: list[float] = field(default_factory=list)
-    verify_burst: float = 0.0      # mean samples per steady step not verified when generation ended
-                                   # (0: unknown, all of them)
+    verify_burst: float | None = None  # mean samples per steady step not verified when generation
+                                       # ended (None: no per-sample verify times in the trace)
+
+    def assumed(self, cfg: ValidationConfig) -> list[str]:
+        """What the simulated run assumes for the quantities this run did not measure."""
+        out = []
+        if self.decode_iterations is None:
+            out.append(f"decode_iterations: not in the trace; simulated as max_new_tokens "
+                       f"({cfg.max_new_tokens})")
+        if self.cpu_share is None:
+            out.append("cpu_share: not measured; no CPU-equivalent comparison")
+        if self.verify_burst is None and cfg.colocated_sync:
+            out.append("verify_burst: no per-sample verify times; every sample counted as waited on")
+        return out
 
 
 def _prompt_widths(cfg: ValidationConfig, spec: dict, steps: int) -> list[int]:
@@ -201,42 +217,43 @@ def run_executor(cfg: ValidationConfig, work_dir: Path, threads: int,
     if not (out / "metrics.jsonl").exists():
         raise RuntimeError(f"executor run {cfg.name} wrote no {out / 'metrics.jsonl'} (another "
                            "validation using the same --work-dir?); rerun it")
-    metrics = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines() if x.strip()]
-    steady = [m for m in metrics if m["step"] >= WARMUP_STEPS] or metrics
-    from rlvr_sim.trace import extra_field, read_trace
-
+    metrics = read_metrics(out / "metrics.jsonl")
+    steady = [m for m in metrics if m.step >= WARMUP_STEPS] or metrics
     trace = read_trace(out / "trace.parquet")
-    gen = trace[(trace["phase"] == "generate") & (trace["step"] >= min(m["step"] for m in steady))]
-    iters = [float(x) for x in extra_field(gen, "decode_iterations", 0)]
+    gen = trace[(trace["phase"] == "generate") & (trace["step"] >= min(m.step for m in steady))]
+    iters = [float(x.decode_iterations) for x in map(GenerateExtra.parse, gen["extra"])
+             if x.decode_iterations is not None]
     widths = _prompt_widths(cfg, scen["executor"], len(metrics))[-len(steady):]
-    med = statistics.median
     if cfg.colocated_sync:   # the main process waits while the pool verifies: not its share
-        share = watch.share(1, waiting_s=sum(m["verify_s"] for m in steady))
+        share = watch.share(1, waiting_s=sum(m.verify_s for m in steady))
     else:
         share = watch.share(cfg.processes, tree=True)
     return MeasuredRun(
-        steps=len(steady), step_s=med(m["step_s"] for m in steady),
-        phase_s={p: med(m[f"{p}_s"] for m in steady) for p in PHASES},
-        decode_iterations=statistics.fmean(iters) if iters else float(cfg.max_new_tokens),
+        steps=len(steady), step_s=statistics.median(m.step_s for m in steady),
+        phase_s=_phase_medians(steady),
+        decode_iterations=statistics.fmean(iters) if iters else None,
         prompt_width=statistics.fmean(widths), wall_s=watch.wall_s, loadavg_1m=load,
-        cpu_share=share if share is not None else 1.0, step_times_s=[m["step_s"] for m in steady],
-        verify_burst=_verify_burst(trace, [m["step"] for m in steady]) if cfg.colocated_sync else 0.0)
+        cpu_share=share, step_times_s=[m.step_s for m in steady],
+        verify_burst=_verify_burst(trace, [m.step for m in steady]) if cfg.colocated_sync else None)
 
 
-def _verify_burst(trace, steps: list[int]) -> float:
+def _phase_medians(steps: list[StepMetrics]) -> dict[str, float]:
+    """Median seconds of each of PHASES over the steps."""
+    return {p: statistics.median(getattr(m, f"{p}_s") for m in steps) for p in PHASES}
+
+
+def _verify_burst(trace, steps: list[int]) -> float | None:
     """Mean number of samples per step whose reward arrived after generation ended: what the
-    loop's verify phase waits for (0 when the trace has no per-sample verify times)."""
-    from rlvr_sim.trace import extra_field
-
+    loop's verify phase waits for (None when the trace has no per-sample verify times)."""
     counts = []
     for step in steps:
         gen = trace[(trace["phase"] == "generate") & (trace["step"] == step)]
         ver = trace[(trace["phase"] == "verify") & (trace["step"] == step)]
-        ends = [e for lst in extra_field(ver, "ends_s", None) if lst is not None for e in lst]
+        ends = [e for x in map(VerifyExtra.parse, ver["extra"]) for e in x.ends_s]
         if gen.empty or not ends:
-            return 0.0
+            return None
         counts.append(sum(e > float(gen["end_s"].iloc[0]) for e in ends))
-    return statistics.fmean(counts) if counts else 0.0
+    return statistics.fmean(counts) if counts else None
 
 
 def verifier_model(profile_path: Path, task: str, workers: int) -> dict:
@@ -267,13 +284,15 @@ def sim_scenario(cfg: ValidationConfig, measured: MeasuredRun, profile_path: Pat
     scen.pop("executor")
     scen["name"] = f"simulate-{cfg.name}"
     scen["workload"]["prompt_tokens"] = {"dist": "fixed", "value": round(measured.prompt_width + 1, 3)}
+    iterations = (measured.decode_iterations if measured.decode_iterations is not None
+                  else float(cfg.max_new_tokens))        # listed in MeasuredRun.assumed
     scen["workload"]["response_tokens"] = {
-        "dist": "fixed", "value": round(max(measured.decode_iterations - 1, 1), 3)}
+        "dist": "fixed", "value": round(max(iterations - 1, 1), 3)}
     scen["sampler"]["block_tokens"] = 1
     scen["verifier"].update(verifier_model(profile_path, cfg.task, cfg.verifier_workers))
     scen["orchestration"]["offload_on_switch"] = False
     n, w = cfg.prompts_per_step * cfg.samples_per_prompt, cfg.verifier_workers
-    if cfg.colocated_sync and 0 < measured.verify_burst < n:
+    if cfg.colocated_sync and measured.verify_burst is not None and 0 < measured.verify_burst < n:
         lat = dict(scen["verifier"]["latency_s"])
         waves = math.ceil(max(measured.verify_burst, 1.0) / w) / math.ceil(n / w)
         lat["mean"], lat["cap"] = lat["mean"] * waves, lat["cap"] * waves
@@ -314,7 +333,10 @@ def compare(cfg: ValidationConfig, measured: MeasuredRun, sim_step_s: float,
 def cpu_equivalent(cfg: ValidationConfig, measured: MeasuredRun, sim_step_s: float,
                    sim_phase_s: dict[str, float]) -> list[Comparison]:
     """The CPU-equivalent comparison: `cpu_share` is already per process (CPU seconds over
-    processes x busy seconds), so it scales the measured times as it is."""
+    processes x busy seconds), so it scales the measured times as it is. No rows when the
+    share was not measured."""
+    if measured.cpu_share is None:
+        return []
     return compare(cfg, measured, sim_step_s, sim_phase_s, scale=min(measured.cpu_share, 1.0))
 
 
@@ -322,14 +344,18 @@ def measure(cfg: ValidationConfig, work_dir: Path, threads: int, attempts: int,
             min_cpu_share: float) -> tuple[MeasuredRun, list[float]]:
     """Run `cfg` until one run had at least `min_cpu_share` of a core (at most `attempts` runs);
     returns the least disturbed run and the shares of all attempts."""
-    best, shares = None, []
+    best: MeasuredRun | None = None
+    shares: list[float] = []
     for _ in range(max(attempts, 1)):
         run = run_executor(cfg, work_dir, threads)
+        if run.cpu_share is None:    # unmeasured: nothing to compare or to wait for
+            return run, shares
         shares.append(run.cpu_share)
-        if best is None or run.cpu_share > best.cpu_share:
+        if best is None or run.cpu_share > (best.cpu_share or 0.0):
             best = run
         if run.cpu_share >= min_cpu_share:
             break
+    assert best is not None
     return best, shares
 
 
@@ -339,15 +365,22 @@ def combine(runs: list[MeasuredRun]) -> MeasuredRun:
     medians), means of the workload shape, the lowest CPU share."""
     if len(runs) == 1:
         return runs[0]
-    med, mean = statistics.median, statistics.fmean
+    med = statistics.median
+
+    def mean_known(values: list[float | None]) -> float | None:     # None only if none known
+        known = [v for v in values if v is not None]
+        return statistics.fmean(known) if known else None
+
+    shares = [r.cpu_share for r in runs if r.cpu_share is not None]
     return MeasuredRun(
         steps=sum(r.steps for r in runs), step_s=med([t for r in runs for t in r.step_times_s]),
         phase_s={p: med([r.phase_s[p] for r in runs]) for p in PHASES},
-        decode_iterations=mean(r.decode_iterations for r in runs),
-        prompt_width=mean(r.prompt_width for r in runs), wall_s=sum(r.wall_s for r in runs),
-        loadavg_1m=max(r.loadavg_1m for r in runs), cpu_share=min(r.cpu_share for r in runs),
+        decode_iterations=mean_known([r.decode_iterations for r in runs]),
+        prompt_width=statistics.fmean(r.prompt_width for r in runs),
+        wall_s=sum(r.wall_s for r in runs), loadavg_1m=max(r.loadavg_1m for r in runs),
+        cpu_share=min(shares) if shares else None,
         step_times_s=[t for r in runs for t in r.step_times_s],
-        verify_burst=mean(r.verify_burst for r in runs))
+        verify_burst=mean_known([r.verify_burst for r in runs]))
 
 
 def validate(profile_path: str | Path, configs: tuple[ValidationConfig, ...], work_dir: Path,
@@ -382,14 +415,16 @@ def validate(profile_path: str | Path, configs: tuple[ValidationConfig, ...], wo
             bar.update(1)
     bar.close()
     for cfg in configs:
-        entry = {"name": cfg.name, "description": cfg.description, "settings": asdict(cfg)}
+        entry: dict[str, Any] = {"name": cfg.name, "description": cfg.description,
+                                 "settings": asdict(cfg)}
         if cfg.name in failed:
             entry["skipped"] = failed[cfg.name]
             report.configs.append(entry)
             continue
         measured = combine(runs[cfg.name])
         sim_step, sim_phase = simulate_run(cfg, measured, profile_path)
-        entry.update(measured=asdict(measured), attempt_cpu_shares=shares[cfg.name],
+        entry.update(measured=asdict(measured), assumed=measured.assumed(cfg),
+                     attempt_cpu_shares=shares[cfg.name],
                      runs=[r.step_s for r in runs[cfg.name]],
                      simulated={"step_time_s": sim_step, "phase_time_s": sim_phase})
         report.configs.append(entry)

@@ -22,8 +22,12 @@ from dataclasses import dataclass, field
 
 import torch
 
-from executor.sampler import Rollout, SampleTiming, SamplingParams
-from executor.verifier import VerifyResult
+from executor.run import build_policy
+from executor.sampler import HFSampler, Rollout, SampleTiming, SamplingParams
+from executor.sampler_vllm import VllmOptions, VllmSampler
+from executor.steps import decode, step_seed
+from executor.tasks import make_task, problems
+from executor.verifier import VerifierPool, VerifyResult
 
 
 @dataclass
@@ -83,12 +87,9 @@ def may_generate(batch_index: int, policy_version: int, max_staleness: int) -> b
 
 
 def make_sampler(cfg, policy, workdir: str):
-    """The sampling backend named by executor.backend ('hf' or 'vllm') over `policy`'s weights."""
-    from executor.sampler import HFSampler
-
+    """The sampling backend named by executor.backend ('hf' or 'vllm') over `policy`'s weights
+    (importing executor.sampler_vllm never imports vllm; building a VllmSampler does)."""
     if cfg.spec.backend == "vllm":
-        from executor.sampler_vllm import VllmOptions, VllmSampler
-
         spec = cfg.scenario.sampler.speculative
         method = spec.method if spec.method in ("none", "ngram") else "none"
         threads = cfg.spec.threads
@@ -143,11 +144,6 @@ def _put(batches, msg: SampleMessage, stop, waits: list[Wait]) -> bool:
 
 def sampler_main(plan: WorkerPlan, batches, weights, stop, ready) -> None:
     """Process entry: build, set `ready`, wait for version-0 weights, produce batches until done/stopped."""
-    from executor.loop import build_policy
-    from executor.steps import decode, step_seed
-    from executor.tasks import make_task, problems
-    from executor.verifier import VerifierPool
-
     cfg = plan.cfg
     torch.set_num_threads(cfg.spec.threads)
     policy = build_policy(cfg)

@@ -15,6 +15,8 @@ for each iteration and mini-batch a forward, backward and AdamW step, each timed
 
 from __future__ import annotations
 
+import math
+
 import time
 from dataclasses import dataclass, field
 
@@ -256,8 +258,10 @@ class GRPOTrainer:
                 _sync(self.device)
                 t2 = time.perf_counter()
                 self._set_lr()
-                grad_norm = (torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm)
-                             if cfg.max_grad_norm else torch.tensor(0.0))
+                # the pre-clip norm; without clipping (max_grad_norm None) an infinite bound
+                # measures it without scaling anything, so it is never a stand-in 0
+                grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(),
+                                                           cfg.max_grad_norm or math.inf)
                 self.optimizer.step()
                 _sync(self.device)
                 t3 = time.perf_counter()
