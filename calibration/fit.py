@@ -212,7 +212,7 @@ def write_profile(fit: ProfileFit, path: str | Path, source: str, notes: dict | 
     provenance block when the installed HardwareProfile has one) and `NAME.fit.json` beside it
     (full fit report, provenance, verifier latencies). Returns both paths."""
     path = Path(path)
-    update = {"source": source}
+    update: dict[str, object] = {"source": source}
     if calibration is not None and "calibration" in type(fit.profile).model_fields:
         update["calibration"] = calibration
     prof = HardwareProfile.model_validate(dict(fit.profile.model_dump(mode="json"), **update))

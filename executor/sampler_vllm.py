@@ -33,6 +33,7 @@ from typing import Literal
 
 import torch
 
+from executor.policy import save_policy
 from executor.sampler import Rollout, SampleBatch, Sampler, SampleTiming, SamplingParams
 
 _SPEC_DRAFT = "vllm:spec_decode_num_draft_tokens"
@@ -139,8 +140,6 @@ class VllmSampler(Sampler):
     def from_policy(cls, policy, workdir: str | Path,
                     options: VllmOptions | None = None) -> "VllmSampler":
         """Save `policy` (executor.policy.Policy) under `workdir` and start an engine on it."""
-        from executor.policy import save_policy
-
         path = save_policy(policy, Path(workdir) / "vllm_model")
         opts = options or VllmOptions(dtype=policy.dtype)
         return cls(path, eos_id=policy.tokenizer.eos_token_id, options=opts)

@@ -19,9 +19,11 @@ from __future__ import annotations
 import queue
 import time
 from dataclasses import dataclass, field
+from typing import Literal
 
 import torch
 
+from executor.config import RunConfig
 from executor.run import build_policy
 from executor.sampler import HFSampler, Rollout, SampleTiming, SamplingParams
 from executor.sampler_vllm import VllmOptions, VllmSampler
@@ -73,7 +75,7 @@ class SampleMessage:
 class WorkerPlan:
     """What the sampler process needs (picklable)."""
 
-    cfg: object                      # executor.config.RunConfig
+    cfg: RunConfig
     max_staleness: int
     stale_policy: str                # "block" | "drop"
     batches: int | None              # block: exactly the RL steps; drop: None (until stopped)
@@ -91,7 +93,7 @@ def make_sampler(cfg, policy, workdir: str):
     (importing executor.sampler_vllm never imports vllm; building a VllmSampler does)."""
     if cfg.spec.backend == "vllm":
         spec = cfg.scenario.sampler.speculative
-        method = spec.method if spec.method in ("none", "ngram") else "none"
+        method: Literal["none", "ngram"] = "ngram" if spec.method == "ngram" else "none"
         threads = cfg.spec.threads
         opts = VllmOptions(dtype=cfg.spec.dtype, prefix_caching=cfg.scenario.sampler.prefix_caching,
                            speculative=method, draft_tokens=spec.draft_tokens, seed=cfg.seed,

@@ -11,6 +11,7 @@ groups whose rewards are not all equal (DAPO / verl filter_groups); only this co
 from __future__ import annotations
 
 import time
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 
 import torch
@@ -19,8 +20,8 @@ from executor.config import RunConfig
 from executor.policy import Policy
 from executor.records import (Learning, PhaseSeconds, rollout_metrics, step_metrics, trace_generate,
                               trace_train, trace_weight_sync)
-from executor.sampler import HFSampler, Sampler, SamplingParams
-from executor.tasks import Task, problems
+from executor.sampler import HFSampler, Rollout, SamplingParams
+from executor.tasks import Problem, Task, problems
 from executor.tracing import StepMetrics, Tracer
 from executor.trainer import GRPOTrainer
 from executor.verifier import VerifierPool
@@ -39,11 +40,17 @@ class StepContext:
     task: Task
     pool: VerifierPool
     params: SamplingParams
-    sampler: Sampler | None = None
+    sampler: HFSampler | None = None      # the core loop generates with the HF backend
     trainer: GRPOTrainer | None = None
     tracer: Tracer | None = None
     data_cursor: int = 0
     output_tokens: int = field(default=0)
+
+    def parts(self) -> tuple[HFSampler, GRPOTrainer, Tracer]:
+        """The sampler, trainer and tracer a step needs (set by the loop before the first)."""
+        if self.sampler is None or self.trainer is None or self.tracer is None:
+            raise RuntimeError("StepContext: set sampler, trainer and tracer before running a step")
+        return self.sampler, self.trainer, self.tracer
 
 
 def step_seed(seed: int, step: int) -> int:
@@ -75,13 +82,14 @@ def run_step(ctx: StepContext, step: int) -> StepMetrics:
     ds = ctx.cfg.scenario.workload.dynamic_sampling
     if ds is not None and ds.enabled:
         return run_filtered_step(ctx, step, ds)
-    cfg, tok, tracer, sampler = ctx.cfg, ctx.policy.tokenizer, ctx.tracer, ctx.sampler
+    sampler, trainer, tracer = ctx.parts()
+    cfg, tok = ctx.cfg, ctx.policy.tokenizer
     version = sampler.policy_version
     probs = problems(ctx.task, cfg.seed, ctx.data_cursor, cfg.prompts_per_step)
     ctx.data_cursor += cfg.prompts_per_step
-    futures: dict[int, object] = {}
+    futures: dict[int, Future] = {}
 
-    def verify_now(row: int, r) -> None:      # scored while the other samples still decode
+    def verify_now(row: int, r: Rollout) -> None:      # scored while the other samples still decode
         futures[row] = ctx.pool.submit(row, probs[r.group], decode(tok, r.completion_ids))
 
     t0 = time.perf_counter()
@@ -91,7 +99,7 @@ def run_step(ctx: StepContext, step: int) -> StepMetrics:
     results = ctx.pool.gather([futures[row] for row in range(len(batch.rollouts))], t0)
     t2 = time.perf_counter()
     rewards = [r.reward for r in results]
-    stats = ctx.trainer.step(batch.rollouts, rewards, cfg.samples_per_prompt)
+    stats = trainer.step(batch.rollouts, rewards, cfg.samples_per_prompt)
     t3 = time.perf_counter()
     sync = sync_weights(ctx.policy.model, sampler)
     t4 = time.perf_counter()
@@ -130,20 +138,26 @@ def run_filtered_step(ctx: StepContext, step: int, ds) -> StepMetrics:
     generated sample, the step's timings every round."""
     from rlvr_sim.dynamic_sampling import prompts_per_round   # lazy: it imports scipy
 
-    cfg, tok, tracer, sampler = ctx.cfg, ctx.policy.tokenizer, ctx.tracer, ctx.sampler
+    sampler, trainer, tracer = ctx.parts()
+    cfg, tok = ctx.cfg, ctx.policy.tokenizer
     version = sampler.policy_version
     k, target = cfg.samples_per_prompt, cfg.prompts_per_step
     m = prompts_per_round(target, ds.oversample_factor)
-    kept_rollouts, kept_rewards, all_rewards, lengths, finished = [], [], [], [], []
+    kept_rollouts: list[Rollout] = []
+    kept_rewards: list[float] = []
+    all_rewards: list[float] = []
+    lengths: list[int] = []
+    finished: list[bool] = []
     generate_s = verify_s = 0.0
-    last = None
+    last: tuple[list[Rollout], list[float]] = ([], [])
     t_start = time.perf_counter()
     for rnd in range(ds.max_rounds):
         probs = problems(ctx.task, cfg.seed, ctx.data_cursor, m)
         ctx.data_cursor += m
-        futures: dict[int, object] = {}
+        futures: dict[int, Future] = {}
 
-        def verify_now(row: int, r, probs=probs, futures=futures) -> None:
+        def verify_now(row: int, r: Rollout, probs: list[Problem] = probs,
+                       futures: dict[int, Future] = futures) -> None:
             futures[row] = ctx.pool.submit(row, probs[r.group], decode(tok, r.completion_ids))
 
         t0 = time.perf_counter()
@@ -175,7 +189,7 @@ def run_filtered_step(ctx: StepContext, step: int, ds) -> StepMetrics:
     if not kept_rollouts:
         kept_rollouts, kept_rewards = last
     t2 = time.perf_counter()
-    stats = ctx.trainer.step(kept_rollouts, kept_rewards, k)
+    stats = trainer.step(kept_rollouts, kept_rewards, k)
     t3 = time.perf_counter()
     sync = sync_weights(ctx.policy.model, sampler)
     t4 = time.perf_counter()

@@ -70,11 +70,11 @@ def capture_trl_profiling(rec: Recorder):
             rec.add(self.name.partition(".")[2] or self.name, self._start_time, time.perf_counter())
         return original(self, exc_type, exc, tb)
 
-    profiling.ProfilingContext.__exit__ = __exit__
+    profiling.ProfilingContext.__exit__ = __exit__  # type: ignore[method-assign]
     try:
         yield rec
     finally:
-        profiling.ProfilingContext.__exit__ = original
+        profiling.ProfilingContext.__exit__ = original  # type: ignore[method-assign]
 
 
 def make_callback(rec: Recorder):
