@@ -36,14 +36,14 @@ class ExecuteResult:
     run_id: str
     steps: int
     resumed_from_step: int | None
-    policy: dict
+    policy: dict[str, Any]               # Policy.describe(): device, dtype, threads, source, params
     accuracy_initial: float | None       # held-out greedy accuracy before SFT (fresh runs)
     accuracy_after_sft: float | None     # ... after SFT = before GRPO
     accuracy_after_grpo: float
     mean_reward_first: float             # mean reward of the first / last quarter of steps
     mean_reward_last: float              # (NaN when no step ran)
-    step_time_s: dict
-    phase_time_s: dict
+    step_time_s: dict[str, float]        # "mean", "p50"
+    phase_time_s: dict[str, float]       # summed seconds of each of PHASES
     output_tokens_per_s: float
     trace_path: str
     metrics_path: str
@@ -81,7 +81,7 @@ def start_fresh(cfg: RunConfig, *more: Path) -> None:
     cfg.out_dir.mkdir(parents=True, exist_ok=True)
 
 
-def warm_start(cfg: RunConfig, ctx: StepContext, tracer: Tracer, progress: bool) -> dict:
+def warm_start(cfg: RunConfig, ctx: StepContext, tracer: Tracer, progress: bool) -> dict[str, float]:
     """SFT warm-start and held-out accuracy before/after it; returns the eval record."""
     spec, policy = cfg.spec, ctx.policy
     record = {"accuracy_initial": evaluate(ctx, policy.model)}
