@@ -12,13 +12,15 @@ import queue
 import time
 from collections import Counter
 from dataclasses import dataclass
+from typing import Any, Sequence
 
 import torch
 import torch.multiprocessing as tmp
 
 from executor.config import RunConfig
+from executor.sampler import Rollout
 from executor.sampler_worker import SampleMessage, WeightsMessage, WorkerPlan, sampler_main
-from executor.trainer import Batch, make_batch
+from executor.trainer import Batch, GRPOTrainer, TrainStats, make_batch
 from rlvr_sim.errors import UserError
 
 
@@ -51,7 +53,7 @@ def orchestration_of(cfg: RunConfig, stale_policy: str | None = None) -> Orchest
     return Orchestration(o.placement, o.mode, eta, policy, queue_batches=max(1, eta))
 
 
-def behaviour_logps(rollouts, batch: Batch) -> torch.Tensor:
+def behaviour_logps(rollouts: Sequence[Rollout], batch: Batch) -> torch.Tensor:
     """[B, T-1] old log-probs from the sampler's per-token log-probs, aligned with batch.mask."""
     old = torch.zeros_like(batch.mask, dtype=torch.float32)
     for i, r in enumerate(rollouts):
@@ -60,7 +62,7 @@ def behaviour_logps(rollouts, batch: Batch) -> torch.Tensor:
     return old.to(batch.mask.device)
 
 
-def train_on(trainer, msg: SampleMessage, group_size: int):
+def train_on(trainer: GRPOTrainer, msg: SampleMessage, group_size: int) -> TrainStats:
     """One GRPO step on a sampler batch, importance-weighted against its behaviour log-probs."""
     rewards = [r.reward for r in msg.results]
     batch = make_batch(msg.rollouts, trainer.pad_id, trainer.device)
@@ -76,7 +78,7 @@ class Counts:
     admission_wait_s: float = 0.0
     dropped_batches: int = 0
     dropped_samples: int = 0
-    staleness_hist: Counter = dataclasses.field(default_factory=Counter)
+    staleness_hist: Counter[int] = dataclasses.field(default_factory=Counter)
     wall_s: float = 0.0              # first step start -> last step end (trainer clock)
     output_tokens: int = 0           # completion tokens trained on
 
@@ -86,28 +88,36 @@ def make_plan(cfg: RunConfig, orch: Orchestration, workdir: str) -> WorkerPlan:
     return WorkerPlan(cfg, orch.max_staleness, orch.stale_policy, batches, workdir)
 
 
-def start_sampler(cfg: RunConfig, orch: Orchestration, workdir: str):
-    """Spawn the sampler process (it builds its engine and verifier pool meanwhile).
+@dataclass(frozen=True)
+class SamplerProcess:
+    """The sampler process and its channels (spawn-context queues and events)."""
 
-    Returns (process, batches queue, weights queue, stop event, ready event); call
-    `wait_ready` before the first step so start-up is not charged to any step.
-    """
+    proc: Any               # multiprocessing Process
+    batches: Any            # Queue[SampleMessage | None], bounded by queue_batches
+    weights: Any            # Queue[WeightsMessage]
+    stop: Any               # Event: the trainer is done
+    ready: Any              # Event: the sampler built its engine and verifier pool
+
+
+def start_sampler(cfg: RunConfig, orch: Orchestration, workdir: str) -> SamplerProcess:
+    """Spawn the sampler process (it builds its engine and verifier pool meanwhile); call
+    `wait_ready` before the first step so start-up is not charged to any step."""
     ctx = tmp.get_context("spawn")
     batches, weights, stop, ready = (ctx.Queue(maxsize=orch.queue_batches), ctx.Queue(), ctx.Event(),
                                      ctx.Event())
     proc = ctx.Process(target=sampler_main, name="rlvr-sampler", daemon=False,
                        args=(make_plan(cfg, orch, workdir), batches, weights, stop, ready))
     proc.start()
-    return proc, batches, weights, stop, ready
+    return SamplerProcess(proc, batches, weights, stop, ready)
 
 
-def wait_ready(proc, ready) -> None:
+def wait_ready(proc: Any, ready: Any) -> None:
     while not ready.wait(timeout=0.2):
         if not proc.is_alive():
             raise RuntimeError(f"sampler process exited with code {proc.exitcode} while starting")
 
 
-def send_weights(model: torch.nn.Module, weights, version: int) -> tuple[float, float, int]:
+def send_weights(model: torch.nn.Module, weights: Any, version: int) -> tuple[float, float, int]:
     """Snapshot the trainer's weights (a copy: the sampler must not see later updates) and send."""
     t0 = time.perf_counter()
     with torch.no_grad():
@@ -117,18 +127,19 @@ def send_weights(model: torch.nn.Module, weights, version: int) -> tuple[float, 
     return t0, time.perf_counter(), size
 
 
-def next_message(batches, proc, timeout_s: float = 0.2) -> SampleMessage | None:
+def next_message(batches: Any, proc: Any, timeout_s: float = 0.2) -> SampleMessage | None:
     """The next batch; raises if the sampler process died without finishing."""
     while True:
         try:
-            return batches.get(timeout=timeout_s)
+            msg: SampleMessage | None = batches.get(timeout=timeout_s)
+            return msg
         except queue.Empty:
             if not proc.is_alive():
                 raise RuntimeError(f"sampler process exited with code {proc.exitcode} before "
                                    "sending every batch") from None
 
 
-def stop_sampler(proc, batches, stop, join_s: float = 30.0) -> None:
+def stop_sampler(proc: Any, batches: Any, stop: Any, join_s: float = 30.0) -> None:
     """Tell the sampler to stop, drain the queue until its final None, join (terminate if stuck)."""
     stop.set()
     deadline = time.perf_counter() + join_s

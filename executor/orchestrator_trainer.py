@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import copy
 import time
+from typing import Any
 
 from tqdm import tqdm
 
-from executor.channels import (Counts, Orchestration, next_message, send_weights, start_sampler,
-                               stop_sampler, train_on, wait_ready)
+from executor.channels import (Counts, Orchestration, SamplerProcess, next_message, send_weights,
+                               start_sampler, stop_sampler, train_on, wait_ready)
 from executor.config import RunConfig
 from executor.records import (Learning, PhaseSeconds, rollout_metrics, trace_generate, trace_train,
                               trace_weight_sync)
@@ -52,7 +53,7 @@ def _trace_sampler_side(tracer: Tracer, msg: SampleMessage, step: int, staleness
             counts.admission_wait_s += wait.end_perf - wait.start_perf
 
 
-def _take_batch(tracer: Tracer, batches, proc, step: int, orch: Orchestration,
+def _take_batch(tracer: Tracer, batches: Any, proc: Any, step: int, orch: Orchestration,
                 counts: Counts) -> tuple[SampleMessage, int]:
     """The next batch usable at trainer version `step` (dropping too-old ones under 'drop')."""
     while True:
@@ -83,7 +84,7 @@ def run_trainer_side(cfg: RunConfig, orch: Orchestration, workdir: str,
     seed_everything(cfg.seed)
     start_fresh(cfg)
     policy, task, tracer, counts = build_policy(cfg), make_task(cfg.spec), Tracer(cfg.run_id), Counts()
-    proc, batches, weights, stop, ready = start_sampler(cfg, orch, workdir)   # starts meanwhile
+    sp = start_sampler(cfg, orch, workdir)                 # starts meanwhile
     try:
         with VerifierPool(task, 1) as eval_pool:
             ctx = StepContext(cfg=cfg, policy=policy, task=task, pool=eval_pool,
@@ -91,23 +92,23 @@ def run_trainer_side(cfg: RunConfig, orch: Orchestration, workdir: str,
             evals = warm_start(cfg, ctx, tracer, progress)
             ref = copy.deepcopy(policy.model).eval().requires_grad_(False) if cfg.spec.beta > 0 else None
             trainer = GRPOTrainer(policy.model, train_config(cfg), policy.tokenizer.pad_token_id, ref)
-            wait_ready(proc, ready)
+            wait_ready(sp.proc, sp.ready)
             rows, wall_s, tokens = _steps(cfg, orch, tracer, trainer, policy, counts,
-                                          (proc, batches, weights), progress)
-            stop_sampler(proc, batches, stop)
+                                          sp, progress)
+            stop_sampler(sp.proc, sp.batches, sp.stop)
             save_trace(tracer, cfg.trace_path, None)
             accuracy_after = evaluate(ctx, policy.model)
     finally:
-        stop_sampler(proc, batches, stop)
+        stop_sampler(sp.proc, sp.batches, sp.stop)
     counts.wall_s, counts.output_tokens = wall_s, tokens
     result = summarize(cfg, policy, evals, rows, accuracy_after, tokens)
     return write_result(cfg, result, evals), counts
 
 
 def _steps(cfg: RunConfig, orch: Orchestration, tracer: Tracer, trainer, policy, counts: Counts,
-           channels, progress: bool) -> tuple[list[StepMetrics], float, int]:
+           sp: SamplerProcess, progress: bool) -> tuple[list[StepMetrics], float, int]:
     """The RL steps: take a batch, train, send weights. Returns (metrics, wall_s, tokens)."""
-    proc, batches, weights = channels
+    proc, batches, weights = sp.proc, sp.batches, sp.weights
     rows, tokens = [], 0
     send_weights(policy.model, weights, 0)
     loop_start = last_end = time.perf_counter()

@@ -95,7 +95,7 @@ def warm_start(cfg: RunConfig, ctx: StepContext, tracer: Tracer, progress: bool)
     return record
 
 
-def summarize(cfg: RunConfig, policy: Policy, evals: dict, rows: list[StepMetrics],
+def summarize(cfg: RunConfig, policy: Policy, evals: dict[str, float], rows: list[StepMetrics],
               accuracy_after: float, output_tokens: int,
               resumed_from_step: int | None = None) -> ExecuteResult:
     """The run summary from its StepMetrics rows (mean rewards of the first/last quarter of
@@ -115,7 +115,7 @@ def summarize(cfg: RunConfig, policy: Policy, evals: dict, rows: list[StepMetric
         trace_path=str(cfg.trace_path), metrics_path=str(cfg.metrics_path))
 
 
-def write_result(cfg: RunConfig, result: ExecuteResult, evals: dict | None = None,
+def write_result(cfg: RunConfig, result: ExecuteResult, evals: dict[str, float] | None = None,
                  extra: dict[str, Any] | None = None) -> ExecuteResult:
     """result.json (the summary, plus `extra` fields of the entry point) and evals.json."""
     cfg.out_dir.mkdir(parents=True, exist_ok=True)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterable
+from typing import Any, Iterable
 
 import pandas as pd
 
@@ -55,13 +55,13 @@ class TraceEvent:
     sequences: int = 0
     prompt_tokens: int = 0
     output_tokens: int = 0
-    extra: dict = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def duration_s(self) -> float:
         return self.end_s - self.start_s
 
-    def row(self) -> dict:
+    def row(self) -> dict[str, Any]:
         r = asdict(self)
         r["extra"] = json.dumps(self.extra, sort_keys=True) if self.extra else "{}"
         return r
@@ -104,7 +104,7 @@ def read_trace(path: str | Path) -> pd.DataFrame:
     return df.astype(_DTYPES)
 
 
-def extra_field(df: pd.DataFrame, key: str, default=None) -> pd.Series:
+def extra_field(df: pd.DataFrame, key: str, default: Any = None) -> pd.Series:
     """One key of the `extra` JSON column as a Series (default where absent)."""
     return df["extra"].map(lambda s: json.loads(s).get(key, default) if s else default)
 
@@ -112,12 +112,12 @@ def extra_field(df: pd.DataFrame, key: str, default=None) -> pd.Series:
 # --- typed `extra` per phase ---------------------------------------------------------------
 # The on-disk `extra` stays a JSON object (both writers keep their keys); readers go through
 # these models instead of reading keys by hand, so a renamed key fails here, in one place.
-def _opt_float(d: dict, key: str) -> float | None:
+def _opt_float(d: dict[str, Any], key: str) -> float | None:
     v = d.get(key)
     return None if v is None else float(v)
 
 
-def _opt_int(d: dict, key: str) -> int | None:
+def _opt_int(d: dict[str, Any], key: str) -> int | None:
     v = d.get(key)
     return None if v is None else int(v)
 
