@@ -13,7 +13,7 @@ STAMP  := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 VLLM_VENV ?= .venv-vllm
 VLLM_STAMP := $(VLLM_VENV)/.installed-vllm
 
-.PHONY: venv venv-vllm demo test test-core test-vllm test-slow app clean
+.PHONY: venv venv-vllm demo test test-core test-vllm test-slow lint app clean
 
 venv: $(STAMP)
 
@@ -54,6 +54,11 @@ test-vllm: venv-vllm
 
 test-slow: venv
 	$(PY) -m pytest -q -m slow
+
+# ruff (rules in pyproject [tool.ruff]) and mypy ([tool.mypy]: rlvr_sim, executor, calibration)
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 
 app: venv
 	$(VENV)/bin/streamlit run app.py --server.headless true --server.address localhost

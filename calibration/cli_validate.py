@@ -82,9 +82,12 @@ def run(args: argparse.Namespace) -> int:
                 print(f"skipped {c['name']}: {c['skipped'][:200]}")
             else:
                 m = c["measured"]
-                print(f"{c['name']:<28} cpu share {m['cpu_share']:.2f} "
+                share = "not measured" if m["cpu_share"] is None else f"{m['cpu_share']:.2f}"
+                print(f"{c['name']:<28} cpu share {share} "
                       f"(attempts {', '.join(f'{x:.2f}' for x in c['attempt_cpu_shares'])}), "
                       f"load {m['loadavg_1m']:.1f}")
+                for note in c.get("assumed", []):
+                    print(f"  assumed {note}")
         ce = data.get("cpu_equivalent")
         if ce:
             print(f"CPU-equivalent (measured x CPU share): MAPE step_time {ce['mape_step_time']:.1f}%; "

@@ -39,7 +39,6 @@ TERM_BOUNDS: dict[str, tuple[float, float, float]] = {
     "skew_coef": (0.3, 1e-4, 0.999),
     "prefill_mfu": (0.3, 1e-4, 1.0),
     "prefill_overhead_s": (2e-3, 1e-7, 2.0),
-    "prefill_overlap": (0.5, 1e-3, 1.0),
     "train_mfu": (0.2, 1e-4, 1.0),
     "train_pass_overhead_s": (5e-3, 1e-7, 2.0),
     "optimizer_s_per_param": (1e-8, 1e-14, 1e-4),
@@ -213,7 +212,7 @@ def write_profile(fit: ProfileFit, path: str | Path, source: str, notes: dict | 
     provenance block when the installed HardwareProfile has one) and `NAME.fit.json` beside it
     (full fit report, provenance, verifier latencies). Returns both paths."""
     path = Path(path)
-    update = {"source": source}
+    update: dict[str, object] = {"source": source}
     if calibration is not None and "calibration" in type(fit.profile).model_fields:
         update["calibration"] = calibration
     prof = HardwareProfile.model_validate(dict(fit.profile.model_dump(mode="json"), **update))

@@ -18,7 +18,7 @@ import random
 import statistics
 import time
 from dataclasses import asdict, dataclass, field, replace
-from typing import Callable
+from typing import Any, Callable
 
 import pandas as pd
 from tqdm import tqdm
@@ -162,7 +162,8 @@ def frame_to_keys(df: pd.DataFrame, column: str = "seconds") -> list[tuple[Bench
     out = []
     for rec in df.to_dict("records"):
         key = BenchKey(**{n: rec[n] for n in names})
-        key = replace(key, **{n: int(getattr(key, n)) for n in names
-                              if isinstance(BenchKey.__dataclass_fields__[n].default, int)})
+        ints: dict[str, Any] = {n: int(getattr(key, n)) for n in names
+                                if isinstance(BenchKey.__dataclass_fields__[n].default, int)}
+        key = replace(key, **ints)
         out.append((key, float(rec[column])))
     return out

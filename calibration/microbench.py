@@ -27,7 +27,7 @@ from __future__ import annotations
 import copy
 import random
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 import pandas as pd
 
@@ -104,8 +104,9 @@ class Spec:
 
     def keys(self) -> list[BenchKey]:
         cfg = BENCH_MODELS.get(self.model)
-        base = dict(model=self.model, model_json=model_json(cfg) if cfg else "",
-                    params=_params(self.model) if cfg else 0)
+        params = _params(self.model) if cfg else 0
+        base: dict[str, Any] = dict(model=self.model, model_json=model_json(cfg) if cfg else "",
+                                    params=params)
         if self.kind == "decode":
             lens = self.prompt_lens()
             width = max(lens)
@@ -117,14 +118,14 @@ class Spec:
             return [BenchKey(kind="prefill", sequences=self.prompts,
                              prompt_tokens=self.prompts * self.prompt_len, **base)]
         if self.kind == "train":
-            common = dict(sequences=self.prompts * self.k, prompt_tokens=self.prompts * self.k *
+            common: dict[str, Any] = dict(sequences=self.prompts * self.k, prompt_tokens=self.prompts * self.k *
                           self.prompt_len, output_tokens=self.prompts * self.k * self.completion_len,
                           mini_batches=self.mini_batches, **base)
             return [BenchKey(kind="train_fb", **common), BenchKey(kind="optimizer", **common),
                     BenchKey(kind="logprob", **common),
-                    BenchKey(kind="weight_sync", payload_bytes=4 * base["params"], **common)]
+                    BenchKey(kind="weight_sync", payload_bytes=4 * params, **common)]
         if self.kind == "weight_sync":
-            return [BenchKey(kind="weight_sync", payload_bytes=4 * base["params"], **base)]
+            return [BenchKey(kind="weight_sync", payload_bytes=4 * params, **base)]
         if self.kind == "verify":
             return [BenchKey(kind="verify", task=self.task, workers=self.workers,
                              sequences=self.items)]

@@ -38,7 +38,9 @@ TERMS_BY_KIND: dict[str, tuple[str, ...]] = {
     "decode": ("decode_mfu", "decode_bw_eff", "decode_overhead_s", "decode_overlap",
                "layer_overhead_s", "kv_bw_eff"),
     "decode_mixed": ("skew_coef", "kv_bw_eff"),
-    "prefill": ("prefill_mfu", "prefill_overhead_s", "prefill_overlap", "layer_overhead_s"),
+    # prefill overlaps compute and weight reads with the decode term (cost.sampler.prefill reads
+    # eff.decode_overlap; there is no prefill_overlap in the cost model, so none is fitted)
+    "prefill": ("prefill_mfu", "prefill_overhead_s", "decode_overlap", "layer_overhead_s"),
     "train_fb": ("train_mfu", "train_pass_overhead_s", "layer_overhead_s"),
     "logprob": ("train_mfu", "train_pass_overhead_s", "layer_overhead_s"),
     "optimizer": ("optimizer_s_per_param", "train_overhead_s"),

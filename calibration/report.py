@@ -146,12 +146,13 @@ def plot_scatter(report: ValidationReport, path: str | Path) -> Path:
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    extra = report.cpu_equivalent is not None and bool(report.cpu_equivalent.rows)
+    ce = report.cpu_equivalent
+    extra = ce is not None and bool(ce.rows)
     fig, axes = plt.subplots(1, 2 if extra else 1, figsize=(12.4 if extra else 6.4, 5.6), dpi=110,
                              squeeze=False)
     _panel(axes[0][0], report, f"{Path(report.profile).name}: wall time as measured")
-    if extra:
-        _panel(axes[0][1], report.cpu_equivalent, "CPU-equivalent (measured x CPU share)")
+    if ce is not None and extra:
+        _panel(axes[0][1], ce, "CPU-equivalent (measured x CPU share)")
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

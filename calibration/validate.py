@@ -34,138 +34,36 @@ average, and the report adds a CPU-equivalent view (measured x share).
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import statistics
 import subprocess
 import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 import yaml
 
 from calibration.fit import load_fit_notes
-from calibration.models import BENCH_MODELS, VALIDATION_ONLY
 from calibration.report import STEP, Comparison, ValidationReport
 from calibration.runwatch import watch_run
+from calibration.validation_runs import (ALL_MODELS, HELD_OUT, PHASES, QUICK_HELD_OUT, WARMUP_STEPS,
+                                         MeasuredRun, ValidationConfig, combine, executor_scenario)
+from executor.tracing import StepMetrics, read_metrics
 from rlvr_sim.errors import UserError
+from rlvr_sim.trace import GenerateExtra, VerifyExtra, read_trace
 
-PHASES = ("generate", "verify", "train", "weight_sync")
-WARMUP_STEPS = 2
-ALL_MODELS = {**BENCH_MODELS, **VALIDATION_ONLY}
-
-
-@dataclass(frozen=True)
-class ValidationConfig:
-    """One held-out executor run."""
-
-    name: str
-    description: str
-    model: str
-    prompts_per_step: int
-    samples_per_prompt: int
-    max_new_tokens: int
-    mini_batches: int = 1
-    task: str = "math"
-    verifier_workers: int = 2
-    beta: float = 0.0
-    steps: int = 10
-    backend: str = "hf"
-    placement: str = "colocated"
-    mode: str = "sync"
-    max_staleness: int = 0
-
-    @property
-    def colocated_sync(self) -> bool:
-        return self.placement == "colocated" and self.mode == "sync"
-
-    @property
-    def processes(self) -> int:
-        """Busy processes of the run: colocated sync 1; disaggregated/async 2 (sampler, trainer)."""
-        return 1 if self.colocated_sync else 2
-
-    def quantities(self) -> tuple[str, ...]:
-        """Comparable phases: async/disaggregated phases overlap, only the trainer's own span
-        (train) and the step time mean the same thing in the executor and the simulator."""
-        return PHASES if self.colocated_sync else ("train",)
-
-
-HELD_OUT: tuple[ValidationConfig, ...] = (
-    ValidationConfig("4m-p8k4-r32", "baseline: tiny-4m, 8 prompts x 4, 32 tokens", "tiny-4m", 8, 4, 32),
-    ValidationConfig("4m-p4k8-r48-mb2", "more samples per prompt, longer, 2 mini-batches "
-                     "(old log-prob forward)", "tiny-4m", 4, 8, 48, mini_batches=2),
-    ValidationConfig("7m-p8k4-r24", "held-out model size (never benchmarked)", "tiny-7m", 8, 4, 24),
-    ValidationConfig("0.5m-p16k8-r32-mb4", "small model, big batch, 4 mini-batches", "tiny-0.5m",
-                     16, 8, 32, mini_batches=4),
-    ValidationConfig("4m-p8k4-r16-beta", "KL to a reference model (ref log-prob forward)",
-                     "tiny-4m", 8, 4, 16, beta=0.04),
-    ValidationConfig("4m-code-p4k4-r32", "verifier load: sandboxed unit tests (code task)",
-                     "tiny-4m", 4, 4, 32, task="code"),
-    ValidationConfig("4m-countdown-w1-p8k8-r16", "one verifier worker, countdown validator",
-                     "tiny-4m", 8, 8, 16, task="countdown", verifier_workers=1),
-    ValidationConfig("13m-p4k4-r32", "larger model", "tiny-13m", 4, 4, 32),
-    ValidationConfig("4m-async1-p8k4-r32", "disaggregated async, max_staleness 1 (sampler and "
-                     "trainer processes)", "tiny-4m", 8, 4, 32, mini_batches=2,
-                     placement="disaggregated", mode="async", max_staleness=1),
-)
-QUICK_HELD_OUT = tuple(c for c in HELD_OUT if c.name in ("4m-p8k4-r16-beta", "0.5m-p16k8-r32-mb4"))
-
-
-def executor_scenario(cfg: ValidationConfig, threads: int, out_dir: Path, seed: int = 0,
-                      gpu: str = "cpu-2core") -> dict:
-    """The scenario `rlvr-sim execute` runs (model random-init from the inline config); `gpu`
-    is the catalog device the run stands for (the profile's)."""
-    if cfg.model not in ALL_MODELS:
-        raise UserError(f"validation config {cfg.name}: unknown model {cfg.model!r}; "
-                        f"use one of {sorted(ALL_MODELS)}")
-    return {
-        "name": f"validate-{cfg.name}",
-        "model": dict(ALL_MODELS[cfg.model]),
-        "hardware": {"gpu": gpu, "gpus_per_node": cfg.processes},
-        "workload": {"prompts_per_step": cfg.prompts_per_step,
-                     "samples_per_prompt": cfg.samples_per_prompt, "steps": cfg.steps, "seed": seed,
-                     "prompt_tokens": {"dist": "fixed", "value": 8},
-                     "response_tokens": {"dist": "fixed", "value": cfg.max_new_tokens}},
-        "sampler": {"gpus": 1, "max_concurrent_sequences": 4096, "weight_dtype": "fp32",
-                    "kv_dtype": "fp32"},
-        "verifier": {"workers": cfg.verifier_workers},
-        "trainer": {"gpus": 1, "fsdp": False, "mini_batches": cfg.mini_batches,
-                    "reference_model": cfg.beta > 0,
-                    # async: the behaviour log-probs stand in for the old-policy forward
-                    "old_logprob": cfg.mini_batches > 1 and cfg.colocated_sync,
-                    "recompute_activations": False, "dtype": "fp32"},
-        "orchestration": {"placement": cfg.placement, "mode": cfg.mode,
-                          "max_staleness": cfg.max_staleness},
-        "executor": {"task": cfg.task, "backend": cfg.backend, "device": "auto", "dtype": "fp32",
-                     "threads": threads, "beta": cfg.beta, "eval_problems": 0, "sft_steps": 0,
-                     "verifier_workers": cfg.verifier_workers, "max_new_tokens": cfg.max_new_tokens,
-                     "out_dir": str(out_dir), "seed": seed},
-    }
-
+# the run definitions, re-exported: callers and tests read them from here
+__all__ = ["ALL_MODELS", "HELD_OUT", "PHASES", "QUICK_HELD_OUT", "WARMUP_STEPS", "MeasuredRun",
+           "ValidationConfig", "combine", "compare", "cpu_equivalent", "executor_scenario",
+           "measure", "run_executor", "sim_scenario", "simulate_run", "validate", "verifier_model"]
 
 _ORCHESTRATED = ("import sys\n"
                  "from rlvr_sim.scenario import load_scenario\n"
                  "from executor.orchestrator import run_orchestrated\n"
                  "if __name__ == '__main__':\n"
                  "    run_orchestrated(load_scenario(sys.argv[1]), out_dir=sys.argv[2], progress=False)\n")
-
-
-@dataclass
-class MeasuredRun:
-    """What one executor run did and how long it took (steady steps only)."""
-
-    steps: int
-    step_s: float
-    phase_s: dict[str, float]
-    decode_iterations: float       # mean per steady step
-    prompt_width: float            # mean padded prompt width per steady step
-    wall_s: float
-    loadavg_1m: float
-    cpu_share: float = 1.0         # CPU share over the steady steps (calibration.runwatch)
-    step_times_s: list[float] = field(default_factory=list)
-    verify_burst: float = 0.0      # mean samples per steady step not verified when generation ended
-                                   # (0: unknown, all of them)
 
 
 def _prompt_widths(cfg: ValidationConfig, spec: dict, steps: int) -> list[int]:
@@ -201,42 +99,43 @@ def run_executor(cfg: ValidationConfig, work_dir: Path, threads: int,
     if not (out / "metrics.jsonl").exists():
         raise RuntimeError(f"executor run {cfg.name} wrote no {out / 'metrics.jsonl'} (another "
                            "validation using the same --work-dir?); rerun it")
-    metrics = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines() if x.strip()]
-    steady = [m for m in metrics if m["step"] >= WARMUP_STEPS] or metrics
-    from rlvr_sim.trace import extra_field, read_trace
-
+    metrics = read_metrics(out / "metrics.jsonl")
+    steady = [m for m in metrics if m.step >= WARMUP_STEPS] or metrics
     trace = read_trace(out / "trace.parquet")
-    gen = trace[(trace["phase"] == "generate") & (trace["step"] >= min(m["step"] for m in steady))]
-    iters = [float(x) for x in extra_field(gen, "decode_iterations", 0)]
+    gen = trace[(trace["phase"] == "generate") & (trace["step"] >= min(m.step for m in steady))]
+    iters = [float(x.decode_iterations) for x in map(GenerateExtra.parse, gen["extra"])
+             if x.decode_iterations is not None]
     widths = _prompt_widths(cfg, scen["executor"], len(metrics))[-len(steady):]
-    med = statistics.median
     if cfg.colocated_sync:   # the main process waits while the pool verifies: not its share
-        share = watch.share(1, waiting_s=sum(m["verify_s"] for m in steady))
+        share = watch.share(1, waiting_s=sum(m.verify_s for m in steady))
     else:
         share = watch.share(cfg.processes, tree=True)
     return MeasuredRun(
-        steps=len(steady), step_s=med(m["step_s"] for m in steady),
-        phase_s={p: med(m[f"{p}_s"] for m in steady) for p in PHASES},
-        decode_iterations=statistics.fmean(iters) if iters else float(cfg.max_new_tokens),
+        steps=len(steady), step_s=statistics.median(m.step_s for m in steady),
+        phase_s=_phase_medians(steady),
+        decode_iterations=statistics.fmean(iters) if iters else None,
         prompt_width=statistics.fmean(widths), wall_s=watch.wall_s, loadavg_1m=load,
-        cpu_share=share if share is not None else 1.0, step_times_s=[m["step_s"] for m in steady],
-        verify_burst=_verify_burst(trace, [m["step"] for m in steady]) if cfg.colocated_sync else 0.0)
+        cpu_share=share, step_times_s=[m.step_s for m in steady],
+        verify_burst=_verify_burst(trace, [m.step for m in steady]) if cfg.colocated_sync else None)
 
 
-def _verify_burst(trace, steps: list[int]) -> float:
+def _phase_medians(steps: list[StepMetrics]) -> dict[str, float]:
+    """Median seconds of each of PHASES over the steps."""
+    return {p: statistics.median(getattr(m, f"{p}_s") for m in steps) for p in PHASES}
+
+
+def _verify_burst(trace, steps: list[int]) -> float | None:
     """Mean number of samples per step whose reward arrived after generation ended: what the
-    loop's verify phase waits for (0 when the trace has no per-sample verify times)."""
-    from rlvr_sim.trace import extra_field
-
+    loop's verify phase waits for (None when the trace has no per-sample verify times)."""
     counts = []
     for step in steps:
         gen = trace[(trace["phase"] == "generate") & (trace["step"] == step)]
         ver = trace[(trace["phase"] == "verify") & (trace["step"] == step)]
-        ends = [e for lst in extra_field(ver, "ends_s", None) if lst is not None for e in lst]
+        ends = [e for x in map(VerifyExtra.parse, ver["extra"]) for e in x.ends_s]
         if gen.empty or not ends:
-            return 0.0
+            return None
         counts.append(sum(e > float(gen["end_s"].iloc[0]) for e in ends))
-    return statistics.fmean(counts) if counts else 0.0
+    return statistics.fmean(counts) if counts else None
 
 
 def verifier_model(profile_path: Path, task: str, workers: int) -> dict:
@@ -267,13 +166,15 @@ def sim_scenario(cfg: ValidationConfig, measured: MeasuredRun, profile_path: Pat
     scen.pop("executor")
     scen["name"] = f"simulate-{cfg.name}"
     scen["workload"]["prompt_tokens"] = {"dist": "fixed", "value": round(measured.prompt_width + 1, 3)}
+    iterations = (measured.decode_iterations if measured.decode_iterations is not None
+                  else float(cfg.max_new_tokens))        # listed in MeasuredRun.assumed
     scen["workload"]["response_tokens"] = {
-        "dist": "fixed", "value": round(max(measured.decode_iterations - 1, 1), 3)}
+        "dist": "fixed", "value": round(max(iterations - 1, 1), 3)}
     scen["sampler"]["block_tokens"] = 1
     scen["verifier"].update(verifier_model(profile_path, cfg.task, cfg.verifier_workers))
     scen["orchestration"]["offload_on_switch"] = False
     n, w = cfg.prompts_per_step * cfg.samples_per_prompt, cfg.verifier_workers
-    if cfg.colocated_sync and 0 < measured.verify_burst < n:
+    if cfg.colocated_sync and measured.verify_burst is not None and 0 < measured.verify_burst < n:
         lat = dict(scen["verifier"]["latency_s"])
         waves = math.ceil(max(measured.verify_burst, 1.0) / w) / math.ceil(n / w)
         lat["mean"], lat["cap"] = lat["mean"] * waves, lat["cap"] * waves
@@ -314,7 +215,10 @@ def compare(cfg: ValidationConfig, measured: MeasuredRun, sim_step_s: float,
 def cpu_equivalent(cfg: ValidationConfig, measured: MeasuredRun, sim_step_s: float,
                    sim_phase_s: dict[str, float]) -> list[Comparison]:
     """The CPU-equivalent comparison: `cpu_share` is already per process (CPU seconds over
-    processes x busy seconds), so it scales the measured times as it is."""
+    processes x busy seconds), so it scales the measured times as it is. No rows when the
+    share was not measured."""
+    if measured.cpu_share is None:
+        return []
     return compare(cfg, measured, sim_step_s, sim_phase_s, scale=min(measured.cpu_share, 1.0))
 
 
@@ -322,32 +226,19 @@ def measure(cfg: ValidationConfig, work_dir: Path, threads: int, attempts: int,
             min_cpu_share: float) -> tuple[MeasuredRun, list[float]]:
     """Run `cfg` until one run had at least `min_cpu_share` of a core (at most `attempts` runs);
     returns the least disturbed run and the shares of all attempts."""
-    best, shares = None, []
+    best: MeasuredRun | None = None
+    shares: list[float] = []
     for _ in range(max(attempts, 1)):
         run = run_executor(cfg, work_dir, threads)
+        if run.cpu_share is None:    # unmeasured: nothing to compare or to wait for
+            return run, shares
         shares.append(run.cpu_share)
-        if best is None or run.cpu_share > best.cpu_share:
+        if best is None or run.cpu_share > (best.cpu_share or 0.0):
             best = run
         if run.cpu_share >= min_cpu_share:
             break
+    assert best is not None
     return best, shares
-
-
-def combine(runs: list[MeasuredRun]) -> MeasuredRun:
-    """One measurement from runs of the same config made at different times: medians over all
-    their steady steps (per-step phase times are not kept, so phases are the median of the runs'
-    medians), means of the workload shape, the lowest CPU share."""
-    if len(runs) == 1:
-        return runs[0]
-    med, mean = statistics.median, statistics.fmean
-    return MeasuredRun(
-        steps=sum(r.steps for r in runs), step_s=med([t for r in runs for t in r.step_times_s]),
-        phase_s={p: med([r.phase_s[p] for r in runs]) for p in PHASES},
-        decode_iterations=mean(r.decode_iterations for r in runs),
-        prompt_width=mean(r.prompt_width for r in runs), wall_s=sum(r.wall_s for r in runs),
-        loadavg_1m=max(r.loadavg_1m for r in runs), cpu_share=min(r.cpu_share for r in runs),
-        step_times_s=[t for r in runs for t in r.step_times_s],
-        verify_burst=mean(r.verify_burst for r in runs))
 
 
 def validate(profile_path: str | Path, configs: tuple[ValidationConfig, ...], work_dir: Path,
@@ -382,14 +273,16 @@ def validate(profile_path: str | Path, configs: tuple[ValidationConfig, ...], wo
             bar.update(1)
     bar.close()
     for cfg in configs:
-        entry = {"name": cfg.name, "description": cfg.description, "settings": asdict(cfg)}
+        entry: dict[str, Any] = {"name": cfg.name, "description": cfg.description,
+                                 "settings": asdict(cfg)}
         if cfg.name in failed:
             entry["skipped"] = failed[cfg.name]
             report.configs.append(entry)
             continue
         measured = combine(runs[cfg.name])
         sim_step, sim_phase = simulate_run(cfg, measured, profile_path)
-        entry.update(measured=asdict(measured), attempt_cpu_shares=shares[cfg.name],
+        entry.update(measured=asdict(measured), assumed=measured.assumed(cfg),
+                     attempt_cpu_shares=shares[cfg.name],
                      runs=[r.step_s for r in runs[cfg.name]],
                      simulated={"step_time_s": sim_step, "phase_time_s": sim_phase})
         report.configs.append(entry)

@@ -12,6 +12,12 @@ One module per role:
     sft         short supervised warm-start
     checkpoint  atomic checkpoints and resume
     tracing     trace events (rlvr_sim.trace schema) + per-step learning metrics
+    records     what one step writes (generate/trainer/weight_sync rows, StepMetrics), once
+    run         the run builder of every entry point (seed, policy, warm-start, run summary)
+    steps       one synchronous colocated RL step (+ dynamic sampling), held-out evaluation
     loop        synchronous colocated GRPO
+    channels    orchestration settings, the sampler process and its queues
+    orchestrator  dispatch by orchestration; orchestrator_trainer / sampler_worker: async sides
+    self_improve  expert iteration;  trl_backend: TRL's GRPOTrainer, traced like ours
     cli         `rlvr-sim execute`
 """

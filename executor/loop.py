@@ -12,105 +12,28 @@ from __future__ import annotations
 
 import copy
 import json
-import random
 import shutil
-import statistics
 import sys
-from dataclasses import asdict, dataclass
 
-import numpy as np
-import torch
+from tqdm import tqdm
 
 from executor.checkpoint import RunState, checkpoint_identity, find_resume_point, load_checkpoint, \
     save_checkpoint
 from executor.config import RunConfig
-from executor.policy import Policy, build_random_policy, load_policy
+from executor.run import (ExecuteResult, build_policy, seed_everything, start_fresh, summarize,
+                          train_config, warm_start, write_result)
 from executor.sampler import HFSampler, SamplingParams
-from executor.sft import run_sft
 from executor.steps import StepContext, evaluate, run_step
 from executor.tasks import make_task
 from executor.tracing import Tracer, append_metrics, load_previous_trace, read_evals, read_metrics, \
     save_trace, truncate_metrics, write_atomic
-from executor.trainer import GRPOTrainer, LossConfig, TrainConfig
+from executor.trainer import GRPOTrainer
 from executor.verifier import VerifierPool
 from rlvr_sim.errors import UserError
 
-
-@dataclass
-class ExecuteResult:
-    """What `rlvr-sim execute --json` prints."""
-
-    run_id: str
-    steps: int
-    resumed_from_step: int | None
-    policy: dict
-    accuracy_initial: float | None       # held-out greedy accuracy before SFT (fresh runs)
-    accuracy_after_sft: float | None     # ... after SFT = before GRPO
-    accuracy_after_grpo: float
-    mean_reward_first: float             # mean reward of the first / last quarter of steps
-    mean_reward_last: float
-    step_time_s: dict
-    phase_time_s: dict
-    output_tokens_per_s: float
-    trace_path: str
-    metrics_path: str
-
-
-def _seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
-def build_policy(cfg: RunConfig) -> Policy:
-    spec = cfg.spec
-    if spec.model_path:
-        return load_policy(spec.model_path, spec.device, spec.dtype, spec.threads)
-    return build_random_policy(cfg.scenario.model.to_hf_config_dict(), spec.device, spec.dtype,
-                               spec.threads, seed=cfg.seed)
-
-
-def train_config(cfg: RunConfig) -> TrainConfig:
-    s = cfg.spec
-    return TrainConfig(
-        lr=s.lr, weight_decay=s.weight_decay, max_grad_norm=s.max_grad_norm,
-        loss=LossConfig(s.loss_type, s.beta, s.epsilon_low, s.epsilon_high, cfg.max_new_tokens),
-        scale_rewards=s.scale_rewards, mini_batches=cfg.mini_batches,
-        num_iterations=s.num_iterations, temperature=s.temperature,
-        warmup_updates=s.warmup_steps * cfg.mini_batches * s.num_iterations)
-
-
-def warm_start(cfg: RunConfig, ctx: StepContext, tracer: Tracer, progress: bool) -> dict:
-    """SFT warm-start and held-out accuracy before/after it; returns the eval record."""
-    spec, policy = cfg.spec, ctx.policy
-    record = {"accuracy_initial": evaluate(ctx, policy.model)}
-    if spec.sft_steps:
-        sft = run_sft(policy.model, policy.tokenizer, ctx.task, cfg.seed, spec.sft_steps,
-                      spec.sft_lr, spec.sft_batch_size, progress)
-        tracer.add("trainer", 0, "sft", -1, 0, tracer.rel_perf(sft.start), tracer.rel_perf(sft.end),
-                   sft.sequences, 0, 0, steps=sft.steps, tokens=sft.tokens, final_loss=sft.final_loss)
-        record["sft_final_loss"] = sft.final_loss
-    record["accuracy_after_sft"] = evaluate(ctx, policy.model)
-    return record
-
-
-def _summary(cfg: RunConfig, ctx: StepContext, evals: dict, resumed: int | None,
-             accuracy_after: float) -> ExecuteResult:
-    rows = read_metrics(cfg.metrics_path)
-    rewards = [m.mean_reward for m in rows]
-    quarter = max(len(rewards) // 4, 1)
-    times = [m.step_s for m in rows] or [0.0]
-    phases = {k: sum(getattr(m, f"{k}_s") for m in rows)
-              for k in ("generate", "verify", "train", "weight_sync")}
-    return ExecuteResult(
-        run_id=cfg.run_id, steps=len(rows), resumed_from_step=resumed, policy=ctx.policy.describe(),
-        accuracy_initial=evals.get("accuracy_initial"),
-        accuracy_after_sft=evals.get("accuracy_after_sft"), accuracy_after_grpo=accuracy_after,
-        mean_reward_first=statistics.fmean(rewards[:quarter]) if rewards else 0.0,
-        mean_reward_last=statistics.fmean(rewards[-quarter:]) if rewards else 0.0,
-        step_time_s={"mean": statistics.fmean(times), "p50": statistics.median(times)},
-        phase_time_s=phases, output_tokens_per_s=ctx.output_tokens / max(phases["generate"], 1e-9),
-        trace_path=str(cfg.trace_path), metrics_path=str(cfg.metrics_path))
+# the run builder's names, re-exported for callers of the older home
+__all__ = ["ExecuteResult", "build_policy", "check_core_mode", "run_grpo", "train_config",
+           "warm_start"]
 
 
 def check_core_mode(cfg: RunConfig) -> None:
@@ -127,11 +50,9 @@ def check_core_mode(cfg: RunConfig) -> None:
 
 def run_grpo(cfg: RunConfig, resume: bool = False, progress: bool = True) -> ExecuteResult:
     """Run (or resume) cfg.steps RL steps; returns the summary (also written to result.json)."""
-    from tqdm import tqdm
-
     check_core_mode(cfg)
     spec = cfg.spec
-    _seed_everything(cfg.seed)
+    seed_everything(cfg.seed)
     identity = checkpoint_identity(cfg.scenario)
     point = find_resume_point(cfg.checkpoint_dir, identity) if resume else None   # never deletes
     ckpt = point.path if point is not None else None
@@ -141,8 +62,7 @@ def run_grpo(cfg: RunConfig, resume: bool = False, progress: bool = True) -> Exe
         print(f"resume: no checkpoint under {cfg.checkpoint_dir}; starting at step 0",
               file=sys.stderr)
     if ckpt is None:
-        for stale in (cfg.metrics_path, cfg.trace_path, cfg.out_dir / "evals.json"):
-            stale.unlink(missing_ok=True)
+        start_fresh(cfg, cfg.out_dir / "evals.json")
         if any(cfg.checkpoint_dir.glob("step_*")):
             print(f"starting over: replacing the checkpoints in {cfg.checkpoint_dir} (--resume "
                   "continues from them instead)", file=sys.stderr)
@@ -184,6 +104,6 @@ def run_grpo(cfg: RunConfig, resume: bool = False, progress: bool = True) -> Exe
         save_checkpoint(cfg.checkpoint_dir, state, policy.model, trainer.optimizer, ref_model,
                         identity=identity)
         accuracy_after = evaluate(ctx, policy.model)
-    result = _summary(cfg, ctx, evals, ckpt and int(ckpt.name.split("_")[1]), accuracy_after)
-    (cfg.out_dir / "result.json").write_text(json.dumps(asdict(result), indent=2))
-    return result
+    resumed = int(ckpt.name.split("_")[1]) if ckpt is not None else None
+    return write_result(cfg, summarize(cfg, policy, evals, read_metrics(cfg.metrics_path),
+                                       accuracy_after, ctx.output_tokens, resumed))

@@ -11,41 +11,36 @@ weight-load / wait rows travel with each batch and are put on the trainer's trac
 from __future__ import annotations
 
 import copy
-import json
-import random
-import statistics
 import time
-from dataclasses import asdict
+from typing import Any
 
-import numpy as np
-import torch
+from tqdm import tqdm
 
+from executor.channels import (Counts, Orchestration, SamplerProcess, next_message, send_weights,
+                               start_sampler, stop_sampler, train_on, wait_ready)
 from executor.config import RunConfig
-from executor.orchestrator import (Counts, Orchestration, next_message, send_weights,
-                                   start_sampler, stop_sampler, train_on, wait_ready)
-from executor.loop import warm_start
+from executor.records import (Learning, PhaseSeconds, rollout_metrics, trace_generate, trace_train,
+                              trace_weight_sync)
+from executor.run import (ExecuteResult, build_policy, seed_everything, start_fresh, summarize,
+                          train_config, warm_start, write_result)
+from executor.sampler import SamplingParams
 from executor.sampler_worker import SampleMessage
-from executor.steps import trace_train
-from executor.trainer import GRPOTrainer
+from executor.steps import StepContext, evaluate
+from executor.tasks import make_task
+from executor.trainer import GRPOTrainer, TrainStats
 from executor.tracing import StepMetrics, Tracer, append_metrics, save_trace
+from executor.verifier import VerifierPool
 
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
+__all__ = ["run_trainer_side", "seed_everything"]
 
 
 def _trace_sampler_side(tracer: Tracer, msg: SampleMessage, step: int, staleness: int,
                         counts: Counts, dropped: bool) -> None:
     """The sampler's rows of one batch (generate with per-sample staleness, verify, loads, waits)."""
-    tm, v = msg.timing, msg.policy_version
-    g0, g1 = msg.generate_perf
-    tracer.add("sampler", 0, "generate", step, v, tracer.rel_perf(g0), tracer.rel_perf(g1),
-               tm.sequences, tm.prompt_tokens, tm.output_tokens, prefill_s=tm.prefill_s,
-               decode_s=tm.decode_s, decode_iterations=tm.decode_iterations,
-               staleness=[staleness] * len(msg.rollouts), batch_index=msg.batch_index,
-               dropped=dropped, **{k: val for k, val in msg.backend_extra.items() if k != "requests"})
+    v = msg.policy_version
+    trace_generate(tracer, step, v, *msg.generate_perf, msg.timing, [staleness] * len(msg.rollouts),
+                   batch_index=msg.batch_index, dropped=dropped,
+                   **{k: val for k, val in msg.backend_extra.items() if k != "requests"})
     tracer.add_verify(step, v, msg.results)
     for load in msg.weight_loads:
         tracer.add("sampler", 0, "weight_sync", step, load.version, tracer.rel_perf(load.start_perf),
@@ -58,7 +53,7 @@ def _trace_sampler_side(tracer: Tracer, msg: SampleMessage, step: int, staleness
             counts.admission_wait_s += wait.end_perf - wait.start_perf
 
 
-def _take_batch(tracer: Tracer, batches, proc, step: int, orch: Orchestration,
+def _take_batch(tracer: Tracer, batches: Any, proc: Any, step: int, orch: Orchestration,
                 counts: Counts) -> tuple[SampleMessage, int]:
     """The next batch usable at trainer version `step` (dropping too-old ones under 'drop')."""
     while True:
@@ -75,34 +70,21 @@ def _take_batch(tracer: Tracer, batches, proc, step: int, orch: Orchestration,
         _trace_sampler_side(tracer, msg, step, staleness, counts, dropped=True)
 
 
-def _metrics(step: int, msg: SampleMessage, stats, step_s: float, train_s: float,
+def _metrics(step: int, msg: SampleMessage, stats: TrainStats, step_s: float, train_s: float,
              sync_s: float) -> StepMetrics:
-    rewards = [r.reward for r in msg.results]
-    lengths = [len(r.completion_ids) for r in msg.rollouts]
-    return StepMetrics(
-        step=step, policy_version=msg.policy_version, mean_reward=statistics.fmean(rewards),
-        accuracy=sum(r == 1.0 for r in rewards) / len(rewards), kl=stats.kl, entropy=stats.entropy,
-        loss=stats.loss, clip_fraction=stats.clip_fraction, grad_norm=stats.grad_norm,
-        response_tokens_mean=statistics.fmean(lengths),
-        finished_fraction=sum(r.finished for r in msg.rollouts) / len(lengths), step_s=step_s,
-        generate_s=msg.generate_perf[1] - msg.generate_perf[0],
-        verify_s=msg.verify_perf[1] - msg.verify_perf[0], train_s=train_s, weight_sync_s=sync_s,
-        data_cursor=msg.data_cursor)
+    return rollout_metrics(
+        step, msg.policy_version, [r.reward for r in msg.results], msg.rollouts, Learning.of(stats),
+        PhaseSeconds(step_s, msg.generate_perf[1] - msg.generate_perf[0],
+                     msg.verify_perf[1] - msg.verify_perf[0], train_s, sync_s), msg.data_cursor)
 
 
-def run_trainer_side(cfg: RunConfig, orch: Orchestration, workdir: str, progress: bool):
+def run_trainer_side(cfg: RunConfig, orch: Orchestration, workdir: str,
+                     progress: bool) -> tuple[ExecuteResult, Counts]:
     """All RL steps of a disaggregated/async run; returns (ExecuteResult, Counts)."""
-    from executor.loop import build_policy, train_config
-    from executor.sampler import SamplingParams
-    from executor.steps import StepContext, evaluate
-    from executor.tasks import make_task
-    from executor.verifier import VerifierPool
-
     seed_everything(cfg.seed)
-    for stale in (cfg.metrics_path, cfg.trace_path):
-        stale.unlink(missing_ok=True)
+    start_fresh(cfg)
     policy, task, tracer, counts = build_policy(cfg), make_task(cfg.spec), Tracer(cfg.run_id), Counts()
-    proc, batches, weights, stop, ready = start_sampler(cfg, orch, workdir)   # starts meanwhile
+    sp = start_sampler(cfg, orch, workdir)                 # starts meanwhile
     try:
         with VerifierPool(task, 1) as eval_pool:
             ctx = StepContext(cfg=cfg, policy=policy, task=task, pool=eval_pool,
@@ -110,24 +92,23 @@ def run_trainer_side(cfg: RunConfig, orch: Orchestration, workdir: str, progress
             evals = warm_start(cfg, ctx, tracer, progress)
             ref = copy.deepcopy(policy.model).eval().requires_grad_(False) if cfg.spec.beta > 0 else None
             trainer = GRPOTrainer(policy.model, train_config(cfg), policy.tokenizer.pad_token_id, ref)
-            wait_ready(proc, ready)
+            wait_ready(sp.proc, sp.ready)
             rows, wall_s, tokens = _steps(cfg, orch, tracer, trainer, policy, counts,
-                                          (proc, batches, weights), progress)
-            stop_sampler(proc, batches, stop)
+                                          sp, progress)
+            stop_sampler(sp.proc, sp.batches, sp.stop)
             save_trace(tracer, cfg.trace_path, None)
             accuracy_after = evaluate(ctx, policy.model)
     finally:
-        stop_sampler(proc, batches, stop)
+        stop_sampler(sp.proc, sp.batches, sp.stop)
     counts.wall_s, counts.output_tokens = wall_s, tokens
-    return result_of(cfg, policy, evals, rows, accuracy_after, wall_s, tokens), counts
+    result = summarize(cfg, policy, evals, rows, accuracy_after, tokens)
+    return write_result(cfg, result, evals), counts
 
 
 def _steps(cfg: RunConfig, orch: Orchestration, tracer: Tracer, trainer, policy, counts: Counts,
-           channels, progress: bool) -> tuple[list[StepMetrics], float, int]:
+           sp: SamplerProcess, progress: bool) -> tuple[list[StepMetrics], float, int]:
     """The RL steps: take a batch, train, send weights. Returns (metrics, wall_s, tokens)."""
-    from tqdm import tqdm
-
-    proc, batches, weights = channels
+    proc, batches, weights = sp.proc, sp.batches, sp.weights
     rows, tokens = [], 0
     send_weights(policy.model, weights, 0)
     loop_start = last_end = time.perf_counter()
@@ -144,32 +125,9 @@ def _steps(cfg: RunConfig, orch: Orchestration, tracer: Tracer, trainer, policy,
         t3 = time.perf_counter()
         trace_train(tracer, step, step, w1, stats)
         s0, s1, size = send_weights(policy.model, weights, step + 1)
-        tracer.add("trainer", 0, "weight_sync", step, step + 1, tracer.rel_perf(s0),
-                   tracer.rel_perf(s1), bytes=size)
+        trace_weight_sync(tracer, step, step + 1, s0, s1, size, pools=("trainer",))
         rows.append(_metrics(step, msg, stats, s1 - last_end, t3 - w1, s1 - s0))
         append_metrics(cfg.metrics_path, rows[-1])
         tokens += msg.timing.output_tokens
         last_end = s1
     return rows, last_end - loop_start, tokens
-
-
-def result_of(cfg: RunConfig, policy, evals: dict, rows: list[StepMetrics], accuracy_after: float,
-            wall_s: float, tokens: int):
-    from executor.loop import ExecuteResult
-
-    rewards = [m.mean_reward for m in rows]
-    quarter = max(len(rewards) // 4, 1)
-    times = [m.step_s for m in rows] or [0.0]
-    phases = {k: sum(getattr(m, f"{k}_s") for m in rows) for k in ("generate", "verify", "train",
-                                                                   "weight_sync")}
-    result = ExecuteResult(
-        run_id=cfg.run_id, steps=len(rows), resumed_from_step=None, policy=policy.describe(),
-        accuracy_initial=evals.get("accuracy_initial"), accuracy_after_sft=evals.get("accuracy_after_sft"),
-        accuracy_after_grpo=accuracy_after, mean_reward_first=statistics.fmean(rewards[:quarter]),
-        mean_reward_last=statistics.fmean(rewards[-quarter:]),
-        step_time_s={"mean": statistics.fmean(times), "p50": statistics.median(times)},
-        phase_time_s=phases, output_tokens_per_s=tokens / max(phases["generate"], 1e-9),
-        trace_path=str(cfg.trace_path), metrics_path=str(cfg.metrics_path))
-    (cfg.out_dir / "evals.json").write_text(json.dumps(evals))
-    (cfg.out_dir / "result.json").write_text(json.dumps(asdict(result), indent=2))
-    return result

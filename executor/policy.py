@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import AutoConfig, AutoModelForCausalLM, PreTrainedTokenizerBase
+from transformers import (AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedModel,
+                          PreTrainedTokenizerBase, PreTrainedTokenizerFast)
 
 from executor.tokenizer import build_char_tokenizer
 
@@ -29,7 +30,7 @@ _SPARSE_KEYS = ("num_experts", "num_experts_per_tok", "moe_intermediate_size", "
 class Policy:
     """A model ready to sample/train, and the facts a trace records about it."""
 
-    model: torch.nn.Module
+    model: PreTrainedModel
     tokenizer: PreTrainedTokenizerBase
     device: torch.device
     dtype: str
@@ -92,8 +93,6 @@ def load_policy(path: str | Path, device: str = "auto", dtype: str = "fp32",
     Our own checkpoints use the character tokenizer saved as a plain fast tokenizer, which is
     loaded with `PreTrainedTokenizerFast`; anything else goes through `AutoTokenizer`.
     """
-    from transformers import AutoTokenizer, PreTrainedTokenizerFast
-
     set_threads(threads)
     path = Path(path)
     if not (path / "config.json").exists():
@@ -106,7 +105,10 @@ def load_policy(path: str | Path, device: str = "auto", dtype: str = "fp32",
         tok.pad_token = tok.eos_token
     tok.padding_side = "left"
     dev = resolve_device(device)
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=DTYPES[dtype]).to(dev)
+    model: PreTrainedModel = AutoModelForCausalLM.from_pretrained(path, dtype=DTYPES[dtype])
+    # in place (nn.Module.to returns the module); transformers 5 types `.to` as a wrapped
+    # decorator whose first argument is the model, which mypy then misreads
+    model.to(dev)  # type: ignore[arg-type]
     return Policy(model=model, tokenizer=tok, device=dev, dtype=dtype, threads=threads,
                   source=str(path), params=sum(p.numel() for p in model.parameters()))
 

@@ -24,6 +24,7 @@ Limits: the engine must run in-process (`VLLM_ENABLE_V1_MULTIPROCESSING=0`, set 
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import time
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ from typing import Literal
 
 import torch
 
+from executor.policy import save_policy
 from executor.sampler import Rollout, SampleBatch, Sampler, SampleTiming, SamplingParams
 
 _SPEC_DRAFT = "vllm:spec_decode_num_draft_tokens"
@@ -81,8 +83,26 @@ def configure_vllm_env(options: VllmOptions) -> None:
 
 def vllm_available() -> bool:
     """True when `import vllm` would succeed (without importing it)."""
-    import importlib.util
     return importlib.util.find_spec("vllm") is not None
+
+
+def sampled_logprobs(per_token: list[dict | None] | None, token_ids: list[int]) -> list[float]:
+    """The behaviour log-prob of each sampled token from vLLM's per-token `logprobs` (we ask for
+    logprobs=0: the sampled token's only). The importance ratio pi_theta / pi_behaviour reads
+    them as the old log-probs, so a missing one is an error, never a stand-in 0.0 (that would be
+    a ratio of exp(logp), a silent re-weighting)."""
+    if per_token is None or len(per_token) != len(token_ids):
+        got = "none" if per_token is None else len(per_token)
+        raise RuntimeError(f"vLLM returned {got} log-probs for {len(token_ids)} sampled tokens; "
+                           "the behaviour log-probs are needed for the importance ratio")
+    out = []
+    for i, (lp, tok) in enumerate(zip(per_token, token_ids)):
+        entry = (lp or {}).get(tok)
+        if entry is None:
+            raise RuntimeError(f"vLLM returned no log-prob for sampled token {tok} at position {i}; "
+                               "the behaviour log-probs are needed for the importance ratio")
+        out.append(float(entry.logprob))
+    return out
 
 
 def _counters(llm) -> dict[str, float]:
@@ -120,8 +140,6 @@ class VllmSampler(Sampler):
     def from_policy(cls, policy, workdir: str | Path,
                     options: VllmOptions | None = None) -> "VllmSampler":
         """Save `policy` (executor.policy.Policy) under `workdir` and start an engine on it."""
-        from executor.policy import save_policy
-
         path = save_policy(policy, Path(workdir) / "vllm_model")
         opts = options or VllmOptions(dtype=policy.dtype)
         return cls(path, eos_id=policy.tokenizer.eos_token_id, options=opts)
@@ -150,11 +168,10 @@ class VllmSampler(Sampler):
         for group, out in enumerate(outputs):
             for sample in out.outputs:
                 ids = list(sample.token_ids)
-                logps = [next(iter(lp.values())).logprob if lp else 0.0
-                         for lp in (sample.logprobs or [{}] * len(ids))]
                 rollouts.append(Rollout(
                     group=group, prompt_ids=list(prompts[group]), completion_ids=ids,
-                    logprobs=[float(x) for x in logps], finished=sample.finish_reason == "stop",
+                    logprobs=sampled_logprobs(sample.logprobs, ids),
+                    finished=sample.finish_reason == "stop",
                     policy_version=self.policy_version))
             per_request.append(_request_times(out.metrics, t0_mono))
         first_tokens = [r["first_token_s"] for r in per_request if r.get("first_token_s") is not None]

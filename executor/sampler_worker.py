@@ -19,11 +19,17 @@ from __future__ import annotations
 import queue
 import time
 from dataclasses import dataclass, field
+from typing import Literal
 
 import torch
 
-from executor.sampler import Rollout, SampleTiming, SamplingParams
-from executor.verifier import VerifyResult
+from executor.config import RunConfig
+from executor.run import build_policy
+from executor.sampler import HFSampler, Rollout, SampleTiming, SamplingParams
+from executor.sampler_vllm import VllmOptions, VllmSampler
+from executor.steps import decode, step_seed
+from executor.tasks import make_task, problems
+from executor.verifier import VerifierPool, VerifyResult
 
 
 @dataclass
@@ -69,7 +75,7 @@ class SampleMessage:
 class WorkerPlan:
     """What the sampler process needs (picklable)."""
 
-    cfg: object                      # executor.config.RunConfig
+    cfg: RunConfig
     max_staleness: int
     stale_policy: str                # "block" | "drop"
     batches: int | None              # block: exactly the RL steps; drop: None (until stopped)
@@ -83,14 +89,11 @@ def may_generate(batch_index: int, policy_version: int, max_staleness: int) -> b
 
 
 def make_sampler(cfg, policy, workdir: str):
-    """The sampling backend named by executor.backend ('hf' or 'vllm') over `policy`'s weights."""
-    from executor.sampler import HFSampler
-
+    """The sampling backend named by executor.backend ('hf' or 'vllm') over `policy`'s weights
+    (importing executor.sampler_vllm never imports vllm; building a VllmSampler does)."""
     if cfg.spec.backend == "vllm":
-        from executor.sampler_vllm import VllmOptions, VllmSampler
-
         spec = cfg.scenario.sampler.speculative
-        method = spec.method if spec.method in ("none", "ngram") else "none"
+        method: Literal["none", "ngram"] = "ngram" if spec.method == "ngram" else "none"
         threads = cfg.spec.threads
         opts = VllmOptions(dtype=cfg.spec.dtype, prefix_caching=cfg.scenario.sampler.prefix_caching,
                            speculative=method, draft_tokens=spec.draft_tokens, seed=cfg.seed,
@@ -146,11 +149,6 @@ def sampler_main(plan: WorkerPlan, batches, weights, stop, ready) -> None:
     from rlvr_sim.lifecycle import become_worker
 
     become_worker()     # quiet on Ctrl-C (the trainer side stops it), exits with its parent
-    from executor.loop import build_policy
-    from executor.steps import decode, step_seed
-    from executor.tasks import make_task, problems
-    from executor.verifier import VerifierPool
-
     cfg = plan.cfg
     torch.set_num_threads(cfg.spec.threads)
     policy = build_policy(cfg)

@@ -25,11 +25,19 @@ import time
 from dataclasses import asdict, dataclass, field
 
 import torch
+from tqdm import tqdm
 
+from executor.config import RunConfig
+from executor.records import trace_generate
+from executor.run import build_policy, seed_everything, warm_start
 from executor.sampler import HFSampler, Rollout, SamplingParams
 from executor.sft import sft_update
+from executor.steps import StepContext, decode, evaluate, step_seed
+from executor.tasks import make_task, problems
 from executor.tracing import Tracer, save_trace
 from executor.trainer import make_batch
+from executor.verifier import VerifierPool
+from rlvr_sim.scenario import load_scenario
 
 
 @dataclass(frozen=True)
@@ -110,9 +118,6 @@ def sft_on(model: torch.nn.Module, rollouts: list[Rollout], pad_id: int, eos_id:
 
 def _attempt(ctx, sampler, tracer: Tracer, rnd: int, settings: SelfImproveSettings):
     """Sample and score this round's problems; returns (rollouts, rewards, generate_s, verify_s)."""
-    from executor.steps import decode, step_seed
-    from executor.tasks import problems
-
     cfg, tok = ctx.cfg, ctx.policy.tokenizer
     probs = problems(ctx.task, cfg.seed, rnd * settings.problems_per_round, settings.problems_per_round)
     rollouts, rewards, gen_s, ver_s = [], [], 0.0, 0.0
@@ -124,10 +129,7 @@ def _attempt(ctx, sampler, tracer: Tracer, rnd: int, settings: SelfImproveSettin
         t1 = time.perf_counter()
         results = ctx.pool.score([(chunk[r.group], decode(tok, r.completion_ids)) for r in out.rollouts])
         t2 = time.perf_counter()
-        tm = out.timing
-        tracer.add("sampler", 0, "generate", rnd, rnd, tracer.rel_perf(t0), tracer.rel_perf(t1),
-                   tm.sequences, tm.prompt_tokens, tm.output_tokens, prefill_s=tm.prefill_s,
-                   decode_s=tm.decode_s, staleness=[0] * tm.sequences)
+        trace_generate(tracer, rnd, rnd, t0, t1, out.timing, [0] * out.timing.sequences)
         tracer.add_verify(rnd, rnd, results)
         rollouts += out.rollouts
         rewards += [r.reward for r in results]
@@ -138,16 +140,6 @@ def _attempt(ctx, sampler, tracer: Tracer, rnd: int, settings: SelfImproveSettin
 def run_self_improve(scenario, settings: SelfImproveSettings | None = None, out_dir: str | None = None,
                      trace_path: str | None = None, progress: bool = True) -> SelfImproveResult:
     """Warm-start, then `settings.rounds` rounds of attempt -> filter -> SFT -> evaluate."""
-    from tqdm import tqdm
-
-    from executor.loop import build_policy
-    from executor.config import RunConfig
-    from executor.loop import warm_start
-    from executor.orchestrator_trainer import seed_everything
-    from executor.steps import StepContext, evaluate
-    from executor.tasks import make_task
-    from executor.verifier import VerifierPool
-
     settings = settings or SelfImproveSettings()
     cfg = RunConfig.from_scenario(scenario, None, out_dir, trace_path)
     cfg.out_dir.mkdir(parents=True, exist_ok=True)
@@ -181,8 +173,6 @@ def run_self_improve(scenario, settings: SelfImproveSettings | None = None, out_
 
 
 def main(argv: list[str] | None = None) -> int:
-    from rlvr_sim.scenario import load_scenario
-
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("scenario")
     p.add_argument("--rounds", type=int, default=2)

@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass
 
 import torch
+from tqdm import tqdm
 
 from executor.sampler import Rollout
 from executor.tasks import Task, problems
@@ -43,8 +44,6 @@ def sft_update(model: torch.nn.Module, opt: torch.optim.Optimizer, batch) -> flo
 def run_sft(model: torch.nn.Module, tokenizer, task: Task, seed: int, steps: int, lr: float,
             batch_size: int, progress: bool = False) -> SFTResult:
     """`steps` AdamW steps on batches of reference completions (stream "sft", own optimizer)."""
-    from tqdm import tqdm
-
     device = next(model.parameters()).device
     opt = torch.optim.AdamW(model.parameters(), lr=lr)
     model.train()

@@ -11,18 +11,24 @@ groups whose rewards are not all equal (DAPO / verl filter_groups); only this co
 from __future__ import annotations
 
 import time
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 
 import torch
 
 from executor.config import RunConfig
 from executor.policy import Policy
-from executor.sampler import HFSampler, Sampler, SamplingParams
-from executor.tasks import Task, problems
+from executor.records import (Learning, PhaseSeconds, rollout_metrics, step_metrics, trace_generate,
+                              trace_train, trace_weight_sync)
+from executor.sampler import HFSampler, Rollout, SamplingParams
+from executor.tasks import Problem, Task, problems
 from executor.tracing import StepMetrics, Tracer
 from executor.trainer import GRPOTrainer
 from executor.verifier import VerifierPool
 from executor.weight_sync import sync_weights
+
+__all__ = ["StepContext", "decode", "evaluate", "round_seed", "run_filtered_step", "run_step",
+           "signal_groups", "step_seed", "trace_train"]
 
 
 @dataclass
@@ -34,11 +40,17 @@ class StepContext:
     task: Task
     pool: VerifierPool
     params: SamplingParams
-    sampler: Sampler | None = None
+    sampler: HFSampler | None = None      # the core loop generates with the HF backend
     trainer: GRPOTrainer | None = None
     tracer: Tracer | None = None
     data_cursor: int = 0
     output_tokens: int = field(default=0)
+
+    def parts(self) -> tuple[HFSampler, GRPOTrainer, Tracer]:
+        """The sampler, trainer and tracer a step needs (set by the loop before the first)."""
+        if self.sampler is None or self.trainer is None or self.tracer is None:
+            raise RuntimeError("StepContext: set sampler, trainer and tracer before running a step")
+        return self.sampler, self.trainer, self.tracer
 
 
 def step_seed(seed: int, step: int) -> int:
@@ -64,30 +76,20 @@ def evaluate(ctx: StepContext, model: torch.nn.Module) -> float:
     return sum(r.reward for r in results) / n
 
 
-def trace_train(tracer: Tracer, step: int, version: int, t0: float, stats) -> None:
-    """Trainer rows of one step: each timed phase, plus batching/advantages before the first."""
-    for ph in stats.phases:
-        tracer.add("trainer", 0, ph.name, step, version, tracer.rel_perf(ph.start),
-                   tracer.rel_perf(ph.end), ph.sequences, 0, ph.tokens, **ph.extra)
-    first = min((ph.start for ph in stats.phases), default=t0)
-    if first > t0:
-        tracer.add("trainer", 0, "train", step, version, tracer.rel_perf(t0), tracer.rel_perf(first),
-                   stats.sequences, 0, stats.tokens, part="batching+advantages")
-
-
 def run_step(ctx: StepContext, step: int) -> StepMetrics:
     """Sample -> verify -> train -> sync for RL step `step` (dynamic sampling: see
     `run_filtered_step`)."""
     ds = ctx.cfg.scenario.workload.dynamic_sampling
     if ds is not None and ds.enabled:
         return run_filtered_step(ctx, step, ds)
-    cfg, tok, tracer, sampler = ctx.cfg, ctx.policy.tokenizer, ctx.tracer, ctx.sampler
+    sampler, trainer, tracer = ctx.parts()
+    cfg, tok = ctx.cfg, ctx.policy.tokenizer
     version = sampler.policy_version
     probs = problems(ctx.task, cfg.seed, ctx.data_cursor, cfg.prompts_per_step)
     ctx.data_cursor += cfg.prompts_per_step
-    futures: dict[int, object] = {}
+    futures: dict[int, Future] = {}
 
-    def verify_now(row: int, r) -> None:      # scored while the other samples still decode
+    def verify_now(row: int, r: Rollout) -> None:      # scored while the other samples still decode
         futures[row] = ctx.pool.submit(row, probs[r.group], decode(tok, r.completion_ids))
 
     t0 = time.perf_counter()
@@ -97,30 +99,18 @@ def run_step(ctx: StepContext, step: int) -> StepMetrics:
     results = ctx.pool.gather([futures[row] for row in range(len(batch.rollouts))], t0)
     t2 = time.perf_counter()
     rewards = [r.reward for r in results]
-    stats = ctx.trainer.step(batch.rollouts, rewards, cfg.samples_per_prompt)
+    stats = trainer.step(batch.rollouts, rewards, cfg.samples_per_prompt)
     t3 = time.perf_counter()
     sync = sync_weights(ctx.policy.model, sampler)
     t4 = time.perf_counter()
-    tm = batch.timing
-    ctx.output_tokens += tm.output_tokens
-    tracer.add("sampler", 0, "generate", step, version, tracer.rel_perf(t0), tracer.rel_perf(t1),
-               tm.sequences, tm.prompt_tokens, tm.output_tokens, prefill_s=tm.prefill_s,
-               decode_s=tm.decode_s, decode_iterations=tm.decode_iterations,
-               staleness=[version - r.policy_version for r in batch.rollouts])
+    ctx.output_tokens += batch.timing.output_tokens
+    trace_generate(tracer, step, version, t0, t1, batch.timing,
+                   [version - r.policy_version for r in batch.rollouts])
     tracer.add_verify(step, version, results)
     trace_train(tracer, step, version, t2, stats)
-    for pool in ("trainer", "sampler"):
-        tracer.add(pool, 0, "weight_sync", step, sync.policy_version, tracer.rel_perf(sync.start),
-                   tracer.rel_perf(sync.end), bytes=sync.bytes)
-    lengths = [len(r.completion_ids) for r in batch.rollouts]
-    return StepMetrics(
-        step=step, policy_version=version, mean_reward=sum(rewards) / len(rewards),
-        accuracy=sum(r == 1.0 for r in rewards) / len(rewards), kl=stats.kl, entropy=stats.entropy,
-        loss=stats.loss, clip_fraction=stats.clip_fraction, grad_norm=stats.grad_norm,
-        response_tokens_mean=sum(lengths) / len(lengths),
-        finished_fraction=sum(r.finished for r in batch.rollouts) / len(lengths),
-        step_s=t4 - t0, generate_s=t1 - t0, verify_s=t2 - t1, train_s=t3 - t2,
-        weight_sync_s=t4 - t3, data_cursor=ctx.data_cursor)
+    trace_weight_sync(tracer, step, sync.policy_version, sync.start, sync.end, sync.bytes)
+    return rollout_metrics(step, version, rewards, batch.rollouts, Learning.of(stats),
+                           PhaseSeconds(t4 - t0, t1 - t0, t2 - t1, t3 - t2, t4 - t3), ctx.data_cursor)
 
 
 # --- dynamic sampling (DAPO / verl `filter_groups`) ------------------------------------------
@@ -146,22 +136,28 @@ def run_filtered_step(ctx: StepContext, step: int, ds) -> StepMetrics:
     an error there instead). Each round is a `generate` trace row with extra round,
     signal_groups and kept_groups; learning metrics (reward, accuracy, lengths) cover every
     generated sample, the step's timings every round."""
-    from rlvr_sim.dynamic_sampling import prompts_per_round
+    from rlvr_sim.dynamic_sampling import prompts_per_round   # lazy: it imports scipy
 
-    cfg, tok, tracer, sampler = ctx.cfg, ctx.policy.tokenizer, ctx.tracer, ctx.sampler
+    sampler, trainer, tracer = ctx.parts()
+    cfg, tok = ctx.cfg, ctx.policy.tokenizer
     version = sampler.policy_version
     k, target = cfg.samples_per_prompt, cfg.prompts_per_step
     m = prompts_per_round(target, ds.oversample_factor)
-    kept_rollouts, kept_rewards, all_rewards, lengths, finished = [], [], [], [], 0
+    kept_rollouts: list[Rollout] = []
+    kept_rewards: list[float] = []
+    all_rewards: list[float] = []
+    lengths: list[int] = []
+    finished: list[bool] = []
     generate_s = verify_s = 0.0
-    last = None
+    last: tuple[list[Rollout], list[float]] = ([], [])
     t_start = time.perf_counter()
     for rnd in range(ds.max_rounds):
         probs = problems(ctx.task, cfg.seed, ctx.data_cursor, m)
         ctx.data_cursor += m
-        futures: dict[int, object] = {}
+        futures: dict[int, Future] = {}
 
-        def verify_now(row: int, r, probs=probs, futures=futures) -> None:
+        def verify_now(row: int, r: Rollout, probs: list[Problem] = probs,
+                       futures: dict[int, Future] = futures) -> None:
             futures[row] = ctx.pool.submit(row, probs[r.group], decode(tok, r.completion_ids))
 
         t0 = time.perf_counter()
@@ -179,35 +175,27 @@ def run_filtered_step(ctx: StepContext, step: int, ds) -> StepMetrics:
             if ok and len(kept_rollouts) < target * k:
                 kept_rollouts += batch.rollouts[g * k:(g + 1) * k]
                 kept_rewards += rewards[g * k:(g + 1) * k]
-        tm = batch.timing
-        ctx.output_tokens += tm.output_tokens
-        tracer.add("sampler", 0, "generate", step, version, tracer.rel_perf(t0), tracer.rel_perf(t1),
-                   tm.sequences, tm.prompt_tokens, tm.output_tokens, prefill_s=tm.prefill_s,
-                   decode_s=tm.decode_s, decode_iterations=tm.decode_iterations,
-                   staleness=[version - r.policy_version for r in batch.rollouts], round=rnd,
-                   signal_groups=sum(signal), kept_groups=len(kept_rollouts) // k - kept_before)
+        ctx.output_tokens += batch.timing.output_tokens
+        trace_generate(tracer, step, version, t0, t1, batch.timing,
+                       [version - r.policy_version for r in batch.rollouts], round=rnd,
+                       signal_groups=sum(signal), kept_groups=len(kept_rollouts) // k - kept_before)
         tracer.add_verify(step, version, results)
         all_rewards += rewards
         lengths += [len(r.completion_ids) for r in batch.rollouts]
-        finished += sum(r.finished for r in batch.rollouts)
+        finished += [r.finished for r in batch.rollouts]
         last = (batch.rollouts, rewards)
         if len(kept_rollouts) >= target * k:
             break
     if not kept_rollouts:
         kept_rollouts, kept_rewards = last
     t2 = time.perf_counter()
-    stats = ctx.trainer.step(kept_rollouts, kept_rewards, k)
+    stats = trainer.step(kept_rollouts, kept_rewards, k)
     t3 = time.perf_counter()
     sync = sync_weights(ctx.policy.model, sampler)
     t4 = time.perf_counter()
     trace_train(tracer, step, version, t2, stats)
-    for pool in ("trainer", "sampler"):
-        tracer.add(pool, 0, "weight_sync", step, sync.policy_version, tracer.rel_perf(sync.start),
-                   tracer.rel_perf(sync.end), bytes=sync.bytes)
-    return StepMetrics(
-        step=step, policy_version=version, mean_reward=sum(all_rewards) / len(all_rewards),
-        accuracy=sum(r == 1.0 for r in all_rewards) / len(all_rewards), kl=stats.kl,
-        entropy=stats.entropy, loss=stats.loss, clip_fraction=stats.clip_fraction,
-        grad_norm=stats.grad_norm, response_tokens_mean=sum(lengths) / len(lengths),
-        finished_fraction=finished / len(lengths), step_s=t4 - t_start, generate_s=generate_s,
-        verify_s=verify_s, train_s=t3 - t2, weight_sync_s=t4 - t3, data_cursor=ctx.data_cursor)
+    trace_weight_sync(tracer, step, sync.policy_version, sync.start, sync.end, sync.bytes)
+    return step_metrics(step, version, all_rewards, sum(lengths) / len(lengths),
+                        sum(finished) / len(lengths), Learning.of(stats),
+                        PhaseSeconds(t4 - t_start, generate_s, verify_s, t3 - t2, t4 - t3),
+                        ctx.data_cursor)

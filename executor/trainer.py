@@ -15,6 +15,8 @@ for each iteration and mini-batch a forward, backward and AdamW step, each timed
 
 from __future__ import annotations
 
+import math
+
 import time
 from dataclasses import dataclass, field
 
@@ -201,7 +203,10 @@ class GRPOTrainer:
         for group in self.optimizer.param_groups:
             group["lr"] = self.cfg.lr * scale
 
-    def _timed_logps(self, name: str, model: torch.nn.Module, batch: Batch, phases: list[Phase]):
+    def _timed_logps(self, name: str, model: torch.nn.Module | None, batch: Batch,
+                     phases: list[Phase]) -> torch.Tensor:
+        if model is None:
+            raise ValueError(f"{name}: no model (beta > 0 needs the reference model)")
         _sync(self.device)
         t0 = time.perf_counter()
         with torch.no_grad():
@@ -230,7 +235,7 @@ class GRPOTrainer:
             if old_logps.shape != batch.mask.shape:
                 raise ValueError(f"old_logps has shape {tuple(old_logps.shape)}; the batch's "
                                  f"completion mask has {tuple(batch.mask.shape)}")
-            old = old_logps.to(self.device, torch.float32)
+            old: torch.Tensor | None = old_logps.to(self.device, torch.float32)
         else:
             old = self._timed_logps("old_logprob", self.model, batch, phases) if reuse else None
         n = len(rollouts)
@@ -246,6 +251,7 @@ class GRPOTrainer:
                 _sync(self.device)
                 t0 = time.perf_counter()
                 logps, entropy = token_logps(self.model, mb, cfg.temperature, with_entropy=True)
+                assert entropy is not None        # with_entropy=True
                 old_mb = old[sl] if old is not None else logps.detach()
                 loss, stats = grpo_loss(logps, old_mb, adv[sl], mb.mask, cfg.loss,
                                         ref[sl] if ref is not None else None, dapo_norm)
@@ -256,8 +262,10 @@ class GRPOTrainer:
                 _sync(self.device)
                 t2 = time.perf_counter()
                 self._set_lr()
-                grad_norm = (torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm)
-                             if cfg.max_grad_norm else torch.tensor(0.0))
+                # the pre-clip norm; without clipping (max_grad_norm None) an infinite bound
+                # measures it without scaling anything, so it is never a stand-in 0
+                grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(),
+                                                           cfg.max_grad_norm or math.inf)
                 self.optimizer.step()
                 _sync(self.device)
                 t3 = time.perf_counter()

@@ -17,12 +17,22 @@ across the k samples, no separate sampler copy, so no weight-sync row).
 from __future__ import annotations
 
 import contextlib
+import math
 import statistics
+import tempfile
 import time
 from dataclasses import dataclass, field
 
 from executor.config import RunConfig
+from executor.records import Learning, PhaseSeconds, step_metrics
+from executor.run import (ExecuteResult, build_policy, seed_everything, start_fresh, summarize,
+                          warm_start, write_result)
+from executor.sampler import SamplingParams
+from executor.steps import StepContext, evaluate
+from executor.tasks import make_task, problems
 from executor.tracing import StepMetrics, Tracer, append_metrics, save_trace
+from executor.verifier import VerifierPool
+from rlvr_sim.errors import UserError
 
 
 @dataclass
@@ -60,11 +70,11 @@ def capture_trl_profiling(rec: Recorder):
             rec.add(self.name.partition(".")[2] or self.name, self._start_time, time.perf_counter())
         return original(self, exc_type, exc, tb)
 
-    profiling.ProfilingContext.__exit__ = __exit__
+    profiling.ProfilingContext.__exit__ = __exit__  # type: ignore[method-assign]
     try:
         yield rec
     finally:
-        profiling.ProfilingContext.__exit__ = original
+        profiling.ProfilingContext.__exit__ = original  # type: ignore[method-assign]
 
 
 def make_callback(rec: Recorder):
@@ -147,29 +157,17 @@ def _wrap_phases(trainer, rec: Recorder) -> None:
 
 
 def run_trl(scenario, steps: int | None = None, out_dir: str | None = None,
-            trace_path: str | None = None, progress: bool = True, resume: bool = False):
-    """Train the scenario with TRL's GRPOTrainer; returns executor.loop.ExecuteResult."""
-    import tempfile
-
-    from datasets import Dataset
+            trace_path: str | None = None, progress: bool = True,
+            resume: bool = False) -> ExecuteResult:
+    """Train the scenario with TRL's GRPOTrainer; returns the run summary."""
+    from datasets import Dataset                     # lazy: the TRL stack is optional
     from transformers.trainer_callback import PrinterCallback
     from trl import GRPOTrainer
-
-    from executor.loop import build_policy
-    from executor.loop import warm_start
-    from executor.orchestrator_trainer import result_of, seed_everything
-    from executor.sampler import SamplingParams
-    from executor.steps import StepContext, evaluate
-    from executor.tasks import make_task, problems
-    from executor.verifier import VerifierPool
-    from rlvr_sim.errors import UserError
 
     if resume:
         raise UserError("--resume is not supported for executor.backend=trl")
     cfg = RunConfig.from_scenario(scenario, steps, out_dir, trace_path)
-    cfg.out_dir.mkdir(parents=True, exist_ok=True)
-    for stale in (cfg.metrics_path, cfg.trace_path):
-        stale.unlink(missing_ok=True)
+    start_fresh(cfg)
     seed_everything(cfg.seed)
     policy, task, tracer, rec = build_policy(cfg), make_task(cfg.spec), Tracer(cfg.run_id), Recorder()
     probs = problems(task, cfg.seed, 0, cfg.steps * cfg.prompts_per_step)
@@ -193,13 +191,19 @@ def run_trl(scenario, steps: int | None = None, out_dir: str | None = None,
             append_metrics(cfg.metrics_path, row)
         save_trace(tracer, cfg.trace_path, None)
         accuracy_after = evaluate(ctx, policy.model)
-    wall_s = sum(r.step_s for r in rows)
     tokens = sum(s.info.get("output_tokens", 0) for s in rec.spans if s.name == "generate_and_score")
-    return result_of(cfg, policy, evals, rows, accuracy_after, wall_s, tokens)
+    return write_result(cfg, summarize(cfg, policy, evals, rows, accuracy_after, tokens), evals)
 
 
 def _within(span: Span, outer: list[Span]) -> bool:
     return any(o.start <= span.start and span.end <= o.end for o in outer)
+
+
+def logged_mean(entries: list[dict], key: str) -> float:
+    """Mean of TRL log key `key` over an RL step's optimizer-step log entries; NaN when TRL did
+    not log it (e.g. `kl` with beta = 0), never a stand-in 0."""
+    values = [e[key] for e in entries if key in e and e[key] is not None]
+    return statistics.fmean(values) if values else math.nan
 
 
 def trace_rl_steps(tracer: Tracer, rec: Recorder, log_history: list[dict],
@@ -213,9 +217,14 @@ def trace_rl_steps(tracer: Tracer, rec: Recorder, log_history: list[dict],
         gen = next((s for s in mine if s.name == "generate_and_score"), None)
         if gen is None:
             break
-        by = lambda name: [s for s in mine if s.name == name]  # noqa: E731
-        add = lambda pool, phase, s, **kw: tracer.add(  # noqa: E731
-            pool, 0, phase, step, step, tracer.rel_perf(s.start), tracer.rel_perf(s.end), **kw)
+
+        def by(name: str, mine: list[Span] = mine) -> list[Span]:
+            return [s for s in mine if s.name == name]
+
+        def add(pool: str, phase: str, s: Span, step: int = step, **kw) -> None:
+            tracer.add(pool, 0, phase, step, step, tracer.rel_perf(s.start), tracer.rel_perf(s.end),
+                       **kw)
+
         for s in by("transformers.generate"):
             add("sampler", "generate", s, sequences=gen.info["sequences"],
                 prompt_tokens=gen.info["prompt_tokens"], output_tokens=gen.info["output_tokens"],
@@ -233,19 +242,19 @@ def trace_rl_steps(tracer: Tracer, rec: Recorder, log_history: list[dict],
                 sequences=per_mini, forward_s=loss.end - loss.start, backward_s=back.end - back.start)
         for s in by("optimizer"):
             add("trainer", "optimizer", s, sequences=per_mini)
-        steps_ = by("step")
-        step_s = sum(s.end - s.start for s in steps_)
+        step_s = sum(s.end - s.start for s in by("step"))
         gen_s = sum(s.end - s.start for s in by("transformers.generate"))
         verify_s = max(r.end_s for r in results) - min(r.start_s for r in results)
         entries = [logs[g] for g in range(step * m + 1, (step + 1) * m + 1) if g in logs]
-        mean = lambda key: statistics.fmean([e[key] for e in entries if key in e] or [0.0])  # noqa: E731
+        learning = Learning(loss=logged_mean(entries, "loss"), kl=logged_mean(entries, "kl"),
+                            entropy=logged_mean(entries, "entropy"),
+                            clip_fraction=logged_mean(entries, "clip_ratio/region_mean"),
+                            grad_norm=logged_mean(entries, "grad_norm"))
         rewards = rec.rewards[gens.index(gen)]
-        rows.append(StepMetrics(
-            step=step, policy_version=step, mean_reward=statistics.fmean(rewards),
-            accuracy=sum(r == 1.0 for r in rewards) / len(rewards), kl=mean("kl"),
-            entropy=mean("entropy"), loss=mean("loss"), clip_fraction=mean("clip_ratio/region_mean"),
-            grad_norm=mean("grad_norm"), response_tokens_mean=gen.info["output_tokens"] / gen.info["sequences"],
-            finished_fraction=1.0 - mean("completions/clipped_ratio"), step_s=step_s, generate_s=gen_s,
-            verify_s=verify_s, train_s=step_s - (gen.end - gen.start), weight_sync_s=0.0,
-            data_cursor=(step + 1) * cfg.prompts_per_step))
+        row = step_metrics(
+            step, step, rewards, gen.info["output_tokens"] / gen.info["sequences"],
+            1.0 - logged_mean(entries, "completions/clipped_ratio"), learning,
+            PhaseSeconds(step_s, gen_s, verify_s, step_s - (gen.end - gen.start), 0.0),
+            (step + 1) * cfg.prompts_per_step)
+        rows.append(row)
     return rows

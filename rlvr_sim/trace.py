@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterable
+from typing import Any, Iterable
 
 import pandas as pd
 
@@ -55,13 +55,13 @@ class TraceEvent:
     sequences: int = 0
     prompt_tokens: int = 0
     output_tokens: int = 0
-    extra: dict = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def duration_s(self) -> float:
         return self.end_s - self.start_s
 
-    def row(self) -> dict:
+    def row(self) -> dict[str, Any]:
         r = asdict(self)
         r["extra"] = json.dumps(self.extra, sort_keys=True) if self.extra else "{}"
         return r
@@ -104,6 +104,103 @@ def read_trace(path: str | Path) -> pd.DataFrame:
     return df.astype(_DTYPES)
 
 
-def extra_field(df: pd.DataFrame, key: str, default=None) -> pd.Series:
+def extra_field(df: pd.DataFrame, key: str, default: Any = None) -> pd.Series:
     """One key of the `extra` JSON column as a Series (default where absent)."""
     return df["extra"].map(lambda s: json.loads(s).get(key, default) if s else default)
+
+
+# --- typed `extra` per phase ---------------------------------------------------------------
+# The on-disk `extra` stays a JSON object (both writers keep their keys); readers go through
+# these models instead of reading keys by hand, so a renamed key fails here, in one place.
+def _opt_float(d: dict[str, Any], key: str) -> float | None:
+    v = d.get(key)
+    return None if v is None else float(v)
+
+
+def _opt_int(d: dict[str, Any], key: str) -> int | None:
+    v = d.get(key)
+    return None if v is None else int(v)
+
+
+@dataclass(frozen=True)
+class GenerateExtra:
+    """`extra` of a sampler `generate` row. None: the writer did not record it (the simulator
+    records no prefill/decode split; only the executor's HF/vLLM paths count decode iterations)."""
+
+    staleness: list[int]
+    prefill_s: float | None = None
+    decode_s: float | None = None
+    decode_iterations: int | None = None
+    multi_version_samples: int = 0
+    round: int | None = None               # dynamic sampling: generation round of the step
+    signal_groups: int | None = None
+    kept_groups: int | None = None
+    batch_index: int | None = None         # async: the sampler's batch number
+    dropped: bool = False                  # async, stale_policy drop: the trainer discarded it
+    backend: str | None = None             # executor backend when not the HF one (vllm, trl)
+
+    @classmethod
+    def parse(cls, text: str) -> GenerateExtra:
+        d = json.loads(text or "{}")
+        return cls(staleness=[int(x) for x in d.get("staleness", [])],
+                   prefill_s=_opt_float(d, "prefill_s"), decode_s=_opt_float(d, "decode_s"),
+                   decode_iterations=_opt_int(d, "decode_iterations"),
+                   multi_version_samples=int(d.get("multi_version_samples", 0)),
+                   round=_opt_int(d, "round"), signal_groups=_opt_int(d, "signal_groups"),
+                   kept_groups=_opt_int(d, "kept_groups"), batch_index=_opt_int(d, "batch_index"),
+                   dropped=bool(d.get("dropped", False)), backend=d.get("backend"))
+
+
+CHECKER_ERROR = "checker error"     # the executor's reason prefix when the checker itself failed
+
+
+@dataclass(frozen=True)
+class VerifyExtra:
+    """`extra` of a verifier `verify` row, with checker errors and wrong answers apart.
+
+    The two writers used the key `failures` for different things: the simulator for checker
+    failures (its verifier model's failure rate; no answers are graded), the executor for every
+    reward-0 sample (wrong answers and checker errors) with `reasons` counting why. So:
+    `checker_errors` is the simulator's `failures`, or the executor's reasons starting with
+    "checker error"; `wrong_answers` is the executor's other reward-0 samples, None for the
+    simulator (it does not grade answers).
+    """
+
+    busy_s: float | None = None
+    latencies_s: list[float] = field(default_factory=list)
+    ends_s: list[float] = field(default_factory=list)
+    timeouts: int | None = None
+    reasons: dict[str, int] | None = None
+    failures: int | None = None            # the raw key, writer-dependent (see above)
+
+    @classmethod
+    def parse(cls, text: str) -> VerifyExtra:
+        d = json.loads(text or "{}")
+        reasons = d.get("reasons")
+        return cls(busy_s=_opt_float(d, "busy_s"),
+                   latencies_s=[float(x) for x in d.get("latencies_s", [])],
+                   ends_s=[float(x) for x in d.get("ends_s", [])], timeouts=_opt_int(d, "timeouts"),
+                   reasons=None if reasons is None else {str(k): int(v) for k, v in reasons.items()},
+                   failures=_opt_int(d, "failures"))
+
+    @property
+    def checker_errors(self) -> int | None:
+        if self.reasons is None:
+            return self.failures
+        return sum(n for r, n in self.reasons.items() if r.startswith(CHECKER_ERROR))
+
+    @property
+    def wrong_answers(self) -> int | None:
+        if self.reasons is None or self.failures is None:
+            return None
+        return self.failures - (self.checker_errors or 0)
+
+
+def generate_extras(df: pd.DataFrame) -> list[GenerateExtra]:
+    """The typed `extra` of each `generate` row of `df`, in row order."""
+    return [GenerateExtra.parse(s) for s in df.loc[df["phase"] == "generate", "extra"]]
+
+
+def verify_extras(df: pd.DataFrame) -> list[VerifyExtra]:
+    """The typed `extra` of each `verify` row of `df`, in row order."""
+    return [VerifyExtra.parse(s) for s in df.loc[df["phase"] == "verify", "extra"]]

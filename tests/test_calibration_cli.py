@@ -223,9 +223,9 @@ def test_verify_burst_counts_rewards_arriving_after_generation():
         row(3, "verify", 3.0, 3.1, ends_s=[3.05]),
     ])
     assert _verify_burst(trace, [2, 3]) == pytest.approx((3 + 1) / 2)
-    # a trace without per-sample reward times (older executor): unknown, 0
+    # a trace without per-sample reward times (older executor): unknown
     old = trace.assign(extra=json.dumps({}))
-    assert _verify_burst(old, [2, 3]) == 0.0
+    assert _verify_burst(old, [2, 3]) is None        # not measured, never a stand-in 0
 
 
 def test_cpu_equivalent_scales_by_the_per_process_share_once():
