@@ -91,14 +91,14 @@ def attention_rows(device: str, batches, contexts, heads: int, kv_heads: int, he
                     continue
                 try:
                     with sdpa_kernel([be]):
-                        s = _time_s(lambda: F.scaled_dot_product_attention(q, k, v, enable_gqa=True),
+                        s = _time_s(lambda q=q, k=k, v=v: F.scaled_dot_product_attention(q, k, v, enable_gqa=True),
                                     device)
                 except Exception as exc:  # backend refuses this shape/dtype: record nothing
                     print(f"  attention {name} b={b} ctx={ctx}: {type(exc).__name__}", file=sys.stderr)
                     continue
                 rows.append(KernelRow("attention", name, b, ctx, 0, 0, heads, kv_heads, head_dim,
                                       kv_bytes, s, kv_bytes / s))
-            q = k = v = None  # free before the next shape (the lambdas close over these cells)
+            del q, k, v  # free before the next shape
     return rows
 
 
@@ -113,11 +113,11 @@ def gemm_rows(device: str, batches, shapes, deadline: float) -> list[KernelRow]:
             if time.monotonic() > deadline:
                 break
             x = torch.randn(b, d_in, device=device, dtype=dtype)
-            s = _time_s(lambda: x @ w, device)
+            s = _time_s(lambda x=x, w=w: x @ w, device)
             wb = float(d_in * d_out * w.element_size())
             rows.append(KernelRow("gemm", "cublas" if device == "cuda" else "cpu", b, 0, d_in,
                                   d_out, 0, 0, 0, wb, s, wb / s))
-        w = None  # free before the next shape
+        del w  # free before the next shape
     return rows
 
 
