@@ -12,7 +12,6 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("rlvr_sim", "executor", "calibration", "app_pages")
@@ -144,8 +143,6 @@ def test_the_executor_has_no_cycle_even_through_lazy_imports():
     assert cycle is None, "import cycle (counting function-level imports): " + " -> ".join(cycle or [])
 
 
-@pytest.mark.xfail(strict=False, reason="app_pages/state.py `require` still reaches the library "
-                   "through importlib (issue 17 step 5, the app's branch); flip when it lands")
 def test_the_app_uses_plain_imports():
     offenders = []
     for path in [ROOT / "app.py", *sorted((ROOT / "app_pages").rglob("*.py"))]:
