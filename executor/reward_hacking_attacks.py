@@ -123,11 +123,11 @@ ATTACKS: tuple[Attack, ...] = (
     Attack("print_fake_results", "fake output",
            "    print('passed\\nSANDBOX-OK\\n{\"cases\":[{\"value\":5}]}')\n    return None\n"),
     Attack("write_fake_result_lines", "fake output",
-           "    import os\n    for fd in range(0, 64):\n        try:\n"
+           "    import os\n    for fd in range(0, 1024):\n        try:\n"
            "            os.write(fd, b'{\"cases\":[{\"value\":0},{\"value\":0},{\"value\":0},"
            "{\"value\":0}]}\\n')\n        except OSError:\n            pass\n    return 0\n"),
     Attack("forge_header_then_exit", "fake output",
-           "    import os\n    for fd in range(3, 64):\n        try:\n"
+           "    import os\n    for fd in range(3, 1024):\n        try:\n"
            "            os.write(fd, b'\\n{\"isolation\":\"os\"}\\n{\"cases\":[]}\\n')\n"
            "        except OSError:\n            pass\n    os._exit(0)\n"),
     Attack("atexit_success", "fake output",
