@@ -10,10 +10,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rlvr_sim.errors import UserError
-from rlvr_sim.sweep.jobs import STATUS_INVALID, STATUS_OK, PlanJob, PlanOutcome
+from rlvr_sim.sweep.jobs import STATUS_INVALID, STATUS_OK, PlanJob, PlanMetrics, PlanOutcome
 from rlvr_sim.sweep.planner import Evaluator, balanced_share, exhaustive, search
 from rlvr_sim.sweep.pools import InlinePool
 from rlvr_sim.sweep.recommend import Constraints, choose, recommend
+from summaries import toy_summary
 from rlvr_sim.sweep.space import (COLOCATED, DISAGGREGATED, Allocation, SearchSpace, default_sizes,
                                   enumerate_space, neighbours, round_split)
 
@@ -41,10 +42,8 @@ def toy_outcome(job: PlanJob, gen_work: float, train_work: float, min_trainer_gr
         step = gen + train + 2.0
         total = c["sampler.gpus"] + c["trainer.gpus"]
     hours = step * 100 / 3600
-    summary = {"hours_total": hours, "cost.usd_total": hours * total * PRICE[c["hardware.gpu"]],
-               "step_time_s.mean": step, "utilization.sampler": gen / step, "utilization.trainer": train / step,
-               "idle_s.sampler": step - gen, "idle_s.trainer": step - train,
-               "bottleneck": "sampler" if gen >= train else "trainer"}
+    summary = toy_summary(hours, hours * total * PRICE[c["hardware.gpu"]], step, gen / step, train / step,
+                          "sampler" if gen >= train else "trainer")
     return PlanOutcome(job.index, job.plan_id, c, STATUS_OK, None, summary, "toy")
 
 
@@ -97,7 +96,7 @@ def test_search_is_cheaper_than_brute_force_on_a_larger_space():
 def test_balanced_share_equalises_pool_busy_time():
     probe = Allocation("h100-sxm", 16, DISAGGREGATED, 8, 1, 8, 1, 0, 4)
     # sampler busy 30 s on 8 GPUs (240 GPU-s), trainer 10 s on 8 GPUs (80 GPU-s): 3/4 to the sampler
-    share = balanced_share(probe, {"step_time_s.mean": 40.0, "utilization.sampler": 0.75, "utilization.trainer": 0.25})
+    share = balanced_share(probe, PlanMetrics.of(toy_summary(1.0, 1.0, 40.0, 0.75, 0.25, "sampler")))
     assert share == pytest.approx(0.75)
     assert round_split(share, 16, 2, 1) == 12
     assert round_split(0.99, 16, 4, 4) == 12   # both pools keep whole TP groups

@@ -18,7 +18,7 @@ from tqdm import tqdm
 from rlvr_sim.sweep.grid import Plan
 from rlvr_sim.sweep.jobs import STATUS_ERROR, STATUS_INVALID, STATUS_OK, PlanJob, PlanOutcome, make_jobs
 from rlvr_sim.sweep.pools import Pool
-from rlvr_sim.sweep.store import ResultStore, outcomes_frame
+from rlvr_sim.sweep.store import ResultStore, outcome_row, outcomes_frame
 
 
 @dataclass
@@ -75,5 +75,5 @@ def run_sweep(scenario: str | Path | dict[str, Any], plans: list[Plan], pool: Po
         frame = store.consolidate(keep_parts=interrupted)
         frame = frame[frame["plan_id"].isin(wanted)].reset_index(drop=True) if not frame.empty else frame
     else:
-        frame = outcomes_frame([outcome.row() for outcome in finished])
+        frame = outcomes_frame([outcome_row(outcome) for outcome in finished])
     return SweepResult(frame, planned=len(jobs), resumed=len(jobs) - len(todo), interrupted=interrupted)
