@@ -10,7 +10,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from rlvr_sim.errors import UserError
-from rlvr_sim.sim.steady import Rule
+from rlvr_sim.sim.steady import PLANNER_RULE, Rule
 from rlvr_sim.sweep.grid import Plan, parse_grid_option
 from rlvr_sim.sweep.pareto import DOLLARS, HOURS, pareto_front
 from rlvr_sim.sweep.planner import Evaluator, exhaustive, search
@@ -68,9 +68,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "(repeatable; the first value is where the search starts)")
     p.add_argument("--steps", type=int, default=None,
                    help="simulated RL steps per plan (default: until the step time is steady, at most "
-                        f"{Rule().max_steps}; hours extrapolate)")
-    p.add_argument("--max-steps", type=int, default=Rule().max_steps,
-                   help=f"cap on the steps of a plan simulated until steady (default {Rule().max_steps})")
+                        f"{PLANNER_RULE.max_steps}, mean known to {PLANNER_RULE.rel_tol:.0%}; hours extrapolate)")
+    p.add_argument("--max-steps", type=int, default=PLANNER_RULE.max_steps,
+                   help=f"cap on the steps of a plan simulated until steady (default {PLANNER_RULE.max_steps})")
     p.add_argument("--draws", type=int, default=12,
                    help="robustness draws of the efficiency terms and lengths for the frontier (default 12; 0: off)")
     p.add_argument("--length-range", type=float, default=DEFAULT_LENGTH_RANGE,
@@ -160,7 +160,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--length-range {args.length_range}: give a fraction in [0, 1), e.g. 0.15")
     started = time.perf_counter()
     pool = open_pool(args.workers, ray_address=args.ray or None, use_ray=args.ray is not None)
-    rule = Rule(max_steps=args.max_steps)
+    rule = Rule(rel_tol=PLANNER_RULE.rel_tol, min_steady=PLANNER_RULE.min_steady, max_steps=args.max_steps)
     try:
         ev = Evaluator(args.scenario, pool, args.steps, args.seed, progress=not args.json and sys.stderr.isatty(),
                        fixed=fixed_plan(args), steady=rule if args.steps is None else None)
