@@ -156,3 +156,26 @@ def test_nothing_fits_and_impossible_constraints_are_clean_errors():
     result = search(space, base_of(space), ev)
     with pytest.raises(UserError, match="cheapest plan costs"):
         choose(result, Constraints(budget_usd=0.01))
+
+
+@pytest.mark.parametrize("gen, train", [(400000.0, 150000.0),
+                                        pytest.param(100000.0, 300000.0, marks=pytest.mark.slow),
+                                        pytest.param(800000.0, 40000.0, marks=pytest.mark.slow)])
+def test_search_visits_the_exhaustive_frontier_on_128_gpus(gen, train):
+    """A 128-GPU space (4 totals, TP 1-8 both pools, staleness 0-8, two GPU types): every plan on
+    the hours-vs-dollars frontier of the exhaustive sweep is simulated by the search too."""
+    from rlvr_sim.sweep.pareto import pareto_front
+
+    space = SearchSpace(gpus=("h100-sxm", "h200"), sizes=(128, 64, 32, 16), sampler_tps=(1, 2, 4, 8),
+                        trainer_tps=(1, 2, 4, 8), staleness=(0, 1, 2, 4, 8), mini_batches=(4,), gpus_per_node=8)
+    toy = Toy(gen, train)
+    searched = Evaluator({"name": "toy"}, InlinePool(toy), 4, 0)
+    result = search(space, base_of(space), searched)
+    full = Evaluator({"name": "toy"}, InlinePool(Toy(gen, train)), 4, 0)
+    brute = exhaustive(space, full)
+    front = pareto_front(brute.table)
+    frontier = {brute.allocations[pid] for pid in front["plan_id"]}
+    assert frontier and frontier <= set(searched.seen)
+    found = pareto_front(result.table)
+    assert found["hours_total"].tolist() == pytest.approx(front["hours_total"].tolist())
+    assert toy.calls < 0.2 * len(enumerate_space(space))
