@@ -4,7 +4,8 @@ Cases (each in a fresh subprocess pinned to one CPU, BLAS threads 1):
   plan64    : Llama-3.1-8B, 64 H100 colocated sync, 512 prompts x 16 samples, responses
               log-normal mean 2000 capped at 8192, 256 verifier workers;
   deepseek  : scenarios/deepseek-r1-zero-like.yaml (DeepSeek-V3 size, 512 x 16, up to 32K);
-  minimal   : scenarios/minimal.yaml (small: for memory at 100 vs 1000 steps).
+  minimal   : scenarios/minimal.yaml; small: the same with 4 prompts x 4 samples (memory at
+              100 vs 1000 steps under tracemalloc in seconds).
 The tracemalloc runs use `simulate(..., trace=False)` where the tree has it (what `simulate`
 without --trace keeps); an older tree keeps its trace rows, so its memory grows with steps.
 Each runs in `fast` mode (simulate()'s default: coalesced finishes, 3-point Simpson spans) and in
@@ -55,8 +56,9 @@ def child(case: str, steps: int, exact: bool, traced: bool = False, root: Path =
     from rlvr_sim.scenario import load_scenario
     from rlvr_sim.sim import simulate
 
-    files = {"deepseek": "deepseek-r1-zero-like.yaml", "minimal": "minimal.yaml"}
-    sc = load_scenario(PLAN64 if case == "plan64" else ROOT / "scenarios" / files[case])
+    files = {"deepseek": "deepseek-r1-zero-like.yaml", "minimal": "minimal.yaml", "small": "minimal.yaml"}
+    overrides = ["workload.prompts_per_step=4", "workload.samples_per_prompt=4"] if case == "small" else []
+    sc = load_scenario(PLAN64 if case == "plan64" else ROOT / "scenarios" / files[case], overrides)
     kwargs = {}
     if traced:
         import inspect

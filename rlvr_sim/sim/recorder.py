@@ -172,7 +172,7 @@ class Recorder:
 
     def __init__(self, run_id: str, steps: int, log: bool = False,
                  replica_counters: list[dict[int, StepCounters]] | None = None,
-                 trace: bool = True, keep_steps: int = 1024):
+                 trace: bool = True, keep_steps: int = 256):
         self.run_id = run_id
         self.trace = trace
         # each replica's live per-step counters; close_step moves a step's into its trace rows
