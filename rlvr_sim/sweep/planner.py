@@ -12,7 +12,12 @@ Search, per (GPU type, total), all searches advancing together so each round is 
 3. local search: move to the best neighbour (`space.neighbours`: split +-1/2 replicas, TP, staleness,
    mini-batches, placement) while it lowers hours; stop at a local optimum.
 The search can miss a global optimum that no improving path reaches; `exhaustive` evaluates the
-whole space for comparison (the tests check both agree on small spaces).
+whole space for comparison (the tests check both agree on small spaces, and that the search visits
+the exhaustive frontier of a 128-GPU space).
+
+Each plan is simulated until its step time is steady (`Evaluator.steady`, rlvr_sim.sim.steady;
+the table's `steps_simulated` / `warmup_steps` say how many steps each needed), unless a fixed
+`steps` is given. Results are read through the typed `PlanMetrics`, never by column name.
 """
 
 from __future__ import annotations
