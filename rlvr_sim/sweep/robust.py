@@ -171,7 +171,9 @@ def assess(base: "Evaluator", recommended: "Allocation", candidates: list["Alloc
 
     cands = list(dict.fromkeys([recommended, *candidates]))
     sp = spreads(sc, length_range)
-    hours, usd, winners = [], [], {}
+    hours: list[float] = []
+    usd: list[float] = []
+    winners: dict[str, int] = {}
     failed = 0
     for pert in draw_perturbations(sp, draws, seed):
         ev = Evaluator(base.scenario, base.pool, base.steps, base.seed, fixed=base.fixed,
