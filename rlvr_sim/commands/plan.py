@@ -148,6 +148,14 @@ def frontier_allocations(result) -> list[Allocation]:
     return [result.allocations[pid] for pid in front["plan_id"]] if not front.empty else []
 
 
+def robustness_candidates(result, ev: Evaluator, runners_up: int = 3) -> list[Allocation]:
+    """The frontier plus the `runners_up` next-best plans by the search's order (fewest hours,
+    then dollars): within one GPU type and total the frontier holds one plan, so "does it stay
+    best" is asked against its closest competitors too."""
+    ranked = sorted((a for a in ev.seen if ev.metrics(a) is not None), key=ev.key)
+    return list(dict.fromkeys([*frontier_allocations(result), *ranked[:runners_up + 1]]))
+
+
 def run(args: argparse.Namespace) -> int:
     space, base = build_space(args)
     if args.steps is not None and args.steps < 1:
@@ -168,7 +176,7 @@ def run(args: argparse.Namespace) -> int:
         rec = recommend(result, ev, Constraints(args.budget_usd, args.deadline_hours))
         search_s = time.perf_counter() - started
         if args.draws:
-            rec.robustness = assess(ev, rec.allocation, frontier_allocations(result), _base_scenario(args),
+            rec.robustness = assess(ev, rec.allocation, robustness_candidates(result, ev), _base_scenario(args),
                                     args.draws, args.deadline_hours, args.budget_usd, args.length_range,
                                     seed=args.seed or 0)
     finally:

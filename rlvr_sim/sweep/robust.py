@@ -9,7 +9,8 @@ factor uniform in [1 - `length_range`, 1 + `length_range`] (log-normal length di
 kinds are left as they are and the report says so). Every plan sees the same draw (common random
 numbers), so "which plan is best" is compared under one possible world at a time.
 
-`assess` evaluates the candidate plans (the frontier plus the recommended one) under `draws`
+`assess` evaluates the candidate plans (the frontier, the closest runners-up and the recommended
+one) under `draws`
 draws and reports, for the recommended plan, the share of draws in which it is still the plan
 the same choice rule picks among the candidates, and the 10th/50th/90th percentiles of its hours
 and dollars. A recommendation is `robust` when it stays best in at least `ROBUST_SHARE` of draws.
@@ -132,7 +133,7 @@ class Robustness:
     def sentence(self) -> str:
         verdict = "robust" if self.robust else "NOT robust"
         return (f"Robustness ({verdict}): recommended in {self.share_best:.0%} of {self.draws} draws "
-                f"among {self.candidates} frontier plans; {self.hours_p10:,.1f}-{self.hours_p90:,.1f} h "
+                f"among {self.candidates} candidate plans; {self.hours_p10:,.1f}-{self.hours_p90:,.1f} h "
                 f"(p10-p90, median {self.hours_p50:,.1f}), ${self.usd_p10:,.0f}-${self.usd_p90:,.0f}. "
                 f"Drawn: {self.spread_source}.")
 
