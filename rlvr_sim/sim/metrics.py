@@ -107,9 +107,11 @@ class Summary(BaseModel):
 
 
 def summarize(cfg: SimConfig, steps: StepLog, *, scenario: str, staleness: Counter,
-              busy_s: dict[str, float], counters: dict[str, float], rule: Rule = Rule()) -> Summary:
+              busy_s: dict[str, float], counters: dict[str, float], rule: Rule = Rule(),
+              booked_until_s: dict[str, float] | None = None) -> Summary:
     """Summary of the finished steps; `busy_s` holds sampler (replica-seconds) and verifier
-    (worker-seconds) busy time; the trainer's comes from the step records."""
+    (worker-seconds) busy time, booked up to `booked_until_s` (default: the last finished step's
+    end); the trainer's comes from the step records."""
     n = steps.finished
     times_all = np.frombuffer(steps.times_s, dtype=float) if n else np.zeros(0)
     state = detect(times_all.tolist() if n <= 4 * steps.keep else times_all[:2 * steps.keep].tolist(),
@@ -125,8 +127,9 @@ def summarize(cfg: SimConfig, steps: StepLog, *, scenario: str, staleness: Count
     train_parts = {k: steady.train_parts_s[k] / steady.steps for k in sorted(steady.train_parts_s)}
     tokens = steady.tokens / steady.steps
     out_tokens = steady.output_tokens / steady.steps
-    util = {"sampler": busy_s["sampler"] / (cfg.replicas * wall_s),
-            "verifier": busy_s["verifier"] / (cfg.verifier_workers * wall_s),
+    booked = booked_until_s or {}
+    util = {"sampler": busy_s["sampler"] / (cfg.replicas * max(wall_s, booked.get("sampler", 0.0))),
+            "verifier": busy_s["verifier"] / (cfg.verifier_workers * max(wall_s, booked.get("verifier", 0.0))),
             "trainer": everything.trainer_busy_s / wall_s}
     total_steps = cfg.workload_steps or cfg.steps
     if n >= total_steps:

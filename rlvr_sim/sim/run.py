@@ -162,6 +162,10 @@ def simulate_config(cfg: SimConfig, cm: CostModelLike, *, trace_path: str | Path
             bar.close()
     finished = rec.steps.finished
     busy = {"sampler": sum(e.busy_s for e in engines), "verifier": verifier.busy_s}
+    # a run stopped once steady (async) has booked work of steps after the last finished one:
+    # its pools' busy time is then spread over the span it covers, not the finished steps only
+    booked_until = {"sampler": max((e.clock for e in engines), default=0.0),
+                    "verifier": max((t for t, _ in getattr(verifier, "_free", [])), default=0.0)}
     counters = {
         "sampler_segments_per_step": sum(e.segments for e in engines) / finished,
         "preemptions": rec.counter_totals.preemptions,
@@ -171,7 +175,8 @@ def simulate_config(cfg: SimConfig, cm: CostModelLike, *, trace_path: str | Path
         "verifier_timeouts": verifier.timeouts, "verifier_failures": verifier.failures,
     }
     summary = summarize(cfg, rec.steps, scenario=scenario_name, staleness=rec.staleness,
-                        busy_s=busy, counters=counters, rule=until_steady or Rule())
+                        busy_s=busy, counters=counters, rule=until_steady or Rule(),
+                        booked_until_s=booked_until)
     trace_frame = rec.frame()
     if trace_path is not None:
         write_trace(trace_frame, trace_path)
