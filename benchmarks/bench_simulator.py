@@ -3,7 +3,11 @@
 Cases (each in a fresh subprocess pinned to one CPU, BLAS threads 1):
   plan64    : Llama-3.1-8B, 64 H100 colocated sync, 512 prompts x 16 samples, responses
               log-normal mean 2000 capped at 8192, 256 verifier workers;
-  deepseek  : scenarios/deepseek-r1-zero-like.yaml (DeepSeek-V3 size, 512 x 16, up to 32K).
+  deepseek  : scenarios/deepseek-r1-zero-like.yaml (DeepSeek-V3 size, 512 x 16, up to 32K);
+  minimal   : scenarios/minimal.yaml; small: the same with 4 prompts x 4 samples (memory at
+              100 vs 1000 steps under tracemalloc in seconds).
+The tracemalloc runs use `simulate(..., trace=False)` where the tree has it (what `simulate`
+without --trace keeps); an older tree keeps its trace rows, so its memory grows with steps.
 Each runs in `fast` mode (simulate()'s default: coalesced finishes, 3-point Simpson spans) and in
 `exact` mode (fewer steps) so the speed-up and what it costs in accuracy come from one run.
 Reported: wall and CPU seconds, seconds per simulated step, sampler spans ("events") per step,
@@ -52,12 +56,18 @@ def child(case: str, steps: int, exact: bool, traced: bool = False, root: Path =
     from rlvr_sim.scenario import load_scenario
     from rlvr_sim.sim import simulate
 
-    sc = load_scenario(PLAN64 if case == "plan64" else ROOT / "scenarios/deepseek-r1-zero-like.yaml")
+    files = {"deepseek": "deepseek-r1-zero-like.yaml", "minimal": "minimal.yaml", "small": "minimal.yaml"}
+    overrides = ["workload.prompts_per_step=4", "workload.samples_per_prompt=4"] if case == "small" else []
+    sc = load_scenario(PLAN64 if case == "plan64" else ROOT / "scenarios" / files[case], overrides)
+    kwargs = {}
     if traced:
+        import inspect
         import tracemalloc
+        if "trace" in inspect.signature(simulate).parameters:
+            kwargs["trace"] = False      # what `simulate` without --trace keeps (flat in steps)
         tracemalloc.start()
     cpu0, t0 = time.process_time(), time.perf_counter()
-    result = simulate(sc, steps=steps, exact=exact)
+    result = simulate(sc, steps=steps, exact=exact, **kwargs)
     wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
     traced_peak = tracemalloc.get_traced_memory()[1] if traced else None
     s = result.summary
@@ -69,7 +79,7 @@ def child(case: str, steps: int, exact: bool, traced: bool = False, root: Path =
             "samples_per_step": sc.workload.prompts_per_step * sc.workload.samples_per_prompt,
             "gpus": s.gpus, "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
             "trace_rows": len(result.trace), "sim_step_time_s": s.step_time_s.mean,
-            "sim_first_steps_s": [r.time_s for r in result.steps[:3]]}
+            "sim_first_steps_s": [r.time_s for r in result.steps[:3]], "trace_kept": not kwargs}
 
 
 def main(argv: list[str] | None = None) -> int:

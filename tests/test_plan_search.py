@@ -9,10 +9,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rlvr_sim.errors import UserError
-from rlvr_sim.sweep.jobs import STATUS_INVALID, STATUS_OK, PlanJob, PlanOutcome
+from rlvr_sim.sweep.jobs import STATUS_INVALID, STATUS_OK, PlanJob, PlanMetrics, PlanOutcome
 from rlvr_sim.sweep.planner import Evaluator, balanced_share, exhaustive, search
 from rlvr_sim.sweep.pools import InlinePool
 from rlvr_sim.sweep.recommend import Constraints, choose, recommend
+from summaries import toy_summary
 from rlvr_sim.sweep.space import (COLOCATED, DISAGGREGATED, Allocation, SearchSpace, default_sizes,
                                   enumerate_space, neighbours, round_split)
 
@@ -40,10 +41,8 @@ def toy_outcome(job: PlanJob, gen_work: float, train_work: float, min_trainer_gr
         step = gen + train + 2.0
         total = c["sampler.gpus"] + c["trainer.gpus"]
     hours = step * 100 / 3600
-    summary = {"hours_total": hours, "cost.usd_total": hours * total * PRICE[c["hardware.gpu"]],
-               "step_time_s.mean": step, "utilization.sampler": gen / step, "utilization.trainer": train / step,
-               "idle_s.sampler": step - gen, "idle_s.trainer": step - train,
-               "bottleneck": "sampler" if gen >= train else "trainer"}
+    summary = toy_summary(hours, hours * total * PRICE[c["hardware.gpu"]], step, gen / step, train / step,
+                          "sampler" if gen >= train else "trainer")
     return PlanOutcome(job.index, job.plan_id, c, STATUS_OK, None, summary, "toy")
 
 
@@ -96,7 +95,7 @@ def test_search_is_cheaper_than_brute_force_on_a_larger_space():
 def test_balanced_share_equalises_pool_busy_time():
     probe = Allocation("h100-sxm", 16, DISAGGREGATED, 8, 1, 8, 1, 0, 4)
     # sampler busy 30 s on 8 GPUs (240 GPU-s), trainer 10 s on 8 GPUs (80 GPU-s): 3/4 to the sampler
-    share = balanced_share(probe, {"step_time_s.mean": 40.0, "utilization.sampler": 0.75, "utilization.trainer": 0.25})
+    share = balanced_share(probe, PlanMetrics.of(toy_summary(1.0, 1.0, 40.0, 0.75, 0.25, "sampler")))
     assert share == pytest.approx(0.75)
     assert round_split(share, 16, 2, 1) == 12
     assert round_split(0.99, 16, 4, 4) == 12   # both pools keep whole TP groups
@@ -156,3 +155,26 @@ def test_nothing_fits_and_impossible_constraints_are_clean_errors():
     result = search(space, base_of(space), ev)
     with pytest.raises(UserError, match="cheapest plan costs"):
         choose(result, Constraints(budget_usd=0.01))
+
+
+@pytest.mark.parametrize("gen, train", [(400000.0, 150000.0),
+                                        pytest.param(100000.0, 300000.0, marks=pytest.mark.slow),
+                                        pytest.param(800000.0, 40000.0, marks=pytest.mark.slow)])
+def test_search_visits_the_exhaustive_frontier_on_128_gpus(gen, train):
+    """A 128-GPU space (4 totals, TP 1-8 both pools, staleness 0-8, two GPU types): every plan on
+    the hours-vs-dollars frontier of the exhaustive sweep is simulated by the search too."""
+    from rlvr_sim.sweep.pareto import pareto_front
+
+    space = SearchSpace(gpus=("h100-sxm", "h200"), sizes=(128, 64, 32, 16), sampler_tps=(1, 2, 4, 8),
+                        trainer_tps=(1, 2, 4, 8), staleness=(0, 1, 2, 4, 8), mini_batches=(4,), gpus_per_node=8)
+    toy = Toy(gen, train)
+    searched = Evaluator({"name": "toy"}, InlinePool(toy), 4, 0)
+    result = search(space, base_of(space), searched)
+    full = Evaluator({"name": "toy"}, InlinePool(Toy(gen, train)), 4, 0)
+    brute = exhaustive(space, full)
+    front = pareto_front(brute.table)
+    frontier = {brute.allocations[pid] for pid in front["plan_id"]}
+    assert frontier and frontier <= set(searched.seen)
+    found = pareto_front(result.table)
+    assert found["hours_total"].tolist() == pytest.approx(front["hours_total"].tolist())
+    assert toy.calls < 0.2 * len(enumerate_space(space))

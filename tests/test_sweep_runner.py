@@ -10,6 +10,7 @@ from rlvr_sim.sweep.grid import grid_plans
 from rlvr_sim.sweep.jobs import STATUS_INVALID, STATUS_OK, PlanJob, PlanOutcome, make_jobs
 from rlvr_sim.sweep.pools import InlinePool, LocalPool, chunked, open_pool
 from rlvr_sim.sweep.runner import run_sweep
+from summaries import toy_summary
 
 SCENARIO = {"name": "toy"}
 
@@ -21,7 +22,7 @@ def toy_evaluate(job: PlanJob) -> PlanOutcome:
     if a == 3:
         return PlanOutcome(job.index, job.plan_id, cols, STATUS_INVALID, "a=3 does not fit")
     return PlanOutcome(job.index, job.plan_id, cols, STATUS_OK, None,
-                       {"hours_total": float(a + b), "cost.usd_total": 12.0 / a, "bottleneck": "sampler"},
+                       toy_summary(float(a + b), 12.0 / a, 1.0, 0.5, 0.5, "sampler"),
                        scenario_yaml=f"a: {a}\nb: {b}\n")
 
 

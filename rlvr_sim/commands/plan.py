@@ -10,16 +10,20 @@ from dataclasses import asdict
 from pathlib import Path
 
 from rlvr_sim.errors import UserError
+from rlvr_sim.cli_output import strict_json
 from rlvr_sim.input_limits import seed_arg
+from rlvr_sim.sim.steady import PLANNER_RULE, Rule
 from rlvr_sim.sweep.grid import Plan, parse_grid_option
 from rlvr_sim.sweep.pareto import DOLLARS, HOURS, pareto_front
 from rlvr_sim.sweep.planner import Evaluator, exhaustive, search
 from rlvr_sim.sweep.pools import open_pool
 from rlvr_sim.sweep.recommend import Constraints, recommend
+from rlvr_sim.sweep.robust import DEFAULT_LENGTH_RANGE, assess
 from rlvr_sim.sweep.space import Allocation, SearchSpace, default_sizes
 from rlvr_sim.sweep.store import write_table
 
-FRONT_COLUMNS = ["label", HOURS, DOLLARS, "step_time_s.mean", "bottleneck"]
+FRONT_COLUMNS = ["label", HOURS, DOLLARS, "step_time_s.mean", "bottleneck", "steps_simulated", "warmup_steps",
+                 "steady_state"]
 
 
 def _int_list(flag: str, text: str) -> tuple[int, ...]:
@@ -58,13 +62,25 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--trainer-tp", default="1,2,4,8", help="trainer TP options (default 1,2,4,8)")
     p.add_argument("--sampler-pp", default=None, help="sampler pipeline-stage options (default: the scenario's)")
     p.add_argument("--trainer-pp", default=None, help="trainer pipeline-stage options (default: the scenario's)")
-    p.add_argument("--staleness", default="0,1", help="max_staleness options, 0 = sync (default 0,1)")
+    p.add_argument("--staleness", default="0,1,2,4,8",
+                   help="max_staleness options, 0 = sync (default 0,1,2,4,8)")
     p.add_argument("--whole-run", action=argparse.BooleanOptionalAction, default=None,
                    help="re-evaluate the recommended plan (and the best plans of the same GPUs) over "
                         "the workload schedule and say where a re-split pays (default: on when the "
                         "scenario has a schedule)")
     p.add_argument("--mini-batches", default=None, help="mini-batch options (default: the scenario's value only)")
-    p.add_argument("--steps", type=int, default=3, help="simulated RL steps per plan (default 3; hours extrapolate)")
+    p.add_argument("--knob", action="append", default=[], metavar="KEY=V1,V2",
+                   help="another scenario field to search, e.g. --knob orchestration.partial_rollout=false,true "
+                        "(repeatable; the first value is where the search starts)")
+    p.add_argument("--steps", type=int, default=None,
+                   help="simulated RL steps per plan (default: until the step time is steady, at most "
+                        f"{PLANNER_RULE.max_steps}, mean known to {PLANNER_RULE.rel_tol:.0%}; hours extrapolate)")
+    p.add_argument("--max-steps", type=int, default=PLANNER_RULE.max_steps,
+                   help=f"cap on the steps of a plan simulated until steady (default {PLANNER_RULE.max_steps})")
+    p.add_argument("--draws", type=int, default=12,
+                   help="robustness draws of the efficiency terms and lengths for the frontier (default 12; 0: off)")
+    p.add_argument("--length-range", type=float, default=DEFAULT_LENGTH_RANGE,
+                   help=f"robustness: mean response length drawn within +-this fraction (default {DEFAULT_LENGTH_RANGE})")
     p.add_argument("--seed", type=seed_arg, default=None, help="simulation seed (default: the scenario's)")
     p.add_argument("--workers", type=int, default=None, help="parallel workers (default: CPU count)")
     p.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS", help="evaluate plans on Ray")
@@ -100,30 +116,75 @@ def build_space(args: argparse.Namespace) -> tuple[SearchSpace, Allocation]:
     if max(sizes) > args.total_gpus or min(sizes) < 1:
         raise UserError(f"--sizes {args.sizes!r}: every size must be between 1 and --total-gpus {args.total_gpus}")
     mini = _int_list("--mini-batches", args.mini_batches) if args.mini_batches else (int(scenario.trainer.mini_batches),)
+    knobs = tuple((key, tuple(values)) for key, values in (parse_grid_option(k) for k in getattr(args, "knob", [])))
+    for key, values in knobs:      # a knob the scenario does not accept is the user's typo
+        for value in values:
+            load_scenario(args.scenario, overrides=[*fixed.overrides(), f"{key}={value}"], check_fit=False)
     space = SearchSpace(gpus=gpus, sizes=tuple(sorted(sizes, reverse=True)),
                         sampler_tps=_int_list("--sampler-tp", args.sampler_tp),
                         trainer_tps=_int_list("--trainer-tp", args.trainer_tp),
                         staleness=_int_list("--staleness", args.staleness), mini_batches=mini, gpus_per_node=per_node,
                         sampler_pps=_options("--sampler-pp", args.sampler_pp, scenario.sampler.pp),
-                        trainer_pps=_options("--trainer-pp", args.trainer_pp, scenario.trainer.pp))
+                        trainer_pps=_options("--trainer-pp", args.trainer_pp, scenario.trainer.pp), knobs=knobs)
     base_tp_s = _start(space.sampler_tps, scenario.sampler.tp)
     base_tp_t = _start(space.trainer_tps, scenario.trainer.tp)
     base = Allocation(gpus[0], sizes[0], "colocated", sizes[0], base_tp_s, sizes[0], base_tp_t, 0, mini[0],
-                      _start(space.sampler_pps, scenario.sampler.pp), _start(space.trainer_pps, scenario.trainer.pp))
+                      _start(space.sampler_pps, scenario.sampler.pp), _start(space.trainer_pps, scenario.trainer.pp),
+                      tuple((key, values[0]) for key, values in knobs))
     return space, base
+
+
+def _base_scenario(args: argparse.Namespace):
+    from rlvr_sim.scenario import load_scenario
+
+    return load_scenario(args.scenario, overrides=fixed_plan(args).overrides(), check_fit=False)
+
+
+def _steps_range(table) -> str:
+    ok = table[table["status"] == "ok"] if "status" in table else table
+    if ok.empty or "steps_simulated" not in ok:
+        return "?"
+    lo, hi = int(ok["steps_simulated"].min()), int(ok["steps_simulated"].max())
+    return f"{lo}" if lo == hi else f"{lo}-{hi}"
+
+
+def frontier_allocations(result) -> list[Allocation]:
+    """The allocations on the hours-vs-dollars frontier of a search (the robustness candidates)."""
+    front = pareto_front(result.table)
+    return [result.allocations[pid] for pid in front["plan_id"]] if not front.empty else []
+
+
+def robustness_candidates(result, ev: Evaluator, runners_up: int = 3) -> list[Allocation]:
+    """The frontier plus the `runners_up` next-best plans by the search's order (fewest hours,
+    then dollars): within one GPU type and total the frontier holds one plan, so "does it stay
+    best" is asked against its closest competitors too."""
+    ranked = sorted((a for a in ev.seen if ev.metrics(a) is not None), key=ev.key)
+    return list(dict.fromkeys([*frontier_allocations(result), *ranked[:runners_up + 1]]))
 
 
 def run(args: argparse.Namespace) -> int:
     space, base = build_space(args)
-    if args.steps < 1:
+    if args.steps is not None and args.steps < 1:
         raise UserError(f"--steps {args.steps}: give at least 1")
+    if args.max_steps < 2:
+        raise UserError(f"--max-steps {args.max_steps}: give at least 2")
+    if args.draws < 0:
+        raise UserError(f"--draws {args.draws}: give 0 (off) or more")
+    if not 0 <= args.length_range < 1:
+        raise UserError(f"--length-range {args.length_range}: give a fraction in [0, 1), e.g. 0.15")
     started = time.perf_counter()
     pool = open_pool(args.workers, ray_address=args.ray or None, use_ray=args.ray is not None)
+    rule = Rule(rel_tol=PLANNER_RULE.rel_tol, min_steady=PLANNER_RULE.min_steady, max_steps=args.max_steps)
     try:
         ev = Evaluator(args.scenario, pool, args.steps, args.seed, progress=not args.json and sys.stderr.isatty(),
-                       fixed=fixed_plan(args))
+                       fixed=fixed_plan(args), steady=rule if args.steps is None else None)
         result = exhaustive(space, ev) if args.exhaustive else search(space, base, ev)
         rec = recommend(result, ev, Constraints(args.budget_usd, args.deadline_hours))
+        search_s = time.perf_counter() - started
+        if args.draws:
+            rec.robustness = assess(ev, rec.allocation, robustness_candidates(result, ev), _base_scenario(args),
+                                    args.draws, args.deadline_hours, args.budget_usd, args.length_range,
+                                    seed=args.seed or 0)
     finally:
         pool.close()
     advice = _whole_run_advice(args, ev, rec)       # rlvr_sim.schedule; None without a schedule
@@ -133,20 +194,26 @@ def run(args: argparse.Namespace) -> int:
     front = pareto_front(result.table)
     shown = [c for c in FRONT_COLUMNS if c in front.columns]
     counts = result.counts()
+    steps_text = f"{args.steps} steps each" if args.steps is not None else \
+        f"each until steady ({_steps_range(result.table)} steps)"
     if args.json:
         payload = {"recommended": {**asdict(rec), "allocation": asdict(rec.allocation)},
                    "frontier": json.loads(front[shown].to_json(orient="records")),
-                   "counts": counts, "rounds": result.rounds, "steps_per_plan": args.steps,
-                   "method": "exhaustive" if args.exhaustive else "search", "wall_s": round(wall_s, 2)}
+                   "counts": counts, "rounds": result.rounds, "steps_per_plan": args.steps or "until steady",
+                   "method": "exhaustive" if args.exhaustive else "search", "wall_s": round(wall_s, 2),
+                   "search_s": round(search_s, 2)}
         if advice is not None:
             payload["whole_run"] = advice.model_dump()
-        print(json.dumps(payload, indent=2))
+        print(strict_json(json.loads(json.dumps(payload, default=str)), indent=2))
         return 0
     print(f"{'exhaustive' if args.exhaustive else 'search'}: {counts['evaluated']} plans simulated "
           f"({counts['ok']} valid, {counts['invalid']} invalid skipped, {counts['error']} errors), "
-          f"{args.steps} steps each, {wall_s:.1f} s on {pool.workers} worker(s)")
+          f"{steps_text}, {search_s:.1f} s on {pool.workers} worker(s)"
+          + (f"; robustness {wall_s - search_s:.1f} s" if args.draws else ""))
     print(f"\nRecommended: {rec.label}")
     print(rec.reason)
+    if rec.robustness is not None:
+        print(rec.robustness.sentence())
     print("\nPareto frontier (hours vs dollars):")
     print(front[shown].to_string(index=False, float_format=lambda v: f"{v:,.2f}"))
     if advice is not None:

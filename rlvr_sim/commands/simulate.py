@@ -67,7 +67,8 @@ def run(args: argparse.Namespace) -> int:
                         "totals extrapolate to workload.steps, so simulate a few hundred "
                         "(e.g. --steps 500)")
     result = simulate(sc, steps=args.steps, seed=args.seed, trace_path=args.trace,
-                      progress=not args.json or sys.stderr.isatty())
+                      progress=not args.json or sys.stderr.isatty(),
+                      trace=args.trace is not None or args.perfetto is not None)
     if args.trace is not None:
         args.trace.with_name(args.trace.name + ".scenario.yaml").write_text(sc.resolved_yaml())
     if args.perfetto is not None:
@@ -76,6 +77,8 @@ def run(args: argparse.Namespace) -> int:
         write_perfetto(result.trace, args.perfetto)
     estimate = _whole_run(sc, args)
     sampler = _sampler_efficiency(result, sc)
+    if args.json and not result.summary.steady_state:
+        print(f"warning: not at steady state: {result.summary.steady_note}", file=sys.stderr)
     if args.json:
         out = result.summary.model_dump()
         out["sampler_efficiency"] = asdict(sampler)
@@ -119,6 +122,17 @@ def _sampler_efficiency(result, sc) -> ServingReport:
     return (serving_report(result, CostModel.from_scenario(sc)))
 
 
+def steady_line(s: Summary) -> str:
+    """Steady-state verdict: the warm-up steps cut (pipeline fill), or a warning naming why not."""
+    warm = ", ".join(f"{t:.1f}" for t in s.warmup_step_time_s)
+    cut = f"warm-up/pipeline-fill steps excluded: {s.warmup_steps}" + (f" ({warm} s)" if warm else "")
+    if s.steady_state:
+        se = f", mean known to +-{s.steady_rel_stderr:.1%}" if s.steady_rel_stderr is not None else ""
+        return f"steady state reached after {s.warmup_steps} step(s); {cut}{se}"
+    return (f"WARNING: not at steady state: {s.steady_note}; the step time below may be off "
+            f"(simulate more steps with --steps); {cut}")
+
+
 def format_summary(s: Summary) -> str:
     """A readable table of one simulated run."""
     mean = s.step_time_s.mean
@@ -127,8 +141,10 @@ def format_summary(s: Summary) -> str:
         f"{s.sampler_replicas} replicas, trainer {s.trainer_gpus}), {s.verifier_workers} verifier workers",
         f"simulated {s.steps_simulated} steps ({s.warmup_steps} warm-up excluded); "
         f"run of {s.workload_steps} steps",
+        steady_line(s),
         "",
-        f"step time          mean {mean:9.2f} s   p50 {s.step_time_s.p50:9.2f} s   p95 {s.step_time_s.p95:9.2f} s",
+        f"step time          mean {mean:9.2f} s   p50 {s.step_time_s.p50:9.2f} s   p95 {s.step_time_s.p95:9.2f} s"
+        + (" (steady state)" if s.steady_state else " (NOT steady: see warning above)"),
         "critical path per step (sums to the mean):",
     ]
     for phase, secs in s.phase_time_s.items():

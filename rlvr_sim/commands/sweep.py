@@ -10,13 +10,14 @@ from pathlib import Path
 
 from rlvr_sim.errors import UserError
 from rlvr_sim.input_limits import seed_arg
+from rlvr_sim.sim.steady import PLANNER_RULE
 from rlvr_sim.sweep.grid import combine, grid_plans, load_plan_file
 from rlvr_sim.sweep.pareto import DOLLARS, HOURS, pareto_front
 from rlvr_sim.sweep.pools import open_pool
 from rlvr_sim.sweep.recommend import one_line
 from rlvr_sim.sweep.runner import run_sweep
 
-SHOWN_COLUMNS = [HOURS, DOLLARS, "step_time_s.mean", "bottleneck"]
+SHOWN_COLUMNS = [HOURS, DOLLARS, "step_time_s.mean", "bottleneck", "steps_simulated"]
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -28,7 +29,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
                    help="run on Ray: a local Ray when no ADDRESS, else ray.init(address=ADDRESS); cluster "
                         "workers need rlvr-sim installed and the scenario (and files it names) at the same path")
-    p.add_argument("--steps", type=int, default=None, help="simulated RL steps per plan (default: the scenario's)")
+    p.add_argument("--steps", type=int, default=None,
+                   help="simulated RL steps per plan (default: until the step time is steady, at most "
+                        f"{PLANNER_RULE.max_steps}; the table's steps_simulated says how many)")
     p.add_argument("--seed", type=seed_arg, default=None, help="simulation seed (default: the scenario's)")
     p.add_argument("--out", default="sweep_results.parquet", help="results table (.parquet or .csv)")
     p.add_argument("--fresh", action="store_true", help="ignore rows saved by an interrupted earlier run")
@@ -45,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
     pool = open_pool(args.workers, ray_address=args.ray or None, use_ray=args.ray is not None)
     try:
         result = run_sweep(args.scenario, plans, pool, steps=args.steps, seed=args.seed, out=args.out,
-                           fresh=args.fresh, progress=not args.json and sys.stderr.isatty())
+                           fresh=args.fresh, progress=not args.json and sys.stderr.isatty(), steady=PLANNER_RULE)
     finally:
         pool.close()
     wall_s = time.perf_counter() - started

@@ -1,9 +1,10 @@
 """`Summary`: what a simulated (or measured) run means for a planner, from its step records.
 
-Steady state: the first `warmup_steps` steps are excluded from step-time statistics and rates
-(0 in sync modes, where every step starts from the same empty state; max_staleness in async
-modes, whose first steps wait for a pipeline that is still filling) and reported separately as
-`warmup_step_time_s`. `hours_total` extrapolates the steady mean to the scenario's
+Steady state (rlvr_sim.sim.steady): the first `warmup_steps` steps are excluded from step-time
+statistics and rates and reported separately as `warmup_step_time_s`: the MSER truncation of the
+step times, at least max_staleness in async modes (whose first steps wait for a pipeline that is
+still filling) when the run is longer than that. `steady_state` says whether the steps after it
+passed the steady test; when not, `steady_note` says why (e.g. the run is too short). `hours_total` extrapolates the steady mean to the scenario's
 `workload.steps` when fewer steps were simulated.
 
 `phase_time_s` is the critical path of a mean step: the parts sum to `step_time_s.mean`.
@@ -23,13 +24,15 @@ Cost counts GPU-hours of all GPUs at the profile's price; verifier CPUs are not 
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 
 import numpy as np
 from pydantic import BaseModel
 
 from rlvr_sim.sim.config import SimConfig
-from rlvr_sim.sim.recorder import StepRecord
+from rlvr_sim.sim.recorder import StepLog, critical_path  # noqa: F401  (critical_path: public here)
+from rlvr_sim.sim.steady import Rule, detect
 
 PHASE_POOL = {"generate": "sampler", "verify": "verifier", "train": "trainer",
               "weight_sync": "weight_sync", "switch": "switch"}
@@ -68,6 +71,9 @@ class Summary(BaseModel):
     workload_steps: int
     warmup_steps: int
     warmup_step_time_s: list[float]
+    steady_state: bool = True          # the steps after the warm-up passed the steady test
+    steady_note: str = ""              # why not, when steady_state is False
+    steady_rel_stderr: float | None = None   # standard error of the steady mean / mean
     step_time_s: Stat
     phase_time_s: dict[str, float]
     phase_span_s: dict[str, float]
@@ -100,51 +106,46 @@ class Summary(BaseModel):
         return out
 
 
-def critical_path(r: StepRecord) -> dict[str, float]:
-    """Split one step's time into the parts the trainer waited for; they sum to r.time_s."""
-    switch_in = r.switch_s / 2 if r.switch_s else 0.0
-    pre = r.train_start_s - r.start_s
-    generate = min(max(r.gen_end_s - r.start_s, 0.0), max(pre - switch_in, 0.0))
-    return {"generate": generate, "verify": max(pre - switch_in - generate, 0.0),
-            "switch": r.switch_s, "train": r.train_end_s - r.train_start_s,
-            "weight_sync": r.weight_sync_s}
-
-
-def summarize(cfg: SimConfig, steps: list[StepRecord], *, scenario: str, staleness: Counter,
-              busy_s: dict[str, float], counters: dict[str, float]) -> Summary:
-    """Summary of the simulated steps; `busy_s` holds sampler (replica-seconds), verifier
-    (worker-seconds) and trainer (pool-seconds) busy time."""
-    warm = cfg.staleness_bound if len(steps) > cfg.staleness_bound else 0
-    steady = steps[warm:]
-    times = np.array([r.time_s for r in steady])
+def summarize(cfg: SimConfig, steps: StepLog, *, scenario: str, staleness: Counter,
+              busy_s: dict[str, float], counters: dict[str, float], rule: Rule = Rule(),
+              booked_until_s: dict[str, float] | None = None) -> Summary:
+    """Summary of the finished steps; `busy_s` holds sampler (replica-seconds) and verifier
+    (worker-seconds) busy time, booked up to `booked_until_s` (default: the last finished step's
+    end); the trainer's comes from the step records."""
+    n = steps.finished
+    times_all = np.frombuffer(steps.times_s, dtype=float) if n else np.zeros(0)
+    state = detect(times_all.tolist() if n <= 4 * steps.keep else times_all[:2 * steps.keep].tolist(),
+                   cfg.staleness_bound, rule, max_warmup=max_warmup(cfg))
+    warm = min(state.warmup_steps, steps.keep)
+    times = times_all[warm:]
     mean_s = float(times.mean())
-    wall_s = steps[-1].end_s
-    paths = [critical_path(r) for r in steady]
-    phase = {k: float(np.mean([p[k] for p in paths])) for k in paths[0]}
-    span = {"generate": _mean(r.gen_end_s - r.gen_start_s for r in steady),
-            "verify_after_generate": _mean(max(r.verify_end_s - r.gen_end_s, 0.0) for r in steady),
-            "train": _mean(r.train_end_s - r.train_start_s for r in steady),
-            "weight_sync": _mean(r.weight_sync_s for r in steady)}
-    parts = sorted({k for r in steady for k in r.train_parts_s})
-    train_parts = {k: _mean(r.train_parts_s.get(k, 0.0) for r in steady) for k in parts}
-    tokens = _mean(r.prompt_tokens + r.output_tokens for r in steady)
-    out_tokens = _mean(r.output_tokens for r in steady)
-    util = {"sampler": busy_s["sampler"] / (cfg.replicas * wall_s),
-            "verifier": busy_s["verifier"] / (cfg.verifier_workers * wall_s),
-            "trainer": busy_s["trainer"] / wall_s}
+    wall_s = float(times_all.sum())
+    steady = steps.totals(warm)
+    everything = steps.totals(0)
+    phase = {k: v / steady.steps for k, v in steady.path_s.items()}
+    span = {k: v / steady.steps for k, v in steady.span_s.items()}
+    train_parts = {k: steady.train_parts_s[k] / steady.steps for k in sorted(steady.train_parts_s)}
+    tokens = steady.tokens / steady.steps
+    out_tokens = steady.output_tokens / steady.steps
+    booked = booked_until_s or {}
+    util = {"sampler": busy_s["sampler"] / (cfg.replicas * max(wall_s, booked.get("sampler", 0.0))),
+            "verifier": busy_s["verifier"] / (cfg.verifier_workers * max(wall_s, booked.get("verifier", 0.0))),
+            "trainer": everything.trainer_busy_s / wall_s}
     total_steps = cfg.workload_steps or cfg.steps
-    if len(steps) >= total_steps:
-        hours = steps[total_steps - 1].end_s / 3600
+    if n >= total_steps:
+        hours = float(times_all[:total_steps].sum()) / 3600
     else:
-        hours = (sum(r.time_s for r in steps[:warm]) + mean_s * (total_steps - warm)) / 3600
+        hours = (float(times_all[:warm].sum()) + mean_s * (total_steps - warm)) / 3600
     gpus = cfg.total_gpus
     n_stale = sum(staleness.values())
     return Summary(
         scenario=scenario, mode=f"{cfg.placement}-{cfg.mode}", gpus=gpus,
         sampler_gpus=cfg.sampler_gpus, trainer_gpus=cfg.trainer_gpus,
         sampler_replicas=cfg.replicas, verifier_workers=cfg.verifier_workers,
-        steps_simulated=len(steps), workload_steps=total_steps, warmup_steps=warm,
-        warmup_step_time_s=[r.time_s for r in steps[:warm]],
+        steps_simulated=n, workload_steps=total_steps, warmup_steps=warm,
+        warmup_step_time_s=times_all[:warm].tolist(),
+        steady_state=state.reached, steady_note=state.reason,
+        steady_rel_stderr=_finite(state.rel_stderr),
         step_time_s=Stat(mean=mean_s, p50=float(np.percentile(times, 50)),
                          p95=float(np.percentile(times, 95))),
         phase_time_s=phase, phase_span_s=span, train_breakdown_s=train_parts,
@@ -161,6 +162,11 @@ def summarize(cfg: SimConfig, steps: list[StepRecord], *, scenario: str, stalene
         hours_total=hours, bottleneck=PHASE_POOL[max(phase, key=phase.get)], counters=counters)
 
 
-def _mean(values) -> float:
-    values = list(values)
-    return float(np.mean(values)) if values else 0.0
+def max_warmup(cfg: SimConfig) -> int | None:
+    """Longest warm-up the detection may cut: none in sync runs and async runs with staleness 0
+    (every step starts from the same empty pipeline), up to half the run in async ones."""
+    return 0 if cfg.staleness_bound == 0 else None
+
+
+def _finite(x: float) -> float | None:
+    return x if math.isfinite(x) else None

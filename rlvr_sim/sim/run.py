@@ -16,15 +16,17 @@ import simpy
 
 from rlvr_sim.sim import orchestrator, rounds
 from rlvr_sim.sim.config import SimConfig
-from rlvr_sim.sim.metrics import Summary, summarize
+from rlvr_sim.sim.metrics import Summary, max_warmup, summarize
 from rlvr_sim.sim.protocols import CostModelLike
 from rlvr_sim.sim.recorder import Recorder, StepRecord
 from rlvr_sim.sim.sampler import ReplicaEngine
 from rlvr_sim.sim.source import PromptSource
+from rlvr_sim.sim.steady import Rule, detect
 from rlvr_sim.sim.verifier import VerifierPool
 from rlvr_sim.trace import write_trace
 
 if TYPE_CHECKING:
+    from rlvr_sim.hardware import HardwareProfile
     from rlvr_sim.scenario import Scenario
 
 
@@ -32,7 +34,7 @@ if TYPE_CHECKING:
 class SimResult:
     summary: Summary
     trace: pd.DataFrame
-    steps: list[StepRecord]
+    steps: list[StepRecord]             # records of the first finished steps (up to StepLog.keep)
     config: SimConfig
     scenario: "Scenario | None" = None
     log: list[tuple] | None = None      # with event_log=True: what happened, in order
@@ -80,26 +82,64 @@ def config_from_scenario(sc: "Scenario", cm, steps: int | None = None,
 
 def simulate(scenario: "Scenario", steps: int | None = None, seed: int | None = None,
              trace_path: str | Path | None = None, progress: bool = False,
-             exact: bool = False) -> SimResult:
+             exact: bool = False, *, trace: bool = True, until_steady: Rule | None = None,
+             profile: "HardwareProfile | None" = None) -> SimResult:
     """Simulate `steps` RL steps (default: the scenario's) of a validated scenario.
 
     `exact=True` turns off the speed approximations (a span per finish, spans costed by
-    cm.decode_span_s); the default coalesces close finishes (see rlvr_sim.sim.sampler)."""
+    cm.decode_span_s); the default coalesces close finishes (see rlvr_sim.sim.sampler).
+    `trace=False` keeps no trace rows (memory flat in steps; `SimResult.trace` is empty).
+    `until_steady`: stop as soon as the step time is steady by that rule (rlvr_sim.sim.steady),
+    after at most `steps` (default: `until_steady.max_steps`, at most the scenario's) steps.
+    `profile` replaces the scenario's hardware profile (the planner's robustness draws)."""
     from rlvr_sim.cost import CostModel
 
+    if profile is not None:
+        scenario = scenario.model_copy()
+        scenario.__dict__["hardware_profile"] = profile      # the cached_property's slot
     cm = CostModel.from_scenario(scenario)
+    if until_steady is not None and steps is None:
+        steps = min(until_steady.max_steps, scenario.workload.steps)
     cfg = config_from_scenario(scenario, cm, steps, seed, exact=exact)
     result = simulate_config(cfg, cm, trace_path=trace_path, progress=progress,
-                             scenario_name=scenario.name or "scenario")
+                             scenario_name=scenario.name or "scenario",
+                             trace=trace or trace_path is not None, until_steady=until_steady)
     result.scenario = scenario
     return result
 
 
+class _Steady(Exception):
+    """Raised from the orchestrator's step hook to end a run that has reached steady state."""
+
+
+class _StepWatch:
+    """The orchestrators' per-step hook (`progress.update(1)` after a step's end is recorded):
+    folds the finished step into the step log, moves the progress bar, and with a rule ends the
+    run once the step times are steady (`_Steady` unwinds the SimPy process)."""
+
+    def __init__(self, rec: Recorder, bar, rule: Rule | None, min_warmup: int,
+                 max_warmup: int | None):
+        self.rec, self.bar, self.rule, self.min_warmup = rec, bar, rule, min_warmup
+        self.max_warmup = max_warmup
+
+    def update(self, n: int = 1) -> None:
+        log = self.rec.steps
+        for _ in range(n):
+            log.finish(log.finished)
+        if self.bar is not None:
+            self.bar.update(n)
+        rule = self.rule
+        if rule is not None and log.finished >= self.min_warmup + rule.min_steady \
+                and detect(log.times_s, self.min_warmup, rule, self.max_warmup).reached:
+            raise _Steady()
+
+
 def simulate_config(cfg: SimConfig, cm: CostModelLike, *, trace_path: str | Path | None = None,
                     progress: bool = False, scenario_name: str = "config",
-                    event_log: bool = False) -> SimResult:
+                    event_log: bool = False, trace: bool = True,
+                    until_steady: Rule | None = None) -> SimResult:
     """Run the simulation of `cfg` with cost model `cm` (`event_log`: keep every event, for
-    exact-log tests; memory grows with samples)."""
+    exact-log tests; memory grows with samples). See `simulate` for `trace` and `until_steady`."""
     env = simpy.Environment()
     eta = cfg.staleness_bound
     engines = [ReplicaEngine(r, cm, max_concurrent=cfg.max_concurrent_sequences,
@@ -110,41 +150,48 @@ def simulate_config(cfg: SimConfig, cm: CostModelLike, *, trace_path: str | Path
                for r in range(cfg.replicas)]
     verifier = VerifierPool(cfg.verifier_workers, cfg.verifier_rpc_s)
     rec = Recorder(cfg.run_id, cfg.steps, log=event_log,
-                   replica_counters=[e.counters for e in engines])
+                   replica_counters=[e.counters for e in engines], trace=trace or trace_path is not None)
     source = PromptSource(cfg)
     bar = _progress_bar(cfg) if progress else None
+    watch = _StepWatch(rec, bar, until_steady, cfg.staleness_bound, max_warmup(cfg))
     gc_thresholds = gc.get_threshold()
     gc.set_threshold(GC_YOUNG_THRESHOLD, *gc_thresholds[1:])
     try:
         if cfg.inference_only:
-            done = orchestrator.InferenceRun(env, cfg, cm, source, engines, verifier, rec, bar).start()
+            done = orchestrator.InferenceRun(env, cfg, cm, source, engines, verifier, rec, watch).start()
         elif cfg.mode == "sync":
-            done = env.process(orchestrator.run_sync(env, cfg, cm, source, engines, verifier, rec, bar))
+            done = env.process(orchestrator.run_sync(env, cfg, cm, source, engines, verifier, rec, watch))
         else:
-            done = orchestrator.AsyncRun(env, cfg, cm, source, engines, verifier, rec, bar).start()
+            done = orchestrator.AsyncRun(env, cfg, cm, source, engines, verifier, rec, watch).start()
         env.run(until=done)
+    except _Steady:
+        pass
     finally:
         gc.set_threshold(*gc_thresholds)
         if bar is not None:
             bar.close()
-    busy = {"sampler": sum(e.busy_s for e in engines), "verifier": verifier.busy_s,
-            # parts, not the train span: a streaming trainer's span includes waits for samples
-            "trainer": sum(sum(r.train_parts_s.values()) + r.weight_sync_s for r in rec.steps)}
+    finished = rec.steps.finished
+    busy = {"sampler": sum(e.busy_s for e in engines), "verifier": verifier.busy_s}
+    # a run stopped once steady (async) has booked work of steps after the last finished one:
+    # its pools' busy time is then spread over the span it covers, not the finished steps only
+    booked_until = {"sampler": max((e.clock for e in engines), default=0.0),
+                    "verifier": max((t for t, _ in getattr(verifier, "_free", [])), default=0.0)}
     counters = {
-        "sampler_segments_per_step": sum(e.segments for e in engines) / cfg.steps,
+        "sampler_segments_per_step": sum(e.segments for e in engines) / finished,
         "preemptions": rec.counter_totals.preemptions,
         "interruptions": rec.counter_totals.interruptions,
         "recompute_tokens": rec.counter_totals.recompute_tokens,
-        "prefill_s_per_replica_step": sum(e.prefill_s for e in engines) / cfg.replicas / cfg.steps,
+        "prefill_s_per_replica_step": sum(e.prefill_s for e in engines) / cfg.replicas / finished,
         "verifier_timeouts": verifier.timeouts, "verifier_failures": verifier.failures,
         **rounds.counters(source.history),          # dynamic sampling (empty without rewards)
     }
     summary = summarize(cfg, rec.steps, scenario=scenario_name, staleness=rec.staleness,
-                        busy_s=busy, counters=counters)
-    trace = rec.frame()
+                        busy_s=busy, counters=counters, rule=until_steady or Rule(),
+                        booked_until_s=booked_until)
+    trace_frame = rec.frame()
     if trace_path is not None:
-        write_trace(trace, trace_path)
-    return SimResult(summary, trace, rec.steps, cfg, log=rec.log)
+        write_trace(trace_frame, trace_path)
+    return SimResult(summary, trace_frame, rec.steps.kept, cfg, log=rec.log)
 
 
 def _progress_bar(cfg: SimConfig):

@@ -31,11 +31,14 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from rlvr_sim.errors import ScenarioError
+from rlvr_sim.sim.batch_sync import run_whole_batch
 from rlvr_sim.sim.protocols import CostModelLike
 from rlvr_sim.sim.source import Group
 
 
 _tuple_new = tuple.__new__     # tuple.__new__(NamedTupleClass, values): the C constructor
+# sync runs: a batch admitted whole runs through rlvr_sim.sim.batch_sync (same result, numpy)
+WHOLE_BATCH = True
 
 
 class Finished(NamedTuple):
@@ -100,8 +103,9 @@ class ReplicaEngine:
     def __init__(self, replica: int, cm: CostModelLike, *, max_concurrent: int, kv_blocks: int | None,
                  block_tokens: int, prefix_caching: bool, max_staleness: int,
                  coalesce_fraction: float = 0.0, span_rule: str = "cost_model",
-                 interpolate_finishes: bool = True):
+                 interpolate_finishes: bool = True, whole_batch: bool | None = None):
         self.replica, self.cm = replica, cm
+        self.whole_batch = WHOLE_BATCH if whole_batch is None else whole_batch
         self.coalesce = coalesce_fraction
         self.interpolate = interpolate_finishes
         step = getattr(cm, "decode_step_s", None)
@@ -462,7 +466,13 @@ class ReplicaEngine:
             self._requeue(seq)
 
     def run_to_idle(self) -> list[Finished]:
-        """Advance until nothing is left to run (sync modes: no outside event can intervene)."""
+        """Advance until nothing is left to run (sync modes: no outside event can intervene).
+        A batch admitted whole runs in one numpy pass (rlvr_sim.sim.batch_sync) unless
+        `whole_batch` is off; the span-by-span loop below is the reference."""
+        if self.whole_batch:
+            fast = run_whole_batch(self)
+            if fast is not None:
+                return fast
         done: list[Finished] = []
         while self.plan() is not None:
             done.extend(self.finish())

@@ -1,8 +1,10 @@
 """One plan's simulation as a picklable job, and its outcome as one table row.
 
 `evaluate_plan` is the only place a sweep touches the simulator: it loads the base scenario
-with the plan's overrides, runs `simulate()` and keeps the flat summary and the resolved
-scenario. A plan the scenario validator or the cost model rejects (does not fit in memory, TP
+with the plan's overrides, runs `simulate()` (a fixed number of steps, or until the step time is
+steady) and keeps the typed `Summary` and the resolved scenario. Readers use `PlanMetrics`, a
+typed projection of the Summary fields the planner needs; the Summary is flattened into columns
+only where a table is written (rlvr_sim.sweep.store). A plan the scenario validator or the cost model rejects (does not fit in memory, TP
 does not divide the GPUs, ...) becomes an `invalid` row with the reason, not an exception; any
 other exception becomes an `error` row, so one bad point never loses a long sweep.
 """
@@ -11,13 +13,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from rlvr_sim.errors import UserError
+from rlvr_sim.sim.metrics import Summary
+from rlvr_sim.sim.steady import Rule
 from rlvr_sim.sweep.grid import Plan
+
+if TYPE_CHECKING:
+    from rlvr_sim.sweep.robust import Perturbation
 
 STATUS_OK = "ok"
 STATUS_INVALID = "invalid"
@@ -34,24 +40,74 @@ class PlanJob:
     steps: int | None
     seed: int | None
     plan_id: str
+    steady: Rule | None = None                  # with steps None: simulate until steady
+    perturb: "Perturbation | None" = None       # robustness draw applied to the scenario
+
+
+@dataclass(frozen=True)
+class PoolValues:
+    """One number per pool."""
+
+    sampler: float
+    trainer: float
+    verifier: float
+
+    def as_dict(self) -> dict[str, float]:
+        return {"sampler": self.sampler, "trainer": self.trainer, "verifier": self.verifier}
+
+
+@dataclass(frozen=True)
+class PlanMetrics:
+    """The Summary fields the planner and the recommendation read, typed (`of` is the one place
+    they are read, so renaming a Summary field fails here, in tests and in the type check)."""
+
+    hours_total: float
+    usd_total: float
+    step_time_s: float
+    utilization: PoolValues
+    idle_s: PoolValues
+    bottleneck: str
+    steps_simulated: int
+    warmup_steps: int
+    steady_state: bool
+
+    @classmethod
+    def of(cls, s: Summary) -> "PlanMetrics":
+        return cls(hours_total=s.hours_total, usd_total=s.cost.usd_total,
+                   step_time_s=s.step_time_s.mean,
+                   utilization=PoolValues(s.utilization["sampler"], s.utilization["trainer"],
+                                          s.utilization["verifier"]),
+                   idle_s=PoolValues(s.idle_s["sampler"], s.idle_s["trainer"], s.idle_s["verifier"]),
+                   bottleneck=s.bottleneck, steps_simulated=s.steps_simulated,
+                   warmup_steps=s.warmup_steps, steady_state=s.steady_state)
 
 
 @dataclass
 class PlanOutcome:
-    """The result of one job: plan columns, status, reason, flat summary, resolved scenario YAML."""
+    """The result of one job: plan columns, status, reason, typed summary, resolved scenario YAML."""
 
     index: int
     plan_id: str
     columns: dict[str, Any]
     status: str
     error: str | None = None
-    summary: dict[str, Any] = field(default_factory=dict)
+    summary: Summary | None = None
     scenario_yaml: str | None = None
 
+    @property
+    def metrics(self) -> PlanMetrics | None:
+        """What the planner reads; None unless the plan simulated (`status == ok`)."""
+        return PlanMetrics.of(self.summary) if self.summary is not None and self.status == STATUS_OK else None
+
+    @property
+    def steps_simulated(self) -> int | None:
+        return self.summary.steps_simulated if self.summary is not None else None
+
     def row(self) -> dict[str, Any]:
-        """One table row: ids, plan values, status, summary columns, `scenario_yaml` last."""
-        return {"plan_index": self.index, "plan_id": self.plan_id, **self.columns, "status": self.status,
-                "error": self.error, **self.summary, "scenario_yaml": self.scenario_yaml}
+        """The table row (`rlvr_sim.sweep.store.outcome_row`, where the Summary is flattened)."""
+        from rlvr_sim.sweep.store import outcome_row
+
+        return outcome_row(self)
 
 
 Evaluate = Callable[[PlanJob], PlanOutcome]
@@ -66,28 +122,25 @@ def scenario_fingerprint(scenario: str | Path | dict[str, Any]) -> str:
     return hashlib.sha1(data).hexdigest()
 
 
-def plan_id(fingerprint: str, plan: Plan, steps: int | None, seed: int | None) -> str:
-    """Stable id of (base scenario, overrides, steps, seed): what resuming a sweep matches on."""
-    text = json.dumps([fingerprint, plan.overrides(), steps, seed])
-    return hashlib.sha1(text.encode()).hexdigest()[:16]
+def plan_id(fingerprint: str, plan: Plan, steps: int | None, seed: int | None,
+            extra: object = None) -> str:
+    """Stable id of (base scenario, overrides, steps, seed[, steady rule / draw]): what resuming
+    a sweep matches on."""
+    items: list[object] = [fingerprint, plan.overrides(), steps, seed]
+    if extra is not None:
+        items.append(repr(extra))
+    return hashlib.sha1(json.dumps(items).encode()).hexdigest()[:16]
 
 
 def make_jobs(scenario: str | Path | dict[str, Any], plans: list[Plan], steps: int | None,
-              seed: int | None) -> list[PlanJob]:
+              seed: int | None, steady: Rule | None = None,
+              perturb: "Perturbation | None" = None) -> list[PlanJob]:
     """Jobs for `plans` on one base scenario; paths become absolute so any worker can read them."""
     source: str | dict[str, Any] = scenario if isinstance(scenario, dict) else str(Path(scenario).resolve())
     fingerprint = scenario_fingerprint(source)
-    return [PlanJob(i, plan, source, steps, seed, plan_id(fingerprint, plan, steps, seed))
+    extra = None if steady is None and perturb is None else (steady, perturb)
+    return [PlanJob(i, plan, source, steps, seed, plan_id(fingerprint, plan, steps, seed, extra), steady, perturb)
             for i, plan in enumerate(plans)]
-
-
-def _cell(value: Any) -> Any:
-    """Scalar table cell: lists/dicts become JSON text so every column stores in Parquet."""
-    if isinstance(value, (dict, list, tuple)):
-        return json.dumps(value, sort_keys=True, default=str)
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    return value
 
 
 def evaluate_plan(job: PlanJob) -> PlanOutcome:
@@ -101,15 +154,18 @@ def evaluate_plan(job: PlanJob) -> PlanOutcome:
     except UserError as exc:
         return PlanOutcome(job.index, job.plan_id, columns, STATUS_INVALID, str(exc))
     scenario_yaml = scenario.resolved_yaml()
+    profile = None
     try:
-        result = simulate(scenario, steps=job.steps, seed=job.seed)
+        if job.perturb is not None:
+            scenario, profile = job.perturb.apply(scenario)
+        result = simulate(scenario, steps=job.steps, seed=job.seed, trace=False,
+                          until_steady=job.steady if job.steps is None else None, profile=profile)
     except UserError as exc:
         return PlanOutcome(job.index, job.plan_id, columns, STATUS_INVALID, str(exc), scenario_yaml=scenario_yaml)
     except Exception as exc:  # noqa: BLE001 - a sweep records a simulator failure and goes on
         return PlanOutcome(job.index, job.plan_id, columns, STATUS_ERROR, f"{type(exc).__name__}: {exc}",
                            scenario_yaml=scenario_yaml)
-    summary = {key: _cell(value) for key, value in result.summary.flat().items()}
-    return PlanOutcome(job.index, job.plan_id, columns, STATUS_OK, None, summary, scenario_yaml)
+    return PlanOutcome(job.index, job.plan_id, columns, STATUS_OK, None, result.summary, scenario_yaml)
 
 
 def preload_simulator() -> None:

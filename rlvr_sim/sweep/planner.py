@@ -12,7 +12,12 @@ Search, per (GPU type, total), all searches advancing together so each round is 
 3. local search: move to the best neighbour (`space.neighbours`: split +-1/2 replicas, TP, staleness,
    mini-batches, placement) while it lowers hours; stop at a local optimum.
 The search can miss a global optimum that no improving path reaches; `exhaustive` evaluates the
-whole space for comparison (the tests check both agree on small spaces).
+whole space for comparison (the tests check both agree on small spaces, and that the search visits
+the exhaustive frontier of a 128-GPU space).
+
+Each plan is simulated until its step time is steady (`Evaluator.steady`, rlvr_sim.sim.steady;
+the table's `steps_simulated` / `warmup_steps` say how many steps each needed), unless a fixed
+`steps` is given. Results are read through the typed `PlanMetrics`, never by column name.
 """
 
 from __future__ import annotations
@@ -20,16 +25,20 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from rlvr_sim.sim.steady import Rule
 from rlvr_sim.sweep.grid import Plan
-from rlvr_sim.sweep.jobs import STATUS_ERROR, STATUS_INVALID, STATUS_OK, PlanOutcome, make_jobs
-from rlvr_sim.sweep.pareto import DOLLARS, HOURS
+from rlvr_sim.sweep.jobs import STATUS_ERROR, STATUS_INVALID, STATUS_OK, PlanMetrics, PlanOutcome, make_jobs
 from rlvr_sim.sweep.pools import Pool
 from rlvr_sim.sweep.runner import evaluate_all
+from rlvr_sim.sweep.store import outcome_row
 from rlvr_sim.sweep.space import COLOCATED, DISAGGREGATED, Allocation, SearchSpace, enumerate_space, neighbours, round_split
+
+if TYPE_CHECKING:
+    from rlvr_sim.sweep.robust import Perturbation
 
 
 @dataclass
@@ -42,6 +51,8 @@ class Evaluator:
     seed: int | None
     progress: bool = False
     fixed: Plan = Plan(())   # overrides applied to every plan first (`plan --set key=value`)
+    steady: Rule | None = None   # with steps None: each plan simulated until its step time is steady
+    perturb: "Perturbation | None" = None   # a robustness draw applied to every plan
     seen: dict[Allocation, PlanOutcome] = field(default_factory=dict)
 
     def evaluate(self, allocations: list[Allocation], desc: str = "plan") -> None:
@@ -49,52 +60,47 @@ class Evaluator:
         if not new:
             return
         plans = [Plan(self.fixed.settings + a.plan().settings) for a in new]
-        jobs = make_jobs(self.scenario, plans, self.steps, self.seed)
+        jobs = make_jobs(self.scenario, plans, self.steps, self.seed, self.steady, self.perturb)
         for allocation, outcome in zip(new, evaluate_all(self.pool, jobs, self.progress, desc)):
             self.seen[allocation] = outcome
 
+    def metrics(self, a: Allocation) -> PlanMetrics | None:
+        """The plan's typed results; None when not simulated, invalid or failed."""
+        outcome = self.seen.get(a)
+        return None if outcome is None else outcome.metrics
+
     def hours(self, a: Allocation) -> float:
         """Simulated hours to finish, infinite for a plan that is invalid or failed."""
-        outcome = self.seen.get(a)
-        if outcome is None or outcome.status != STATUS_OK:
-            return math.inf
-        return float(outcome.summary.get(HOURS, math.inf))
+        m = self.metrics(a)
+        return math.inf if m is None else m.hours_total
 
     def key(self, a: Allocation) -> tuple[float, float, Allocation]:
         """Order of preference: fewer hours, then fewer dollars, then a fixed tie-break."""
-        outcome = self.seen.get(a)
-        dollars = float(outcome.summary.get(DOLLARS, math.inf)) if outcome and outcome.status == STATUS_OK else math.inf
-        return (self.hours(a), dollars, a)
+        m = self.metrics(a)
+        return (math.inf, math.inf, a) if m is None else (m.hours_total, m.usd_total, a)
 
     def table(self) -> pd.DataFrame:
         """Every evaluated allocation as a sweep row plus `label` and `total_gpus`."""
         rows = []
         for allocation, outcome in self.seen.items():
-            row = outcome.row()
+            row = outcome_row(outcome)
             row.update(label=allocation.label(), total_gpus=allocation.total_gpus)
             rows.append(row)
         return pd.DataFrame(rows)
 
 
-def pool_busy_s(summary: dict[str, Any]) -> tuple[float, float] | None:
+def pool_busy_s(m: PlanMetrics) -> tuple[float, float]:
     """Sampler and trainer busy seconds per step of a plan (utilisation x step time)."""
-    step = summary.get("step_time_s.mean")
-    sampler = summary.get("utilization.sampler")
-    trainer = summary.get("utilization.trainer")
-    if step is None or sampler is None or trainer is None:
-        return None
-    return float(sampler) * float(step), float(trainer) * float(step)
+    return m.utilization.sampler * m.step_time_s, m.utilization.trainer * m.step_time_s
 
 
-def balanced_share(probe: Allocation, summary: dict[str, Any]) -> float | None:
+def balanced_share(probe: Allocation, m: PlanMetrics) -> float | None:
     """Sampler share of the GPUs that equalises both pools' busy time, from one disaggregated probe.
 
     Work of a pool in GPU-seconds = busy seconds x its GPUs, assumed to scale as 1/GPUs when the
     pool grows or shrinks; equal busy time then needs GPUs in proportion to work.
     """
-    busy = pool_busy_s(summary)
-    if busy is None:
-        return None
+    busy = pool_busy_s(m)
     sampler_work = busy[0] * probe.sampler_gpus
     trainer_work = busy[1] * probe.trainer_gpus
     if sampler_work + trainer_work <= 0:
@@ -141,10 +147,10 @@ def _seeds(space: SearchSpace, base: Allocation, ev: Evaluator) -> list[Allocati
 def _balanced_starts(space: SearchSpace, ev: Evaluator, probes: list[Allocation]) -> list[Allocation]:
     starts = []
     for probe in probes:
-        outcome = ev.seen.get(probe)
-        if probe.placement != DISAGGREGATED or outcome is None or outcome.status != STATUS_OK:
+        m = ev.metrics(probe)
+        if probe.placement != DISAGGREGATED or m is None:
             continue
-        share = balanced_share(probe, outcome.summary)
+        share = balanced_share(probe, m)
         split = None if share is None else round_split(share, probe.total_gpus, probe.sampler_unit, probe.trainer_unit)
         if split is None:
             continue

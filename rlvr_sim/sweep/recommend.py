@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING
 
 from rlvr_sim.errors import UserError
 from rlvr_sim.sweep.jobs import STATUS_OK
 from rlvr_sim.sweep.pareto import DOLLARS, HOURS
 from rlvr_sim.sweep.planner import Evaluator, SearchResult
 from rlvr_sim.sweep.space import COLOCATED, Allocation
+
+if TYPE_CHECKING:
+    from rlvr_sim.sweep.robust import Robustness
 
 POOLS = ("sampler", "trainer", "verifier")
 
@@ -54,6 +57,10 @@ class Recommendation:
     idle_s: dict[str, float] = field(default_factory=dict)
     marginals: list[Marginal] = field(default_factory=list)
     reason: str = ""
+    steps_simulated: int | None = None     # steps the recommended plan needed to be steady
+    warmup_steps: int | None = None        # of which warm-up / pipeline fill, excluded
+    steady_state: bool | None = None
+    robustness: "Robustness | None" = None
 
 
 def one_line(message: object, width: int = 240) -> str:
@@ -122,38 +129,45 @@ def _marginal_allocations(a: Allocation, sampler_unit: int, trainer_unit: int) -
 def marginals(base_ev: Evaluator, a: Allocation) -> list[Marginal]:
     """Simulate what adding GPUs to each pool of `a` buys (in a separate evaluator: these plans
     exceed the GPU limit and must not enter the search table)."""
-    ev = Evaluator(base_ev.scenario, base_ev.pool, base_ev.steps, base_ev.seed, fixed=base_ev.fixed)
+    ev = Evaluator(base_ev.scenario, base_ev.pool, base_ev.steps, base_ev.seed, fixed=base_ev.fixed,
+                   steady=base_ev.steady, perturb=base_ev.perturb)
     options = _marginal_allocations(a, a.sampler_unit, a.trainer_unit)
     ev.evaluate([alloc for _, _, alloc in options], "plan: marginal GPUs")
     base_hours = base_ev.hours(a)
     found = []
     for change, extra, alloc in options:
         outcome = ev.seen[alloc]
-        if outcome.status != STATUS_OK:
+        m = outcome.metrics
+        if m is None:
             found.append(Marginal(change, extra, alloc.label(), outcome.status, reason=outcome.error))
             continue
-        hours = float(outcome.summary[HOURS])
-        found.append(Marginal(change, extra, alloc.label(), outcome.status, hours, float(outcome.summary[DOLLARS]),
-                              (base_hours - hours) / extra))
+        found.append(Marginal(change, extra, alloc.label(), outcome.status, m.hours_total, m.usd_total,
+                              (base_hours - m.hours_total) / extra))
     return found
-
-
-def _pool_values(summary: dict[str, Any], prefix: str) -> dict[str, float]:
-    return {pool: float(summary[f"{prefix}.{pool}"]) for pool in POOLS
-            if summary.get(f"{prefix}.{pool}") is not None}
 
 
 def recommend(result: SearchResult, ev: Evaluator, constraints: Constraints) -> Recommendation:
     """The chosen plan with its reason (see module docstring)."""
     allocation, rule = choose(result, constraints)
-    summary = ev.seen[allocation].summary
+    m = ev.metrics(allocation)
+    assert m is not None, "choose() picks a simulated plan"
     rec = Recommendation(
-        allocation=allocation, label=allocation.label(), hours_total=float(summary[HOURS]),
-        usd_total=float(summary[DOLLARS]), step_time_s=summary.get("step_time_s.mean"), rule=rule,
-        bottleneck=summary.get("bottleneck"), utilization=_pool_values(summary, "utilization"),
-        idle_s=_pool_values(summary, "idle_s"), marginals=marginals(ev, allocation))
+        allocation=allocation, label=allocation.label(), hours_total=m.hours_total,
+        usd_total=m.usd_total, step_time_s=m.step_time_s, rule=rule,
+        bottleneck=m.bottleneck, utilization=m.utilization.as_dict(),
+        idle_s=m.idle_s.as_dict(), marginals=marginals(ev, allocation),
+        steps_simulated=m.steps_simulated, warmup_steps=m.warmup_steps, steady_state=m.steady_state)
     rec.reason = explain(rec, result.counts()["ok"])
     return rec
+
+
+def steady_sentence(rec: Recommendation) -> str:
+    """How many steps the recommended plan was simulated for, and whether it was steady."""
+    if rec.steps_simulated is None:
+        return ""
+    state = "steady" if rec.steady_state else "NOT steady (step cap reached)"
+    return (f"Simulated {rec.steps_simulated} steps ({rec.warmup_steps} warm-up / pipeline-fill "
+            f"excluded): {state}.")
 
 
 def explain(rec: Recommendation, valid_plans: int) -> str:
@@ -168,6 +182,7 @@ def explain(rec: Recommendation, valid_plans: int) -> str:
         shared = " (colocated: each pool's idle time is mostly the other phases on the same GPUs)" \
             if rec.allocation.placement == COLOCATED else ""
         parts.append("Idle per step: " + ", ".join(f"{p} {s:,.1f} s" for p, s in rec.idle_s.items()) + shared + ".")
+    parts.append(steady_sentence(rec))
     for m in rec.marginals:
         change = m.change[0].upper() + m.change[1:]
         if m.hours_total is None:

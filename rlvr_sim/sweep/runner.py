@@ -15,10 +15,11 @@ from typing import Any
 import pandas as pd
 from tqdm import tqdm
 
+from rlvr_sim.sim.steady import Rule
 from rlvr_sim.sweep.grid import Plan
 from rlvr_sim.sweep.jobs import STATUS_ERROR, STATUS_INVALID, STATUS_OK, PlanJob, PlanOutcome, make_jobs
 from rlvr_sim.sweep.pools import Pool
-from rlvr_sim.sweep.store import ResultStore, outcomes_frame
+from rlvr_sim.sweep.store import ResultStore, outcome_row, outcomes_frame
 
 
 @dataclass
@@ -54,13 +55,14 @@ def evaluate_all(pool: Pool, jobs: list[PlanJob], progress: bool = False, desc: 
 
 def run_sweep(scenario: str | Path | dict[str, Any], plans: list[Plan], pool: Pool, *,
               steps: int | None = None, seed: int | None = None, out: str | Path | None = None,
-              fresh: bool = False, progress: bool = True) -> SweepResult:
+              fresh: bool = False, progress: bool = True, steady: Rule | None = None) -> SweepResult:
     """Simulate every plan; with `out`, rows are saved as they finish and a re-run resumes.
+    `steps=None` with `steady`: each plan until its step time is steady (rlvr_sim.sim.steady).
 
     On Ctrl-C the rows finished so far are written to `out` (the parts stay for resuming) and
     the partial result is returned with `interrupted=True`.
     """
-    jobs = make_jobs(scenario, plans, steps, seed)
+    jobs = make_jobs(scenario, plans, steps, seed, steady if steps is None else None)
     store = ResultStore(out, fresh=fresh) if out is not None else None
     done = store.done_ids() if store is not None else set()
     todo = [job for job in jobs if job.plan_id not in done]
@@ -75,5 +77,5 @@ def run_sweep(scenario: str | Path | dict[str, Any], plans: list[Plan], pool: Po
         frame = store.consolidate(keep_parts=interrupted)
         frame = frame[frame["plan_id"].isin(wanted)].reset_index(drop=True) if not frame.empty else frame
     else:
-        frame = outcomes_frame([outcome.row() for outcome in finished])
+        frame = outcomes_frame([outcome_row(outcome) for outcome in finished])
     return SweepResult(frame, planned=len(jobs), resumed=len(jobs) - len(todo), interrupted=interrupted)

@@ -2,8 +2,10 @@
 
 An `Allocation` fixes what a capacity planner chooses for a given workload: GPU type, how many
 GPUs in all, colocated or disaggregated, sampler vs trainer GPUs, TP degree of each pool, sync or
-async with a staleness bound, and optimizer mini-batches per RL step. Everything else comes from
-the base scenario. Structural rules checked here (cheaply, before any simulation): TP divides its
+async with a staleness bound, optimizer mini-batches per RL step, and any other scenario field
+listed as a knob (an override path and its values, e.g. `orchestration.partial_rollout`; new
+mechanisms such as a streaming trainer or fractional staleness are searched this way as soon as
+the scenario accepts them). Everything else comes from the base scenario. Structural rules checked here (cheaply, before any simulation): TP divides its
 pool's GPUs and fits in a node, colocated pools share all GPUs, and colocated runs are sync.
 Whether a plan fits in memory is the cost model's call, made per plan during the search.
 """
@@ -34,6 +36,7 @@ class Allocation:
     mini_batches: int
     sampler_pp: int = 1
     trainer_pp: int = 1
+    knobs: tuple[tuple[str, str], ...] = ()    # extra override paths and their values (--knob)
 
     @property
     def sampler_unit(self) -> int:
@@ -59,7 +62,7 @@ class Allocation:
             ("orchestration.mode", "async" if self.max_staleness > 0 else "sync"),
             ("orchestration.max_staleness", str(self.max_staleness)),
             ("trainer.mini_batches", str(self.mini_batches)),
-        ))
+        ) + self.knobs)
 
     def label(self) -> str:
         """Short human description, e.g. `64x h100-sxm disagg S40(tp2) T24(tp1) async1 mb4`."""
@@ -70,7 +73,8 @@ class Allocation:
             pools = f"coloc S{self.sampler_gpus}({s_par}) T({t_par})"
         else:
             pools = f"disagg S{self.sampler_gpus}({s_par}) T{self.trainer_gpus}({t_par})"
-        return f"{self.total_gpus}x {self.gpu} {pools} {mode} mb{self.mini_batches}"
+        knobs = "".join(f" {key.rsplit('.', 1)[-1]}={value}" for key, value in self.knobs)
+        return f"{self.total_gpus}x {self.gpu} {pools} {mode} mb{self.mini_batches}{knobs}"
 
 
 @dataclass(frozen=True)
@@ -86,6 +90,14 @@ class SearchSpace:
     gpus_per_node: int
     sampler_pps: tuple[int, ...] = (1,)
     trainer_pps: tuple[int, ...] = (1,)
+    # other scenario fields to search, as override paths and their values, e.g.
+    # (("orchestration.partial_rollout", ("false", "true")),): any knob a scenario accepts
+    knobs: tuple[tuple[str, tuple[str, ...]], ...] = ()
+
+    def knob_choices(self) -> list[tuple[tuple[str, str], ...]]:
+        """Every combination of the extra knobs' values (one empty combination without knobs)."""
+        return [tuple(zip((k for k, _ in self.knobs), combo))
+                for combo in itertools.product(*(values for _, values in self.knobs))]
 
     def allows(self, a: Allocation) -> bool:
         """Structural validity (see module docstring) and membership of every choice."""
@@ -98,6 +110,9 @@ class SearchSpace:
         if a.max_staleness not in self.staleness or a.mini_batches not in self.mini_batches:
             return False
         if a.sampler_gpus < 1 or a.trainer_gpus < 1:
+            return False
+        if tuple(k for k, _ in a.knobs) != tuple(k for k, _ in self.knobs) or any(
+                v not in values for (_, v), (_, values) in zip(a.knobs, self.knobs)):
             return False
         if a.sampler_gpus % a.sampler_unit or a.trainer_gpus % a.trainer_unit:
             return False
@@ -122,11 +137,11 @@ def default_sizes(total_gpus: int, gpus_per_node: int, count: int = 4) -> tuple[
 def enumerate_space(space: SearchSpace) -> list[Allocation]:
     """Every structurally valid allocation (the exhaustive baseline the search is tested against)."""
     found = []
-    for gpu, total, tp_s, pp_s, tp_t, pp_t, stale, mb in itertools.product(
+    for gpu, total, tp_s, pp_s, tp_t, pp_t, stale, mb, knobs in itertools.product(
             space.gpus, space.sizes, space.sampler_tps, space.sampler_pps, space.trainer_tps, space.trainer_pps,
-            space.staleness, space.mini_batches):
-        candidates = [Allocation(gpu, total, COLOCATED, total, tp_s, total, tp_t, stale, mb, pp_s, pp_t)]
-        candidates += [Allocation(gpu, total, DISAGGREGATED, s, tp_s, total - s, tp_t, stale, mb, pp_s, pp_t)
+            space.staleness, space.mini_batches, space.knob_choices()):
+        candidates = [Allocation(gpu, total, COLOCATED, total, tp_s, total, tp_t, stale, mb, pp_s, pp_t, knobs)]
+        candidates += [Allocation(gpu, total, DISAGGREGATED, s, tp_s, total - s, tp_t, stale, mb, pp_s, pp_t, knobs)
                        for s in range(tp_s * pp_s, total, tp_s * pp_s)]
         found.extend(a for a in candidates if space.allows(a))
     return sorted(set(found))
@@ -143,14 +158,14 @@ def _step_to(values: tuple[int, ...], current: int) -> list[int]:
 def neighbours(a: Allocation, space: SearchSpace) -> list[Allocation]:
     """Allocations one move away, with the same GPU type and total.
 
-    Moves: shift the sampler/trainer split by one or two sampler replicas (or trainer groups)
-    either way; next TP or PP option of either pool (keeping the split, or re-rounding it to whole
+    Moves: shift the sampler/trainer split by one or two sampler replicas (or trainer groups),
+    or by one or two whole nodes, either way; next TP or PP option of either pool (keeping the split, or re-rounding it to whole
     replicas/groups); next staleness option; next mini-batch option; switch placement
     (colocated <-> disaggregated at an even split).
     """
     moves: list[Allocation] = []
     if a.placement == DISAGGREGATED:
-        for unit in {a.sampler_unit, a.trainer_unit}:
+        for unit in {a.sampler_unit, a.trainer_unit, space.gpus_per_node}:
             for k in (-2, -1, 1, 2):
                 s = a.sampler_gpus + k * unit
                 moves.append(replace(a, sampler_gpus=s, trainer_gpus=a.total_gpus - s))
@@ -175,6 +190,10 @@ def neighbours(a: Allocation, space: SearchSpace) -> list[Allocation]:
     if a.placement == DISAGGREGATED:
         moves.extend(replace(a, max_staleness=v) for v in _step_to(space.staleness, a.max_staleness))
     moves.extend(replace(a, mini_batches=v) for v in _step_to(space.mini_batches, a.mini_batches))
+    for i, ((key, value), (_, values)) in enumerate(zip(a.knobs, space.knobs)):
+        for other in values:       # knobs are categorical: every other value is one move away
+            if other != value:
+                moves.append(replace(a, knobs=a.knobs[:i] + ((key, other),) + a.knobs[i + 1:]))
     unique = []
     for move in moves:
         if move != a and space.allows(move) and move not in unique:

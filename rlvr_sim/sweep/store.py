@@ -9,6 +9,7 @@ rest. At the end the parts are merged into `<out>` (`.parquet` or `.csv`) and re
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import time
 from pathlib import Path
@@ -20,6 +21,24 @@ from rlvr_sim.errors import UserError
 from rlvr_sim.sweep.jobs import PlanOutcome
 
 FRONT_COLUMNS = ["plan_index", "plan_id"]
+
+
+def _cell(value: Any) -> Any:
+    """Scalar table cell: lists/dicts become JSON text so every column stores in Parquet."""
+    if isinstance(value, (dict, list, tuple)):
+        return json.dumps(value, sort_keys=True, default=str)
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value
+
+
+def outcome_row(outcome: PlanOutcome) -> dict[str, Any]:
+    """One table row: ids, plan values, status, the Summary flattened to dotted columns
+    (`Summary.flat()`: the one place it is flattened), `scenario_yaml` last."""
+    summary = {} if outcome.summary is None else {k: _cell(v) for k, v in outcome.summary.flat().items()}
+    return {"plan_index": outcome.index, "plan_id": outcome.plan_id, **outcome.columns,
+            "status": outcome.status, "error": outcome.error, **summary,
+            "scenario_yaml": outcome.scenario_yaml}
 
 
 def outcomes_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
@@ -35,6 +54,8 @@ def outcomes_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
             kinds = {type(v) for v in frame[column] if v is not None and not (isinstance(v, float) and pd.isna(v))}
             if len(kinds) > 1:
                 frame[column] = frame[column].map(lambda v: None if v is None else str(v))
+            elif kinds == {bool}:      # booleans with gaps (invalid plans): nullable, as Parquet reads them
+                frame[column] = frame[column].astype("boolean")
     return frame.sort_values("plan_index", kind="stable").reset_index(drop=True)
 
 
@@ -79,7 +100,7 @@ class ResultStore:
         return {row["plan_id"] for row in self.done_rows}
 
     def add(self, outcome: PlanOutcome) -> None:
-        self._buffer.append(outcome.row())
+        self._buffer.append(outcome_row(outcome))
         if time.monotonic() - self._last_flush >= self.flush_every_s:
             self.flush()
 

@@ -1,0 +1,94 @@
+"""`rlvr-sim plan` on the README's 64-GPU example: wall and CPU seconds, plans simulated, steps per
+plan and the recommendation, for this tree and optionally an older one, runs alternating.
+
+The README example: `plan scenarios/deepseek-r1-zero-like.yaml --total-gpus 64 --gpu h100-sxm
+--set model=qwen2.5-32b --trainer-pp 1,2,4`. Each run is a fresh `python -m rlvr_sim.cli plan
+... --json` subprocess with the tree's `rlvr_sim` on PYTHONPATH; CPU seconds include the pool
+workers (getrusage of children), so they compare trees on a loaded machine better than wall
+seconds do. `--this-args` / `--baseline-args` add flags per tree (an older tree lacks newer
+flags: e.g. `--baseline-args "--steps 3"` for the README's old command).
+
+    .venv/bin/python benchmarks/bench_plan.py [--baseline /work/main] [--repeats 1] [--workers 2]
+    .venv/bin/python benchmarks/bench_plan.py --exhaustive-too --this-args "--sizes 64 --staleness 0,1"
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shlex
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+README_ARGS = ["--total-gpus", "64", "--gpu", "h100-sxm", "--set", "model=qwen2.5-32b", "--trainer-pp", "1,2,4"]
+SCENARIO = "scenarios/deepseek-r1-zero-like.yaml"
+
+
+def _children_cpu_s() -> float:
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def run_plan(root: Path, extra: list[str], workers: int) -> dict:
+    """One `plan --json` run of the tree at `root`: timings and what it answered."""
+    cmd = [sys.executable, "-m", "rlvr_sim.cli", "plan", str(root / SCENARIO), *README_ARGS,
+           "--workers", str(workers), "--json", *extra]
+    env = {**os.environ, "PYTHONPATH": str(root), "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+    cpu0, t0 = _children_cpu_s(), time.perf_counter()
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=root)
+    wall, cpu = time.perf_counter() - t0, _children_cpu_s() - cpu0
+    if out.returncode != 0:
+        return {"root": str(root), "args": extra, "error": out.stderr[-2000:], "wall_s": wall, "cpu_s": cpu}
+    data = json.loads(out.stdout)
+    rec = data["recommended"]
+    rob = rec.get("robustness")
+    return {"root": str(root), "args": extra, "wall_s": wall, "cpu_s": cpu, "counts": data["counts"],
+            "method": data.get("method"), "steps_per_plan": data.get("steps_per_plan"),
+            "recommended": rec["label"], "hours_total": rec["hours_total"], "usd_total": rec["usd_total"],
+            "recommended_steps_simulated": rec.get("steps_simulated"),
+            "frontier": [(f["label"], f.get("steps_simulated")) for f in data["frontier"]],
+            "robustness": None if rob is None else {k: rob[k] for k in (
+                "share_best", "robust", "hours_p10", "hours_p50", "hours_p90", "usd_p10", "usd_p50", "usd_p90")}}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--baseline", type=Path, help="an older tree to compare with (runs alternate)")
+    p.add_argument("--repeats", type=int, default=1)
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--this-args", default="", help="extra plan flags for this tree")
+    p.add_argument("--baseline-args", default="--steps 3", help="extra plan flags for the baseline tree")
+    p.add_argument("--exhaustive-too", action="store_true",
+                   help="also run this tree with --exhaustive (same flags): same recommendation?")
+    args = p.parse_args(argv)
+    this_extra = shlex.split(args.this_args)
+    runs: dict[str, list[dict]] = {"this": [], "baseline": []}
+    for _ in range(args.repeats):
+        if args.baseline is not None:
+            runs["baseline"].append(run_plan(args.baseline.resolve(), shlex.split(args.baseline_args), args.workers))
+            print(json.dumps({"baseline": runs["baseline"][-1]}), flush=True)
+        runs["this"].append(run_plan(ROOT, this_extra, args.workers))
+        print(json.dumps({"this": runs["this"][-1]}), flush=True)
+    report: dict = {"runs": runs}
+    if args.exhaustive_too:
+        full = run_plan(ROOT, [*this_extra, "--exhaustive"], args.workers)
+        report["exhaustive"] = full
+        report["same_recommendation_as_exhaustive"] = full.get("recommended") == runs["this"][-1].get("recommended")
+        print(json.dumps({"exhaustive": full}), flush=True)
+    if runs["baseline"] and all("error" not in r for r in runs["baseline"] + runs["this"]):
+        for key in ("wall_s", "cpu_s"):
+            base = statistics.median(r[key] for r in runs["baseline"])
+            this = statistics.median(r[key] for r in runs["this"])
+            report[f"{key}_ratio_baseline_over_this"] = base / this
+    print(json.dumps({k: v for k, v in report.items() if k != "runs"}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,140 @@
+"""Steady state of a simulated run: which first steps are warm-up, and whether the rest is steady.
+
+`detect(times_s, min_warmup)` decides, from the step times in order:
+- the warm-up cut `d` (steps 0..d-1 are pipeline fill / warm-up, excluded from the steady mean):
+  MSER (White 1997, "An effective truncation heuristic for bias reduction in simulation output"):
+  the `d` minimising sum((t_i - mean_d)^2) / (n - d)^2 over the steps that remain, searched in
+  [min_warmup, n // 2]; never below `min_warmup` (async: the staleness bound eta, whose first eta
+  steps cannot overlap training yet) unless the run is shorter than that; `max_warmup=0` for
+  sync runs, whose steps all start from the same empty pipeline (no transient to cut);
+- whether what remains is steady: at least `min_steady` steps; no drift (the means of the first
+  and second half of the remaining steps (even lengths) differ by at most `rel_tol` of the mean
+  plus two standard errors of that difference, so i.i.d. noise does not count as drift); and the
+  mean known to `rel_tol` (its standard error, from batch means, at most `rel_tol` of the mean).
+
+Limits: a run whose step time oscillates with a period longer than half the run, or converges
+more slowly than the run is long, can look steady; `max_steps` in `Rule` bounds the cost and the
+result then says `reached=False` with the reason.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Sequence
+
+
+@dataclass(frozen=True)
+class Rule:
+    """When a run counts as steady (see the module docstring); `max_steps` caps an adaptive run."""
+
+    rel_tol: float = 0.01
+    min_steady: int = 4
+    max_steps: int = 64
+
+
+# the planner ranks plans: a mean known to 2 % (about a quarter of the steps 1 % needs) is enough
+# to order them, and the robustness draws spread far wider than that
+PLANNER_RULE = Rule(rel_tol=0.02, min_steady=4, max_steps=32)
+
+
+@dataclass(frozen=True)
+class SteadyState:
+    """Warm-up cut and steadiness of one run's step times."""
+
+    warmup_steps: int
+    steady_steps: int
+    mean_s: float
+    rel_stderr: float          # standard error of the steady mean / mean (nan with < 2 steps)
+    rel_drift: float           # |second-half mean - first-half mean| / mean (nan with < 2 steps)
+    reached: bool
+    reason: str                # why not steady ("" when reached)
+
+
+def warmup_cut(times_s: Sequence[float], min_warmup: int, max_warmup: int | None = None) -> int:
+    """MSER truncation point in [min_warmup, min(n // 2, max_warmup)] (0 when n <= min_warmup)."""
+    n = len(times_s)
+    if n <= min_warmup:
+        return 0
+    hi = max(min_warmup, n // 2)
+    if max_warmup is not None:
+        hi = max(min_warmup, min(hi, max_warmup))
+    # suffix sums: sum and sum of squares of times_s[d:]
+    best_d, best = min_warmup, math.inf
+    s = sq = 0.0
+    suffix: list[tuple[float, float]] = [(0.0, 0.0)] * (n + 1)
+    for i in range(n - 1, -1, -1):
+        s += times_s[i]
+        sq += times_s[i] * times_s[i]
+        suffix[i] = (s, sq)
+    for d in range(min_warmup, hi + 1):
+        m = n - d
+        if m < 1:
+            break
+        total, total_sq = suffix[d]
+        sse = max(total_sq - total * total / m, 0.0)
+        stat = sse / (m * m)
+        if stat < best * (1 - 1e-12):
+            best_d, best = d, stat
+    return best_d
+
+
+def _mean(values: Sequence[float]) -> float:
+    return sum(values) / len(values)
+
+
+def _var(values: Sequence[float], mean: float) -> float:
+    return sum((v - mean) ** 2 for v in values) / (len(values) - 1) if len(values) > 1 else 0.0
+
+
+def batch_means_stderr(values: Sequence[float]) -> float:
+    """Standard error of the mean from non-overlapping batch means of 1, 2 and 4 steps (each with
+    at least 4 batches), the smallest: async pipelines often alternate long and short steps, whose
+    means of pairs are steady although single steps are not (the i.i.d. formula would overstate
+    the error); a slow positive drift is the drift test's job."""
+    n = len(values)
+    best = math.inf
+    for b in (1, 2, 4):
+        k = n // b
+        if k < 4 and b > 1:
+            break
+        tail = values[n - k * b:]
+        means = [sum(tail[i * b:(i + 1) * b]) / b for i in range(k)]
+        mu = _mean(means)
+        best = min(best, math.sqrt(_var(means, mu) / k) if k > 1 else math.inf)
+    return best
+
+
+def detect(times_s: Sequence[float], min_warmup: int = 0, rule: Rule = Rule(),
+           max_warmup: int | None = None) -> SteadyState:
+    """Warm-up cut and steadiness of `times_s` (module docstring). `max_warmup=0` where steps
+    cannot have a transient (sync runs: every step starts from the same empty pipeline)."""
+    n = len(times_s)
+    if n == 0:
+        return SteadyState(0, 0, math.nan, math.nan, math.nan, False, "no step finished")
+    d = warmup_cut(times_s, min_warmup, max_warmup)
+    rest = list(times_s[d:])
+    m = len(rest)
+    mean = _mean(rest)
+    if m < 2 or mean <= 0:
+        reason = (f"{n} step(s) simulated: steady state needs at least "
+                  f"{max(min_warmup, 0) + rule.min_steady} (warm-up of {max(min_warmup, 0)} + "
+                  f"{rule.min_steady} steady steps)")
+        return SteadyState(d, m, mean, math.nan, math.nan, False, reason)
+    rel_se = batch_means_stderr(rest) / mean
+    half = 2 * (m // 4) if m >= 4 else m // 2      # even halves: a period-2 pattern cancels
+    first, second = rest[:half], rest[m - half:]
+    m1, m2 = _mean(first), _mean(second)
+    rel_drift = abs(m2 - m1) / mean
+    se_diff = math.sqrt(_var(first, m1) / len(first) + _var(second, m2) / len(second)) / mean \
+        if half > 1 else rel_se * 2
+    reasons = []
+    if m < rule.min_steady:
+        reasons.append(f"only {m} step(s) after {d} warm-up step(s); at least {rule.min_steady} "
+                       f"steady steps are needed ({d + rule.min_steady} in all)")
+    if rel_drift > rule.rel_tol + 2 * se_diff:
+        reasons.append(f"step time still drifting ({rel_drift:.1%} between the halves of the "
+                       f"last {m} steps)")
+    if rel_se > rule.rel_tol:
+        reasons.append(f"mean known to {rel_se:.1%} only (target {rule.rel_tol:.0%})")
+    return SteadyState(d, m, mean, rel_se, rel_drift, not reasons, "; ".join(reasons))

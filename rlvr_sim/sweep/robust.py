@@ -1,0 +1,202 @@
+"""How sure is the recommendation? Re-evaluate the frontier under draws of what the model does not know.
+
+A draw (`Perturbation`) multiplies each efficiency term of the hardware profile by a log-normal
+factor exp(sigma x z), z ~ N(0, 1), with sigma the term's 1-sigma relative uncertainty from the
+profile's calibration (`HardwareProfile.calibration.rel_uncertainty`); a term the calibration does
+not cover, or a profile with no calibration (datasheet), gets `DEFAULT_REL_SPREAD` (stated in the
+report). Fractions of peak stay at most 1. The workload's mean response length is scaled by a
+factor uniform in [1 - `length_range`, 1 + `length_range`] (log-normal length distributions; other
+kinds are left as they are and the report says so). Every plan sees the same draw (common random
+numbers), so "which plan is best" is compared under one possible world at a time.
+
+`assess` evaluates the candidate plans (the frontier, the closest runners-up and the recommended
+one) under `draws`
+draws and reports, for the recommended plan, the share of draws in which it is still the plan
+the same choice rule picks among the candidates, and the 10th/50th/90th percentiles of its hours
+and dollars. A recommendation is `robust` when it stays best in at least `ROBUST_SHARE` of draws.
+Limits: terms are drawn independently (correlations between fitted terms are not known); the
+choice among candidates is not a new search under each draw.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from rlvr_sim.hardware import HardwareProfile
+    from rlvr_sim.scenario import Scenario
+    from rlvr_sim.sweep.planner import Evaluator
+    from rlvr_sim.sweep.space import Allocation
+
+# efficiency terms drawn (those every step time depends on); fractions of peak are capped at 1
+DRAWN_TERMS = ("decode_bw_eff", "decode_mfu", "prefill_mfu", "train_mfu", "link_eff",
+               "decode_overhead_s", "train_overhead_s", "skew_coef", "kv_bw_eff")
+FRACTIONS = ("decode_bw_eff", "decode_mfu", "prefill_mfu", "train_mfu", "link_eff", "kv_bw_eff")
+DEFAULT_REL_SPREAD = 0.10      # 1-sigma relative spread of a term with no calibrated uncertainty
+DEFAULT_LENGTH_RANGE = 0.15    # mean response length within +-15 %
+ROBUST_SHARE = 0.8             # stays best in >= 80 % of draws
+
+
+@dataclass(frozen=True)
+class Perturbation:
+    """One draw: efficiency factors per term and the response-length scale."""
+
+    draw: int
+    efficiency_factors: tuple[tuple[str, float], ...]
+    response_scale: float = 1.0
+
+    def apply(self, sc: "Scenario") -> tuple["Scenario", "HardwareProfile"]:
+        """The scenario with scaled response lengths, and the profile with scaled efficiencies."""
+        prof = sc.hardware_profile
+        eff = prof.efficiency
+        updates: dict[str, float] = {}
+        for name, factor in self.efficiency_factors:
+            value = getattr(eff, name, None)
+            if value is None:
+                continue
+            scaled = value * factor
+            if name in FRACTIONS:
+                scaled = min(scaled, 1.0)
+            if name == "skew_coef":
+                scaled = min(scaled, 0.99)
+            updates[name] = scaled
+        profile = prof.model_copy(update={"efficiency": eff.model_copy(update=updates)})
+        rt = sc.workload.response_tokens
+        if self.response_scale != 1.0 and hasattr(rt, "mean") and hasattr(rt, "sigma"):
+            workload = sc.workload.model_copy(
+                update={"response_tokens": rt.model_copy(update={"mean": rt.mean * self.response_scale})})
+            sc = sc.model_copy(update={"workload": workload})
+        return sc, profile
+
+
+@dataclass(frozen=True)
+class Spreads:
+    """Where each term's spread comes from (for the report)."""
+
+    rel_sigma: tuple[tuple[str, float], ...]
+    defaulted: tuple[str, ...]          # terms with DEFAULT_REL_SPREAD
+    length_range: float
+    lengths_drawn: bool
+
+
+def spreads(sc: "Scenario", length_range: float = DEFAULT_LENGTH_RANGE) -> Spreads:
+    """Each drawn term's 1-sigma relative spread: calibrated, else the stated default."""
+    prof = sc.hardware_profile
+    known = dict(prof.calibration.rel_uncertainty) if prof.calibration is not None else {}
+    rel, defaulted = [], []
+    for name in DRAWN_TERMS:
+        if getattr(prof.efficiency, name, None) is None:
+            continue
+        sigma = known.get(name)
+        if sigma is None or not math.isfinite(sigma):
+            sigma = DEFAULT_REL_SPREAD
+            defaulted.append(name)
+        rel.append((name, float(sigma)))
+    rt = sc.workload.response_tokens
+    return Spreads(tuple(rel), tuple(defaulted), length_range, hasattr(rt, "mean") and hasattr(rt, "sigma"))
+
+
+def draw_perturbations(sp: Spreads, draws: int, seed: int = 0) -> list[Perturbation]:
+    """`draws` independent draws (seeded: the same command gives the same report)."""
+    rng = np.random.default_rng([seed, 1414])
+    out = []
+    for k in range(draws):
+        z = rng.standard_normal(len(sp.rel_sigma))
+        factors = tuple((name, float(math.exp(sigma * zi))) for (name, sigma), zi in zip(sp.rel_sigma, z))
+        scale = float(rng.uniform(1 - sp.length_range, 1 + sp.length_range)) if sp.lengths_drawn else 1.0
+        out.append(Perturbation(k, factors, scale))
+    return out
+
+
+@dataclass
+class Robustness:
+    """The recommended plan under the draws (see the module docstring)."""
+
+    draws: int
+    candidates: int
+    share_best: float                  # share of draws where the recommended plan is still picked
+    robust: bool                       # share_best >= ROBUST_SHARE
+    hours_p10: float
+    hours_p50: float
+    hours_p90: float
+    usd_p10: float
+    usd_p50: float
+    usd_p90: float
+    winners: dict[str, int]            # plan label -> draws it was picked in
+    spread_source: str                 # what was drawn and from where
+    failed_draws: int = 0              # draws where the recommended plan did not simulate
+
+    def sentence(self) -> str:
+        verdict = "robust" if self.robust else "NOT robust"
+        return (f"Robustness ({verdict}): recommended in {self.share_best:.0%} of {self.draws} draws "
+                f"among {self.candidates} candidate plans; {self.hours_p10:,.1f}-{self.hours_p90:,.1f} h "
+                f"(p10-p90, median {self.hours_p50:,.1f}), ${self.usd_p10:,.0f}-${self.usd_p90:,.0f}. "
+                f"Drawn: {self.spread_source}.")
+
+
+def describe_spreads(sp: Spreads) -> str:
+    calibrated = [f"{n} {s:.0%}" for n, s in sp.rel_sigma if n not in sp.defaulted]
+    parts = []
+    if calibrated:
+        parts.append("calibrated 1-sigma " + ", ".join(calibrated))
+    if sp.defaulted:
+        parts.append(f"default 1-sigma {DEFAULT_REL_SPREAD:.0%} (no calibrated uncertainty) for "
+                     + ", ".join(sp.defaulted))
+    parts.append(f"mean response length x U[{1 - sp.length_range:.2f}, {1 + sp.length_range:.2f}]"
+                 if sp.lengths_drawn else "response lengths not drawn (not a log-normal distribution)")
+    return "; ".join(parts)
+
+
+def pick(values: dict["Allocation", tuple[float, float]], deadline_hours: float | None,
+         budget_usd: float | None) -> "Allocation | None":
+    """The choice rule of `recommend.choose` applied to (hours, dollars) per candidate."""
+    ok = {a: hd for a, hd in values.items() if math.isfinite(hd[0])
+          and (budget_usd is None or hd[1] <= budget_usd)
+          and (deadline_hours is None or hd[0] <= deadline_hours)}
+    if not ok:
+        return None
+    if deadline_hours is not None:
+        return min(ok, key=lambda a: (ok[a][1], ok[a][0], a.label()))
+    return min(ok, key=lambda a: (ok[a][0], ok[a][1], a.label()))
+
+
+def assess(base: "Evaluator", recommended: "Allocation", candidates: list["Allocation"], sc: "Scenario",
+           draws: int, deadline_hours: float | None = None, budget_usd: float | None = None,
+           length_range: float = DEFAULT_LENGTH_RANGE, seed: int = 0) -> Robustness:
+    """Evaluate `candidates` (with `recommended`) under `draws` draws on `base`'s pool and settings."""
+    from rlvr_sim.sweep.planner import Evaluator
+
+    cands = list(dict.fromkeys([recommended, *candidates]))
+    sp = spreads(sc, length_range)
+    hours: list[float] = []
+    usd: list[float] = []
+    winners: dict[str, int] = {}
+    failed = 0
+    for pert in draw_perturbations(sp, draws, seed):
+        ev = Evaluator(base.scenario, base.pool, base.steps, base.seed, fixed=base.fixed,
+                       steady=base.steady, perturb=pert)
+        ev.evaluate(cands, f"plan: robustness draw {pert.draw + 1}/{draws}")
+        values = {}
+        for a in cands:
+            m = ev.metrics(a)
+            values[a] = (m.hours_total, m.usd_total) if m is not None else (math.inf, math.inf)
+        h, d = values[recommended]
+        if not math.isfinite(h):
+            failed += 1
+        else:
+            hours.append(h)
+            usd.append(d)
+        best = pick(values, deadline_hours, budget_usd)
+        label = best.label() if best is not None else "none"
+        winners[label] = winners.get(label, 0) + 1
+    share = winners.get(recommended.label(), 0) / draws if draws else math.nan
+    def q(xs: list[float], p: float) -> float:
+        return float(np.percentile(xs, p)) if xs else math.nan
+
+    return Robustness(draws, len(cands), share, share >= ROBUST_SHARE, q(hours, 10), q(hours, 50), q(hours, 90),
+                      q(usd, 10), q(usd, 50), q(usd, 90), dict(sorted(winners.items(), key=lambda kv: -kv[1])),
+                      describe_spreads(sp), failed)

@@ -1,0 +1,131 @@
+"""Robust recommendation: draws of the efficiency terms and lengths, a plan that wins by a hair is
+reported as not robust, a clear winner as robust; and the typed seam between Summary and planner."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+
+from rlvr_sim.scenario import load_scenario
+from rlvr_sim.sim.metrics import Summary
+from rlvr_sim.sim.run import simulate
+from rlvr_sim.sweep.jobs import STATUS_OK, PlanJob, PlanMetrics, PlanOutcome
+from rlvr_sim.sweep.planner import Evaluator
+from rlvr_sim.sweep.pools import InlinePool
+from rlvr_sim.sweep.robust import (DEFAULT_REL_SPREAD, ROBUST_SHARE, Perturbation, assess, draw_perturbations,
+                                   pick, spreads)
+from rlvr_sim.sweep.space import DISAGGREGATED, Allocation
+from summaries import toy_summary
+
+ROOT = Path(__file__).resolve().parents[1]
+MINIMAL = ROOT / "scenarios" / "minimal.yaml"
+
+
+def plan_a(sampler: int) -> Allocation:
+    return Allocation("h100-sxm", 16, DISAGGREGATED, sampler, 1, 16 - sampler, 1, 0, 4)
+
+
+class TwoPlans:
+    """Hours of the plan with 8 sampler GPUs scale with the decode bandwidth draw, of the plan with
+    12 with the training MFU draw; `margin` is how much slower the second is at the nominal point."""
+
+    def __init__(self, margin: float):
+        self.margin = margin
+
+    def __call__(self, job: PlanJob) -> PlanOutcome:
+        c = job.plan.columns()
+        f = dict(job.perturb.efficiency_factors) if job.perturb else {}
+        if c["sampler.gpus"] == 8:
+            hours = 10.0 / f.get("decode_bw_eff", 1.0)
+        else:
+            hours = 10.0 * (1 + self.margin) / f.get("train_mfu", 1.0)
+        return PlanOutcome(job.index, job.plan_id, c, STATUS_OK, None,
+                           toy_summary(hours, hours * 16 * 2.0, hours, 0.5, 0.5, "sampler"), "toy")
+
+
+def _assess(margin: float, draws: int = 40):
+    ev = Evaluator({"name": "toy"}, InlinePool(TwoPlans(margin)), 4, 0)
+    a, b = plan_a(8), plan_a(12)
+    ev.evaluate([a, b])
+    assert ev.hours(a) < ev.hours(b)            # `a` is the nominal winner
+    return assess(ev, a, [b], load_scenario(MINIMAL), draws)
+
+
+def test_a_win_by_a_hair_is_not_robust():
+    r = _assess(margin=0.001)
+    assert not r.robust and r.share_best < ROBUST_SHARE
+    assert 0.2 < r.share_best < 0.8               # a coin toss between the two
+    assert r.candidates == 2 and sum(r.winners.values()) == r.draws == 40
+    assert "NOT robust" in r.sentence()
+
+
+def test_a_clear_win_is_robust_with_its_spread():
+    r = _assess(margin=1.0)
+    assert r.robust and r.share_best == 1.0
+    # hours = 10 / exp(0.1 z): p10 and p90 near 10 / exp(+-1.28 x 0.1)
+    assert r.hours_p10 == pytest.approx(10 / math.exp(0.1 * 1.2816), rel=0.08)
+    assert r.hours_p90 == pytest.approx(10 / math.exp(-0.1 * 1.2816), rel=0.08)
+    assert r.usd_p50 == pytest.approx(r.hours_p50 * 32, rel=1e-9)
+    assert "robust" in r.sentence() and "default 1-sigma 10%" in r.spread_source
+
+
+def test_spreads_default_without_calibration_and_draws_are_seeded():
+    sc = load_scenario(MINIMAL)
+    sp = spreads(sc)
+    assert sc.hardware_profile.calibration is None
+    assert set(sp.defaulted) == {name for name, _ in sp.rel_sigma}
+    assert all(sigma == DEFAULT_REL_SPREAD for _, sigma in sp.rel_sigma)
+    assert draw_perturbations(sp, 3, seed=1) == draw_perturbations(sp, 3, seed=1)
+    assert draw_perturbations(sp, 3, seed=1) != draw_perturbations(sp, 3, seed=2)
+
+
+def test_perturbation_scales_the_profile_and_lengths_and_the_simulation():
+    sc = load_scenario(MINIMAL)
+    slow = Perturbation(0, (("decode_bw_eff", 0.5), ("train_mfu", 0.5), ("decode_mfu", 5.0)), 1.1)
+    sc2, prof = slow.apply(sc)
+    assert prof.efficiency.decode_bw_eff == pytest.approx(sc.hardware_profile.efficiency.decode_bw_eff * 0.5)
+    assert prof.efficiency.decode_mfu == 1.0                              # a fraction stays <= 1
+    assert sc2.workload.response_tokens.mean == pytest.approx(sc.workload.response_tokens.mean * 1.1)
+    base = simulate(sc, steps=1, trace=False).summary.step_time_s.mean
+    drawn = simulate(sc2, steps=1, trace=False, profile=prof).summary.step_time_s.mean
+    assert drawn > 1.5 * base
+
+
+def test_pick_follows_the_choice_rules():
+    a, b = plan_a(8), plan_a(12)
+    values = {a: (10.0, 500.0), b: (12.0, 300.0)}
+    assert pick(values, None, None) == a                     # fastest
+    assert pick(values, 13.0, None) == b                     # cheapest within the deadline
+    assert pick(values, None, 400.0) == b                    # fastest within the budget
+    assert pick(values, 5.0, None) is None
+
+
+# ---------------------------------------------------------------------------- typed seam
+def test_plan_metrics_read_real_summary_fields():
+    """Every field the planner reads exists on Summary: renaming one (say `utilization`) makes
+    `PlanMetrics.of` raise here, instead of a silently smaller search."""
+    s = simulate(load_scenario(MINIMAL), steps=2, trace=False).summary
+    m = PlanMetrics.of(s)
+    assert m.hours_total == s.hours_total and m.usd_total == s.cost.usd_total
+    assert m.step_time_s == s.step_time_s.mean
+    assert m.utilization.as_dict() == s.utilization and m.idle_s.as_dict() == s.idle_s
+    assert m.steps_simulated == 2 and m.bottleneck == s.bottleneck
+
+
+def test_a_renamed_summary_field_fails_loudly():
+    s = simulate(load_scenario(MINIMAL), steps=1, trace=False).summary
+    data = s.model_dump()
+    data["utilisation"] = data.pop("utilization")
+
+    class Renamed(Summary):
+        utilisation: dict[str, float]
+        utilization: dict[str, float] | None = None
+
+    renamed = Renamed(**data)
+    with pytest.raises((KeyError, TypeError, AttributeError)):
+        PlanMetrics.of(renamed)
+    outcome = PlanOutcome(0, "x", {}, STATUS_OK, None, renamed)
+    with pytest.raises((KeyError, TypeError, AttributeError)):
+        outcome.metrics

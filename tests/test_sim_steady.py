@@ -1,0 +1,102 @@
+"""Steady-state detection: hand-computed MSER cuts, the steady test, runs that stop once steady,
+the `simulate` report, and a step log whose memory does not grow with the number of steps."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from rlvr_sim.cli import main
+from rlvr_sim.scenario import load_scenario
+from rlvr_sim.sim.config import Constant, SimConfig
+from rlvr_sim.sim.fake_cost import FakeCostModel
+from rlvr_sim.sim.recorder import StepLog
+from rlvr_sim.sim.run import simulate, simulate_config
+from rlvr_sim.sim.steady import Rule, detect, warmup_cut
+
+ROOT = Path(__file__).resolve().parents[1]
+ASYNC = ROOT / "scenarios" / "nemo-rl-llama3.1-8b-1step-offpolicy.yaml"
+
+
+def test_mser_cut_by_hand():
+    # [10, 4, 4, 4]: d=0 -> sse 27 / 16 = 1.69; d=1 -> 0 / 9 = 0; d=2 = n//2 -> 0 / 4 = 0 (not lower)
+    assert warmup_cut([10, 4, 4, 4], 0) == 1
+    # at least min_warmup, even when the data would not cut
+    assert warmup_cut([4, 4, 4, 4], 1) == 1
+    # at most max_warmup (sync runs: 0)
+    assert warmup_cut([10, 4, 4, 4], 0, max_warmup=0) == 0
+    # shorter than the minimum warm-up: nothing can be cut
+    assert warmup_cut([10], 1) == 0
+
+
+def test_steady_needs_enough_flat_steps():
+    state = detect([20.0, 10.0, 10.0, 10.0, 10.0], min_warmup=1)
+    assert (state.warmup_steps, state.steady_steps, state.reached) == (1, 4, True)
+    assert state.mean_s == 10.0 and state.rel_stderr == 0.0
+    short = detect([20.0, 10.0, 10.0], min_warmup=1)
+    assert not short.reached and "at least 4 steady steps" in short.reason
+    # a pipeline still filling: the second half is 20 % slower than the first
+    drifting = detect([10.0, 10.0, 10.0, 12.0, 12.0, 12.0], min_warmup=0, max_warmup=0)
+    assert not drifting.reached and "drifting" in drifting.reason
+    one = detect([5.0], min_warmup=1)
+    assert not one.reached and "1 step(s) simulated" in one.reason
+
+
+def _async_config(**kw) -> SimConfig:
+    base = dict(prompts_per_step=1, samples_per_prompt=1, steps=40, prompt_tokens=Constant(8),
+                response_tokens=Constant(2), sampler_gpus=1, trainer_gpus=1,
+                verifier_latency_s=Constant(0.0), mode="async", max_staleness=1)
+    base.update(kw)
+    return SimConfig(**base)
+
+
+def test_run_stops_once_steady():
+    # hand-computed in test_sim_exact: step times 13.5, 11, 11, ... (eta 1): steady after 1 + 4 steps
+    cfg = _async_config()
+    full = simulate_config(cfg, FakeCostModel(weight_sync_s=1.0))
+    stopped = simulate_config(cfg, FakeCostModel(weight_sync_s=1.0), until_steady=Rule())
+    assert full.summary.steps_simulated == 40
+    assert stopped.summary.steps_simulated == 5
+    assert stopped.summary.steady_state and stopped.summary.warmup_steps == 1
+    assert stopped.summary.warmup_step_time_s == [13.5]
+    assert stopped.summary.step_time_s.mean == pytest.approx(11.0)
+    assert full.summary.step_time_s.mean == pytest.approx(11.0)
+
+
+def test_step_log_keeps_a_bounded_window():
+    log = StepLog(keep=3)
+    for j in range(10):
+        r = log[j]
+        r.start_s, r.end_s = float(j), float(j + 1)
+        log.finish(j)
+    assert len(log.kept) == 3 and log.tail.steps == 7 and log.finished == 10
+    assert log.totals(1).time_s == pytest.approx(9.0)
+    with pytest.raises(IndexError):
+        log[5]
+
+
+def test_long_run_without_trace_keeps_no_rows():
+    cfg = _async_config(steps=200)
+    res = simulate_config(cfg, FakeCostModel(weight_sync_s=1.0), trace=False)
+    assert res.trace.empty and res.summary.steps_simulated == 200
+    assert res.summary.step_time_s.mean == pytest.approx(11.0)
+
+
+def test_async_scenario_until_steady_is_slower_than_three_steps():
+    sc = load_scenario(ASYNC)
+    three = simulate(sc, steps=3, trace=False).summary
+    steady = simulate(sc, until_steady=Rule(), trace=False).summary
+    assert not three.steady_state
+    assert steady.steady_state and steady.steps_simulated >= 5
+    # the 3-step run counts a step the pipeline is still filling as steady
+    assert steady.warmup_steps >= three.warmup_steps
+
+
+def test_simulate_one_async_step_warns(capsys):
+    assert main(["simulate", str(ASYNC), "--steps", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "WARNING: not at steady state" in out and "needs at least 5" in out
+    assert main(["simulate", str(ASYNC), "--steps", "1", "--json"]) == 0
+    captured = capsys.readouterr()
+    assert "warning: not at steady state" in captured.err
