@@ -48,6 +48,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 MAX_SIMULATED_STEPS = 100_000
+TRACE_KEPT_UP_TO_STEPS = 500   # the sampler-efficiency report reads the trace; longer runs keep
+                               # none unless asked (--trace), so memory stays flat in steps
 
 
 def run(args: argparse.Namespace) -> int:
@@ -68,7 +70,8 @@ def run(args: argparse.Namespace) -> int:
                         "(e.g. --steps 500)")
     result = simulate(sc, steps=args.steps, seed=args.seed, trace_path=args.trace,
                       progress=not args.json or sys.stderr.isatty(),
-                      trace=args.trace is not None or args.perfetto is not None)
+                      trace=args.trace is not None or args.perfetto is not None
+                      or sc.orchestration.inference_only or steps <= TRACE_KEPT_UP_TO_STEPS)
     if args.trace is not None:
         args.trace.with_name(args.trace.name + ".scenario.yaml").write_text(sc.resolved_yaml())
     if args.perfetto is not None:
@@ -89,9 +92,12 @@ def run(args: argparse.Namespace) -> int:
         print(format_summary(result.summary))
         print(f"efficiencies: {sc.hardware_profile.efficiency_origin} "
               f"[{sc.hardware_profile.gpu}: {sc.hardware_profile.source}]")
-        print(f"sampler efficiency MFU {sampler.mfu:.1%}, HBM {sampler.hbm_bw_fraction:.0%} "
-              f"of datasheet while decoding ({sampler.achieved_hbm_bytes_per_s / 1e9:,.0f} "
-              f"GB/s per GPU), {sampler.output_tokens_per_s:,.0f} output tokens/s")
+        if sampler.sequences:
+            print(f"sampler efficiency MFU {sampler.mfu:.1%}, HBM {sampler.hbm_bw_fraction:.0%} "
+                  f"of datasheet while decoding ({sampler.achieved_hbm_bytes_per_s / 1e9:,.0f} "
+                  f"GB/s per GPU), {sampler.output_tokens_per_s:,.0f} output tokens/s")
+        else:
+            print(f"sampler efficiency n/a: no trace kept for {steps:,} steps (add --trace FILE)")
         if estimate is not None:
             from rlvr_sim.schedule import format_estimate
 
