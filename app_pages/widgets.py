@@ -369,10 +369,10 @@ def run_settings(work: session.Working, source: api.ScenarioSource, base: dict[s
     profile_selector(work, base)
     session.seed("run:sim_steps", work.steps())
     sim = st.number_input("Steps to simulate", value=None, min_value=1, step=1, key="run:sim_steps",
-                          placeholder="every step",
+                          placeholder="until steady",
                           help="RL steps the simulator runs; the steady-state mean of the steps after the "
-                               "warm-up is extrapolated to the run length. Blank: simulate every step "
-                               "(slow for long runs).")
+                               "warm-up is extrapolated to the run length. Blank: simulate until the step "
+                               "time is steady (as the planner does for every plan).")
     work.sim_steps = None if sim is None else int(sim)
 
 

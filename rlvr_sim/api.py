@@ -33,6 +33,7 @@ from rlvr_sim.scenario import Scenario, Workload, apply_overrides, load_scenario
 from rlvr_sim.sim.metrics import PHASE_POOL, Summary, critical_path
 from rlvr_sim.sim.recorder import StepRecord
 from rlvr_sim.sim.run import simulate as run_simulation
+from rlvr_sim.sim.steady import PLANNER_RULE
 from rlvr_sim.sweep.grid import grid_plans
 from rlvr_sim.sweep.jobs import PlanOutcome, make_jobs
 from rlvr_sim.sweep.planner import Evaluator, SearchResult, search
@@ -226,11 +227,14 @@ def load(source: ScenarioSource, overrides: tuple[str, ...] = (), check_fit: boo
 
 
 def simulate(request: SimulateRequest) -> SimulateResult:
-    """Load and simulate one plan (`sim.run.simulate`)."""
+    """Load and simulate one plan (`sim.run.simulate`; no `sim_steps`: until steady)."""
     if request.sim_steps is not None and request.sim_steps < 1:
-        raise UserError(f"steps to simulate {request.sim_steps}: give at least 1, or none for every step")
+        raise UserError(f"steps to simulate {request.sim_steps}: give at least 1, or none to simulate "
+                        "until the step time is steady")
     scenario = load(request.source, request.all_overrides())
-    result = run_simulation(scenario, steps=request.sim_steps, seed=request.seed)
+    # no step count: until steady by the planner's rule (what `plan` does for every plan)
+    result = run_simulation(scenario, steps=request.sim_steps, seed=request.seed,
+                            until_steady=PLANNER_RULE if request.sim_steps is None else None)
     profile = scenario.hardware_profile
     return SimulateResult(scenario, scenario.resolved_yaml(), result.summary, result.trace,
                           float(profile.datasheet.usd_per_gpu_hour), profile.source, step_trend(result.steps))
