@@ -33,7 +33,8 @@ from rlvr_sim.scenario import Scenario, Workload, apply_overrides, load_scenario
 from rlvr_sim.sim.metrics import PHASE_POOL, Summary, critical_path
 from rlvr_sim.sim.recorder import StepRecord
 from rlvr_sim.sim.run import simulate as run_simulation
-from rlvr_sim.sim.steady import PLANNER_RULE
+from rlvr_sim.sim.steady import PLANNER_RULE, Rule
+from rlvr_sim.sweep.robust import assess
 from rlvr_sim.sweep.grid import grid_plans
 from rlvr_sim.sweep.jobs import PlanOutcome, make_jobs
 from rlvr_sim.sweep.planner import Evaluator, SearchResult, search
@@ -168,6 +169,7 @@ class PlanRequest:
     overrides: tuple[str, ...] = ()
     settings: RunSettings = RunSettings()
     sim_steps: int | None = None          # None: the plan command's default steps per plan
+    draws: int | None = None              # robustness draws (None: the plan command's default)
     budget_usd: float | None = None
     deadline_hours: float | None = None
     gpus: tuple[str, ...] = ()            # GPU types to compare (default: the scenario's)
@@ -295,10 +297,17 @@ def plan(request: PlanRequest, on_outcome: Callable[[PlanOutcome], None] | None 
                                      "workers": request.workers, "set": []})
         space, start = plan_command.build_space(args)
         pool = _CountingPool(open_pool(request.workers), on_outcome)
+        # the command's own rule: each plan simulated until its step time is steady (no fixed steps)
+        rule = Rule(rel_tol=PLANNER_RULE.rel_tol, min_steady=PLANNER_RULE.min_steady, max_steps=args.max_steps)
+        draws = args.draws if request.draws is None else request.draws
         try:
-            ev = Evaluator(str(path), pool, steps, request.seed)
+            ev = Evaluator(str(path), pool, steps, request.seed, steady=rule if steps is None else None)
             result: SearchResult = search(space, start, ev)
             rec = recommend(result, ev, Constraints(request.budget_usd, request.deadline_hours))
+            if draws:
+                rec.robustness = assess(ev, rec.allocation, plan_command.robustness_candidates(result, ev), base, draws,
+                                        request.deadline_hours, request.budget_usd, args.length_range,
+                                        seed=request.seed or 0)
         finally:
             pool.close()
     counts = result.counts()
