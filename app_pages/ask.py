@@ -73,7 +73,7 @@ def question_form() -> tuple[api.Question, bool]:
                                      placeholder="none: the fastest plan")
         budget = c[1].number_input("Budget ($)", value=d.budget_usd, min_value=0.0, key="ask:budget", placeholder="none")
         sim_steps = c[2].number_input("Steps simulated per plan", value=d.sim_steps, min_value=1, step=1,
-                                      key="ask:sim_steps", placeholder=f"planner default ({api.default_plan_steps()})")
+                                      key="ask:sim_steps", placeholder="until steady (planner default)")
         asked = st.form_submit_button("Answer", type="primary")
     q = api.Question(int(gpus), str(gpu), str(model), int(prompts), int(samples), int(typical), int(longest),
                      int(steps), deadline_hours=deadline, budget_usd=budget, usd_per_gpu_hour=price,
@@ -102,7 +102,7 @@ def answer_text(q: api.Question, result: api.PlanResult) -> str:
     return (f"- Colocated or split: {where}.\n- Sync or async: {mode}.\n"
             f"- Hours and dollars: **{fmt.hours(rec.hours_total)}** and **{fmt.usd(rec.usd_total)}** for "
             f"{q.steps:,} steps{at_price} ({rec.rule}).{spare}\n"
-            f"- Based on: {result.steps_per_plan} simulated steps per plan (the steady-state mean after the "
+            f"- Based on: {planview.steps_text(result)} (the steady-state mean after the "
             f"warm-up, times {q.steps:,} steps); response lengths log-normal with mean "
             f"{q.typical_response_tokens:,} before the cap at {q.max_response_tokens:,} (mean drawn "
             f"{fmt.number(lengths.mean_value())} tokens), spread sigma {fmt.exact(sigma)}"

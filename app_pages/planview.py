@@ -42,7 +42,7 @@ def show_plan(result: api.PlanResult, key: str) -> None:
     show_robustness(result, key)
     st.write(rec.reason)
     st.caption(f"{result.evaluated} plans simulated ({result.valid} valid, {result.invalid} invalid, "
-               f"{result.errors} errors), {result.steps_per_plan} steps each.")
+               f"{result.errors} errors), {steps_text(result)}.")
     table = result.table
     ok = table[table["status"] == "ok"].reset_index(drop=True)
     st.plotly_chart(charts.pareto(ok, HOURS, DOLLARS, pareto_mask(ok), ok["label"]), key=f"{key}:pareto")
@@ -90,3 +90,13 @@ def show_robustness(result: api.PlanResult, key: str) -> None:
     bands = robustness_bands(rob)
     for col, band in zip(st.columns(max(len(bands), 1)), bands):
         col.plotly_chart(charts.band(band.name, band.p10, band.p50, band.p90, band.unit), key=f"{key}:band:{band.unit}")
+
+
+def steps_text(result: api.PlanResult) -> str:
+    """How many steps each plan was simulated: a fixed count, or until steady (with the range)."""
+    if result.steps_per_plan is not None:
+        return f"{result.steps_per_plan} simulated steps per plan"
+    col = result.table.get("steps_simulated") if "steps_simulated" in result.table else None
+    ok = [int(v) for v in col.dropna()] if col is not None else []
+    span = f", {min(ok)}-{max(ok)} steps" if ok else ""
+    return f"each plan simulated until its step time is steady{span}"

@@ -67,8 +67,12 @@ def test_run_settings_are_plain_overrides() -> None:
     assert api.RunSettings(300, 2.25, "datasheet").overrides() == (
         "workload.steps=300", "hardware.usd_per_gpu_hour=2.25", "profile=null")
     source = api.ScenarioSource(SCENARIO.name, SCENARIO.read_text(), str(SCENARIO))
-    result = api.simulate(api.SimulateRequest(source, settings=api.RunSettings(run_steps=7), sim_steps=None))
-    assert result.summary.steps_simulated == result.summary.workload_steps == 7 and not result.extrapolated
+    every = api.simulate(api.SimulateRequest(source, settings=api.RunSettings(run_steps=7), sim_steps=7))
+    assert every.summary.steps_simulated == every.summary.workload_steps == 7 and not every.extrapolated
+    # no step count: until steady by the planner's rule (a sync run is steady after its minimum)
+    steady = api.simulate(api.SimulateRequest(source, settings=api.RunSettings(run_steps=7), sim_steps=None))
+    assert steady.summary.steady_state and steady.summary.workload_steps == 7
+    assert steady.summary.steps_simulated <= 7
 
 
 def test_profiles_are_classified_by_their_source(tmp_path: Path) -> None:
