@@ -135,7 +135,7 @@ def test_recommended_plan_comes_from_the_plan_search() -> None:
     front = at.dataframe[-1].value
     assert {"Plan", "Hours for the run", "$ for the run"} <= set(front.columns) and len(front) >= 1
     result = at.session_state["sweep:plan"][1]
-    assert result.steps_per_plan == 1 and any("1 steps each" in c.value for c in at.caption)
+    assert result.steps_per_plan == 1 and any("1 simulated steps per plan" in c.value for c in at.caption)
     raw = pareto_front(result.table)
     line = plotly.io.from_json(at.get("plotly_chart")[-1].proto.spec).data[1]
     assert line.name == "Pareto frontier" and list(array(line.x)) == pytest.approx(list(raw["hours_total"]))
