@@ -339,3 +339,11 @@ def test_speculative_method_of_the_wrong_type_is_a_clean_error():
     """Found by the fuzz suite: a list as `sampler.speculative.method` raised TypeError."""
     with pytest.raises(ScenarioError, match="sampler.speculative.method"):
         load_scenario({"model": "qwen2.5-1.5b", "sampler": {"speculative": {"method": []}}})
+
+
+def test_plan_refuses_an_absurd_pool_instead_of_hanging(capsys):
+    from rlvr_sim.cli import main
+
+    assert main(["plan", "scenarios/minimal.yaml", "--total-gpus", str(10**12)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --total-gpus 1,000,000,000,000") and "--total-gpus 1024" in err

@@ -98,6 +98,9 @@ def fixed_plan(args: argparse.Namespace) -> Plan:
     return Plan(tuple((key, values[0]) for key, values in pairs))
 
 
+MAX_TOTAL_GPUS = 65_536   # the largest pool the split search is meant for (a hang beyond, not a plan)
+
+
 def build_space(args: argparse.Namespace) -> tuple[SearchSpace, Allocation]:
     """The search space from the flags and the base allocation from the scenario."""
     from rlvr_sim.scenario import load_scenario
@@ -106,6 +109,9 @@ def build_space(args: argparse.Namespace) -> tuple[SearchSpace, Allocation]:
         raise UserError(f"scenario {args.scenario!r}: no such file")
     if args.total_gpus < 1:
         raise UserError(f"--total-gpus {args.total_gpus}: give at least 1 GPU")
+    if args.total_gpus > MAX_TOTAL_GPUS:
+        raise UserError(f"--total-gpus {args.total_gpus:,}: more than {MAX_TOTAL_GPUS:,} GPUs ; the search "
+                        "enumerates splits of the whole pool, so plan a realistic size (e.g. --total-gpus 1024)")
     fixed = fixed_plan(args)
     scenario = load_scenario(args.scenario, overrides=fixed.overrides(), check_fit=False)   # the search varies what must fit
     gpus = tuple(g.strip() for g in args.gpu.split(",") if g.strip()) if args.gpu else (scenario.hardware.gpu,)
