@@ -167,7 +167,8 @@ def gantt(trace: pd.DataFrame, steps: int = 3, max_workers_per_pool: int = 16) -
     return _layout(fig, title, height=height, barmode="overlay")
 
 
-def trend(points, warmup_steps: int) -> go.Figure:
+def trend(points, warmup_steps: int,
+          title: str = "Step time of each simulated step (colour: what the step waited on longest)") -> go.Figure:
     """Time of each simulated step, each point coloured by that step's bottleneck (critical-path
     pool); the warm-up steps the summary excludes are shaded. `points`: `api.TrendPoint`s."""
     if not points:
@@ -187,7 +188,7 @@ def trend(points, warmup_steps: int) -> go.Figure:
                       annotation_position="top left")
     fig.update_xaxes(title="step", dtick=max(1, len(points) // 10))
     fig.update_yaxes(title="seconds", tickformat=fmt.D3, rangemode="tozero")
-    return _layout(fig, "Step time of each simulated step (colour: what the step waited on longest)", height=260)
+    return _layout(fig, title, height=260)
 
 
 def heatmap(table: pd.DataFrame, x: str, y: str, z: str, title: str) -> go.Figure:

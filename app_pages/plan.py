@@ -88,9 +88,16 @@ def show_charts(summary: Summary, result: api.SimulateResult, gantt_steps: int) 
     right.plotly_chart(charts.staleness_hist(summary), key="plan:chart:stale")
     st.plotly_chart(charts.gantt(result.trace, steps=gantt_steps), key="plan:chart:gantt")
     st.plotly_chart(charts.trend(result.trend, summary.warmup_steps), key="plan:chart:trend")
-    if result.extrapolated:
-        st.caption(f"Steps {summary.steps_simulated}-{summary.workload_steps - 1} are not simulated: a whole-run "
-                   "trend over steps not simulated is not available in this build.")
+    est = result.run_estimate
+    if est is not None:   # the workload changes over the run: step time integrated over its schedule
+        st.plotly_chart(charts.trend(est.trend(), 0, "Step time over the whole run (representative steps of "
+                                     "the workload schedule; colour: what the step waited on longest)"),
+                        key="plan:chart:run_trend")
+        st.caption(f"Integrated over the schedule: {fmt.hours(est.hours_total)}, {fmt.usd(est.usd_total)} for "
+                   f"{est.steps:,} steps.")
+    elif result.extrapolated:
+        st.caption(f"Steps {summary.steps_simulated}-{summary.workload_steps - 1} are not simulated: the workload "
+                   "has no schedule, so they take the steady-state step time.")
 
 
 def show_downloads(result: api.SimulateResult, name: str) -> None:

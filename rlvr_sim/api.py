@@ -33,6 +33,7 @@ from rlvr_sim.scenario import Scenario, Workload, apply_overrides, load_scenario
 from rlvr_sim.sim.metrics import PHASE_POOL, Summary, critical_path
 from rlvr_sim.sim.recorder import StepRecord
 from rlvr_sim.sim.run import simulate as run_simulation
+from rlvr_sim.schedule import RunEstimate, whole_run
 from rlvr_sim.sim.steady import PLANNER_RULE, Rule
 from rlvr_sim.sweep.robust import assess
 from rlvr_sim.sweep.grid import grid_plans
@@ -154,6 +155,8 @@ class SimulateResult:
     usd_per_gpu_hour: float
     profile_source: str
     trend: list[TrendPoint]
+    run_estimate: RunEstimate | None = None   # scenarios with a workload schedule: the whole run
+
 
     @property
     def extrapolated(self) -> bool:
@@ -238,8 +241,11 @@ def simulate(request: SimulateRequest) -> SimulateResult:
     result = run_simulation(scenario, steps=request.sim_steps, seed=request.seed,
                             until_steady=PLANNER_RULE if request.sim_steps is None else None)
     profile = scenario.hardware_profile
+    # a run whose lengths or pass rate change over its steps: hours integrated over the schedule
+    estimate = whole_run(scenario) if scenario.workload.has_schedule else None
     return SimulateResult(scenario, scenario.resolved_yaml(), result.summary, result.trace,
-                          float(profile.datasheet.usd_per_gpu_hour), profile.source, step_trend(result.steps))
+                          float(profile.datasheet.usd_per_gpu_hour), profile.source, step_trend(result.steps),
+                          estimate)
 
 
 # --- plan --------------------------------------------------------------------------------------

@@ -97,3 +97,22 @@ def test_the_app_uses_plain_imports_and_typed_requests() -> None:
         text = path.read_text()
         for banned in ("importlib", "argparse", "MissingPiece", "require("):
             assert banned not in text, f"{path.name} uses {banned}"
+
+
+def test_a_scheduled_workload_gets_its_whole_run_trend() -> None:
+    """A workload whose lengths grow over the run: the result carries the whole-run estimate the
+    Plan page plots (rlvr_sim.schedule.whole_run), and hours integrate over the schedule."""
+    source = api.ScenarioSource(SCENARIO.name, SCENARIO.read_text(), str(SCENARIO))
+    grow = ("workload.response_schedule={kind: piecewise, points: [{step: 0, tokens: {dist: fixed, value: 200}}, "
+            "{step: 5, tokens: {dist: fixed, value: 400}}]}")
+    result = api.simulate(api.SimulateRequest(source, overrides=(grow,), settings=api.RunSettings(run_steps=10),
+                                              sim_steps=2))
+    est = result.run_estimate
+    assert est is not None and est.steps == 10
+    trend = est.trend()
+    assert [p.step for p in trend] == sorted(p.step for p in trend) and len(trend) >= 2
+    early = [p.step_time_s for p in trend if p.step < 5]
+    late = [p.step_time_s for p in trend if p.step >= 5]
+    assert early and late and min(late) > max(early)          # longer responses, longer steps
+    plain = api.simulate(api.SimulateRequest(source, settings=api.RunSettings(run_steps=10), sim_steps=2))
+    assert plain.run_estimate is None
