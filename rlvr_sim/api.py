@@ -99,7 +99,7 @@ class RunSettings:
         if self.usd_per_gpu_hour is not None:
             out.append(f"hardware.usd_per_gpu_hour={float(self.usd_per_gpu_hour):g}")
         if self.profile == DATASHEET:
-            out.append("profile=null")
+            out.append("profile=datasheet")
         elif self.profile is not None:
             out.append(f"profile={self.profile}")
         return tuple(out)

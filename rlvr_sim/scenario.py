@@ -34,6 +34,9 @@ WeightDtype = Literal["bf16", "fp16", "fp8", "int4", "fp32"]
 KvDtype = Literal["bf16", "fp16", "fp8", "fp32"]
 
 
+DATASHEET_PROFILE = "datasheet"   # `profile: datasheet`: catalog datasheet + generic efficiencies
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
@@ -301,7 +304,7 @@ class Scenario(_Section):
     verifier: Verifier = Field(default_factory=Verifier)
     trainer: Trainer = Field(default_factory=Trainer)
     orchestration: Orchestration = Field(default_factory=Orchestration)
-    profile: str | None = Field(None, description="hardware profile YAML (calibrated efficiencies)")
+    profile: str | None = Field(None, description="hardware profile YAML (calibrated or public-measurement efficiencies); `datasheet`: the catalog datasheet with generic efficiency guesses; none: the GPU's default (its shipped public profile, else datasheet guesses)")
     executor: ExecutorSpec | None = None
 
     @field_validator("model", mode="before")
@@ -330,15 +333,16 @@ class Scenario(_Section):
     @field_validator("profile", mode="after")
     @classmethod
     def _resolve_profile(cls, v: str | None, info: ValidationInfo) -> str | None:
-        if v is None:
-            return None
+        if v is None or v == DATASHEET_PROFILE:
+            return v
         path = Path(v).expanduser()
         base = (info.context or {}).get("base_dir")
         if not path.is_absolute() and base is not None:
             path = Path(base) / path
         if not path.is_file():
             raise ValueError(f"profile file {str(path)!r} not found; give a path relative to the "
-                             "scenario file, or remove `profile:` to use datasheet efficiencies")
+                             "scenario file, `profile: datasheet` for datasheet guesses, or remove "
+                             "`profile:` for the GPU's default profile")
         return str(path.resolve())
 
     @model_validator(mode="after")
@@ -373,8 +377,12 @@ class Scenario(_Section):
         """The profile file's datasheet and efficiencies (else the catalog GPU's default: its
         shipped public-measurement profile, or datasheet guesses), with the
         scenario's `hardware.*` overrides applied."""
-        prof = HardwareProfile.load(self.profile) if self.profile else \
-            HardwareProfile.default_for(self.hardware.gpu)
+        if self.profile == DATASHEET_PROFILE:
+            prof = HardwareProfile.from_catalog(self.hardware.gpu)
+        elif self.profile:
+            prof = HardwareProfile.load(self.profile)
+        else:
+            prof = HardwareProfile.default_for(self.hardware.gpu)
         hw = self.hardware
         return prof.with_overrides(usd_per_gpu_hour=hw.usd_per_gpu_hour,
                                    intra_node_bytes_per_s=hw.intra_node_bytes_per_s,

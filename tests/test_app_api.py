@@ -65,7 +65,7 @@ def test_question_is_the_scenario_it_describes() -> None:
 def test_run_settings_are_plain_overrides() -> None:
     assert api.RunSettings().overrides() == ()
     assert api.RunSettings(300, 2.25, "datasheet").overrides() == (
-        "workload.steps=300", "hardware.usd_per_gpu_hour=2.25", "profile=null")
+        "workload.steps=300", "hardware.usd_per_gpu_hour=2.25", "profile=datasheet")
     source = api.ScenarioSource(SCENARIO.name, SCENARIO.read_text(), str(SCENARIO))
     every = api.simulate(api.SimulateRequest(source, settings=api.RunSettings(run_steps=7), sim_steps=7))
     assert every.summary.steps_simulated == every.summary.workload_steps == 7 and not every.extrapolated

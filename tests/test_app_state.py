@@ -91,7 +91,7 @@ def test_run_settings_set_the_run_length_price_and_profile_that_results_report()
     assert s.cost.usd_per_gpu_hour == 3.0 == result.usd_per_gpu_hour
     hand = (sum(s.warmup_step_time_s) + s.step_time_s.mean * (300 - s.warmup_steps)) / 3600
     assert s.hours_total == pytest.approx(hand) and s.cost.usd_total == pytest.approx(hand * s.gpus * 3.0)
-    assert api.RunSettings(profile="datasheet").overrides() == ("profile=null",)
+    assert api.RunSettings(profile="datasheet").overrides() == ("profile=datasheet",)
     if profile is not None:
         assert api.RunSettings(profile=str(profile)).overrides() == (f"profile={profile}",)
 

@@ -39,6 +39,12 @@ def _resolve(current: str, is_package: bool, node: ast.ImportFrom) -> str:
     return ".".join(base + ([node.module] if node.module else []))
 
 
+def _is_type_checking(test: ast.expr) -> bool:
+    """`if TYPE_CHECKING:` / `if typing.TYPE_CHECKING:`."""
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+
+
 def module_level_imports(name: str, path: Path, modules: set[str], lazy: bool = False) -> set[str]:
     """Modules of the graph imported at module level by `name` (incl. under if/try at top);
     lazy=True adds the imports inside functions too."""
@@ -59,6 +65,9 @@ def module_level_imports(name: str, path: Path, modules: set[str], lazy: bool = 
                     sub = f"{mod}.{alias.name}"
                     found.add(sub if sub in modules else mod)
             elif isinstance(st, ast.If):
+                if _is_type_checking(st.test):   # annotations only: never imported at run time
+                    visit(st.orelse)
+                    continue
                 visit(st.body)
                 visit(st.orelse)
             elif isinstance(st, ast.Try):

@@ -50,7 +50,7 @@ def _assess(margin: float, draws: int = 40):
     a, b = plan_a(8), plan_a(12)
     ev.evaluate([a, b])
     assert ev.hours(a) < ev.hours(b)            # `a` is the nominal winner
-    return assess(ev, a, [b], load_scenario(MINIMAL), draws)
+    return assess(ev, a, [b], load_scenario(MINIMAL, overrides=["profile=datasheet"]), draws)
 
 
 def test_a_win_by_a_hair_is_not_robust():
@@ -72,7 +72,7 @@ def test_a_clear_win_is_robust_with_its_spread():
 
 
 def test_spreads_default_without_calibration_and_draws_are_seeded():
-    sc = load_scenario(MINIMAL)
+    sc = load_scenario(MINIMAL, overrides=["profile=datasheet"])     # no calibration info
     sp = spreads(sc)
     assert sc.hardware_profile.calibration is None
     assert set(sp.defaulted) == {name for name, _ in sp.rel_sigma}
