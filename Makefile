@@ -47,6 +47,7 @@ demo: venv
 test: test-core $(if $(SKIP_VLLM),,test-vllm)
 
 test-core: venv
+	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q -m "not slow"
 
 test-vllm: venv-vllm
