@@ -298,11 +298,8 @@ class LogFit:
 
 def _stage(rows: list[PhaseRow], base: HardwareProfile, m: ModelSpec, lay: RunLayout,
            terms: tuple[str, ...], phase_of) -> dict:
-    specs = []
-    for t in terms:
-        init, lo, hi = BOUNDS[t]
-        cur = getattr(base.efficiency, t, None) or init
-        specs.append(ParamSpec(t, float(min(max(cur, lo * 1.01), hi * 0.99)), lo, hi))
+    specs = [ParamSpec.inside(t, getattr(base.efficiency, t, None) or BOUNDS[t][0], *BOUNDS[t][1:])
+             for t in terms]
     meas = np.array([r.seconds for r in rows])
 
     def pred(values):

@@ -489,13 +489,21 @@ def _estimate_train_s(m: ModelSpec, plan: GpuPlan, tokens: int) -> float:
     return (plan.repeats + 1) * (3 * fwd + fwd + opt) + 1.0
 
 
+def build_estimate_s(spec: ModelSpec, plan: GpuPlan, bytes_per_param: float, passes: int = 3) -> float:
+    """Planned seconds to build a model: a fixed start, `passes` passes over its weights at the
+    plan's conservative copy rate, and random initialisation at ~2e9 parameters/s."""
+    params = param_counts(spec).total
+    return 10.0 + passes * params * bytes_per_param / plan.bytes_per_s_guess + params / 2e9
+
+
 def build_points(s: Session, clock: Callable[[], float] = time.monotonic) -> list[Point]:
     """Every point of the plan in priority order (nothing runs here)."""
     plan, dev = s.plan, s.device
     dm = _spec(plan.decode_model)
     cuda = dev.startswith("cuda")
     pts: list[Point] = []
-    wbytes = param_counts(dm).total * (2.0 if plan.dtype != "fp32" else 4.0)
+    bytes_per_param = 2.0 if plan.dtype != "fp32" else 4.0
+    wbytes = param_counts(dm).total * bytes_per_param
     pts.append(Point("peak_gemm", "probe", 3.0,
                      lambda dl: bench_gemm(plan.gemm_n, plan.dtype, dev, plan.repeats, dl)))
     pts.append(Point("peak_copy", "probe", 3.0,
@@ -507,7 +515,7 @@ def build_points(s: Session, clock: Callable[[], float] = time.monotonic) -> lis
         s.notes["decode_model_build_s"] = time.monotonic() - t0
         return []
     pts.append(Point(f"build {plan.decode_model}", "build",
-                     10.0 + 3 * wbytes / plan.bytes_per_s_guess + param_counts(dm).total / 2e9,
+                     build_estimate_s(dm, plan, bytes_per_param),
                      build_decode, provides="decode"))
     kvb = kv_bytes_per_token(dm, plan.dtype)
     grid = [(b, c) for b in plan.decode_batches for c in plan.decode_contexts
@@ -521,13 +529,12 @@ def build_points(s: Session, clock: Callable[[], float] = time.monotonic) -> lis
                          requires="decode"))
     if plan.decode_model_2 and plan.decode_points_2:
         dm2 = _spec(plan.decode_model_2)
-        w2 = param_counts(dm2).total * (2.0 if plan.dtype != "fp32" else 4.0)
 
         def build_decode2(dl):
             s.decode2 = build_model(plan.decode_model_2, dev, plan.dtype)
             return []
         pts.append(Point(f"build {plan.decode_model_2}", "build",
-                         10.0 + 3 * w2 / plan.bytes_per_s_guess + param_counts(dm2).total / 2e9,
+                         build_estimate_s(dm2, plan, bytes_per_param),
                          build_decode2, provides="decode2"))
         for b, c in plan.decode_points_2:
             pts.append(Point(f"decode2 b={b} ctx={c}", "decode",
@@ -564,9 +571,8 @@ def build_points(s: Session, clock: Callable[[], float] = time.monotonic) -> lis
             s.train = Trainer(bm, dev)
             s.notes[f"{tag}_model_build_s"] = time.monotonic() - t0
             return []
-        tbytes = param_counts(tm).total * 4.0
         pts.append(Point(f"build {source} + AdamW", "build",
-                         10.0 + 4 * tbytes / plan.bytes_per_s_guess + param_counts(tm).total / 2e9,
+                         build_estimate_s(tm, plan, 4.0, passes=4),
                          build_train, provides=tag))
         for t in tokens:
             def run_train(dl, t=t):
@@ -587,7 +593,7 @@ def build_points(s: Session, clock: Callable[[], float] = time.monotonic) -> lis
             s.decode = build_model(plan.decode_model, dev, plan.dtype)
             return []
         pts.append(Point(f"rebuild {plan.decode_model}", "build",
-                         10.0 + 3 * wbytes / plan.bytes_per_s_guess + param_counts(dm).total / 2e9,
+                         build_estimate_s(dm, plan, bytes_per_param),
                          rebuild_decode, provides="decode_extra"))
         for b, c in plan.extra_decode_points:
             if b * c * kvb > plan.kv_cap_bytes:

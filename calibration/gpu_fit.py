@@ -81,11 +81,8 @@ def _predict(m: Measured, hw: HardwareProfile) -> float:
 def _fit_stage(rows: list[Measured], base: HardwareProfile, terms: list[str],
                fixed: dict[str, float] | None = None):
     fixed = dict(fixed or {})
-    specs = []
-    for t in terms:
-        init, lo, hi = TERM_BOUNDS[t]
-        cur = getattr(base.efficiency, t, None) or init
-        specs.append(ParamSpec(t, float(min(max(cur, lo * 1.01), hi * 0.99)), lo, hi))
+    specs = [ParamSpec.inside(t, getattr(base.efficiency, t, None) or TERM_BOUNDS[t][0], *TERM_BOUNDS[t][1:])
+             for t in terms]
     meas = np.array([r.seconds for r in rows])
 
     def predict_all(values):

@@ -29,6 +29,12 @@ class ParamSpec:
     lower: float
     upper: float
 
+    @classmethod
+    def inside(cls, name: str, current: float, lower: float, upper: float) -> "ParamSpec":
+        """A parameter starting at `current` moved just inside its bounds (a start on a bound
+        stalls the trust-region solver)."""
+        return cls(name, float(min(max(current, lower * 1.01), upper * 0.99)), lower, upper)
+
     def __post_init__(self) -> None:
         if not (0 < self.lower <= self.initial <= self.upper):
             raise ValueError(f"parameter {self.name}: need 0 < lower <= initial <= upper, "

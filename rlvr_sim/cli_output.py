@@ -13,7 +13,7 @@ import json
 import math
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from rlvr_sim.errors import UserError
 
@@ -50,6 +50,7 @@ def finite_or_none(value: Any) -> Any:
     return value
 
 
-def strict_json(value: Any, indent: int | None = 2) -> str:
-    """Standard JSON text of `value`; non-finite floats written as null."""
-    return json.dumps(finite_or_none(value), indent=indent, allow_nan=False)
+def strict_json(value: Any, indent: int | None = 2, default: Callable[[Any], Any] | None = None) -> str:
+    """Standard JSON text of `value`; non-finite floats written as null; `default` converts
+    values JSON has no type for (as in json.dumps)."""
+    return json.dumps(finite_or_none(value), indent=indent, allow_nan=False, default=default)

@@ -357,6 +357,20 @@ def test_resume_refuses_other_scenario_and_damaged_only_checkpoint(finished_run,
     assert state.exists()                                            # nothing deleted
 
 
+def inject(proc: subprocess.Popen, how: str) -> tuple[int, list[int], str]:
+    """Send the fault `how` (sigkill-leader: the main process only, workers must follow it;
+    sigkill-group; sigint: a terminal Ctrl-C reaches the whole group), wait for the exit and
+    return (exit code, processes of the group still alive, stderr)."""
+    if how == "sigkill-leader":
+        os.kill(proc.pid, signal.SIGKILL)
+    elif how == "sigkill-group":
+        os.killpg(proc.pid, signal.SIGKILL)
+    else:
+        os.killpg(proc.pid, signal.SIGINT)
+    rc = proc.wait(timeout=300)
+    return rc, orphans_after(proc.pid), proc.stderr.read()
+
+
 def _kill_and_resume(tmp_path: Path, rng: random.Random, steps: int, how: str) -> dict:
     """Start a run, wait for a random number of finished steps plus a random delay, inject the
     fault, then resume. Returns counts for the closing note."""
@@ -368,15 +382,7 @@ def _kill_and_resume(tmp_path: Path, rng: random.Random, steps: int, how: str) -
     time.sleep(rng.uniform(0.0, 1.5))
     if proc.poll() is not None:
         pytest.fail(f"run ended before the fault: {proc.stderr.read()[-2000:]}")
-    if how == "sigkill-leader":
-        os.kill(proc.pid, signal.SIGKILL)       # only the main process: workers must follow it
-    elif how == "sigkill-group":
-        os.killpg(proc.pid, signal.SIGKILL)
-    else:
-        os.killpg(proc.pid, signal.SIGINT)      # a terminal Ctrl-C reaches the whole group
-    rc = proc.wait(timeout=300)
-    left = orphans_after(proc.pid)
-    err = proc.stderr.read()
+    rc, left, err = inject(proc, how)
     valid_before = newest_valid_step(out)
     assert left == [], f"orphan processes {left} after {how} (FAULT_SEED={SEED})"
     assert "Traceback" not in err, err[-3000:]
@@ -413,13 +419,7 @@ def _sweep_fault(tmp_path: Path, rng: random.Random, how: str) -> None:
     if how == "sigint":
         wait_for_workers(proc)
     time.sleep(rng.uniform(0.0, 3.0))
-    if how == "sigint":
-        os.killpg(proc.pid, signal.SIGINT)
-    else:
-        os.kill(proc.pid, signal.SIGKILL)
-    rc = proc.wait(timeout=300)
-    left = orphans_after(proc.pid)
-    err = proc.stderr.read()
+    rc, left, err = inject(proc, how)
     assert left == [], f"orphan sweep workers {left} after {how} (FAULT_SEED={SEED})"
     assert "Traceback" not in err, err[-3000:]
     if how == "sigint" and rc != 0:                   # 0: it finished before the signal
@@ -455,13 +455,7 @@ def test_async_run_fault_leaves_no_orphans(tmp_path, how):
     wait_for_workers(proc)
     wait_for_steps(proc, out, 2)
     assert len(group_members(proc.pid)) >= 4 and proc.poll() is None   # trainer, sampler, workers
-    if how == "sigint":
-        os.killpg(proc.pid, signal.SIGINT)
-    else:
-        os.kill(proc.pid, signal.SIGKILL)
-    rc = proc.wait(timeout=300)
-    left = orphans_after(proc.pid)
-    err = proc.stderr.read()
+    rc, left, err = inject(proc, how)
     assert left == [], f"orphan processes {left} after {how}"
     assert "Traceback" not in err, err[-3000:]
     if how == "sigint":

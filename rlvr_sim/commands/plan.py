@@ -210,7 +210,7 @@ def run(args: argparse.Namespace) -> int:
                    "search_s": round(search_s, 2)}
         if advice is not None:
             payload["whole_run"] = advice.model_dump()
-        print(strict_json(json.loads(json.dumps(payload, default=str)), indent=2))
+        print(strict_json(payload, indent=2, default=str))
         return 0
     print(f"{'exhaustive' if args.exhaustive else 'search'}: {counts['evaluated']} plans simulated "
           f"({counts['ok']} valid, {counts['invalid']} invalid skipped, {counts['error']} errors), "
