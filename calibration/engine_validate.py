@@ -5,7 +5,8 @@ For one `EngineRun` (a workload run through vLLM by calibration.vllm_engine) thi
    continuous-batching engine: FCFS admission, paged KV pool, preemption by recompute, prefix
    sharing, speculative decoding) over the cost model's own functions (`cost.sampler.prefill`,
    `decode_span_s`) with a hardware profile, no executed-shape mapping: same prompts, same forced
-   lengths, same max_num_seqs, same KV pool (the blocks the engine really had), same block size;
+   lengths, same max_num_seqs, same KV pool (the blocks the engine really had, less the one
+   vLLM v1 keeps as its placeholder `null_block`), same block size;
 2. compares generate time (last finish), tokens/s, the finish-time distribution (p50/p90/max),
    the first-token p50, and preemption counts (`EngineComparison`).
 
@@ -41,6 +42,8 @@ from rlvr_sim.sim.source import Group
 
 DEFAULT_PROFILE = Path(__file__).resolve().parent.parent / "profiles" / "cpu-2core.yaml"
 DECODE_TERMS = ("decode_mfu", "kv_bw_eff", "decode_overhead_s")
+# vLLM v1's block pool keeps block 0 as a placeholder (`null_block`) that no request holds
+VLLM_RESERVED_BLOCKS = 1
 
 
 class EngineCostModel:
@@ -131,6 +134,8 @@ def simulate_run(run: EngineRun, hw: HardwareProfile | None,
     w = run.workload
     cm = cost_model or EngineCostModel(ModelSpec.from_hf_config_dict(run.model), hw, spec_of(run))
     kv_blocks = w.kv_blocks if w.kv_blocks is not None else run.kv_blocks_engine
+    if kv_blocks is not None:
+        kv_blocks -= VLLM_RESERVED_BLOCKS
     eng = ReplicaEngine(0, cm, max_concurrent=w.max_num_seqs, kv_blocks=kv_blocks,
                         block_tokens=w.block_tokens, prefix_caching=w.prefix_caching,
                         max_staleness=0, coalesce_fraction=0.0, span_rule="cost_model",

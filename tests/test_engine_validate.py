@@ -71,13 +71,14 @@ def test_max_num_seqs_queues_the_second_prompt_behind_the_first():
 
 
 def test_a_small_kv_pool_preempts_the_last_admitted_and_recomputes_it():
-    # block 1 token, 7 blocks, no prefix sharing, prompts of 2: both admitted (2+1 + 2+1 = 6 <= 7)
-    # one iteration fits (4 + 2 = 6, the next needs 8): at 1.5 s sample 1 is preempted with 1
-    # token; sample 0 runs its last 2 iterations alone -> 3.5; sample 1 re-prefills 2 + 1 tokens
-    # (0.5 s) -> 4.0 and decodes its last 2 -> 6.0
+    # block 1 token, 7 blocks of which vLLM keeps 1 (its null block): 6 usable; no prefix
+    # sharing, prompts of 2: both admitted (2 + 2 = 4 <= 6). The m-th iteration holds 2 + (m-1)
+    # tokens each: m = 2 fits (6), m = 3 needs 8: at 2.5 s sample 1 is preempted with 2 tokens;
+    # sample 0 runs its last iteration alone -> 3.5; sample 1 re-prefills 2 + 2 tokens (0.5 s)
+    # -> 4.0 and decodes its last one -> 5.0
     sim = simulate_run(_run([3, 3], k=1, kv_blocks=7, block_tokens=1, prefix_caching=False),
                        None, FAKE)
-    assert sim.finish_s == (3.5, 6.0)
+    assert sim.finish_s == (3.5, 5.0)
     assert sim.preemptions == 1 and sim.prefill_s == 1.0
 
 

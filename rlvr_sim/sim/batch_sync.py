@@ -5,7 +5,8 @@ coalesced decode spans costed by the same `engine._span` calls, same finish time
 with the per-sample work in numpy instead of a Python loop per sample and sequence. It applies
 only when the engine starts idle and every queued sequence is admitted in the first round and
 never preempted: all of one step, fresh (nothing generated yet), at most `max_concurrent`, and
-the KV pool holding them at every span end (checked before anything changes). Otherwise it returns
+the KV pool's upper bound of whole blocks (KVPool.upper_blocks) holding them at every span's
+last iteration (checked before anything changes; where the bound fits, the exact count fits). Otherwise it returns
 None and the caller runs the event engine, which stays the reference (tests compare both on
 every shipped scenario; differences are float rounding, ~1e-12 relative).
 
@@ -58,7 +59,7 @@ def run_whole_batch(e: "ReplicaEngine") -> "list[Finished] | None":
     it0 = e.it
     kv = pool.capacity
     shared_all = float(shared[is_first].sum())
-    if pool.limited and pool.blocks(shared_all, private.sum() + count * tpi, count) > kv:
+    if pool.limited and pool.upper_blocks(shared_all, private.sum(), count) > kv:
         return None
     todo = np.maximum(np.ceil((target / tpi) - 1e-9), 1).astype(np.int64)
     finish = it0 + todo
@@ -96,7 +97,9 @@ def run_whole_batch(e: "ReplicaEngine") -> "list[Finished] | None":
         k = min(n_run, max(1, int(n_run * coalesce)))
         iters = f_list[m + k - 1] - it
         rel = it - it0
-        if kv_limited and pool.blocks(shared_l[m], priv_l[m] + n_run * tpi * (rel + iters), n_run) > kv:
+        # the span's last iteration holds private + (rel + iters - 1) x tpi tokens per sequence
+        if kv_limited and pool.upper_blocks(shared_l[m], priv_l[m] + n_run * tpi * (rel + iters - 1),
+                                            n_run) > kv:
             return None
         end_it = it + iters
         inside = left(f_list, end_it, m)      # finishes before the span's end leave early

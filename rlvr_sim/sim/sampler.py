@@ -12,6 +12,7 @@ Modelled:
 - paged KV (rlvr_sim.sim.kv_pool): a replica holds `kv_blocks` blocks of `block_tokens`. A
   sequence holds its private tokens (prompt tail + generated); with prefix caching the prompt's
   full blocks are held once per prompt while any of its samples runs (and prefilled once);
+  whole blocks, as vLLM allocates them (a block boundary crossing is a state change);
 - preemption by recompute: when the next iteration would not fit, the most recently admitted
   sequence goes back to the front of the queue and later re-prefills prompt + generated tokens;
 - staleness gate: a sample of step j is admitted only while `version >= j - max_staleness`;
@@ -32,6 +33,8 @@ from collections import deque
 from dataclasses import dataclass
 from itertools import repeat
 from typing import NamedTuple
+
+import numpy as np
 
 from rlvr_sim.errors import ScenarioError
 from rlvr_sim.sim.batch_sync import run_whole_batch
@@ -90,7 +93,8 @@ class ReplicaEngine:
         self.tpi = float(cm.tokens_per_iteration)
         self._span = span_function(cm, span_rule, self.tpi)
         self.max_concurrent = max_concurrent
-        self.kv = KVPool(kv_blocks, block_tokens, prefix_caching)
+        self.kv = KVPool(kv_blocks, block_tokens, prefix_caching,
+                         whole_tokens=self.tpi == int(self.tpi))
         self.eta = max_staleness
         self.clock = 0.0
         self.it = 0
@@ -128,17 +132,23 @@ class ReplicaEngine:
         return self.counters.pop(step, None)
 
     # ----------------------------------------------------------------- KV
+    def _private_tokens(self) -> np.ndarray:
+        """Each running sequence's private tokens now (what its next iteration holds)."""
+        run = self.run
+        return (np.fromiter((s.priv_off for s in run.seqs.values()), dtype=float,
+                            count=len(run.seqs)) + self.tpi * self.it)
+
     def _iterations_that_fit(self, limit: int) -> int:
-        """Iterations (at most `limit`) the running batch may decode before the KV pool is full."""
-        kv, run = self.kv, self.run
+        """Iterations (at most `limit`) the running batch may decode before the KV pool is full
+        (whole blocks; 0: not even the next one fits)."""
+        kv, run, tpi = self.kv, self.run, self.tpi
         if not kv.limited:
             return limit
         n = len(run.seqs)
-        private = run.private_sum(self.tpi, self.it)
-        if kv.blocks(kv.shared_blocks, private + n * self.tpi * limit, n) <= kv.capacity:
+        last = run.private_sum(tpi, self.it) + n * tpi * (limit - 1)    # held by iteration `limit`
+        if kv.upper_blocks(kv.shared_blocks, last, n) <= kv.capacity:
             return limit
-        room_tokens = kv.room_tokens(kv.shared_blocks, n) - private
-        return max(0, min(limit, math.floor(room_tokens / (n * self.tpi) + 1e-9)))
+        return kv.iterations_that_fit(self._private_tokens(), tpi, limit)
 
     # ----------------------------------------------------------------- admission
     def _admit(self) -> None:
@@ -151,17 +161,18 @@ class ReplicaEngine:
         gate = self.version + self.eta
         kv = self.kv
         bt, tpi = kv.block_tokens, self.tpi
-        kv_limited, capacity, blocks, groups = kv.limited, kv.capacity, kv.blocks, kv.groups
+        kv_limited, capacity, seq_blocks, groups = kv.limited, kv.capacity, kv.seq_blocks, kv.groups
         prefix, max_concurrent = kv.prefix, self.max_concurrent
         version, it, clock = self.version, self.it, self.clock
         tpi_it = tpi * it
         finishing, max_heap = run.finishing, run.max_heap
         insort, heappush, ceil = bisect.insort, heapq.heappush, math.ceil
         ctx_off_sum, priv_off_sum, admits = run.ctx_off_sum, run.priv_off_sum, run.admits
-        # KV after one more iteration, with the admissions so far
+        # blocks the next iteration holds, with the admissions so far: an upper bound (O(1)),
+        # counted exactly (O(running), once per round) when the bound does not fit
         n = len(running)
-        private_sum = priv_off_sum + n * tpi * it
-        shared_sum = kv.shared_blocks
+        used = kv.upper_blocks(kv.shared_blocks, priv_off_sum + n * tpi * it, n) if kv_limited else 0.0
+        exact = False
         admitted = 0
         new_tokens = 0
         first_step = waiting[0].group.step
@@ -175,14 +186,16 @@ class ReplicaEngine:
             gen0 = seq.gen0
             private = prompt - shared * bt + gen0
             if kv_limited:
-                add_shared = 0 if g.group_id in groups else shared
-                if blocks(shared_sum + add_shared, private_sum + private + (n + 1) * tpi,
-                          n + 1) > capacity:
-                    if not running and not admitted:
-                        raise self._too_long(prompt + seq.target)
-                    break
-                shared_sum += add_shared
-                private_sum += private
+                need = (0 if g.group_id in groups else shared) + seq_blocks(private)
+                if used + need > capacity:
+                    if not exact:
+                        # exact count now (running includes this round's admissions so far)
+                        used, exact = float(kv.used_blocks(self._private_tokens())), True
+                    if used + need > capacity:
+                        if not running and not admitted:
+                            raise self._too_long(prompt + seq.target)
+                        break
+                used += need
             n += 1
             waiting.popleft()
             if kv.join(g.group_id, shared):
