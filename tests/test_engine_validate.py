@@ -82,6 +82,22 @@ def test_a_small_kv_pool_preempts_the_last_admitted_and_recomputes_it():
     assert sim.preemptions == 1 and sim.prefill_s == 1.0
 
 
+def test_a_token_budget_per_step_leaves_the_prompt_that_crosses_it_for_the_next_step():
+    # prompts of 2 tokens, 3 requests of 2 tokens, budget 5 tokens per step: the first round
+    # takes s0, s1 (4 tokens; s2 would make 6), prefill [0, 0.5], and the span stops after one
+    # iteration (1.5) so s2 joins at the next step: 2 running decode 1 token each, 3 left >= 2;
+    # prefill [1.5, 2.0]; s0, s1 need 1 more iteration -> 3.0; s2 its second -> 4.0.
+    # Without a budget all three go together: 0.5 + 2 = 2.5.
+    run = _run([2, 2, 2], k=1)
+    sim = simulate_run(run, None, FAKE, max_batched_tokens=5)
+    assert sim.finish_s == (3.0, 3.0, 4.0) and sim.start_s == (0.0, 0.0, 1.5)
+    assert simulate_run(run, None, FAKE, max_batched_tokens=None).finish_s == (2.5, 2.5, 2.5)
+    # a prompt longer than the budget still starts (vLLM chunks it) when it heads the round:
+    # budget 1: s0 alone [0, 0.5] + 1 iteration (1.5); s1 [1.5, 2.0] + 1 (3.0: s0 done);
+    # s2 [3.0, 3.5] + 1 (4.5: s1 done); s2's last iteration -> 5.5
+    assert simulate_run(run, None, FAKE, max_batched_tokens=1).finish_s == (3.0, 4.5, 5.5)
+
+
 def test_quantities_are_hand_computed():
     q = quantities([1.0, 2.0, 3.0, 4.0], output_tokens=10, preemptions=2.0)
     assert q.generate_s == 4.0 and q.finish_max_s == 4.0 and q.tokens_per_s == 2.5

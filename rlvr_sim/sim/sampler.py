@@ -9,6 +9,11 @@ Modelled:
 - admission FCFS, limited by `max_concurrent_sequences` and free KV blocks, one prefill call per
   admission round (`cm.prefill_s(new_tokens, sequences)`); running sequences pause meanwhile
   (chunked prefill mixing is not modelled);
+- a token budget per engine step (`max_batched_tokens`, vLLM's max_num_batched_tokens; None: no
+  limit): an admission round takes prompts while running + new prefill tokens fit it (the first
+  queued prompt always goes, as vLLM chunks it); what the budget leaves queued is admitted at the
+  next iteration (the span stops after one). A prompt is not split over steps (vLLM's chunks
+  of a prompt that crosses the budget end in the next step, as its admission here);
 - paged KV (rlvr_sim.sim.kv_pool): a replica holds `kv_blocks` blocks of `block_tokens`. A
   sequence holds its private tokens (prompt tail + generated); with prefix caching the prompt's
   full blocks are held once per prompt while any of its samples runs (and prefilled once);
@@ -85,7 +90,8 @@ class ReplicaEngine:
     def __init__(self, replica: int, cm: CostModelLike, *, max_concurrent: int, kv_blocks: int | None,
                  block_tokens: int, prefix_caching: bool, max_staleness: int,
                  coalesce_fraction: float = 0.0, span_rule: str = "cost_model",
-                 interpolate_finishes: bool = True, whole_batch: bool | None = None):
+                 interpolate_finishes: bool = True, whole_batch: bool | None = None,
+                 max_batched_tokens: int | None = None):
         self.replica, self.cm = replica, cm
         self.whole_batch = WHOLE_BATCH if whole_batch is None else whole_batch
         self.coalesce = coalesce_fraction
@@ -93,6 +99,8 @@ class ReplicaEngine:
         self.tpi = float(cm.tokens_per_iteration)
         self._span = span_function(cm, span_rule, self.tpi)
         self.max_concurrent = max_concurrent
+        self.max_batched_tokens = max_batched_tokens
+        self._budget_held = False      # the last admission round left work queued for the budget
         self.kv = KVPool(kv_blocks, block_tokens, prefix_caching,
                          whole_tokens=self.tpi == int(self.tpi))
         self.eta = max_staleness
@@ -156,6 +164,7 @@ class ReplicaEngine:
         KV pool allow; one prefill for the round (prompt once per group with prefix caching)."""
         waiting, run = self.waiting, self.run
         running = run.seqs
+        self._budget_held = False
         if not (self.admit_enabled and waiting):
             return
         gate = self.version + self.eta
@@ -175,6 +184,8 @@ class ReplicaEngine:
         exact = False
         admitted = 0
         new_tokens = 0
+        budget = self.max_batched_tokens
+        room = math.inf if budget is None else budget - n       # a running sequence decodes 1
         first_step = waiting[0].group.step
         while waiting and n < max_concurrent:
             seq = waiting[0]
@@ -185,6 +196,12 @@ class ReplicaEngine:
             shared = prompt // bt if prefix else 0
             gen0 = seq.gen0
             private = prompt - shared * bt + gen0
+            if budget is not None:
+                tokens = (prompt if g.group_id not in groups else prompt - shared * bt) + int(gen0)
+                if admitted and tokens > room:
+                    self._budget_held = True
+                    break
+                room -= tokens
             if kv_limited:
                 need = (0 if g.group_id in groups else shared) + seq_blocks(private)
                 if used + need > capacity:
@@ -264,6 +281,8 @@ class ReplicaEngine:
     def _span_target(self) -> int:
         """Iterations to the next planned stop: the next finish, or with coalescing the k-th
         next finish (k = coalesce_fraction x running), so finishes close together share a stop."""
+        if self._budget_held:                   # queued prompts wait for the next step's budget
+            return 1
         n = len(self.run.seqs)
         k = 1
         waiting = self.waiting
@@ -407,7 +426,7 @@ class ReplicaEngine:
         """Advance until nothing is left to run (sync modes: no outside event can intervene).
         A batch admitted whole runs in one numpy pass (rlvr_sim.sim.batch_sync) unless
         `whole_batch` is off; the span-by-span loop below is the reference."""
-        if self.whole_batch:
+        if self.whole_batch and self.max_batched_tokens is None:
             fast = run_whole_batch(self)
             if fast is not None:
                 return fast
