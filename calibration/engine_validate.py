@@ -285,6 +285,55 @@ def fit_decode_terms(runs: list[EngineRun], base: HardwareProfile,
     return replace_source(hw, "engine-fit: decode terms from vLLM held-in steps"), diag
 
 
+SPEC_HOST_TERMS = ("ngram_draft_fixed_s", "ngram_draft_s_per_seq")
+
+
+def spec_samples(run: EngineRun, clock: str = "wall") -> list[DecodeSample]:
+    """The speculative decode steps of an ngram run: no prompt tokens, some request running
+    (each scores draft_tokens + 1 tokens; their wall or CPU-clock seconds)."""
+    if run.workload.speculative != "ngram":
+        return []
+    return [DecodeSample(s.running, s.context_sum, s.context_max,
+                         s.duration_s if clock == "wall" else s.cpu_s)   # type: ignore[arg-type]
+            for s in run.steps if s.prefill_tokens == 0 and s.running > 0]
+
+
+def fit_spec_host_terms(runs: list[EngineRun], base: HardwareProfile,
+                        clock: str = "wall") -> tuple[HardwareProfile, dict]:
+    """`base` with the ngram host cost per speculative step (`ngram_draft_fixed_s` +
+    `ngram_draft_s_per_seq` x running) fitted to the spec-decode steps of `runs`: the step time
+    less the model's verify pass (width draft_tokens + 1, `base`'s decode terms) is host work
+    (robust least squares on the log of the step time, as `fit_decode_terms`)."""
+    from scipy.optimize import least_squares
+
+    shape = SamplerShape(tp=1, pp=1, weight_dtype="fp32", kv_dtype="fp32", gpus_per_node=1)
+    rows = []
+    for r in runs:
+        m = ModelSpec.from_hf_config_dict(r.model)
+        c = DecodeCoeffs.build(m, base, shape)
+        width = r.workload.draft_tokens + 1
+        for d in spec_samples(r, clock):
+            if d.duration_s and d.duration_s > 0:
+                rows.append((d.running, iteration_s(c, d.running, d.context_sum, d.context_max,
+                                                    width), d.duration_s))
+    if len(rows) < 4:
+        raise ValueError(f"{len(rows)} speculative steps: too few to fit {SPEC_HOST_TERMS}")
+    running, verify, y = (np.array(x, dtype=float) for x in zip(*rows))
+
+    def resid(x):
+        return np.log(verify + x[0] + x[1] * running) - np.log(y)
+
+    sol = least_squares(resid, np.array([1e-3, 1e-4]), loss="soft_l1", f_scale=0.1,
+                        bounds=(np.zeros(2), np.ones(2)), x_scale="jac")
+    vals = {t: float(v) for t, v in zip(SPEC_HOST_TERMS, sol.x)}
+    hw = base.model_copy(update={"efficiency": base.efficiency.model_copy(update=vals)})
+    r = resid(sol.x)
+    diag = {"steps": len(rows), "clock": clock, "values": vals,
+            "median_abs_log_error": float(np.median(np.abs(r))),
+            "median_abs_log_error_without": float(np.median(np.abs(np.log(verify / y))))}
+    return replace_source(hw, "engine-fit: ngram host cost per spec step"), diag
+
+
 def replace_source(hw: HardwareProfile, note: str) -> HardwareProfile:
     return hw.model_copy(update={"source": f"{hw.source}; {note}"})
 
@@ -350,6 +399,22 @@ def _read(path: Path) -> str:
     return path.read_text()
 
 
+def _print_rows(title: str, rows: list[EngineComparison], runs: list[EngineRun]) -> None:
+    """One table with its held-out MAPE, overall and by kind (plain / speculative)."""
+    spec = {f"{r.workload.name}.r{r.repeat}" for r in runs if r.workload.speculative != "none"}
+    out = [r for r in rows if not r.held_in]
+    print(f"\n== {title}")
+    print(table(rows))
+    print("held-out MAPE %: " + ", ".join(f"{c} {mape(out, c):.1f}" for c in COLUMNS[:5])
+          + f"  (over {len(out)} held-out runs)")
+    for kind, part in (("non-speculative", [r for r in out if r.label not in spec]),
+                       ("speculative", [r for r in out if r.label in spec])):
+        if part:
+            print(f"  {kind}: generate_s MAPE {mape(part, 'generate_s'):.1f} % over {len(part)} "
+                  "runs, signed errors " + ", ".join(f"{100 * r.error('generate_s'):+.0f}"
+                                                     for r in part))
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("runs", nargs="+",
@@ -380,11 +445,20 @@ def main(argv: list[str] | None = None) -> int:
             profiles.append(("decode terms fitted on held-in vLLM steps", fitted))
         for label, prof in profiles:
             rows = [compare(r, prof, r.workload.name in held_in, clock) for r in runs]
-            out = [r for r in rows if not r.held_in]
-            print(f"\n== {clock} clock, {label}")
-            print(table(rows))
-            print("held-out MAPE %: " + ", ".join(f"{c} {mape(out, c):.1f}" for c in COLUMNS[:5])
-                  + f"  (over {len(out)} held-out runs)")
+            _print_rows(f"{clock} clock, {label}", rows, runs)
+        spec = [r for r in runs if r.workload.speculative == "ngram"]
+        if held_in and clock != "step" and len(spec) > 1:
+            # ngram host cost: each ngram run predicted with the terms fitted on the other repeats
+            rows = []
+            for r in runs:
+                prof = fitted
+                if r in spec:
+                    prof, diag = fit_spec_host_terms([o for o in spec if o is not r], fitted, clock)
+                    print(f"[{clock} clock] ngram host terms for {r.workload.name}.r{r.repeat} "
+                          f"(fitted on the other repeats): {diag}")
+                rows.append(compare(r, prof, r.workload.name in held_in, clock))
+            _print_rows(f"{clock} clock, decode terms fitted + ngram host terms fitted on the "
+                        "other ngram repeats", rows, runs)
     return 0
 
 

@@ -174,3 +174,55 @@ def test_step_time_table_puts_model_made_steps_at_ratio_one():
     text = step_time_table([_run([2, 2], k=2, steps=steps)], hw)
     row = text.splitlines()[1].split()
     assert row[0] == "2-4" and row[1] == "6" and row[-1] == "1.00"
+
+
+def _with(hw: HardwareProfile, **terms) -> HardwareProfile:
+    return hw.model_copy(update={"efficiency": hw.efficiency.model_copy(update=terms)})
+
+
+def test_ngram_host_cost_adds_fixed_plus_per_sequence_seconds_to_each_spec_step():
+    from rlvr_sim.cost.sampler import Speculative, step_s
+
+    hw = HardwareProfile.load(DEFAULT_PROFILE)
+    shape = SamplerShape(tp=1, pp=1, weight_dtype="fp32", kv_dtype="fp32", gpus_per_node=1)
+    m = ModelSpec.from_hf_config_dict(TINY)
+    plain = DecodeCoeffs.build(m, hw, shape)
+    host = DecodeCoeffs.build(m, _with(hw, ngram_draft_fixed_s=0.02, ngram_draft_s_per_seq=0.001),
+                              shape)
+    ngram = Speculative(method="ngram", draft_tokens=4, acceptance_rate=0.1, draft_cost_ratio=0.0)
+    eagle = Speculative(method="eagle", draft_tokens=4, acceptance_rate=0.1)
+    # 8 running: 0.02 + 8 x 0.001 = 0.028 s more per verify step, for ngram only
+    assert math.isclose(step_s(host, ngram, 8, 800, 100) - step_s(plain, ngram, 8, 800, 100), 0.028)
+    assert step_s(host, eagle, 8, 800, 100) == step_s(plain, eagle, 8, 800, 100)
+    assert step_s(host, Speculative(), 8, 800, 100) == step_s(plain, Speculative(), 8, 800, 100)
+    # None (not measured) leaves every profile as it was
+    assert hw.efficiency.ngram_draft_fixed_s is None and plain.ngram_fixed_s == 0.0
+
+
+def test_ngram_host_cost_in_a_replay_adds_it_per_iteration():
+    # one request of 20 tokens, ngram with acceptance 0 (1 token per iteration): 20 iterations,
+    # each 0.02 + 1 x 0.001 s longer -> the finish moves by exactly 20 x 0.021 = 0.42 s
+    hw = HardwareProfile.load(DEFAULT_PROFILE)
+    run = replace(_run([20], k=1, speculative="ngram", draft_tokens=4), draft_tokens=100,
+                  accepted_tokens=0)
+    base = simulate_run(run, hw)
+    host = simulate_run(run, _with(hw, ngram_draft_fixed_s=0.02, ngram_draft_s_per_seq=0.001))
+    assert base.decode_iterations == host.decode_iterations == 20
+    assert math.isclose(host.finish_s[0] - base.finish_s[0], 0.42, rel_tol=1e-9)
+
+
+def test_ngram_host_fit_recovers_the_terms_that_made_the_steps():
+    from calibration.engine_validate import fit_spec_host_terms
+
+    hw = HardwareProfile.load(DEFAULT_PROFILE)
+    c = DecodeCoeffs.build(ModelSpec.from_hf_config_dict(TINY), hw,
+                           SamplerShape(tp=1, pp=1, weight_dtype="fp32", kv_dtype="fp32",
+                                        gpus_per_node=1))
+    steps = [StepRecord(0.0, iteration_s(c, n, n * 100, 100, 5) + 0.02 + 0.003 * n, n, n, 0,
+                        n * 100, 100) for n in (1, 2, 4, 8, 16, 32) for _ in range(3)]
+    steps.append(StepRecord(0.0, 5.0, 8, 8, 0, 800, 100))          # an outlier: robust loss
+    run = _run([4] * 4, k=1, speculative="ngram", draft_tokens=4, steps=steps)
+    fitted, diag = fit_spec_host_terms([run], hw)
+    assert math.isclose(fitted.efficiency.ngram_draft_fixed_s, 0.02, rel_tol=0.02)
+    assert math.isclose(fitted.efficiency.ngram_draft_s_per_seq, 0.003, rel_tol=0.02)
+    assert diag["steps"] == 19 and diag["median_abs_log_error"] < 0.01     # the outlier pulls a little
