@@ -58,3 +58,31 @@ def test_upper_bound_is_never_below_the_exact_count(private, bt, shared, whole):
     exact = pool.used_blocks(x)
     assert exact == shared + sum(math.ceil(v / bt - 1e-9) for v in x.tolist())
     assert pool.upper_blocks(shared, float(x.sum()), len(x)) >= exact - 1e-9
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.integers(1, 40), min_size=1, max_size=12), st.integers(1, 30),
+       st.integers(1, 4), st.integers(1, 8), st.booleans(), st.sampled_from([1.0, 1.5, 2.0]))
+def test_the_engine_never_plans_a_span_past_the_pool(lengths, prompt, k, bt, prefix, tpi):
+    """Every planned span's last iteration fits the pool (exact whole blocks), and every sample
+    finishes, whatever the lengths, block size, sharing and tokens per iteration."""
+    from rlvr_sim.sim.fake_cost import FakeCostModel
+    from rlvr_sim.sim.sampler import ReplicaEngine
+    from rlvr_sim.sim.source import Group
+
+    capacity = math.ceil((prompt + max(lengths)) / bt) + 2       # the longest fits alone
+    e = ReplicaEngine(0, FakeCostModel(tokens_per_iteration=tpi), max_concurrent=64,
+                      kv_blocks=capacity, block_tokens=bt, prefix_caching=prefix, max_staleness=0)
+    groups = [lengths[i:i + k] for i in range(0, len(lengths), k)]
+    first = 0
+    for gid, resp in enumerate(groups):
+        e.submit(Group(0, gid, prompt, tuple(resp), first))
+        first += len(resp)
+    done = []
+    while e.plan() is not None:         # (a ScenarioError here: a sequence that fits refused)
+        seg = e.seg
+        assert seg is not None
+        held = e._private_tokens() + tpi * (seg.iterations - 1)
+        assert e.kv.used_blocks(held) <= capacity
+        done.extend(e.finish())
+    assert sorted(f.sample for f in done) == list(range(len(lengths)))
