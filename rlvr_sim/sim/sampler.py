@@ -142,9 +142,7 @@ class ReplicaEngine:
     # ----------------------------------------------------------------- KV
     def _private_tokens(self) -> np.ndarray:
         """Each running sequence's private tokens now (what its next iteration holds)."""
-        run = self.run
-        return (np.fromiter((s.priv_off for s in run.seqs.values()), dtype=float,
-                            count=len(run.seqs)) + self.tpi * self.it)
+        return self.run.private_tokens(self.tpi, self.it)
 
     def _iterations_that_fit(self, limit: int) -> int:
         """Iterations (at most `limit`) the running batch may decode before the KV pool is full
@@ -175,7 +173,7 @@ class ReplicaEngine:
         version, it, clock = self.version, self.it, self.clock
         tpi_it = tpi * it
         finishing, max_heap = run.finishing, run.max_heap
-        insort, heappush, ceil = bisect.insort, heapq.heappush, math.ceil
+        insort, heappush, ceil, take_slot = bisect.insort, heapq.heappush, math.ceil, run.take_slot
         ctx_off_sum, priv_off_sum, admits = run.ctx_off_sum, run.priv_off_sum, run.admits
         # blocks the next iteration holds, with the admissions so far: an upper bound (O(1)),
         # counted exactly (O(running), once per round) when the bound does not fit
@@ -239,6 +237,7 @@ class ReplicaEngine:
             priv_off_sum += priv_off
             sample = seq.sample
             running[sample] = seq
+            take_slot(seq)
             todo = ceil((seq.target - gen0) / tpi - 1e-9)       # iterations left, at least 1
             seq.finish_it = finish_it = it + (todo if todo > 1 else 1)
             insort(finishing, (finish_it, admits, sample))
@@ -359,13 +358,14 @@ class ReplicaEngine:
         m = run.done_by(it)
         interpolate = self.interpolate and s_per_iteration > 0
         it0 = it - round((clock - t0_s) / s_per_iteration) if interpolate else it
-        running, leave, replica = run.seqs, self.kv.leave, self.replica
+        running, leave, replica, free_slot = run.seqs, self.kv.leave, self.replica, run.free_slot
         new = _tuple_new
         ctx_off_sum, priv_off_sum = run.ctx_off_sum, run.priv_off_sum
         for finish_it, _, sample in finishing[:m]:
             seq = running.pop(sample)                   # as RunningSet.remove, inlined
             ctx_off_sum -= seq.ctx_off
             priv_off_sum -= seq.priv_off
+            free_slot(seq)
             g = seq.group
             leave(g.group_id)
             end = clock if finish_it == it or not interpolate else \
