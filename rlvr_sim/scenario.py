@@ -3,8 +3,9 @@
 `load_scenario(path_or_dict, overrides)` validates a YAML file (or mapping) plus `dotted.key=value`
 overrides and returns a `Scenario`; any problem raises `ScenarioError` whose lines each name the
 dotted field, the bad value and the fix. Every section forbids unknown keys and has defaults, so a
-10-line file is a valid scenario. Cross-field rules (parallelism shapes, placement, memory fit)
-live in `rlvr_sim.scenario_checks`.
+10-line file is a valid scenario. Cross-field rules (parallelism shapes, placement, modes) live
+in `rlvr_sim.rules` (applied by `rlvr_sim.scenario_checks`); whether the scenario fits in memory is
+the cost model's `rlvr_sim.cost.fit.memory_fit`, asked once after validation (`check_fit`).
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, \
     model_validator
-from pydantic_core import PydanticCustomError
 
 from rlvr_sim.distributions import Distribution, Fixed, LengthSchedule, LogNormal, PassRateSchedule
 from rlvr_sim.dynamic_sampling import RewardSpec
@@ -346,16 +346,12 @@ class Scenario(_Section):
         return str(path.resolve())
 
     @model_validator(mode="after")
-    def _cross_checks(self, info: ValidationInfo) -> "Scenario":
+    def _cross_checks(self) -> "Scenario":
         from rlvr_sim.input_limits import limit_problems
-        from rlvr_sim.scenario_checks import check_scenario
+        from rlvr_sim.scenario_checks import check_scenario, raise_problems
 
-        too_big = limit_problems(self)     # before the cross checks, which compute with them
-        if too_big:
-            raise PydanticCustomError("scenario_check", "{problems}",
-                                      {"problems": "\n  - ".join(too_big)})
-        check_fit = (info.context or {}).get("check_fit", True) if info is not None else True
-        check_scenario(self, check_fit=check_fit)
+        raise_problems(limit_problems(self))   # before the rules, which compute with them
+        check_scenario(self)
         return self
 
     # --- derived ------------------------------------------------------------------------------
@@ -492,11 +488,22 @@ def load_scenario(source: str | Path | dict[str, Any], overrides: list[str] | tu
     except UserError as exc:
         raise ScenarioError(str(exc)) from None
     try:
-        return Scenario.model_validate(data, context={"base_dir": base_dir, "check_fit": check_fit})
+        sc = Scenario.model_validate(data, context={"base_dir": base_dir})
+        problems = _fit_problems(sc) if check_fit else []
     except ValidationError as exc:
         raise ScenarioError(format_validation_error(exc, label)) from None
     except UserError as exc:
         raise ScenarioError(f"{label}: {exc}") from None
+    if problems:
+        raise ScenarioError("\n".join([f"{label} is invalid:", *(f"  - {p}" for p in problems)]))
+    return sc
+
+
+def _fit_problems(sc: Scenario) -> list[str]:
+    """The one seam where loading asks the cost model whether the scenario fits in memory."""
+    from rlvr_sim.cost.fit import memory_fit
+
+    return memory_fit(sc).problems()
 
 
 _DIST_TAGS = {"fixed", "uniform", "lognormal", "empirical"}
