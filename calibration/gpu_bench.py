@@ -28,13 +28,16 @@ import statistics
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from calibration.budget import Point
 from calibration.harness import BenchKey, _quantile
 from rlvr_sim.cost.params import kv_bytes_per_token, param_counts
 from rlvr_sim.errors import UserError
 from rlvr_sim.model_spec import ModelSpec, catalog_model
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 
 @dataclass(frozen=True)
@@ -122,7 +125,7 @@ class BuiltModel:
     name: str
     spec_json: str        # HF-style config of what was built (BenchKey.model_json)
     params: int
-    model: object         # torch.nn.Module
+    model: "PreTrainedModel"
     layers: int
 
 
@@ -163,7 +166,8 @@ def build_model(source: str, device: str, dtype: str, seed: int = 0) -> BuiltMod
     tdtype = DTYPES[dtype]
     torch.manual_seed(seed)
     if ckpt is not None:
-        model = AutoModelForCausalLM.from_pretrained(ckpt, dtype=tdtype).to(device)
+        model = AutoModelForCausalLM.from_pretrained(ckpt, dtype=tdtype)
+        torch.nn.Module.to(model, device)   # (transformers' stubs type PreTrainedModel.to oddly)
     else:
         hf = {k: v for k, v in cfg.items() if v is not None and k != "name"}
         if not hf.get("num_experts") and not hf.get("kv_lora_rank"):
@@ -276,7 +280,7 @@ def bench_decode(bm: BuiltModel, batch: int, context: int, dtype: str, device: s
     from transformers import StaticCache
 
     model = bm.model
-    cache = StaticCache(config=model.config, max_cache_len=context)
+    cache: StaticCache | None = StaticCache(config=model.config, max_cache_len=context)
     vocab = int(model.config.vocab_size)
     ids = torch.randint(0, vocab, (batch, 1), device=device)
     pos = torch.tensor([context - 1], device=device, dtype=torch.long)
@@ -385,8 +389,8 @@ class Trainer:
         import torch
         self.bm, self.device = bm, device
         bm.model.train()
-        kw = {"fused": True} if device.startswith("cuda") else {}
-        self.opt = torch.optim.AdamW(bm.model.parameters(), lr=1e-7, **kw)
+        self.opt = torch.optim.AdamW(bm.model.parameters(), lr=1e-7,
+                                     fused=True if device.startswith("cuda") else None)
         self.cuda = device.startswith("cuda")
 
     def autocast(self):
@@ -427,11 +431,14 @@ def bench_train(tr: Trainer, tokens: int, seq_len: int, device: str, repeats: in
     s_fb = timer.samples(fb, repeats, deadline, warmup=1)
     s_opt = timer.samples(opt, repeats, deadline, warmup=1)
     s_lp = timer.samples(logprob, repeats, deadline, warmup=1)
-    base = dict(model=tr.bm.name, model_json=tr.bm.spec_json, params=tr.bm.params,
-                sequences=n_seq, prompt_tokens=n_seq * seq, mini_batches=1)
-    return [_row(BenchKey(kind="train_fb", **base), s_fb, "eager", dtype, device),
-            _row(BenchKey(kind="optimizer", **base), s_opt, "eager", "fp32", device),
-            _row(BenchKey(kind="logprob", **base), s_lp, "eager", dtype, device)]
+
+    def key(kind: str) -> BenchKey:
+        return BenchKey(kind=kind, model=tr.bm.name, model_json=tr.bm.spec_json,
+                        params=tr.bm.params, sequences=n_seq, prompt_tokens=n_seq * seq,
+                        mini_batches=1)
+    return [_row(key("train_fb"), s_fb, "eager", dtype, device),
+            _row(key("optimizer"), s_opt, "eager", "fp32", device),
+            _row(key("logprob"), s_lp, "eager", dtype, device)]
 
 
 # --------------------------------------------------------------------------------------------
@@ -463,6 +470,33 @@ def _decode(s: Session, bm: BuiltModel | None, batch: int, context: int,
             s.graph_failed = r.note
             s.notes["graph_capture_error"] = r.note
     return rows
+
+
+def _built(bm: BuiltModel | None) -> BuiltModel:
+    if bm is None:
+        raise RuntimeError("decode model not built")
+    return bm
+
+
+def _decode_point(s: Session, batch: int, context: int,
+                  second: bool = False) -> Callable[[float], list[GpuRow]]:
+    """A decode point's run: reads the session's model when it runs (a build point sets it)."""
+    def run(deadline: float) -> list[GpuRow]:
+        return _decode(s, s.decode2 if second else s.decode, batch, context, deadline)
+    return run
+
+
+def _prefill_point(s: Session, sequences: int, tokens_each: int) -> Callable[[float], list[GpuRow]]:
+    def run(deadline: float) -> list[GpuRow]:
+        return bench_prefill(_built(s.decode), sequences, tokens_each, s.plan.dtype, s.device,
+                             s.plan.repeats, deadline)
+    return run
+
+
+def _sync_point(s: Session, bucket_bytes: int) -> Callable[[float], list[GpuRow]]:
+    def run(deadline: float) -> list[GpuRow]:
+        return bench_sync(_built(s.decode), bucket_bytes, s.device, s.plan.repeats, deadline)
+    return run
 
 
 def _spec(source: str) -> ModelSpec:
@@ -524,8 +558,7 @@ def build_points(s: Session, clock: Callable[[], float] = time.monotonic) -> lis
         [p for p in grid if p not in DECODE_PRIORITY]
     for b, c in ordered:
         pts.append(Point(f"decode b={b} ctx={c}", "decode",
-                         estimate_decode_s(dm, plan, b, c, cuda),
-                         lambda dl, b=b, c=c: _decode(s, s.decode, b, c, dl),
+                         estimate_decode_s(dm, plan, b, c, cuda), _decode_point(s, b, c),
                          requires="decode"))
     if plan.decode_model_2 and plan.decode_points_2:
         dm2 = _spec(plan.decode_model_2)
@@ -539,22 +572,18 @@ def build_points(s: Session, clock: Callable[[], float] = time.monotonic) -> lis
         for b, c in plan.decode_points_2:
             pts.append(Point(f"decode2 b={b} ctx={c}", "decode",
                              estimate_decode_s(dm2, plan, b, c, cuda),
-                             lambda dl, b=b, c=c: _decode(s, s.decode2, b, c, dl),
-                             requires="decode2"))
+                             _decode_point(s, b, c, second=True), requires="decode2"))
     for seqs, each in plan.prefill_shapes:
         est = (plan.repeats + 1) * (2.0 * param_counts(dm).active * seqs * each
                                     / plan.flop_per_s_guess + wbytes / plan.bytes_per_s_guess) + 0.3
         pts.append(Point(f"prefill {seqs}x{each}", "prefill", est,
-                         lambda dl, a=seqs, e=each: bench_prefill(s.decode, a, e, plan.dtype, dev,
-                                                                  plan.repeats, dl),
-                         requires="decode"))
+                         _prefill_point(s, seqs, each), requires="decode"))
     for bb in plan.sync_bucket_bytes:
         est = (plan.repeats + 1) * (4 * wbytes / plan.bytes_per_s_guess
                                     + wbytes / bb * 20 * plan.launch_s_guess) + 0.5 \
             + 2 * 400 * plan.launch_s_guess * (plan.repeats + 1)
         pts.append(Point(f"weight_sync bucket={bb >> 10}KiB", "sync", est,
-                         lambda dl, bb=bb: bench_sync(s.decode, bb, dev, plan.repeats, dl),
-                         requires="decode"))
+                         _sync_point(s, bb), requires="decode"))
 
     for tag, source, tokens in (("train", plan.train_model, plan.train_tokens),
                                 ("train2", plan.train_model_2, plan.train_tokens_2)):
@@ -599,7 +628,6 @@ def build_points(s: Session, clock: Callable[[], float] = time.monotonic) -> lis
             if b * c * kvb > plan.kv_cap_bytes:
                 continue
             pts.append(Point(f"decode+ b={b} ctx={c}", "decode",
-                             estimate_decode_s(dm, plan, b, c, cuda),
-                             lambda dl, b=b, c=c: _decode(s, s.decode, b, c, dl),
+                             estimate_decode_s(dm, plan, b, c, cuda), _decode_point(s, b, c),
                              requires="decode_extra"))
     return pts

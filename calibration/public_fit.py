@@ -35,6 +35,7 @@ import math
 import shutil
 import sys
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -113,7 +114,8 @@ def informed_terms(group: Group, rows: list) -> list[str]:
     return out if rows else []
 
 
-def with_values(hw: HardwareProfile, values: dict[str, float]) -> HardwareProfile:
+def with_values(hw: HardwareProfile, values: Mapping[str, float | None]) -> HardwareProfile:
+    """`hw` with these efficiency terms set (None: the contract's "not measured")."""
     eff = hw.efficiency.model_copy(update=values)
     return hw.model_copy(update={"efficiency": eff})
 

@@ -139,7 +139,8 @@ def step_trend(steps: list[StepRecord]) -> list[TrendPoint]:
         path = critical_path(record)
         total = sum(path.values())
         share = {k: v / total for k, v in path.items()} if total > 0 else {k: 0.0 for k in path}
-        points.append(TrendPoint(record.step, record.time_s, share, PHASE_POOL[max(path, key=path.get)]))
+        slowest = max(path, key=lambda phase: path[phase])
+        points.append(TrendPoint(record.step, record.time_s, share, PHASE_POOL[slowest]))
     return points
 
 
@@ -372,7 +373,8 @@ class Question:
 
 def default_response_sigma() -> float:
     """The spread (std of log length) of the schema's default response-length distribution."""
-    default = Workload.model_fields["response_tokens"].default_factory()  # type: ignore[misc]
+    default = Workload.model_fields["response_tokens"].get_default(call_default_factory=True,
+                                                                   validated_data={})
     return float(default.sigma) if isinstance(default, LogNormal) else 1.0
 
 

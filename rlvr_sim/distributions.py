@@ -113,7 +113,7 @@ class Empirical(_Dist):
     def _load(self, info: ValidationInfo) -> "Empirical":
         if self.values is None and self.path is None:
             raise ValueError("give `values: [...]` or `path: file.csv`")
-        if self.values is None:
+        if self.values is None and self.path is not None:
             path = Path(self.path).expanduser()
             base = (info.context or {}).get("base_dir") if info is not None else None
             if not path.is_absolute() and base is not None:
@@ -126,14 +126,21 @@ class Empirical(_Dist):
             raise ValueError(f"negative value {min(self.values)}; lengths and latencies are >= 0")
         return self
 
+    @property
+    def sample_values(self) -> list[float]:
+        """The values (given, or read from `path` at validation)."""
+        if self.values is None:
+            raise ValueError("empirical distribution was not validated (no values)")
+        return self.values
+
     def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
-        return rng.choice(np.asarray(self.values, dtype=float), size=n, replace=True)
+        return rng.choice(np.asarray(self.sample_values, dtype=float), size=n, replace=True)
 
     def mean_value(self) -> float:
-        return float(np.mean(self.values))
+        return float(np.mean(self.sample_values))
 
     def max_value(self) -> float:
-        return float(np.max(self.values))
+        return float(np.max(self.sample_values))
 
 
 def _read_numbers(path: Path) -> list[float]:
@@ -328,7 +335,8 @@ class TableSchedule(_Schedule):
     def _load(self, info: ValidationInfo) -> "TableSchedule":
         if self.rows is None and self.path is None:
             raise ValueError("give `rows: [[step, length], ...]` or `path: lengths.csv`")
-        if self.rows is None:             # rows given win: `path` then records where they came from
+        # rows given win: `path` then records where they came from
+        if self.rows is None and self.path is not None:
             path = Path(self.path).expanduser()
             base = (info.context or {}).get("base_dir") if info is not None else None
             if not path.is_absolute() and base is not None:

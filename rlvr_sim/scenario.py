@@ -21,6 +21,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, \
     model_validator
 
+from pydantic_core import ErrorDetails
+
 from rlvr_sim.distributions import Distribution, Fixed, LengthSchedule, LogNormal, PassRateSchedule
 from rlvr_sim.dynamic_sampling import RewardSpec
 from rlvr_sim.errors import ScenarioError, UserError
@@ -125,18 +127,18 @@ class Workload(_Section):
         """The simulator's rewards at `step`: pass rate + dynamic sampling (None: no pass rate)."""
         if self.pass_rate is None:
             return None
-        ds = self.dynamic_sampling
-        on = ds is not None and ds.enabled
+        ds = self.dynamic_sampling if (self.dynamic_sampling is not None
+                                       and self.dynamic_sampling.enabled) else None
         return RewardSpec(pass_rate=self.pass_rate.at(step),
-                          concentration=self.pass_rate.concentration, filter_groups=on,
-                          oversample_factor=ds.oversample_factor if on else 1.0,
-                          max_rounds=ds.max_rounds if on else 1)
+                          concentration=self.pass_rate.concentration, filter_groups=ds is not None,
+                          oversample_factor=ds.oversample_factor if ds is not None else 1.0,
+                          max_rounds=ds.max_rounds if ds is not None else 1)
 
     def at_step(self, step: int) -> "Workload":
         """This workload frozen at `step`: that step's lengths and pass rate, no schedule."""
-        rate = self.pass_rate_at(step)
-        frozen = None if rate is None else PassRateSchedule(
-            points=[{"step": 0, "rate": rate}], concentration=self.pass_rate.concentration)
+        pr = self.pass_rate
+        frozen = None if pr is None else PassRateSchedule(
+            points=[{"step": 0, "rate": pr.at(step)}], concentration=pr.concentration)
         return self.model_copy(update={"response_tokens": self.response_tokens_at(step),
                                        "response_schedule": None, "pass_rate": frozen})
 
@@ -427,12 +429,13 @@ def apply_overrides(data: dict[str, Any], overrides: list[str] | tuple[str, ...]
         for depth, part in enumerate(parts[:-1]):
             if part not in node or node[part] is None:
                 section = _DEFAULT_SECTIONS.get(part) if depth == 0 else None
-                node[part] = section().model_dump() if section else {}
+                node[part] = section.model_validate({}).model_dump() if section else {}
                 if depth == 1:  # a defaulted nested mapping, e.g. workload.response_tokens
                     parent = _DEFAULT_SECTIONS.get(parts[0])
                     field = parent.model_fields.get(part) if parent else None
                     if field is not None and field.default_factory is not None:
-                        node[part] = _dump(field.default_factory())
+                        node[part] = _dump(field.get_default(call_default_factory=True,
+                                                             validated_data={}))
             elif not isinstance(node[part], dict):
                 raise ScenarioError(f"override {echo(key)}: {'.'.join(parts[:depth + 1])} is "
                                     f"{echo(node[part])}, not a mapping ; set the whole value "
@@ -527,7 +530,7 @@ def _one_line(exc: ValidationError) -> str:
     return text + (f"; and {len(errors) - 5} more" if len(errors) > 5 else "")
 
 
-def _fix_hint(err: dict[str, Any]) -> str:
+def _fix_hint(err: ErrorDetails) -> str:
     kind = err["type"]
     if kind == "extra_forbidden":
         return "; unknown key: remove it or check the spelling (see docs/contracts.md)"
