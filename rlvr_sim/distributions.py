@@ -16,7 +16,8 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Annotated, Literal, Union
+from collections.abc import Sequence
+from typing import Annotated, Literal, Protocol, Union
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, model_validator
@@ -31,7 +32,8 @@ class _Dist(BaseModel, ABC):
 
     def sample_tokens(self, rng: np.random.Generator, n: int) -> np.ndarray:
         """Integer token counts (rounded, at least 1)."""
-        return np.maximum(np.rint(self.sample(rng, n)), 1).astype(np.int64)
+        counts: np.ndarray = np.maximum(np.rint(self.sample(rng, n)), 1).astype(np.int64)
+        return counts
 
     @abstractmethod
     def mean_value(self) -> float:
@@ -96,7 +98,9 @@ class LogNormal(_Dist):
         if self.cap is None or self.sigma == 0:
             return min(self.mean, self.cap) if self.cap is not None else self.mean
         z = (math.log(self.cap) - self.mu) / self.sigma
-        phi = lambda t: 0.5 * (1 + math.erf(t / math.sqrt(2)))  # noqa: E731
+
+        def phi(t: float) -> float:
+            return 0.5 * (1 + math.erf(t / math.sqrt(2)))
         below = self.mean * phi(z - self.sigma)
         return below + self.cap * (1 - phi(z))
 
@@ -217,7 +221,12 @@ class _Schedule(BaseModel, ABC):
         return max(self.at(s).max_value() for s in steps) if steps else math.inf
 
 
-def _sorted_steps(points: list, what: str) -> None:
+class _Stepped(Protocol):
+    @property
+    def step(self) -> int: ...
+
+
+def _sorted_steps(points: Sequence[_Stepped], what: str) -> None:
     steps = [p.step for p in points]
     if steps != sorted(steps) or len(set(steps)) != len(steps):
         raise ValueError(f"{what} steps {steps} must be strictly increasing; sort them")
@@ -252,7 +261,9 @@ def growth_fraction(shape: str, x: float, steepness: float = 10.0) -> float:
     logistic: a sigmoid of `steepness` centred at 0.5, rescaled so that 0 -> 0 and 1 -> 1."""
     x = min(max(x, 0.0), 1.0)
     if shape == "logistic":
-        s = lambda t: 1.0 / (1.0 + math.exp(-steepness * (t - 0.5)))  # noqa: E731
+
+        def s(t: float) -> float:
+            return 1.0 / (1.0 + math.exp(-steepness * (t - 0.5)))
         return (s(x) - s(0.0)) / (s(1.0) - s(0.0))
     return x
 
@@ -290,7 +301,7 @@ class GrowthSchedule(_Schedule):
         x = (step - self.start_step) / (self.end_step - self.start_step)
         if self.shape == "exponential":
             x = min(max(x, 0.0), 1.0)
-            return self.start_mean * (self.end_mean / self.start_mean) ** x
+            return float(self.start_mean * (self.end_mean / self.start_mean) ** x)
         return self.start_mean + (self.end_mean - self.start_mean) * growth_fraction(
             self.shape, x, self.steepness)
 

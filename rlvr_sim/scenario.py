@@ -394,7 +394,7 @@ class Scenario(_Section):
     def resolved_yaml(self) -> str:
         """The fully defaulted scenario (model as an inline spec): save it next to results;
         `load_scenario` reads it back to an equal Scenario."""
-        return yaml.safe_dump(self.resolved_dict(), sort_keys=False)
+        return str(yaml.safe_dump(self.resolved_dict(), sort_keys=False))
 
 
 # --- loading ----------------------------------------------------------------------------------

@@ -24,7 +24,7 @@ the whole run (the sampler's KV plan is redone per step from that step's lengths
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, cast
+from typing import TYPE_CHECKING, Any, Callable, cast
 
 from pydantic import BaseModel
 
@@ -298,7 +298,7 @@ def resplit_advice(estimates: dict[str, RunEstimate], recommended: str) -> Respl
                          per_segment=per_segment, resplit_hours=hours, switches=switches)
 
 
-def plan_over_run(scenario: "str | Path | dict", overrides: dict[str, list[str]],
+def plan_over_run(scenario: "str | Path | dict[str, Any]", overrides: dict[str, list[str]],
                   recommended: str, points: int = 8, steps_per_point: int = 2) -> ResplitAdvice:
     """Whole-run estimates of candidate allocations (label -> scenario overrides) of one base
     scenario, and the re-split advice; `recommended` must be one of the labels."""
