@@ -18,13 +18,14 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, \
     model_validator
 
-from rlvr_sim.distributions import Distribution, Fixed, LengthSchedule, LogNormal, PassRateSchedule
+from rlvr_sim.distributions import Distribution, Fixed, LogNormal
 from rlvr_sim.dynamic_sampling import RewardSpec
 from rlvr_sim.errors import UserError
 from rlvr_sim.executor_spec import ExecutorSpec  # pure pydantic, no torch
 from rlvr_sim.hardware import HardwareProfile, catalog_gpu
 from rlvr_sim.model_spec import ModelSpec, catalog_model
 from rlvr_sim.scenario_errors import one_line
+from rlvr_sim.step_schedules import LengthSchedule, PassRateSchedule
 WeightDtype = Literal["bf16", "fp16", "fp8", "int4", "fp32"]
 KvDtype = Literal["bf16", "fp16", "fp8", "fp32"]
 
