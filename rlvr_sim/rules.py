@@ -220,6 +220,19 @@ def inference_only(inference_only: bool, arrival_qps: float | None, placement: s
     return out
 
 
+# --- derived by the rules -------------------------------------------------------------------------
+def run_gpus(placement: str, inference_only: bool, sampler_gpus: int, trainer_gpus: int) -> int:
+    """GPUs a run occupies: colocated pools share theirs, an inference-only run has no trainer."""
+    if placement == COLOCATED or inference_only:
+        return sampler_gpus
+    return sampler_gpus + trainer_gpus
+
+
+def staleness_steps(mode: str, max_staleness: int) -> int:
+    """Steps a sampler may run ahead of the trainer: max_staleness in async runs, 0 in sync."""
+    return max_staleness if mode == ASYNC else 0
+
+
 # --- the executor ---------------------------------------------------------------------------------
 def core_loop_runs(placement: str, mode: str, backend: str) -> bool:
     """True when `executor.loop.run_grpo` (one process, hf backend, colocated sync) executes the

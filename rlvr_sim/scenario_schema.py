@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
     model_validator
 
 from rlvr_sim.distributions import Distribution, Fixed, LogNormal
+from rlvr_sim import rules
 from rlvr_sim.dynamic_sampling import RewardSpec
 from rlvr_sim.errors import UserError
 from rlvr_sim.executor_spec import ExecutorSpec  # pure pydantic, no torch
@@ -353,9 +354,8 @@ class Scenario(_Section):
     # --- derived ------------------------------------------------------------------------------
     @property
     def total_gpus(self) -> int:
-        if self.orchestration.placement == "colocated" or self.orchestration.inference_only:
-            return self.sampler.gpus
-        return self.sampler.gpus + self.trainer.gpus
+        return rules.run_gpus(self.orchestration.placement, self.orchestration.inference_only,
+                              self.sampler.gpus, self.trainer.gpus)
 
     @property
     def max_context_tokens(self) -> int:

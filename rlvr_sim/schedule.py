@@ -28,6 +28,8 @@ from typing import TYPE_CHECKING, Any, Callable, cast
 
 from pydantic import BaseModel
 
+from rlvr_sim import rules
+
 if TYPE_CHECKING:
     from rlvr_sim.scenario import Scenario
     from rlvr_sim.sim.protocols import CostModelLike
@@ -154,7 +156,7 @@ def simulated_measure(scenario: "Scenario", steps_per_point: int = 2,
 
     build = cost_model if cost_model is not None else _scenario_cost_model
     o = scenario.orchestration
-    warm = o.max_staleness if o.mode == "async" else 0
+    warm = rules.staleness_steps(o.mode, o.max_staleness)
 
     def measure(step: int) -> StepMeasure:
         frozen = scenario.model_copy(update={"workload": scenario.workload.at_step(step)})

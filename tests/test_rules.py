@@ -108,3 +108,10 @@ def test_memory_fit_is_a_cost_model_result_asked_after_the_rules():
     inference = load_scenario({"model": "llama-3.1-8b", "orchestration": {
         "placement": "disaggregated", "inference_only": True}})
     assert memory_fit(inference).trainer is None and memory_fit(inference).fits
+
+
+def test_derived_quantities():
+    assert rules.run_gpus("colocated", False, 8, 8) == 8
+    assert rules.run_gpus("disaggregated", False, 8, 4) == 12
+    assert rules.run_gpus("disaggregated", True, 8, 4) == 8          # no trainer pool
+    assert rules.staleness_steps("async", 3) == 3 and rules.staleness_steps("sync", 3) == 0

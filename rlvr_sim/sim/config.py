@@ -112,9 +112,8 @@ class SimConfig:
 
     @property
     def total_gpus(self) -> int:
-        if self.placement == "colocated" or self.inference_only:
-            return self.sampler_gpus
-        return self.sampler_gpus + self.trainer_gpus
+        return rules.run_gpus(self.placement, self.inference_only, self.sampler_gpus,
+                              self.trainer_gpus)
 
     @property
     def staleness_batches(self) -> float:
