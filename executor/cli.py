@@ -16,6 +16,8 @@ from dataclasses import asdict
 
 import yaml
 
+from rlvr_sim import rules
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("scenario", help="scenario YAML with an `executor:` section")
@@ -56,7 +58,7 @@ def _dispatch(scenario, cfg, args: argparse.Namespace, progress: bool):
         from executor.trl_backend import run_trl
 
         return run_trl(scenario, resume=args.resume, **paths)
-    if orch.placement != "colocated" or orch.mode != "sync" or cfg.spec.backend == "vllm":
+    if not rules.core_loop_runs(orch.placement, orch.mode, cfg.spec.backend):
         from executor.orchestrator import run_orchestrated
 
         return run_orchestrated(scenario, resume=args.resume, **paths)

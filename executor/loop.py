@@ -29,6 +29,7 @@ from executor.tracing import Tracer, append_metrics, load_previous_trace, read_e
     save_trace, truncate_metrics, write_atomic
 from executor.trainer import GRPOTrainer
 from executor.verifier import VerifierPool
+from rlvr_sim import rules
 from rlvr_sim.errors import UserError
 
 # the run builder's names, re-exported for callers of the older home
@@ -42,7 +43,7 @@ def check_core_mode(cfg: RunConfig) -> None:
         raise UserError(f"executor.backend={cfg.spec.backend!r} is not run by the core loop; use "
                         "'hf' here, or `rlvr-sim execute` (it dispatches vllm/trl to their modules)")
     orch = cfg.scenario.orchestration
-    if orch.placement != "colocated" or orch.mode != "sync":
+    if not rules.core_loop_runs(orch.placement, orch.mode, cfg.spec.backend):
         raise UserError(f"orchestration placement={orch.placement!r} mode={orch.mode!r}: the core "
                         "loop runs colocated sync only; use executor.orchestrator.run_orchestrated "
                         "(or `rlvr-sim execute`) for other modes")

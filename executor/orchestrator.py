@@ -29,6 +29,7 @@ from executor.config import RunConfig
 from executor.loop import run_grpo
 from executor.orchestrator_trainer import run_trainer_side
 from executor.run import ExecuteResult, write_result
+from rlvr_sim import rules
 from rlvr_sim.errors import UserError
 
 # the channel names, re-exported for callers of their older home
@@ -47,7 +48,7 @@ def run_orchestrated(scenario, steps: int | None = None, out_dir: str | None = N
         raise UserError("--resume is only supported for colocated sync runs of the hf backend")
     cfg = RunConfig.from_scenario(scenario, steps, out_dir, trace_path)
     orch = orchestration_of(cfg, stale_policy)
-    if orch.placement == "colocated" and orch.mode == "sync" and cfg.spec.backend == "hf":
+    if rules.core_loop_runs(orch.placement, orch.mode, cfg.spec.backend):
         return run_grpo(cfg, progress=progress)
     cfg.out_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="rlvr-sampler-") as workdir:

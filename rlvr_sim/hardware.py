@@ -231,7 +231,7 @@ def _catalog() -> dict[str, dict[str, Any]]:
 
 def public_profile_path(gpu: str) -> Path | None:
     """Path of the shipped public-measurement profile of a catalog GPU, None when none ships."""
-    ref = resources.files("rlvr_sim.catalog").joinpath("profiles", f"{gpu.lower()}.public.yaml")
+    ref = resources.files("rlvr_sim.catalog") / "profiles" / f"{gpu.lower()}.public.yaml"
     return Path(str(ref)) if ref.is_file() else None
 
 
