@@ -101,7 +101,8 @@ def _read_capped(path: Path, cap: int) -> tuple[str, int]:
 def _drain(fd: int, deadline: float, cap: int) -> tuple[bytes, int, bool]:
     """Read the result pipe until EOF or the deadline; keep at most cap+1 bytes, count all.
     Returns (data, total bytes, timed out)."""
-    chunks, kept, total = [], 0, 0
+    chunks: list[bytes] = []
+    kept, total = 0, 0
     with selectors.DefaultSelector() as sel:
         sel.register(fd, selectors.EVENT_READ)
         while True:
@@ -208,8 +209,8 @@ def run_function(source: str, function: str, cases: Sequence[Sequence[JsonValue]
     """Exec `source` in the sandbox, call `function(*args)` for each args in `cases` (JSON
     values), and return what it reported. Never raises for bad code; never judges."""
     start = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="rlvr-sandbox-") as d:
-        d = Path(d)
+    with tempfile.TemporaryDirectory(prefix="rlvr-sandbox-") as tmp:
+        d = Path(tmp)
         os.chmod(d, 0o711)           # `nobody` (weak mode as root) may enter, not list
         work = d / "work"
         work.mkdir()

@@ -34,9 +34,11 @@ class Verdict:
 
 
 class Task(Protocol):
-    """What the loop needs from a task. Implementations are small picklable dataclasses."""
+    """What the loop needs from a task. Implementations are small picklable (frozen)
+    dataclasses; `name` is read-only."""
 
-    name: str
+    @property
+    def name(self) -> str: ...
 
     def problem(self, seed: int, index: int, stream: str = "train") -> Problem: ...
 

@@ -47,7 +47,8 @@ class _Parser:
     """expr := term (('+'|'-') term)*; term := atom (('*'|'/') atom)*; atom := int | '(' expr ')'."""
 
     def __init__(self, tokens: list[str], classic: bool = False):
-        self.tokens, self.pos, self.numbers, self.classic = tokens, 0, [], classic
+        self.tokens, self.pos, self.classic = tokens, 0, classic
+        self.numbers: list[int] = []
 
     def checked(self, value: Fraction, op: str) -> Fraction:
         """Under classic rules an intermediate must be a positive integer."""
