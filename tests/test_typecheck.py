@@ -25,7 +25,6 @@ KNOWN_ERRORS = {
     "calibration/public_data.py": 1,
     "calibration/public_extract.py": 1,
     "calibration/public_fit.py": 1,
-    "executor/checkpoint.py": 3,
     "rlvr_sim/api.py": 2,
     "rlvr_sim/cost/params.py": 19,
     "rlvr_sim/distributions.py": 4,
