@@ -67,7 +67,7 @@ def warm_start(cfg: RunConfig, ctx: StepContext, tracer: Tracer, progress: bool)
     if spec.sft_steps:
         sft = run_sft(policy.model, policy.tokenizer, ctx.task, cfg.seed, spec.sft_steps,
                       spec.sft_lr, spec.sft_batch_size, progress)
-        tracer.add("trainer", 0, "sft", -1, 0, tracer.rel_perf(sft.start), tracer.rel_perf(sft.end),
+        tracer.event("trainer", 0, "sft", -1, 0, tracer.rel_perf(sft.start), tracer.rel_perf(sft.end),
                    sft.sequences, 0, 0, steps=sft.steps, tokens=sft.tokens, final_loss=sft.final_loss)
         final_loss = sft.final_loss
     return Evals(initial, evaluate(ctx, policy.model), final_loss)

@@ -108,7 +108,7 @@ def _attempt(ctx, sampler, tracer: Tracer, rnd: int, settings: SelfImproveSettin
         results = ctx.pool.score([(chunk[r.group], decode(tok, r.completion_ids)) for r in out.rollouts])
         t2 = time.perf_counter()
         trace_generate(tracer, rnd, rnd, t0, t1, out.timing, [0] * out.timing.sequences)
-        tracer.add_verify(rnd, rnd, results)
+        tracer.verify_events(rnd, rnd, results)
         rollouts += out.rollouts
         rewards += [r.reward for r in results]
         gen_s, ver_s = gen_s + t1 - t0, ver_s + t2 - t1
@@ -139,7 +139,7 @@ def run_self_improve(scenario, settings: SelfImproveSettings | None = None, out_
                                  settings.sft_lr or spec.lr,
                                  spec.sft_batch_size, settings.sft_epochs, cfg.seed + rnd)
             t1 = time.perf_counter()
-            tracer.add("trainer", 0, "sft", rnd, rnd, tracer.rel_perf(t0), tracer.rel_perf(t1),
+            tracer.event("trainer", 0, "sft", rnd, rnd, tracer.rel_perf(t0), tracer.rel_perf(t1),
                        len(kept), 0, 0, steps=steps, final_loss=loss, source="accepted traces")
             result.rounds.append(RoundStats(
                 rnd, len(rollouts), int(sum(r == 1.0 for r in rewards)), len(kept),

@@ -106,7 +106,7 @@ def run_step(ctx: StepContext, step: int) -> StepMetrics:
     ctx.output_tokens += batch.timing.output_tokens
     trace_generate(tracer, step, version, t0, t1, batch.timing,
                    [version - r.policy_version for r in batch.rollouts])
-    tracer.add_verify(step, version, results)
+    tracer.verify_events(step, version, results)
     trace_train(tracer, step, version, t2, stats)
     trace_weight_sync(tracer, step, sync.policy_version, sync.start, sync.end, sync.bytes)
     return rollout_metrics(step, version, rewards, batch.rollouts, Learning.of(stats),
@@ -179,7 +179,7 @@ def run_filtered_step(ctx: StepContext, step: int, ds) -> StepMetrics:
         trace_generate(tracer, step, version, t0, t1, batch.timing,
                        [version - r.policy_version for r in batch.rollouts], round=rnd,
                        signal_groups=sum(signal), kept_groups=len(kept_rollouts) // k - kept_before)
-        tracer.add_verify(step, version, results)
+        tracer.verify_events(step, version, results)
         all_rewards += rewards
         lengths += [len(r.completion_ids) for r in batch.rollouts]
         finished += [r.finished for r in batch.rollouts]

@@ -23,7 +23,7 @@ import time
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import pandas as pd
 
@@ -84,14 +84,15 @@ class Tracer:
     def rel_wall(self, t: float) -> float:
         return self.offset_s + t - self._wall0
 
-    def add(self, pool: str, worker: int, phase: str, step: int, version: int, start_s: float,
-            end_s: float, sequences: int = 0, prompt_tokens: int = 0, output_tokens: int = 0,
-            **extra) -> None:
-        """One row; start_s/end_s are already run-relative."""
+    def event(self, pool: str, worker: int, phase: str, step: int, version: int, start_s: float,
+              end_s: float, sequences: int = 0, prompt_tokens: int = 0, output_tokens: int = 0,
+              **extra: Any) -> None:
+        """One row; start_s/end_s are already run-relative (the signature of the simulator's
+        `rlvr_sim.sim.recorder.Recorder.event`)."""
         self.events.append(TraceEvent(self.run_id, step, version, pool, worker, phase, start_s,
                                       end_s, sequences, prompt_tokens, output_tokens, extra))
 
-    def add_verify(self, step: int, version: int, results: Sequence[VerifyResult]) -> None:
+    def verify_events(self, step: int, version: int, results: Sequence[VerifyResult]) -> None:
         """Aggregate VerifyResults into one row per worker (simulator granularity)."""
         by_worker = defaultdict(list)
         for r in results:
@@ -99,13 +100,16 @@ class Tracer:
         for worker, rs in sorted(by_worker.items()):
             reasons = Counter(r.reason.split(":")[0] for r in rs)
             kinds = Counter(r.outcome for r in rs)
-            self.add("verifier", worker, "verify", step, version,
+            self.event("verifier", worker, "verify", step, version,
                      self.rel_wall(min(r.start_s for r in rs)), self.rel_wall(max(r.end_s for r in rs)),
                      sequences=len(rs), busy_s=sum(r.latency_s for r in rs),
                      latencies_s=[round(r.latency_s, 6) for r in rs],
                      ends_s=[round(self.rel_wall(r.end_s), 6) for r in rs],
                      wrong_answers=kinds["wrong_answer"], checker_errors=kinds["checker_error"],
                      timeouts=kinds["timeout"], reasons=dict(reasons), **isolation_counts(rs))
+
+    add = event                   # the older names, kept for one release
+    add_verify = verify_events
 
     def frame(self, previous: pd.DataFrame | None = None) -> pd.DataFrame:
         df = to_frame(self.events)

@@ -89,7 +89,7 @@ def test_verify_row_counts_wrong_answers_checker_errors_and_timeouts_apart():
                                             "checker_error", "checker_error", "timeout", "timeout",
                                             "scored"]
     tracer = Tracer("t")
-    tracer.add_verify(0, 0, results)
+    tracer.verify_events(0, 0, results)
     extra = tracer.events[0].extra
     assert "failures" not in extra
     assert (extra["wrong_answers"], extra["checker_errors"], extra["timeouts"]) == (2, 2, 2)
