@@ -4,7 +4,7 @@ The sandboxed process (`_sandbox_launcher.py`) only executes the candidate sourc
 function on each argument list and writes the return values as typed JSON lines on a pipe. It
 holds no expected value and no success token, so nothing it can do makes it "pass": the caller
 (the trusted parent, e.g. `executor.tasks.code`) compares the values with expected values it
-computed itself, with `executor.tasks.typed_json.strict_equal` on parsed JSON only (no object
+computed itself, with `executor.typed_json.strict_equal` on parsed JSON only (no object
 of the candidate's ever reaches this process).
 
 Containment (mechanics in the launcher):
@@ -37,7 +37,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Sequence
 
-from executor.tasks.typed_json import JsonValue, is_json_tree
+from executor.typed_json import JsonValue, is_json_tree
 
 LAUNCHER = Path(__file__).with_name("_sandbox_launcher.py")
 CLEAN_ENV = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": "/tmp"}

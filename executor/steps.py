@@ -26,6 +26,7 @@ from executor.tracing import StepMetrics, Tracer
 from executor.trainer import GRPOTrainer
 from executor.verifier import VerifierPool
 from executor.weight_sync import sync_weights
+from rlvr_sim.dynamic_sampling import prompts_per_round
 
 __all__ = ["StepContext", "decode", "evaluate", "round_seed", "run_filtered_step", "run_step",
            "signal_groups", "step_seed", "trace_train"]
@@ -136,7 +137,6 @@ def run_filtered_step(ctx: StepContext, step: int, ds) -> StepMetrics:
     an error there instead). Each round is a `generate` trace row with extra round,
     signal_groups and kept_groups; learning metrics (reward, accuracy, lengths) cover every
     generated sample, the step's timings every round."""
-    from rlvr_sim.dynamic_sampling import prompts_per_round   # lazy: it imports scipy
 
     sampler, trainer, tracer = ctx.parts()
     cfg, tok = ctx.cfg, ctx.policy.tokenizer

@@ -19,7 +19,7 @@ from collections import Counter
 from dataclasses import dataclass
 from fractions import Fraction
 
-from executor.tasks import Problem, Verdict, problem_rng
+from executor.tasks.base import Problem, Verdict, problem_rng
 
 _TOKEN = re.compile(r"\s*(\d+|[-+*/()])")
 MAX_EXPRESSION_CHARS = 200

@@ -23,7 +23,7 @@ import unicodedata
 from dataclasses import dataclass
 from fractions import Fraction
 
-from executor.tasks import Problem, Verdict, problem_rng
+from executor.tasks.base import Problem, Verdict, problem_rng
 
 TOLERANCE = Fraction(1, 10**6)
 MINUS_SIGNS = {"\u2212": "-", "\u2012": "-", "\u2013": "-", "\u2010": "-", "\u2011": "-"}
