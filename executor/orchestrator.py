@@ -26,6 +26,7 @@ log-probs, so stale samples are re-weighted by pi_theta / pi_behaviour.
 from __future__ import annotations
 
 import json
+import math
 import tempfile
 
 from executor.channels import (Counts, Orchestration, behaviour_logps, make_plan, next_message,
@@ -43,6 +44,11 @@ from rlvr_sim.scenario import Scenario
 __all__ = ["Counts", "Orchestration", "behaviour_logps", "make_plan", "next_message",
            "orchestration_of", "run_orchestrated", "run_scenario", "send_weights", "start_sampler",
            "stop_sampler", "train_on", "wait_ready"]
+
+
+def _per_s(count: float, wall_s: float) -> float:
+    """count / wall_s; NaN when no time was measured (not a count over 1e-9 s)."""
+    return count / wall_s if wall_s > 0 else math.nan
 
 
 def run_scenario(scenario: Scenario, steps: int | None = None, out_dir: str | None = None,
@@ -77,8 +83,8 @@ def run_orchestrated(scenario: Scenario, steps: int | None = None, out_dir: str 
              "max_staleness": orch.max_staleness, "admission_waits": counts.admission_waits,
              "admission_wait_s": counts.admission_wait_s, "dropped_batches": counts.dropped_batches,
              "dropped_samples": counts.dropped_samples, "wall_s": counts.wall_s,
-             "steps_per_s": result.steps / max(counts.wall_s, 1e-9),
-             "trained_output_tokens_per_s": counts.output_tokens / max(counts.wall_s, 1e-9),
+             "steps_per_s": _per_s(result.steps, counts.wall_s),
+             "trained_output_tokens_per_s": _per_s(counts.output_tokens, counts.wall_s),
              "staleness_hist": {str(k): v for k, v in sorted(counts.staleness_hist.items())}}
     (cfg.out_dir / "orchestration.json").write_text(json.dumps(extra, indent=2))
     return write_result(cfg, result, extra=extra)
