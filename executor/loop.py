@@ -19,8 +19,8 @@ from tqdm import tqdm
 from executor.checkpoint import RunState, checkpoint_identity, find_resume_point, load_checkpoint, \
     save_checkpoint
 from executor.config import RunConfig
-from executor.results import Evals
-from executor.run import (ExecuteResult, build_policy, seed_everything, start_fresh, summarize,
+from executor.results import Evals, ExecuteResult
+from executor.run import (build_policy, seed_everything, start_fresh, summarize,
                           train_config, warm_start, write_result)
 from executor.sampler import HFSampler, SamplingParams
 from executor.steps import StepContext, evaluate, run_step

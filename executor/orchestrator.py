@@ -35,7 +35,8 @@ from executor.channels import (Counts, Orchestration, behaviour_logps, make_plan
 from executor.config import RunConfig
 from executor.loop import run_grpo
 from executor.orchestrator_trainer import run_trainer_side
-from executor.run import ExecuteResult, write_result
+from executor.results import ExecuteResult
+from executor.run import write_result
 from executor.trl_backend import run_trl
 from rlvr_sim.errors import UserError
 from rlvr_sim.scenario import Scenario

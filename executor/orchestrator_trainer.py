@@ -21,7 +21,8 @@ from executor.channels import (Counts, Orchestration, SamplerProcess, next_messa
 from executor.config import RunConfig
 from executor.records import (Learning, PhaseSeconds, rollout_metrics, trace_generate, trace_train,
                               trace_weight_sync)
-from executor.run import (ExecuteResult, build_policy, seed_everything, start_fresh, summarize,
+from executor.results import ExecuteResult
+from executor.run import (build_policy, seed_everything, start_fresh, summarize,
                           train_config, warm_start, write_result)
 from executor.sampler import SamplingParams
 from executor.sampler_worker import SampleMessage

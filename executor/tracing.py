@@ -118,9 +118,9 @@ class Tracer:
         return df.sort_values(["start_s", "worker_pool", "worker_id"], kind="stable").reset_index(drop=True)
 
 
-def isolation_counts(results) -> dict:
+def isolation_counts(results: Sequence[VerifyResult]) -> dict[str, Any]:
     """{"isolation": {kind: count}} of code checks (empty for tasks that run no code)."""
-    counts = Counter(getattr(r, "isolation", "") for r in results)
+    counts = Counter(r.isolation for r in results)
     counts.pop("", None)
     return {"isolation": dict(counts)} if counts else {}
 

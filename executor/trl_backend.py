@@ -25,7 +25,8 @@ from dataclasses import dataclass, field
 
 from executor.config import RunConfig
 from executor.records import Learning, PhaseSeconds, step_metrics
-from executor.run import (ExecuteResult, build_policy, seed_everything, start_fresh, summarize,
+from executor.results import ExecuteResult
+from executor.run import (build_policy, seed_everything, start_fresh, summarize,
                           warm_start, write_result)
 from executor.sampler import SamplingParams
 from executor.steps import StepContext, evaluate
