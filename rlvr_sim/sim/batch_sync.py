@@ -5,7 +5,8 @@ coalesced decode spans costed by the same `engine._span` calls, same finish time
 with the per-sample work in numpy instead of a Python loop per sample and sequence. It applies
 only when the engine starts idle and every queued sequence is admitted in the first round and
 never preempted: all of one step, fresh (nothing generated yet), at most `max_concurrent`, and
-the KV pool holding them at every span end (checked before anything changes). Otherwise it returns
+the KV pool's upper bound of whole blocks (KVPool.upper_blocks) holding them at every span's
+last iteration (checked before anything changes; where the bound fits, the exact count fits). Otherwise it returns
 None and the caller runs the event engine, which stays the reference (tests compare both on
 every shipped scenario; differences are float rounding, ~1e-12 relative).
 
@@ -17,7 +18,6 @@ inside the span leaving early for the span's cost, interpolated finish times in 
 from __future__ import annotations
 
 import bisect
-import math
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -44,25 +44,26 @@ def run_whole_batch(e: "ReplicaEngine") -> "list[Finished] | None":
     for seq in seqs:
         if seq.group.step != step or seq.gen0 > 0 or seq.start_s >= 0:
             return None
-    bt, tpi, frag = e.bt, e.tpi, e.frag
+    pool = e.kv
+    bt, tpi = pool.block_tokens, e.tpi
     groups = [seq.group for seq in seqs]
     prompt = np.fromiter((g.prompt_tokens for g in groups), dtype=np.int64, count=count)
     target = np.fromiter((seq.target for seq in seqs), dtype=np.int64, count=count)
     gid = np.fromiter((g.group_id for g in groups), dtype=np.int64, count=count)
-    shared = prompt // bt if e.prefix else np.zeros(count, dtype=np.int64)
+    shared = prompt // bt if pool.prefix else np.zeros(count, dtype=np.int64)
     private = (prompt - shared * bt).astype(float)
     # a group's first queued sample brings the shared prompt blocks (and prefills the whole prompt)
     _, first_of_group = np.unique(gid, return_index=True)
     is_first = np.zeros(count, dtype=bool)
     is_first[first_of_group] = True
     it0 = e.it
-    kv = e.kv_blocks
+    kv = pool.capacity
     shared_all = float(shared[is_first].sum())
-    if kv != math.inf and shared_all + (private.sum() + count * tpi) / bt + count * frag > kv:
+    if pool.limited and pool.upper_blocks(shared_all, private.sum(), count) > kv:
         return None
     todo = np.maximum(np.ceil((target / tpi) - 1e-9), 1).astype(np.int64)
     finish = it0 + todo
-    admit_no = e._admits + 1 + np.arange(count)
+    admit_no = e.run.admits + 1 + np.arange(count)
     order = np.lexsort((admit_no, finish))          # finishing order: (finish_it, admit_no)
     f_it = finish[order]
     f_prompt = prompt[order].astype(float)
@@ -89,14 +90,16 @@ def run_whole_batch(e: "ReplicaEngine") -> "list[Finished] | None":
     spans: list[tuple[int, int, int, float, float, float]] = []   # (m, end_m, iters, n, ctx_sum, ctx_max)
     m, it = 0, it0
     coalesce = e.coalesce
-    kv_limited = kv != math.inf
+    kv_limited = pool.limited
     left, right = bisect.bisect_left, bisect.bisect_right
     while m < count:
         n_run = count - m
         k = min(n_run, max(1, int(n_run * coalesce)))
         iters = f_list[m + k - 1] - it
         rel = it - it0
-        if kv_limited and shared_l[m] + (priv_l[m] + n_run * tpi * (rel + iters)) / bt + n_run * frag > kv:
+        # the span's last iteration holds private + (rel + iters - 1) x tpi tokens per sequence
+        if kv_limited and pool.upper_blocks(shared_l[m], priv_l[m] + n_run * tpi * (rel + iters - 1),
+                                            n_run) > kv:
             return None
         end_it = it + iters
         inside = left(f_list, end_it, m)      # finishes before the span's end leave early
@@ -112,7 +115,7 @@ def run_whole_batch(e: "ReplicaEngine") -> "list[Finished] | None":
     waiting.clear()
     new_tokens = int(np.where(is_first, prompt, prompt - shared * bt).sum())
     start_s = e.clock
-    e._admits += count
+    e.run.admits += count
     counter = e.counters.get(step)
     if counter is None:
         counter = e.counters[step] = StepCounters()

@@ -20,9 +20,10 @@ from typing import Callable, Generator
 import simpy
 
 from rlvr_sim.dynamic_sampling import StepSampling
-from rlvr_sim.sim.recorder import Recorder, StepRecord
+from rlvr_sim.sim.recorder import Recorder
 from rlvr_sim.sim.sampler import Finished, ReplicaEngine
 from rlvr_sim.sim.source import Batch, Group, PromptSource
+from rlvr_sim.sim.steps import StepRecord
 from rlvr_sim.sim.verifier import Verified, VerifierPool, arrival_order
 
 
