@@ -11,7 +11,6 @@ uninterrupted one would have.
 from __future__ import annotations
 
 import copy
-import json
 import shutil
 import sys
 
@@ -20,7 +19,8 @@ from tqdm import tqdm
 from executor.checkpoint import RunState, checkpoint_identity, find_resume_point, load_checkpoint, \
     save_checkpoint
 from executor.config import RunConfig
-from executor.run import (ExecuteResult, build_policy, seed_everything, start_fresh, summarize,
+from executor.results import Evals, ExecuteResult
+from executor.run import (build_policy, seed_everything, start_fresh, summarize,
                           train_config, warm_start, write_result)
 from executor.sampler import HFSampler, SamplingParams
 from executor.steps import StepContext, evaluate, run_step
@@ -76,9 +76,10 @@ def run_grpo(cfg: RunConfig, resume: bool = False, progress: bool = True) -> Exe
         params = SamplingParams(cfg.samples_per_prompt, cfg.max_new_tokens, spec.temperature, spec.top_p)
         ctx = StepContext(cfg=cfg, policy=policy, task=task, pool=pool, params=params)
         state, previous, tracer = RunState(0, 0, 0, False), None, Tracer(cfg.run_id)
+        evals: Evals | None = None
         if ckpt is None:
             evals = warm_start(cfg, ctx, tracer, progress)
-            write_atomic(cfg.out_dir / "evals.json", json.dumps(evals))
+            write_atomic(cfg.out_dir / "evals.json", evals.to_json())
         ref_model = copy.deepcopy(policy.model).eval().requires_grad_(False) if spec.beta > 0 else None
         trainer = GRPOTrainer(policy.model, train_config(cfg), policy.tokenizer.pad_token_id, ref_model)
         if ckpt is not None:
