@@ -6,8 +6,9 @@ held-out workload changes one dynamic from the base (8 prompts x k = 4, 160-toke
 lognormal responses median 48, sigma 1.0, cap 384, block 128, prefix caching on, no speculation):
 the length tail (sigma 0.5 / 1.5), the group size (k = 16), a small KV pool (24 blocks: limits
 admission; 16 blocks with longer responses: preempts),
-prefix caching off, ngram speculative decoding. The held-in ones use other seeds, so no held-out
-workload shares its lengths with a fitted one.
+prefix caching off, ngram speculative decoding, a weight update after engine step 40 (in flight
+on the same KV cache, or interrupting every running request to recompute it). The held-in ones
+use other seeds, so no held-out workload shares its lengths with a fitted one.
 """
 
 from __future__ import annotations
@@ -33,6 +34,9 @@ HELD_OUT: tuple[EngineWorkload, ...] = (
     replace(BASE, name="kv-tight", kv_blocks=16, median_tokens=96),
     replace(BASE, name="no-prefix", prefix_caching=False),
     replace(BASE, name="ngram", speculative="ngram", draft_tokens=4),
+    replace(BASE, name="wu-keep", weight_update_after_step=40, weight_update_mode="keep_kv"),
+    replace(BASE, name="wu-recompute", weight_update_after_step=40,
+            weight_update_mode="recompute"),
 )
 
 ALL: dict[str, EngineWorkload] = {w.name: w for w in HELD_IN + HELD_OUT}
