@@ -43,8 +43,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "with the vLLM sampler (calibration.engine_cli)")
     vg = p.add_argument_group("--backend vllm")
     vg.add_argument("--runs", action="append", default=[], metavar="DIR",
-                    help="recorded engine runs (files or directories; default: "
-                         "calibration/engine_runs/cpu-2core-t1{,-13m,-wu})")
+                    help="recorded engine runs (files or directories; default: the threads=1 "
+                         "sets under calibration/engine_runs/, engine_cli.DEFAULT_RUN_DIRS)")
     vg.add_argument("--run-engine", action="store_true",
                     help="run the held-out engine workloads through vLLM now (in the vLLM venv)")
     vg.add_argument("--run-grpo", action="store_true",

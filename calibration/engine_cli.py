@@ -31,6 +31,7 @@ import gzip
 import json
 import math
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -50,14 +51,17 @@ from rlvr_sim.hardware import CalibrationInfo, HardwareProfile
 
 ROOT = Path(__file__).resolve().parent.parent
 RUNS_ROOT = ROOT / "calibration" / "engine_runs"
-# the recorded runs at threads=1 (CPU clock usable): tiny-4m, tiny-13m, the weight-update runs
-DEFAULT_RUN_DIRS = ("cpu-2core-t1", "cpu-2core-t1-13m", "cpu-2core-t1-wu")
+# the recorded runs at threads=1 (CPU clock usable): tiny-4m, tiny-13m, tiny-0.5m (held-in and
+# held-out), the weight-update runs; -b: a second held-in session
+DEFAULT_RUN_DIRS = ("cpu-2core-t1", "cpu-2core-t1-4m-b", "cpu-2core-t1-13m", "cpu-2core-t1-13m-b",
+                    "cpu-2core-t1-05m", "cpu-2core-t1-wu")
 GRPO_REPORT = RUNS_ROOT / "grpo-vllm" / "report.json"
 DEFAULT_BASE = ROOT / "profiles" / "cpu-2core.yaml"
 VLLM_TERMS = ("decode_bw_eff", "decode_mfu", "kv_bw_eff", "decode_overhead_s", "layer_overhead_s")
 MIN_CPU_SHARE = 0.7       # below it even the 1-thread CPU clock stretches (~30 %, measured)
 QUANTILES = ("finish_p50_s", "finish_p90_s", "finish_max_s")
 HELD_IN_NAMES = frozenset(w.name for w in HELD_IN)
+_RUN_LINE = re.compile(r"^\S+ r\d+: wall ")
 
 
 # ------------------------------------------------------------------ the vLLM venv and its runs
@@ -90,9 +94,9 @@ def run_engine(python: Path, workloads: list[str], model: str, threads: int, rep
         assert proc.stderr is not None
         for line in proc.stderr:
             log.write(line)
-            ours = line.startswith("engine (") or any(line.startswith(f"{w} r") for w in workloads)
-            if ours:
-                done += line.startswith(tuple(f"{w} r" for w in workloads))
+            finished = _RUN_LINE.match(line) is not None     # "NAME rN: wall ..." (vllm_engine)
+            if finished or line.startswith("engine ("):
+                done += finished
                 if progress:
                     print(f"  [{model} {done}/{total}, {time.perf_counter() - t0:5.0f} s] "
                           f"{line.rstrip()}", file=sys.stderr, flush=True)
@@ -288,7 +292,7 @@ def calibrate(args: argparse.Namespace) -> int:
         raise UserError(f"--min-cpu-share {args.min_cpu_share}: every held-in run had less "
                         f"(best {max(s.run.cpu_share for s in candidates):.2f}) ; rerun the "
                         "engine on a quieter machine or lower --min-cpu-share")
-    left_out = [f"{s.label} (cpu share {s.run.cpu_share:.2f})" for s in candidates
+    left_out = [f"{s.source}/{s.label} (cpu share {s.run.cpu_share:.2f})" for s in candidates
                 if s not in held_in]
     fit = fit_engine_profile(held_in, base, clock=args.clock if args.clock != "step" else "cpu")
     path, side = write_engine_profile(fit, out, base_path, held_in, args.clock, left_out)
@@ -319,6 +323,7 @@ class EngineRow:
     held_in: bool
     comparison: EngineComparison
     speculative: bool = False
+    cpu_share: float = math.nan       # the vLLM run's CPU share (EngineRun.cpu_share)
 
 
 @dataclass
@@ -332,13 +337,17 @@ class EngineValidation:
     grpo: list[GrpoRow] = field(default_factory=list)
     grpo_note: str = ""
 
-    def held_out(self, step: bool = False, speculative: bool = True) -> list[EngineComparison]:
-        """Held-out comparisons (`speculative` False: without the spec-decode workloads)."""
+    def held_out(self, step: bool = False, speculative: bool = True,
+                 min_cpu_share: float = 0.0) -> list[EngineComparison]:
+        """Held-out comparisons (`speculative` False: without the spec-decode workloads;
+        `min_cpu_share`: only runs that had at least that share of their core)."""
         return [r.comparison for r in (self.step_rows if step else self.rows)
-                if not r.held_in and (speculative or not r.speculative)]
+                if not r.held_in and (speculative or not r.speculative)
+                and not r.cpu_share < min_cpu_share]
 
-    def mapes(self, step: bool = False, speculative: bool = True) -> dict[str, float]:
-        rows = self.held_out(step, speculative)
+    def mapes(self, step: bool = False, speculative: bool = True,
+              min_cpu_share: float = 0.0) -> dict[str, float]:
+        rows = self.held_out(step, speculative, min_cpu_share)
         return {c: mape(rows, c) for c in COLUMNS[:5]}
 
     def by_workload(self, step: bool = False) -> dict[str, dict[str, float]]:
@@ -370,7 +379,7 @@ class EngineValidation:
     def to_dict(self) -> dict:
         def rows(rs: list[EngineRow]) -> list[dict]:
             return [{"source": r.source, "run": r.label, "held_in": r.held_in,
-                     "speculative": r.speculative,
+                     "speculative": r.speculative, "cpu_share": r.cpu_share,
                      "load_avg": r.comparison.load_avg,
                      "measured": asdict(r.comparison.measured),
                      "simulated": asdict(r.comparison.simulated),
@@ -385,6 +394,10 @@ class EngineValidation:
             "held_out_runs_without_speculative": len(self.held_out(speculative=False)),
             "mape_pct": self.mapes(), "mape_pct_step_clock": self.mapes(step=True),
             "mape_pct_without_speculative": self.mapes(speculative=False),
+            "held_out_runs_without_speculative_cpu_share_0.7": len(
+                self.held_out(speculative=False, min_cpu_share=MIN_CPU_SHARE)),
+            "mape_pct_without_speculative_cpu_share_0.7": self.mapes(
+                speculative=False, min_cpu_share=MIN_CPU_SHARE),
             "mape_pct_step_clock_without_speculative": self.mapes(step=True, speculative=False),
             "by_workload_pct": self.by_workload(),
             "by_workload_pct_step_clock": self.by_workload(step=True),
@@ -408,7 +421,7 @@ def engine_validation(runs: list[SourcedRun], profile_path: Path, clock: str = "
     def rows_on(c: str) -> list[EngineRow]:
         return [EngineRow(s.source, s.label, s.run.workload.name in HELD_IN_NAMES,
                           compare_any(s.run, hw, s.run.workload.name in HELD_IN_NAMES, c),
-                          s.run.workload.speculative != "none")
+                          s.run.workload.speculative != "none", s.run.cpu_share)
                 for s in runs]
 
     val = EngineValidation(profile=str(profile_path), clock=clock, rows=rows_on(clock),
@@ -454,11 +467,14 @@ def text_report(val: EngineValidation) -> str:
             out.append(f"{r.label:<26}{short_source(r.source):<8}"
                        f"{'held-in' if r.held_in else 'held-out':<9}"
                        + "".join(f"{x:>26}" for x in cells))
-        for spec in (True, False):
-            m = val.mapes(step, speculative=spec)
-            n = len(val.held_out(step, speculative=spec))
-            out.append(f"held-out MAPE % over {n} runs"
-                       + ("" if spec else " without speculative decoding") + ": "
+        views = [(True, 0.0, ""), (False, 0.0, " without speculative decoding")]
+        if not step:
+            views.append((False, MIN_CPU_SHARE, f" without speculative decoding, CPU share >= "
+                                                f"{MIN_CPU_SHARE}"))
+        for spec, share, what in views:
+            m = val.mapes(step, speculative=spec, min_cpu_share=share)
+            n = len(val.held_out(step, speculative=spec, min_cpu_share=share))
+            out.append(f"held-out MAPE % over {n} runs{what}: "
                        + ", ".join(f"{k.replace('_s', '')} {v:.1f}" for k, v in m.items()))
         w, e = val.worst(step)
         out.append(f"misses most (generate, median over repeats): {w} {e:+.1f} %\n")

@@ -163,3 +163,21 @@ def test_only_unknown_workload_is_a_user_error(tmp_path, capsys):
     rc = cli_main(["validate", "--backend", "vllm", "--profile", str(PROFILE), "--only", "nope",
                    "--report", str(tmp_path / "r")])
     assert rc == 2 and "--only" in capsys.readouterr().err
+
+
+@pytest.mark.vllm
+def test_run_engine_through_the_vllm_venv(tmp_path):
+    """The subprocess path of `calibrate/validate --backend vllm`: a two-request workload run by
+    calibration.vllm_engine in the vLLM venv (skipped where that venv does not exist)."""
+    try:
+        python = engine_cli.vllm_python(None)
+    except Exception:  # UserError: no .venv-vllm here
+        pytest.skip("no vLLM venv (make venv-vllm)")
+    w = EngineWorkload(name="tiny", prompts=1, k=2, prompt_tokens=20, median_tokens=6,
+                       sigma=0.5, cap_tokens=12, block_tokens=32)
+    (tmp_path / "tiny.json").write_text(json.dumps(w.__dict__))
+    paths = engine_cli.run_engine(python, [str(tmp_path / "tiny.json")], "tiny-0.5m", 1, 1,
+                                  tmp_path / "runs", progress=False)
+    (run,) = [engine_cli.load_run(p) for p in paths]
+    assert [r.output_tokens for r in run.requests] == w.response_lengths()
+    assert (tmp_path / "runs" / "engine.log").stat().st_size > 0
