@@ -61,7 +61,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--model", default=None,
                    help="decode/prefill/sync model: catalog name, config.json or local checkpoint "
                         "dir (default qwen2.5-7b on CUDA, tiny-qwen2-4m on CPU); --backend vllm: "
-                        "comma-separated tiny models (default tiny-4m,tiny-13m)")
+                        "comma-separated tiny models (default tiny-0.5m,tiny-4m,tiny-13m)")
     lg = p.add_argument_group("calibration from a real RL run's logs")
     lg.add_argument("--from-log", default=None, metavar="FILE",
                     help="the run's per-step metrics (JSON lines, wandb CSV export, console log, "

@@ -55,7 +55,7 @@ RUNS_ROOT = ROOT / "calibration" / "engine_runs"
 # held-out), the weight-update runs; -b: a second held-in session
 DEFAULT_RUN_DIRS = ("cpu-2core-t1", "cpu-2core-t1-4m-b", "cpu-2core-t1-13m", "cpu-2core-t1-13m-b",
                     "cpu-2core-t1-05m", "cpu-2core-t1-wu")
-GRPO_REPORT = RUNS_ROOT / "grpo-vllm" / "report.json"
+GRPO_DIR = RUNS_ROOT / "grpo-vllm"      # recorded GRPO reports, one per session (*.json)
 DEFAULT_BASE = ROOT / "profiles" / "cpu-2core.yaml"
 VLLM_TERMS = ("decode_bw_eff", "decode_mfu", "kv_bw_eff", "decode_overhead_s", "layer_overhead_s")
 MIN_CPU_SHARE = 0.7       # below it even the 1-thread CPU clock stretches (~30 %, measured)
@@ -184,9 +184,12 @@ def fit_engine_profile(held_in: list[SourcedRun], base: HardwareProfile,
     r2 = 1.0 - float(np.sum((y - yhat) ** 2) / np.sum((y - y.mean()) ** 2))
     values = diag["values"]
     at_bound = tuple(t for t in terms if values[t] >= 0.999999 or values[t] <= 1.0000001e-6)
-    note = (f"vLLM engine fit: {', '.join(terms)} on {diag['steps']} pure-decode steps of "
-            f"{len(held_in)} held-in runs ({clock} clock)")
-    hw = hw.model_copy(update={"source": f"{base.source}; {note}"})
+    first = held_in[0].run
+    today = dt.datetime.now(dt.timezone.utc).date().isoformat()
+    note = (f"calibrated {today} {base.gpu} {first.engine} threads={first.threads}: "
+            f"{', '.join(terms)} on {diag['steps']} pure-decode engine steps of {len(held_in)} "
+            f"held-in runs ({clock} clock); other terms: {base.source}")
+    hw = hw.model_copy(update={"source": note})
     return EngineFit(profile=hw, terms=terms, values=values, before=diag["before"],
                      at_bound=at_bound, steps=int(diag["steps"]), r2_log=r2,
                      median_abs_log_error=float(diag["median_abs_log_error"]),
@@ -270,7 +273,7 @@ def calibrate(args: argparse.Namespace) -> int:
         paths = run_files(args.runs)
     else:
         python = vllm_python(args.vllm_venv)
-        models = [m.strip() for m in (args.model or "tiny-4m,tiny-13m").split(",") if m.strip()]
+        models = [m.strip() for m in (args.model or "tiny-0.5m,tiny-4m,tiny-13m").split(",") if m.strip()]
         from calibration.models import BENCH_MODELS, VALIDATION_ONLY
 
         bad = [m for m in models if m not in {**BENCH_MODELS, **VALIDATION_ONLY}]
@@ -411,7 +414,7 @@ class EngineValidation:
 
 
 def engine_validation(runs: list[SourcedRun], profile_path: Path, clock: str = "cpu",
-                      grpo_report: dict | None = None) -> EngineValidation:
+                      grpo_reports: dict[str, dict] | None = None) -> EngineValidation:
     """Every run compared on `clock` and on the step clock; held-in runs are flagged (their
     steps fitted the profile's decode terms), the rest are held out."""
     from calibration.engine_update import compare_any
@@ -426,17 +429,20 @@ def engine_validation(runs: list[SourcedRun], profile_path: Path, clock: str = "
 
     val = EngineValidation(profile=str(profile_path), clock=clock, rows=rows_on(clock),
                            step_rows=rows_on("step"))
-    if grpo_report is not None:
+    if grpo_reports:
         from calibration.engine_grpo import resimulate
 
         # wall clock only: the runs' CPU share (CPU s / (processes x busy wall s)) counts a
         # sampler waiting for weights and a trainer waiting for a batch as lost to contention,
         # so the CPU-equivalent view (measured x share) would shrink real waits
-        val.grpo = resimulate(grpo_report, profile_path)
-        loads = ", ".join(f"{c['name']} load {c['measured'].get('loadavg_1m', float('nan')):.1f}"
-                          for c in grpo_report.get("configs", []) if "measured" in c)
-        val.grpo_note = (f"{grpo_report.get('engine', 'vllm')}, threads "
-                         f"{grpo_report.get('threads')}, wall clock; {loads}")
+        notes = []
+        for session, report in grpo_reports.items():
+            val.grpo += resimulate(report, profile_path, session)
+            loads = ", ".join(f"{c['name']} load {c['measured'].get('loadavg_1m', float('nan')):.1f}"
+                              for c in report.get("configs", []) if "measured" in c)
+            notes.append(f"{session}: {report.get('engine', 'vllm')}, threads "
+                         f"{report.get('threads')}, {loads}")
+        val.grpo_note = "wall clock; " + "; ".join(notes)
     return val
 
 
@@ -481,7 +487,7 @@ def text_report(val: EngineValidation) -> str:
     if val.grpo:
         out.append("== full GRPO step, vLLM sampler backend (s per step: measured / sim / err%)")
         for g in val.grpo:
-            out.append(f"{g.config:<28}{g.quantity:<12}{g.measured_s:>8.3f} /"
+            out.append(f"{g.session:<10}{g.config:<28}{g.quantity:<12}{g.measured_s:>8.3f} /"
                        f"{g.simulated_s:>8.3f} / {g.error_pct:+6.1f}")
         out.append(f"step-time MAPE % {val.grpo_mape('step_time'):.1f}; {val.grpo_note}")
     return "\n".join(out)
@@ -516,7 +522,7 @@ def validate(args: argparse.Namespace) -> int:
         if not runs:
             raise UserError(f"--only {args.only[0]!r}: no such run among the recorded ones ; use "
                             f"one of {', '.join(ALL)}")
-    grpo: dict | None = None
+    grpo: dict[str, dict] = {}
     if args.run_grpo:
         python = vllm_python(args.vllm_venv)
         grpo_path = Path(f"{stem}.grpo-vllm.json")
@@ -528,9 +534,9 @@ def validate(args: argparse.Namespace) -> int:
         rc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
         if rc.returncode != 0:
             raise RuntimeError(f"vLLM GRPO runs failed: {rc.stderr[-2000:]}")
-        grpo = json.loads(grpo_path.read_text())
-    elif GRPO_REPORT.exists() and not args.no_grpo:
-        grpo = json.loads(GRPO_REPORT.read_text())
+        grpo = {"now": json.loads(grpo_path.read_text())}
+    elif not args.no_grpo:
+        grpo = {p.stem: json.loads(p.read_text()) for p in sorted(GRPO_DIR.glob("*.json"))}
     val = engine_validation(runs, profile, clock, grpo)
     data = finite(val.to_dict())
     path = Path(f"{stem}.engine-validation.json")

@@ -46,6 +46,9 @@ GRPO_CONFIGS: tuple[ValidationConfig, ...] = (
 )
 
 
+_ORDER = ("step_time", "generate", "verify", "train", "weight_sync")
+
+
 @dataclass(frozen=True)
 class GrpoRow:
     """One quantity of one vLLM-backend GRPO config: measured vs simulated seconds per step."""
@@ -54,6 +57,7 @@ class GrpoRow:
     quantity: str
     measured_s: float
     simulated_s: float
+    session: str = ""        # which recorded report (a measurement session)
 
     @property
     def error_pct(self) -> float:
@@ -67,9 +71,9 @@ def _measured_run(d: dict):
     return MeasuredRun(**{k: v for k, v in d.items() if k in known})
 
 
-def resimulate(report: dict, profile: str | Path) -> list[GrpoRow]:
+def resimulate(report: dict, profile: str | Path, session: str = "") -> list[GrpoRow]:
     """The comparison rows of a recorded report (`configs[*].measured`, wall clock) simulated
-    with `profile`."""
+    with `profile`; `session` labels them."""
     from calibration.validate import compare, simulate_run
 
     by_name = {c.name: c for c in GRPO_CONFIGS}
@@ -81,15 +85,47 @@ def resimulate(report: dict, profile: str | Path) -> list[GrpoRow]:
             else by_name[entry["name"]]
         measured = _measured_run(entry["measured"])
         sim_step, sim_phase = simulate_run(cfg, measured, Path(profile))
-        for c in compare(cfg, measured, sim_step, sim_phase):
-            rows.append(GrpoRow(c.config, c.quantity, c.measured_s, c.simulated_s))
+        mine = [GrpoRow(c.config, c.quantity, c.measured_s, c.simulated_s, session)
+                for c in compare(cfg, measured, sim_step, sim_phase)]
         if cfg.mode == "sync" and not cfg.colocated_sync:
             # disaggregated sync: the sampler's generate (its own span, recorded per batch) is
             # on the critical path in both, so it compares too (validate.compare keeps train only)
-            rows.insert(len(rows) - 1, GrpoRow(cfg.name, "generate",
-                                               measured.phase_s["generate"],
-                                               sim_phase.get("generate", 0.0)))
+            mine.append(GrpoRow(cfg.name, "generate", measured.phase_s["generate"],
+                                sim_phase.get("generate", 0.0), session))
+        load = entry.get("sampler_weight_load_s")
+        if cfg.mode == "sync" and load is not None:
+            # the sampler's load of each new version (vLLM reload_weights), on the critical path
+            # of a sync step; the simulator's weight_sync phase is its whole sync
+            mine.append(GrpoRow(cfg.name, "weight_sync", float(load),
+                                sim_phase.get("weight_sync", 0.0), session))
+        rows += sorted(mine, key=lambda r: _ORDER.index(r.quantity)
+                       if r.quantity in _ORDER else len(_ORDER))
     return rows
+
+
+def sampler_weight_load_s(trace_path: Path) -> float | None:
+    """Median seconds of the sampler's weight loads (trace `weight_sync` rows of the sampler
+    pool) over the steady steps of one run; None when the trace has none."""
+    import statistics
+
+    from calibration.validation_runs import WARMUP_STEPS
+    from rlvr_sim.trace import read_trace
+
+    if not trace_path.exists():
+        return None
+    t = read_trace(trace_path)
+    rows = t[(t["phase"] == "weight_sync") & (t["worker_pool"] == "sampler")
+             & (t["step"] >= WARMUP_STEPS)]
+    return float(statistics.median(rows["end_s"] - rows["start_s"])) if len(rows) else None
+
+
+def add_sampler_loads(data: dict, work: Path) -> None:
+    """Each config entry of a report gets `sampler_weight_load_s` from its run's trace in `work`
+    (the last pass's run: validate reuses one directory per config)."""
+    for entry in data.get("configs", []):
+        if "measured" in entry:
+            entry["sampler_weight_load_s"] = sampler_weight_load_s(
+                work / entry["name"] / "trace.parquet")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -117,7 +153,8 @@ def main(argv: list[str] | None = None) -> int:
         work = Path(a.work_dir) if a.work_dir else Path(tmp)
         report = validate(a.profile, configs, work, threads=a.threads, progress=False,
                           attempts=1, passes=a.passes)
-    data = report.to_dict()
+        data = report.to_dict()
+        add_sampler_loads(data, work)
     data.update(threads=a.threads, engine=_engine_version(), loadavg_1m_end=os.getloadavg()[0])
     Path(a.out).write_text(json.dumps(finite(data), indent=1) + "\n")
     print(report.text())
