@@ -181,3 +181,18 @@ def test_run_engine_through_the_vllm_venv(tmp_path):
     (run,) = [engine_cli.load_run(p) for p in paths]
     assert [r.output_tokens for r in run.requests] == w.response_lengths()
     assert (tmp_path / "runs" / "engine.log").stat().st_size > 0
+
+
+def test_generate_probe_replay_grows_with_lengths():
+    """engine_generate_probe.replay_s: the simulator's generate of one sampler call; the last
+    finish grows with the longest sample and does not depend on the order of the samples."""
+    from calibration.engine_generate_probe import replay_s
+    from calibration.models import BENCH_MODELS
+
+    model = BENCH_MODELS["tiny-4m"]
+    short = replay_s(10, [16] * 8, 4, model, str(PROFILE))
+    long = replay_s(10, [16] * 7 + [32], 4, model, str(PROFILE))
+    assert 0 < short < long
+    assert replay_s(10, [32] + [16] * 7, 4, model, str(PROFILE)) == pytest.approx(long)
+    probe = json.loads((RUNS / "grpo-probe" / "generate-probe.json").read_text())
+    assert len(probe["rows"]) >= 5 and all(r["cpu_s"] > 0 for r in probe["rows"])
