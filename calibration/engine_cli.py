@@ -52,9 +52,10 @@ from rlvr_sim.hardware import CalibrationInfo, HardwareProfile
 ROOT = Path(__file__).resolve().parent.parent
 RUNS_ROOT = ROOT / "calibration" / "engine_runs"
 # the recorded runs at threads=1 (CPU clock usable): tiny-4m, tiny-13m, tiny-0.5m (held-in and
-# held-out), the weight-update runs; -b: a second held-in session
+# held-out), the weight-update runs, the short-context runs; -b: a second held-in session
 DEFAULT_RUN_DIRS = ("cpu-2core-t1", "cpu-2core-t1-4m-b", "cpu-2core-t1-13m", "cpu-2core-t1-13m-b",
-                    "cpu-2core-t1-05m", "cpu-2core-t1-wu")
+                    "cpu-2core-t1-05m", "cpu-2core-t1-wu", "cpu-2core-t1-short-05m",
+                    "cpu-2core-t1-short-4m", "cpu-2core-t1-short-13m")
 GRPO_DIR = RUNS_ROOT / "grpo-vllm"      # recorded GRPO reports, one per session (*.json)
 DEFAULT_BASE = ROOT / "profiles" / "cpu-2core.yaml"
 VLLM_TERMS = ("decode_bw_eff", "decode_mfu", "kv_bw_eff", "decode_overhead_s", "layer_overhead_s")
