@@ -27,8 +27,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "(calibration.engine_cli)")
     vg = p.add_argument_group("--backend vllm")
     vg.add_argument("--runs", action="append", default=[], metavar="DIR",
-                    help="recorded engine runs (files or directories of NAME.rN.run.json[.gz]) "
-                         "instead of running vLLM now")
+                    help="recorded engine runs (files or directories of NAME.rN.run.json[.gz]; "
+                         "`recorded`: the committed sets under calibration/engine_runs/) instead "
+                         "of running vLLM now")
     vg.add_argument("--vllm-venv", default=None,
                     help="the vLLM venv (default: $RLVR_VLLM_VENV or .venv-vllm; `make venv-vllm`)")
     vg.add_argument("--clock", default="cpu", choices=["cpu", "wall"],

@@ -48,14 +48,17 @@ from calibration.engine_validate import (COLUMNS, EngineComparison, decode_sampl
 from calibration.engine_workloads import ALL, HELD_IN, HELD_OUT
 from rlvr_sim.errors import UserError
 from rlvr_sim.hardware import CalibrationInfo, HardwareProfile
+from rlvr_sim.model_spec import ModelSpec
 
 ROOT = Path(__file__).resolve().parent.parent
 RUNS_ROOT = ROOT / "calibration" / "engine_runs"
 # the recorded runs at threads=1 (CPU clock usable): tiny-4m, tiny-13m, tiny-0.5m (held-in and
-# held-out), the weight-update runs, the short-context runs; -b: a second held-in session
+# held-out), the weight-update runs, the short-context and prefill-only runs; -b: a second
+# held-in session
 DEFAULT_RUN_DIRS = ("cpu-2core-t1", "cpu-2core-t1-4m-b", "cpu-2core-t1-13m", "cpu-2core-t1-13m-b",
                     "cpu-2core-t1-05m", "cpu-2core-t1-wu", "cpu-2core-t1-short-05m",
-                    "cpu-2core-t1-short-4m", "cpu-2core-t1-short-13m")
+                    "cpu-2core-t1-short-4m", "cpu-2core-t1-short-13m", "cpu-2core-t1-prefill-05m",
+                    "cpu-2core-t1-prefill-4m", "cpu-2core-t1-prefill-13m")
 GRPO_DIR = RUNS_ROOT / "grpo-vllm"      # recorded GRPO reports, one per session (*.json)
 DEFAULT_BASE = ROOT / "profiles" / "cpu-2core.yaml"
 VLLM_TERMS = ("decode_bw_eff", "decode_mfu", "kv_bw_eff", "decode_overhead_s", "layer_overhead_s")
@@ -107,10 +110,17 @@ def run_engine(python: Path, workloads: list[str], model: str, threads: int, rep
     return sorted(out_dir.glob("*.run.json"))
 
 
+RECORDED = "recorded"     # `--runs recorded`: every directory of DEFAULT_RUN_DIRS
+
+
 def run_files(paths: list[str | Path]) -> list[Path]:
-    """Run files named directly or found in directories (NAME.rN.run.json[.gz])."""
+    """Run files named directly or found in directories (NAME.rN.run.json[.gz]); the word
+    `recorded` stands for the committed threads=1 sets (DEFAULT_RUN_DIRS)."""
     out: list[Path] = []
-    for p in map(Path, paths):
+    expanded: list[str | Path] = []
+    for p in paths:
+        expanded += [RUNS_ROOT / d for d in DEFAULT_RUN_DIRS] if str(p) == RECORDED else [p]
+    for p in map(Path, expanded):
         if p.is_dir():
             found = sorted(p.glob("*.run.json")) + sorted(p.glob("*.run.json.gz"))
             if not found:
@@ -150,6 +160,77 @@ def load_sourced(paths: list[Path]) -> list[SourcedRun]:
 
 
 # ------------------------------------------------------------------ fit (calibrate)
+PREFILL_TERMS = ("prefill_mfu", "prefill_overhead_s")
+
+
+@dataclass(frozen=True)
+class PrefillSample:
+    """One engine step of a prefill-only workload: `tokens` prompt tokens of `sequences`
+    requests computed from scratch (no prefix caching), each request ending at its first token."""
+
+    model: ModelSpec
+    tokens: int
+    sequences: int
+    duration_s: float
+
+
+def prefill_only(run: EngineRun) -> bool:
+    """A workload whose requests end at their first token, computed without prefix caching."""
+    w = run.workload
+    return w.cap_tokens == 1 and not w.prefix_caching and w.speculative == "none"
+
+
+def prefill_samples(runs: list[EngineRun], clock: str = "cpu") -> list[PrefillSample]:
+    """The steps of prefill-only runs that completed whole prompts (chunked slices of a prompt
+    finished in a later step are not counted: `StepRecord.prefill_tokens` credits the step that
+    emits the first token), on the wall or CPU clock."""
+    out = []
+    for r in runs:
+        if not prefill_only(r):
+            continue
+        m = ModelSpec.from_hf_config_dict(r.model)
+        for st in r.steps:
+            secs = st.duration_s if clock == "wall" else st.cpu_s
+            if st.prefill_tokens > 0 and secs and secs > 0 and st.running > 0 \
+                    and st.prefill_tokens == st.running * r.workload.prompt_tokens:
+                out.append(PrefillSample(m, st.prefill_tokens, st.running, float(secs)))
+    return out
+
+
+def prefill_model_s(s: PrefillSample, hw: HardwareProfile) -> float:
+    """The cost model's prefill seconds of one sample (rlvr_sim.cost.sampler.prefill)."""
+    from rlvr_sim.cost.sampler import SamplerShape, prefill
+
+    shape = SamplerShape(tp=1, pp=1, weight_dtype="fp32", kv_dtype="fp32", gpus_per_node=1)
+    return prefill(s.model, hw, shape, s.tokens, s.sequences).total_s
+
+
+def fit_prefill_terms(samples: list[PrefillSample], base: HardwareProfile
+                      ) -> tuple[HardwareProfile, dict[str, float], float]:
+    """`base` with prefill_mfu and prefill_overhead_s fitted to `samples` (robust least squares
+    on log seconds, layer_overhead_s and the bandwidth terms as `base` has them); returns the
+    profile, the fitted values and R^2 of log seconds."""
+    from scipy.optimize import least_squares
+
+    eff0 = base.efficiency
+    y = np.log([s.duration_s for s in samples])
+
+    def profile(x: np.ndarray) -> HardwareProfile:
+        vals = {t: float(math.exp(v)) for t, v in zip(PREFILL_TERMS, x)}
+        return base.model_copy(update={"efficiency": eff0.model_copy(update=vals)})
+
+    def resid(x: np.ndarray) -> np.ndarray:
+        hw = profile(x)
+        return np.log([prefill_model_s(s, hw) for s in samples]) - y
+
+    x0 = np.array([math.log(getattr(eff0, t)) for t in PREFILL_TERMS])
+    sol = least_squares(resid, x0, loss="soft_l1", f_scale=0.1,
+                        bounds=(np.full(2, math.log(1e-6)), np.zeros(2)))
+    r = resid(sol.x)
+    r2 = 1.0 - float(np.sum(r ** 2) / np.sum((y - y.mean()) ** 2))
+    return profile(sol.x), {t: float(math.exp(v)) for t, v in zip(PREFILL_TERMS, sol.x)}, r2
+
+
 @dataclass(frozen=True)
 class EngineFit:
     """The decode terms fitted to the held-in engine steps, and how well they fit."""
@@ -163,6 +244,8 @@ class EngineFit:
     r2_log: float
     median_abs_log_error: float
     runs: tuple[str, ...]
+    prefill_steps: int = 0           # prefill-only engine steps behind PREFILL_TERMS (0: kept)
+    prefill_r2_log: float = math.nan
 
 
 def fit_engine_profile(held_in: list[SourcedRun], base: HardwareProfile,
@@ -183,18 +266,29 @@ def fit_engine_profile(held_in: list[SourcedRun], base: HardwareProfile,
     meas, pred = decode_fit_points(runs, hw, clock)
     y, yhat = np.log(meas), np.log(pred)
     r2 = 1.0 - float(np.sum((y - yhat) ** 2) / np.sum((y - y.mean()) ** 2))
-    values = diag["values"]
+    values = dict(diag["values"])
+    before = dict(diag["before"])
+    pre = prefill_samples(runs, clock)
+    pre_r2 = math.nan
+    if len(pre) >= 4:                    # prefill terms on top of the decode fit
+        hw, pre_values, pre_r2 = fit_prefill_terms(pre, hw)
+        values.update(pre_values)
+        before.update({t: getattr(base.efficiency, t) for t in PREFILL_TERMS})
+        terms = terms + PREFILL_TERMS
     at_bound = tuple(t for t in terms if values[t] >= 0.999999 or values[t] <= 1.0000001e-6)
     first = held_in[0].run
     today = dt.datetime.now(dt.timezone.utc).date().isoformat()
     note = (f"calibrated {today} {base.gpu} {first.engine} threads={first.threads}: "
-            f"{', '.join(terms)} on {diag['steps']} pure-decode engine steps of {len(held_in)} "
-            f"held-in runs ({clock} clock); other terms: {base.source}")
+            f"{', '.join(terms)} on {diag['steps']} pure-decode"
+            + (f" and {len(pre)} prefill-only" if len(pre) >= 4 else "")
+            + f" engine steps of {len(held_in)} held-in runs ({clock} clock); other terms: "
+            f"{base.source}")
     hw = hw.model_copy(update={"source": note})
-    return EngineFit(profile=hw, terms=terms, values=values, before=diag["before"],
+    return EngineFit(profile=hw, terms=terms, values=values, before=before,
                      at_bound=at_bound, steps=int(diag["steps"]), r2_log=r2,
                      median_abs_log_error=float(diag["median_abs_log_error"]),
-                     runs=tuple(f"{s.source}/{s.label}" for s in held_in))
+                     runs=tuple(f"{s.source}/{s.label}" for s in held_in),
+                     prefill_steps=len(pre), prefill_r2_log=pre_r2)
 
 
 def decode_fit_points(runs: list[EngineRun], hw: HardwareProfile,
@@ -226,7 +320,8 @@ def write_engine_profile(fit: EngineFit, out: Path, base_path: Path, runs: list[
         device=f"cpu ({engine})", date=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         torch_version=(fit.profile.calibration.torch_version if fit.profile.calibration else ""),
         vllm_version=vllm_version, threads=first.threads, rows=fit.steps,
-        r2={"decode_engine_log": fit.r2_log},
+        r2={"decode_engine_log": fit.r2_log,
+            **({"prefill_engine_log": fit.prefill_r2_log} if fit.prefill_steps else {})},
         verifier_latency_s=(fit.profile.calibration.verifier_latency_s
                             if fit.profile.calibration else {}),
         notes=f"decode terms {', '.join(fit.terms)} fitted on {fit.steps} pure-decode vLLM "
@@ -244,7 +339,8 @@ def write_engine_profile(fit: EngineFit, out: Path, base_path: Path, runs: list[
         "base_profile": base_path.name,
         "fit": {"terms": list(fit.terms), "values": fit.values, "before": fit.before,
                 "at_bound": list(fit.at_bound), "steps": fit.steps, "r2_log": fit.r2_log,
-                "median_abs_log_error": fit.median_abs_log_error},
+                "median_abs_log_error": fit.median_abs_log_error,
+                "prefill_steps": fit.prefill_steps, "prefill_r2_log": fit.prefill_r2_log},
         "kept_from_base": sorted(set(type(prof.efficiency).model_fields) - set(fit.terms)),
         "runs": [{"run": f"{s.source}/{s.label}", "model": s.run.model.get("name"),
                   "threads": s.run.threads, "load_avg": s.run.load_avg_before,
@@ -310,7 +406,9 @@ def calibrate(args: argparse.Namespace) -> int:
         print(f"  {t:<20}{fit.values[t]:11.4g}   (base {fit.before[t]:.4g})"
               + ("  (at bound: not identified by these runs)" if t in fit.at_bound else ""))
     print(f"  R^2 (log step time) {fit.r2_log:.3f}; median |log error| "
-          f"{fit.median_abs_log_error:.3f}")
+          f"{fit.median_abs_log_error:.3f}"
+          + (f"; prefill: {fit.prefill_steps} steps, R^2 (log) {fit.prefill_r2_log:.3f}"
+             if fit.prefill_steps else "; prefill terms kept (no prefill-only runs)"))
     if left_out:
         print(f"  left out (CPU share < {args.min_cpu_share}): {', '.join(left_out)}")
     print(f"  fit report: {side}")
@@ -460,10 +558,10 @@ def text_report(val: EngineValidation) -> str:
         name = "step clock (engine steps; scheduling dynamics alone)" if step else \
             f"{val.clock} clock (seconds)"
         out.append(f"== {name}")
-        head = (f"{'run':<26}{'set':<8}{'split':<9}"
+        head = (f"{'run':<26}{'set':<16}{'split':<9}"
                 + "".join(f"{c.replace('_s', ''):>26}" for c in COLUMNS))
         out.append(head)
-        out.append(f"{'':<43}" + "".join(f"{'vLLM / sim / err%':>26}" for _ in COLUMNS))
+        out.append(f"{'':<51}" + "".join(f"{'vLLM / sim / err%':>26}" for _ in COLUMNS))
         for r in rows:
             cells = []
             for c in COLUMNS:
@@ -471,7 +569,7 @@ def text_report(val: EngineValidation) -> str:
                            r.comparison.error(c))
                 err = "  n/a" if math.isnan(e) else f"{100 * e:+5.0f}"
                 cells.append(f"{m:>8.3g} /{s:>8.3g} /{err:>5}")
-            out.append(f"{r.label:<26}{short_source(r.source):<8}"
+            out.append(f"{r.label:<26}{short_source(r.source):<16}"
                        f"{'held-in' if r.held_in else 'held-out':<9}"
                        + "".join(f"{x:>26}" for x in cells))
         views = [(True, 0.0, ""), (False, 0.0, " without speculative decoding")]

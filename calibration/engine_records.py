@@ -51,6 +51,9 @@ class EngineWorkload:
     # recomputes prompt + generated tokens under the new weights ("recompute": partial rollout)
     weight_update_after_step: int | None = None
     weight_update_mode: str = "keep_kv"   # "keep_kv" | "recompute"
+    # vLLM's token budget per step (max_num_batched_tokens; None: its default): large enough,
+    # a prefill-only workload runs in one step of exactly prompts x prompt_tokens tokens
+    max_batched_tokens: int | None = None
 
     def response_lengths(self) -> list[int]:
         """Per sample (prompt-major), the forced response length."""

@@ -81,13 +81,15 @@ def start_engine(model_dir: str, w: EngineWorkload, threads: int):
                   speculative_config=spec)
     if w.kv_blocks is not None:
         kwargs["num_gpu_blocks_override"] = w.kv_blocks
+    if w.max_batched_tokens is not None:
+        kwargs["max_num_batched_tokens"] = w.max_batched_tokens
     return LLM(**kwargs)
 
 
 def engine_key(w: EngineWorkload) -> tuple:
     """Workloads with equal keys can share one engine."""
     return (w.prefix_caching, w.speculative, w.draft_tokens, w.kv_blocks, w.max_num_seqs,
-            w.block_tokens, w.prompt_tokens + w.cap_tokens)
+            w.block_tokens, w.prompt_tokens + w.cap_tokens, w.max_batched_tokens)
 
 
 def update_weights(llm, weights: list, mode: str) -> None:
