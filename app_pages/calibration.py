@@ -159,7 +159,8 @@ def show_engine_report(path: Path) -> None:
     if grpo.get("rows"):
         st.markdown("**Full GRPO step with the vLLM sampler backend** (tiny-4m; measured vs "
                     f"simulated seconds per step; {grpo.get('note', '')}):")
-        frame = pd.DataFrame([{"config": r["config"], "quantity": r["quantity"],
+        frame = pd.DataFrame([{"session": r.get("session", ""), "config": r["config"],
+                               "quantity": r["quantity"],
                                "measured": fmt.duration(r["measured_s"]),
                                "simulated": fmt.duration(r["simulated_s"]),
                                "error": f"{r['error_pct']:+.1f}%"} for r in grpo["rows"]])
