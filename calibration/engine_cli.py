@@ -43,8 +43,9 @@ import numpy as np
 
 from calibration.engine_grpo import GrpoRow
 from calibration.engine_records import EngineRun
-from calibration.engine_validate import (COLUMNS, EngineComparison, decode_samples,
-                                         fit_decode_terms, mape)
+from calibration.engine_validate import (COLUMNS, SPEC_HOST_TERMS, EngineComparison,
+                                         decode_samples, fit_decode_terms, fit_spec_host_terms,
+                                         mape, spec_samples)
 from calibration.engine_workloads import ALL, HELD_IN, HELD_OUT
 from rlvr_sim.errors import UserError
 from rlvr_sim.hardware import CalibrationInfo, HardwareProfile
@@ -58,7 +59,7 @@ RUNS_ROOT = ROOT / "calibration" / "engine_runs"
 DEFAULT_RUN_DIRS = ("cpu-2core-t1", "cpu-2core-t1-4m-b", "cpu-2core-t1-13m", "cpu-2core-t1-13m-b",
                     "cpu-2core-t1-05m", "cpu-2core-t1-wu", "cpu-2core-t1-short-05m",
                     "cpu-2core-t1-short-4m", "cpu-2core-t1-short-13m", "cpu-2core-t1-prefill-05m",
-                    "cpu-2core-t1-prefill-4m", "cpu-2core-t1-prefill-13m")
+                    "cpu-2core-t1-prefill-4m", "cpu-2core-t1-prefill-13m", "cpu-2core-t1-ngram-4m")
 GRPO_DIR = RUNS_ROOT / "grpo-vllm"      # recorded GRPO reports, one per session (*.json)
 DEFAULT_BASE = ROOT / "profiles" / "cpu-2core.yaml"
 VLLM_TERMS = ("decode_bw_eff", "decode_mfu", "kv_bw_eff", "decode_overhead_s", "layer_overhead_s")
@@ -246,6 +247,9 @@ class EngineFit:
     runs: tuple[str, ...]
     prefill_steps: int = 0           # prefill-only engine steps behind PREFILL_TERMS (0: kept)
     prefill_r2_log: float = math.nan
+    spec_steps: int = 0              # held-in ngram spec-decode steps behind SPEC_HOST_TERMS
+    spec_median_abs_log_error: float = math.nan          # with the fitted host terms
+    spec_median_abs_log_error_without: float = math.nan  # verify pass alone (terms None)
 
 
 def fit_engine_profile(held_in: list[SourcedRun], base: HardwareProfile,
@@ -275,12 +279,23 @@ def fit_engine_profile(held_in: list[SourcedRun], base: HardwareProfile,
         values.update(pre_values)
         before.update({t: getattr(base.efficiency, t) for t in PREFILL_TERMS})
         terms = terms + PREFILL_TERMS
-    at_bound = tuple(t for t in terms if values[t] >= 0.999999 or values[t] <= 1.0000001e-6)
+    spec_diag: dict = {}
+    if sum(len(spec_samples(r, clock)) for r in runs) >= 4:
+        # ngram host cost per speculative step, on top of the decode terms just fitted (the
+        # verify pass is the decode model at width draft + 1): held-in ngram runs only
+        hw, spec_diag = fit_spec_host_terms([r for r in runs if r.workload.speculative == "ngram"],
+                                            hw, clock)
+        values.update(spec_diag["values"])
+        before.update({t: getattr(base.efficiency, t) for t in SPEC_HOST_TERMS})
+        terms = terms + SPEC_HOST_TERMS
+    at_bound = tuple(t for t in terms if t not in SPEC_HOST_TERMS
+                     and (values[t] >= 0.999999 or values[t] <= 1.0000001e-6))
     first = held_in[0].run
     today = dt.datetime.now(dt.timezone.utc).date().isoformat()
     note = (f"calibrated {today} {base.gpu} {first.engine} threads={first.threads}: "
             f"{', '.join(terms)} on {diag['steps']} pure-decode"
             + (f" and {len(pre)} prefill-only" if len(pre) >= 4 else "")
+            + (f" and {spec_diag['steps']} ngram speculative" if spec_diag else "")
             + f" engine steps of {len(held_in)} held-in runs ({clock} clock); other terms: "
             f"{base.source}")
     hw = hw.model_copy(update={"source": note})
@@ -288,7 +303,12 @@ def fit_engine_profile(held_in: list[SourcedRun], base: HardwareProfile,
                      at_bound=at_bound, steps=int(diag["steps"]), r2_log=r2,
                      median_abs_log_error=float(diag["median_abs_log_error"]),
                      runs=tuple(f"{s.source}/{s.label}" for s in held_in),
-                     prefill_steps=len(pre), prefill_r2_log=pre_r2)
+                     prefill_steps=len(pre), prefill_r2_log=pre_r2,
+                     spec_steps=int(spec_diag.get("steps", 0)),
+                     spec_median_abs_log_error=float(spec_diag.get("median_abs_log_error",
+                                                                   math.nan)),
+                     spec_median_abs_log_error_without=float(spec_diag.get(
+                         "median_abs_log_error_without", math.nan)))
 
 
 def decode_fit_points(runs: list[EngineRun], hw: HardwareProfile,
@@ -340,7 +360,10 @@ def write_engine_profile(fit: EngineFit, out: Path, base_path: Path, runs: list[
         "fit": {"terms": list(fit.terms), "values": fit.values, "before": fit.before,
                 "at_bound": list(fit.at_bound), "steps": fit.steps, "r2_log": fit.r2_log,
                 "median_abs_log_error": fit.median_abs_log_error,
-                "prefill_steps": fit.prefill_steps, "prefill_r2_log": fit.prefill_r2_log},
+                "prefill_steps": fit.prefill_steps, "prefill_r2_log": fit.prefill_r2_log,
+                "spec_steps": fit.spec_steps,
+                "spec_median_abs_log_error": fit.spec_median_abs_log_error,
+                "spec_median_abs_log_error_without": fit.spec_median_abs_log_error_without},
         "kept_from_base": sorted(set(type(prof.efficiency).model_fields) - set(fit.terms)),
         "runs": [{"run": f"{s.source}/{s.label}", "model": s.run.model.get("name"),
                   "threads": s.run.threads, "load_avg": s.run.load_avg_before,
@@ -403,12 +426,17 @@ def calibrate(args: argparse.Namespace) -> int:
     print(f"profile {path} (vLLM engine fit on {fit.steps} pure-decode steps of {len(held_in)} "
           f"held-in runs, models {', '.join(models)}, {args.clock} clock)")
     for t in fit.terms:
-        print(f"  {t:<20}{fit.values[t]:11.4g}   (base {fit.before[t]:.4g})"
+        base_v = fit.before[t]
+        print(f"  {t:<22}{fit.values[t]:11.4g}   (base "
+              f"{'None' if base_v is None else format(base_v, '.4g')})"
               + ("  (at bound: not identified by these runs)" if t in fit.at_bound else ""))
     print(f"  R^2 (log step time) {fit.r2_log:.3f}; median |log error| "
           f"{fit.median_abs_log_error:.3f}"
           + (f"; prefill: {fit.prefill_steps} steps, R^2 (log) {fit.prefill_r2_log:.3f}"
-             if fit.prefill_steps else "; prefill terms kept (no prefill-only runs)"))
+             if fit.prefill_steps else "; prefill terms kept (no prefill-only runs)")
+          + (f"; ngram host terms: {fit.spec_steps} spec steps, median |log error| "
+             f"{fit.spec_median_abs_log_error_without:.3f} -> {fit.spec_median_abs_log_error:.3f}"
+             if fit.spec_steps else "; ngram host terms not fitted (no held-in ngram runs)"))
     if left_out:
         print(f"  left out (CPU share < {args.min_cpu_share}): {', '.join(left_out)}")
     print(f"  fit report: {side}")

@@ -107,6 +107,29 @@ def test_calibrate_vllm_one_depth_leaves_layer_overhead(tmp_path):
         HardwareProfile.load(engine_cli.DEFAULT_BASE).efficiency.layer_overhead_s)
 
 
+def test_calibrate_vllm_fits_ngram_host_terms_from_held_in_ngram_runs_only(tmp_path):
+    """The held-in fit-ngram runs give the ngram host terms; the held-out `ngram` runs are never
+    fitted (without held-in ngram runs the terms stay None: not modelled)."""
+    out = tmp_path / "p.yaml"
+    assert cli_main(["calibrate", "--backend", "vllm", "--out", str(out),
+                     "--runs", str(RUNS / "cpu-2core-t1"),
+                     "--runs", str(RUNS / "cpu-2core-t1-ngram-4m")]) == 0
+    notes = json.loads((tmp_path / "p.fit.json").read_text())
+    eff = HardwareProfile.load(out).efficiency
+    assert {"ngram_draft_fixed_s", "ngram_draft_s_per_seq"} <= set(notes["fit"]["terms"])
+    assert eff.ngram_draft_fixed_s is not None and eff.ngram_draft_fixed_s > 0
+    assert eff.ngram_draft_fixed_s == pytest.approx(notes["fit"]["values"]["ngram_draft_fixed_s"])
+    fitted_runs = [r["run"] for r in notes["runs"]]
+    assert any("fit-ngram" in r for r in fitted_runs)
+    assert not any(r.split("/")[-1].startswith("ngram.") for r in fitted_runs)
+    # the spec steps' median |log error| falls with the host terms (verify pass alone misses)
+    assert notes["fit"]["spec_median_abs_log_error"] < notes["fit"]["spec_median_abs_log_error_without"]
+    out2 = tmp_path / "q.yaml"
+    assert cli_main(["calibrate", "--backend", "vllm", "--out", str(out2),
+                     "--runs", str(RUNS / "cpu-2core-t1")]) == 0
+    assert HardwareProfile.load(out2).efficiency.ngram_draft_fixed_s is None
+
+
 def test_vllm_backend_without_the_venv_says_how_to_get_it(tmp_path, capsys):
     rc = cli_main(["calibrate", "--backend", "vllm", "--out", str(tmp_path / "p.yaml"),
                    "--vllm-venv", str(tmp_path / "nowhere")])
