@@ -61,6 +61,7 @@ DEFAULT_RUN_DIRS = ("cpu-2core-t1", "cpu-2core-t1-4m-b", "cpu-2core-t1-13m", "cp
                     "cpu-2core-t1-short-4m", "cpu-2core-t1-short-13m", "cpu-2core-t1-prefill-05m",
                     "cpu-2core-t1-prefill-4m", "cpu-2core-t1-prefill-13m", "cpu-2core-t1-ngram-4m")
 GRPO_DIR = RUNS_ROOT / "grpo-vllm"      # recorded GRPO reports, one per session (*.json)
+PROBE_DIR = RUNS_ROOT / "grpo-probe"    # recorded generate-call probes (*.json)
 DEFAULT_BASE = ROOT / "profiles" / "cpu-2core.yaml"
 VLLM_TERMS = ("decode_bw_eff", "decode_mfu", "kv_bw_eff", "decode_overhead_s", "layer_overhead_s")
 MIN_CPU_SHARE = 0.7       # below it even the 1-thread CPU clock stretches (~30 %, measured)
@@ -112,6 +113,22 @@ def run_engine(python: Path, workloads: list[str], model: str, threads: int, rep
 
 
 RECORDED = "recorded"     # `--runs recorded`: every directory of DEFAULT_RUN_DIRS
+
+
+def probe_files(args: list[str]) -> list[Path]:
+    """Generate-probe records: `--probe FILE` as given; none given or `recorded`: the committed
+    ones (PROBE_DIR); `none`: no probe (the call terms stay as the base profile has them)."""
+    if args == ["none"]:
+        return []
+    if not args or args == [RECORDED]:
+        return sorted(PROBE_DIR.glob("*.json"))
+    out = []
+    for a in map(Path, args):
+        if not a.exists():
+            raise UserError(f"--probe {a}: no such file ; pass a JSON written by "
+                            "calibration.engine_generate_probe, or `none`")
+        out.append(a)
+    return out
 
 
 def run_files(paths: list[str | Path]) -> list[Path]:
@@ -328,8 +345,57 @@ def decode_fit_points(runs: list[EngineRun], hw: HardwareProfile,
     return np.asarray(meas), np.asarray(pred)
 
 
+def fit_host_terms(fit: EngineFit, runs: list[SourcedRun], probes: list[Path],
+                   min_cpu_share: float) -> tuple[EngineFit, dict]:
+    """`fit` with the sampler's host terms added (calibration.engine_host): the generate-call
+    terms from the probe records `probes`, the per-tensor weight-load term from the runs' engine
+    weight updates (wu-* runs, one model); each is skipped (kept from the base, None) when its
+    records are missing. Returns the fit and a diagnostics block for the fit report."""
+    from dataclasses import asdict as as_dict
+    from dataclasses import replace as dc_replace
+
+    from calibration.engine_host import (CALL_TERMS, LOAD_TERMS, fit_call_terms, fit_load_term,
+                                         load_probe, with_terms)
+
+    hw, values, before, terms = fit.profile, dict(fit.values), dict(fit.before), fit.terms
+    diag: dict = {}
+    calls = [c for p in probes for c in load_probe(p)]
+    if calls:
+        try:
+            cf = fit_call_terms(calls, hw, min_cpu_share)
+        except ValueError as exc:
+            diag["call"] = {"skipped": str(exc)}
+        else:
+            hw = with_terms(hw, cf.values)
+            values.update({t: v for t, v in cf.values.items() if v is not None})
+            before.update({t: getattr(fit.profile.efficiency, t) for t in CALL_TERMS
+                           if cf.values[t] is not None})
+            terms += tuple(t for t in CALL_TERMS if cf.values[t] is not None)
+            diag["call"] = {**as_dict(cf), "probes": [p.name for p in probes]}
+    wu = [s.run for s in runs if s.run.weight_updates]
+    if wu:
+        try:
+            lf = fit_load_term(wu, hw)
+        except ValueError as exc:
+            diag["load"] = {"skipped": str(exc)}
+        else:
+            before.update({t: getattr(hw.efficiency, t) for t in LOAD_TERMS})
+            hw = with_terms(hw, {"sync_per_tensor_s": lf.per_tensor_s})
+            values["sync_per_tensor_s"] = lf.per_tensor_s
+            terms += LOAD_TERMS
+            diag["load"] = {**as_dict(lf), "runs": [f"{s.source}/{s.label}" for s in runs
+                                                     if s.run.weight_updates]}
+    if diag:
+        parts = [k for k in ("call", "load") if k in diag and "skipped" not in diag[k]]
+        hw = hw.model_copy(update={"source": f"{hw.source}; sampler host terms "
+                                             f"({', '.join(parts) or 'none'}) from the "
+                                             "generate probe and engine weight updates"})
+    return dc_replace(fit, profile=hw, values=values, before=before, terms=terms), diag
+
+
 def write_engine_profile(fit: EngineFit, out: Path, base_path: Path, runs: list[SourcedRun],
-                         clock: str, left_out: list[str] | None = None) -> tuple[Path, Path]:
+                         clock: str, left_out: list[str] | None = None,
+                         host: dict | None = None) -> tuple[Path, Path]:
     """PROFILE.yaml (HardwareProfile with a calibration block) and PROFILE.fit.json."""
     from calibration.fit import finite, load_fit_notes
 
@@ -370,6 +436,7 @@ def write_engine_profile(fit: EngineFit, out: Path, base_path: Path, runs: list[
                   "cpu_share": s.run.cpu_share, "wall_s": s.run.wall_s,
                   "steps": len(s.run.steps)} for s in runs],
         "runs_left_out": left_out or [],
+        "host_terms": host or {},
         # the GRPO validation's simulated verifier reads these (calibration.validate)
         "verifier": base_notes.get("verifier", {}),
         "provenance": {**base_notes.get("provenance", {}), "vllm_version": vllm_version,
@@ -418,7 +485,9 @@ def calibrate(args: argparse.Namespace) -> int:
     left_out = [f"{s.source}/{s.label} (cpu share {s.run.cpu_share:.2f})" for s in candidates
                 if s not in held_in]
     fit = fit_engine_profile(held_in, base, clock=args.clock if args.clock != "step" else "cpu")
-    path, side = write_engine_profile(fit, out, base_path, held_in, args.clock, left_out)
+    probes = probe_files(getattr(args, "probe", None) or [])
+    fit, host = fit_host_terms(fit, runs, probes, args.min_cpu_share)
+    path, side = write_engine_profile(fit, out, base_path, held_in, args.clock, left_out, host)
     if args.json:
         print(side.read_text())
         return 0
@@ -437,6 +506,18 @@ def calibrate(args: argparse.Namespace) -> int:
           + (f"; ngram host terms: {fit.spec_steps} spec steps, median |log error| "
              f"{fit.spec_median_abs_log_error_without:.3f} -> {fit.spec_median_abs_log_error:.3f}"
              if fit.spec_steps else "; ngram host terms not fitted (no held-in ngram runs)"))
+    if "call" in host:
+        c = host["call"]
+        print("  generate call: " + (c["skipped"] if "skipped" in c else
+              f"{c['calls']} probe calls of {'/'.join(map(str, c['sizes']))} sequences, median "
+              f"|error| of the engine replay {100 * c['median_abs_rel_error_without']:.0f} % -> "
+              f"{100 * c['median_abs_rel_error']:.0f} % with the call terms"))
+    if "load" in host:
+        ld = host["load"]
+        print("  weight load: " + (ld["skipped"] if "skipped" in ld else
+              f"{ld['updates']} engine weight updates, median {1e3 * ld['median_update_s']:.1f} ms"
+              f" (modelled copy {1e3 * ld['copy_s']:.1f} ms, the rest over {ld['tensors']} "
+              "tensors)"))
     if left_out:
         print(f"  left out (CPU share < {args.min_cpu_share}): {', '.join(left_out)}")
     print(f"  fit report: {side}")

@@ -130,6 +130,31 @@ def test_calibrate_vllm_fits_ngram_host_terms_from_held_in_ngram_runs_only(tmp_p
     assert HardwareProfile.load(out2).efficiency.ngram_draft_fixed_s is None
 
 
+def test_calibrate_vllm_fits_the_sampler_host_terms_from_probe_and_weight_updates(tmp_path):
+    """Generate-call terms from the recorded probes, the per-tensor load from the wu-* runs'
+    engine weight updates; `--probe none` leaves the call terms unmodelled (None)."""
+    out = tmp_path / "p.yaml"
+    assert cli_main(["calibrate", "--backend", "vllm", "--out", str(out),
+                     "--runs", str(RUNS / "cpu-2core-t1"),
+                     "--runs", str(RUNS / "cpu-2core-t1-wu")]) == 0
+    notes = json.loads((tmp_path / "p.fit.json").read_text())
+    eff = HardwareProfile.load(out).efficiency
+    host = notes["host_terms"]
+    assert host["call"]["calls"] >= 3 and len(host["call"]["sizes"]) >= 2
+    assert eff.sampler_call_fixed_s == pytest.approx(host["call"]["values"]["sampler_call_fixed_s"])
+    assert eff.sampler_call_s_per_seq > 0
+    assert host["call"]["median_abs_rel_error"] < host["call"]["median_abs_rel_error_without"]
+    ld = host["load"]
+    assert ld["updates"] == 6 and ld["tensors"] == 50
+    assert eff.sync_per_tensor_s == pytest.approx((ld["median_update_s"] - ld["copy_s"]) / 50)
+    assert not any("grpo-vllm" in p for p in host["call"]["probes"])        # GRPO held out
+    out2 = tmp_path / "q.yaml"
+    assert cli_main(["calibrate", "--backend", "vllm", "--out", str(out2), "--probe", "none",
+                     "--runs", str(RUNS / "cpu-2core-t1")]) == 0
+    eff2 = HardwareProfile.load(out2).efficiency
+    assert eff2.sampler_call_fixed_s is None and eff2.sampler_call_s_per_seq is None
+
+
 def test_vllm_backend_without_the_venv_says_how_to_get_it(tmp_path, capsys):
     rc = cli_main(["calibrate", "--backend", "vllm", "--out", str(tmp_path / "p.yaml"),
                    "--vllm-venv", str(tmp_path / "nowhere")])
