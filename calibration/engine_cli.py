@@ -695,7 +695,7 @@ def text_report(val: EngineValidation) -> str:
     if val.grpo:
         out.append("== full GRPO step, vLLM sampler backend (s per step: measured / sim / err%)")
         for g in val.grpo:
-            out.append(f"{g.session:<10}{g.config:<28}{g.quantity:<12}{g.measured_s:>8.3f} /"
+            out.append(f"{g.session:<10}{g.config:<28}{g.quantity:<16}{g.measured_s:>8.3f} /"
                        f"{g.simulated_s:>8.3f} / {g.error_pct:+6.1f}")
         out.append(f"step-time MAPE % {val.grpo_mape('step_time'):.1f}; {val.grpo_note}")
     return "\n".join(out)

@@ -197,6 +197,16 @@ def test_validate_vllm_json_on_recorded_runs(tmp_path, capsys):
     assert {r["config"] for r in grpo} == {"4m-vllm-sync-p8k4-r32", "4m-vllm-async1-p8k4-r32"}
     sync = {r["quantity"] for r in grpo if r["config"] == "4m-vllm-sync-p8k4-r32"}
     assert sync >= {"step_time", "generate", "train"}
+    # async-1 on one shared device (the 2-core machine's CPU-equivalent): no overlap, so never
+    # faster than the simulator's async step on separate devices; async configs only
+    for session in {r["session"] for r in grpo}:
+        rows = {(r["config"], r["quantity"]): r for r in grpo if r["session"] == session}
+        shared = rows[("4m-vllm-async1-p8k4-r32", "step_time_1core")]
+        apart = rows[("4m-vllm-async1-p8k4-r32", "step_time")]
+        assert shared["simulated_s"] >= apart["simulated_s"]
+        assert shared["measured_s"] == apart["measured_s"]
+    assert not any(r["quantity"] == "step_time_1core" for r in grpo
+                   if r["config"] == "4m-vllm-sync-p8k4-r32")
 
 
 def test_validate_vllm_text_names_the_worst_dynamic(tmp_path, capsys):
