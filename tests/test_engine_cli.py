@@ -280,3 +280,17 @@ def test_prefill_fit_recovers_known_terms():
     assert values["prefill_mfu"] == pytest.approx(0.21, rel=1e-3)
     assert values["prefill_overhead_s"] == pytest.approx(0.004, rel=1e-3)
     assert r2 == pytest.approx(1.0, abs=1e-6)
+
+
+def test_engine_runs_pin_numbas_thread_pool(monkeypatch):
+    """vLLM's ngram proposer runs numba: its pool is pinned to --threads like OpenMP's (the
+    unpinned pool made a speculative step 5-15x slower on the shared 2-core machine)."""
+    from calibration.vllm_engine import configure_env
+
+    for var in ("NUMBA_NUM_THREADS", "VLLM_CPU_OMP_THREADS_BIND", "VLLM_CPU_KVCACHE_SPACE",
+                "HF_HUB_OFFLINE", "VLLM_ENABLE_V1_MULTIPROCESSING"):     # restored after
+        monkeypatch.delenv(var, raising=False)
+    configure_env(2, 1)
+    import os
+    assert os.environ["NUMBA_NUM_THREADS"] == "2"
+    assert os.environ["VLLM_CPU_OMP_THREADS_BIND"] == "0-1"
