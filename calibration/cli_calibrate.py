@@ -35,6 +35,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     vg.add_argument("--clock", default="cpu", choices=["cpu", "wall"],
                     help="engine step times to fit: CPU clock (default; robust at threads=1 on a "
                          "shared machine) or wall clock")
+    vg.add_argument("--probe", action="append", default=[], metavar="FILE",
+                    help="generate-probe records (calibration.engine_generate_probe) for the "
+                         "sampler's generate-call terms; default: the recorded ones; `none`: skip")
     vg.add_argument("--min-cpu-share", type=float, default=0.7,
                     help="fit only held-in runs that had this share of their core (default 0.7)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")

@@ -43,8 +43,9 @@ import numpy as np
 
 from calibration.engine_grpo import GrpoRow
 from calibration.engine_records import EngineRun
-from calibration.engine_validate import (COLUMNS, EngineComparison, decode_samples,
-                                         fit_decode_terms, mape)
+from calibration.engine_validate import (COLUMNS, SPEC_HOST_TERMS, EngineComparison,
+                                         decode_samples, fit_decode_terms, fit_spec_host_terms,
+                                         mape, spec_samples)
 from calibration.engine_workloads import ALL, HELD_IN, HELD_OUT
 from rlvr_sim.errors import UserError
 from rlvr_sim.hardware import CalibrationInfo, HardwareProfile
@@ -58,8 +59,9 @@ RUNS_ROOT = ROOT / "calibration" / "engine_runs"
 DEFAULT_RUN_DIRS = ("cpu-2core-t1", "cpu-2core-t1-4m-b", "cpu-2core-t1-13m", "cpu-2core-t1-13m-b",
                     "cpu-2core-t1-05m", "cpu-2core-t1-wu", "cpu-2core-t1-short-05m",
                     "cpu-2core-t1-short-4m", "cpu-2core-t1-short-13m", "cpu-2core-t1-prefill-05m",
-                    "cpu-2core-t1-prefill-4m", "cpu-2core-t1-prefill-13m")
+                    "cpu-2core-t1-prefill-4m", "cpu-2core-t1-prefill-13m", "cpu-2core-t1-ngram-4m")
 GRPO_DIR = RUNS_ROOT / "grpo-vllm"      # recorded GRPO reports, one per session (*.json)
+PROBE_DIR = RUNS_ROOT / "grpo-probe"    # recorded generate-call probes (*.json)
 DEFAULT_BASE = ROOT / "profiles" / "cpu-2core.yaml"
 VLLM_TERMS = ("decode_bw_eff", "decode_mfu", "kv_bw_eff", "decode_overhead_s", "layer_overhead_s")
 MIN_CPU_SHARE = 0.7       # below it even the 1-thread CPU clock stretches (~30 %, measured)
@@ -111,6 +113,22 @@ def run_engine(python: Path, workloads: list[str], model: str, threads: int, rep
 
 
 RECORDED = "recorded"     # `--runs recorded`: every directory of DEFAULT_RUN_DIRS
+
+
+def probe_files(args: list[str]) -> list[Path]:
+    """Generate-probe records: `--probe FILE` as given; none given or `recorded`: the committed
+    ones (PROBE_DIR); `none`: no probe (the call terms stay as the base profile has them)."""
+    if args == ["none"]:
+        return []
+    if not args or args == [RECORDED]:
+        return sorted(PROBE_DIR.glob("*.json"))
+    out = []
+    for a in map(Path, args):
+        if not a.exists():
+            raise UserError(f"--probe {a}: no such file ; pass a JSON written by "
+                            "calibration.engine_generate_probe, or `none`")
+        out.append(a)
+    return out
 
 
 def run_files(paths: list[str | Path]) -> list[Path]:
@@ -246,6 +264,9 @@ class EngineFit:
     runs: tuple[str, ...]
     prefill_steps: int = 0           # prefill-only engine steps behind PREFILL_TERMS (0: kept)
     prefill_r2_log: float = math.nan
+    spec_steps: int = 0              # held-in ngram spec-decode steps behind SPEC_HOST_TERMS
+    spec_median_abs_log_error: float = math.nan          # with the fitted host terms
+    spec_median_abs_log_error_without: float = math.nan  # verify pass alone (terms None)
 
 
 def fit_engine_profile(held_in: list[SourcedRun], base: HardwareProfile,
@@ -275,12 +296,23 @@ def fit_engine_profile(held_in: list[SourcedRun], base: HardwareProfile,
         values.update(pre_values)
         before.update({t: getattr(base.efficiency, t) for t in PREFILL_TERMS})
         terms = terms + PREFILL_TERMS
-    at_bound = tuple(t for t in terms if values[t] >= 0.999999 or values[t] <= 1.0000001e-6)
+    spec_diag: dict = {}
+    if sum(len(spec_samples(r, clock)) for r in runs) >= 4:
+        # ngram host cost per speculative step, on top of the decode terms just fitted (the
+        # verify pass is the decode model at width draft + 1): held-in ngram runs only
+        hw, spec_diag = fit_spec_host_terms([r for r in runs if r.workload.speculative == "ngram"],
+                                            hw, clock)
+        values.update(spec_diag["values"])
+        before.update({t: getattr(base.efficiency, t) for t in SPEC_HOST_TERMS})
+        terms = terms + SPEC_HOST_TERMS
+    at_bound = tuple(t for t in terms if t not in SPEC_HOST_TERMS
+                     and (values[t] >= 0.999999 or values[t] <= 1.0000001e-6))
     first = held_in[0].run
     today = dt.datetime.now(dt.timezone.utc).date().isoformat()
     note = (f"calibrated {today} {base.gpu} {first.engine} threads={first.threads}: "
             f"{', '.join(terms)} on {diag['steps']} pure-decode"
             + (f" and {len(pre)} prefill-only" if len(pre) >= 4 else "")
+            + (f" and {spec_diag['steps']} ngram speculative" if spec_diag else "")
             + f" engine steps of {len(held_in)} held-in runs ({clock} clock); other terms: "
             f"{base.source}")
     hw = hw.model_copy(update={"source": note})
@@ -288,7 +320,12 @@ def fit_engine_profile(held_in: list[SourcedRun], base: HardwareProfile,
                      at_bound=at_bound, steps=int(diag["steps"]), r2_log=r2,
                      median_abs_log_error=float(diag["median_abs_log_error"]),
                      runs=tuple(f"{s.source}/{s.label}" for s in held_in),
-                     prefill_steps=len(pre), prefill_r2_log=pre_r2)
+                     prefill_steps=len(pre), prefill_r2_log=pre_r2,
+                     spec_steps=int(spec_diag.get("steps", 0)),
+                     spec_median_abs_log_error=float(spec_diag.get("median_abs_log_error",
+                                                                   math.nan)),
+                     spec_median_abs_log_error_without=float(spec_diag.get(
+                         "median_abs_log_error_without", math.nan)))
 
 
 def decode_fit_points(runs: list[EngineRun], hw: HardwareProfile,
@@ -308,8 +345,57 @@ def decode_fit_points(runs: list[EngineRun], hw: HardwareProfile,
     return np.asarray(meas), np.asarray(pred)
 
 
+def fit_host_terms(fit: EngineFit, runs: list[SourcedRun], probes: list[Path],
+                   min_cpu_share: float) -> tuple[EngineFit, dict]:
+    """`fit` with the sampler's host terms added (calibration.engine_host): the generate-call
+    terms from the probe records `probes`, the per-tensor weight-load term from the runs' engine
+    weight updates (wu-* runs, one model); each is skipped (kept from the base, None) when its
+    records are missing. Returns the fit and a diagnostics block for the fit report."""
+    from dataclasses import asdict as as_dict
+    from dataclasses import replace as dc_replace
+
+    from calibration.engine_host import (CALL_TERMS, LOAD_TERMS, fit_call_terms, fit_load_term,
+                                         load_probe, with_terms)
+
+    hw, values, before, terms = fit.profile, dict(fit.values), dict(fit.before), fit.terms
+    diag: dict = {}
+    calls = [c for p in probes for c in load_probe(p)]
+    if calls:
+        try:
+            cf = fit_call_terms(calls, hw, min_cpu_share)
+        except ValueError as exc:
+            diag["call"] = {"skipped": str(exc)}
+        else:
+            hw = with_terms(hw, cf.values)
+            values.update({t: v for t, v in cf.values.items() if v is not None})
+            before.update({t: getattr(fit.profile.efficiency, t) for t in CALL_TERMS
+                           if cf.values[t] is not None})
+            terms += tuple(t for t in CALL_TERMS if cf.values[t] is not None)
+            diag["call"] = {**as_dict(cf), "probes": [p.name for p in probes]}
+    wu = [s.run for s in runs if s.run.weight_updates]
+    if wu:
+        try:
+            lf = fit_load_term(wu, hw)
+        except ValueError as exc:
+            diag["load"] = {"skipped": str(exc)}
+        else:
+            before.update({t: getattr(hw.efficiency, t) for t in LOAD_TERMS})
+            hw = with_terms(hw, {"sync_per_tensor_s": lf.per_tensor_s})
+            values["sync_per_tensor_s"] = lf.per_tensor_s
+            terms += LOAD_TERMS
+            diag["load"] = {**as_dict(lf), "runs": [f"{s.source}/{s.label}" for s in runs
+                                                     if s.run.weight_updates]}
+    if diag:
+        parts = [k for k in ("call", "load") if k in diag and "skipped" not in diag[k]]
+        hw = hw.model_copy(update={"source": f"{hw.source}; sampler host terms "
+                                             f"({', '.join(parts) or 'none'}) from the "
+                                             "generate probe and engine weight updates"})
+    return dc_replace(fit, profile=hw, values=values, before=before, terms=terms), diag
+
+
 def write_engine_profile(fit: EngineFit, out: Path, base_path: Path, runs: list[SourcedRun],
-                         clock: str, left_out: list[str] | None = None) -> tuple[Path, Path]:
+                         clock: str, left_out: list[str] | None = None,
+                         host: dict | None = None) -> tuple[Path, Path]:
     """PROFILE.yaml (HardwareProfile with a calibration block) and PROFILE.fit.json."""
     from calibration.fit import finite, load_fit_notes
 
@@ -340,13 +426,17 @@ def write_engine_profile(fit: EngineFit, out: Path, base_path: Path, runs: list[
         "fit": {"terms": list(fit.terms), "values": fit.values, "before": fit.before,
                 "at_bound": list(fit.at_bound), "steps": fit.steps, "r2_log": fit.r2_log,
                 "median_abs_log_error": fit.median_abs_log_error,
-                "prefill_steps": fit.prefill_steps, "prefill_r2_log": fit.prefill_r2_log},
+                "prefill_steps": fit.prefill_steps, "prefill_r2_log": fit.prefill_r2_log,
+                "spec_steps": fit.spec_steps,
+                "spec_median_abs_log_error": fit.spec_median_abs_log_error,
+                "spec_median_abs_log_error_without": fit.spec_median_abs_log_error_without},
         "kept_from_base": sorted(set(type(prof.efficiency).model_fields) - set(fit.terms)),
         "runs": [{"run": f"{s.source}/{s.label}", "model": s.run.model.get("name"),
                   "threads": s.run.threads, "load_avg": s.run.load_avg_before,
                   "cpu_share": s.run.cpu_share, "wall_s": s.run.wall_s,
                   "steps": len(s.run.steps)} for s in runs],
         "runs_left_out": left_out or [],
+        "host_terms": host or {},
         # the GRPO validation's simulated verifier reads these (calibration.validate)
         "verifier": base_notes.get("verifier", {}),
         "provenance": {**base_notes.get("provenance", {}), "vllm_version": vllm_version,
@@ -395,7 +485,9 @@ def calibrate(args: argparse.Namespace) -> int:
     left_out = [f"{s.source}/{s.label} (cpu share {s.run.cpu_share:.2f})" for s in candidates
                 if s not in held_in]
     fit = fit_engine_profile(held_in, base, clock=args.clock if args.clock != "step" else "cpu")
-    path, side = write_engine_profile(fit, out, base_path, held_in, args.clock, left_out)
+    probes = probe_files(getattr(args, "probe", None) or [])
+    fit, host = fit_host_terms(fit, runs, probes, args.min_cpu_share)
+    path, side = write_engine_profile(fit, out, base_path, held_in, args.clock, left_out, host)
     if args.json:
         print(side.read_text())
         return 0
@@ -403,12 +495,29 @@ def calibrate(args: argparse.Namespace) -> int:
     print(f"profile {path} (vLLM engine fit on {fit.steps} pure-decode steps of {len(held_in)} "
           f"held-in runs, models {', '.join(models)}, {args.clock} clock)")
     for t in fit.terms:
-        print(f"  {t:<20}{fit.values[t]:11.4g}   (base {fit.before[t]:.4g})"
+        base_v = fit.before[t]
+        print(f"  {t:<22}{fit.values[t]:11.4g}   (base "
+              f"{'None' if base_v is None else format(base_v, '.4g')})"
               + ("  (at bound: not identified by these runs)" if t in fit.at_bound else ""))
     print(f"  R^2 (log step time) {fit.r2_log:.3f}; median |log error| "
           f"{fit.median_abs_log_error:.3f}"
           + (f"; prefill: {fit.prefill_steps} steps, R^2 (log) {fit.prefill_r2_log:.3f}"
-             if fit.prefill_steps else "; prefill terms kept (no prefill-only runs)"))
+             if fit.prefill_steps else "; prefill terms kept (no prefill-only runs)")
+          + (f"; ngram host terms: {fit.spec_steps} spec steps, median |log error| "
+             f"{fit.spec_median_abs_log_error_without:.3f} -> {fit.spec_median_abs_log_error:.3f}"
+             if fit.spec_steps else "; ngram host terms not fitted (no held-in ngram runs)"))
+    if "call" in host:
+        c = host["call"]
+        print("  generate call: " + (c["skipped"] if "skipped" in c else
+              f"{c['calls']} probe calls of {'/'.join(map(str, c['sizes']))} sequences, median "
+              f"|error| of the engine replay {100 * c['median_abs_rel_error_without']:.0f} % -> "
+              f"{100 * c['median_abs_rel_error']:.0f} % with the call terms"))
+    if "load" in host:
+        ld = host["load"]
+        print("  weight load: " + (ld["skipped"] if "skipped" in ld else
+              f"{ld['updates']} engine weight updates, median {1e3 * ld['median_update_s']:.1f} ms"
+              f" (modelled copy {1e3 * ld['copy_s']:.1f} ms, the rest over {ld['tensors']} "
+              "tensors)"))
     if left_out:
         print(f"  left out (CPU share < {args.min_cpu_share}): {', '.join(left_out)}")
     print(f"  fit report: {side}")
@@ -586,7 +695,7 @@ def text_report(val: EngineValidation) -> str:
     if val.grpo:
         out.append("== full GRPO step, vLLM sampler backend (s per step: measured / sim / err%)")
         for g in val.grpo:
-            out.append(f"{g.session:<10}{g.config:<28}{g.quantity:<12}{g.measured_s:>8.3f} /"
+            out.append(f"{g.session:<10}{g.config:<28}{g.quantity:<16}{g.measured_s:>8.3f} /"
                        f"{g.simulated_s:>8.3f} / {g.error_pct:+6.1f}")
         out.append(f"step-time MAPE % {val.grpo_mape('step_time'):.1f}; {val.grpo_note}")
     return "\n".join(out)

@@ -26,12 +26,14 @@ import time
 from pathlib import Path
 
 from calibration.engine_records import EngineRun, EngineWorkload, RequestRecord
+from rlvr_sim.hardware import HardwareProfile
 
 
-def replay_s(prompt_tokens: int, lengths: list[int], k: int, model: dict, profile: str) -> float:
-    """The simulator's generate time (last finish) of one call's requests, all at t = 0."""
+def replay_s(prompt_tokens: int, lengths: list[int], k: int, model: dict,
+             profile: "str | HardwareProfile") -> float:
+    """The simulator's generate time (last finish) of one call's requests, all at t = 0, with
+    `profile` (a path or a loaded profile)."""
     from calibration.engine_validate import simulate_run
-    from rlvr_sim.hardware import HardwareProfile
 
     w = EngineWorkload(name="probe", prompts=len(lengths) // k, k=k, prompt_tokens=prompt_tokens,
                        cap_tokens=max(lengths), block_tokens=128)
@@ -42,7 +44,8 @@ def replay_s(prompt_tokens: int, lengths: list[int], k: int, model: dict, profil
     run = EngineRun(workload=w, engine="probe", model=model, threads=1, load_avg_before=0.0,
                     load_avg_after=0.0, wall_s=0.0, requests=reqs, steps=(),
                     preemptions_total=None, kv_blocks_engine=100_000)
-    return max(simulate_run(run, HardwareProfile.load(profile)).finish_s)
+    hw = profile if isinstance(profile, HardwareProfile) else HardwareProfile.load(profile)
+    return max(simulate_run(run, hw).finish_s)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -51,7 +54,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True)
     p.add_argument("--repeats", type=int, default=10)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--shapes", default="8x4",
+                   help="comma-separated PROMPTSxK call shapes, interleaved per repeat (A B A B); "
+                        "several sizes separate the call's fixed cost from its per-sequence cost")
     a = p.parse_args(argv)
+    shapes = [tuple(int(x) for x in sh.split("x")) for sh in a.shapes.split(",") if sh.strip()]
     os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", "0" if a.threads == 1 else f"0-{a.threads - 1}")
     import numpy as np
     import torch
@@ -63,27 +70,33 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(a.threads)
     model = BENCH_MODELS["tiny-4m"]
-    prompts_n, k, new_tokens, prompt_len = 8, 4, 32, 10
+    new_tokens, prompt_len = 32, 10
     rng = np.random.default_rng(0)
-    prompts = [rng.integers(4, 100, prompt_len).tolist() for _ in range(prompts_n)]
-    params = SamplingParams(samples_per_prompt=k, max_new_tokens=new_tokens)
+    prompts_all = [rng.integers(4, 100, prompt_len).tolist()
+                   for _ in range(max(n for n, _ in shapes))]
     rows = []
     with tempfile.TemporaryDirectory(prefix="vllm-probe-") as tmp:
         policy = build_random_policy(model, device="cpu", threads=a.threads, seed=0)
         sampler = VllmSampler.from_policy(policy, tmp, VllmOptions(dtype="fp32", kv_cache_gib=1))
-        sampler.generate(prompts, params, seed=999)                     # warm-up
-        for r in range(a.repeats):
+        for prompts_n, k in shapes:                                     # warm-up
+            sampler.generate(prompts_all[:prompts_n],
+                             SamplingParams(samples_per_prompt=k, max_new_tokens=new_tokens),
+                             seed=999)
+        for r, (prompts_n, k) in ((r, sh) for r in range(a.repeats) for sh in shapes):
+            prompts = prompts_all[:prompts_n]
+            params = SamplingParams(samples_per_prompt=k, max_new_tokens=new_tokens)
             load = os.getloadavg()[0]
             c0, t0 = time.process_time(), time.perf_counter()
             batch = sampler.generate(prompts, params, seed=r)
             wall, cpu = time.perf_counter() - t0, (time.process_time() - c0) / a.threads
             lengths = [len(x.completion_ids) for x in batch.rollouts]
             sim = replay_s(prompt_len, lengths, k, model, a.profile)
-            rows.append({"repeat": r, "wall_s": wall, "cpu_s": cpu, "simulated_s": sim,
+            rows.append({"repeat": r, "prompts": prompts_n, "k": k,
+                         "sequences": prompts_n * k, "wall_s": wall, "cpu_s": cpu, "simulated_s": sim,
                          "cpu_share": cpu / wall if wall > 0 else float("nan"),
                          "load_avg": load, "mean_length": statistics.fmean(lengths),
                          "max_length": max(lengths), "lengths": lengths})
-            print(f"r{r}: wall {wall:.3f} s, cpu {cpu:.3f} s, sim {sim:.3f} s, "
+            print(f"r{r} {prompts_n}x{k}: wall {wall:.3f} s, cpu {cpu:.3f} s, sim {sim:.3f} s, "
                   f"cpu/sim {cpu / sim:.2f}, wall/cpu {wall / cpu:.2f}, load {load:.1f}, "
                   f"lengths mean {statistics.fmean(lengths):.1f} max {max(lengths)}",
                   file=sys.stderr, flush=True)
@@ -92,8 +105,10 @@ def main(argv: list[str] | None = None) -> int:
     quiet = [r for r in rows if r["cpu_share"] >= 0.7]      # as the engine fit's filter
     med_quiet = ({q: statistics.median(r[q] for r in quiet) for q in ("cpu_s", "simulated_s")}
                  if quiet else None)
-    out = {"model": "tiny-4m", "shape": {"prompts": prompts_n, "k": k, "max_new_tokens": new_tokens,
+    out = {"model": "tiny-4m", "shape": {"prompts": shapes[0][0], "k": shapes[0][1],
+                                         "max_new_tokens": new_tokens,
                                          "prompt_tokens": prompt_len},
+           "shapes": [f"{n}x{k}" for n, k in shapes],
            "threads": a.threads, "profile": a.profile, "rows": rows, "median": med,
            "median_cpu_share_0.7": med_quiet, "rows_cpu_share_0.7": len(quiet)}
     Path(a.out).write_text(json.dumps(out, indent=1) + "\n")

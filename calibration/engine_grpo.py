@@ -46,7 +46,10 @@ GRPO_CONFIGS: tuple[ValidationConfig, ...] = (
 )
 
 
-_ORDER = ("step_time", "generate", "verify", "train", "weight_sync")
+_ORDER = ("step_time", "step_time_1core", "generate", "verify", "train", "weight_sync")
+# the async config's step simulated as if sampler and trainer shared ONE device: no overlap, so
+# the same run simulated synchronously (see shared_core_step_s)
+SHARED_CORE = "step_time_1core"
 
 
 @dataclass(frozen=True)
@@ -92,6 +95,9 @@ def resimulate(report: dict, profile: str | Path, session: str = "") -> list[Grp
             # on the critical path in both, so it compares too (validate.compare keeps train only)
             mine.append(GrpoRow(cfg.name, "generate", measured.phase_s["generate"],
                                 sim_phase.get("generate", 0.0), session))
+        if cfg.mode == "async":
+            mine.append(GrpoRow(cfg.name, SHARED_CORE, measured.step_s,
+                                shared_core_step_s(cfg, measured, Path(profile)), session))
         load = entry.get("sampler_weight_load_s")
         if cfg.mode == "sync" and load is not None:
             # the sampler's load of each new version (vLLM reload_weights), on the critical path
@@ -101,6 +107,21 @@ def resimulate(report: dict, profile: str | Path, session: str = "") -> list[Grp
         rows += sorted(mine, key=lambda r: _ORDER.index(r.quantity)
                        if r.quantity in _ORDER else len(_ORDER))
     return rows
+
+
+def shared_core_step_s(cfg: ValidationConfig, measured, profile: Path) -> float:
+    """The simulator's step time of an async config whose sampler and trainer share one device
+    (the CPU-equivalent of the 2-core machine, where both processes run at threads = 1 next to
+    other load): a device time-shared by both does at most one thing at a time, so async-1
+    gains nothing from overlap and its step is the same run simulated synchronously (sampler
+    generate call included). An upper bound on the shared-device step: the simulator has no
+    time-sharing device, and perfect interleaving could hide the verifier's wait."""
+    from dataclasses import replace
+
+    from calibration.validate import simulate_run
+
+    step_s, _ = simulate_run(replace(cfg, mode="sync", max_staleness=0), measured, profile)
+    return step_s
 
 
 def sampler_weight_load_s(trace_path: Path) -> float | None:

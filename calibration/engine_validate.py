@@ -72,6 +72,10 @@ class EngineCostModel:
         return decode_span_s(self.coeffs, self.spec, sequences, context_tokens_sum,
                              context_tokens_max, iterations)
 
+    def sampler_call_s(self, sequences: int) -> float:
+        """0: the engine runs are driven step by step (llm_engine.step()), no generate call."""
+        return 0.0
+
 
 @dataclass(frozen=True)
 class SimulatedRun:

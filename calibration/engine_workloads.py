@@ -32,6 +32,9 @@ HELD_IN: tuple[EngineWorkload, ...] = (
     *(replace(BASE, name=f"fit-prefill-{n}", prompts=8, k=1, prompt_tokens=n, median_tokens=1,
               sigma=0.0, cap_tokens=1, prefix_caching=False, max_batched_tokens=8192, seed=104)
       for n in (32, 128, 512, 1024)),
+    # ngram speculative decoding: fits the host cost of a speculative step (ngram_draft_fixed_s,
+    # ngram_draft_s_per_seq; engine_validate.fit_spec_host_terms), so `ngram` stays held out
+    replace(BASE, name="fit-ngram", speculative="ngram", draft_tokens=4, seed=105),
 )
 
 HELD_OUT: tuple[EngineWorkload, ...] = (

@@ -48,6 +48,10 @@ def configure_env(threads: int, kv_cache_gib: int) -> None:
     os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(kv_cache_gib))
     os.environ["VLLM_CPU_OMP_THREADS_BIND"] = f"0-{threads - 1}" if threads > 1 else "0"
+    # vLLM's ngram proposer runs numba, whose thread pool defaults to every core: on a shared
+    # 2-core machine its threads made a speculative step 5-15x slower (wall and CPU clock alike;
+    # CPU share > 1 at threads=1). Pin it like the OpenMP pool.
+    os.environ.setdefault("NUMBA_NUM_THREADS", str(threads))
 
 
 def _counters(llm) -> dict[str, float]:

@@ -108,6 +108,15 @@ class Efficiency(BaseModel):
     ngram_draft_s_per_seq: float | None = Field(
         None, ge=0, description="host seconds per ngram speculative step per running sequence; "
         "None: not modelled (0)")
+    # --- sampler generate-call host cost (issue 19; None: not measured, not modelled) --------
+    sampler_call_fixed_s: float | None = Field(
+        None, ge=0, description="host seconds of one sampler generate call beyond the engine's "
+        "steps (request fan-out, output assembly), fixed part; paid once per replica per "
+        "synchronous generation round; fitted from generate-probe records (calibration."
+        "engine_generate_probe); None: not modelled (0)")
+    sampler_call_s_per_seq: float | None = Field(
+        None, ge=0, description="host seconds of one sampler generate call per sequence it "
+        "returns (behaviour log-probs, output objects); None: not modelled (0)")
 
 
 class CalibrationInfo(BaseModel):

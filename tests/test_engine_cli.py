@@ -107,6 +107,54 @@ def test_calibrate_vllm_one_depth_leaves_layer_overhead(tmp_path):
         HardwareProfile.load(engine_cli.DEFAULT_BASE).efficiency.layer_overhead_s)
 
 
+def test_calibrate_vllm_fits_ngram_host_terms_from_held_in_ngram_runs_only(tmp_path):
+    """The held-in fit-ngram runs give the ngram host terms; the held-out `ngram` runs are never
+    fitted (without held-in ngram runs the terms stay None: not modelled)."""
+    out = tmp_path / "p.yaml"
+    assert cli_main(["calibrate", "--backend", "vllm", "--out", str(out),
+                     "--runs", str(RUNS / "cpu-2core-t1"),
+                     "--runs", str(RUNS / "cpu-2core-t1-ngram-4m")]) == 0
+    notes = json.loads((tmp_path / "p.fit.json").read_text())
+    eff = HardwareProfile.load(out).efficiency
+    assert {"ngram_draft_fixed_s", "ngram_draft_s_per_seq"} <= set(notes["fit"]["terms"])
+    assert eff.ngram_draft_fixed_s is not None and eff.ngram_draft_fixed_s > 0
+    assert eff.ngram_draft_fixed_s == pytest.approx(notes["fit"]["values"]["ngram_draft_fixed_s"])
+    fitted_runs = [r["run"] for r in notes["runs"]]
+    assert any("fit-ngram" in r for r in fitted_runs)
+    assert not any(r.split("/")[-1].startswith("ngram.") for r in fitted_runs)
+    # the spec steps' median |log error| falls with the host terms (verify pass alone misses)
+    assert notes["fit"]["spec_median_abs_log_error"] < notes["fit"]["spec_median_abs_log_error_without"]
+    out2 = tmp_path / "q.yaml"
+    assert cli_main(["calibrate", "--backend", "vllm", "--out", str(out2),
+                     "--runs", str(RUNS / "cpu-2core-t1")]) == 0
+    assert HardwareProfile.load(out2).efficiency.ngram_draft_fixed_s is None
+
+
+def test_calibrate_vllm_fits_the_sampler_host_terms_from_probe_and_weight_updates(tmp_path):
+    """Generate-call terms from the recorded probes, the per-tensor load from the wu-* runs'
+    engine weight updates; `--probe none` leaves the call terms unmodelled (None)."""
+    out = tmp_path / "p.yaml"
+    assert cli_main(["calibrate", "--backend", "vllm", "--out", str(out),
+                     "--runs", str(RUNS / "cpu-2core-t1"),
+                     "--runs", str(RUNS / "cpu-2core-t1-wu")]) == 0
+    notes = json.loads((tmp_path / "p.fit.json").read_text())
+    eff = HardwareProfile.load(out).efficiency
+    host = notes["host_terms"]
+    assert host["call"]["calls"] >= 3 and len(host["call"]["sizes"]) >= 2
+    assert eff.sampler_call_fixed_s == pytest.approx(host["call"]["values"]["sampler_call_fixed_s"])
+    assert eff.sampler_call_s_per_seq > 0
+    assert host["call"]["median_abs_rel_error"] < host["call"]["median_abs_rel_error_without"]
+    ld = host["load"]
+    assert ld["updates"] == 6 and ld["tensors"] == 50
+    assert eff.sync_per_tensor_s == pytest.approx((ld["median_update_s"] - ld["copy_s"]) / 50)
+    assert not any("grpo-vllm" in p for p in host["call"]["probes"])        # GRPO held out
+    out2 = tmp_path / "q.yaml"
+    assert cli_main(["calibrate", "--backend", "vllm", "--out", str(out2), "--probe", "none",
+                     "--runs", str(RUNS / "cpu-2core-t1")]) == 0
+    eff2 = HardwareProfile.load(out2).efficiency
+    assert eff2.sampler_call_fixed_s is None and eff2.sampler_call_s_per_seq is None
+
+
 def test_vllm_backend_without_the_venv_says_how_to_get_it(tmp_path, capsys):
     rc = cli_main(["calibrate", "--backend", "vllm", "--out", str(tmp_path / "p.yaml"),
                    "--vllm-venv", str(tmp_path / "nowhere")])
@@ -149,6 +197,16 @@ def test_validate_vllm_json_on_recorded_runs(tmp_path, capsys):
     assert {r["config"] for r in grpo} == {"4m-vllm-sync-p8k4-r32", "4m-vllm-async1-p8k4-r32"}
     sync = {r["quantity"] for r in grpo if r["config"] == "4m-vllm-sync-p8k4-r32"}
     assert sync >= {"step_time", "generate", "train"}
+    # async-1 on one shared device (the 2-core machine's CPU-equivalent): no overlap, so never
+    # faster than the simulator's async step on separate devices; async configs only
+    for session in {r["session"] for r in grpo}:
+        rows = {(r["config"], r["quantity"]): r for r in grpo if r["session"] == session}
+        shared = rows[("4m-vllm-async1-p8k4-r32", "step_time_1core")]
+        apart = rows[("4m-vllm-async1-p8k4-r32", "step_time")]
+        assert shared["simulated_s"] >= apart["simulated_s"]
+        assert shared["measured_s"] == apart["measured_s"]
+    assert not any(r["quantity"] == "step_time_1core" for r in grpo
+                   if r["config"] == "4m-vllm-sync-p8k4-r32")
 
 
 def test_validate_vllm_text_names_the_worst_dynamic(tmp_path, capsys):
@@ -222,3 +280,17 @@ def test_prefill_fit_recovers_known_terms():
     assert values["prefill_mfu"] == pytest.approx(0.21, rel=1e-3)
     assert values["prefill_overhead_s"] == pytest.approx(0.004, rel=1e-3)
     assert r2 == pytest.approx(1.0, abs=1e-6)
+
+
+def test_engine_runs_pin_numbas_thread_pool(monkeypatch):
+    """vLLM's ngram proposer runs numba: its pool is pinned to --threads like OpenMP's (the
+    unpinned pool made a speculative step 5-15x slower on the shared 2-core machine)."""
+    from calibration.vllm_engine import configure_env
+
+    for var in ("NUMBA_NUM_THREADS", "VLLM_CPU_OMP_THREADS_BIND", "VLLM_CPU_KVCACHE_SPACE",
+                "HF_HUB_OFFLINE", "VLLM_ENABLE_V1_MULTIPROCESSING"):     # restored after
+        monkeypatch.delenv(var, raising=False)
+    configure_env(2, 1)
+    import os
+    assert os.environ["NUMBA_NUM_THREADS"] == "2"
+    assert os.environ["VLLM_CPU_OMP_THREADS_BIND"] == "0-1"

@@ -20,7 +20,8 @@ from rlvr_sim.cost.balance import Balance, batch_balance
 from rlvr_sim.cost.memory import SamplerMemoryPlan, TrainerMemory, sampler_memory_plan, trainer_memory
 from rlvr_sim.cost.params import ParamCounts, kv_bytes_per_token, param_counts, weight_bytes
 from rlvr_sim.cost.sampler import (DecodeBreakdown, DecodeCoeffs, PrefillBreakdown, SamplerShape,
-                                   Speculative, decode_iteration_c, decode_span_s, prefill, step_s)
+                                   Speculative, decode_iteration_c, decode_span_s, prefill,
+                                   sampler_call_s, step_s)
 from rlvr_sim.cost.trainer import TrainBreakdown, TrainerShape, train_step
 from rlvr_sim.cost.weight_sync import SyncLayout, WeightSyncBreakdown, switch_s, weight_sync
 from rlvr_sim.hardware import HardwareProfile
@@ -182,6 +183,11 @@ class CostModel:
         """Seconds of `iterations` decode iterations of a fixed batch (see cost.sampler)."""
         return decode_span_s(self.decode_coeffs, self.speculative, sequences, context_tokens_sum,
                              context_tokens_max, iterations)
+
+    def sampler_call_s(self, sequences: int) -> float:
+        """Host seconds of one generate call of `sequences` sequences on one replica, beyond
+        its engine steps (cost.sampler.sampler_call_s; 0 where the profile has no such terms)."""
+        return sampler_call_s(self.hardware, sequences)
 
     # --- trainer, sync --------------------------------------------------------------------------
     def train_step(self, sequences: int, prompt_tokens: int, output_tokens: int) -> TrainBreakdown:

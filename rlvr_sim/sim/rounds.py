@@ -39,6 +39,11 @@ def generate_and_verify(env: simpy.Environment, engines: list[ReplicaEngine],
     dispatch(batch.groups, engines)
     finished: list[Finished] = []
     for e in engines:
+        # one generate call per replica per round: its host cost (fan-out, output assembly,
+        # log-probs; cost.sampler.sampler_call_s) comes before the engine's first step
+        call_s = e.cm.sampler_call_s(e.load) if e.load else 0.0
+        if call_s > 0:
+            e.clock += call_s
         finished.extend(e.run_to_idle())
     finished = arrival_order(finished)
     rec.generated(finished)
