@@ -21,6 +21,7 @@ from rlvr_sim.cost.memory import SamplerMemoryPlan, TrainerMemory, sampler_memor
 from rlvr_sim.cost.params import ParamCounts, kv_bytes_per_token, param_counts, weight_bytes
 from rlvr_sim.cost.sampler import (DecodeBreakdown, DecodeCoeffs, PrefillBreakdown, SamplerShape,
                                    Speculative, decode_iteration_c, decode_span_s, prefill, step_s)
+from rlvr_sim.cost.sampler_vec import step_s_v
 from rlvr_sim.cost.trainer import TrainBreakdown, TrainerShape, train_step
 from rlvr_sim.cost.weight_sync import SyncLayout, WeightSyncBreakdown, switch_s, weight_sync
 from rlvr_sim.hardware import HardwareProfile
@@ -176,6 +177,12 @@ class CostModel:
         """One iteration (one verify step with speculative decoding)."""
         return step_s(self.decode_coeffs, self.speculative, sequences, context_tokens_sum,
                       context_tokens_max)
+
+    def decode_steps_s(self, sequences: np.ndarray, context_tokens_sum: np.ndarray,
+                       context_tokens_max: np.ndarray) -> np.ndarray:
+        """`decode_step_s` of many batches at once (arrays in, array out; cost.sampler_vec)."""
+        return step_s_v(self.decode_coeffs, self.speculative, sequences, context_tokens_sum,
+                        context_tokens_max)
 
     def decode_span_s(self, sequences: int, context_tokens_sum: float, context_tokens_max: float,
                       iterations: int) -> float:

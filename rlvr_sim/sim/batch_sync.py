@@ -18,12 +18,16 @@ from __future__ import annotations
 
 import bisect
 import math
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
 if TYPE_CHECKING:
+    from rlvr_sim.sim.columns import FinishedColumns
+    from rlvr_sim.sim.recorder import Recorder
     from rlvr_sim.sim.sampler import Finished, ReplicaEngine
+    from rlvr_sim.sim.source import Batch, Group
+    from rlvr_sim.sim.verifier import VerifierPool
 
 
 def run_whole_batch(e: "ReplicaEngine") -> "list[Finished] | None":
@@ -152,3 +156,285 @@ def run_whole_batch(e: "ReplicaEngine") -> "list[Finished] | None":
     replica, version = e.replica, e.version
     return [new(Finished, (s, step, replica, pt, tg, version, 1, start_s, end))
             for s, pt, tg, end in zip(samples, prompt[order].tolist(), target[order].tolist(), ends.tolist())]
+
+
+# ---------------------------------------------------------------------------------------------
+# All replicas of a sync round at once, kept as columns up to the recorder.
+
+
+class _Queue:
+    """Stands in for a ReplicaEngine in `dispatch`: takes its load, records the groups it gets."""
+
+    __slots__ = ("replica", "load", "groups")
+
+    def __init__(self, replica: int, load: int):
+        self.replica, self.load = replica, load
+        self.groups: "list[Group]" = []
+
+    def submit(self, group: "Group") -> None:
+        self.groups.append(group)
+
+
+def sync_round(engines: "list[ReplicaEngine]", verifier: "VerifierPool", rec: "Recorder", step: int,
+               batch: "Batch", dispatch: "Callable[[tuple[Group, ...], list], object]") -> float | None:
+    """One synchronous generation round of `batch` on every replica, verified and recorded, with
+    numpy over all the replicas' samples at once; the time its last reward is known, or None
+    (nothing changed) when the path does not apply (an engine not idle or not coalescing, engines
+    that differ, whole-batch off). The groups go where `dispatch` sends them; a replica whose batch
+    does not fit whole (concurrency or KV pool: see the module docstring) runs the event engine.
+    Same results as `run_to_idle` per replica + `arrival_order` + `VerifierPool.serve`, to float
+    rounding (tests/test_sim_whole_batch.py compares them on every shipped scenario)."""
+    from rlvr_sim.sim.columns import FinishedColumns
+
+    if not engines:
+        return None
+    e0 = engines[0]
+    cm, same = e0.cm, (e0.bt, e0.tpi, e0.prefix, e0.kv_blocks, e0.coalesce, e0.interpolate,
+                       e0.max_concurrent, _simpson(e0))
+    for e in engines:
+        if (not e.whole_batch or e.running or e.seg is not None or e.waiting or not e.admit_enabled
+                or e.coalesce <= 0 or step > e.version + e.eta or e.cm is not cm
+                or (e.bt, e.tpi, e.prefix, e.kv_blocks, e.coalesce, e.interpolate,
+                    e.max_concurrent, _simpson(e)) != same):
+            return None
+    queues = [_Queue(e.replica, e.load) for e in engines]
+    dispatch(batch.groups, queues)
+    blocks, fallback = _columns_of_round(engines, queues, step)
+    for r in fallback:
+        e = engines[r]
+        for g in queues[r].groups:
+            e.submit(g)
+        blocks.append(FinishedColumns.from_finished(step, e.run_to_idle()))
+    finished = FinishedColumns.concat(step, blocks)
+    finished = finished.take(finished.arrival_order())
+    rec.generated_columns(finished)
+    verified = verifier.serve_columns(finished, batch)
+    rec.verified_columns(verified)
+    return float(verified.end_s.max())
+
+
+def _simpson(e: "ReplicaEngine") -> bool:
+    """Whether the engine costs spans with its 3-point Simpson rule on cm.decode_step_s."""
+    return getattr(e._span, "__func__", None) is type(e)._simpson_span
+
+
+def _columns_of_round(engines: "list[ReplicaEngine]", queues: list[_Queue], step: int
+                      ) -> "tuple[list[FinishedColumns], list[int]]":
+    """Run every replica's queued groups (`queues`) as one admitted batch each, all replicas in
+    one numpy pass: the finished samples as column blocks, and the replicas left to the event
+    engine (nothing changed in them). Mirrors `run_whole_batch` replica by replica."""
+    from rlvr_sim.sim.columns import FinishedColumns
+    from rlvr_sim.sim.sampler import StepCounters
+
+    e0 = engines[0]
+    bt, tpi, frag, kv, coalesce = e0.bt, e0.tpi, e0.frag, e0.kv_blocks, e0.coalesce
+    kv_limited = kv != math.inf
+    n_rep = len(engines)
+    groups = [g for q in queues for g in q.groups]
+    if not groups:
+        return [], []
+    k_of = np.fromiter((len(g.response_tokens) for g in groups), dtype=np.int64, count=len(groups))
+    g_rep = np.repeat(np.arange(n_rep), [len(q.groups) for q in queues])
+    count = np.bincount(g_rep, weights=k_of, minlength=n_rep).astype(np.int64)
+    max_conc = e0.max_concurrent
+    ok = (count > 0) & (count <= max_conc)
+    n = int(k_of.sum())
+    g_prompt = np.fromiter((g.prompt_tokens for g in groups), dtype=np.int64, count=len(groups))
+    g_first = np.fromiter((g.first_sample for g in groups), dtype=np.int64, count=len(groups))
+    target = np.fromiter((t for g in groups for t in g.response_tokens), dtype=np.int64, count=n)
+    gidx = np.repeat(np.arange(len(groups)), k_of)               # group of each queued sample
+    g_start = np.cumsum(k_of) - k_of
+    sample = g_first[gidx] + (np.arange(n) - g_start[gidx])
+    prompt = g_prompt[gidx]
+    rep = g_rep[gidx]
+    rep_start = np.cumsum(count) - count                          # queue offset of each replica
+    pos = np.arange(n) - rep_start[rep]                           # position in its replica's queue
+    it0_r = np.array([e.it for e in engines], dtype=np.int64)
+    g_shared = g_prompt // bt if e0.prefix else np.zeros(len(groups), dtype=np.int64)
+    shared = g_shared[gidx]
+    private = (prompt - shared * bt).astype(float)
+    # the admission round's KV check (a group's first sample brings its shared blocks)
+    shared_r = np.bincount(g_rep, weights=g_shared.astype(float), minlength=n_rep)
+    private_r = np.bincount(rep, weights=private, minlength=n_rep)
+    if kv_limited:
+        ok &= ~(shared_r + (private_r + count * tpi) / bt + count * frag > kv)
+    todo = np.maximum(np.ceil((target / tpi) - 1e-9), 1).astype(np.int64)
+    finish = it0_r[rep] + todo
+    order = np.lexsort((pos, finish, rep))         # per replica, finishing order (finish, admit)
+    f_it, f_rep = finish[order], rep[order]
+    f_prompt = prompt[order].astype(float)
+    f_private = private[order]
+    rep_end = rep_start + count
+    # running set at a finish position m of a replica = its positions >= m: suffix sums, maxima
+    def suffix(x: np.ndarray) -> np.ndarray:
+        s = np.append(np.cumsum(x[::-1])[::-1], 0.0)
+        return s - s[rep_end][f_rep_ext]
+    f_rep_ext = np.append(f_rep, n_rep - 1)
+    ctx_suffix = suffix(f_prompt)
+    priv_suffix = suffix(f_private)
+    big = int(prompt.max()) + 1
+    lift = (n_rep - f_rep) * big
+    max_suffix = np.append(np.maximum.accumulate((prompt[order] + lift)[::-1])[::-1] - lift, 0)
+    last_of_group = np.zeros(n, dtype=float)        # shared blocks held while the group runs
+    f_gid = gidx[order]
+    _, last_rev = np.unique(f_gid[::-1], return_index=True)
+    last = n - 1 - last_rev
+    last_of_group[last] = shared[order][last]
+    shared_suffix = suffix(last_of_group)
+    # prefix sums over finishes, relative to each replica's first iteration
+    f_rel = f_it - it0_r[f_rep]
+    gone_w = f_prompt + tpi * f_rel                 # context a finished sequence had at its finish
+    f_cum = np.append(0.0, np.cumsum(f_rel.astype(float)))
+    w_cum = np.append(0.0, np.cumsum(gone_w))
+    fw_cum = np.append(0.0, np.cumsum(f_rel * gone_w))
+    key_base = int(f_it.max()) + 1
+    key = f_rep * key_base + f_it                   # sorted: replica, then finish iteration
+    # plan the spans, one per active replica per pass
+    live = np.flatnonzero(ok)
+    m, stop, it = rep_start[live].copy(), rep_end[live], it0_r[live].copy()
+    sp_rep, sp_m, sp_end, sp_iters, sp_n, sp_sum, sp_max, sp_it = ([] for _ in range(8))
+    failed: list[np.ndarray] = []
+    act = np.arange(len(live))
+    while len(act):
+        r, mm, ii = live[act], m[act], it[act]
+        n_run = stop[act] - mm
+        k = np.minimum(n_run, np.maximum(1, (n_run * coalesce).astype(np.int64)))
+        iters = f_it[mm + k - 1] - ii
+        rel = ii - it0_r[r]
+        if kv_limited:
+            bad = shared_suffix[mm] + (priv_suffix[mm] + n_run * tpi * (rel + iters)) / bt \
+                + n_run * frag > kv
+            if bad.any():
+                failed.append(r[bad])
+                keep = ~bad
+                act, r, mm, ii, n_run, iters, rel = (x[keep] for x in (act, r, mm, ii, n_run, iters, rel))
+                if not len(act):
+                    break
+        end_it = ii + iters
+        probe = r * key_base + end_it
+        inside = np.searchsorted(key, probe, "left")       # finishes before the end leave early
+        end_m = np.searchsorted(key, probe, "right")
+        end_rel = end_it - it0_r[r]
+        n_mean = n_run.astype(float)
+        ctx_sum = ctx_suffix[mm] + n_run * tpi * rel
+        early = inside > mm
+        if early.any():
+            n_mean = n_mean - np.where(early, ((inside - mm) * end_rel - (f_cum[inside] - f_cum[mm]))
+                                       / iters, 0.0)
+            ctx_sum = ctx_sum - np.where(early, (end_rel * (w_cum[inside] - w_cum[mm])
+                                                 - (fw_cum[inside] - fw_cum[mm])) / iters, 0.0)
+        sp_rep.append(r)
+        sp_m.append(mm)
+        sp_end.append(end_m)
+        sp_iters.append(iters)
+        sp_n.append(n_mean)
+        sp_sum.append(ctx_sum)
+        sp_max.append(max_suffix[mm] + tpi * rel)
+        sp_it.append(end_it)
+        m[act], it[act] = end_m, end_it
+        act = act[end_m < stop[act]]
+    bad_reps = np.concatenate(failed) if failed else np.zeros(0, dtype=np.int64)
+    if len(bad_reps):
+        ok[bad_reps] = False
+    passes = len(sp_rep)
+    if not passes or not ok.any():
+        return [], np.flatnonzero((count > 0) & ~ok).tolist()
+    pass_no = np.repeat(np.arange(passes), [len(x) for x in sp_rep])
+    s_rep, s_m, s_end, s_iters, s_n, s_sum, s_max, s_it = (
+        np.concatenate(x) for x in (sp_rep, sp_m, sp_end, sp_iters, sp_n, sp_sum, sp_max, sp_it))
+    keep = ok[s_rep]
+    if not keep.all():
+        s_rep, s_m, s_end, s_iters, s_n, s_sum, s_max, s_it, pass_no = (
+            x[keep] for x in (s_rep, s_m, s_end, s_iters, s_n, s_sum, s_max, s_it, pass_no))
+    span = _span_costs(engines, s_rep, s_n, s_sum, s_max, s_iters)
+    # per replica, in span order: t0 of each span = clock after prefill + earlier spans
+    reps = np.flatnonzero(ok)
+    new_tokens = np.bincount(rep, weights=np.where(_first_of_group(gidx, n), prompt, prompt - shared * bt),
+                             minlength=n_rep)
+    table = np.zeros((passes + 1, n_rep))
+    table[pass_no + 1, s_rep] = span
+    busy_table = table.copy()
+    decode_table = table.copy()
+    counters = []
+    start_r = np.zeros(n_rep)
+    for r in reps.tolist():
+        e = engines[r]
+        c = e.counters.get(step)
+        if c is None:
+            c = e.counters[step] = StepCounters()
+        counters.append(c)
+        p = e.cm.prefill_s(int(new_tokens[r]), int(count[r]))
+        c.prefill_s += p
+        start_r[r] = e.clock
+        e.clock += p
+        e.busy_s += p
+        e.prefill_s += p
+        table[0, r] = e.clock
+        busy_table[0, r] = e.busy_s
+        decode_table[0, r] = c.decode_s
+    clock_at = np.cumsum(table, axis=0)               # row j: t0 of pass j's span (sequential sums)
+    busy_end = np.cumsum(busy_table, axis=0)[-1]
+    decode_end = np.cumsum(decode_table, axis=0)[-1]
+    spans_of = np.bincount(s_rep, minlength=n_rep)
+    iters_of = np.bincount(s_rep, weights=s_iters, minlength=n_rep)
+    last_it = np.zeros(n_rep, dtype=np.int64)
+    last_it[live] = it                                # each live replica's iteration at its end
+    for c, r in zip(counters, reps.tolist()):
+        e = engines[r]
+        e.segments += int(spans_of[r])
+        e.busy_s = float(busy_end[r])
+        e.clock = float(clock_at[-1, r])
+        e.it = int(last_it[r])
+        e._admits += int(count[r])
+        c.decode_s = float(decode_end[r])
+        c.decode_iterations += int(iters_of[r])
+    # finish times: the span's end, or (sync) interpolated inside a coalesced span
+    t0 = clock_at[pass_no, s_rep]
+    end_s = clock_at[pass_no + 1, s_rep]
+    rate = span / s_iters
+    by_rep = np.lexsort((pass_no, s_rep))           # spans in sample-position order
+    sizes = (s_end - s_m)[by_rep]
+    pick = np.repeat(by_rep, sizes)
+    rows = np.flatnonzero(ok[f_rep])                 # sorted positions of the replicas run here
+    t0_a, end_a, rate_a, it_a = t0[pick], end_s[pick], rate[pick], s_it[pick]
+    fi = f_it[rows]
+    if e0.interpolate:
+        positive = rate_a > 0
+        start_it = it_a - np.rint((end_a - t0_a) / np.where(positive, rate_a, 1.0))
+        ends = np.where((fi == it_a) | ~positive, end_a, t0_a + (fi - start_it) * rate_a)
+    else:
+        ends = end_a
+    src = order[rows]
+    version = np.array([e.version for e in engines], dtype=np.int64)
+    out = FinishedColumns(step, sample[src], rep[src], prompt[src], target[src], version[rep[src]],
+                          np.ones(len(src), dtype=np.int64), start_r[rep[src]], ends)
+    return [out], np.flatnonzero((count > 0) & ~ok).tolist()
+
+
+def _first_of_group(gidx: np.ndarray, n: int) -> np.ndarray:
+    """Whether each queued sample is its group's first (it prefills the whole prompt)."""
+    first = np.ones(n, dtype=bool)
+    first[1:] = gidx[1:] != gidx[:-1]
+    return first
+
+
+def _span_costs(engines: "list[ReplicaEngine]", rep: np.ndarray, n: np.ndarray, ctx_sum: np.ndarray,
+                ctx_max: np.ndarray, iters: np.ndarray) -> np.ndarray:
+    """Seconds of each planned span: the engines' Simpson rule on the cost model's vectorised
+    step time (`cm.decode_steps_s`) when both are there, else each engine's own span function."""
+    e0 = engines[0]
+    steps = getattr(e0.cm, "decode_steps_s", None)
+    if steps is None or not _simpson(e0):
+        return np.array([engines[r]._span(a, b, c, i) for r, a, b, c, i in
+                         zip(rep.tolist(), n.tolist(), ctx_sum.tolist(), ctx_max.tolist(),
+                             iters.tolist())], dtype=float)
+    tpi = e0.tpi
+    last_i = iters - 1
+    mid_i = last_i / 2
+    k = len(n)
+    t = steps(np.concatenate([n, n, n]),
+              np.concatenate([ctx_sum, ctx_sum + last_i * tpi * n, ctx_sum + mid_i * tpi * n]),
+              np.concatenate([ctx_max, ctx_max + last_i * tpi, ctx_max + mid_i * tpi]))
+    first, last, mid = t[:k], t[k:2 * k], t[2 * k:]
+    return np.where(iters == 1, first,
+                    np.where(iters == 2, first + last, iters * (first + 4 * mid + last) / 6))

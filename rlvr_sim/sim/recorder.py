@@ -16,10 +16,12 @@ import json
 from array import array
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field, fields
+from itertools import repeat
 
 import numpy as np
 import pandas as pd
 
+from rlvr_sim.sim.columns import FinishedColumns, VerifiedColumns
 from rlvr_sim.sim.sampler import Finished, StepCounters
 from rlvr_sim.sim.verifier import Verified
 from rlvr_sim.trace import TRACE_COLUMNS, to_frame
@@ -161,9 +163,29 @@ def _groups(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return order, uniq, first
 
 
-def _columns(records: list[tuple], fields: tuple[int, ...]) -> dict[int, np.ndarray]:
-    """Records (named tuples of numbers) -> field index -> float array of that field (only the
-    fields asked for: the conversion costs ~0.1 us per value)."""
+def _columns(records: "list[tuple] | list[Finished | FinishedColumns] | list[Verified | VerifiedColumns]",
+             fields: tuple[int, ...]) -> dict[int, np.ndarray]:
+    """Records (named tuples of numbers, or column blocks of them from the whole-batch path) ->
+    field index -> float array of that field, in record order (only the fields asked for: the
+    conversion costs ~0.1 us per value)."""
+    parts: list[dict[int, np.ndarray]] = []
+    run: list[tuple] = []
+    for rec in records:
+        if isinstance(rec, (FinishedColumns, VerifiedColumns)):
+            if run:
+                parts.append(_tuple_columns(run, fields))
+                run = []
+            parts.append(rec.fields())
+        else:
+            run.append(rec)
+    if run:
+        parts.append(_tuple_columns(run, fields))
+    if len(parts) == 1:
+        return parts[0]
+    return {i: np.concatenate([p[i] for p in parts]) for i in fields}
+
+
+def _tuple_columns(records: list[tuple], fields: tuple[int, ...]) -> dict[int, np.ndarray]:
     cols = list(zip(*records))
     return {i: np.fromiter(cols[i], dtype=float, count=len(records)) for i in fields}
 
@@ -183,8 +205,8 @@ class Recorder:
         self.staleness: Counter = Counter()
         # (what, step or sample, time_s...) in the order things happened, for exact-log tests
         self.log: list[tuple] | None = [] if log else None
-        self._gen: dict[int, list[Finished]] = defaultdict(list)
-        self._ver: dict[int, list[Verified]] = defaultdict(list)
+        self._gen: dict[int, list[Finished | FinishedColumns]] = defaultdict(list)
+        self._ver: dict[int, list[Verified | VerifiedColumns]] = defaultdict(list)
         self._rows: list[tuple] = []                           # TRACE_COLUMNS order
 
     def generated(self, finished: list[Finished]) -> None:
@@ -200,6 +222,18 @@ class Recorder:
             ver[v.step].append(v)
         if self.log is not None:
             self.log.extend(("verified", v.sample, v.end_s) for v in results)
+
+    def generated_columns(self, block: FinishedColumns) -> None:
+        """`generated` for one step's samples as columns (the whole-batch sync path)."""
+        self._gen[block.step].append(block)
+        if self.log is not None:
+            self.log.extend(zip(repeat("generated"), block.sample.tolist(), block.end_s.tolist()))
+
+    def verified_columns(self, block: VerifiedColumns) -> None:
+        """`verified` for one step's rewards as columns (the whole-batch sync path)."""
+        self._ver[block.step].append(block)
+        if self.log is not None:
+            self.log.extend(zip(repeat("verified"), block.sample.tolist(), block.end_s.tolist()))
 
     def close_step(self, step: int) -> StepRecord:
         """All of `step`'s samples are generated and verified: reduce them to trace rows."""
@@ -220,7 +254,7 @@ class Recorder:
         r.gen_start_s, r.gen_end_s = float(start.min()), float(end.max())
         r.sequences, r.prompt_tokens, r.output_tokens = len(start), int(prompt.sum()), int(output.sum())
         if not self.trace:
-            r.verify_end_s = max(v[4] for v in self._ver.pop(step))      # Verified.end_s
+            r.verify_end_s = float(_columns(self._ver.pop(step), (4,))[4].max())   # Verified.end_s
             return r
         replica = g[2]
         order, uniq, first = _groups(replica)
