@@ -130,3 +130,60 @@ def test_whole_round_event_log_is_the_event_engines(verifier_workers):
     assert logs[True].log == logs[False].log
     assert logs[True].summary == logs[False].summary
     assert logs[True].trace.equals(logs[False].trace)
+
+
+def test_a_replica_under_kv_pressure_runs_the_event_engine_beside_the_numpy_ones(monkeypatch):
+    # 2 replicas, 12 KV blocks of 4 tokens each: prompt group 0 (replica 0) has 4 samples of 12
+    # tokens that outgrow the pool (preemption: event engine), group 1 (replica 1) 4 samples of 2
+    # tokens that fit (numpy); both runs must log the same events
+    import rlvr_sim.sim.batch_sync as batch_sync
+
+    cfg = SimConfig(prompts_per_step=2, samples_per_prompt=4, steps=2, sampler_gpus=2, trainer_gpus=1,
+                    prompt_tokens=Constant(8), response_tokens=_Cycle(12, 12, 12, 12, 2, 2, 2, 2),
+                    kv_blocks=12, block_tokens=4, verifier_latency_s=Constant(0.25),
+                    coalesce_fraction=0.25, span_rule="simpson3")
+    split = []
+    inner = batch_sync._columns_of_round
+
+    def spy(engines, queues, step):
+        blocks, fallback = inner(engines, queues, step)
+        split.append((sorted(int(r) for b in blocks for r in set(b.replica.tolist())), fallback))
+        return blocks, fallback
+
+    monkeypatch.setattr(batch_sync, "_columns_of_round", spy)
+    runs = {}
+    for whole in (False, True):
+        sampler_module.WHOLE_BATCH = whole
+        try:
+            runs[whole] = simulate_config(cfg, FakeCostModel(decode_s_per_seq=0.125), event_log=True)
+        finally:
+            sampler_module.WHOLE_BATCH = True
+    assert split == [([1], [0]), ([1], [0])]
+    assert runs[False].summary.counters["preemptions"] > 0
+    assert runs[True].log == runs[False].log
+    assert runs[True].summary == runs[False].summary
+
+
+@settings(max_examples=200, deadline=None)
+@given(busy=st.floats(allow_nan=True, allow_infinity=True), timeouts=st.integers(0, 10**6),
+       failures=st.integers(0, 10**6))
+def test_verify_row_extra_is_json_dumps(busy, timeouts, failures):
+    import json
+
+    from rlvr_sim.sim.recorder import _verify_extra
+
+    want = json.dumps({"busy_s": busy, "timeouts": timeouts, "failures": failures}, sort_keys=True)
+    assert _verify_extra(busy, timeouts, failures) == want
+
+
+@settings(max_examples=200, deadline=None)
+@given(keys=st.lists(st.sampled_from([0.0, 1.0, 2.0, 7.0, 70000.0, -1.0, 2.5]), max_size=40))
+def test_recorder_groups_are_a_stable_sort(keys):
+    from rlvr_sim.sim.recorder import _groups
+
+    arr = np.array(keys, dtype=float)
+    order, uniq, first = _groups(arr)
+    want_order = np.argsort(arr, kind="stable")
+    want_uniq, want_first = np.unique(arr[want_order], return_index=True)
+    assert order.tolist() == want_order.tolist()
+    assert uniq.tolist() == want_uniq.tolist() and first.tolist() == want_first.tolist()

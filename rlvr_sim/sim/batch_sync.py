@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import bisect
 import math
+from itertools import chain
 from typing import TYPE_CHECKING, Callable
 
 import numpy as np
@@ -186,7 +187,7 @@ def sync_round(engines: "list[ReplicaEngine]", verifier: "VerifierPool", rec: "R
     rounding (tests/test_sim_whole_batch.py compares them on every shipped scenario)."""
     from rlvr_sim.sim.columns import FinishedColumns
 
-    if not engines:
+    if not engines or not all(g.response_tokens for g in batch.groups):
         return None
     e0 = engines[0]
     cm, same = e0.cm, (e0.bt, e0.tpi, e0.prefix, e0.kv_blocks, e0.coalesce, e0.interpolate,
@@ -241,14 +242,15 @@ def _columns_of_round(engines: "list[ReplicaEngine]", queues: list[_Queue], step
     n = int(k_of.sum())
     g_prompt = np.fromiter((g.prompt_tokens for g in groups), dtype=np.int64, count=len(groups))
     g_first = np.fromiter((g.first_sample for g in groups), dtype=np.int64, count=len(groups))
-    target = np.fromiter((t for g in groups for t in g.response_tokens), dtype=np.int64, count=n)
+    target = np.fromiter(chain.from_iterable(g.response_tokens for g in groups), dtype=np.int64, count=n)
     gidx = np.repeat(np.arange(len(groups)), k_of)               # group of each queued sample
     g_start = np.cumsum(k_of) - k_of
-    sample = g_first[gidx] + (np.arange(n) - g_start[gidx])
+    at = np.arange(n)
+    sample = g_first[gidx] + (at - g_start[gidx])
     prompt = g_prompt[gidx]
     rep = g_rep[gidx]
     rep_start = np.cumsum(count) - count                          # queue offset of each replica
-    pos = np.arange(n) - rep_start[rep]                           # position in its replica's queue
+    pos = at - rep_start[rep]                           # position in its replica's queue
     it0_r = np.array([e.it for e in engines], dtype=np.int64)
     g_shared = g_prompt // bt if e0.prefix else np.zeros(len(groups), dtype=np.int64)
     shared = g_shared[gidx]
@@ -260,7 +262,9 @@ def _columns_of_round(engines: "list[ReplicaEngine]", queues: list[_Queue], step
         ok &= ~(shared_r + (private_r + count * tpi) / bt + count * frag > kv)
     todo = np.maximum(np.ceil((target / tpi) - 1e-9), 1).astype(np.int64)
     finish = it0_r[rep] + todo
-    order = np.lexsort((pos, finish, rep))         # per replica, finishing order (finish, admit)
+    # per replica, finishing order (finish, admission): one sort of a unique integer key
+    span_it = int(todo.max()) + 1
+    order = np.argsort((rep * span_it + todo) * (int(count.max()) + 1) + pos)
     f_it, f_rep = finish[order], rep[order]
     f_prompt = prompt[order].astype(float)
     f_private = private[order]
@@ -276,10 +280,10 @@ def _columns_of_round(engines: "list[ReplicaEngine]", queues: list[_Queue], step
     lift = (n_rep - f_rep) * big
     max_suffix = np.append(np.maximum.accumulate((prompt[order] + lift)[::-1])[::-1] - lift, 0)
     last_of_group = np.zeros(n, dtype=float)        # shared blocks held while the group runs
-    f_gid = gidx[order]
-    _, last_rev = np.unique(f_gid[::-1], return_index=True)
-    last = n - 1 - last_rev
-    last_of_group[last] = shared[order][last]
+    where = np.empty(n, dtype=np.int64)
+    where[order] = at                               # sorted position of each queued sample
+    last = np.maximum.reduceat(where, g_start)      # a group's samples are contiguous in the queue
+    last_of_group[last] = g_shared
     shared_suffix = suffix(last_of_group)
     # prefix sums over finishes, relative to each replica's first iteration
     f_rel = f_it - it0_r[f_rep]
@@ -289,63 +293,58 @@ def _columns_of_round(engines: "list[ReplicaEngine]", queues: list[_Queue], step
     fw_cum = np.append(0.0, np.cumsum(f_rel * gone_w))
     key_base = int(f_it.max()) + 1
     key = f_rep * key_base + f_it                   # sorted: replica, then finish iteration
-    # plan the spans, one per active replica per pass
+    # plan the spans. A span that starts with finish position m next (its replica's running set:
+    # positions >= m) depends on m alone: it starts at iteration f_it[m - 1] (the replica's it0 at
+    # its first position) and ends at the k-th next finish; so the next span's m is computed for
+    # every position at once, and each replica's chain of spans is followed from its first one.
+    stop_pos = rep_end[f_rep]
+    it_at = np.append(0, f_it[:-1])
+    first_pos = rep_start[f_rep] == at
+    it_at[first_pos] = it0_r[f_rep[first_pos]]
+    left_all = stop_pos - at
+    k_all = np.minimum(left_all, np.maximum(1, (left_all * coalesce).astype(np.int64)))
+    end_it_all = f_it[at + k_all - 1]
+    next_m = np.searchsorted(key, f_rep * key_base + end_it_all, "right")
     live = np.flatnonzero(ok)
-    m, stop, it = rep_start[live].copy(), rep_end[live], it0_r[live].copy()
-    sp_rep, sp_m, sp_end, sp_iters, sp_n, sp_sum, sp_max, sp_it = ([] for _ in range(8))
-    failed: list[np.ndarray] = []
-    act = np.arange(len(live))
-    while len(act):
-        r, mm, ii = live[act], m[act], it[act]
-        n_run = stop[act] - mm
-        k = np.minimum(n_run, np.maximum(1, (n_run * coalesce).astype(np.int64)))
-        iters = f_it[mm + k - 1] - ii
-        rel = ii - it0_r[r]
-        if kv_limited:
-            bad = shared_suffix[mm] + (priv_suffix[mm] + n_run * tpi * (rel + iters)) / bt \
-                + n_run * frag > kv
-            if bad.any():
-                failed.append(r[bad])
-                keep = ~bad
-                act, r, mm, ii, n_run, iters, rel = (x[keep] for x in (act, r, mm, ii, n_run, iters, rel))
-                if not len(act):
-                    break
-        end_it = ii + iters
-        probe = r * key_base + end_it
-        inside = np.searchsorted(key, probe, "left")       # finishes before the end leave early
-        end_m = np.searchsorted(key, probe, "right")
-        end_rel = end_it - it0_r[r]
-        n_mean = n_run.astype(float)
-        ctx_sum = ctx_suffix[mm] + n_run * tpi * rel
-        early = inside > mm
-        if early.any():
-            n_mean = n_mean - np.where(early, ((inside - mm) * end_rel - (f_cum[inside] - f_cum[mm]))
-                                       / iters, 0.0)
-            ctx_sum = ctx_sum - np.where(early, (end_rel * (w_cum[inside] - w_cum[mm])
-                                                 - (fw_cum[inside] - fw_cum[mm])) / iters, 0.0)
-        sp_rep.append(r)
-        sp_m.append(mm)
-        sp_end.append(end_m)
-        sp_iters.append(iters)
-        sp_n.append(n_mean)
-        sp_sum.append(ctx_sum)
-        sp_max.append(max_suffix[mm] + tpi * rel)
-        sp_it.append(end_it)
-        m[act], it[act] = end_m, end_it
-        act = act[end_m < stop[act]]
-    bad_reps = np.concatenate(failed) if failed else np.zeros(0, dtype=np.int64)
-    if len(bad_reps):
-        ok[bad_reps] = False
-    passes = len(sp_rep)
-    if not passes or not ok.any():
+    cur = rep_start[live]
+    walk: list[np.ndarray] = []
+    while len(cur):
+        walk.append(cur)
+        nxt = next_m[cur]
+        cur = nxt[nxt < stop_pos[cur]]
+    if not walk:
         return [], np.flatnonzero((count > 0) & ~ok).tolist()
-    pass_no = np.repeat(np.arange(passes), [len(x) for x in sp_rep])
-    s_rep, s_m, s_end, s_iters, s_n, s_sum, s_max, s_it = (
-        np.concatenate(x) for x in (sp_rep, sp_m, sp_end, sp_iters, sp_n, sp_sum, sp_max, sp_it))
-    keep = ok[s_rep]
-    if not keep.all():
-        s_rep, s_m, s_end, s_iters, s_n, s_sum, s_max, s_it, pass_no = (
-            x[keep] for x in (s_rep, s_m, s_end, s_iters, s_n, s_sum, s_max, s_it, pass_no))
+    passes = len(walk)
+    pass_no = np.repeat(np.arange(passes), [len(c) for c in walk])
+    mm = np.concatenate(walk)
+    s_rep = f_rep[mm]
+    n_run = stop_pos[mm] - mm
+    it_m = it_at[mm]
+    s_it = end_it_all[mm]
+    s_iters = s_it - it_m
+    rel = it_m - it0_r[s_rep]
+    if kv_limited:
+        bad = shared_suffix[mm] + (priv_suffix[mm] + n_run * tpi * (rel + s_iters)) / bt \
+            + n_run * frag > kv
+        if bad.any():
+            ok[s_rep[bad]] = False
+            keep = ok[s_rep]
+            if not keep.any():
+                return [], np.flatnonzero((count > 0) & ~ok).tolist()
+            mm, s_rep, n_run, it_m, s_it, s_iters, rel, pass_no = (
+                x[keep] for x in (mm, s_rep, n_run, it_m, s_it, s_iters, rel, pass_no))
+    s_end = next_m[mm]
+    inside = np.searchsorted(key, s_rep * key_base + s_it, "left")   # finishes before the end
+    end_rel = s_it - it0_r[s_rep]                                     # leave early
+    s_n = n_run.astype(float)
+    s_sum = ctx_suffix[mm] + n_run * tpi * rel
+    early = inside > mm
+    if early.any():
+        s_n = s_n - np.where(early, ((inside - mm) * end_rel - (f_cum[inside] - f_cum[mm])) / s_iters, 0.0)
+        s_sum = s_sum - np.where(early, (end_rel * (w_cum[inside] - w_cum[mm])
+                                         - (fw_cum[inside] - fw_cum[mm])) / s_iters, 0.0)
+    s_max = max_suffix[mm] + tpi * rel
+    s_m = mm
     span = _span_costs(engines, s_rep, s_n, s_sum, s_max, s_iters)
     # per replica, in span order: t0 of each span = clock after prefill + earlier spans
     reps = np.flatnonzero(ok)
@@ -377,8 +376,7 @@ def _columns_of_round(engines: "list[ReplicaEngine]", queues: list[_Queue], step
     decode_end = np.cumsum(decode_table, axis=0)[-1]
     spans_of = np.bincount(s_rep, minlength=n_rep)
     iters_of = np.bincount(s_rep, weights=s_iters, minlength=n_rep)
-    last_it = np.zeros(n_rep, dtype=np.int64)
-    last_it[live] = it                                # each live replica's iteration at its end
+    last_it = f_it[np.maximum(rep_end - 1, 0)]         # a replica's last span ends at its last finish
     for c, r in zip(counters, reps.tolist()):
         e = engines[r]
         e.segments += int(spans_of[r])
@@ -392,7 +390,7 @@ def _columns_of_round(engines: "list[ReplicaEngine]", queues: list[_Queue], step
     t0 = clock_at[pass_no, s_rep]
     end_s = clock_at[pass_no + 1, s_rep]
     rate = span / s_iters
-    by_rep = np.lexsort((pass_no, s_rep))           # spans in sample-position order
+    by_rep = np.argsort(s_m)                        # spans in finish-position order
     sizes = (s_end - s_m)[by_rep]
     pick = np.repeat(by_rep, sizes)
     rows = np.flatnonzero(ok[f_rep])                 # sorted positions of the replicas run here

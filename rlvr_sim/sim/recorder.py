@@ -13,9 +13,10 @@ of steps apart from 8 bytes per step time.
 from __future__ import annotations
 
 import json
+import math
 from array import array
 from collections import Counter, defaultdict
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from itertools import repeat
 
 import numpy as np
@@ -51,6 +52,7 @@ class StepRecord:
         return self.end_s - self.start_s
 
 _EMPTY_TRACE: pd.DataFrame | None = None
+_JSON = json.JSONEncoder(sort_keys=True)     # json.dumps(x, sort_keys=True) without a new encoder per row
 _COUNTER_FIELDS = tuple(f.name for f in fields(StepCounters))
 
 
@@ -157,10 +159,15 @@ class StepLog:
 
 
 def _groups(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(stable order by key, distinct keys, start index of each key in that order)."""
-    order = np.argsort(keys, kind="stable")
-    uniq, first = np.unique(keys[order], return_index=True)
-    return order, uniq, first
+    """(stable order by key, distinct keys, start index of each key in that order). Keys are
+    replica or worker ids: small non-negative integers sort as uint16 (numpy's radix sort)."""
+    if len(keys) and 0 <= keys.min() and keys.max() < 2**16 and (keys == np.floor(keys)).all():
+        order = np.argsort(keys.astype(np.uint16), kind="stable")
+    else:
+        order = np.argsort(keys, kind="stable")
+    ordered = keys[order]
+    first = np.flatnonzero(np.append(len(keys) > 0, ordered[1:] != ordered[:-1]))
+    return order, ordered[first], first
 
 
 def _columns(records: "list[tuple] | list[Finished | FinishedColumns] | list[Verified | VerifiedColumns]",
@@ -188,6 +195,14 @@ def _columns(records: "list[tuple] | list[Finished | FinishedColumns] | list[Ver
 def _tuple_columns(records: list[tuple], fields: tuple[int, ...]) -> dict[int, np.ndarray]:
     cols = list(zip(*records))
     return {i: np.fromiter(cols[i], dtype=float, count=len(records)) for i in fields}
+
+
+def _verify_extra(busy_s: float, timeouts: int, failures: int) -> str:
+    """The `extra` of a verify row: json.dumps of {busy_s, timeouts, failures} with sorted keys
+    (formatted directly: a per-worker row per step is the recorder's hottest JSON)."""
+    if not math.isfinite(busy_s):
+        return _JSON.encode({"busy_s": busy_s, "timeouts": timeouts, "failures": failures})
+    return f'{{"busy_s": {busy_s!r}, "failures": {failures}, "timeouts": {timeouts}}}'
 
 
 class Recorder:
@@ -249,8 +264,13 @@ class Recorder:
         for c in step_counters.values():
             for name in _COUNTER_FIELDS:
                 setattr(totals, name, getattr(totals, name) + getattr(c, name))
-        values, n = np.unique(stale, return_counts=True)
-        self.staleness.update(dict(zip(values.tolist(), n.tolist())))
+        if len(stale) and stale.min() >= 0:
+            n = np.bincount(stale)
+            values = np.flatnonzero(n)
+            self.staleness.update(dict(zip(values.tolist(), n[values].tolist())))
+        else:
+            values, n = np.unique(stale, return_counts=True)
+            self.staleness.update(dict(zip(values.tolist(), n.tolist())))
         r.gen_start_s, r.gen_end_s = float(start.min()), float(end.max())
         r.sequences, r.prompt_tokens, r.output_tokens = len(start), int(prompt.sum()), int(output.sum())
         if not self.trace:
@@ -264,15 +284,20 @@ class Recorder:
         p_sum = np.add.reduceat(prompt[order], first)
         o_sum = np.add.reduceat(output[order], first)
         multi = np.add.reduceat((g[6] > 1)[order].astype(np.int64), first)
-        for i, (rep, st) in enumerate(zip(uniq.tolist(), np.split(stale[order], first[1:]))):
+        oldest = np.maximum.reduceat(stale[order], first)
+        stale_lists = np.split(stale[order], first[1:])
+        for rep, st, m, old, t0, t1, k, p, o in zip(
+                uniq.astype(np.int64).tolist(), stale_lists, multi.tolist(), oldest.tolist(),
+                starts.tolist(), ends.tolist(), counts.tolist(), p_sum.astype(np.int64).tolist(),
+                o_sum.astype(np.int64).tolist()):
             extra = {"staleness": st.tolist()}
-            if multi[i]:
-                extra["multi_version_samples"] = int(multi[i])
-            if int(rep) in step_counters:
-                extra.update(asdict(step_counters[int(rep)]))
-            self._rows.append(self._row(step, step - int(st.max()), "sampler", int(rep), "generate",
-                                        float(starts[i]), float(ends[i]), int(counts[i]),
-                                        int(p_sum[i]), int(o_sum[i]), extra))
+            if m:
+                extra["multi_version_samples"] = m
+            c = step_counters.get(rep)
+            if c is not None:
+                extra.update({name: getattr(c, name) for name in _COUNTER_FIELDS})   # asdict
+            self._rows.append(self._row(step, step - old, "sampler", rep, "generate", t0, t1, k, p,
+                                        o, extra))
 
         v = _columns(self._ver.pop(step), (2, 3, 4, 5, 6))      # Verified fields, in order
         order, uniq, first = _groups(v[2])
@@ -283,11 +308,11 @@ class Recorder:
         starts = np.minimum.reduceat(v_start, first)
         ends = np.maximum.reduceat(v_end, first)
         counts = np.diff(np.append(first, len(order)))
-        for i, worker in enumerate(uniq.tolist()):
-            self._rows.append(self._row(step, step, "verifier", int(worker), "verify",
-                                        float(starts[i]), float(ends[i]), int(counts[i]), 0, 0,
-                                        {"busy_s": float(busy[i]), "timeouts": int(timeouts[i]),
-                                         "failures": int(failures[i])}))
+        for worker, t0, t1, k, b, t, f in zip(
+                uniq.astype(np.int64).tolist(), starts.tolist(), ends.tolist(), counts.tolist(),
+                busy.tolist(), timeouts.astype(np.int64).tolist(), failures.astype(np.int64).tolist()):
+            self._rows.append((self.run_id, step, step, "verifier", worker, "verify", t0, t1, k, 0, 0,
+                               _verify_extra(b, t, f)))
         r.verify_end_s = float(v[4].max())
         return r
 
@@ -315,4 +340,4 @@ class Recorder:
              end_s: float, sequences: int, prompt_tokens: int, output_tokens: int,
              extra: dict) -> tuple:
         return (self.run_id, step, version, pool, worker, phase, start_s, end_s, sequences,
-                prompt_tokens, output_tokens, json.dumps(extra, sort_keys=True) if extra else "{}")
+                prompt_tokens, output_tokens, _JSON.encode(extra) if extra else "{}")
