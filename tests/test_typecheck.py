@@ -44,7 +44,6 @@ KNOWN_ERRORS = {
     "rlvr_sim/sim/batch_sync.py": 1,
     "rlvr_sim/sim/metrics.py": 1,
     "rlvr_sim/sim/orchestrator.py": 2,
-    "rlvr_sim/sim/recorder.py": 2,
     "rlvr_sim/sim/run.py": 2,
     "rlvr_sim/sim/sampler.py": 18,
     "rlvr_sim/sim/serving.py": 1,

@@ -293,9 +293,9 @@ class Recorder:
             extra = {"staleness": st.tolist()}
             if m:
                 extra["multi_version_samples"] = m
-            c = step_counters.get(rep)
-            if c is not None:
-                extra.update({name: getattr(c, name) for name in _COUNTER_FIELDS})   # asdict
+            counter = step_counters.get(rep)
+            if counter is not None:
+                extra.update({name: getattr(counter, name) for name in _COUNTER_FIELDS})   # asdict
             self._rows.append(self._row(step, step - old, "sampler", rep, "generate", t0, t1, k, p,
                                         o, extra))
 
