@@ -12,6 +12,22 @@ every shipped scenario; differences are float rounding, ~1e-12 relative).
 Per span it mirrors `ReplicaEngine.plan()`: n = running sequences, context sum and max of the
 running ones, coalescing to the k-th next finish (k = coalesce_fraction x running), finishes
 inside the span leaving early for the span's cost, interpolated finish times in sync runs.
+
+`sync_round(engines, verifier, rec, step, batch, dispatch)` (what rlvr_sim.sim.rounds calls for a
+synchronous round) does the same for every replica at once and keeps the step's samples as
+columns (rlvr_sim.sim.columns) through arrival order, the verifier pool
+(`VerifierPool.serve_columns`) and the recorder, so a step costs a fixed number of numpy calls
+over its samples plus a few Python operations per replica and per verifier worker, not per
+sample. Per replica its conditions are run_whole_batch's; a replica that fails them runs the
+event engine beside the others. Spans: a span whose first finish position is m depends on m
+only, so the next span is computed for every position at once and each replica's chain of spans
+is then followed (one numpy step per span of the longest chain); all spans are costed in one
+call of `cm.decode_steps_s` (the vectorised `decode_step_s`, rlvr_sim.cost.sampler_vec) with the
+engines' 3-point Simpson rule, or span by span with the engine's own rule when the cost model has
+no vectorised form (tests' fake). Clocks and busy times accumulate span by span in the same order
+of float additions as the engine (np.cumsum down a passes x replicas table).
+Same statistical treatment as the event engine: each replica gets its own samples (nothing is
+reused between replicas, so the max-of-replicas tail of a sync step is kept).
 """
 
 from __future__ import annotations

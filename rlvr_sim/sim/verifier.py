@@ -7,6 +7,10 @@ as traces finish without a SimPy event per sample. Arrivals come in time order, 
 the order given (callers sort by (time, replica, sample)); an arrival earlier than one already
 served (none in the shipped orchestrators) is served as if it arrived with it.
 
+`serve_columns` serves one step's samples given as columns (the whole-batch sync path): when no
+arrival waits for a worker, which it checks exactly, the schedule is computed with numpy in the
+heap's own worker order (`_unqueued`); otherwise the same heap loop runs.
+
 `rpc_s` is a round trip that does not occupy a worker (handing the trace over and returning the
 reward: network to a sandbox fleet, IPC to a local process pool): a sample's reward is known
 `rpc_s` after its service ends, so its `end_s` (and its trace span) includes it while the worker
