@@ -203,7 +203,7 @@ def sync_round(engines: "list[ReplicaEngine]", verifier: "VerifierPool", rec: "R
     rounding (tests/test_sim_whole_batch.py compares them on every shipped scenario)."""
     from rlvr_sim.sim.columns import FinishedColumns
 
-    if not engines or not all(g.response_tokens for g in batch.groups):
+    if not engines or not batch.groups or not all(g.response_tokens for g in batch.groups):
         return None
     e0 = engines[0]
     cm, same = e0.cm, (e0.bt, e0.tpi, e0.prefix, e0.kv_blocks, e0.coalesce, e0.interpolate,

@@ -49,7 +49,7 @@ def generate_and_verify(env: simpy.Environment, engines: list[ReplicaEngine],
     rec.generated(finished)
     results = verifier.serve(finished, {step: batch})
     rec.verified(results)
-    return max(v.end_s for v in results)
+    return max((v.end_s for v in results), default=env.now)
 
 
 def earlier_rounds(env: simpy.Environment, source: PromptSource, engines: list[ReplicaEngine],
