@@ -171,10 +171,12 @@ def _groups(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def _columns(records: "list[tuple] | list[Finished | FinishedColumns] | list[Verified | VerifiedColumns]",
-             fields: tuple[int, ...]) -> dict[int, np.ndarray]:
-    """Records (named tuples of numbers, or column blocks of them from the whole-batch path) ->
-    field index -> float array of that field, in record order (only the fields asked for: the
-    conversion costs ~0.1 us per value)."""
+             fields: tuple[int, ...], blocks: bool = True) -> dict[int, np.ndarray]:
+    """Records (named tuples of numbers, or column blocks of them from the whole-batch path, when
+    `blocks`) -> field index -> float array of that field, in record order (only the fields asked
+    for: the conversion costs ~0.1 us per value)."""
+    if not blocks:
+        return _tuple_columns(records, fields)
     parts: list[dict[int, np.ndarray]] = []
     run: list[tuple] = []
     for rec in records:
@@ -192,7 +194,7 @@ def _columns(records: "list[tuple] | list[Finished | FinishedColumns] | list[Ver
     return {i: np.concatenate([p[i] for p in parts]) for i in fields}
 
 
-def _tuple_columns(records: list[tuple], fields: tuple[int, ...]) -> dict[int, np.ndarray]:
+def _tuple_columns(records: list, fields: tuple[int, ...]) -> dict[int, np.ndarray]:
     cols = list(zip(*records))
     return {i: np.fromiter(cols[i], dtype=float, count=len(records)) for i in fields}
 
@@ -223,6 +225,7 @@ class Recorder:
         self._gen: dict[int, list[Finished | FinishedColumns]] = defaultdict(list)
         self._ver: dict[int, list[Verified | VerifiedColumns]] = defaultdict(list)
         self._rows: list[tuple] = []                           # TRACE_COLUMNS order
+        self._block_steps: set[int] = set()        # steps with column blocks among their records
 
     def generated(self, finished: list[Finished]) -> None:
         gen = self._gen
@@ -241,12 +244,14 @@ class Recorder:
     def generated_columns(self, block: FinishedColumns) -> None:
         """`generated` for one step's samples as columns (the whole-batch sync path)."""
         self._gen[block.step].append(block)
+        self._block_steps.add(block.step)
         if self.log is not None:
             self.log.extend(zip(repeat("generated"), block.sample.tolist(), block.end_s.tolist()))
 
     def verified_columns(self, block: VerifiedColumns) -> None:
         """`verified` for one step's rewards as columns (the whole-batch sync path)."""
         self._ver[block.step].append(block)
+        self._block_steps.add(block.step)
         if self.log is not None:
             self.log.extend(zip(repeat("verified"), block.sample.tolist(), block.end_s.tolist()))
 
@@ -254,7 +259,9 @@ class Recorder:
         """All of `step`'s samples are generated and verified: reduce them to trace rows."""
         r = self.steps[step]
         trace = self.trace
-        g = _columns(self._gen.pop(step), (2, 3, 4, 5, 6, 7, 8) if trace else (3, 4, 5, 7, 8))
+        blocks = step in self._block_steps
+        self._block_steps.discard(step)
+        g = _columns(self._gen.pop(step), (2, 3, 4, 5, 6, 7, 8) if trace else (3, 4, 5, 7, 8), blocks)
         prompt, output = g[3], g[4]
         stale = (step - g[5]).astype(np.int64)
         start, end = g[7], g[8]
@@ -274,7 +281,7 @@ class Recorder:
         r.gen_start_s, r.gen_end_s = float(start.min()), float(end.max())
         r.sequences, r.prompt_tokens, r.output_tokens = len(start), int(prompt.sum()), int(output.sum())
         if not self.trace:
-            r.verify_end_s = float(_columns(self._ver.pop(step), (4,))[4].max())   # Verified.end_s
+            r.verify_end_s = float(_columns(self._ver.pop(step), (4,), blocks)[4].max())   # Verified.end_s
             return r
         replica = g[2]
         order, uniq, first = _groups(replica)
@@ -299,7 +306,7 @@ class Recorder:
             self._rows.append(self._row(step, step - old, "sampler", rep, "generate", t0, t1, k, p,
                                         o, extra))
 
-        v = _columns(self._ver.pop(step), (2, 3, 4, 5, 6))      # Verified fields, in order
+        v = _columns(self._ver.pop(step), (2, 3, 4, 5, 6), blocks)      # Verified fields, in order
         order, uniq, first = _groups(v[2])
         v_start, v_end = v[3][order], v[4][order]
         busy = np.add.reduceat(v_end - v_start, first)
