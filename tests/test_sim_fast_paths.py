@@ -187,3 +187,52 @@ def test_recorder_groups_are_a_stable_sort(keys):
     want_uniq, want_first = np.unique(arr[want_order], return_index=True)
     assert order.tolist() == want_order.tolist()
     assert uniq.tolist() == want_uniq.tolist() and first.tolist() == want_first.tolist()
+
+
+@st.composite
+def _sync_configs(draw) -> SimConfig:
+    from rlvr_sim.distributions import Uniform
+
+    lo = draw(st.integers(1, 20))
+    replicas = draw(st.integers(1, 4))
+    latency_hi = draw(st.sampled_from([0.0, 0.5, 5.0]))
+    return SimConfig(
+        prompts_per_step=draw(st.integers(1, 6)), samples_per_prompt=draw(st.integers(1, 4)),
+        steps=draw(st.integers(1, 3)), prompt_tokens=Uniform(low=1, high=12),
+        response_tokens=Uniform(low=lo, high=draw(st.integers(lo, 60))),
+        sampler_gpus=replicas, trainer_gpus=replicas,
+        placement=draw(st.sampled_from(["colocated", "disaggregated"])), mode="sync",
+        max_concurrent_sequences=draw(st.integers(1, 12)),
+        kv_blocks=draw(st.one_of(st.none(), st.integers(30, 200))),
+        block_tokens=draw(st.sampled_from([1, 2, 4, 16])), prefix_caching=draw(st.booleans()),
+        verifier_workers=draw(st.integers(1, 40)),
+        verifier_latency_s=Constant(latency_hi) if draw(st.booleans()) else Uniform(low=0, high=latency_hi),
+        verifier_failure_rate=draw(st.sampled_from([0.0, 0.3])),
+        seed=draw(st.integers(0, 1000)), coalesce_fraction=draw(st.sampled_from([0.1, 0.25, 0.5, 1.0])),
+        span_rule="simpson3")
+
+
+@settings(max_examples=80, deadline=None)
+@given(cfg=_sync_configs(), per_seq=st.sampled_from([0.0, 0.125]))
+def test_whole_round_is_the_event_engine_on_random_sync_runs(cfg, per_seq):
+    # same events in the same order at the same times (to float rounding: the engine subtracts
+    # early finishes one by one, the numpy path sums them), same summary
+    runs = {}
+    for whole in (False, True):
+        sampler_module.WHOLE_BATCH = whole
+        try:
+            runs[whole] = simulate_config(cfg, FakeCostModel(decode_s_per_seq=per_seq, weight_sync_s=1.0),
+                                          event_log=True)
+        except Exception as exc:       # a sequence that can never fit: both must say so
+            runs[whole] = type(exc).__name__
+        finally:
+            sampler_module.WHOLE_BATCH = True
+    event, whole = runs[False], runs[True]
+    if isinstance(event, str) or isinstance(whole, str):
+        assert event == whole
+        return
+    assert [e[:2] for e in whole.log] == [e[:2] for e in event.log]
+    for a, b in zip(whole.log, event.log):
+        assert a[2:] == pytest.approx(b[2:], rel=1e-9, abs=1e-12)
+    assert whole.summary.step_time_s.mean == pytest.approx(event.summary.step_time_s.mean, rel=1e-9)
+    assert whole.summary.counters == pytest.approx(event.summary.counters, rel=1e-9)
