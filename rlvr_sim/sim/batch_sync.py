@@ -203,7 +203,8 @@ def sync_round(engines: "list[ReplicaEngine]", verifier: "VerifierPool", rec: "R
     rounding (tests/test_sim_whole_batch.py compares them on every shipped scenario)."""
     from rlvr_sim.sim.columns import FinishedColumns
 
-    if not engines or not batch.groups or not all(g.response_tokens for g in batch.groups):
+    if (not engines or not batch.groups or not all(g.response_tokens for g in batch.groups)
+            or not hasattr(engines[0], "_span")):
         return None
     e0 = engines[0]
     cm, same = e0.cm, (e0.bt, e0.tpi, e0.prefix, e0.kv_blocks, e0.coalesce, e0.interpolate,
@@ -232,7 +233,8 @@ def sync_round(engines: "list[ReplicaEngine]", verifier: "VerifierPool", rec: "R
 
 def _simpson(e: "ReplicaEngine") -> bool:
     """Whether the engine costs spans with its 3-point Simpson rule on cm.decode_step_s."""
-    return getattr(e._span, "__func__", None) is type(e)._simpson_span
+    rule = getattr(type(e), "_simpson_span", None)
+    return rule is not None and getattr(getattr(e, "_span", None), "__func__", None) is rule
 
 
 def _columns_of_round(engines: "list[ReplicaEngine]", queues: list[_Queue], step: int
