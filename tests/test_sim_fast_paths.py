@@ -258,3 +258,13 @@ def test_speculative_decoding_whole_round_is_the_event_engine(name):
     gen = [r.trace[r.trace.phase == "generate"].reset_index(drop=True) for r in (runs[False], runs[True])]
     assert gen[1]["end_s"].tolist() == pytest.approx(gen[0]["end_s"].tolist(), rel=1e-9)
     assert runs[True].summary.counters == pytest.approx(runs[False].summary.counters, rel=1e-9)
+
+
+@pytest.mark.parametrize("path", SCENARIOS, ids=[p.stem for p in SCENARIOS])
+def test_prefill_from_cached_constants_is_the_breakdowns_total(path):
+    cm = CostModel.from_scenario(load_scenario(path))
+    rng = np.random.default_rng(3)
+    cases = [(0, 1), (0, 0), (1, 1), (7, 0)] + [(int(t), int(s)) for t, s in
+                                                zip(rng.integers(1, 400_000, 50), rng.integers(1, 512, 50))]
+    for tokens, seqs in cases:
+        assert cm.prefill_s(tokens, seqs) == cm.prefill_breakdown(tokens, seqs).total_s

@@ -19,8 +19,9 @@ import numpy as np
 from rlvr_sim.cost.balance import Balance, batch_balance
 from rlvr_sim.cost.memory import SamplerMemoryPlan, TrainerMemory, sampler_memory_plan, trainer_memory
 from rlvr_sim.cost.params import ParamCounts, kv_bytes_per_token, param_counts, weight_bytes
-from rlvr_sim.cost.sampler import (DecodeBreakdown, DecodeCoeffs, PrefillBreakdown, SamplerShape,
-                                   Speculative, decode_iteration_c, decode_span_s, prefill, step_s)
+from rlvr_sim.cost.sampler import (DecodeBreakdown, DecodeCoeffs, PrefillBreakdown, PrefillCoeffs,
+                                   SamplerShape, Speculative, decode_iteration_c, decode_span_s, prefill,
+                                   prefill_s_c, step_s)
 from rlvr_sim.cost.sampler_vec import step_s_v
 from rlvr_sim.cost.trainer import TrainBreakdown, TrainerShape, train_step
 from rlvr_sim.cost.weight_sync import SyncLayout, WeightSyncBreakdown, switch_s, weight_sync
@@ -162,9 +163,14 @@ class CostModel:
                           context_before: int = 0) -> PrefillBreakdown:
         return prefill(self.model, self.hardware, self.sampler, new_tokens, sequences, context_before)
 
+    @cached_property
+    def prefill_coeffs(self) -> PrefillCoeffs:
+        return PrefillCoeffs.build(self.model, self.hardware, self.sampler)
+
     def prefill_s(self, new_tokens: int, sequences: int = 1) -> float:
-        """Seconds to prefill `new_tokens` tokens over `sequences` sequences on one replica."""
-        return self.prefill_breakdown(new_tokens, sequences).total_s
+        """Seconds to prefill `new_tokens` tokens over `sequences` sequences on one replica
+        (`prefill_breakdown(...).total_s`, from constants computed once)."""
+        return prefill_s_c(self.prefill_coeffs, self.hardware, new_tokens, sequences)
 
     def decode_breakdown(self, sequences: int, context_tokens_sum: float,
                          context_tokens_max: float) -> DecodeBreakdown:
