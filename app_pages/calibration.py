@@ -2,7 +2,10 @@
 
 Profiles are the YAML files `rlvr-sim calibrate` writes (`rlvr_sim.hardware.HardwareProfile`);
 validation reports are the JSON files `rlvr-sim validate --json` writes (rows of config,
-quantity, measured_s, simulated_s). The page re-reads both through those classes, so MAPE and
+quantity, measured_s, simulated_s). Engine validation reports (`PROFILE.engine-validation.json`,
+written by `rlvr-sim validate --backend vllm`: recorded vLLM engine runs replayed by the
+simulator's engine) get their own section: held-out MAPEs, the workload that misses most, the
+per-workload errors, finish-time quantiles simulated vs vLLM, and the vLLM-backend GRPO step. The page re-reads both through those classes, so MAPE and
 the error table are the library's numbers; it labels every efficiency term with the schema's
 `Field(description=...)` and every validation config with its description. With no profile or
 report it says which command makes one.
@@ -14,6 +17,7 @@ import json
 from pathlib import Path
 
 import pandas as pd
+import plotly.graph_objects as go
 import streamlit as st
 
 from app_pages import charts, fmt, state, widgets
@@ -62,9 +66,105 @@ def report_files() -> list[Path]:
             data = json.loads(path.read_text())
         except (OSError, ValueError):
             continue
-        if isinstance(data, dict) and isinstance(data.get("rows"), list):
+        if isinstance(data, dict) and isinstance(data.get("rows"), list) and \
+                not path.name.endswith(ENGINE_SUFFIX):
             found.append(path)
     return found
+
+
+ENGINE_SUFFIX = ".engine-validation.json"
+QUANTILES = {"finish_p50_s": "p50", "finish_p90_s": "p90", "finish_max_s": "max"}
+QUANTILE_COLORS = {"p50": "#1f77b4", "p90": "#ff7f0e", "max": "#d62728"}
+
+
+def engine_report_files() -> list[Path]:
+    """Engine validation reports under profiles/ (`rlvr-sim validate --backend vllm`)."""
+    if not state.PROFILE_DIR.is_dir():
+        return []
+    return sorted(p for p in state.PROFILE_DIR.rglob(f"*{ENGINE_SUFFIX}") if p.is_file())
+
+
+def finish_quantiles(data: dict, step_clock: bool = False) -> pd.DataFrame:
+    """Held-out runs' finish-time quantiles, one row per (run, quantile): vLLM vs simulated."""
+    rows = data["step_clock_rows" if step_clock else "rows"]
+    return pd.DataFrame([{"run": f"{r['run']} ({r['source']})", "quantile": q,
+                          "vllm": float(r["measured"][k]), "simulated": float(r["simulated"][k])}
+                         for r in rows if not r["held_in"] for k, q in QUANTILES.items()],
+                        columns=["run", "quantile", "vllm", "simulated"])
+
+
+def quantile_figure(frame: pd.DataFrame, unit: str) -> go.Figure:
+    """Log-log scatter of simulated vs vLLM finish-time quantiles with the y = x line."""
+    fig = go.Figure()
+    if frame.empty:
+        return fig
+    lo = float(min(frame["vllm"].min(), frame["simulated"].min())) / 1.3
+    hi = float(max(frame["vllm"].max(), frame["simulated"].max())) * 1.3
+    fig.add_trace(go.Scatter(x=[lo, hi], y=[lo, hi], mode="lines", name="y = x",
+                             line=dict(dash="dash", color="gray")))
+    for q, part in frame.groupby("quantile", sort=False):
+        fig.add_trace(go.Scatter(x=part["vllm"], y=part["simulated"], mode="markers", name=str(q),
+                                 text=part["run"], marker=dict(size=9, color=QUANTILE_COLORS[str(q)]),
+                                 hovertemplate=f"%{{text}}<br>vLLM %{{x:.3g}} {unit}<br>"
+                                               f"simulated %{{y:.3g}} {unit}<extra></extra>"))
+    fig.update_xaxes(title=f"vLLM finish time ({unit})", type="log")
+    fig.update_yaxes(title=f"simulated finish time ({unit})", type="log")
+    fig.update_layout(title="Finish-time quantiles per held-out run: simulated vs vLLM",
+                      height=440, margin=dict(l=10, r=10, t=50, b=10))
+    return fig
+
+
+def workload_table(data: dict, step_clock: bool = False) -> pd.DataFrame:
+    """Per held-out workload, the median signed error of each quantity over its runs."""
+    by = data["by_workload_pct_step_clock" if step_clock else "by_workload_pct"]
+    cols = {"generate_s": "generate", "tokens_per_s": "tokens/s", "finish_p50_s": "finish p50",
+            "finish_p90_s": "finish p90", "finish_max_s": "finish max",
+            "preemptions": "preemptions", "peak_running": "peak batch"}
+    return pd.DataFrame({label: [fmt.MISSING if v.get(k) is None else f"{v[k]:+.1f}%"
+                                 for v in by.values()] for k, label in cols.items()},
+                        index=list(by))
+
+
+def show_engine_report(path: Path) -> None:
+    data = json.loads(path.read_text())
+    clock = str(data.get("clock", "cpu"))
+    st.markdown(
+        f"Recorded vLLM engine runs (`calibration/engine_runs/`) replayed through the simulator's "
+        f"own continuous-batching engine with `{Path(str(data.get('profile', ''))).name}`: "
+        f"{data['held_out_runs']} held-out runs of {data['held_out_workloads']} workloads. The "
+        "**step clock** counts engine steps (scheduling dynamics alone: admission, KV pool, "
+        f"preemption, prefix sharing, speculation); the **{clock} clock** adds the cost model.")
+    m, ms = data["mape_pct"], data["mape_pct_step_clock"]
+    nospec = data.get("mape_pct_without_speculative", {})
+    cols = st.columns(4)
+    cols[0].metric("MAPE generate (step clock)", f"{ms['generate_s']:.1f}%")
+    cols[1].metric(f"MAPE generate ({clock} clock)", f"{m['generate_s']:.1f}%")
+    if nospec.get("generate_s") is not None:
+        cols[2].metric("same, without spec. decoding", f"{nospec['generate_s']:.1f}%")
+    cols[3].metric(f"MAPE finish p90 ({clock} clock)", f"{m['finish_p90_s']:.1f}%")
+    worst = data.get("worst", {})
+    if worst.get("workload"):
+        st.markdown(f"**Misses most:** `{worst['workload']}` (generate "
+                    f"{worst['generate_error_pct']:+.1f}% on the {clock} clock; step clock: "
+                    f"`{data['worst_step_clock']['workload']}` "
+                    f"{data['worst_step_clock']['generate_error_pct']:+.1f}%).")
+    step = st.radio("Clock", [f"{clock} clock (seconds)", "step clock (engine steps)"],
+                    horizontal=True, key="calibration:engine:clock") != f"{clock} clock (seconds)"
+    unit = "engine steps" if step else "s"
+    st.plotly_chart(quantile_figure(finish_quantiles(data, step), unit),
+                    key="calibration:engine:quantiles")
+    st.markdown("Median signed error per held-out workload ((simulated - vLLM) / vLLM):")
+    st.dataframe(workload_table(data, step), key="calibration:engine:table")
+    grpo = data.get("grpo", {})
+    if grpo.get("rows"):
+        st.markdown("**Full GRPO step with the vLLM sampler backend** (tiny-4m; measured vs "
+                    f"simulated seconds per step; {grpo.get('note', '')}):")
+        frame = pd.DataFrame([{"session": r.get("session", ""), "config": r["config"],
+                               "quantity": r["quantity"],
+                               "measured": fmt.duration(r["measured_s"]),
+                               "simulated": fmt.duration(r["simulated_s"]),
+                               "error": f"{r['error_pct']:+.1f}%"} for r in grpo["rows"]])
+        st.dataframe(frame, key="calibration:engine:grpo", hide_index=True)
 
 
 def load_report(path: Path) -> ValidationReport:
@@ -180,6 +280,17 @@ def render() -> None:
             show_profile(picked_path)
         except UserError as exc:
             widgets.error_box(str(exc))
+    engine = engine_report_files()
+    if engine:
+        st.subheader("Engine validation (vLLM)")
+        engine_names = [str(p.relative_to(state.PROFILE_DIR)) for p in engine]
+        pick = st.selectbox("Engine validation report", engine_names,
+                            key="calibration:engine:report") if len(engine) > 1 else None
+        path = engine[engine_names.index(pick)] if pick is not None else engine[0]
+        try:
+            show_engine_report(path)
+        except (KeyError, TypeError, ValueError) as exc:
+            widgets.error_box(f"{path.name} is not an engine validation report: {exc}")
     reports = report_files()
     st.subheader("Validation")
     if not reports:

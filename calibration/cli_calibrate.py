@@ -21,6 +21,22 @@ from rlvr_sim.errors import UserError
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="profile YAML to write, e.g. profiles/cpu-2core.yaml")
+    p.add_argument("--backend", default="hf", choices=["hf", "vllm"],
+                   help="hf: micro-benchmark torch/HF (default); vllm: run the held-in engine "
+                        "workloads through vLLM (in the vLLM venv) and fit the decode terms "
+                        "(calibration.engine_cli)")
+    vg = p.add_argument_group("--backend vllm")
+    vg.add_argument("--runs", action="append", default=[], metavar="DIR",
+                    help="recorded engine runs (files or directories of NAME.rN.run.json[.gz]; "
+                         "`recorded`: the committed sets under calibration/engine_runs/) instead "
+                         "of running vLLM now")
+    vg.add_argument("--vllm-venv", default=None,
+                    help="the vLLM venv (default: $RLVR_VLLM_VENV or .venv-vllm; `make venv-vllm`)")
+    vg.add_argument("--clock", default="cpu", choices=["cpu", "wall"],
+                    help="engine step times to fit: CPU clock (default; robust at threads=1 on a "
+                         "shared machine) or wall clock")
+    vg.add_argument("--min-cpu-share", type=float, default=0.7,
+                    help="fit only held-in runs that had this share of their core (default 0.7)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
     p.add_argument("--gpu", default="auto",
                    help="catalog entry whose datasheet the efficiencies refer to (auto: cpu-2core "
@@ -45,7 +61,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "inside this many seconds (process start included); default on CUDA: 480")
     g.add_argument("--model", default=None,
                    help="decode/prefill/sync model: catalog name, config.json or local checkpoint "
-                        "dir (default qwen2.5-7b on CUDA, tiny-qwen2-4m on CPU)")
+                        "dir (default qwen2.5-7b on CUDA, tiny-qwen2-4m on CPU); --backend vllm: "
+                        "comma-separated tiny models (default tiny-0.5m,tiny-4m,tiny-13m)")
     lg = p.add_argument_group("calibration from a real RL run's logs")
     lg.add_argument("--from-log", default=None, metavar="FILE",
                     help="the run's per-step metrics (JSON lines, wandb CSV export, console log, "
@@ -193,6 +210,9 @@ def run(args: argparse.Namespace) -> int:
 
     if args.threads < 1:
         raise UserError(f"--threads={args.threads}: give at least 1")
+    if args.backend == "vllm":
+        from calibration.engine_cli import calibrate as calibrate_vllm
+        return calibrate_vllm(args)
     if args.from_log:
         from calibration.from_log import run as run_from_log
         return run_from_log(args)
@@ -226,21 +246,23 @@ def run(args: argparse.Namespace) -> int:
     column = "seconds_cpu" if args.time == "cpu" and "seconds_cpu" in df.columns else "seconds"
     fit = fit_profile(frame_to_keys(df, column), base, loss=args.loss)
     prov = provenance(device, int(df["threads"].iloc[0]) if len(df) else args.threads)
-    notes = {"provenance": prov.as_dict(), "grid": "bench" if args.bench else
-             ("quick" if args.quick else "full"),
+    verifier = verifier_notes(df)
+    load = _load_stats(df)
+    grid_name = "bench" if args.bench else ("quick" if args.quick else "full")
+    notes: dict[str, object] = {"provenance": prov.as_dict(), "grid": grid_name,
              "measure_s": measure_s, "time_column": column, "fit_s": time.perf_counter() - t0 - measure_s,
-             "rows": int(len(df)), "load": _load_stats(df), "bench_table": bench_path.name,
+             "rows": int(len(df)), "load": load, "bench_table": bench_path.name,
              "bench_sources": [Path(b).name for b in args.bench],
-             "verifier": verifier_notes(df),
+             "verifier": verifier,
              "kept_from_datasheet": sorted(set(type(base.efficiency).model_fields) - set(fit.fitted_terms)),
              "switch_fixed_s": "0: the executor's colocated HF backend keeps sampler and trainer "
                                "copies resident (no offload/reload between phases)"}
     from calibration.fit import calibration_info
 
     info = calibration_info(
-        fit, prov.as_dict(), {t: v["in_worker"]["p50_s"] for t, v in notes["verifier"].items()},
-        notes=f"{notes['grid']} grid, {len(df)} rows measured in {measure_s:.0f} s at load "
-              f"{notes['load']['loadavg_1m_min']:.1f}-{notes['load']['loadavg_1m_max']:.1f}; "
+        fit, prov.as_dict(), {t: v["in_worker"]["p50_s"] for t, v in verifier.items()},
+        notes=f"{grid_name} grid, {len(df)} rows measured in {measure_s:.0f} s at load "
+              f"{load['loadavg_1m_min']:.1f}-{load['loadavg_1m_max']:.1f}; "
               f"details in {out.stem}.fit.json")
     path, side = write_profile(fit, out, prov.source_line(gpu), notes, calibration=info)
     if args.json:
@@ -249,8 +271,8 @@ def run(args: argparse.Namespace) -> int:
     r = fit.result
     how = "refit of " + ", ".join(args.bench) if args.bench else f"measured in {measure_s:.0f} s"
     print(f"profile {path} ({len(df)} benchmark rows, {how}, "
-          f"threads={prov.threads}, load {notes['load']['loadavg_1m_min']:.1f}-"
-          f"{notes['load']['loadavg_1m_max']:.1f}, CPUs {os.cpu_count()})")
+          f"threads={prov.threads}, load {load['loadavg_1m_min']:.1f}-"
+          f"{load['loadavg_1m_max']:.1f}, CPUs {os.cpu_count()})")
     for t in fit.fitted_terms:
         print(f"  {t:<24}{r.values[t]:11.4g}  +- {100 * r.rel_stderr[t]:.0f}%"
               + ("  (at bound)" if t in r.at_bound else ""))

@@ -37,6 +37,28 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "(default 2: averages the machine's drift over the validation)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--backend", default="hf", choices=["hf", "vllm"],
+                   help="hf: held-out executor runs (default); vllm: held-out vLLM engine "
+                        "workloads replayed by the simulator's engine, and the full GRPO step "
+                        "with the vLLM sampler (calibration.engine_cli)")
+    vg = p.add_argument_group("--backend vllm")
+    vg.add_argument("--runs", action="append", default=[], metavar="DIR",
+                    help="recorded engine runs (files or directories; default: the threads=1 "
+                         "sets under calibration/engine_runs/, engine_cli.DEFAULT_RUN_DIRS)")
+    vg.add_argument("--run-engine", action="store_true",
+                    help="run the held-out engine workloads through vLLM now (in the vLLM venv)")
+    vg.add_argument("--run-grpo", action="store_true",
+                    help="run the vLLM-backend GRPO configs now (default: the recorded report "
+                         "calibration/engine_runs/grpo-vllm/report.json, re-simulated)")
+    vg.add_argument("--no-grpo", action="store_true", help="leave the GRPO comparison out")
+    vg.add_argument("--clock", default="cpu", choices=["cpu", "wall"],
+                    help="seconds clock of the comparison (default cpu; the step clock is always "
+                         "reported too)")
+    vg.add_argument("--model", default=None,
+                    help="--run-engine: comma-separated tiny models (default tiny-4m)")
+    vg.add_argument("--repeats", type=int, default=2, help="--run-engine: interleaved repeats")
+    vg.add_argument("--vllm-venv", default=None,
+                    help="the vLLM venv (default: $RLVR_VLLM_VENV or .venv-vllm; `make venv-vllm`)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -45,6 +67,9 @@ def run(args: argparse.Namespace) -> int:
     from calibration.validate import HELD_OUT, QUICK_HELD_OUT, validate
     from rlvr_sim.hardware import HardwareProfile
 
+    if args.backend == "vllm":
+        from calibration.engine_cli import validate as validate_vllm
+        return validate_vllm(args)
     profile = Path(args.profile)
     HardwareProfile.load(profile)  # clean error for a missing / invalid profile
     configs = QUICK_HELD_OUT if args.quick else HELD_OUT

@@ -45,6 +45,15 @@ class EngineWorkload:
     prefix_caching: bool = True
     speculative: str = "none"          # "none" | "ngram"
     draft_tokens: int = 4
+    # a weight update in the middle of generation, after this many engine steps (None: none):
+    # the engine stops stepping, reloads perturbed weights, then either continues on the same
+    # KV cache ("keep_kv": an in-flight update) or preempts every running request, which then
+    # recomputes prompt + generated tokens under the new weights ("recompute": partial rollout)
+    weight_update_after_step: int | None = None
+    weight_update_mode: str = "keep_kv"   # "keep_kv" | "recompute"
+    # vLLM's token budget per step (max_num_batched_tokens; None: its default): large enough,
+    # a prefill-only workload runs in one step of exactly prompts x prompt_tokens tokens
+    max_batched_tokens: int | None = None
 
     def response_lengths(self) -> list[int]:
         """Per sample (prompt-major), the forced response length."""
@@ -91,6 +100,20 @@ class StepRecord:
 
 
 @dataclass(frozen=True)
+class WeightUpdateRecord:
+    """One weight update in the middle of a workload, as the engine ran it."""
+
+    after_step: int            # engine steps completed before the update
+    mode: str                  # "keep_kv" | "recompute"
+    start_s: float             # wall clock, seconds since the first request was added
+    duration_s: float          # reload (+ cache reset) wall seconds
+    start_cpu_s: float | None  # the same on the CPU clock (engine_records module docstring)
+    duration_cpu_s: float | None
+    running: int               # requests running when the update began
+    interrupted: int           # requests sent back to recompute (0 for keep_kv)
+
+
+@dataclass(frozen=True)
 class EngineRun:
     """One workload run through a real engine, with the conditions it ran under."""
 
@@ -111,6 +134,7 @@ class EngineRun:
     kv_blocks_engine: int | None = None  # the pool the engine actually had
     cpu_s: float | None = None           # CPU seconds of this process over the run
     repeat: int = 0                      # which repeat of the workload (interleaved passes)
+    weight_updates: tuple[WeightUpdateRecord, ...] = field(default=())
     notes: tuple[str, ...] = field(default=())
 
     @property
@@ -131,5 +155,6 @@ class EngineRun:
         d["requests"] = tuple(RequestRecord(**r) for r in d["requests"])
         d["steps"] = tuple(StepRecord(**s) for s in d["steps"])
         d["notes"] = tuple(d.get("notes", ()))
+        d["weight_updates"] = tuple(WeightUpdateRecord(**u) for u in d.get("weight_updates", ()))
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in known})

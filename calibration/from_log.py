@@ -164,7 +164,7 @@ def layout_from_config(framework: str, config: dict, overrides: dict) -> RunLayo
     kl = get("kl")
     missing = [n for n, v in (("model", model), ("gpus", gpus), ("sequences", sequences),
                               ("gpu", overrides.get("gpu"))) if not v]
-    if missing:
+    if missing or gpus is None or sequences is None:   # (None is in `missing`; for the checker)
         raise UserError(
             f"--from-log: the run's {', '.join(missing)} not known from --config; pass "
             + " ".join(f"--{m.replace('_', '-')} VALUE" for m in missing)

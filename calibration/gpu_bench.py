@@ -13,6 +13,8 @@ GPU) and the median of repeats on random (non-zero) data:
 5. training of the train model (fp32 master weights, bf16 autocast on GPU): forward+backward vs
    tokens per micro-batch, the fused AdamW step, and the no-grad log-prob forward.
 
+This module plans the points (`GpuPlan`), estimates what each costs and orders them
+(`build_points`); the timed measurements themselves are `calibration.gpu_measure`.
 Rows carry `calibration.harness.BenchKey` features, so `calibration.predict.predict_s` maps each
 onto the simulator's own cost functions; `calibration.gpu_fit` fits them.
 
@@ -22,19 +24,20 @@ stand-in); one sequence length per training point; no multi-GPU terms (link, col
 
 from __future__ import annotations
 
-import json
-import math
-import statistics
 import time
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Callable
 
 from calibration.budget import Point
-from calibration.harness import BenchKey, _quantile
+from calibration.gpu_measure import (BuiltModel, GpuRow, Trainer, bench_copy, bench_decode,
+                                     bench_gemm, bench_prefill, bench_sync, bench_train,
+                                     build_model, free_cuda, resolve_model_config)
 from rlvr_sim.cost.params import kv_bytes_per_token, param_counts
-from rlvr_sim.errors import UserError
-from rlvr_sim.model_spec import ModelSpec, catalog_model
+from rlvr_sim.model_spec import ModelSpec
+
+# re-exported: the measurements themselves live in calibration.gpu_measure
+__all__ = ["CPU_PLAN", "CUDA_PLAN", "DECODE_PRIORITY", "BuiltModel", "GpuPlan", "GpuRow", "Session",
+           "bench_decode", "build_estimate_s", "build_model", "build_points", "estimate_decode_s"]
 
 
 @dataclass(frozen=True)
@@ -92,347 +95,6 @@ DECODE_PRIORITY = ((1, 2048), (256, 2048), (32, 8192), (128, 512), (8, 512), (1,
                    (128, 8192), (32, 2048))
 
 
-@dataclass
-class GpuRow:
-    """One measured row: what (BenchKey), how (engine, dtype), median seconds and spread."""
-
-    key: BenchKey
-    seconds: float
-    seconds_p25: float
-    seconds_p75: float
-    repeats: int
-    engine: str            # graph | eager | probe
-    dtype: str
-    device: str
-    value: float = math.nan  # probes: FLOP/s or bytes/s
-    note: str = ""
-
-    def flat(self) -> dict:
-        d = asdict(self.key)
-        d.update({k: v for k, v in asdict(self).items() if k != "key"})
-        d["seconds_cpu"] = self.seconds   # column the CPU path's readers expect
-        return d
-
-
-# --------------------------------------------------------------------------------------------
-# models
-
-@dataclass
-class BuiltModel:
-    name: str
-    spec_json: str        # HF-style config of what was built (BenchKey.model_json)
-    params: int
-    model: object         # torch.nn.Module
-    layers: int
-
-
-def resolve_model_config(source: str) -> tuple[str, dict, Path | None]:
-    """(name, HF-style config, checkpoint dir or None) of a catalog name, a config.json path or
-    a local checkpoint directory (config.json + weights)."""
-    p = Path(source)
-    if p.is_dir():
-        if not (p / "config.json").exists():
-            raise UserError(f"--model {source!r}: directory has no config.json; give a catalog "
-                            "name, a config.json or a local checkpoint directory")
-        cfg = json.loads((p / "config.json").read_text())
-        has_weights = any(p.glob("*.safetensors")) or any(p.glob("*.bin"))
-        spec = ModelSpec.from_hf_config_dict(cfg, name=p.name)
-        return p.name, spec.to_hf_config_dict(), p if has_weights else None
-    if p.suffix == ".json":
-        spec = ModelSpec.from_hf_config(p)
-        return spec.name, spec.to_hf_config_dict(), None
-    spec = catalog_model(source)
-    return spec.name, spec.to_hf_config_dict(), None
-
-
-_SPARSE_KEYS = ("num_experts", "num_experts_per_tok", "moe_intermediate_size", "n_shared_experts",
-                "shared_expert_intermediate_size", "first_k_dense_replace", "moe_layer_freq",
-                "mlp_only_layers", "kv_lora_rank", "q_lora_rank", "qk_rope_head_dim",
-                "qk_nope_head_dim", "v_head_dim", "qk_norm")
-
-
-def build_model(source: str, device: str, dtype: str, seed: int = 0) -> BuiltModel:
-    """Random-init model of a catalog/config shape with its REAL vocabulary (the lm_head is part
-    of what decode reads), built directly on `device`; or a checkpoint loaded from disk."""
-    import torch
-    from transformers import AutoConfig, AutoModelForCausalLM
-
-    from executor.policy import DTYPES
-
-    name, cfg, ckpt = resolve_model_config(source)
-    tdtype = DTYPES[dtype]
-    torch.manual_seed(seed)
-    if ckpt is not None:
-        model = AutoModelForCausalLM.from_pretrained(ckpt, dtype=tdtype).to(device)
-    else:
-        hf = {k: v for k, v in cfg.items() if v is not None and k != "name"}
-        if not hf.get("num_experts") and not hf.get("kv_lora_rank"):
-            hf = {k: v for k, v in hf.items() if k not in _SPARSE_KEYS}
-        model_type = hf.pop("model_type")
-        hf_config = AutoConfig.for_model(model_type, **hf)
-        with torch.device(device):
-            model = AutoModelForCausalLM.from_config(hf_config, dtype=tdtype)
-        model.to(device)
-    model.eval()
-    spec = ModelSpec.from_hf_config_dict(cfg, name=name)
-    return BuiltModel(name=name, spec_json=json.dumps(cfg, sort_keys=True),
-                      params=int(sum(p.numel() for p in model.parameters())), model=model,
-                      layers=spec.num_hidden_layers)
-
-
-# --------------------------------------------------------------------------------------------
-# timing
-
-class Timer:
-    """Times a callable on `device`: CUDA events around `inner` calls on GPU, perf_counter
-    after a synchronize otherwise. Returns seconds per call."""
-
-    def __init__(self, device: str):
-        self.cuda = device.startswith("cuda")
-
-    def sync(self) -> None:
-        if self.cuda:
-            import torch
-            torch.cuda.synchronize()
-
-    def once(self, fn: Callable[[], object], inner: int = 1) -> float:
-        if self.cuda:
-            import torch
-            a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            a.record()
-            for _ in range(inner):
-                fn()
-            b.record()
-            b.synchronize()
-            return a.elapsed_time(b) / 1000.0 / inner
-        t0 = time.perf_counter()
-        for _ in range(inner):
-            fn()
-        return (time.perf_counter() - t0) / inner
-
-    def samples(self, fn: Callable[[], object], repeats: int, deadline: float,
-                clock: Callable[[], float] = time.monotonic, warmup: int = 2,
-                inner: int = 1) -> list[float]:
-        """Warm-up calls, then up to `repeats` timed samples (at least one) before `deadline`."""
-        for _ in range(warmup):
-            fn()
-        self.sync()
-        out = [self.once(fn, inner)]
-        while len(out) < repeats and clock() < deadline:
-            out.append(self.once(fn, inner))
-        return out
-
-
-
-
-def _row(key: BenchKey, samples: list[float], engine: str, dtype: str, device: str,
-         value: float = math.nan, note: str = "") -> GpuRow:
-    return GpuRow(key=key, seconds=statistics.median(samples), seconds_p25=_quantile(samples, .25),
-                  seconds_p75=_quantile(samples, .75), repeats=len(samples), engine=engine,
-                  dtype=dtype, device=device, value=value, note=note)
-
-
-def _free_cuda() -> None:
-    import gc
-
-    import torch
-    gc.collect()
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
-
-
-# --------------------------------------------------------------------------------------------
-# benchmarks (each returns rows; all take a deadline)
-
-def bench_gemm(n: int, dtype: str, device: str, repeats: int, deadline: float) -> list[GpuRow]:
-    import torch
-
-    from executor.policy import DTYPES
-    a = torch.randn(n, n, device=device, dtype=DTYPES[dtype])
-    b = torch.randn(n, n, device=device, dtype=DTYPES[dtype])
-    c = torch.empty(n, n, device=device, dtype=DTYPES[dtype])
-    s = Timer(device).samples(lambda: torch.matmul(a, b, out=c), repeats, deadline, inner=5)
-    med = statistics.median(s)
-    return [_row(BenchKey(kind="peak_gemm", sequences=n), s, "probe", dtype, device,
-                 value=2.0 * n ** 3 / med, note=f"{n}^3 matmul, FLOP/s")]
-
-
-def bench_copy(nbytes: int, device: str, repeats: int, deadline: float) -> list[GpuRow]:
-    import torch
-    src = torch.randn(nbytes // 4, device=device)
-    dst = torch.empty_like(src)
-    s = Timer(device).samples(lambda: dst.copy_(src), repeats, deadline, inner=5)
-    med = statistics.median(s)
-    return [_row(BenchKey(kind="peak_copy", payload_bytes=nbytes), s, "probe", "fp32", device,
-                 value=2.0 * nbytes / med, note="device copy, bytes read + written per s")]
-
-
-def bench_decode(bm: BuiltModel, batch: int, context: int, dtype: str, device: str,
-                 repeats: int, deadline: float, try_graph: bool) -> list[GpuRow]:
-    """One decode iteration of `batch` sequences at `context` KV tokens each (static cache of
-    exactly `context` slots filled with random K/V; the new token writes the last slot).
-    Graph rows first (when CUDA and capture works), then eager rows on the same cache."""
-    import torch
-    from transformers import StaticCache
-
-    model = bm.model
-    cache = StaticCache(config=model.config, max_cache_len=context)
-    vocab = int(model.config.vocab_size)
-    ids = torch.randint(0, vocab, (batch, 1), device=device)
-    pos = torch.tensor([context - 1], device=device, dtype=torch.long)
-
-    def step():
-        return model(input_ids=ids, past_key_values=cache, cache_position=pos, use_cache=True)
-
-    key = BenchKey(kind="decode", model=bm.name, model_json=bm.spec_json, params=bm.params,
-                   sequences=batch, context_tokens_sum=batch * context,
-                   context_tokens_max=context, iterations=1)
-    rows: list[GpuRow] = []
-    timer = Timer(device)
-    with torch.inference_mode():
-        step()                                   # lazy cache allocation
-        for layer in getattr(cache, "layers", []):
-            for t in (getattr(layer, "keys", None), getattr(layer, "values", None)):
-                if isinstance(t, torch.Tensor):
-                    t.normal_()
-        graph_err = ""
-        if try_graph:
-            try:
-                stream = torch.cuda.Stream()
-                stream.wait_stream(torch.cuda.current_stream())
-                with torch.cuda.stream(stream):
-                    for _ in range(3):
-                        step()
-                torch.cuda.current_stream().wait_stream(stream)
-                graph = torch.cuda.CUDAGraph()
-                with torch.cuda.graph(graph):
-                    step()
-                s = timer.samples(graph.replay, repeats, deadline, warmup=3, inner=10)
-                rows.append(_row(key, s, "graph", dtype, device))
-                del graph
-            except Exception as exc:  # noqa: BLE001 - capture is best effort; eager still runs
-                graph_err = f"graph capture failed: {type(exc).__name__}: {exc}"[:300]
-                try:
-                    torch.cuda.synchronize()
-                except Exception:  # noqa: BLE001 - the eager timing below reports a broken device
-                    pass
-        s = timer.samples(step, repeats, deadline, warmup=2, inner=3)
-        rows.append(_row(key, s, "eager", dtype, device, note=graph_err))
-    cache = None  # frees the KV memory (step() closes over this cell)
-    if device.startswith("cuda"):
-        torch.cuda.empty_cache()     # the next point's cache has another size
-    return rows
-
-
-def bench_prefill(bm: BuiltModel, sequences: int, tokens_each: int, dtype: str, device: str,
-                  repeats: int, deadline: float) -> list[GpuRow]:
-    import torch
-    model = bm.model
-    ids = torch.randint(0, int(model.config.vocab_size), (sequences, tokens_each), device=device)
-    with torch.inference_mode():
-        s = Timer(device).samples(lambda: model(input_ids=ids, use_cache=False, logits_to_keep=1),
-                                  repeats, deadline, warmup=1)
-    key = BenchKey(kind="prefill", model=bm.name, model_json=bm.spec_json, params=bm.params,
-                   sequences=sequences, prompt_tokens=sequences * tokens_each)
-    return [_row(key, s, "eager", dtype, device)]
-
-
-def bench_sync(bm: BuiltModel, bucket_bytes: int, device: str, repeats: int,
-               deadline: float) -> list[GpuRow]:
-    """Pack every parameter into a send bucket; each full bucket is copied into a receiver
-    buffer (the colocated trainer -> sampler hand-over, IPC-like). Times the whole walk."""
-    import torch
-    params = [p.detach() for p in bm.model.parameters()]
-    dtype = params[0].dtype
-    elem = params[0].element_size()
-    total = sum(p.numel() for p in params)
-    cap = max(bucket_bytes // elem, 1)
-    bucket = torch.empty(cap, device=device, dtype=dtype)
-    recv = torch.empty(total, device=device, dtype=dtype)
-    n_buckets = [0]
-
-    def run():
-        fill, out = 0, 0
-        n_buckets[0] = 0
-        for p in params:
-            flat = p.reshape(-1)
-            i = 0
-            while i < flat.numel():
-                take = min(cap - fill, flat.numel() - i)
-                bucket[fill:fill + take].copy_(flat[i:i + take])
-                fill += take
-                i += take
-                if fill == cap:
-                    recv[out:out + fill].copy_(bucket[:fill])
-                    out += fill
-                    fill = 0
-                    n_buckets[0] += 1
-        if fill:
-            recv[out:out + fill].copy_(bucket[:fill])
-            n_buckets[0] += 1
-
-    s = Timer(device).samples(run, repeats, deadline, warmup=1)
-    key = BenchKey(kind="weight_sync", model=bm.name, model_json=bm.spec_json, params=bm.params,
-                   payload_bytes=int(cap * elem))
-    return [_row(key, s, "eager", str(dtype).replace("torch.", ""), device,
-                 value=float(n_buckets[0]), note="value = buckets")]
-
-
-class Trainer:
-    """fp32 master weights, bf16 autocast on CUDA (fp32 on CPU), fused AdamW where available."""
-
-    def __init__(self, bm: BuiltModel, device: str):
-        import torch
-        self.bm, self.device = bm, device
-        bm.model.train()
-        kw = {"fused": True} if device.startswith("cuda") else {}
-        self.opt = torch.optim.AdamW(bm.model.parameters(), lr=1e-7, **kw)
-        self.cuda = device.startswith("cuda")
-
-    def autocast(self):
-        import contextlib
-
-        import torch
-        if self.cuda:
-            return torch.autocast("cuda", dtype=torch.bfloat16)
-        return contextlib.nullcontext()
-
-
-def bench_train(tr: Trainer, tokens: int, seq_len: int, device: str, repeats: int,
-                deadline: float) -> list[GpuRow]:
-    """Forward+backward (HF causal-LM loss over the full vocabulary), the optimizer step and
-    the no-grad log-prob forward, on `tokens` tokens as sequences of `seq_len`."""
-    import torch
-    seq = min(seq_len, tokens)
-    n_seq = max(tokens // seq, 1)
-    model = tr.bm.model
-    ids = torch.randint(0, int(model.config.vocab_size), (n_seq, seq), device=device)
-    timer = Timer(device)
-    dtype = "bf16-autocast" if tr.cuda else "fp32"
-
-    def fb():
-        with tr.autocast():
-            loss = model(input_ids=ids, labels=ids).loss
-        loss.backward()
-
-    def opt():
-        tr.opt.step()
-        tr.opt.zero_grad(set_to_none=False)
-
-    def logprob():
-        with torch.inference_mode(), tr.autocast():
-            logits = model(input_ids=ids).logits
-            torch.log_softmax(logits.float(), dim=-1)
-
-    s_fb = timer.samples(fb, repeats, deadline, warmup=1)
-    s_opt = timer.samples(opt, repeats, deadline, warmup=1)
-    s_lp = timer.samples(logprob, repeats, deadline, warmup=1)
-    base = dict(model=tr.bm.name, model_json=tr.bm.spec_json, params=tr.bm.params,
-                sequences=n_seq, prompt_tokens=n_seq * seq, mini_batches=1)
-    return [_row(BenchKey(kind="train_fb", **base), s_fb, "eager", dtype, device),
-            _row(BenchKey(kind="optimizer", **base), s_opt, "eager", "fp32", device),
-            _row(BenchKey(kind="logprob", **base), s_lp, "eager", dtype, device)]
-
 
 # --------------------------------------------------------------------------------------------
 # the plan: points in priority order with cost estimates
@@ -463,6 +125,33 @@ def _decode(s: Session, bm: BuiltModel | None, batch: int, context: int,
             s.graph_failed = r.note
             s.notes["graph_capture_error"] = r.note
     return rows
+
+
+def _built(bm: BuiltModel | None) -> BuiltModel:
+    if bm is None:
+        raise RuntimeError("decode model not built")
+    return bm
+
+
+def _decode_point(s: Session, batch: int, context: int,
+                  second: bool = False) -> Callable[[float], list[GpuRow]]:
+    """A decode point's run: reads the session's model when it runs (a build point sets it)."""
+    def run(deadline: float) -> list[GpuRow]:
+        return _decode(s, s.decode2 if second else s.decode, batch, context, deadline)
+    return run
+
+
+def _prefill_point(s: Session, sequences: int, tokens_each: int) -> Callable[[float], list[GpuRow]]:
+    def run(deadline: float) -> list[GpuRow]:
+        return bench_prefill(_built(s.decode), sequences, tokens_each, s.plan.dtype, s.device,
+                             s.plan.repeats, deadline)
+    return run
+
+
+def _sync_point(s: Session, bucket_bytes: int) -> Callable[[float], list[GpuRow]]:
+    def run(deadline: float) -> list[GpuRow]:
+        return bench_sync(_built(s.decode), bucket_bytes, s.device, s.plan.repeats, deadline)
+    return run
 
 
 def _spec(source: str) -> ModelSpec:
@@ -524,8 +213,7 @@ def build_points(s: Session, clock: Callable[[], float] = time.monotonic) -> lis
         [p for p in grid if p not in DECODE_PRIORITY]
     for b, c in ordered:
         pts.append(Point(f"decode b={b} ctx={c}", "decode",
-                         estimate_decode_s(dm, plan, b, c, cuda),
-                         lambda dl, b=b, c=c: _decode(s, s.decode, b, c, dl),
+                         estimate_decode_s(dm, plan, b, c, cuda), _decode_point(s, b, c),
                          requires="decode"))
     if plan.decode_model_2 and plan.decode_points_2:
         dm2 = _spec(plan.decode_model_2)
@@ -539,22 +227,18 @@ def build_points(s: Session, clock: Callable[[], float] = time.monotonic) -> lis
         for b, c in plan.decode_points_2:
             pts.append(Point(f"decode2 b={b} ctx={c}", "decode",
                              estimate_decode_s(dm2, plan, b, c, cuda),
-                             lambda dl, b=b, c=c: _decode(s, s.decode2, b, c, dl),
-                             requires="decode2"))
+                             _decode_point(s, b, c, second=True), requires="decode2"))
     for seqs, each in plan.prefill_shapes:
         est = (plan.repeats + 1) * (2.0 * param_counts(dm).active * seqs * each
                                     / plan.flop_per_s_guess + wbytes / plan.bytes_per_s_guess) + 0.3
         pts.append(Point(f"prefill {seqs}x{each}", "prefill", est,
-                         lambda dl, a=seqs, e=each: bench_prefill(s.decode, a, e, plan.dtype, dev,
-                                                                  plan.repeats, dl),
-                         requires="decode"))
+                         _prefill_point(s, seqs, each), requires="decode"))
     for bb in plan.sync_bucket_bytes:
         est = (plan.repeats + 1) * (4 * wbytes / plan.bytes_per_s_guess
                                     + wbytes / bb * 20 * plan.launch_s_guess) + 0.5 \
             + 2 * 400 * plan.launch_s_guess * (plan.repeats + 1)
         pts.append(Point(f"weight_sync bucket={bb >> 10}KiB", "sync", est,
-                         lambda dl, bb=bb: bench_sync(s.decode, bb, dev, plan.repeats, dl),
-                         requires="decode"))
+                         _sync_point(s, bb), requires="decode"))
 
     for tag, source, tokens in (("train", plan.train_model, plan.train_tokens),
                                 ("train2", plan.train_model_2, plan.train_tokens_2)):
@@ -565,7 +249,7 @@ def build_points(s: Session, clock: Callable[[], float] = time.monotonic) -> lis
         def build_train(dl, source=source, tag=tag):
             s.decode = s.decode2 = None
             s.train = None
-            _free_cuda()
+            free_cuda()
             t0 = time.monotonic()
             bm = build_model(source, dev, "fp32")
             s.train = Trainer(bm, dev)
@@ -582,14 +266,14 @@ def build_points(s: Session, clock: Callable[[], float] = time.monotonic) -> lis
                     if s.train is not None:
                         s.train.opt.zero_grad(set_to_none=False)
                     if cuda:
-                        _free_cuda()
+                        free_cuda()
             pts.append(Point(f"{tag} {source} {t} tokens", "train",
                              _estimate_train_s(tm, plan, t), run_train, requires=tag))
     if plan.extra_decode_points:
         def rebuild_decode(dl):
             s.train = None
             s.decode = s.decode2 = None
-            _free_cuda()
+            free_cuda()
             s.decode = build_model(plan.decode_model, dev, plan.dtype)
             return []
         pts.append(Point(f"rebuild {plan.decode_model}", "build",
@@ -599,7 +283,6 @@ def build_points(s: Session, clock: Callable[[], float] = time.monotonic) -> lis
             if b * c * kvb > plan.kv_cap_bytes:
                 continue
             pts.append(Point(f"decode+ b={b} ctx={c}", "decode",
-                             estimate_decode_s(dm, plan, b, c, cuda),
-                             lambda dl, b=b, c=c: _decode(s, s.decode, b, c, dl),
+                             estimate_decode_s(dm, plan, b, c, cuda), _decode_point(s, b, c),
                              requires="decode_extra"))
     return pts

@@ -27,6 +27,7 @@ import math
 import random
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -259,14 +260,15 @@ def measured_from_frame(df) -> list[Measured]:
         sec = float(rec.get("seconds", math.nan))
         if not (sec > 0) or rec["kind"] in ("peak_gemm", "peak_copy"):
             continue
-        key = BenchKey(**{n: (int(rec[n]) if isinstance(BenchKey.__dataclass_fields__[n].default,
-                                                         int) else rec[n]) for n in names})
-        common = dict(key=key, engine=str(rec.get("engine", "eager")), seconds=sec,
-                      dtype=str(rec.get("dtype", "fp32")))
+        fields: dict[str, Any] = {n: (int(rec[n]) if isinstance(
+            BenchKey.__dataclass_fields__[n].default, int) else rec[n]) for n in names}
+        key = BenchKey(**fields)
+        engine, dtype = str(rec.get("engine", "eager")), str(rec.get("dtype", "fp32"))
         if key.kind == "weight_sync":
-            bpp = 2.0 if "16" in common["dtype"] else 4.0
-            out.append(SyncRow(**common, bucket_count=int(rec.get("value") or 0),
+            bpp = 2.0 if "16" in dtype else 4.0
+            out.append(SyncRow(key=key, engine=engine, seconds=sec, dtype=dtype,
+                               bucket_count=int(rec.get("value") or 0),
                                payload_total_bytes=key.params * bpp))
         else:
-            out.append(Measured(**common))
+            out.append(Measured(key=key, engine=engine, seconds=sec, dtype=dtype))
     return out

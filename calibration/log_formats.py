@@ -71,8 +71,9 @@ def _num(v) -> float | None:
 
 def _step_of(row: dict) -> int | None:
     for k in STEP_KEYS:
-        if k in row and _num(row[k]) is not None:
-            return int(_num(row[k]))
+        step = _num(row[k]) if k in row else None
+        if step is not None:
+            return int(step)
     return None
 
 
@@ -240,9 +241,10 @@ def trl_steps(rows: list[dict]) -> list[StepMetrics]:
     out = []
     for r in rows:
         for k, v in r.items():
-            if k.startswith(TRL_PROFILE) and _num(v) is not None:
+            x = _num(v) if k.startswith(TRL_PROFILE) else None
+            if x is not None:
                 name = k[len(TRL_PROFILE):].split(".", 1)[-1]
-                acc[name] = acc.get(name, 0.0) + _num(v)
+                acc[name] = acc.get(name, 0.0) + x
         mean_len = _get(r, "completions/mean_length", "train/completions/mean_length")
         gs = _get(r, "train/global_step", "step", "global_step")
         step = int(gs) if gs is not None else None

@@ -10,6 +10,7 @@ This module only reads, checks and writes the tables; what a row predicts is in
 from __future__ import annotations
 
 import csv
+import dataclasses
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -167,7 +168,7 @@ def write_table(kind: str, rows: list[dict], public_dir: Path = PUBLIC_DIR) -> P
 def load_rows(kind: str, public_dir: Path = PUBLIC_DIR) -> list:
     """Typed rows of one kind (`metric` is dropped: each kind has one metric)."""
     cls = ROW_TYPES[kind]
-    fields = cls.__dataclass_fields__
+    fields = {f.name for f in dataclasses.fields(cls)}
     return [cls(**{k: v for k, v in rec.items() if k in fields}) for rec in read_table(kind, public_dir)]
 
 

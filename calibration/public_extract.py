@@ -137,7 +137,7 @@ def megatron_bridge_rows(doc: str, path: str) -> list[dict]:
             continue
         system = rec.get("System", system_head)
         model_name = rec.get("Model", model_head)
-        gpu, model = MEGATRON_BRIDGE_SYSTEMS.get(system), _mb_model(model_name or "")
+        gpu, model = MEGATRON_BRIDGE_SYSTEMS.get(system or ""), _mb_model(model_name or "")
         if gpu is None or model is None:
             continue
         fsdp = rec.get("FSDP", "0")

@@ -31,8 +31,8 @@ import math
 from calibration.public_data import CollectiveRow, DecodeRow, GemmRow, TrainingRow, model_spec
 from rlvr_sim.cost.memory import PREFILL_CHUNK_TOKENS, sampler_memory_plan
 from rlvr_sim.cost.params import param_counts
-from rlvr_sim.cost.sampler import (DecodeCoeffs, SamplerShape, Speculative, allreduce_s,
-                                   decode_span_s, prefill)
+from rlvr_sim.cost.collectives import allreduce_s
+from rlvr_sim.cost.sampler import DecodeCoeffs, SamplerShape, Speculative, decode_span_s, prefill
 from rlvr_sim.cost.trainer import TrainerShape, train_step
 from rlvr_sim.hardware import HardwareProfile
 from rlvr_sim.model_spec import ModelSpec

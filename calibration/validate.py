@@ -59,13 +59,6 @@ __all__ = ["ALL_MODELS", "HELD_OUT", "PHASES", "QUICK_HELD_OUT", "WARMUP_STEPS",
            "ValidationConfig", "combine", "compare", "cpu_equivalent", "executor_scenario",
            "measure", "run_executor", "sim_scenario", "simulate_run", "validate", "verifier_model"]
 
-_ORCHESTRATED = ("import sys\n"
-                 "from rlvr_sim.scenario import load_scenario\n"
-                 "from executor.orchestrator import run_orchestrated\n"
-                 "if __name__ == '__main__':\n"
-                 "    run_orchestrated(load_scenario(sys.argv[1]), out_dir=sys.argv[2], progress=False)\n")
-
-
 def _prompt_widths(cfg: ValidationConfig, spec: dict, steps: int) -> list[int]:
     """Padded prompt width of each step (the task's problem stream is a pure function)."""
     from executor.tasks import make_task, problems
@@ -88,9 +81,7 @@ def run_executor(cfg: ValidationConfig, work_dir: Path, threads: int,
                TOKENIZERS_PARALLELISM="false")
     load = os.getloadavg()[0]
     cmd = [sys.executable, "-m", "rlvr_sim.cli", "execute", str(path), "--no-progress",
-           "--out", str(out)]
-    if not cfg.colocated_sync:   # `execute` runs colocated sync; the orchestrator runs the rest
-        cmd = [sys.executable, "-c", _ORCHESTRATED, str(path), str(out)]
+           "--out", str(out)]            # it runs every orchestration (executor.orchestrator)
     (out / "metrics.jsonl").unlink(missing_ok=True)
     watch = watch_run(cmd, env, out / "metrics.jsonl", out / "run.log", timeout_s)
     if watch.returncode != 0:

@@ -32,7 +32,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from calibration.engine_records import EngineRun, EngineWorkload, RequestRecord, StepRecord
+from calibration.engine_records import (EngineRun, EngineWorkload, RequestRecord, StepRecord,
+                                        WeightUpdateRecord)
 
 _METRIC_PREEMPT = "vllm:num_preemptions"
 _METRIC_HITS = "vllm:prefix_cache_hits"
@@ -80,18 +81,46 @@ def start_engine(model_dir: str, w: EngineWorkload, threads: int):
                   speculative_config=spec)
     if w.kv_blocks is not None:
         kwargs["num_gpu_blocks_override"] = w.kv_blocks
+    if w.max_batched_tokens is not None:
+        kwargs["max_num_batched_tokens"] = w.max_batched_tokens
     return LLM(**kwargs)
 
 
 def engine_key(w: EngineWorkload) -> tuple:
     """Workloads with equal keys can share one engine."""
     return (w.prefix_caching, w.speculative, w.draft_tokens, w.kv_blocks, w.max_num_seqs,
-            w.block_tokens, w.prompt_tokens + w.cap_tokens)
+            w.block_tokens, w.prompt_tokens + w.cap_tokens, w.max_batched_tokens)
+
+
+def update_weights(llm, weights: list, mode: str) -> None:
+    """A weight update between two engine steps, as RL frameworks do it with the engine paused
+    (here: simply not stepping): reload `weights` (HF names) in place through the workers'
+    `reload_weights` RPC; "recompute" then resets the prefix cache with
+    `reset_running_requests=True`, which preempts every running request (it recomputes prompt +
+    generated tokens under the new weights when rescheduled); "keep_kv" continues on the KV
+    cache as is (an in-flight update: tokens already cached came from the old weights)."""
+    llm.collective_rpc("reload_weights", kwargs={"weights_iterator": list(weights)})
+    if mode == "recompute":
+        if not llm.reset_prefix_cache(reset_running_requests=True):
+            raise RuntimeError("vLLM could not reset the prefix cache after the weight update")
+    elif mode != "keep_kv":
+        raise ValueError(f"weight_update_mode {mode!r}: use keep_kv or recompute")
+
+
+def perturbed_weights(policy, scale: float = 1e-3, seed: int = 1) -> list:
+    """(name, tensor) pairs of `policy`'s weights plus small Gaussian noise: a real new version
+    (forced lengths keep every request's length whatever the weights)."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    return [(n, (t.detach().float() + scale * torch.randn(t.shape, generator=g)).to(t.dtype))
+            for n, t in policy.model.state_dict().items()]
 
 
 def run_workload(llm, w: EngineWorkload, model: dict, threads: int, engine_name: str,
-                 repeat: int = 0) -> EngineRun:
-    """Add every sample of `w` at once and step the engine until all finish."""
+                 repeat: int = 0, new_weights: list | None = None) -> EngineRun:
+    """Add every sample of `w` at once and step the engine until all finish (with a weight
+    update after `w.weight_update_after_step` steps when set: `new_weights` are loaded)."""
     from vllm import SamplingParams
     from vllm.sampling_params import RequestOutputKind
 
@@ -126,8 +155,27 @@ def run_workload(llm, w: EngineWorkload, model: dict, threads: int, engine_name:
                             output_kind=RequestOutputKind.DELTA)
         engine.add_request(rid[i], {"prompt_token_ids": prompts[g]}, sp)
     steps: list[StepRecord] = []
+    updates: list[WeightUpdateRecord] = []
     was_running: set[str] = set()
     while engine.has_unfinished_requests():
+        if (w.weight_update_after_step is not None and not updates
+                and len(steps) == w.weight_update_after_step):
+            if new_weights is None:
+                raise ValueError(f"{w.name}: a weight update needs new_weights")
+            u0, q0 = time.perf_counter(), time.process_time()
+            running_before = len(was_running)
+            update_weights(llm, new_weights, w.weight_update_mode)
+            u1, q1 = time.perf_counter(), time.process_time()
+            interrupted = 0
+            if w.weight_update_mode == "recompute":
+                now = {r.request_id for r in sched.running} if sched is not None else set()
+                interrupted = len(was_running - now)
+                was_running = now               # sent back by the update: not preemptions
+            updates.append(WeightUpdateRecord(
+                after_step=len(steps), mode=w.weight_update_mode, start_s=u0 - t0,
+                duration_s=u1 - u0, start_cpu_s=(q0 - c0) / threads,
+                duration_cpu_s=(q1 - q0) / threads, running=running_before,
+                interrupted=interrupted))
         ctx = [w.prompt_tokens + generated[index(r)] for r in was_running]
         s0, p0 = time.perf_counter(), time.process_time()
         outs = engine.step()
@@ -177,11 +225,13 @@ def run_workload(llm, w: EngineWorkload, model: dict, threads: int, engine_name:
     return EngineRun(
         workload=w, engine=engine_name, model=model, threads=threads,
         load_avg_before=load_before, load_avg_after=os.getloadavg()[0], wall_s=wall,
-        requests=reqs, steps=tuple(steps), preemptions_total=delta[_METRIC_PREEMPT],
+        # the counter also counts the requests a recompute update sent back: not preemptions
+        requests=reqs, steps=tuple(steps),
+        preemptions_total=delta[_METRIC_PREEMPT] - sum(u.interrupted for u in updates),
         prefix_cache_hits=delta[_METRIC_HITS], prefix_cache_queries=delta[_METRIC_QUERIES],
         draft_tokens=delta[_METRIC_DRAFT] if spec_on else None,
         accepted_tokens=delta[_METRIC_ACCEPT] if spec_on else None,
-        kv_blocks_engine=kv_blocks, cpu_s=cpu, repeat=repeat)
+        kv_blocks_engine=kv_blocks, cpu_s=cpu, repeat=repeat, weight_updates=tuple(updates))
 
 
 def _warm_up(llm, w: EngineWorkload) -> None:
@@ -223,6 +273,8 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="vllm-engine-") as tmp:
         policy = build_random_policy(model, device="cpu", threads=a.threads, seed=0)
         model_dir = str(save_policy(policy, Path(tmp) / "model"))
+        new_weights = (perturbed_weights(policy)
+                       if any(w.weight_update_after_step is not None for w in workloads) else None)
         del policy
         by_key: dict[tuple, list[EngineWorkload]] = {}
         for w in workloads:
@@ -235,11 +287,14 @@ def main(argv: list[str] | None = None) -> int:
             _warm_up(llm, group[0])
             for rep in range(a.repeats):
                 for w in group:
-                    run = run_workload(llm, w, model, a.threads, engine_name, rep)
+                    run = run_workload(llm, w, model, a.threads, engine_name, rep, new_weights)
                     (out / f"{w.name}.r{rep}.run.json").write_text(run.to_json())
                     print(f"{w.name} r{rep}: wall {run.wall_s:.2f} s, {len(run.steps)} steps, "
                           f"preemptions {run.preemptions_total}, load {run.load_avg_before:.1f}, "
-                          f"cpu share {run.cpu_share:.2f}", file=sys.stderr, flush=True)
+                          f"cpu share {run.cpu_share:.2f}"
+                          + "".join(f", weight update after step {u.after_step} ({u.mode}, "
+                                    f"{u.duration_s:.3f} s, {u.interrupted} interrupted)"
+                                    for u in run.weight_updates), file=sys.stderr, flush=True)
             del llm
     return 0
 

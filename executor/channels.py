@@ -20,7 +20,8 @@ import torch.multiprocessing as tmp
 from executor.config import RunConfig
 from executor.sampler import Rollout
 from executor.sampler_worker import SampleMessage, WeightsMessage, WorkerPlan, sampler_main
-from executor.trainer import Batch, GRPOTrainer, TrainStats, make_batch
+from executor.trainer import TokenBatch, GRPOTrainer, TrainStats, make_batch
+from rlvr_sim import rules
 from rlvr_sim.errors import UserError
 
 
@@ -49,11 +50,11 @@ def orchestration_of(cfg: RunConfig, stale_policy: str | None = None) -> Orchest
     if o.partial_rollout:
         raise UserError("orchestration.partial_rollout=true is not executed (the executor finishes "
                         "every rollout with one policy version); set it to false")
-    eta = o.max_staleness if o.mode == "async" else 0
+    eta = rules.staleness_steps(o.mode, o.max_staleness)
     return Orchestration(o.placement, o.mode, eta, policy, queue_batches=max(1, eta))
 
 
-def behaviour_logps(rollouts: Sequence[Rollout], batch: Batch) -> torch.Tensor:
+def behaviour_logps(rollouts: Sequence[Rollout], batch: TokenBatch) -> torch.Tensor:
     """[B, T-1] old log-probs from the sampler's per-token log-probs, aligned with batch.mask."""
     old = torch.zeros_like(batch.mask, dtype=torch.float32)
     for i, r in enumerate(rollouts):

@@ -16,6 +16,12 @@ from dataclasses import asdict
 
 import yaml
 
+from executor.config import RunConfig
+from executor.results import ExecuteResult, SelfImproveResult, execute_lines, self_improve_lines
+from rlvr_sim.cli_output import check_output_path, strict_json
+from rlvr_sim.errors import UserError
+from rlvr_sim.scenario import Scenario, load_scenario
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("scenario", help="scenario YAML with an `executor:` section")
@@ -36,41 +42,25 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "in-process audit hook instead of refusing (= executor.allow_weak_sandbox)")
 
 
-def _dispatch(scenario, cfg, args: argparse.Namespace, progress: bool):
+def _dispatch(scenario: Scenario, args: argparse.Namespace, progress: bool
+              ) -> ExecuteResult | SelfImproveResult:
     """Run the scenario on the path its backend/orchestration (or --self-improve) selects."""
-    from rlvr_sim.errors import UserError
-
-    paths = dict(steps=args.steps, out_dir=args.out, trace_path=args.trace, progress=progress)
     if args.self_improve is not None:
-        from executor.self_improve import SelfImproveSettings, run_self_improve
-
         for flag, given in (("--resume", args.resume), ("--steps", args.steps is not None)):
             if given:
                 raise UserError(f"{flag} does not apply to --self-improve; leave it out")
         if args.self_improve < 1:
             raise UserError(f"--self-improve={args.self_improve}: give at least 1 round")
+        from executor.self_improve import SelfImproveSettings, run_self_improve   # torch: lazy
+
         return run_self_improve(scenario, SelfImproveSettings(rounds=args.self_improve),
                                 out_dir=args.out, trace_path=args.trace, progress=progress)
-    orch = scenario.orchestration
-    if cfg.spec.backend == "trl":
-        from executor.trl_backend import run_trl
+    from executor.orchestrator import run_scenario   # torch: lazy, so `rlvr-sim simulate` stays light
 
-        return run_trl(scenario, resume=args.resume, **paths)
-    if orch.placement != "colocated" or orch.mode != "sync" or cfg.spec.backend == "vllm":
-        from executor.orchestrator import run_orchestrated
-
-        return run_orchestrated(scenario, resume=args.resume, **paths)
-    from executor.loop import run_grpo
-
-    return run_grpo(cfg, resume=args.resume, progress=progress)
+    return run_scenario(scenario, args.steps, args.out, args.trace, progress, args.resume)
 
 
 def run(args: argparse.Namespace) -> int:
-    from rlvr_sim.errors import UserError
-    from rlvr_sim.scenario import load_scenario
-
-    from rlvr_sim.cli_output import check_output_path
-
     if args.steps is not None and args.steps < 1:
         raise UserError(f"--steps={args.steps}: give at least 1")
     if args.trace is not None:
@@ -79,8 +69,6 @@ def run(args: argparse.Namespace) -> int:
     if getattr(args, "allow_weak_sandbox", False):
         overrides.append("executor.allow_weak_sandbox=true")
     scenario = load_scenario(args.scenario, overrides=overrides)
-    from executor.config import RunConfig
-
     cfg = RunConfig.from_scenario(scenario, steps=args.steps, out_dir=args.out, trace_path=args.trace)
     if cfg.out_dir.exists() and not cfg.out_dir.is_dir():
         raise UserError(f"--out {str(cfg.out_dir)!r}: is a file, not a folder ; give a folder")
@@ -89,34 +77,13 @@ def run(args: argparse.Namespace) -> int:
     (cfg.out_dir / "scenario.resolved.yaml").write_text(
         yaml.safe_dump(scenario.model_dump(mode="json"), sort_keys=False))
     try:
-        result = _dispatch(scenario, cfg, args, progress=not args.no_progress and not args.json)
+        result = _dispatch(scenario, args, progress=not args.no_progress and not args.json)
     except ValueError as exc:   # bad settings found while building (device, model path, ...)
         raise UserError(str(exc)) from None
     if args.json:
-        from rlvr_sim.cli_output import strict_json
-
         print(strict_json(asdict(result)))
-    elif args.self_improve is not None:
-        from executor.self_improve import summary_lines
-
-        print("\n".join(summary_lines(result)))
+    elif isinstance(result, ExecuteResult):
+        print("\n".join(execute_lines(result)))
     else:
-        print("\n".join(_summary_lines(result)))
+        print("\n".join(self_improve_lines(result)))
     return 0
-
-
-def _summary_lines(result) -> list[str]:
-    """Human summary of an ExecuteResult."""
-    lines = [f"{result.run_id}: {result.steps} steps on {result.policy['device']} "
-             f"({result.policy['params']:,} params, {result.policy['threads']} threads)"]
-    for label, value in (("accuracy initial", result.accuracy_initial),
-                         ("accuracy after SFT", result.accuracy_after_sft),
-                         ("accuracy after GRPO", result.accuracy_after_grpo)):
-        if value is not None:
-            lines.append(f"  {label:<22}{value:6.1%}")
-    lines.append(f"  mean reward first/last quarter: {result.mean_reward_first:.3f} -> "
-                 f"{result.mean_reward_last:.3f}")
-    lines.append(f"  step time mean {result.step_time_s['mean']:.3f} s; phases (s): "
-                 + ", ".join(f"{k} {v:.2f}" for k, v in result.phase_time_s.items()))
-    lines.append(f"  trace: {result.trace_path}  metrics: {result.metrics_path}")
-    return lines

@@ -11,7 +11,6 @@ uninterrupted one would have.
 from __future__ import annotations
 
 import copy
-import json
 import shutil
 import sys
 
@@ -20,7 +19,8 @@ from tqdm import tqdm
 from executor.checkpoint import RunState, checkpoint_identity, find_resume_point, load_checkpoint, \
     save_checkpoint
 from executor.config import RunConfig
-from executor.run import (ExecuteResult, build_policy, seed_everything, start_fresh, summarize,
+from executor.results import Evals, ExecuteResult
+from executor.run import (build_policy, seed_everything, start_fresh, summarize,
                           train_config, warm_start, write_result)
 from executor.sampler import HFSampler, SamplingParams
 from executor.steps import StepContext, evaluate, run_step
@@ -29,6 +29,7 @@ from executor.tracing import Tracer, append_metrics, load_previous_trace, read_e
     save_trace, truncate_metrics, write_atomic
 from executor.trainer import GRPOTrainer
 from executor.verifier import VerifierPool
+from rlvr_sim import rules
 from rlvr_sim.errors import UserError
 
 # the run builder's names, re-exported for callers of the older home
@@ -42,7 +43,7 @@ def check_core_mode(cfg: RunConfig) -> None:
         raise UserError(f"executor.backend={cfg.spec.backend!r} is not run by the core loop; use "
                         "'hf' here, or `rlvr-sim execute` (it dispatches vllm/trl to their modules)")
     orch = cfg.scenario.orchestration
-    if orch.placement != "colocated" or orch.mode != "sync":
+    if not rules.core_loop_runs(orch.placement, orch.mode, cfg.spec.backend):
         raise UserError(f"orchestration placement={orch.placement!r} mode={orch.mode!r}: the core "
                         "loop runs colocated sync only; use executor.orchestrator.run_orchestrated "
                         "(or `rlvr-sim execute`) for other modes")
@@ -75,9 +76,10 @@ def run_grpo(cfg: RunConfig, resume: bool = False, progress: bool = True) -> Exe
         params = SamplingParams(cfg.samples_per_prompt, cfg.max_new_tokens, spec.temperature, spec.top_p)
         ctx = StepContext(cfg=cfg, policy=policy, task=task, pool=pool, params=params)
         state, previous, tracer = RunState(0, 0, 0, False), None, Tracer(cfg.run_id)
+        evals: Evals | None = None
         if ckpt is None:
             evals = warm_start(cfg, ctx, tracer, progress)
-            write_atomic(cfg.out_dir / "evals.json", json.dumps(evals))
+            write_atomic(cfg.out_dir / "evals.json", evals.to_json())
         ref_model = copy.deepcopy(policy.model).eval().requires_grad_(False) if spec.beta > 0 else None
         trainer = GRPOTrainer(policy.model, train_config(cfg), policy.tokenizer.pad_token_id, ref_model)
         if ckpt is not None:

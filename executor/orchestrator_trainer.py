@@ -21,7 +21,8 @@ from executor.channels import (Counts, Orchestration, SamplerProcess, next_messa
 from executor.config import RunConfig
 from executor.records import (Learning, PhaseSeconds, rollout_metrics, trace_generate, trace_train,
                               trace_weight_sync)
-from executor.run import (ExecuteResult, build_policy, seed_everything, start_fresh, summarize,
+from executor.results import ExecuteResult
+from executor.run import (build_policy, seed_everything, start_fresh, summarize,
                           train_config, warm_start, write_result)
 from executor.sampler import SamplingParams
 from executor.sampler_worker import SampleMessage
@@ -41,12 +42,12 @@ def _trace_sampler_side(tracer: Tracer, msg: SampleMessage, step: int, staleness
     trace_generate(tracer, step, v, *msg.generate_perf, msg.timing, [staleness] * len(msg.rollouts),
                    batch_index=msg.batch_index, dropped=dropped,
                    **{k: val for k, val in msg.backend_extra.items() if k != "requests"})
-    tracer.add_verify(step, v, msg.results)
+    tracer.verify_events(step, v, msg.results)
     for load in msg.weight_loads:
-        tracer.add("sampler", 0, "weight_sync", step, load.version, tracer.rel_perf(load.start_perf),
+        tracer.event("sampler", 0, "weight_sync", step, load.version, tracer.rel_perf(load.start_perf),
                    tracer.rel_perf(load.end_perf), transfer_s=load.start_perf - load.sent_perf)
     for wait in msg.waits:
-        tracer.add("sampler", 0, "idle", step, v, tracer.rel_perf(wait.start_perf),
+        tracer.event("sampler", 0, "idle", step, v, tracer.rel_perf(wait.start_perf),
                    tracer.rel_perf(wait.end_perf), reason=wait.kind)
         if wait.kind == "admission":
             counts.admission_waits += 1
@@ -117,7 +118,7 @@ def _steps(cfg: RunConfig, orch: Orchestration, tracer: Tracer, trainer, policy,
         msg, staleness = _take_batch(tracer, batches, proc, step, orch, counts)
         w1 = time.perf_counter()
         if w1 - w0 > 1e-3:
-            tracer.add("trainer", 0, "idle", step, step, tracer.rel_perf(w0), tracer.rel_perf(w1),
+            tracer.event("trainer", 0, "idle", step, step, tracer.rel_perf(w0), tracer.rel_perf(w1),
                        reason="waiting for a batch")
         counts.staleness_hist[staleness] += len(msg.rollouts)
         _trace_sampler_side(tracer, msg, step, staleness, counts, dropped=False)

@@ -16,6 +16,7 @@ import torch
 from transformers import (AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedModel,
                           PreTrainedTokenizerBase, PreTrainedTokenizerFast)
 
+from executor.results import PolicyInfo
 from executor.tokenizer import build_char_tokenizer
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -38,11 +39,10 @@ class Policy:
     source: str           # "random-init:<name>" or the checkpoint path
     params: int
 
-    def describe(self) -> dict[str, Any]:
-        return {"device": str(self.device), "dtype": self.dtype, "threads": self.threads,
-                "source": self.source, "params": self.params,
-                "vocab_size": int(self.model.config.vocab_size),
-                "torch": torch.__version__}
+    def describe(self) -> PolicyInfo:
+        return PolicyInfo(device=str(self.device), dtype=self.dtype, threads=self.threads,
+                          source=self.source, params=self.params,
+                          vocab_size=int(self.model.config.vocab_size), torch=torch.__version__)
 
 
 def resolve_device(device: str) -> torch.device:

@@ -75,7 +75,7 @@ def rollout_metrics(step: int, policy_version: int, rewards: Sequence[float],
 def trace_generate(tracer: Tracer, step: int, version: int, start_perf: float, end_perf: float,
                    timing: SampleTiming, staleness: list[int], **extra: Any) -> None:
     """The sampler's `generate` row of one generate call (perf_counter start/end)."""
-    tracer.add("sampler", 0, "generate", step, version, tracer.rel_perf(start_perf),
+    tracer.event("sampler", 0, "generate", step, version, tracer.rel_perf(start_perf),
                tracer.rel_perf(end_perf), timing.sequences, timing.prompt_tokens,
                timing.output_tokens, prefill_s=timing.prefill_s, decode_s=timing.decode_s,
                decode_iterations=timing.decode_iterations, staleness=staleness, **extra)
@@ -84,11 +84,11 @@ def trace_generate(tracer: Tracer, step: int, version: int, start_perf: float, e
 def trace_train(tracer: Tracer, step: int, version: int, t0: float, stats: TrainStats) -> None:
     """Trainer rows of one step: each timed phase, plus batching/advantages before the first."""
     for ph in stats.phases:
-        tracer.add("trainer", 0, ph.name, step, version, tracer.rel_perf(ph.start),
+        tracer.event("trainer", 0, ph.name, step, version, tracer.rel_perf(ph.start),
                    tracer.rel_perf(ph.end), ph.sequences, 0, ph.tokens, **ph.extra)
     first = min((ph.start for ph in stats.phases), default=t0)
     if first > t0:
-        tracer.add("trainer", 0, "train", step, version, tracer.rel_perf(t0), tracer.rel_perf(first),
+        tracer.event("trainer", 0, "train", step, version, tracer.rel_perf(t0), tracer.rel_perf(first),
                    stats.sequences, 0, stats.tokens, part="batching+advantages")
 
 
@@ -96,5 +96,5 @@ def trace_weight_sync(tracer: Tracer, step: int, version: int, start_perf: float
                       size_bytes: int, pools: tuple[str, ...] = ("trainer", "sampler")) -> None:
     """`weight_sync` rows (policy_version = the version sent) on each of `pools`."""
     for pool in pools:
-        tracer.add(pool, 0, "weight_sync", step, version, tracer.rel_perf(start_perf),
+        tracer.event(pool, 0, "weight_sync", step, version, tracer.rel_perf(start_perf),
                    tracer.rel_perf(end_perf), bytes=size_bytes)

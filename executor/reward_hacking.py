@@ -15,9 +15,14 @@ from __future__ import annotations
 
 import argparse
 import os
+import subprocess
+import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 
+import executor.reward_hacking_attacks as catalogue
 from executor.reward_hacking_attacks import ATTACKS, Attack
 from executor.sandbox import SandboxLimits
 from executor.tasks import Problem
@@ -84,7 +89,6 @@ def run_suite(isolation: str = "auto", workers: int = 2,
     problem = attack_problem()
     task = CodeTask(limits=default_limits(isolation))
     with VerifierPool(task, workers) as pool:
-        from concurrent.futures import ThreadPoolExecutor
         with ThreadPoolExecutor(workers) as threads:
             return list(threads.map(lambda a: score_attack(pool, problem, a), attacks))
 
@@ -110,12 +114,6 @@ if __name__ == "__main__":
 
 def compare_rewards(checkout: str) -> list[float]:
     """The reward of every attack under the verifier of `checkout` (a repository root)."""
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    import executor.reward_hacking_attacks as catalogue
-
     env = {**os.environ, "PYTHONPATH": str(Path(checkout).resolve())}
     proc = subprocess.run([sys.executable, "-c", _COMPARE, catalogue.__file__], env=env,
                           cwd="/tmp", capture_output=True, text=True, timeout=1800)

@@ -12,7 +12,7 @@ import json
 import math
 import random
 import statistics
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -21,32 +21,11 @@ import torch
 
 from executor.config import RunConfig
 from executor.policy import Policy, build_random_policy, load_policy
+from executor.results import Evals, ExecuteResult, PhaseTimes, StepTimeStats
 from executor.sft import run_sft
 from executor.steps import StepContext, evaluate
 from executor.tracing import StepMetrics, Tracer
 from executor.trainer import LossConfig, TrainConfig
-
-PHASES = ("generate", "verify", "train", "weight_sync")
-
-
-@dataclass
-class ExecuteResult:
-    """What `rlvr-sim execute --json` prints."""
-
-    run_id: str
-    steps: int
-    resumed_from_step: int | None
-    policy: dict[str, Any]               # Policy.describe(): device, dtype, threads, source, params
-    accuracy_initial: float | None       # held-out greedy accuracy before SFT (fresh runs)
-    accuracy_after_sft: float | None     # ... after SFT = before GRPO
-    accuracy_after_grpo: float
-    mean_reward_first: float             # mean reward of the first / last quarter of steps
-    mean_reward_last: float              # (NaN when no step ran)
-    step_time_s: dict[str, float]        # "mean", "p50"
-    phase_time_s: dict[str, float]       # summed seconds of each of PHASES
-    output_tokens_per_s: float
-    trace_path: str
-    metrics_path: str
 
 
 def seed_everything(seed: int) -> None:
@@ -81,45 +60,51 @@ def start_fresh(cfg: RunConfig, *more: Path) -> None:
     cfg.out_dir.mkdir(parents=True, exist_ok=True)
 
 
-def warm_start(cfg: RunConfig, ctx: StepContext, tracer: Tracer, progress: bool) -> dict[str, float]:
-    """SFT warm-start and held-out accuracy before/after it; returns the eval record."""
+def warm_start(cfg: RunConfig, ctx: StepContext, tracer: Tracer, progress: bool) -> Evals:
+    """SFT warm-start and held-out accuracy before/after it."""
     spec, policy = cfg.spec, ctx.policy
-    record = {"accuracy_initial": evaluate(ctx, policy.model)}
+    initial, final_loss = evaluate(ctx, policy.model), None
     if spec.sft_steps:
         sft = run_sft(policy.model, policy.tokenizer, ctx.task, cfg.seed, spec.sft_steps,
                       spec.sft_lr, spec.sft_batch_size, progress)
-        tracer.add("trainer", 0, "sft", -1, 0, tracer.rel_perf(sft.start), tracer.rel_perf(sft.end),
+        tracer.event("trainer", 0, "sft", -1, 0, tracer.rel_perf(sft.start), tracer.rel_perf(sft.end),
                    sft.sequences, 0, 0, steps=sft.steps, tokens=sft.tokens, final_loss=sft.final_loss)
-        record["sft_final_loss"] = sft.final_loss
-    record["accuracy_after_sft"] = evaluate(ctx, policy.model)
-    return record
+        final_loss = sft.final_loss
+    return Evals(initial, evaluate(ctx, policy.model), final_loss)
 
 
-def summarize(cfg: RunConfig, policy: Policy, evals: dict[str, float], rows: list[StepMetrics],
+def summarize(cfg: RunConfig, policy: Policy, evals: Evals | None, rows: list[StepMetrics],
               accuracy_after: float, output_tokens: int,
               resumed_from_step: int | None = None) -> ExecuteResult:
     """The run summary from its StepMetrics rows (mean rewards of the first/last quarter of
-    steps, step time mean/p50, summed phase seconds, generated tokens per generate second)."""
+    steps, step time mean/p50, summed phase seconds, generated tokens per generate second).
+    What no step measured is NaN (no rows) and unknown evaluations are None, never 0."""
     rewards = [m.mean_reward for m in rows]
     quarter = max(len(rewards) // 4, 1)
-    times = [m.step_s for m in rows] or [0.0]
-    phases = {k: sum(getattr(m, f"{k}_s") for m in rows) for k in PHASES}
+    times = [m.step_s for m in rows]
+    phases = PhaseTimes(generate=sum(m.generate_s for m in rows), verify=sum(m.verify_s for m in rows),
+                        train=sum(m.train_s for m in rows),
+                        weight_sync=sum(m.weight_sync_s for m in rows))
     return ExecuteResult(
         run_id=cfg.run_id, steps=len(rows), resumed_from_step=resumed_from_step,
-        policy=policy.describe(), accuracy_initial=evals.get("accuracy_initial"),
-        accuracy_after_sft=evals.get("accuracy_after_sft"), accuracy_after_grpo=accuracy_after,
+        policy=policy.describe(),
+        accuracy_initial=evals.accuracy_initial if evals is not None else None,
+        accuracy_after_sft=evals.accuracy_after_sft if evals is not None else None,
+        accuracy_after_grpo=accuracy_after,
         mean_reward_first=statistics.fmean(rewards[:quarter]) if rewards else math.nan,
         mean_reward_last=statistics.fmean(rewards[-quarter:]) if rewards else math.nan,
-        step_time_s={"mean": statistics.fmean(times), "p50": statistics.median(times)},
-        phase_time_s=phases, output_tokens_per_s=output_tokens / max(phases["generate"], 1e-9),
+        step_time_s=StepTimeStats(mean=statistics.fmean(times) if times else math.nan,
+                                  p50=statistics.median(times) if times else math.nan),
+        phase_time_s=phases,
+        output_tokens_per_s=output_tokens / phases.generate if phases.generate > 0 else math.nan,
         trace_path=str(cfg.trace_path), metrics_path=str(cfg.metrics_path))
 
 
-def write_result(cfg: RunConfig, result: ExecuteResult, evals: dict[str, float] | None = None,
+def write_result(cfg: RunConfig, result: ExecuteResult, evals: Evals | None = None,
                  extra: dict[str, Any] | None = None) -> ExecuteResult:
     """result.json (the summary, plus `extra` fields of the entry point) and evals.json."""
     cfg.out_dir.mkdir(parents=True, exist_ok=True)
     if evals is not None:
-        (cfg.out_dir / "evals.json").write_text(json.dumps(evals))
+        (cfg.out_dir / "evals.json").write_text(evals.to_json())
     (cfg.out_dir / "result.json").write_text(json.dumps({**asdict(result), **(extra or {})}, indent=2))
     return result

@@ -30,6 +30,7 @@ from executor.sampler_vllm import VllmOptions, VllmSampler
 from executor.steps import decode, step_seed
 from executor.tasks import make_task, problems
 from executor.verifier import VerifierPool, VerifyResult
+from rlvr_sim.lifecycle import become_worker
 
 
 @dataclass
@@ -146,8 +147,6 @@ def _put(batches, msg: SampleMessage, stop, waits: list[Wait]) -> bool:
 
 def sampler_main(plan: WorkerPlan, batches, weights, stop, ready) -> None:
     """Process entry: build, set `ready`, wait for version-0 weights, produce batches until done/stopped."""
-    from rlvr_sim.lifecycle import become_worker
-
     become_worker()     # quiet on Ctrl-C (the trainer side stops it), exits with its parent
     cfg = plan.cfg
     torch.set_num_threads(cfg.spec.threads)

@@ -4,7 +4,7 @@ The sandboxed process (`_sandbox_launcher.py`) only executes the candidate sourc
 function on each argument list and writes the return values as typed JSON lines on a pipe. It
 holds no expected value and no success token, so nothing it can do makes it "pass": the caller
 (the trusted parent, e.g. `executor.tasks.code`) compares the values with expected values it
-computed itself, with `executor.tasks.typed_json.strict_equal` on parsed JSON only (no object
+computed itself, with `executor.typed_json.strict_equal` on parsed JSON only (no object
 of the candidate's ever reaches this process).
 
 Containment (mechanics in the launcher):
@@ -37,7 +37,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Sequence
 
-from executor.tasks.typed_json import JsonValue, is_json_tree
+from executor.typed_json import JsonValue, is_json_tree
 
 LAUNCHER = Path(__file__).with_name("_sandbox_launcher.py")
 CLEAN_ENV = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": "/tmp"}
@@ -101,7 +101,8 @@ def _read_capped(path: Path, cap: int) -> tuple[str, int]:
 def _drain(fd: int, deadline: float, cap: int) -> tuple[bytes, int, bool]:
     """Read the result pipe until EOF or the deadline; keep at most cap+1 bytes, count all.
     Returns (data, total bytes, timed out)."""
-    chunks, kept, total = [], 0, 0
+    chunks: list[bytes] = []
+    kept, total = 0, 0
     with selectors.DefaultSelector() as sel:
         sel.register(fd, selectors.EVENT_READ)
         while True:
@@ -208,8 +209,8 @@ def run_function(source: str, function: str, cases: Sequence[Sequence[JsonValue]
     """Exec `source` in the sandbox, call `function(*args)` for each args in `cases` (JSON
     values), and return what it reported. Never raises for bad code; never judges."""
     start = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="rlvr-sandbox-") as d:
-        d = Path(d)
+    with tempfile.TemporaryDirectory(prefix="rlvr-sandbox-") as tmp:
+        d = Path(tmp)
         os.chmod(d, 0o711)           # `nobody` (weak mode as root) may enter, not list
         work = d / "work"
         work.mkdir()

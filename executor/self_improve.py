@@ -18,17 +18,19 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import random
 import statistics
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import torch
 from tqdm import tqdm
 
 from executor.config import RunConfig
 from executor.records import trace_generate
+from executor.results import RoundStats, SelfImproveResult, self_improve_lines
 from executor.run import build_policy, seed_everything, warm_start
 from executor.sampler import HFSampler, Rollout, SamplingParams
 from executor.sft import sft_update
@@ -48,30 +50,6 @@ class SelfImproveSettings:
     sft_lr: float | None = None       # None: executor.lr (fine-tuning, not the from-scratch warm-start lr)
     finished_only: bool = True        # keep only accepted traces that ended with eos
     generate_chunk: int = 64          # prompts per generate call
-
-
-@dataclass
-class RoundStats:
-    round: int
-    attempted: int                    # samples drawn
-    accepted: int                     # samples the verifier accepted
-    kept: int                         # distinct accepted (problem, completion) pairs trained on
-    pass_rate: float                  # accepted / attempted
-    sft_steps: int
-    sft_final_loss: float
-    accuracy_after: float             # held-out greedy accuracy after this round's SFT
-    generate_s: float
-    verify_s: float
-    sft_s: float
-
-
-@dataclass
-class SelfImproveResult:
-    run_id: str
-    accuracy_initial: float
-    accuracy_after_warmstart: float
-    rounds: list[RoundStats] = field(default_factory=list)
-    trace_path: str = ""
 
 
 def keep_accepted(rollouts: list[Rollout], rewards: list[float],
@@ -130,7 +108,7 @@ def _attempt(ctx, sampler, tracer: Tracer, rnd: int, settings: SelfImproveSettin
         results = ctx.pool.score([(chunk[r.group], decode(tok, r.completion_ids)) for r in out.rollouts])
         t2 = time.perf_counter()
         trace_generate(tracer, rnd, rnd, t0, t1, out.timing, [0] * out.timing.sequences)
-        tracer.add_verify(rnd, rnd, results)
+        tracer.verify_events(rnd, rnd, results)
         rollouts += out.rollouts
         rewards += [r.reward for r in results]
         gen_s, ver_s = gen_s + t1 - t0, ver_s + t2 - t1
@@ -151,7 +129,7 @@ def run_self_improve(scenario, settings: SelfImproveSettings | None = None, out_
         params = SamplingParams(cfg.samples_per_prompt, cfg.max_new_tokens, spec.temperature, spec.top_p)
         ctx = StepContext(cfg=cfg, policy=policy, task=task, pool=pool, params=params)
         evals = warm_start(cfg, ctx, tracer, progress)
-        result = SelfImproveResult(cfg.run_id, evals["accuracy_initial"], evals["accuracy_after_sft"])
+        result = SelfImproveResult(cfg.run_id, evals.accuracy_initial, evals.accuracy_after_sft)
         sampler = HFSampler(policy.model, tok.eos_token_id, tok.pad_token_id)   # colocated: same weights
         for rnd in tqdm(range(settings.rounds), desc="expert iteration", disable=not progress):
             rollouts, rewards, gen_s, ver_s = _attempt(ctx, sampler, tracer, rnd, settings)
@@ -161,11 +139,11 @@ def run_self_improve(scenario, settings: SelfImproveSettings | None = None, out_
                                  settings.sft_lr or spec.lr,
                                  spec.sft_batch_size, settings.sft_epochs, cfg.seed + rnd)
             t1 = time.perf_counter()
-            tracer.add("trainer", 0, "sft", rnd, rnd, tracer.rel_perf(t0), tracer.rel_perf(t1),
+            tracer.event("trainer", 0, "sft", rnd, rnd, tracer.rel_perf(t0), tracer.rel_perf(t1),
                        len(kept), 0, 0, steps=steps, final_loss=loss, source="accepted traces")
             result.rounds.append(RoundStats(
                 rnd, len(rollouts), int(sum(r == 1.0 for r in rewards)), len(kept),
-                statistics.fmean(rewards) if rewards else 0.0, steps, loss,
+                statistics.fmean(rewards) if rewards else math.nan, steps, loss,
                 evaluate(ctx, policy.model), gen_s, ver_s, t1 - t0))
     result.trace_path = str(save_trace(tracer, cfg.trace_path, None))
     (cfg.out_dir / "self_improve.json").write_text(json.dumps(asdict(result), indent=2))
@@ -191,19 +169,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps(asdict(result), indent=2))
         return 0
-    print("\n".join(summary_lines(result)))
+    print("\n".join(self_improve_lines(result)))
     return 0
 
 
-def summary_lines(result: SelfImproveResult) -> list[str]:
-    """Human summary: accuracy before/after the warm-start and per round."""
-    lines = [f"accuracy initial {result.accuracy_initial:.1%}, after warm-start "
-             f"{result.accuracy_after_warmstart:.1%}"]
-    for r in result.rounds:
-        lines.append(f"round {r.round}: pass rate {r.pass_rate:.1%}, kept {r.kept}/{r.attempted}, "
-                     f"{r.sft_steps} SFT steps -> accuracy {r.accuracy_after:.1%}")
-    lines.append(f"trace: {result.trace_path}")
-    return lines
+summary_lines = self_improve_lines     # the older name, kept for callers of this module
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ from executor.tracing import StepMetrics, Tracer
 from executor.trainer import GRPOTrainer
 from executor.verifier import VerifierPool
 from executor.weight_sync import sync_weights
+from rlvr_sim.dynamic_sampling import prompts_per_round
 
 __all__ = ["StepContext", "decode", "evaluate", "round_seed", "run_filtered_step", "run_step",
            "signal_groups", "step_seed", "trace_train"]
@@ -106,7 +107,7 @@ def run_step(ctx: StepContext, step: int) -> StepMetrics:
     ctx.output_tokens += batch.timing.output_tokens
     trace_generate(tracer, step, version, t0, t1, batch.timing,
                    [version - r.policy_version for r in batch.rollouts])
-    tracer.add_verify(step, version, results)
+    tracer.verify_events(step, version, results)
     trace_train(tracer, step, version, t2, stats)
     trace_weight_sync(tracer, step, sync.policy_version, sync.start, sync.end, sync.bytes)
     return rollout_metrics(step, version, rewards, batch.rollouts, Learning.of(stats),
@@ -136,7 +137,6 @@ def run_filtered_step(ctx: StepContext, step: int, ds) -> StepMetrics:
     an error there instead). Each round is a `generate` trace row with extra round,
     signal_groups and kept_groups; learning metrics (reward, accuracy, lengths) cover every
     generated sample, the step's timings every round."""
-    from rlvr_sim.dynamic_sampling import prompts_per_round   # lazy: it imports scipy
 
     sampler, trainer, tracer = ctx.parts()
     cfg, tok = ctx.cfg, ctx.policy.tokenizer
@@ -179,7 +179,7 @@ def run_filtered_step(ctx: StepContext, step: int, ds) -> StepMetrics:
         trace_generate(tracer, step, version, t0, t1, batch.timing,
                        [version - r.policy_version for r in batch.rollouts], round=rnd,
                        signal_groups=sum(signal), kept_groups=len(kept_rollouts) // k - kept_before)
-        tracer.add_verify(step, version, results)
+        tracer.verify_events(step, version, results)
         all_rewards += rewards
         lengths += [len(r.completion_ids) for r in batch.rollouts]
         finished += [r.finished for r in batch.rollouts]

@@ -3,8 +3,10 @@
 Rows per RL step, like `rlvr_sim/sim/recorder.py` writes them:
 - sampler 0 `generate` (extra: prefill_s, decode_s, decode_iterations, staleness per sample);
 - verifier w `verify`, one row per (step, worker) spanning its first start to last end (extra:
-  busy_s, latencies_s of each verification, failures, reasons, isolation: how many checks ran
-  under each sandbox isolation, for code tasks);
+  busy_s, latencies_s and ends_s of each verification, wrong_answers (graded reward 0),
+  checker_errors (the checker raised or its worker died), timeouts (over the item timeout),
+  reasons (counts by reason), isolation: how many checks ran under each sandbox isolation, for
+  code tasks). Read with `rlvr_sim.trace.VerifyExtra` (which also reads older traces' `failures`);
 - trainer 0 `ref_logprob` / `old_logprob` / `forward_backward` / `optimizer` rows as they ran
   (one per mini-batch), then `train` for the rest of the update (batching, advantages);
 - trainer 0 and sampler 0 `weight_sync` (policy_version = the version sent).
@@ -21,11 +23,16 @@ import time
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Sequence
 
 import pandas as pd
 
+from executor.results import Evals
 from rlvr_sim.errors import UserError
 from rlvr_sim.trace import TRACE_COLUMNS, TraceEvent, read_trace, to_frame, write_trace
+
+if TYPE_CHECKING:                 # tracing sits below the verifier in the import graph
+    from executor.verifier import VerifyResult
 
 
 @dataclass
@@ -77,27 +84,32 @@ class Tracer:
     def rel_wall(self, t: float) -> float:
         return self.offset_s + t - self._wall0
 
-    def add(self, pool: str, worker: int, phase: str, step: int, version: int, start_s: float,
-            end_s: float, sequences: int = 0, prompt_tokens: int = 0, output_tokens: int = 0,
-            **extra) -> None:
-        """One row; start_s/end_s are already run-relative."""
+    def event(self, pool: str, worker: int, phase: str, step: int, version: int, start_s: float,
+              end_s: float, sequences: int = 0, prompt_tokens: int = 0, output_tokens: int = 0,
+              **extra: Any) -> None:
+        """One row; start_s/end_s are already run-relative (the signature of the simulator's
+        `rlvr_sim.sim.recorder.Recorder.event`)."""
         self.events.append(TraceEvent(self.run_id, step, version, pool, worker, phase, start_s,
                                       end_s, sequences, prompt_tokens, output_tokens, extra))
 
-    def add_verify(self, step: int, version: int, results) -> None:
+    def verify_events(self, step: int, version: int, results: Sequence[VerifyResult]) -> None:
         """Aggregate VerifyResults into one row per worker (simulator granularity)."""
         by_worker = defaultdict(list)
         for r in results:
             by_worker[r.worker_id].append(r)
         for worker, rs in sorted(by_worker.items()):
             reasons = Counter(r.reason.split(":")[0] for r in rs)
-            self.add("verifier", worker, "verify", step, version,
+            kinds = Counter(r.outcome for r in rs)
+            self.event("verifier", worker, "verify", step, version,
                      self.rel_wall(min(r.start_s for r in rs)), self.rel_wall(max(r.end_s for r in rs)),
                      sequences=len(rs), busy_s=sum(r.latency_s for r in rs),
                      latencies_s=[round(r.latency_s, 6) for r in rs],
                      ends_s=[round(self.rel_wall(r.end_s), 6) for r in rs],
-                     failures=sum(r.reward == 0 for r in rs), reasons=dict(reasons),
-                     **isolation_counts(rs))
+                     wrong_answers=kinds["wrong_answer"], checker_errors=kinds["checker_error"],
+                     timeouts=kinds["timeout"], reasons=dict(reasons), **isolation_counts(rs))
+
+    add = event                   # the older names, kept for one release
+    add_verify = verify_events
 
     def frame(self, previous: pd.DataFrame | None = None) -> pd.DataFrame:
         df = to_frame(self.events)
@@ -106,9 +118,9 @@ class Tracer:
         return df.sort_values(["start_s", "worker_pool", "worker_id"], kind="stable").reset_index(drop=True)
 
 
-def isolation_counts(results) -> dict:
+def isolation_counts(results: Sequence[VerifyResult]) -> dict[str, Any]:
     """{"isolation": {kind: count}} of code checks (empty for tasks that run no code)."""
-    counts = Counter(getattr(r, "isolation", "") for r in results)
+    counts = Counter(r.isolation for r in results)
     counts.pop("", None)
     return {"isolation": dict(counts)} if counts else {}
 
@@ -183,13 +195,13 @@ def write_atomic(path: Path, text: str) -> None:
     tmp.replace(path)
 
 
-def read_evals(path: Path) -> dict:
-    """The held-out evaluations of a run being resumed (empty, with a note, when unreadable:
-    they only feed the summary)."""
+def read_evals(path: Path) -> Evals | None:
+    """The held-out evaluations of a run being resumed (None, with a note, when unreadable:
+    they only feed the summary, which then shows them as missing)."""
     try:
-        data = json.loads(path.read_text())
-        return data if isinstance(data, dict) else {}
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+        return Evals.from_json(path.read_text())
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError, AttributeError, KeyError,
+            TypeError, ValueError) as exc:
         print(f"resume: {path} unreadable ({type(exc).__name__}); the summary will lack the "
               "pre-GRPO accuracies", file=sys.stderr)
-        return {}
+        return None

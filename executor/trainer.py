@@ -134,18 +134,22 @@ class TrainStats:
 
 
 @dataclass
-class Batch:
-    """Right-padded prompt+completion ids; mask marks completion targets of the shifted ids."""
+class TokenBatch:
+    """Right-padded prompt+completion ids; mask marks completion targets of the shifted ids.
+    (Not the simulator's `rlvr_sim.sim.source.Batch`, which is the samples of one RL step.)"""
 
     input_ids: torch.Tensor   # [B, T]
     attention: torch.Tensor   # [B, T]
     mask: torch.Tensor        # [B, T-1] (target t+1 of position t is a completion token)
 
-    def rows(self, sl: slice) -> "Batch":
-        return Batch(self.input_ids[sl], self.attention[sl], self.mask[sl])
+    def rows(self, sl: slice) -> "TokenBatch":
+        return TokenBatch(self.input_ids[sl], self.attention[sl], self.mask[sl])
 
 
-def make_batch(rollouts: list[Rollout], pad_id: int, device: torch.device) -> Batch:
+Batch = TokenBatch          # the older name, kept for one release
+
+
+def make_batch(rollouts: list[Rollout], pad_id: int, device: torch.device) -> TokenBatch:
     width = max(len(r.prompt_ids) + len(r.completion_ids) for r in rollouts)
     ids = torch.full((len(rollouts), width), pad_id, dtype=torch.long)
     att = torch.zeros((len(rollouts), width), dtype=torch.long)
@@ -155,10 +159,10 @@ def make_batch(rollouts: list[Rollout], pad_id: int, device: torch.device) -> Ba
         ids[i, :len(seq)] = torch.tensor(seq)
         att[i, :len(seq)] = 1
         mask[i, len(r.prompt_ids) - 1:len(seq) - 1] = 1
-    return Batch(ids.to(device), att.to(device), mask.to(device))
+    return TokenBatch(ids.to(device), att.to(device), mask.to(device))
 
 
-def token_logps(model: torch.nn.Module, batch: Batch, temperature: float,
+def token_logps(model: torch.nn.Module, batch: TokenBatch, temperature: float,
                 with_entropy: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Per-token log-probs [B, T-1] of the next token under logits / temperature (+ entropy)."""
     logits = model(input_ids=batch.input_ids, attention_mask=batch.attention).logits[:, :-1]
@@ -203,7 +207,7 @@ class GRPOTrainer:
         for group in self.optimizer.param_groups:
             group["lr"] = self.cfg.lr * scale
 
-    def _timed_logps(self, name: str, model: torch.nn.Module | None, batch: Batch,
+    def _timed_logps(self, name: str, model: torch.nn.Module | None, batch: TokenBatch,
                      phases: list[Phase]) -> torch.Tensor:
         if model is None:
             raise ValueError(f"{name}: no model (beta > 0 needs the reference model)")

@@ -25,7 +25,8 @@ from dataclasses import dataclass, field
 
 from executor.config import RunConfig
 from executor.records import Learning, PhaseSeconds, step_metrics
-from executor.run import (ExecuteResult, build_policy, seed_everything, start_fresh, summarize,
+from executor.results import ExecuteResult
+from executor.run import (build_policy, seed_everything, start_fresh, summarize,
                           warm_start, write_result)
 from executor.sampler import SamplingParams
 from executor.steps import StepContext, evaluate
@@ -45,8 +46,9 @@ class Span:
 
 
 @dataclass
-class Recorder:
-    """Everything timed during a TRL run, in TRL's global-step terms."""
+class TrlSpans:
+    """Everything timed during a TRL run, in TRL's global-step terms (spans, turned into trace
+    rows by `trace_rl_steps`; not a trace writer like the simulator's Recorder)."""
 
     spans: list[Span] = field(default_factory=list)
     global_step: int = 0
@@ -58,8 +60,11 @@ class Recorder:
         self.spans.append(Span(name, start, end, self.global_step, info))
 
 
+Recorder = TrlSpans         # the older name, kept for one release
+
+
 @contextlib.contextmanager
-def capture_trl_profiling(rec: Recorder):
+def capture_trl_profiling(rec: TrlSpans):
     """Record every TRL `profiling_context` block (name without the class prefix, start, end)."""
     from trl.extras import profiling
 
@@ -77,7 +82,7 @@ def capture_trl_profiling(rec: Recorder):
         profiling.ProfilingContext.__exit__ = original  # type: ignore[method-assign]
 
 
-def make_callback(rec: Recorder):
+def make_callback(rec: TrlSpans):
     from transformers import TrainerCallback
 
     class TimingCallback(TrainerCallback):
@@ -99,7 +104,7 @@ def make_callback(rec: Recorder):
     return TimingCallback()
 
 
-def make_reward_fn(task, pool, by_index: dict, rec: Recorder):
+def make_reward_fn(task, pool, by_index: dict, rec: TrlSpans):
     """TRL reward function: the task checker run in our verifier pool (same reward as ours)."""
 
     def exact_answer(prompts, completions, completion_ids, index, **kwargs) -> list[float]:
@@ -133,7 +138,7 @@ def grpo_config(cfg: RunConfig, out_dir: str):
         top_p=s.top_p, top_k=0, dataloader_num_workers=0, log_completions=False)
 
 
-def _wrap_phases(trainer, rec: Recorder) -> None:
+def _wrap_phases(trainer, rec: TrlSpans) -> None:
     """Time backward passes and whole generation+scoring batches (with their token counts)."""
     backward = trainer.accelerator.backward
     gen_and_score = trainer._generate_and_score_completions
@@ -169,7 +174,7 @@ def run_trl(scenario, steps: int | None = None, out_dir: str | None = None,
     cfg = RunConfig.from_scenario(scenario, steps, out_dir, trace_path)
     start_fresh(cfg)
     seed_everything(cfg.seed)
-    policy, task, tracer, rec = build_policy(cfg), make_task(cfg.spec), Tracer(cfg.run_id), Recorder()
+    policy, task, tracer, rec = build_policy(cfg), make_task(cfg.spec), Tracer(cfg.run_id), TrlSpans()
     probs = problems(task, cfg.seed, 0, cfg.steps * cfg.prompts_per_step)
     dataset = Dataset.from_list([{"prompt": p.prompt, "index": p.index} for p in probs])
     with VerifierPool(task, cfg.verifier_workers) as pool, \
@@ -206,7 +211,7 @@ def logged_mean(entries: list[dict], key: str) -> float:
     return statistics.fmean(values) if values else math.nan
 
 
-def trace_rl_steps(tracer: Tracer, rec: Recorder, log_history: list[dict],
+def trace_rl_steps(tracer: Tracer, rec: TrlSpans, log_history: list[dict],
                    cfg: RunConfig) -> list[StepMetrics]:
     """Trace rows + StepMetrics per RL step (= mini_batches x num_iterations TRL optimizer steps)."""
     m, rows = cfg.mini_batches * cfg.spec.num_iterations, []
@@ -222,7 +227,7 @@ def trace_rl_steps(tracer: Tracer, rec: Recorder, log_history: list[dict],
             return [s for s in mine if s.name == name]
 
         def add(pool: str, phase: str, s: Span, step: int = step, **kw) -> None:
-            tracer.add(pool, 0, phase, step, step, tracer.rel_perf(s.start), tracer.rel_perf(s.end),
+            tracer.event(pool, 0, phase, step, step, tracer.rel_perf(s.start), tracer.rel_perf(s.end),
                        **kw)
 
         for s in by("transformers.generate"):
@@ -231,7 +236,7 @@ def trace_rl_steps(tracer: Tracer, rec: Recorder, log_history: list[dict],
                 staleness=[0] * gen.info["sequences"], backend="trl",
                 problems=rec.problems[gens.index(gen)])
         results = rec.verify[gens.index(gen)]
-        tracer.add_verify(step, step, results)
+        tracer.verify_events(step, step, results)
         for s in by("_get_per_token_logps_and_entropies"):
             if _within(s, [gen]):
                 add("trainer", "old_logprob", s, sequences=gen.info["sequences"])

@@ -31,6 +31,11 @@ from executor.tasks import Problem, Task
 
 _TASK: Task | None = None
 _WORKER_ID = -1
+# reason prefixes of results that are not a grade of the answer (see VerifyResult.outcome)
+TIMEOUT = "verifier timeout"
+HARD_TIMEOUT = "verifier hard timeout"
+CHECKER_ERROR = "checker error"          # = rlvr_sim.trace.CHECKER_ERROR (older traces' reasons)
+WORKER_CRASHED = "verifier worker crashed"
 DEFAULT_ITEM_TIMEOUT_S = 30.0
 HARD_GRACE_S = 5.0
 
@@ -55,6 +60,17 @@ class VerifyResult:
     start_s: float       # time.time() in the worker
     end_s: float
     isolation: str = ""  # sandbox of a code check ("os" / "python" / "none"); "" otherwise
+
+    @property
+    def outcome(self) -> str:
+        """"timeout" (past the item timeout, soft or hard), "checker_error" (the checker raised
+        or its worker died), "wrong_answer" (graded, reward 0) or "scored" (graded, reward > 0).
+        The trace's verify rows count the first three apart (not one `failures` count)."""
+        if self.reason.startswith((TIMEOUT, HARD_TIMEOUT)):
+            return "timeout"
+        if self.reason.startswith((CHECKER_ERROR, WORKER_CRASHED)):
+            return "checker_error"
+        return "wrong_answer" if self.reward == 0 else "scored"
 
     @property
     def latency_s(self) -> float:
@@ -94,6 +110,8 @@ def _verify(index: int, problem: Problem, completion: str, timeout_s: float | No
         signal.setitimer(signal.ITIMER_REAL, timeout_s)
     try:
         try:
+            if _TASK is None:
+                raise RuntimeError("verifier worker was not initialised with a task")
             verdict = _TASK.check(problem, completion)
         finally:
             if timeout_s:
@@ -101,9 +119,9 @@ def _verify(index: int, problem: Problem, completion: str, timeout_s: float | No
         reward, reason = float(verdict.reward), verdict.reason
         isolation = getattr(verdict, "isolation", "")
     except ItemTimeout:
-        reward, reason = 0.0, f"verifier timeout: item over {timeout_s:g} s"
+        reward, reason = 0.0, f"{TIMEOUT}: item over {timeout_s:g} s"
     except Exception as exc:  # a checker bug must never stop the loop
-        reward, reason = 0.0, f"checker error: {type(exc).__name__}: {exc}"
+        reward, reason = 0.0, f"{CHECKER_ERROR}: {type(exc).__name__}: {exc}"
     return VerifyResult(index, reward, reason, _WORKER_ID, start, time.time(), isolation)
 
 
@@ -143,7 +161,7 @@ class VerifierPool:
         return fut
 
     def _recover(self, index: int, exc: BaseException, submitted_s: float) -> VerifyResult:
-        return VerifyResult(index, 0.0, f"verifier worker crashed: {type(exc).__name__}", -1,
+        return VerifyResult(index, 0.0, f"{WORKER_CRASHED}: {type(exc).__name__}", -1,
                             submitted_s, time.time())
 
     def score(self, items: list[tuple[Problem, str]]) -> list[VerifyResult]:
@@ -202,9 +220,9 @@ class VerifierPool:
                 replaced[f] = self.submit(*self._args.pop(f))
             for f in stuck:
                 self._args.pop(f, None)
-                failed = Future()
+                failed: Future[VerifyResult] = Future()
                 failed.set_exception(_HardTimeout(
-                    f"verifier hard timeout: no result within {window:g} s (worker killed)"))
+                    f"{HARD_TIMEOUT}: no result within {window:g} s (worker killed)"))
                 replaced[f] = failed
             futures = [replaced.get(f, f) for f in futures]
             pending = [f for f in futures if not f.done()]
@@ -231,7 +249,9 @@ class VerifierPool:
 
 
     def _running_tokens(self, pids: list[int]) -> set[int]:
-        tokens = set()
+        tokens: set[int] = set()
+        if self._beacons is None:         # no item timeout: no beacons written
+            return tokens
         for pid in pids:
             try:
                 with open(os.path.join(self._beacons, str(pid))) as f:

@@ -12,6 +12,12 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+Operator = Literal["+", "-", "*"]
+
+
+def _default_operators() -> list[Operator]:
+    return ["+", "-"]
+
 
 class ExecutorSpec(BaseModel):
     """Settings of the real executor. Every field has a CPU-friendly default."""
@@ -25,7 +31,7 @@ class ExecutorSpec(BaseModel):
     # --- task (the checker is the reward) -----------------------------------------------------
     task: Literal["math", "countdown", "code"] = "math"
     operand_max: int = Field(9, ge=1, description="math: largest operand")
-    operators: list[Literal["+", "-", "*"]] = Field(default_factory=lambda: ["+", "-"])
+    operators: list[Operator] = Field(default_factory=_default_operators)
     countdown_rules: Literal["rational", "classic"] = Field(
         "rational", description="countdown: 'rational' (exact fractions allowed mid-way) or "
         "'classic' (every intermediate a positive integer, as in the TV game)")

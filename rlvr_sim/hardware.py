@@ -100,6 +100,14 @@ class Efficiency(BaseModel):
     load_weights_bytes_eff: float | None = Field(
         None, gt=0, le=1, description="sampler engine load_weights: achieved fraction of HBM "
         "bandwidth copying received weights into the engine's layout; None: decode_bw_eff")
+    # --- speculative decoding host cost (issue 19; None: not measured, not modelled) ----------
+    ngram_draft_fixed_s: float | None = Field(
+        None, ge=0, description="host seconds per ngram speculative step (prompt-lookup proposer "
+        "and spec bookkeeping), fixed part; fitted from engine steps (calibration."
+        "engine_validate); None: not modelled (0)")
+    ngram_draft_s_per_seq: float | None = Field(
+        None, ge=0, description="host seconds per ngram speculative step per running sequence; "
+        "None: not modelled (0)")
 
 
 class CalibrationInfo(BaseModel):
@@ -223,7 +231,7 @@ def _catalog() -> dict[str, dict[str, Any]]:
 
 def public_profile_path(gpu: str) -> Path | None:
     """Path of the shipped public-measurement profile of a catalog GPU, None when none ships."""
-    ref = resources.files("rlvr_sim.catalog").joinpath("profiles", f"{gpu.lower()}.public.yaml")
+    ref = resources.files("rlvr_sim.catalog") / "profiles" / f"{gpu.lower()}.public.yaml"
     return Path(str(ref)) if ref.is_file() else None
 
 

@@ -20,6 +20,7 @@ multi-token-prediction layers (`num_nextn_predict_layers`) are not counted (as i
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
@@ -32,6 +33,21 @@ from rlvr_sim.errors import UserError
 
 # HF fields we read; everything else in a config.json is ignored.
 _EXPERT_COUNT_KEYS = ("num_experts", "num_local_experts", "n_routed_experts")
+
+
+@dataclass(frozen=True)
+class MLADims:
+    """The multi-head latent attention dimensions of an MLA model (all present once validated)."""
+
+    kv_lora_rank: int
+    q_lora_rank: int | None
+    qk_rope_head_dim: int
+    qk_nope_head_dim: int
+    v_head_dim: int
+
+    @property
+    def qk_head_dim(self) -> int:
+        return self.qk_nope_head_dim + self.qk_rope_head_dim
 
 
 class ModelSpec(BaseModel):
@@ -82,9 +98,9 @@ class ModelSpec(BaseModel):
 
     @model_validator(mode="after")
     def _check_shape(self) -> "ModelSpec":
-        if self.num_attention_heads % self.num_key_value_heads:
+        if self.num_attention_heads % self.kv_heads:
             raise ValueError(
-                f"num_key_value_heads={self.num_key_value_heads} does not divide "
+                f"num_key_value_heads={self.kv_heads} does not divide "
                 f"num_attention_heads={self.num_attention_heads}")
         if self.num_experts:
             if not 1 <= self.num_experts_per_tok <= self.num_experts:
@@ -112,11 +128,29 @@ class ModelSpec(BaseModel):
         return int(self.num_key_value_heads or self.num_attention_heads)
 
     @property
+    def attn_head_dim(self) -> int:
+        """Width of one attention head (`head_dim`, else hidden_size // num_attention_heads)."""
+        if self.head_dim is not None:
+            return self.head_dim
+        return max(self.hidden_size // self.num_attention_heads, 1)
+
+    @property
+    def mla(self) -> MLADims:
+        """The MLA dimensions; ValueError for a model without MLA (`is_mla` False)."""
+        rank, rope, nope, v = (self.kv_lora_rank, self.qk_rope_head_dim, self.qk_nope_head_dim,
+                               self.v_head_dim)
+        if rank is None or rope is None or nope is None or v is None:
+            raise ValueError(f"{self.name} has no multi-head latent attention (kv_lora_rank, "
+                             "qk_rope_head_dim, qk_nope_head_dim, v_head_dim)")
+        return MLADims(kv_lora_rank=rank, q_lora_rank=self.q_lora_rank, qk_rope_head_dim=rope,
+                       qk_nope_head_dim=nope, v_head_dim=v)
+
+    @property
     def q_dim(self) -> int:
         """Width of the concatenated attention heads (query side)."""
         if self.is_mla:
-            return self.num_attention_heads * (self.qk_nope_head_dim + self.qk_rope_head_dim)
-        return self.num_attention_heads * int(self.head_dim)
+            return self.num_attention_heads * self.mla.qk_head_dim
+        return self.num_attention_heads * self.attn_head_dim
 
     def is_moe_layer(self, layer: int) -> bool:
         """Whether decoder layer `layer` (0-based) has a routed-expert MLP."""

@@ -111,7 +111,7 @@ def read_user_text(path: str | Path, what: str, fix: str, max_bytes: int = MAX_F
                         f"{exc.start}) ; give a text file (is it binary or compressed?)") from None
 
 
-class _LimitedLoader(yaml.SafeLoader):
+class _LimitedLoader(yaml.SafeLoader):  # type: ignore[misc]  # (PyYAML has no stubs here)
     """SafeLoader that refuses duplicate keys, deep nesting and alias expansion bombs."""
 
     def __init__(self, stream: str):
@@ -158,7 +158,7 @@ class _LimitedLoader(yaml.SafeLoader):
                             "values (YAML anchors/aliases) ; write a smaller file without alias "
                             "chains")
 
-    def construct_mapping(self, node: Node, deep: bool = False) -> dict:
+    def construct_mapping(self, node: Node, deep: bool = False) -> dict[Any, Any]:
         if isinstance(node, MappingNode):
             seen: dict[Any, int] = {}
             for key_node, _ in node.value:
@@ -174,7 +174,8 @@ class _LimitedLoader(yaml.SafeLoader):
                                     f"twice in one mapping (first on line {first}) ; keep one of "
                                     "them")
                 seen[key] = key_node.start_mark.line + 1
-        return super().construct_mapping(node, deep=deep)
+        mapping: dict[Any, Any] = super().construct_mapping(node, deep=deep)
+        return mapping
 
 
 def load_user_yaml(text: str, label: str) -> Any:

@@ -24,9 +24,11 @@ the whole run (the sampler's KV plan is redone per step from that step's lengths
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Any, Callable, cast
 
 from pydantic import BaseModel
+
+from rlvr_sim import rules
 
 if TYPE_CHECKING:
     from rlvr_sim.scenario import Scenario
@@ -135,6 +137,15 @@ def integrate_s(bounds: list[tuple[int, int]], step_time_s: list[float]) -> floa
 Measure = Callable[[int], StepMeasure]
 
 
+def _scenario_cost_model(sc: "Scenario") -> "CostModelLike":
+    """rlvr_sim.cost.CostModel of `sc`. The cast: CostModel exposes read-only properties
+    (switch_s, tokens_per_iteration) where sim.protocols.CostModelLike declares attributes, so
+    mypy does not match it structurally; the simulator only reads them."""
+    from rlvr_sim.cost import CostModel
+
+    return cast("CostModelLike", CostModel.from_scenario(sc))
+
+
 def simulated_measure(scenario: "Scenario", steps_per_point: int = 2,
                       cost_model: "Callable[[Scenario], CostModelLike] | None" = None,
                       exact: bool = False) -> Measure:
@@ -143,16 +154,13 @@ def simulated_measure(scenario: "Scenario", steps_per_point: int = 2,
     a frozen scenario (default: rlvr_sim.cost.CostModel.from_scenario)."""
     from rlvr_sim.sim.run import config_from_scenario, simulate_config
 
-    if cost_model is None:
-        from rlvr_sim.cost import CostModel
-
-        cost_model = CostModel.from_scenario
+    build = cost_model if cost_model is not None else _scenario_cost_model
     o = scenario.orchestration
-    warm = o.max_staleness if o.mode == "async" else 0
+    warm = rules.staleness_steps(o.mode, o.max_staleness)
 
     def measure(step: int) -> StepMeasure:
         frozen = scenario.model_copy(update={"workload": scenario.workload.at_step(step)})
-        cm = cost_model(frozen)
+        cm = build(frozen)
         cfg = config_from_scenario(frozen, cm, steps=steps_per_point + warm,
                                    seed=scenario.workload.seed + step, exact=exact)
         s = simulate_config(cfg, cm, scenario_name=scenario.name or "scenario").summary
@@ -292,7 +300,7 @@ def resplit_advice(estimates: dict[str, RunEstimate], recommended: str) -> Respl
                          per_segment=per_segment, resplit_hours=hours, switches=switches)
 
 
-def plan_over_run(scenario: "str | Path | dict", overrides: dict[str, list[str]],
+def plan_over_run(scenario: "str | Path | dict[str, Any]", overrides: dict[str, list[str]],
                   recommended: str, points: int = 8, steps_per_point: int = 2) -> ResplitAdvice:
     """Whole-run estimates of candidate allocations (label -> scenario overrides) of one base
     scenario, and the re-split advice; `recommended` must be one of the labels."""

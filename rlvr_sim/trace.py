@@ -152,18 +152,23 @@ class GenerateExtra:
 
 
 CHECKER_ERROR = "checker error"     # the executor's reason prefix when the checker itself failed
+# executor reason prefixes of results that are not a grade of the answer (older traces)
+_OLD_CHECKER_ERRORS = (CHECKER_ERROR, "verifier worker crashed")
+_OLD_TIMEOUTS = ("verifier timeout", "verifier hard timeout")
 
 
 @dataclass(frozen=True)
 class VerifyExtra:
-    """`extra` of a verifier `verify` row, with checker errors and wrong answers apart.
+    """`extra` of a verifier `verify` row: busy seconds, per-check latencies/ends, and the
+    reward-0 samples by cause: `checker_errors` (the checker failed), `timeouts` (past the item
+    timeout) and `wrong_answers` (graded reward 0). None: the writer did not count it (the
+    simulator grades no answers: wrong_answers is None there).
 
-    The two writers used the key `failures` for different things: the simulator for checker
-    failures (its verifier model's failure rate; no answers are graded), the executor for every
-    reward-0 sample (wrong answers and checker errors) with `reasons` counting why. So:
-    `checker_errors` is the simulator's `failures`, or the executor's reasons starting with
-    "checker error"; `wrong_answers` is the executor's other reward-0 samples, None for the
-    simulator (it does not grade answers).
+    On disk: the executor writes `checker_errors`, `wrong_answers`, `timeouts` and `reasons`;
+    the simulator writes `failures` (its verifier model's checker failures; the key is kept so
+    simulator traces stay byte-identical) and `timeouts`. Executor traces before this change
+    wrote `failures` = every reward-0 sample, with `reasons` counting why. `parse` maps all of
+    them onto the fields above, so readers never look at `failures`.
     """
 
     busy_s: float | None = None
@@ -171,29 +176,29 @@ class VerifyExtra:
     ends_s: list[float] = field(default_factory=list)
     timeouts: int | None = None
     reasons: dict[str, int] | None = None
-    failures: int | None = None            # the raw key, writer-dependent (see above)
+    checker_errors: int | None = None
+    wrong_answers: int | None = None
 
     @classmethod
     def parse(cls, text: str) -> VerifyExtra:
         d = json.loads(text or "{}")
-        reasons = d.get("reasons")
+        raw = d.get("reasons")
+        reasons = None if raw is None else {str(k): int(v) for k, v in raw.items()}
+        timeouts, errors = _opt_int(d, "timeouts"), _opt_int(d, "checker_errors")
+        wrong = _opt_int(d, "wrong_answers")
+        failures = _opt_int(d, "failures")
+        if errors is None and wrong is None and failures is not None:      # an older trace
+            if reasons is None:          # simulator: failures = checker failures
+                errors = failures
+            else:                        # executor: failures = every reward-0 sample
+                errors = sum(n for r, n in reasons.items() if r.startswith(_OLD_CHECKER_ERRORS))
+                if timeouts is None:
+                    timeouts = sum(n for r, n in reasons.items() if r.startswith(_OLD_TIMEOUTS))
+                wrong = failures - errors - timeouts
         return cls(busy_s=_opt_float(d, "busy_s"),
                    latencies_s=[float(x) for x in d.get("latencies_s", [])],
-                   ends_s=[float(x) for x in d.get("ends_s", [])], timeouts=_opt_int(d, "timeouts"),
-                   reasons=None if reasons is None else {str(k): int(v) for k, v in reasons.items()},
-                   failures=_opt_int(d, "failures"))
-
-    @property
-    def checker_errors(self) -> int | None:
-        if self.reasons is None:
-            return self.failures
-        return sum(n for r, n in self.reasons.items() if r.startswith(CHECKER_ERROR))
-
-    @property
-    def wrong_answers(self) -> int | None:
-        if self.reasons is None or self.failures is None:
-            return None
-        return self.failures - (self.checker_errors or 0)
+                   ends_s=[float(x) for x in d.get("ends_s", [])], timeouts=timeouts,
+                   reasons=reasons, checker_errors=errors, wrong_answers=wrong)
 
 
 def generate_extras(df: pd.DataFrame) -> list[GenerateExtra]:

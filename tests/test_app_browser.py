@@ -157,9 +157,11 @@ PAGES = {
 def calibration_page() -> Page:
     """What the Calibration page must show, given the profiles folder it reads (app_pages/state.py)."""
     folder = Path(os.environ.get("RLVR_SIM_PROFILES") or ROOT / "profiles")
+    engine = bool(any(folder.rglob("*.engine-validation.json")) if folder.is_dir() else False)
     if any(folder.rglob("*.validation.json")) if folder.is_dir() else False:
-        return Page("calibration", ("Calibration", "What a profile is", "MAPE step time", "Error table"), plots=1,
-                    frames=2, height=2600)
+        extra = ("Engine validation (vLLM)", "Misses most") if engine else ()
+        return Page("calibration", ("Calibration", "What a profile is", "MAPE step time", "Error table", *extra),
+                    plots=1 + engine, frames=2 + 2 * engine, height=2600 + 1600 * engine)
     if any(folder.rglob("*.y*ml")) if folder.is_dir() else False:
         return Page("calibration", ("Calibration", "Profile", "rlvr-sim validate"), plots=0, frames=1)
     return Page("calibration", ("Calibration", "No hardware profile found", "rlvr-sim calibrate"), plots=0)

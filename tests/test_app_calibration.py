@@ -111,3 +111,68 @@ def test_each_profile_opens_its_own_report_and_unusable_rows_are_explained(profi
     assert any("no configuration with both a measured and a simulated time" in w.value for w in at.warning)
     assert [c.value for c in at.caption] == ["skipped c: out of memory"]
     assert not at.exception and not at.error
+
+
+def write_engine_report(folder: Path) -> Path:
+    """A two-run engine validation report (the shape `rlvr-sim validate --backend vllm` writes)."""
+    def row(run: str, held_in: bool, measured: float, simulated: float) -> dict:
+        q = {"generate_s": 1.0, "tokens_per_s": 1.0, "finish_p50_s": 1.0, "finish_p90_s": 1.0,
+             "finish_max_s": 1.0, "preemptions": 0.0, "peak_running": 1.0}
+        return {"source": "t1", "run": run, "held_in": held_in,
+                "measured": {k: v * measured for k, v in q.items()},
+                "simulated": {k: v * simulated for k, v in q.items()},
+                "error_pct": {k: 100 * (simulated - measured) / measured for k in q}}
+    rows = [row("tiny-4m/fit.r0", True, 2.0, 2.0), row("tiny-4m/kv.r0", False, 2.0, 2.5)]
+    by = {"tiny-4m/kv": {"generate_s": 25.0, "tokens_per_s": -20.0, "finish_p50_s": 25.0,
+                         "finish_p90_s": 25.0, "finish_max_s": 25.0, "preemptions": None,
+                         "peak_running": 0.0}}
+    data = {"profile": "profiles/test.yaml", "clock": "cpu", "held_out_runs": 1,
+            "held_out_workloads": 1,
+            "mape_pct": {"generate_s": 25.0, "finish_p90_s": 25.0},
+            "mape_pct_step_clock": {"generate_s": 0.0, "finish_p90_s": 0.0},
+            "mape_pct_without_speculative": {"generate_s": 25.0},
+            "by_workload_pct": by, "by_workload_pct_step_clock": by,
+            "worst": {"workload": "tiny-4m/kv", "generate_error_pct": 25.0},
+            "worst_step_clock": {"workload": "tiny-4m/kv", "generate_error_pct": 0.0},
+            "rows": rows, "step_clock_rows": rows,
+            "grpo": {"note": "test", "rows": [{"config": "sync", "quantity": "step_time",
+                                              "measured_s": 1.0, "simulated_s": 1.1,
+                                              "error_pct": 10.0}]}}
+    path = folder / "test.engine-validation.json"
+    path.write_text(json.dumps(data))
+    return path
+
+
+def test_engine_validation_section_shows_mape_quantiles_and_grpo(profiles: Path) -> None:
+    write_profile(profiles)
+    write_report(profiles)
+    write_engine_report(profiles)
+    at = calibration_app()
+    assert not at.error and not at.exception
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["MAPE generate (cpu clock)"] == "25.0%"
+    assert metrics["MAPE generate (step clock)"] == "0.0%"
+    assert metrics["MAPE step time"] == "10.0%"          # the executor report is still its own
+    assert any("**Misses most:** `tiny-4m/kv`" in m.value for m in at.markdown)
+    assert len(at.get("plotly_chart")) == 2               # finish quantiles + executor scatter
+    frames = [d.value for d in at.dataframe]     # efficiency, engine table, GRPO, executor table
+    table = next(f for f in frames if "finish p90" in f.columns)
+    assert table.loc["tiny-4m/kv", "generate"] == "+25.0%"
+    assert table.loc["tiny-4m/kv", "preemptions"] == "n/a"        # not measurable: shown as missing
+    grpo = next(f for f in frames if "quantity" in f.columns and "config" in f.columns)
+    assert list(grpo["error"]) == ["+10.0%"]
+    # the engine report is not offered as an executor validation report
+    assert at.selectbox(key="calibration:report:test-device.validation.json").options == \
+        ["test-device.validation.json"]
+
+
+def test_finish_quantiles_are_the_held_out_rows() -> None:
+    from app_pages.calibration import finish_quantiles
+
+    data = json.loads((ROOT / "profiles" / "vllm-cpu.engine-validation.json").read_text())
+    frame = finish_quantiles(data)
+    held_out = [r for r in data["rows"] if not r["held_in"]]
+    assert len(frame) == 3 * len(held_out)
+    first = held_out[0]
+    row = frame[(frame["run"] == f"{first['run']} ({first['source']})") & (frame["quantile"] == "p90")]
+    assert float(row["vllm"].iloc[0]) == first["measured"]["finish_p90_s"]

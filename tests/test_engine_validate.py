@@ -71,14 +71,31 @@ def test_max_num_seqs_queues_the_second_prompt_behind_the_first():
 
 
 def test_a_small_kv_pool_preempts_the_last_admitted_and_recomputes_it():
-    # block 1 token, 7 blocks, no prefix sharing, prompts of 2: both admitted (2+1 + 2+1 = 6 <= 7)
-    # one iteration fits (4 + 2 = 6, the next needs 8): at 1.5 s sample 1 is preempted with 1
-    # token; sample 0 runs its last 2 iterations alone -> 3.5; sample 1 re-prefills 2 + 1 tokens
-    # (0.5 s) -> 4.0 and decodes its last 2 -> 6.0
+    # block 1 token, 7 blocks of which vLLM keeps 1 (its null block): 6 usable; no prefix
+    # sharing, prompts of 2: both admitted (2 + 2 = 4 <= 6). The m-th iteration holds 2 + (m-1)
+    # tokens each: m = 2 fits (6), m = 3 needs 8: at 2.5 s sample 1 is preempted with 2 tokens;
+    # sample 0 runs its last iteration alone -> 3.5; sample 1 re-prefills 2 + 2 tokens (0.5 s)
+    # -> 4.0 and decodes its last one -> 5.0
     sim = simulate_run(_run([3, 3], k=1, kv_blocks=7, block_tokens=1, prefix_caching=False),
                        None, FAKE)
-    assert sim.finish_s == (3.5, 6.0)
+    assert sim.finish_s == (3.5, 5.0)
     assert sim.preemptions == 1 and sim.prefill_s == 1.0
+
+
+def test_a_token_budget_per_step_leaves_the_prompt_that_crosses_it_for_the_next_step():
+    # prompts of 2 tokens, 3 requests of 2 tokens, budget 5 tokens per step: the first round
+    # takes s0, s1 (4 tokens; s2 would make 6), prefill [0, 0.5], and the span stops after one
+    # iteration (1.5) so s2 joins at the next step: 2 running decode 1 token each, 3 left >= 2;
+    # prefill [1.5, 2.0]; s0, s1 need 1 more iteration -> 3.0; s2 its second -> 4.0.
+    # Without a budget all three go together: 0.5 + 2 = 2.5.
+    run = _run([2, 2, 2], k=1)
+    sim = simulate_run(run, None, FAKE, max_batched_tokens=5)
+    assert sim.finish_s == (3.0, 3.0, 4.0) and sim.start_s == (0.0, 0.0, 1.5)
+    assert simulate_run(run, None, FAKE, max_batched_tokens=None).finish_s == (2.5, 2.5, 2.5)
+    # a prompt longer than the budget still starts (vLLM chunks it) when it heads the round:
+    # budget 1: s0 alone [0, 0.5] + 1 iteration (1.5); s1 [1.5, 2.0] + 1 (3.0: s0 done);
+    # s2 [3.0, 3.5] + 1 (4.5: s1 done); s2's last iteration -> 5.5
+    assert simulate_run(run, None, FAKE, max_batched_tokens=1).finish_s == (3.0, 4.5, 5.5)
 
 
 def test_quantities_are_hand_computed():
@@ -157,3 +174,55 @@ def test_step_time_table_puts_model_made_steps_at_ratio_one():
     text = step_time_table([_run([2, 2], k=2, steps=steps)], hw)
     row = text.splitlines()[1].split()
     assert row[0] == "2-4" and row[1] == "6" and row[-1] == "1.00"
+
+
+def _with(hw: HardwareProfile, **terms) -> HardwareProfile:
+    return hw.model_copy(update={"efficiency": hw.efficiency.model_copy(update=terms)})
+
+
+def test_ngram_host_cost_adds_fixed_plus_per_sequence_seconds_to_each_spec_step():
+    from rlvr_sim.cost.sampler import Speculative, step_s
+
+    hw = HardwareProfile.load(DEFAULT_PROFILE)
+    shape = SamplerShape(tp=1, pp=1, weight_dtype="fp32", kv_dtype="fp32", gpus_per_node=1)
+    m = ModelSpec.from_hf_config_dict(TINY)
+    plain = DecodeCoeffs.build(m, hw, shape)
+    host = DecodeCoeffs.build(m, _with(hw, ngram_draft_fixed_s=0.02, ngram_draft_s_per_seq=0.001),
+                              shape)
+    ngram = Speculative(method="ngram", draft_tokens=4, acceptance_rate=0.1, draft_cost_ratio=0.0)
+    eagle = Speculative(method="eagle", draft_tokens=4, acceptance_rate=0.1)
+    # 8 running: 0.02 + 8 x 0.001 = 0.028 s more per verify step, for ngram only
+    assert math.isclose(step_s(host, ngram, 8, 800, 100) - step_s(plain, ngram, 8, 800, 100), 0.028)
+    assert step_s(host, eagle, 8, 800, 100) == step_s(plain, eagle, 8, 800, 100)
+    assert step_s(host, Speculative(), 8, 800, 100) == step_s(plain, Speculative(), 8, 800, 100)
+    # None (not measured) leaves every profile as it was
+    assert hw.efficiency.ngram_draft_fixed_s is None and plain.ngram_fixed_s == 0.0
+
+
+def test_ngram_host_cost_in_a_replay_adds_it_per_iteration():
+    # one request of 20 tokens, ngram with acceptance 0 (1 token per iteration): 20 iterations,
+    # each 0.02 + 1 x 0.001 s longer -> the finish moves by exactly 20 x 0.021 = 0.42 s
+    hw = HardwareProfile.load(DEFAULT_PROFILE)
+    run = replace(_run([20], k=1, speculative="ngram", draft_tokens=4), draft_tokens=100,
+                  accepted_tokens=0)
+    base = simulate_run(run, hw)
+    host = simulate_run(run, _with(hw, ngram_draft_fixed_s=0.02, ngram_draft_s_per_seq=0.001))
+    assert base.decode_iterations == host.decode_iterations == 20
+    assert math.isclose(host.finish_s[0] - base.finish_s[0], 0.42, rel_tol=1e-9)
+
+
+def test_ngram_host_fit_recovers_the_terms_that_made_the_steps():
+    from calibration.engine_validate import fit_spec_host_terms
+
+    hw = HardwareProfile.load(DEFAULT_PROFILE)
+    c = DecodeCoeffs.build(ModelSpec.from_hf_config_dict(TINY), hw,
+                           SamplerShape(tp=1, pp=1, weight_dtype="fp32", kv_dtype="fp32",
+                                        gpus_per_node=1))
+    steps = [StepRecord(0.0, iteration_s(c, n, n * 100, 100, 5) + 0.02 + 0.003 * n, n, n, 0,
+                        n * 100, 100) for n in (1, 2, 4, 8, 16, 32) for _ in range(3)]
+    steps.append(StepRecord(0.0, 5.0, 8, 8, 0, 800, 100))          # an outlier: robust loss
+    run = _run([4] * 4, k=1, speculative="ngram", draft_tokens=4, steps=steps)
+    fitted, diag = fit_spec_host_terms([run], hw)
+    assert math.isclose(fitted.efficiency.ngram_draft_fixed_s, 0.02, rel_tol=0.02)
+    assert math.isclose(fitted.efficiency.ngram_draft_s_per_seq, 0.003, rel_tol=0.02)
+    assert diag["steps"] == 19 and diag["median_abs_log_error"] < 0.01     # the outlier pulls a little

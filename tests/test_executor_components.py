@@ -29,9 +29,9 @@ def enc(policy, texts):
 
 def test_policy_records_device_dtype_threads(policy):
     d = policy.describe()
-    assert d["device"] == "cpu" and d["dtype"] == "fp32" and d["threads"] == 1
-    assert d["vocab_size"] == len(policy.tokenizer)          # resized to the char tokenizer
-    assert d["params"] == sum(p.numel() for p in policy.model.parameters())
+    assert d.device == "cpu" and d.dtype == "fp32" and d.threads == 1
+    assert d.vocab_size == len(policy.tokenizer)          # resized to the char tokenizer
+    assert d.params == sum(p.numel() for p in policy.model.parameters())
     assert torch.get_num_threads() == 1
 
 

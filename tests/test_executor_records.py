@@ -13,7 +13,9 @@ from executor.records import Learning, PhaseSeconds, rollout_metrics, step_metri
 from executor.sampler import HFSampler, Rollout, SamplingParams
 from executor.sampler_vllm import sampled_logprobs
 from executor.trainer import GRPOTrainer, LossConfig, TrainConfig
+from executor.tracing import Tracer
 from executor.trl_backend import logged_mean
+from executor.verifier import VerifyResult
 from rlvr_sim.trace import GenerateExtra, VerifyExtra
 
 TINY = {"model_type": "qwen2", "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
@@ -72,15 +74,43 @@ def test_step_metrics_by_hand():
                         PhaseSeconds(1.0, 0.4, 0.1, 0.3, 0.2), 8).mean_reward == m.mean_reward
 
 
-def test_verify_extra_separates_checker_errors_from_wrong_answers():
-    # executor row: failures = every reward-0 sample, reasons say why
-    ex = VerifyExtra.parse(json.dumps({"busy_s": 0.5, "failures": 5, "latencies_s": [0.1, 0.4],
-                                       "reasons": {"ok": 3, "wrong answer": 3, "checker error": 2}}))
-    assert (ex.checker_errors, ex.wrong_answers) == (2, 3)
+def test_verify_row_counts_wrong_answers_checker_errors_and_timeouts_apart():
+    """The executor's verify row writes the three causes of a reward 0 under their own keys
+    (it used to write `failures` = every reward 0), and the trace reader reads them back."""
+    results = [VerifyResult(0, 1.0, "correct", 0, 1.0, 2.0),
+               VerifyResult(1, 0.0, "wrong answer: 7 != 8", 0, 1.0, 2.0),
+               VerifyResult(2, 0.0, "wrong answer: 1 != 2", 0, 2.0, 3.0),
+               VerifyResult(3, 0.0, "checker error: ValueError: boom", 0, 2.0, 3.0),
+               VerifyResult(4, 0.0, "verifier worker crashed: BrokenProcessPool", 0, 2.0, 3.0),
+               VerifyResult(5, 0.0, "verifier timeout: item over 5 s", 0, 3.0, 4.0),
+               VerifyResult(6, 0.0, "verifier hard timeout: no result within 10 s", 0, 3.0, 4.0),
+               VerifyResult(7, 0.5, "partial", 0, 3.0, 4.0)]
+    assert [r.outcome for r in results] == ["scored", "wrong_answer", "wrong_answer",
+                                            "checker_error", "checker_error", "timeout", "timeout",
+                                            "scored"]
+    tracer = Tracer("t")
+    tracer.verify_events(0, 0, results)
+    extra = tracer.events[0].extra
+    assert "failures" not in extra
+    assert (extra["wrong_answers"], extra["checker_errors"], extra["timeouts"]) == (2, 2, 2)
+    parsed = VerifyExtra.parse(json.dumps(extra))
+    assert (parsed.wrong_answers, parsed.checker_errors, parsed.timeouts) == (2, 2, 2)
+    assert parsed.busy_s == pytest.approx(8.0) and len(parsed.latencies_s) == 8
+
+
+def test_verify_extra_reads_older_traces_failures_key():
+    # older executor row: failures = every reward-0 sample, reasons say why
+    ex = VerifyExtra.parse(json.dumps({"busy_s": 0.5, "failures": 6, "latencies_s": [0.1, 0.4],
+                                       "reasons": {"ok": 3, "wrong answer": 3, "checker error": 2,
+                                                   "verifier timeout": 1}}))
+    assert (ex.checker_errors, ex.wrong_answers, ex.timeouts) == (2, 3, 1)
     assert ex.latencies_s == [0.1, 0.4] and ex.ends_s == []
     # simulator row: failures = checker failures; answers are not graded
     sim = VerifyExtra.parse(json.dumps({"busy_s": 1.0, "timeouts": 1, "failures": 2}))
     assert (sim.checker_errors, sim.wrong_answers, sim.timeouts) == (2, None, 1)
+    # a row that counts nothing: None, not 0
+    bare = VerifyExtra.parse(json.dumps({"busy_s": 1.0}))
+    assert (bare.checker_errors, bare.wrong_answers, bare.timeouts) == (None, None, None)
 
 
 def test_generate_extra_reads_both_writers():

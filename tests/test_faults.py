@@ -235,7 +235,7 @@ CRASH_EVENTS = ["fsync state.pt", "write manifest", "fsync temp folder", "fsync 
 def test_crash_at_every_stage_of_a_checkpoint_write(tmp_path, monkeypatch, crash_at, replacing):
     """Die before each durable step of save_checkpoint: the previous checkpoint stays valid, resume
     takes the newest complete one, and the next write cleans the leftovers."""
-    import executor.checkpoint as ck
+    import executor.checkpoint_store as ck
 
     save(tmp_path, 2)
     if replacing:

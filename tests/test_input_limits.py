@@ -324,7 +324,7 @@ def test_grid_cross_product_is_bounded():
 
 @pytest.mark.parametrize("row, needle", [("20, nan", "nan/inf"), ("x, y", "is not `step, length`")])
 def test_schedule_table_rows_are_named_by_line(tmp_path, row, needle):
-    from rlvr_sim.distributions import read_step_table
+    from rlvr_sim.step_schedules import read_step_table
 
     path = tmp_path / "table.csv"
     path.write_text(f"step,length\n0, 100\n10, 200\n{row}\n")

@@ -9,6 +9,7 @@ import pytest
 from calibration import public_fit as pf
 from calibration.public_data import (KINDS, PUBLIC_DIR, CollectiveRow, DecodeRow, GemmRow,
                                      TrainingRow, load_rows, load_sources, model_spec, read_table)
+from calibration.public_report import TRTLLM_V1_PREFIX
 from calibration.public_predict import (effective_train_mfu, gemm_s, predict_s,
                                         training_s_per_token)
 from rlvr_sim.hardware import HardwareProfile, gpu_names, public_profile_path
@@ -63,7 +64,7 @@ def test_mpt_shapes_match_published_param_counts():
 def test_published_trtllm_rows_are_in_the_table():
     rows = {(r.input_tokens, r.output_tokens): r.value for r in load_rows("decode")
             if r.gpu == "h100-sxm" and r.model == "llama-3.1-8b"
-            and r.setup.startswith(pf.TRTLLM_V1_PREFIX)}
+            and r.setup.startswith(TRTLLM_V1_PREFIX)}
     # /work/shared/reference/published.yaml decoding: trtllm-llama3.1-8b-fp8-h100
     assert rows[(128, 128)] == 28312 and rows[(128, 2048)] == 22714
     assert rows[(1000, 1000)] == 15220 and rows[(1000, 2000)] == 13899

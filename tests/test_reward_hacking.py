@@ -70,7 +70,7 @@ def test_launcher_encoder_matches_the_trusted_encoder():
     from pathlib import Path
 
     import executor
-    from executor.tasks import typed_json
+    from executor import typed_json
 
     spec = importlib.util.spec_from_file_location(
         "_launcher", Path(executor.__file__).with_name("_sandbox_launcher.py"))

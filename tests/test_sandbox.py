@@ -325,9 +325,9 @@ def test_verifier_pool_scores_attacks_zero_and_keeps_working():
 def test_trace_records_the_isolation_of_each_check():
     tracer = Tracer("t")
     rs = [VerifyResult(i, 1.0, "passed", 0, 1.0, 2.0, iso) for i, iso in enumerate(["os", "os", "python"])]
-    tracer.add_verify(0, 0, rs)
+    tracer.verify_events(0, 0, rs)
     assert tracer.events[0].extra["isolation"] == {"os": 2, "python": 1}
-    tracer.add_verify(1, 0, [VerifyResult(0, 1.0, "correct", 0, 1.0, 2.0)])
+    tracer.verify_events(1, 0, [VerifyResult(0, 1.0, "correct", 0, 1.0, 2.0)])
     assert "isolation" not in tracer.events[1].extra
 
 

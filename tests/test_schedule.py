@@ -11,7 +11,8 @@ import pytest
 from pydantic import TypeAdapter
 
 from rlvr_sim.cli import main as cli_main
-from rlvr_sim.distributions import LengthSchedule, LogNormal
+from rlvr_sim.distributions import LogNormal
+from rlvr_sim.step_schedules import LengthSchedule
 from rlvr_sim.errors import ScenarioError
 from rlvr_sim.scenario import load_scenario
 from rlvr_sim.schedule import (StepMeasure, integrate_s, representative_step, segment_bounds,

@@ -82,25 +82,50 @@ def test_colocated_sync_adds_two_switches():
 
 def test_kv_preemption_by_recompute():
     # bt=1 (blocks = tokens), 8 blocks, no prefix caching; prompt 2, responses 4 and 4.
-    # Both admitted (2+1 + 2+1 = 6 <= 8), prefill [0, 0.5]. Blocks after i iterations: 4 + 2i,
-    # so 2 iterations fit -> 2.5. Next iteration needs 10 > 8: preempt s1 (latest) with 2
-    # tokens. s0 alone: 2 more iterations -> done 4.5. s1 re-prefills 2+2 tokens [4.5, 5.0],
-    # 2 iterations -> done 7.0.
+    # An iteration holds the prompt + the tokens generated before it (the new token's KV is
+    # written by the next one): the m-th iteration after admission holds 2 + (m - 1) each.
+    # Both admitted (2 + 2 = 4 <= 8), prefill [0, 0.5]. Iteration m needs 2 (m + 1) blocks:
+    # 3 iterations fit -> 3.5. The 4th needs 10 > 8: preempt s1 (latest) with 3 tokens. s0
+    # alone: 1 more iteration (5 blocks) -> done 4.5. s1 re-prefills 2+3 tokens [4.5, 5.0],
+    # 1 iteration -> done 6.0.
     cfg = config(steps=1, prompt_tokens=Constant(2), response_tokens=Constant(4), kv_blocks=8,
                  block_tokens=1, prefix_caching=False, verifier_latency_s=Constant(0.0))
     res = simulate_config(cfg, FakeCostModel(), event_log=True)
-    assert times(res, "generated") == [("generated", 0, 4.5), ("generated", 1, 7.0)]
+    assert times(res, "generated") == [("generated", 0, 4.5), ("generated", 1, 6.0)]
     assert res.summary.counters["preemptions"] == 1
-    assert res.summary.counters["recompute_tokens"] == 2
+    assert res.summary.counters["recompute_tokens"] == 3
+
+
+def test_kv_whole_blocks_a_block_boundary_is_a_state_change():
+    # bt=4, 4 blocks, prefix caching: prompt 6 = 1 shared block + a 2-token private tail.
+    # Responses 6 and 6. Admission: 1 shared + 1 + 1 private blocks = 3 <= 4; prefill [0, 0.5].
+    # Iteration m holds 2 + (m - 1) private tokens each: 1 block each for m <= 3, 2 from m = 4
+    # (1 + 2 + 2 = 5 > 4). So 3 iterations fit -> 3.5; then s1 (latest, 3 tokens generated) is
+    # preempted. s0 alone holds 5..7 private tokens (2 blocks, 3 with the shared one): 3 more
+    # iterations -> done 6.5, its group's shared block goes with it. s1 re-admitted: shared 1 +
+    # ceil((2 + 3) / 4) = 2 private; prefill of prompt + 3 tokens [6.5, 7.0]; 3 iterations -> 10.0.
+    cfg = config(steps=1, prompt_tokens=Constant(6), response_tokens=Constant(6), kv_blocks=4,
+                 block_tokens=4, prefix_caching=True, verifier_latency_s=Constant(0.0))
+    res = simulate_config(cfg, FakeCostModel(), event_log=True)
+    assert times(res, "generated") == [("generated", 0, 6.5), ("generated", 1, 10.0)]
+    assert res.summary.counters["preemptions"] == 1
+    assert res.summary.counters["recompute_tokens"] == 3
+    # one block more and nothing is preempted: 1 + 2 + 2 = 5 blocks from the 4th iteration on,
+    # 1 + 2 + 2 up to the last (private 2 + 5 = 7 tokens: 2 blocks): both done at 6.5
+    roomy = simulate_config(config(steps=1, prompt_tokens=Constant(6), response_tokens=Constant(6),
+                                   kv_blocks=5, block_tokens=4, prefix_caching=True,
+                                   verifier_latency_s=Constant(0.0)), FakeCostModel(), event_log=True)
+    assert times(roomy, "generated") == [("generated", 0, 6.5), ("generated", 1, 6.5)]
+    assert roomy.summary.counters["preemptions"] == 0
 
 
 def test_prefix_sharing_admits_more_under_the_same_memory():
-    # prompt 8 tokens, block 4 -> 2 shared blocks. 2 samples of 1 token each.
-    # Without sharing each sample needs ceil-free (8+1)/4 + 3/8 blocks: 2 samples need
-    # 2*(9/4) + 2*3/8 = 5.25 > 5 blocks, so they run one after the other:
+    # prompt 8 tokens, block 4 -> 2 full blocks. 2 samples of 1 token each (the prefill's token:
+    # the only iteration holds the prompt). 3 blocks.
+    # Without sharing each sample holds its 2 blocks: 4 > 3, so they run one after the other:
     # [0,0.5] prefill, 1 iteration -> s0 1.5; prefill [1.5, 2.0], 1 iteration -> s1 3.0.
-    # With sharing: 2 + (0+1 + 0+1)/4 + 2*3/8 = 3.25 <= 5: both together, done at 1.5.
-    base = dict(steps=1, prompt_tokens=Constant(8), response_tokens=Constant(1), kv_blocks=5,
+    # With sharing: 2 shared + 0 private blocks each = 2 <= 3: both together, done at 1.5.
+    base = dict(steps=1, prompt_tokens=Constant(8), response_tokens=Constant(1), kv_blocks=3,
                 block_tokens=4, verifier_latency_s=Constant(0.0))
     alone = simulate_config(config(prefix_caching=False, **base), FakeCostModel(), event_log=True)
     shared = simulate_config(config(prefix_caching=True, **base), FakeCostModel(), event_log=True)

@@ -6,6 +6,7 @@ to the event engine's, to the event."""
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from hypothesis import strategies as st
 
 import rlvr_sim.sim.sampler as sampler_module
 from rlvr_sim.cost import CostModel
+from rlvr_sim.cost.sampler import step_s
 from rlvr_sim.scenario import load_scenario
 from rlvr_sim.sim.config import Constant, SimConfig
 from rlvr_sim.sim.fake_cost import FakeCostModel
@@ -39,9 +41,16 @@ def test_fast_mode_within_one_percent_of_the_event_engine(path):
 
 @pytest.mark.parametrize("path", SCENARIOS, ids=[p.stem for p in SCENARIOS])
 def test_vectorised_step_time_is_the_scalar_one(path):
-    overrides = [[], ["sampler.speculative.method=eagle", "sampler.speculative.tree_width=2"]]
+    overrides = [[], ["sampler.speculative.method=eagle", "sampler.speculative.tree_width=2"],
+                 ["sampler.speculative.method=ngram"]]
     for extra in overrides:
         cm = CostModel.from_scenario(load_scenario(path, extra))
+        if extra and extra[0].endswith("ngram"):     # a host cost per step (no shipped profile has one)
+            cm.__dict__["decode_coeffs"] = dataclasses.replace(
+                cm.decode_coeffs, ngram_fixed_s=3.0e-4, ngram_s_per_seq=2.0e-6)
+            assert cm.decode_step_s(8, 800.0, 100.0) > step_s(
+                dataclasses.replace(cm.decode_coeffs, ngram_fixed_s=0.0, ngram_s_per_seq=0.0),
+                cm.speculative, 8, 800.0, 100.0)
         rng = np.random.default_rng(7)
         n = np.concatenate([rng.integers(1, 512, 200).astype(float), [0.0, 1.0, 0.5]])
         ctx_sum = n * rng.uniform(0, 8000, len(n))

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from executor.config import RunConfig
-from executor.trl_backend import Recorder, capture_trl_profiling, grpo_config, run_trl
+from executor.trl_backend import TrlSpans, capture_trl_profiling, grpo_config, run_trl
 from rlvr_sim.scenario import load_scenario
 from rlvr_sim.trace import extra_field, read_trace
 
@@ -42,7 +42,7 @@ def test_profiling_capture_records_and_restores():
     from trl.extras import profiling
 
     original = profiling.ProfilingContext.__exit__
-    rec = Recorder()
+    rec = TrlSpans()
     with capture_trl_profiling(rec):
         with profiling.ProfilingContext("GRPOTrainer.transformers.generate", report_to=[]):
             pass

@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from executor.sandbox import RunResult, SandboxLimits, run_function
-from executor.tasks import Problem, Verdict, problem_rng
-from executor.tasks.typed_json import JsonValue, canonical, short, strict_equal
+from executor.tasks.base import Problem, Verdict, problem_rng
+from executor.typed_json import JsonValue, canonical, short, strict_equal
 
 
 @dataclass(frozen=True)

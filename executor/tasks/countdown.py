@@ -19,7 +19,7 @@ from collections import Counter
 from dataclasses import dataclass
 from fractions import Fraction
 
-from executor.tasks import Problem, Verdict, problem_rng
+from executor.tasks.base import Problem, Verdict, problem_rng
 
 _TOKEN = re.compile(r"\s*(\d+|[-+*/()])")
 MAX_EXPRESSION_CHARS = 200
@@ -47,7 +47,8 @@ class _Parser:
     """expr := term (('+'|'-') term)*; term := atom (('*'|'/') atom)*; atom := int | '(' expr ')'."""
 
     def __init__(self, tokens: list[str], classic: bool = False):
-        self.tokens, self.pos, self.numbers, self.classic = tokens, 0, [], classic
+        self.tokens, self.pos, self.classic = tokens, 0, classic
+        self.numbers: list[int] = []
 
     def checked(self, value: Fraction, op: str) -> Fraction:
         """Under classic rules an intermediate must be a positive integer."""

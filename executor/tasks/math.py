@@ -23,7 +23,7 @@ import unicodedata
 from dataclasses import dataclass
 from fractions import Fraction
 
-from executor.tasks import Problem, Verdict, problem_rng
+from executor.tasks.base import Problem, Verdict, problem_rng
 
 TOLERANCE = Fraction(1, 10**6)
 MINUS_SIGNS = {"\u2212": "-", "\u2012": "-", "\u2013": "-", "\u2010": "-", "\u2011": "-"}
@@ -99,7 +99,8 @@ def final_part(text: str) -> str:
 
 def _int_run(text: str, i: int) -> int:
     """End of the run of ASCII digits starting at i."""
-    return _DIGIT_RUN.match(text, i).end()
+    run = _DIGIT_RUN.match(text, i)
+    return i if run is None else run.end()          # `[0-9]*` always matches
 
 
 def _number_at(text: str, i: int) -> tuple[int | Fraction | None, int]:
@@ -161,7 +162,8 @@ def _frac_at(text: str, i: int) -> tuple[Fraction | None, int] | None:
 
 def numbers(part: str) -> tuple[list[int | Fraction], bool]:
     """(values of the numbers in `part` in order, whether some number was unreadable)."""
-    values, unreadable, i, n = [], False, 0, len(part)
+    values: list[int | Fraction] = []
+    unreadable, i, n = False, 0, len(part)
     while i < n:
         m = _NUMBER_START.search(part, i)      # jump to the next digit or \frac (C speed)
         if m is None:
@@ -177,13 +179,13 @@ def numbers(part: str) -> tuple[list[int | Fraction], bool]:
                     values.append(value)
                 continue
         if c in _DIGITS:
-            value, end = _number_at(part, i)
+            number, end = _number_at(part, i)
             negative = (i >= 1 and part[i - 1] == "-"
                         and not (i >= 2 and (part[i - 2] in _DIGITS or part[i - 2] == ")")))
-            if value is None:
+            if number is None:
                 unreadable = True
             else:
-                values.append(-value if negative else value)
+                values.append(-number if negative else number)
             i = end
             continue
         i += 1
@@ -227,7 +229,7 @@ def grade(completion: str, answer) -> Verdict:
         shown = ", ".join(_fmt(c) for c in got.candidates[:5])
         return Verdict(0.0, f"ambiguous: several final answers ({shown})")
     value = got.candidates[0]
-    if value == expected or abs(value - expected) <= TOLERANCE:
+    if value == expected or abs(Fraction(value) - expected) <= TOLERANCE:
         return Verdict(1.0, "correct")
     return Verdict(0.0, f"wrong answer: got {_fmt(value)}, expected {_fmt(expected)}")
 

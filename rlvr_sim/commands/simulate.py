@@ -22,9 +22,10 @@ from pathlib import Path
 from rlvr_sim.cli_output import check_output_path, strict_json
 from rlvr_sim.errors import UserError
 from rlvr_sim.input_limits import seed_arg
-from rlvr_sim.scenario import load_scenario
+from rlvr_sim.scenario import Scenario, load_scenario
+from rlvr_sim.schedule import RunEstimate
 from rlvr_sim.sim.metrics import Summary
-from rlvr_sim.sim.run import simulate
+from rlvr_sim.sim.run import SimResult, simulate
 from rlvr_sim.sim.serving import ServingReport
 
 
@@ -108,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _whole_run(sc, args: argparse.Namespace):
+def _whole_run(sc: Scenario, args: argparse.Namespace) -> RunEstimate | None:
     """RunEstimate over the schedule when asked (or the scenario has one), else None."""
     on = args.whole_run if args.whole_run is not None else sc.workload.has_schedule
     if not on:
@@ -120,7 +121,7 @@ def _whole_run(sc, args: argparse.Namespace):
     return whole_run(sc, points=args.points)
 
 
-def _sampler_efficiency(result, sc) -> ServingReport:
+def _sampler_efficiency(result: SimResult, sc: Scenario) -> ServingReport:
     """MFU and achieved HBM bandwidth of the sampler pool (rlvr_sim.sim.serving)."""
     from rlvr_sim.cost import CostModel
     from rlvr_sim.sim.serving import serving_report

@@ -7,6 +7,7 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rlvr_sim.errors import UserError
 from rlvr_sim.input_limits import seed_arg
@@ -16,6 +17,9 @@ from rlvr_sim.sweep.pareto import DOLLARS, HOURS, pareto_front
 from rlvr_sim.sweep.pools import open_pool
 from rlvr_sim.sweep.recommend import one_line
 from rlvr_sim.sweep.runner import run_sweep
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 SHOWN_COLUMNS = [HOURS, DOLLARS, "step_time_s.mean", "bottleneck", "steps_simulated"]
 
@@ -74,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_examples(table) -> None:
+def _print_examples(table: pd.DataFrame) -> None:
     """First reason of each failure kind, so a typo in a --grid key is seen at once."""
     if table.empty or "error" not in table:
         return

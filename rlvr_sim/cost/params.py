@@ -46,15 +46,16 @@ class ParamCounts:
 def attention_params_per_layer(m: ModelSpec) -> int:
     h, nh = m.hidden_size, m.num_attention_heads
     if m.is_mla:
-        qk_head = m.qk_nope_head_dim + m.qk_rope_head_dim
-        if m.q_lora_rank:
-            q = h * m.q_lora_rank + m.q_lora_rank + m.q_lora_rank * nh * qk_head
+        d = m.mla
+        qk_head = d.qk_head_dim
+        if d.q_lora_rank:
+            q = h * d.q_lora_rank + d.q_lora_rank + d.q_lora_rank * nh * qk_head
         else:
             q = h * nh * qk_head
-        kv = h * (m.kv_lora_rank + m.qk_rope_head_dim) + m.kv_lora_rank
-        kv += m.kv_lora_rank * nh * (m.qk_nope_head_dim + m.v_head_dim)
-        return q + kv + nh * m.v_head_dim * h
-    hd, kvh = int(m.head_dim), m.kv_heads
+        kv = h * (d.kv_lora_rank + d.qk_rope_head_dim) + d.kv_lora_rank
+        kv += d.kv_lora_rank * nh * (d.qk_nope_head_dim + d.v_head_dim)
+        return q + kv + nh * d.v_head_dim * h
+    hd, kvh = m.attn_head_dim, m.kv_heads
     proj = h * nh * hd + 2 * h * kvh * hd + nh * hd * h
     bias = (nh * hd + 2 * kvh * hd) if m.attention_bias else 0
     norm = 2 * hd if m.qk_norm else 0
@@ -106,17 +107,17 @@ def kv_bytes_per_token(m: ModelSpec, dtype: str = "bf16", tp: int = 1, pp: int =
     layers = m.num_hidden_layers / pp
     b = dtype_bytes(dtype)
     if m.is_mla:
-        return layers * (m.kv_lora_rank + m.qk_rope_head_dim) * b
+        return layers * (m.mla.kv_lora_rank + m.mla.qk_rope_head_dim) * b
     kv_heads_per_gpu = -(-m.kv_heads // tp)
-    return 2 * layers * kv_heads_per_gpu * int(m.head_dim) * b
+    return 2 * layers * kv_heads_per_gpu * m.attn_head_dim * b
 
 
 def attention_flop_per_context_token(m: ModelSpec) -> float:
     """Decode FLOPs per new token per token of context (QK^T and AV, 2 FLOPs per MAC)."""
     if m.is_mla:  # absorbed MLA: scores and values against the latent
         return 2.0 * m.num_hidden_layers * m.num_attention_heads * (
-            2 * m.kv_lora_rank + m.qk_rope_head_dim)
-    return 4.0 * m.num_hidden_layers * m.num_attention_heads * int(m.head_dim)
+            2 * m.mla.kv_lora_rank + m.mla.qk_rope_head_dim)
+    return 4.0 * m.num_hidden_layers * m.num_attention_heads * m.attn_head_dim
 
 
 def tensor_count(m: ModelSpec) -> int:

@@ -111,6 +111,8 @@ class DecodeCoeffs:
     pp_time: int = 1                # pp (stages in sequence) or 1 (pp_overlap) for compute/KV
     a2a_s_per_byte: float = 0.0     # EP dispatch + combine, per byte of the batch's activations
     a2a_fixed_s: float = 0.0
+    ngram_fixed_s: float = 0.0      # host cost of an ngram speculative step (0: not modelled)
+    ngram_s_per_seq: float = 0.0
 
     @classmethod
     def build(cls, m: ModelSpec, hw: HardwareProfile, shape: SamplerShape) -> "DecodeCoeffs":
@@ -153,7 +155,9 @@ class DecodeCoeffs:
             expert_active_params=float(counts.expert_active),
             expert_flop_scale=moe_imb / gge, expert_bytes_scale=moe_imb,
             pp_time=1 if shape.pp_overlap else pp,
-            a2a_s_per_byte=a2a_per_byte, a2a_fixed_s=a2a_fixed)
+            a2a_s_per_byte=a2a_per_byte, a2a_fixed_s=a2a_fixed,
+            ngram_fixed_s=eff.ngram_draft_fixed_s or 0.0,
+            ngram_s_per_seq=eff.ngram_draft_s_per_seq or 0.0)
 
 
 def _terms(c: DecodeCoeffs, batch: float, context_tokens_sum: float, context_tokens_max: float,
@@ -251,11 +255,15 @@ class Speculative:
 
 def step_s(c: DecodeCoeffs, spec: Speculative, batch: float, context_tokens_sum: float,
            context_tokens_max: float) -> float:
-    """Seconds of one decode iteration (one verify step when speculative decoding is on)."""
+    """Seconds of one decode iteration (one verify step when speculative decoding is on: the
+    draft passes as a fraction of an iteration, plus, for ngram, the profile's measured host cost
+    per step, fixed + per running sequence)."""
     base = iteration_s(c, batch, context_tokens_sum, context_tokens_max)
     if not spec.enabled:
         return base
     verify = iteration_s(c, batch, context_tokens_sum, context_tokens_max, spec.verify_width)
+    if spec.method == "ngram":
+        verify += c.ngram_fixed_s + c.ngram_s_per_seq * batch
     return spec.draft_tokens * spec.draft_cost_ratio * base + verify
 
 

@@ -48,14 +48,19 @@ def iteration_s_v(c: DecodeCoeffs, batch: np.ndarray, context_tokens_sum: np.nda
     mem = memory_s + skew_s
     hi = np.where(compute_s >= mem, compute_s, mem)
     lo = np.where(compute_s >= mem, mem, compute_s)
-    return hi + (1.0 - c.overlap) * lo + comm_s + c.overhead_s
+    out: np.ndarray = hi + (1.0 - c.overlap) * lo + comm_s + c.overhead_s
+    return out
 
 
 def step_s_v(c: DecodeCoeffs, spec: Speculative, batch: np.ndarray, context_tokens_sum: np.ndarray,
              context_tokens_max: np.ndarray) -> np.ndarray:
-    """`step_s` on arrays: one decode iteration (one verify step with speculative decoding)."""
+    """`step_s` on arrays: one decode iteration (one verify step with speculative decoding; ngram
+    adds the profile's host cost per step, fixed + per running sequence)."""
     base = iteration_s_v(c, batch, context_tokens_sum, context_tokens_max)
     if not spec.enabled:
         return base
     verify = iteration_s_v(c, batch, context_tokens_sum, context_tokens_max, spec.verify_width)
-    return spec.draft_tokens * spec.draft_cost_ratio * base + verify
+    if spec.method == "ngram":
+        verify = verify + (c.ngram_fixed_s + c.ngram_s_per_seq * batch)
+    step: np.ndarray = spec.draft_tokens * spec.draft_cost_ratio * base + verify
+    return step

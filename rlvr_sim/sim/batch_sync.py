@@ -5,7 +5,8 @@ coalesced decode spans costed by the same `engine._span` calls, same finish time
 with the per-sample work in numpy instead of a Python loop per sample and sequence. It applies
 only when the engine starts idle and every queued sequence is admitted in the first round and
 never preempted: all of one step, fresh (nothing generated yet), at most `max_concurrent`, and
-the KV pool holding them at every span end (checked before anything changes). Otherwise it returns
+the KV pool's upper bound of whole blocks (KVPool.upper_blocks) holding them at every span's
+last iteration (checked before anything changes; where the bound fits, the exact count fits). Otherwise it returns
 None and the caller runs the event engine, which stays the reference (tests compare both on
 every shipped scenario; differences are float rounding, ~1e-12 relative).
 
@@ -33,7 +34,6 @@ reused between replicas, so the max-of-replicas tail of a sync step is kept).
 from __future__ import annotations
 
 import bisect
-import math
 from itertools import chain
 from typing import TYPE_CHECKING, Callable
 
@@ -65,25 +65,26 @@ def run_whole_batch(e: "ReplicaEngine") -> "list[Finished] | None":
     for seq in seqs:
         if seq.group.step != step or seq.gen0 > 0 or seq.start_s >= 0:
             return None
-    bt, tpi, frag = e.bt, e.tpi, e.frag
+    pool = e.kv
+    bt, tpi = pool.block_tokens, e.tpi
     groups = [seq.group for seq in seqs]
     prompt = np.fromiter((g.prompt_tokens for g in groups), dtype=np.int64, count=count)
     target = np.fromiter((seq.target for seq in seqs), dtype=np.int64, count=count)
     gid = np.fromiter((g.group_id for g in groups), dtype=np.int64, count=count)
-    shared = prompt // bt if e.prefix else np.zeros(count, dtype=np.int64)
+    shared = prompt // bt if pool.prefix else np.zeros(count, dtype=np.int64)
     private = (prompt - shared * bt).astype(float)
     # a group's first queued sample brings the shared prompt blocks (and prefills the whole prompt)
     _, first_of_group = np.unique(gid, return_index=True)
     is_first = np.zeros(count, dtype=bool)
     is_first[first_of_group] = True
     it0 = e.it
-    kv = e.kv_blocks
+    kv = pool.capacity
     shared_all = float(shared[is_first].sum())
-    if kv != math.inf and shared_all + (private.sum() + count * tpi) / bt + count * frag > kv:
+    if pool.limited and pool.upper_blocks(shared_all, private.sum(), count) > kv:
         return None
     todo = np.maximum(np.ceil((target / tpi) - 1e-9), 1).astype(np.int64)
     finish = it0 + todo
-    admit_no = e._admits + 1 + np.arange(count)
+    admit_no = e.run.admits + 1 + np.arange(count)
     order = np.lexsort((admit_no, finish))          # finishing order: (finish_it, admit_no)
     f_it = finish[order]
     f_prompt = prompt[order].astype(float)
@@ -110,14 +111,16 @@ def run_whole_batch(e: "ReplicaEngine") -> "list[Finished] | None":
     spans: list[tuple[int, int, int, float, float, float]] = []   # (m, end_m, iters, n, ctx_sum, ctx_max)
     m, it = 0, it0
     coalesce = e.coalesce
-    kv_limited = kv != math.inf
+    kv_limited = pool.limited
     left, right = bisect.bisect_left, bisect.bisect_right
     while m < count:
         n_run = count - m
         k = min(n_run, max(1, int(n_run * coalesce)))
         iters = f_list[m + k - 1] - it
         rel = it - it0
-        if kv_limited and shared_l[m] + (priv_l[m] + n_run * tpi * (rel + iters)) / bt + n_run * frag > kv:
+        # the span's last iteration holds private + (rel + iters - 1) x tpi tokens per sequence
+        if kv_limited and pool.upper_blocks(shared_l[m], priv_l[m] + n_run * tpi * (rel + iters - 1),
+                                            n_run) > kv:
             return None
         end_it = it + iters
         inside = left(f_list, end_it, m)      # finishes before the span's end leave early
@@ -133,7 +136,7 @@ def run_whole_batch(e: "ReplicaEngine") -> "list[Finished] | None":
     waiting.clear()
     new_tokens = int(np.where(is_first, prompt, prompt - shared * bt).sum())
     start_s = e.clock
-    e._admits += count
+    e.run.admits += count
     counter = e.counters.get(step)
     if counter is None:
         counter = e.counters[step] = StepCounters()
@@ -207,13 +210,11 @@ def sync_round(engines: "list[ReplicaEngine]", verifier: "VerifierPool", rec: "R
             or not hasattr(engines[0], "_span")):
         return None
     e0 = engines[0]
-    cm, same = e0.cm, (e0.bt, e0.tpi, e0.prefix, e0.kv_blocks, e0.coalesce, e0.interpolate,
-                       e0.max_concurrent, _simpson(e0))
+    cm, same = e0.cm, _shape(e0)
     for e in engines:
-        if (not e.whole_batch or e.running or e.seg is not None or e.waiting or not e.admit_enabled
-                or e.coalesce <= 0 or step > e.version + e.eta or e.cm is not cm
-                or (e.bt, e.tpi, e.prefix, e.kv_blocks, e.coalesce, e.interpolate,
-                    e.max_concurrent, _simpson(e)) != same):
+        if (not e.whole_batch or e.max_batched_tokens is not None or e.running or e.seg is not None
+                or e.waiting or not e.admit_enabled or e.coalesce <= 0 or step > e.version + e.eta
+                or e.cm is not cm or _shape(e) != same):
             return None
     queues = [_Queue(e.replica, e.load) for e in engines]
     dispatch(batch.groups, queues)
@@ -232,9 +233,17 @@ def sync_round(engines: "list[ReplicaEngine]", verifier: "VerifierPool", rec: "R
 
 
 def _simpson(e: "ReplicaEngine") -> bool:
-    """Whether the engine costs spans with its 3-point Simpson rule on cm.decode_step_s."""
-    rule = getattr(type(e), "_simpson_span", None)
-    return rule is not None and getattr(getattr(e, "_span", None), "__func__", None) is rule
+    """Whether the engine costs spans with the 3-point Simpson rule on cm.decode_step_s."""
+    from rlvr_sim.sim.spans import is_simpson_span
+
+    return is_simpson_span(getattr(e, "_span", None))
+
+
+def _shape(e: "ReplicaEngine") -> tuple:
+    """What the numpy pass takes from the first engine for all: equal on every engine or no pass."""
+    kv = e.kv
+    return (kv.block_tokens, kv.prefix, kv.capacity, kv.round_up, e.tpi, e.coalesce, e.interpolate,
+            e.max_concurrent, _simpson(e))
 
 
 def _columns_of_round(engines: "list[ReplicaEngine]", queues: list[_Queue], step: int
@@ -246,8 +255,9 @@ def _columns_of_round(engines: "list[ReplicaEngine]", queues: list[_Queue], step
     from rlvr_sim.sim.sampler import StepCounters
 
     e0 = engines[0]
-    bt, tpi, frag, kv, coalesce = e0.bt, e0.tpi, e0.frag, e0.kv_blocks, e0.coalesce
-    kv_limited = kv != math.inf
+    pool = e0.kv
+    bt, tpi, coalesce = pool.block_tokens, e0.tpi, e0.coalesce
+    kv, round_up, kv_limited = pool.capacity, pool.round_up, pool.limited
     n_rep = len(engines)
     groups = [g for q in queues for g in q.groups]
     if not groups:
@@ -270,14 +280,15 @@ def _columns_of_round(engines: "list[ReplicaEngine]", queues: list[_Queue], step
     rep_start = np.cumsum(count) - count                          # queue offset of each replica
     pos = at - rep_start[rep]                           # position in its replica's queue
     it0_r = np.array([e.it for e in engines], dtype=np.int64)
-    g_shared = g_prompt // bt if e0.prefix else np.zeros(len(groups), dtype=np.int64)
+    g_shared = g_prompt // bt if pool.prefix else np.zeros(len(groups), dtype=np.int64)
     shared = g_shared[gidx]
     private = (prompt - shared * bt).astype(float)
-    # the admission round's KV check (a group's first sample brings its shared blocks)
+    # the admission round's KV check (a group's first sample brings its shared blocks):
+    # KVPool.upper_blocks of the round, as run_whole_batch
     shared_r = np.bincount(g_rep, weights=g_shared.astype(float), minlength=n_rep)
     private_r = np.bincount(rep, weights=private, minlength=n_rep)
     if kv_limited:
-        ok &= ~(shared_r + (private_r + count * tpi) / bt + count * frag > kv)
+        ok &= ~(shared_r + private_r / bt + count * round_up > kv)
     todo = np.maximum(np.ceil((target / tpi) - 1e-9), 1).astype(np.int64)
     finish = it0_r[rep] + todo
     # per replica, finishing order (finish, admission): one sort of a unique integer key
@@ -342,8 +353,10 @@ def _columns_of_round(engines: "list[ReplicaEngine]", queues: list[_Queue], step
     s_iters = s_it - it_m
     rel = it_m - it0_r[s_rep]
     if kv_limited:
-        bad = shared_suffix[mm] + (priv_suffix[mm] + n_run * tpi * (rel + s_iters)) / bt \
-            + n_run * frag > kv
+        # the span's last iteration holds private + (rel + iters - 1) x tpi tokens per sequence:
+        # KVPool.upper_blocks must fit there (then the exact whole-block count fits all along)
+        bad = shared_suffix[mm] + (priv_suffix[mm] + n_run * tpi * (rel + s_iters - 1)) / bt \
+            + n_run * round_up > kv
         if bad.any():
             ok[s_rep[bad]] = False
             keep = ok[s_rep]
@@ -401,7 +414,7 @@ def _columns_of_round(engines: "list[ReplicaEngine]", queues: list[_Queue], step
         e.busy_s = float(busy_end[r])
         e.clock = float(clock_at[-1, r])
         e.it = int(last_it[r])
-        e._admits += int(count[r])
+        e.run.admits += int(count[r])
         c.decode_s = float(decode_end[r])
         c.decode_iterations += int(iters_of[r])
     # finish times: the span's end, or (sync) interpolated inside a coalesced span

@@ -12,6 +12,7 @@ from typing import Literal
 
 import numpy as np
 
+from rlvr_sim import rules
 from rlvr_sim.dynamic_sampling import RewardSpec
 from rlvr_sim.errors import ScenarioError
 from rlvr_sim.sim.protocols import DistributionLike
@@ -91,16 +92,15 @@ class SimConfig:
              "orchestration.staleness_threshold", self.staleness_fraction, "use >= 0"),
             (self.mini_batches >= 1, "trainer.mini_batches", self.mini_batches, "use >= 1"),
             (self.stream_batches >= 1, "trainer.stream_batches", self.stream_batches, "use >= 1"),
-            (not self.streaming or self.mode == "async", "trainer.streaming", self.streaming,
-             "streaming trains mini-batches of an async run; set orchestration.mode: async"),
             (self.arrival_qps is None or self.arrival_qps > 0, "orchestration.arrival_qps",
              self.arrival_qps, "use a rate > 0"),
-            (not (self.placement == "colocated" and self.mode == "async"), "orchestration.mode",
-             self.mode, "colocated placement runs sync; use placement: disaggregated for async"),
         ]
         for ok, name, value, fix in checks:
             if not ok:
                 raise ScenarioError(f"{name}={value!r} is invalid: {fix}")
+        for v in (rules.streaming_needs_async(self.streaming, self.mode)
+                  + rules.colocated_is_sync(self.placement, self.mode)):
+            raise ScenarioError(str(v))
 
     @property
     def replicas(self) -> int:
@@ -112,9 +112,8 @@ class SimConfig:
 
     @property
     def total_gpus(self) -> int:
-        if self.placement == "colocated" or self.inference_only:
-            return self.sampler_gpus
-        return self.sampler_gpus + self.trainer_gpus
+        return rules.run_gpus(self.placement, self.inference_only, self.sampler_gpus,
+                              self.trainer_gpus)
 
     @property
     def staleness_batches(self) -> float:

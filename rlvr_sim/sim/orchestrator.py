@@ -28,6 +28,7 @@ id, when their step becomes admissible; a replica admits them at its next iterat
 from __future__ import annotations
 
 import heapq
+from functools import partial
 from typing import Generator, Protocol
 
 import numpy as np
@@ -37,8 +38,9 @@ from rlvr_sim.sim import rounds, trainer, weight_sync
 from rlvr_sim.sim.config import SimConfig
 from rlvr_sim.sim.protocols import CostModelLike
 from rlvr_sim.sim.recorder import Recorder
-from rlvr_sim.sim.sampler import Finished, ReplicaEngine
+from rlvr_sim.sim.sampler import Finished, ReplicaEngine, StepCounters
 from rlvr_sim.sim.source import Batch, Group, PromptSource
+from rlvr_sim.sim.steps import StepLog
 from rlvr_sim.sim.verifier import Verified, VerifierPool, arrival_order
 
 
@@ -59,29 +61,45 @@ def dispatch(groups: tuple[Group, ...], engines: list[ReplicaEngine]) -> set[int
     return touched
 
 
+def _succeed(event: simpy.Event, _trigger: simpy.Event) -> None:
+    """A SimPy callback that triggers `event` (bound with functools.partial)."""
+    event.succeed()
+
+
+def step_counters(engines: list[ReplicaEngine], step: int) -> dict[int, StepCounters]:
+    """Take the replicas' counters of `step` (by replica; those that did nothing for it are
+    absent), for the recorder when the step is closed."""
+    out = {}
+    for e in engines:
+        c = e.take_counters(step)
+        if c is not None:
+            out[e.replica] = c
+    return out
+
+
 def run_sync(env: simpy.Environment, cfg: SimConfig, cm: CostModelLike, source: PromptSource,
-             engines: list[ReplicaEngine], verifier: VerifierPool, rec: Recorder,
+             engines: list[ReplicaEngine], verifier: VerifierPool, rec: Recorder, steps: StepLog,
              progress: Progress | None = None) -> Generator:
-    """Colocated or disaggregated synchronous RL steps; SimPy process body."""
+    """Colocated or disaggregated synchronous RL steps, recorded in `steps`; SimPy process body."""
     colocated = cfg.placement == "colocated"
     for j in range(cfg.steps):
-        r = rec.steps[j]
+        r = steps[j]
         r.start_s = env.now
         yield from rounds.earlier_rounds(env, source, engines, verifier, rec, j, dispatch)
         batch = source.rounds(j)[-1]        # the step's batch (its last round: dynamic sampling)
         rounds.generate_and_verify(env, engines, verifier, rec, j, batch, dispatch)
-        rec.close_step(j)
+        r.take(rec.close_step(j, step_counters(engines, j)))
         if source.cfg.rewards is not None:
             rounds.train_on_kept(r, source.trained(j))
         yield env.timeout(r.gen_end_s - env.now)
         if colocated:
-            yield from weight_sync.switch(env, cm, rec, j, "to_train")
+            yield from weight_sync.switch(env, cm, rec, r, "to_train")
         yield env.timeout(max(0.0, r.verify_end_s - env.now))
-        yield from trainer.train(env, cm, rec, j)
+        yield from trainer.train(env, cm, rec, r)
         weight_sync.record_replica_loads(rec, len(engines), j + 1, env.now, cm.weight_sync_s)
-        yield from weight_sync.trainer_side(env, cm, rec, j)
+        yield from weight_sync.trainer_side(env, cm, rec, r)
         if colocated:
-            yield from weight_sync.switch(env, cm, rec, j, "to_generate")
+            yield from weight_sync.switch(env, cm, rec, r, "to_generate")
         r.end_s = env.now
         if progress is not None:
             progress.update(1)
@@ -92,9 +110,10 @@ class AsyncRun:
 
     def __init__(self, env: simpy.Environment, cfg: SimConfig, cm: CostModelLike,
                  source: PromptSource, engines: list[ReplicaEngine], verifier: VerifierPool,
-                 rec: Recorder, progress: Progress | None = None):
+                 rec: Recorder, steps: StepLog, progress: Progress | None = None):
         self.env, self.cfg, self.cm, self.source = env, cfg, cm, source
         self.engines, self.verifier, self.rec, self.progress = engines, verifier, rec, progress
+        self.steps = steps                   # the step records: this run's state
         self.published = 0
         self.next_batch = 0
         self.next_group = 0                  # next undispatched group of batch next_batch
@@ -170,11 +189,13 @@ class AsyncRun:
         for f in finished:
             self.remaining[f.step] -= 1
             if self.remaining[f.step] == 0:
-                delay = max(0.0, self.rec.close_step(f.step).verify_end_s - self.env.now)
+                r = self.steps[f.step]
+                r.take(self.rec.close_step(f.step, step_counters(self.engines, f.step)))
+                delay = max(0.0, r.verify_end_s - self.env.now)
                 if self.cfg.rewards is not None:
-                    rounds.train_on_kept(self.rec.steps[f.step], self.source.trained(f.step))
+                    rounds.train_on_kept(r, self.source.trained(f.step))
                 done = self.done[f.step]
-                self.env.timeout(delay).callbacks.append(lambda _e, d=done: d.succeed())
+                self.env.timeout(delay).callbacks.append(partial(_succeed, done))
                 del self.batches[f.step]
 
     # ------------------------------------------------------------ streaming trainer input
@@ -183,9 +204,9 @@ class AsyncRun:
         now = self.env.now
         for f, v in zip(finished, results):
             self.env.timeout(max(0.0, v.end_s - now)).callbacks.append(
-                lambda _e, f=f: self._rewarded_one(f))
+                partial(self._rewarded_one, f))
 
-    def _rewarded_one(self, f: Finished) -> None:
+    def _rewarded_one(self, f: Finished, _event: simpy.Event | None = None) -> None:
         got = self._rewarded.setdefault(f.step, [])
         got.append((f.prompt_tokens, f.output_tokens))
         want = self._want.get(f.step)
@@ -207,7 +228,7 @@ class AsyncRun:
                 self._want[j] = (fetch, env.event())
                 yield self._want[j][1]
             part = got[taken:need]
-            yield from trainer.train_minibatch(env, self.cm, self.rec, j, i, len(part),
+            yield from trainer.train_minibatch(env, self.cm, self.rec, self.steps[j], i, len(part),
                                                sum(p for p, _ in part), sum(o for _, o in part),
                                                first=taken == 0)
             taken = need
@@ -219,19 +240,20 @@ class AsyncRun:
     def _trainer(self) -> Generator:
         env, rec = self.env, self.rec
         for j in range(self.cfg.steps):
-            rec.steps[j].start_s = env.now
+            r = self.steps[j]
+            r.start_s = env.now
             if self.cfg.streaming:
                 yield from self._train_streaming(j)
             else:
                 yield self.done[j]
-                yield from trainer.train(env, self.cm, rec, j)
+                yield from trainer.train(env, self.cm, rec, r)
             self.published = j + 1
-            for r in range(len(self.engines)):
-                self.pending_version[r] = j + 1
-                self._wake(r)
+            for rep in range(len(self.engines)):
+                self.pending_version[rep] = j + 1
+                self._wake(rep)
             self._dispatch()
-            yield from weight_sync.trainer_side(env, self.cm, rec, j)
-            rec.steps[j].end_s = env.now
+            yield from weight_sync.trainer_side(env, self.cm, rec, r)
+            r.end_s = env.now
             if self.progress is not None:
                 self.progress.update(1)
 
@@ -328,14 +350,15 @@ class InferenceRun(AsyncRun):
         for f in finished:
             self.remaining[f.step] -= 1
             if self.remaining[f.step] == 0:
-                self.rec.close_step(f.step)
+                self.steps[f.step].take(
+                    self.rec.close_step(f.step, step_counters(self.engines, f.step)))
                 self.done[f.step].succeed()
                 del self.batches[f.step]
 
     def _steps(self) -> Generator:
-        env, rec = self.env, self.rec
+        env = self.env
         for j in range(self.cfg.steps):
-            r = rec.steps[j]
+            r = self.steps[j]
             r.start_s = env.now
             yield self.done[j]
             r.train_start_s = r.train_end_s = r.verify_end_s = r.end_s = env.now

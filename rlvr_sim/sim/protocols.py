@@ -16,19 +16,27 @@ import numpy as np
 class TrainBreakdownLike(Protocol):
     """Seconds of one RL step's training on the whole trainer pool (all mini-batches)."""
 
-    ref_logprob_s: float
-    old_logprob_s: float
-    forward_backward_s: float
-    optimizer_s: float
-    total_s: float
+    @property
+    def ref_logprob_s(self) -> float: ...
+    @property
+    def old_logprob_s(self) -> float: ...
+    @property
+    def forward_backward_s(self) -> float: ...
+    @property
+    def optimizer_s(self) -> float: ...
+    @property
+    def total_s(self) -> float: ...
 
 
 class CostModelLike(Protocol):
     """The cost-model facade (rlvr_sim.cost.CostModel) as the simulator uses it."""
 
-    tokens_per_iteration: float
-    weight_sync_s: float
-    switch_s: float
+    @property
+    def tokens_per_iteration(self) -> float: ...
+    @property
+    def weight_sync_s(self) -> float: ...
+    @property
+    def switch_s(self) -> float: ...
 
     def prefill_s(self, new_tokens: int, sequences: int = 1) -> float: ...
 

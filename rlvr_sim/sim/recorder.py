@@ -5,18 +5,21 @@ runs, a step's per-sample records are held only until the step is complete (all 
 generated and verified: `close_step`), then reduced with numpy to one `generate` row per
 (step, replica) and one `verify` row per (step, worker); per-sample staleness goes in the
 `extra` of the generate rows as `{"staleness": [...]}` (docs/contracts.md). With `trace=False`
-no trace row is kept at all, and step records live in a `StepLog` (records created on first use,
-folded into running totals once the step is finished), so memory does not grow with the number
-of steps apart from 8 bytes per step time.
+no trace row is kept at all.
+
+The recorder only listens: it holds no state the simulation reads. Step records
+(rlvr_sim.sim.steps) belong to the orchestrators; the replicas' per-step counters are handed
+over by the orchestrator when it closes a step (`close_step(step, counters)`), and `close_step`
+returns the step's `StepSamples` for the orchestrator to apply to its own record.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from array import array
 from collections import Counter, defaultdict
-from dataclasses import dataclass, field, fields
+from collections.abc import Sequence
+from dataclasses import fields
 from itertools import repeat
 
 import numpy as np
@@ -24,138 +27,15 @@ import pandas as pd
 
 from rlvr_sim.sim.columns import FinishedColumns, VerifiedColumns
 from rlvr_sim.sim.sampler import Finished, StepCounters
+from rlvr_sim.sim.steps import (StepLog, StepRecord, StepSamples, StepTotals,  # noqa: F401 (re-exported)
+                                critical_path, phase_spans)
 from rlvr_sim.sim.verifier import Verified
 from rlvr_sim.trace import TRACE_COLUMNS, to_frame
 
 
-@dataclass
-class StepRecord:
-    """Times of one RL step (seconds from the run's start)."""
-
-    step: int
-    start_s: float = 0.0           # previous step's end: trainer ready for this step
-    gen_start_s: float = float("inf")
-    gen_end_s: float = 0.0
-    verify_end_s: float = 0.0
-    train_start_s: float = 0.0
-    train_end_s: float = 0.0
-    end_s: float = 0.0             # trainer done with weight sync (and switch back)
-    switch_s: float = 0.0          # colocated: both switches of this step
-    weight_sync_s: float = 0.0
-    sequences: int = 0
-    prompt_tokens: int = 0
-    output_tokens: int = 0
-    train_parts_s: dict[str, float] = field(default_factory=dict)
-
-    @property
-    def time_s(self) -> float:
-        return self.end_s - self.start_s
-
 _EMPTY_TRACE: pd.DataFrame | None = None
 _JSON = json.JSONEncoder(sort_keys=True)     # json.dumps(x, sort_keys=True) without a new encoder per row
 _COUNTER_FIELDS = tuple(f.name for f in fields(StepCounters))
-
-
-@dataclass
-class StepTotals:
-    """Sums over finished steps, for means without keeping their records (see `StepLog`)."""
-
-    steps: int = 0
-    time_s: float = 0.0
-    path_s: dict[str, float] = field(default_factory=dict)     # critical path parts
-    span_s: dict[str, float] = field(default_factory=dict)     # phase durations
-    train_parts_s: dict[str, float] = field(default_factory=dict)
-    tokens: float = 0.0
-    output_tokens: float = 0.0
-    trainer_busy_s: float = 0.0
-
-    def add(self, r: StepRecord) -> None:
-        self.steps += 1
-        self.time_s += r.time_s
-        for table, values in ((self.path_s, critical_path(r)), (self.span_s, phase_spans(r)),
-                              (self.train_parts_s, r.train_parts_s)):
-            for k, v in values.items():
-                table[k] = table.get(k, 0.0) + v
-        self.tokens += r.prompt_tokens + r.output_tokens
-        self.output_tokens += r.output_tokens
-        # parts, not the train span: a streaming trainer's span includes waits for samples
-        self.trainer_busy_s += sum(r.train_parts_s.values()) + r.weight_sync_s
-
-    def merged(self, other: "StepTotals") -> "StepTotals":
-        out = StepTotals()
-        for part in (self, other):
-            out.steps += part.steps
-            out.time_s += part.time_s
-            for mine, theirs in ((out.path_s, part.path_s), (out.span_s, part.span_s),
-                                 (out.train_parts_s, part.train_parts_s)):
-                for k, v in theirs.items():
-                    mine[k] = mine.get(k, 0.0) + v
-            out.tokens += part.tokens
-            out.output_tokens += part.output_tokens
-            out.trainer_busy_s += part.trainer_busy_s
-        return out
-
-
-def critical_path(r: StepRecord) -> dict[str, float]:
-    """Split one step's time into the parts the trainer waited for; they sum to r.time_s."""
-    switch_in = r.switch_s / 2 if r.switch_s else 0.0
-    pre = r.train_start_s - r.start_s
-    generate = min(max(r.gen_end_s - r.start_s, 0.0), max(pre - switch_in, 0.0))
-    return {"generate": generate, "verify": max(pre - switch_in - generate, 0.0),
-            "switch": r.switch_s, "train": r.train_end_s - r.train_start_s,
-            "weight_sync": r.weight_sync_s}
-
-
-def phase_spans(r: StepRecord) -> dict[str, float]:
-    """Each phase's own duration in one step (phases overlap)."""
-    return {"generate": r.gen_end_s - r.gen_start_s,
-            "verify_after_generate": max(r.verify_end_s - r.gen_end_s, 0.0),
-            "train": r.train_end_s - r.train_start_s, "weight_sync": r.weight_sync_s}
-
-
-class StepLog:
-    """Step records by step number, for the orchestrators (`rec.steps[j]`) and the summary.
-
-    A record is created when first used. `finish(j)` (steps finish in order) appends its time to
-    `times_s`; records of steps below `keep` stay in `kept` (the warm-up window the steady-state
-    detection looks at, and what tests read), later ones are folded into `tail` and dropped."""
-
-    def __init__(self, keep: int):
-        self.keep = keep
-        self.kept: list[StepRecord] = []
-        self.tail = StepTotals()
-        self.times_s = array("d")
-        self._live: dict[int, StepRecord] = {}
-
-    @property
-    def finished(self) -> int:
-        return len(self.times_s)
-
-    def __getitem__(self, step: int) -> StepRecord:
-        r = self._live.get(step)
-        if r is None:
-            if step < len(self.kept):
-                return self.kept[step]
-            if step < self.finished:
-                raise IndexError(f"step {step} is finished and folded into the totals")
-            r = self._live[step] = StepRecord(step)
-        return r
-
-    def finish(self, step: int) -> StepRecord:
-        r = self._live.pop(step) if step in self._live else self[step]
-        self.times_s.append(r.time_s)
-        if step < self.keep:
-            self.kept.append(r)
-        else:
-            self.tail.add(r)
-        return r
-
-    def totals(self, first: int = 0) -> StepTotals:
-        """Sums over finished steps from `first` (at most `keep`) on."""
-        head = StepTotals()
-        for r in self.kept[min(first, len(self.kept)):]:
-            head.add(r)
-        return head.merged(self.tail)
 
 
 def _groups(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -170,7 +50,7 @@ def _groups(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return order, ordered[first], first
 
 
-def _columns(records: "list[tuple] | list[Finished | FinishedColumns] | list[Verified | VerifiedColumns]",
+def _columns(records: "Sequence[tuple] | Sequence[Finished | FinishedColumns] | Sequence[Verified | VerifiedColumns]",
              fields: tuple[int, ...], blocks: bool = True) -> dict[int, np.ndarray]:
     """Records (named tuples of numbers, or column blocks of them from the whole-batch path, when
     `blocks`) -> field index -> float array of that field, in record order (only the fields asked
@@ -194,7 +74,7 @@ def _columns(records: "list[tuple] | list[Finished | FinishedColumns] | list[Ver
     return {i: np.concatenate([p[i] for p in parts]) for i in fields}
 
 
-def _tuple_columns(records: list, fields: tuple[int, ...]) -> dict[int, np.ndarray]:
+def _tuple_columns(records: Sequence, fields: tuple[int, ...]) -> dict[int, np.ndarray]:
     cols = list(zip(*records))
     return {i: np.fromiter(cols[i], dtype=float, count=len(records)) for i in fields}
 
@@ -208,17 +88,13 @@ def _verify_extra(busy_s: float, timeouts: int, failures: int) -> str:
 
 
 class Recorder:
-    """Sink for the orchestrators; `frame()` returns the trace, `steps` the step records."""
+    """Sink for the orchestrators; `frame()` returns the trace, `counter_totals` the replicas'
+    counters summed over closed steps, `staleness` the histogram of sample staleness."""
 
-    def __init__(self, run_id: str, steps: int, log: bool = False,
-                 replica_counters: list[dict[int, StepCounters]] | None = None,
-                 trace: bool = True, keep_steps: int = 256):
+    def __init__(self, run_id: str, log: bool = False, trace: bool = True):
         self.run_id = run_id
         self.trace = trace
-        # each replica's live per-step counters; close_step moves a step's into its trace rows
-        self._replica_counters = replica_counters or []
         self.counter_totals = StepCounters()
-        self.steps = StepLog(keep_steps)
         self.staleness: Counter = Counter()
         # (what, step or sample, time_s...) in the order things happened, for exact-log tests
         self.log: list[tuple] | None = [] if log else None
@@ -255,9 +131,9 @@ class Recorder:
         if self.log is not None:
             self.log.extend(zip(repeat("verified"), block.sample.tolist(), block.end_s.tolist()))
 
-    def close_step(self, step: int) -> StepRecord:
-        """All of `step`'s samples are generated and verified: reduce them to trace rows."""
-        r = self.steps[step]
+    def close_step(self, step: int, step_counters: dict[int, StepCounters]) -> StepSamples:
+        """All of `step`'s samples are generated and verified: reduce them (and the replicas'
+        counters of the step, by replica) to trace rows; what the samples say about the step."""
         trace = self.trace
         blocks = step in self._block_steps
         self._block_steps.discard(step)
@@ -265,8 +141,6 @@ class Recorder:
         prompt, output = g[3], g[4]
         stale = (step - g[5]).astype(np.int64)
         start, end = g[7], g[8]
-        step_counters = {rep: c.pop(step) for rep, c in enumerate(self._replica_counters)
-                         if step in c}
         totals = self.counter_totals
         for c in step_counters.values():
             for name in _COUNTER_FIELDS:
@@ -278,11 +152,12 @@ class Recorder:
         else:
             values, n = np.unique(stale, return_counts=True)
             self.staleness.update(dict(zip(values.tolist(), n.tolist())))
-        r.gen_start_s, r.gen_end_s = float(start.min()), float(end.max())
-        r.sequences, r.prompt_tokens, r.output_tokens = len(start), int(prompt.sum()), int(output.sum())
+        gen_start_s, gen_end_s = float(start.min()), float(end.max())
+        sequences, prompt_tokens, output_tokens = len(start), int(prompt.sum()), int(output.sum())
         if not self.trace:
-            r.verify_end_s = float(_columns(self._ver.pop(step), (4,), blocks)[4].max())   # Verified.end_s
-            return r
+            return StepSamples(gen_start_s, gen_end_s,
+                               float(_columns(self._ver.pop(step), (4,), blocks)[4].max()),  # Verified.end_s
+                               sequences, prompt_tokens, output_tokens)
         replica = g[2]
         order, uniq, first = _groups(replica)
         starts = np.minimum.reduceat(start[order], first)
@@ -320,8 +195,8 @@ class Recorder:
                 busy.tolist(), timeouts.astype(np.int64).tolist(), failures.astype(np.int64).tolist()):
             self._rows.append((self.run_id, step, step, "verifier", worker, "verify", t0, t1, k, 0, 0,
                                _verify_extra(b, t, f)))
-        r.verify_end_s = float(v[4].max())
-        return r
+        return StepSamples(gen_start_s, gen_end_s, float(v[4].max()), sequences, prompt_tokens,
+                           output_tokens)
 
     def event(self, pool: str, worker: int, phase: str, step: int, version: int, start_s: float,
               end_s: float, sequences: int = 0, prompt_tokens: int = 0, output_tokens: int = 0,

@@ -21,9 +21,10 @@ import simpy
 
 from rlvr_sim.dynamic_sampling import StepSampling
 from rlvr_sim.sim import batch_sync
-from rlvr_sim.sim.recorder import Recorder, StepRecord
+from rlvr_sim.sim.recorder import Recorder
 from rlvr_sim.sim.sampler import Finished, ReplicaEngine
 from rlvr_sim.sim.source import Batch, Group, PromptSource
+from rlvr_sim.sim.steps import StepRecord
 from rlvr_sim.sim.verifier import VerifierPool, arrival_order
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import gc
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import pandas as pd
 import simpy
@@ -18,10 +18,11 @@ from rlvr_sim.sim import orchestrator, rounds
 from rlvr_sim.sim.config import SimConfig
 from rlvr_sim.sim.metrics import Summary, max_warmup, summarize
 from rlvr_sim.sim.protocols import CostModelLike
-from rlvr_sim.sim.recorder import Recorder, StepRecord
+from rlvr_sim.sim.recorder import Recorder
 from rlvr_sim.sim.sampler import ReplicaEngine
 from rlvr_sim.sim.source import PromptSource
 from rlvr_sim.sim.steady import Rule, detect
+from rlvr_sim.sim.steps import StepLog, StepRecord
 from rlvr_sim.sim.verifier import VerifierPool
 from rlvr_sim.trace import write_trace
 
@@ -43,12 +44,14 @@ class SimResult:
 # Defaults of `simulate()`: coalesce finishes within 1/8 of the running batch and cost spans
 # with a 3-point Simpson rule; benchmarks/bench_simulator.py measures their effect against exact.
 FAST_COALESCE_FRACTION = 1 / 8
-FAST_SPAN_RULE = "simpson3"
+FAST_SPAN_RULE: Literal["simpson3"] = "simpson3"
 # While a simulation runs, the cyclic garbage collector's young generation is collected every
 # GC_YOUNG_THRESHOLD allocations instead of Python's 700: the simulator allocates short-lived
 # tuples per sample and holds a step's records until it closes, so at 700 the collector
 # re-scans them many times (~20 % of CPU on bench plan64). Cycles (SimPy events) are still freed.
 GC_YOUNG_THRESHOLD = 50_000
+# step records kept whole (the warm-up window steady-state detection reads; SimResult.steps)
+STEP_RECORDS_KEPT = 256
 
 
 def config_from_scenario(sc: "Scenario", cm, steps: int | None = None,
@@ -117,13 +120,13 @@ class _StepWatch:
     folds the finished step into the step log, moves the progress bar, and with a rule ends the
     run once the step times are steady (`_Steady` unwinds the SimPy process)."""
 
-    def __init__(self, rec: Recorder, bar, rule: Rule | None, min_warmup: int,
+    def __init__(self, steps: StepLog, bar, rule: Rule | None, min_warmup: int,
                  max_warmup: int | None):
-        self.rec, self.bar, self.rule, self.min_warmup = rec, bar, rule, min_warmup
+        self.steps, self.bar, self.rule, self.min_warmup = steps, bar, rule, min_warmup
         self.max_warmup = max_warmup
 
     def update(self, n: int = 1) -> None:
-        log = self.rec.steps
+        log = self.steps
         for _ in range(n):
             log.finish(log.finished)
         if self.bar is not None:
@@ -149,20 +152,23 @@ def simulate_config(cfg: SimConfig, cm: CostModelLike, *, trace_path: str | Path
                              interpolate_finishes=cfg.mode == "sync" and not cfg.inference_only)
                for r in range(cfg.replicas)]
     verifier = VerifierPool(cfg.verifier_workers, cfg.verifier_rpc_s)
-    rec = Recorder(cfg.run_id, cfg.steps, log=event_log,
-                   replica_counters=[e.counters for e in engines], trace=trace or trace_path is not None)
+    rec = Recorder(cfg.run_id, log=event_log, trace=trace or trace_path is not None)
+    steps = StepLog(STEP_RECORDS_KEPT)
     source = PromptSource(cfg)
     bar = _progress_bar(cfg) if progress else None
-    watch = _StepWatch(rec, bar, until_steady, cfg.staleness_bound, max_warmup(cfg))
+    watch = _StepWatch(steps, bar, until_steady, cfg.staleness_bound, max_warmup(cfg))
     gc_thresholds = gc.get_threshold()
     gc.set_threshold(GC_YOUNG_THRESHOLD, *gc_thresholds[1:])
     try:
         if cfg.inference_only:
-            done = orchestrator.InferenceRun(env, cfg, cm, source, engines, verifier, rec, watch).start()
+            done = orchestrator.InferenceRun(env, cfg, cm, source, engines, verifier, rec, steps,
+                                             watch).start()
         elif cfg.mode == "sync":
-            done = env.process(orchestrator.run_sync(env, cfg, cm, source, engines, verifier, rec, watch))
+            done = env.process(orchestrator.run_sync(env, cfg, cm, source, engines, verifier, rec,
+                                                     steps, watch))
         else:
-            done = orchestrator.AsyncRun(env, cfg, cm, source, engines, verifier, rec, watch).start()
+            done = orchestrator.AsyncRun(env, cfg, cm, source, engines, verifier, rec, steps,
+                                         watch).start()
         env.run(until=done)
     except _Steady:
         pass
@@ -170,7 +176,7 @@ def simulate_config(cfg: SimConfig, cm: CostModelLike, *, trace_path: str | Path
         gc.set_threshold(*gc_thresholds)
         if bar is not None:
             bar.close()
-    finished = rec.steps.finished
+    finished = steps.finished
     busy = {"sampler": sum(e.busy_s for e in engines), "verifier": verifier.busy_s}
     # a run stopped once steady (async) has booked work of steps after the last finished one:
     # its pools' busy time is then spread over the span it covers, not the finished steps only
@@ -185,13 +191,13 @@ def simulate_config(cfg: SimConfig, cm: CostModelLike, *, trace_path: str | Path
         "verifier_timeouts": verifier.timeouts, "verifier_failures": verifier.failures,
         **rounds.counters(source.history),          # dynamic sampling (empty without rewards)
     }
-    summary = summarize(cfg, rec.steps, scenario=scenario_name, staleness=rec.staleness,
+    summary = summarize(cfg, steps, scenario=scenario_name, staleness=rec.staleness,
                         busy_s=busy, counters=counters, rule=until_steady or Rule(),
                         booked_until_s=booked_until)
     trace_frame = rec.frame()
     if trace_path is not None:
         write_trace(trace_frame, trace_path)
-    return SimResult(summary, trace_frame, rec.steps.kept, cfg, log=rec.log)
+    return SimResult(summary, trace_frame, steps.kept, cfg, log=rec.log)
 
 
 def _progress_bar(cfg: SimConfig):

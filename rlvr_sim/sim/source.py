@@ -102,6 +102,7 @@ class PromptSource:
             out = [self._draw(step, 0, cfg.prompts_per_step, step * cfg.prompts_per_step)]
         else:
             rw = cfg.rewards
+            assert rw is not None                    # self.filtering
             m = prompts_per_round(cfg.prompts_per_step, rw.oversample_factor)
             out, signal = [], 0
             while len(out) < rw.max_rounds and signal < cfg.prompts_per_step:
@@ -131,11 +132,11 @@ class PromptSource:
         if fallback:
             kept = [(g, sum(g.response_tokens)) for g in rounds[-1].groups]
         k = self.cfg.samples_per_prompt
-        out = StepSampling(step, len(rounds), generated, signal, len(kept), len(kept) * k,
-                           sum(g.prompt_tokens for g, _ in kept) * k, sum(o for _, o in kept),
-                           gen_out, fallback)
-        self.history.append(out)
-        return out
+        sampling = StepSampling(step, len(rounds), generated, signal, len(kept), len(kept) * k,
+                                sum(g.prompt_tokens for g, _ in kept) * k, sum(o for _, o in kept),
+                                gen_out, fallback)
+        self.history.append(sampling)
+        return sampling
 
     def _draw(self, step: int, rnd: int, p: int, first_group: int) -> Batch:
         cfg = self.cfg
@@ -146,10 +147,10 @@ class PromptSource:
         latency = np.maximum(np.asarray(cfg.verifier_latency_s.sample(rng, p * k), dtype=float), 0.0)
         failed = rng.random(p * k) < cfg.verifier_failure_rate
         timed_out = latency > cfg.verifier_timeout_s
-        rewards = None
+        rewards: list[int] | None = None
         if cfg.rewards is not None:
-            rewards = _rewards(rng, cfg.rewards.pass_rate, cfg.rewards.concentration, p, k)
-            rewards = np.where(failed | timed_out, 0, rewards).tolist()
+            drawn = _rewards(rng, cfg.rewards.pass_rate, cfg.rewards.concentration, p, k)
+            rewards = np.where(failed | timed_out, 0, drawn).tolist()
         first = first_group * k
         prompts, responses = prompt.tolist(), response.tolist()      # Python ints
         groups = tuple(Group(step, first_group + g, prompts[g],
@@ -174,7 +175,8 @@ def _merge(rounds: list[Batch]) -> Batch:
     return Batch(rounds[0].step, tuple(g for b in rounds for g in b.groups),
                  [x for b in rounds for x in b.verify_s], [x for b in rounds for x in b.timed_out],
                  [x for b in rounds for x in b.failed],
-                 None if rounds[0].rewards is None else [x for b in rounds for x in b.rewards])
+                 None if rounds[0].rewards is None
+                 else [x for b in rounds for x in (b.rewards or ())])
 
 
 def _tokens(x: np.ndarray) -> np.ndarray:

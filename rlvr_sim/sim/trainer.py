@@ -13,13 +13,15 @@ import simpy
 
 from rlvr_sim.sim.protocols import CostModelLike
 from rlvr_sim.sim.recorder import Recorder
+from rlvr_sim.sim.steps import StepRecord
 
 PARTS = ("ref_logprob", "old_logprob", "forward_backward", "optimizer")
 
 
-def train(env: simpy.Environment, cm: CostModelLike, rec: Recorder, step: int) -> Generator:
-    """Train on step `step`'s samples (all generated and verified); SimPy process body."""
-    r = rec.steps[step]
+def train(env: simpy.Environment, cm: CostModelLike, rec: Recorder, r: StepRecord) -> Generator:
+    """Train on step `r.step`'s samples (all generated and verified; `r` holds the batch size
+    and receives the train times); SimPy process body."""
+    step = r.step
     tb = cm.train_step(r.sequences, r.prompt_tokens, r.output_tokens)
     r.train_start_s = t = env.now
     parts = {p: float(getattr(tb, f"{p}_s")) for p in PARTS}
@@ -34,13 +36,13 @@ def train(env: simpy.Environment, cm: CostModelLike, rec: Recorder, step: int) -
     r.train_end_s = env.now
 
 
-def train_minibatch(env: simpy.Environment, cm: CostModelLike, rec: Recorder, step: int,
+def train_minibatch(env: simpy.Environment, cm: CostModelLike, rec: Recorder, r: StepRecord,
                     index: int, sequences: int, prompt_tokens: int,
                     output_tokens: int, first: bool = False) -> Generator:
     """Streaming trainer: one mini-batch of step `step` (its log-prob forwards, forward/backward
     and one optimizer step), timed by `cm.train_minibatch`; SimPy process body. The step's
     train_start_s is its first (`first`) mini-batch's start, train_end_s its last one's end."""
-    r = rec.steps[step]
+    step = r.step
     tb = cm.train_minibatch(sequences, prompt_tokens, output_tokens)
     if first:
         r.train_start_s = env.now

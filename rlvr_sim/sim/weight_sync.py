@@ -14,15 +14,18 @@ import simpy
 
 from rlvr_sim.sim.protocols import CostModelLike
 from rlvr_sim.sim.recorder import Recorder
+from rlvr_sim.sim.steps import StepRecord
 
 
-def trainer_side(env: simpy.Environment, cm: CostModelLike, rec: Recorder, step: int) -> Generator:
-    """The trainer sends version step+1."""
+def trainer_side(env: simpy.Environment, cm: CostModelLike, rec: Recorder,
+                 r: StepRecord) -> Generator:
+    """The trainer sends version r.step + 1 (its time is added to `r`)."""
+    step = r.step
     start = env.now
     yield env.timeout(cm.weight_sync_s)
     if env.now > start:
         rec.event("trainer", 0, "weight_sync", step, step + 1, start, env.now)
-    rec.steps[step].weight_sync_s += env.now - start
+    r.weight_sync_s += env.now - start
 
 
 def replica_side(env: simpy.Environment, cm: CostModelLike, rec: Recorder, replica: int,
@@ -43,12 +46,12 @@ def record_replica_loads(rec: Recorder, replicas: int, version: int, start_s: fl
         rec.event("sampler", r, "weight_sync", version - 1, version, start_s, start_s + seconds)
 
 
-def switch(env: simpy.Environment, cm: CostModelLike, rec: Recorder, step: int,
+def switch(env: simpy.Environment, cm: CostModelLike, rec: Recorder, r: StepRecord,
            direction: str) -> Generator:
     """Colocated: hand the GPUs from one engine to the other (`to_train` or `to_generate`)."""
     if cm.switch_s <= 0:
         return
     start = env.now
     yield env.timeout(cm.switch_s)
-    rec.event("trainer", 0, "switch", step, step, start, env.now, direction=direction)
-    rec.steps[step].switch_s += env.now - start
+    rec.event("trainer", 0, "switch", r.step, r.step, start, env.now, direction=direction)
+    r.switch_s += env.now - start

@@ -15,6 +15,7 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass, replace
 
+from rlvr_sim import rules
 from rlvr_sim.sweep.grid import Plan
 
 COLOCATED = "colocated"
@@ -118,8 +119,10 @@ class SearchSpace:
             return False
         if max(a.sampler_tp, a.trainer_tp) > self.gpus_per_node:
             return False
+        if rules.colocated_is_sync(a.placement, "async" if a.max_staleness > 0 else "sync"):
+            return False
         if a.placement == COLOCATED:
-            return a.sampler_gpus == a.trainer_gpus == a.total_gpus and a.max_staleness == 0
+            return a.sampler_gpus == a.trainer_gpus == a.total_gpus
         return a.placement == DISAGGREGATED and a.sampler_gpus + a.trainer_gpus == a.total_gpus
 
 

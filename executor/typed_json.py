@@ -68,9 +68,9 @@ def strict_equal(a: JsonValue, b: JsonValue) -> bool:
     not int), same values, same keys, same lengths."""
     if type(a) is not type(b):
         return False
-    if type(a) is list:
+    if type(a) is list and type(b) is list:
         return len(a) == len(b) and all(strict_equal(x, y) for x, y in zip(a, b))
-    if type(a) is dict:
+    if type(a) is dict and type(b) is dict:
         return a.keys() == b.keys() and all(strict_equal(a[k], b[k]) for k in a)
     return a == b
 

@@ -1,0 +1,116 @@
+"""The running set of one sampler replica: which sequences decode, in admission order, and when
+each finishes.
+
+Between two state changes every running sequence gains `tpi` tokens per iteration, so a
+sequence's context and private tokens are linear in the replica's iteration counter `it`: a
+sequence stores offsets (`ctx_off`, `priv_off`) with context = ctx_off + tpi x it, and the set
+keeps their sums, so the batch's context sum is O(1) at any iteration. `finishing` is sorted by
+(finish iteration, admission number); the context max comes from a lazy max-heap of offsets.
+The private-token offsets are also kept in a numpy array by slot (a finished sequence's slot
+takes the last one's), so the KV pool's exact block count is one vector operation.
+"""
+
+from __future__ import annotations
+
+import bisect
+import heapq
+import math
+
+import numpy as np
+
+from rlvr_sim.sim.source import Group
+
+
+class Seq:
+    """One sample as the engine runs it (`gen0`: tokens generated before its latest admission)."""
+
+    __slots__ = ("sample", "group", "target", "gen0", "version", "versions", "admit_it", "admit_no",
+                 "ctx_off", "priv_off", "start_s", "last_version", "finish_it", "slot")
+
+    def __init__(self, sample: int, group: Group, target: int):
+        self.sample, self.group, self.target = sample, group, target
+        self.gen0 = 0.0
+        self.version = -1
+        self.versions = 0
+        self.last_version = -1
+        self.start_s = -1.0
+        self.admit_it = 0
+        self.admit_no = 0
+        self.ctx_off = 0.0
+        self.priv_off = 0.0
+        self.finish_it = 0
+        self.slot = -1
+
+
+class RunningSet:
+    """Running sequences of one replica (dict in admission order: the last is preempted first)."""
+
+    __slots__ = ("seqs", "finishing", "max_heap", "ctx_off_sum", "priv_off_sum", "admits", "priv",
+                 "at")
+
+    def __init__(self) -> None:
+        self.seqs: dict[int, Seq] = {}
+        self.finishing: list[tuple[int, int, int]] = []   # sorted (finish_it, admit_no, sample)
+        self.max_heap: list[tuple[float, int, int]] = []  # (-ctx_off, admit_no, sample), lazy
+        self.ctx_off_sum = 0.0
+        self.priv_off_sum = 0.0
+        self.admits = 0
+        self.priv = np.empty(64)                          # priv_off by slot
+        self.at: list[Seq] = []                           # the sequence in each slot
+
+    def take_slot(self, seq: Seq) -> None:
+        """Give a newly running sequence (its priv_off set) the next slot."""
+        n = len(self.at)
+        if n == len(self.priv):
+            self.priv = np.concatenate([self.priv, np.empty(n)])
+        self.priv[n] = seq.priv_off
+        seq.slot = n
+        self.at.append(seq)
+
+    def free_slot(self, seq: Seq) -> None:
+        """Release a stopping sequence's slot (the last slot's sequence moves into it)."""
+        last = self.at.pop()
+        if last is not seq:
+            i = seq.slot
+            self.at[i] = last
+            last.slot = i
+            self.priv[i] = self.priv[len(self.at)]
+
+    def private_tokens(self, tpi: float, it: int) -> np.ndarray:
+        """Each running sequence's private tokens at iteration `it` (in slot order)."""
+        return self.priv[:len(self.at)] + tpi * it
+
+    def __len__(self) -> int:
+        return len(self.seqs)
+
+    def context_sum(self, tpi: float, it: int) -> float:
+        return self.ctx_off_sum + len(self.seqs) * tpi * it
+
+    def private_sum(self, tpi: float, it: int) -> float:
+        return self.priv_off_sum + len(self.seqs) * tpi * it
+
+    def context_max(self, tpi: float, it: int) -> float:
+        """The longest running context at iteration `it` (0 when none runs)."""
+        heap, seqs = self.max_heap, self.seqs
+        while heap:
+            neg_off, admit_no, sample = heap[0]
+            seq = seqs.get(sample)
+            if seq is not None and seq.admit_no == admit_no:
+                return -neg_off + tpi * it
+            heapq.heappop(heap)
+        return 0.0
+
+    def remove(self, seq: Seq) -> None:
+        """Take a running sequence out (its finishing entry stays: see `unschedule`)."""
+        del self.seqs[seq.sample]
+        self.ctx_off_sum -= seq.ctx_off
+        self.priv_off_sum -= seq.priv_off
+        self.free_slot(seq)
+
+    def unschedule(self, seq: Seq) -> None:
+        """Drop a sequence's finishing entry (preempted or interrupted before its finish)."""
+        self.finishing.remove((seq.finish_it, seq.admit_no, seq.sample))
+
+    def done_by(self, it: int) -> int:
+        """How many of `finishing` end at or before iteration `it`."""
+        return bisect.bisect_right(self.finishing, (it, math.inf, math.inf))

@@ -1,0 +1,88 @@
+"""The sampler replica's KV pool (rlvr_sim.sim.kv_pool): whole blocks, hand-computed, and the
+upper bound the fast checks use never below the exact count (hypothesis)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from rlvr_sim.sim.kv_pool import KVPool
+
+
+def test_whole_blocks_of_a_sequence():
+    pool = KVPool(10, 4, prefix_caching=True)
+    assert [pool.seq_blocks(x) for x in (0, 1, 4, 5, 8, 9)] == [0, 1, 1, 2, 2, 3]
+    assert pool.seq_blocks(4 * (1 + 1e-12)) == 1          # float noise is not a new block
+    assert pool.shared_of(9) == 2 and KVPool(10, 4, prefix_caching=False).shared_of(9) == 0
+
+
+def test_shared_blocks_are_held_while_any_sample_of_the_group_runs():
+    pool = KVPool(10, 4, prefix_caching=True)
+    assert pool.join(7, 2) is True and pool.join(7, 2) is False
+    assert pool.shared_blocks == 2
+    pool.leave(7)
+    assert pool.shared_blocks == 2
+    pool.leave(7)
+    assert pool.shared_blocks == 0 and not pool.groups
+
+
+def test_iterations_that_fit_stops_before_the_first_overflowing_block():
+    # 8 blocks of 4, 1 shared held; private tokens 3 and 6 now (1 and 2 blocks: 4 used).
+    # Iteration m holds 3 + (m-1) and 6 + (m-1): m=1: 1+2; m=2: 1+2 (4, 7); m=3: 2+2 (5, 8);
+    # m=4..5: 2+3 (6..7, 9..10); m=6: 2+3 (8, 11); m=7: 3+3 (9, 12) -> 1 + 6 = 7;
+    # m=8: 3+3 (10, 13 -> 4) = 1 + 7 = 8; m=10: 3+4 (12, 15); m=11: 4+4 -> 9 > 8.
+    pool = KVPool(8, 4, prefix_caching=True)
+    pool.join(0, 1)
+    x = np.array([3.0, 6.0])
+    assert pool.used_blocks(x) == 4
+    assert pool.iterations_that_fit(x, 1.0, 100) == 10
+    assert pool.iterations_that_fit(x, 1.0, 5) == 5
+    # 2 tokens per iteration (speculation): m-th holds 3 + 2(m-1), 6 + 2(m-1); m=5: 11, 14 ->
+    # 3 + 4 = 7 (+1 shared = 8); m=6: 13, 16 -> 4 + 4 = 9 > 8
+    assert pool.iterations_that_fit(x, 2.0, 100) == 5
+    full = KVPool(3, 4, prefix_caching=True)
+    full.join(0, 1)
+    assert full.iterations_that_fit(x, 1.0, 10) == 0          # 1 + 1 + 2 > 3 already
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.floats(0, 5000, allow_nan=False), min_size=1, max_size=50),
+       st.integers(1, 256), st.integers(0, 40), st.booleans())
+def test_upper_bound_is_never_below_the_exact_count(private, bt, shared, whole):
+    x = np.floor(np.array(private)) if whole else np.array(private)
+    pool = KVPool(None, bt, prefix_caching=True, whole_tokens=whole)
+    pool.shared_blocks = shared
+    exact = pool.used_blocks(x)
+    assert exact == shared + sum(math.ceil(v / bt - 1e-9) for v in x.tolist())
+    assert pool.upper_blocks(shared, float(x.sum()), len(x)) >= exact - 1e-9
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.integers(1, 40), min_size=1, max_size=12), st.integers(1, 30),
+       st.integers(1, 4), st.integers(1, 8), st.booleans(), st.sampled_from([1.0, 1.5, 2.0]))
+def test_the_engine_never_plans_a_span_past_the_pool(lengths, prompt, k, bt, prefix, tpi):
+    """Every planned span's last iteration fits the pool (exact whole blocks), and every sample
+    finishes, whatever the lengths, block size, sharing and tokens per iteration."""
+    from rlvr_sim.sim.fake_cost import FakeCostModel
+    from rlvr_sim.sim.sampler import ReplicaEngine
+    from rlvr_sim.sim.source import Group
+
+    capacity = math.ceil((prompt + max(lengths)) / bt) + 2       # the longest fits alone
+    e = ReplicaEngine(0, FakeCostModel(tokens_per_iteration=tpi), max_concurrent=64,
+                      kv_blocks=capacity, block_tokens=bt, prefix_caching=prefix, max_staleness=0)
+    groups = [lengths[i:i + k] for i in range(0, len(lengths), k)]
+    first = 0
+    for gid, resp in enumerate(groups):
+        e.submit(Group(0, gid, prompt, tuple(resp), first))
+        first += len(resp)
+    done = []
+    while e.plan() is not None:         # (a ScenarioError here: a sequence that fits refused)
+        seg = e.seg
+        assert seg is not None
+        held = e._private_tokens() + tpi * (seg.iterations - 1)
+        assert e.kv.used_blocks(held) <= capacity
+        done.extend(e.finish())
+    assert sorted(f.sample for f in done) == list(range(len(lengths)))
