@@ -277,3 +277,41 @@ def test_prefill_from_cached_constants_is_the_breakdowns_total(path):
                                                 zip(rng.integers(1, 400_000, 50), rng.integers(1, 512, 50))]
     for tokens, seqs in cases:
         assert cm.prefill_s(tokens, seqs) == cm.prefill_breakdown(tokens, seqs).total_s
+
+
+@pytest.mark.parametrize("budget", [None, 6])
+def test_token_budget_declines_the_whole_round_to_the_event_engine(budget):
+    # a token budget per engine step (engine validation's max_batched_tokens) admits prompts a
+    # few at a time: the numpy pass does not mirror that, so sync_round declines (None, nothing
+    # changed) and the replicas' event engines give the finishes; without a budget it runs
+    import rlvr_sim.sim.batch_sync as batch_sync
+    from rlvr_sim.sim.recorder import Recorder
+    from rlvr_sim.sim.sampler import ReplicaEngine
+    from rlvr_sim.sim.source import Batch, Group
+    from rlvr_sim.sim.verifier import VerifierPool
+
+    groups = (Group(0, 0, 4, (3, 5), 0), Group(0, 1, 4, (2, 6), 2))
+    batch = Batch(0, groups, [0.5] * 4, [False] * 4, [False] * 4)
+    runs = []
+    for whole in (True, False):
+        cm = FakeCostModel(decode_s_per_seq=0.125)
+        engines = [ReplicaEngine(r, cm, max_concurrent=8, kv_blocks=None, block_tokens=4,
+                                 prefix_caching=False, max_staleness=0, coalesce_fraction=0.25,
+                                 span_rule="simpson3", whole_batch=whole, max_batched_tokens=budget)
+                   for r in range(2)]
+
+        def dispatch(gs, targets):
+            for i, g in enumerate(gs):
+                targets[i % len(targets)].submit(g)
+
+        rec = Recorder("t", log=True)
+        got = batch_sync.sync_round(engines, VerifierPool(2), rec, 0, batch, dispatch)
+        if got is None:
+            dispatch(batch.groups, engines)
+            ends = sorted((f.sample, f.end_s) for e in engines for f in e.run_to_idle())
+        else:
+            ends = sorted((s, t) for what, s, t in rec.log if what == "generated")
+        runs.append((got is None, ends, [e.clock for e in engines]))
+    assert runs[0][0] == (budget is not None)    # whole_batch on: declined only with a budget
+    assert runs[1][0]                            # whole_batch off: always declined
+    assert runs[0][1:] == runs[1][1:]
