@@ -200,7 +200,7 @@ def sync_round(engines: "list[ReplicaEngine]", verifier: "VerifierPool", rec: "R
     """One synchronous generation round of `batch` on every replica, verified and recorded, with
     numpy over all the replicas' samples at once; the time its last reward is known, or None
     (nothing changed) when the path does not apply (an engine not idle or not coalescing, engines
-    that differ, whole-batch off). The groups go where `dispatch` sends them; a replica whose batch
+    that differ, whole-batch off, a token budget per engine step: max_batched_tokens). The groups go where `dispatch` sends them; a replica whose batch
     does not fit whole (concurrency or KV pool: see the module docstring) runs the event engine.
     Same results as `run_to_idle` per replica + `arrival_order` + `VerifierPool.serve`, to float
     rounding (tests/test_sim_whole_batch.py compares them on every shipped scenario)."""

@@ -4,7 +4,8 @@
 A span's batch is described by `sequences`, the context sum and max at its first iteration;
 every iteration adds `tpi` tokens to each sequence. `span_function(cm, rule)` picks the costing:
 "cost_model" (cm.decode_span_s, the cost model's own quadrature) or "simpson3" (three
-cm.decode_step_s calls, Simpson's rule).
+cm.decode_step_s calls, Simpson's rule); `is_simpson_span` tells the second apart (the sync
+fast path, rlvr_sim.sim.batch_sync, mirrors it on arrays).
 """
 
 from __future__ import annotations
