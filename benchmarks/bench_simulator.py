@@ -8,8 +8,10 @@ Cases (each in a fresh subprocess pinned to one CPU, BLAS threads 1):
               100 vs 1000 steps under tracemalloc in seconds).
 The tracemalloc runs use `simulate(..., trace=False)` where the tree has it (what `simulate`
 without --trace keeps); an older tree keeps its trace rows, so its memory grows with steps.
-Each runs in `fast` mode (simulate()'s default: coalesced finishes, 3-point Simpson spans) and in
-`exact` mode (fewer steps) so the speed-up and what it costs in accuracy come from one run.
+Each runs in `fast` mode (simulate()'s default: coalesced finishes, 3-point Simpson spans, a sync
+round of all replicas in one numpy pass: rlvr_sim.sim.batch_sync.sync_round) and in `exact` mode
+(the event engine, span by span; fewer steps) so the speed-up and what it costs in accuracy come
+from one run. The issue-14 target line compares plan64's fast CPU seconds per 100 steps with 2 s.
 Reported: wall and CPU seconds, seconds per simulated step, sampler spans ("events") per step,
 peak RSS of the process (ru_maxrss, includes the interpreter and imports), the peak of live
 Python memory under tracemalloc at two run lengths (flat = memory does not grow with steps) and
@@ -19,6 +21,7 @@ the simulated step time. The machine is shared: compare the CPU seconds, and fas
 ratio and whether the simulated step times are identical.
 
     .venv/bin/python benchmarks/bench_simulator.py [--steps 100] [--exact-steps 10] [--json]
+    .venv/bin/python benchmarks/bench_simulator.py --memory-steps 100,1000   # memory flat in steps
     .venv/bin/python benchmarks/bench_simulator.py --baseline /tmp/old-tree --repeats 3
 """
 
@@ -35,6 +38,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+TARGET_S_PER_100_STEPS = 2.0     # issue 14: 100 steps of the 64-GPU plan in <= 2 s on one core
 
 PLAN64 = {
     "name": "bench-plan64", "model": "llama-3.1-8b", "hardware": {"gpu": "h100-sxm"},
@@ -131,6 +135,18 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps({"runs": rows, "fast_vs_exact": compare}, indent=1))
     else:
+        plan = by.get(("plan64", "fast"))
+        if plan is not None:
+            per_100 = plan["cpu_s_per_step"] * 100
+            print(f"target (issue 14): 100 steps of plan64 in <= {TARGET_S_PER_100_STEPS:.0f} s of CPU: "
+                  f"{per_100:.2f} s ({'met' if per_100 <= TARGET_S_PER_100_STEPS else 'NOT met'})")
+        traced = sorted((r for r in rows if r["mode"] == "fast-traced"), key=lambda r: r["steps"])
+        for case in args.cases.split(","):
+            mine = [r for r in traced if r["case"] == case]
+            if len(mine) >= 2:
+                print(f"{case}: peak live memory {mine[0]['traced_peak_bytes'] / 2**20:.1f} MiB at "
+                      f"{mine[0]['steps']} steps, {mine[-1]['traced_peak_bytes'] / 2**20:.1f} MiB at "
+                      f"{mine[-1]['steps']} steps (x{mine[-1]['traced_peak_bytes'] / mine[0]['traced_peak_bytes']:.2f})")
         for case, c in compare.items():
             print(f"{case}: fast is {c['cpu_speedup_per_step']:.1f}x cheaper per step than exact; "
                   f"step-time difference on the first steps: "

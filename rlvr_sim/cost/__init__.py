@@ -19,9 +19,10 @@ import numpy as np
 from rlvr_sim.cost.balance import Balance, batch_balance
 from rlvr_sim.cost.memory import SamplerMemoryPlan, TrainerMemory, sampler_memory_plan, trainer_memory
 from rlvr_sim.cost.params import ParamCounts, kv_bytes_per_token, param_counts, weight_bytes
-from rlvr_sim.cost.sampler import (DecodeBreakdown, DecodeCoeffs, PrefillBreakdown, SamplerShape,
-                                   Speculative, decode_iteration_c, decode_span_s, prefill,
-                                   sampler_call_s, step_s)
+from rlvr_sim.cost.sampler import (DecodeBreakdown, DecodeCoeffs, PrefillBreakdown, PrefillCoeffs,
+                                   SamplerShape, Speculative, decode_iteration_c, decode_span_s, prefill,
+                                   prefill_s_c, sampler_call_s, step_s)
+from rlvr_sim.cost.sampler_vec import step_s_v
 from rlvr_sim.cost.trainer import TrainBreakdown, TrainerShape, train_step
 from rlvr_sim.cost.weight_sync import SyncLayout, WeightSyncBreakdown, switch_s, weight_sync
 from rlvr_sim.hardware import HardwareProfile
@@ -162,9 +163,14 @@ class CostModel:
                           context_before: int = 0) -> PrefillBreakdown:
         return prefill(self.model, self.hardware, self.sampler, new_tokens, sequences, context_before)
 
+    @cached_property
+    def prefill_coeffs(self) -> PrefillCoeffs:
+        return PrefillCoeffs.build(self.model, self.hardware, self.sampler)
+
     def prefill_s(self, new_tokens: int, sequences: int = 1) -> float:
-        """Seconds to prefill `new_tokens` tokens over `sequences` sequences on one replica."""
-        return self.prefill_breakdown(new_tokens, sequences).total_s
+        """Seconds to prefill `new_tokens` tokens over `sequences` sequences on one replica
+        (`prefill_breakdown(...).total_s`, from constants computed once)."""
+        return prefill_s_c(self.prefill_coeffs, self.hardware, new_tokens, sequences)
 
     def decode_breakdown(self, sequences: int, context_tokens_sum: float,
                          context_tokens_max: float) -> DecodeBreakdown:
@@ -177,6 +183,12 @@ class CostModel:
         """One iteration (one verify step with speculative decoding)."""
         return step_s(self.decode_coeffs, self.speculative, sequences, context_tokens_sum,
                       context_tokens_max)
+
+    def decode_steps_s(self, sequences: np.ndarray, context_tokens_sum: np.ndarray,
+                       context_tokens_max: np.ndarray) -> np.ndarray:
+        """`decode_step_s` of many batches at once (arrays in, array out; cost.sampler_vec)."""
+        return step_s_v(self.decode_coeffs, self.speculative, sequences, context_tokens_sum,
+                        context_tokens_max)
 
     def decode_span_s(self, sequences: int, context_tokens_sum: float, context_tokens_max: float,
                       iterations: int) -> float:

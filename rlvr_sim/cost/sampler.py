@@ -351,3 +351,66 @@ def prefill(m: ModelSpec, hw: HardwareProfile, shape: SamplerShape, new_tokens: 
     overhead_s = eff.prefill_overhead_s + m.num_hidden_layers * eff.layer_overhead_s if n else 0.0
     return PrefillBreakdown(compute_s, memory_s, comm_s, overhead_s,
                             eff.decode_overlap)
+
+
+@dataclass(frozen=True)
+class PrefillCoeffs:
+    """Per-(model, hardware, shape) constants of `prefill`, computed once: the simulator costs an
+    admission round per state change, and `prefill` rebuilds parameter counts, the attention
+    FLOPs and the MoE layer count on every call. `prefill_s_c` gives `prefill(...).total_s`
+    with the same floating-point operations (tests check equality)."""
+
+    linear_flop_per_token: float    # 2 x (active + expert_active x (expert_scale - 1))
+    attn_flop_per_ctx_token: float
+    tp: int
+    flop_per_s: float               # peak x prefill_mfu (one GPU)
+    memory_s: float
+    hidden_size: int
+    allreduce_layers: int
+    tp_link_bytes_per_s: float
+    ep: int
+    moe_layers: int
+    ep_link_bytes_per_s: float
+    top_k: int
+    moe_imbalance: float
+    overhead_s: float
+    overlap: float
+
+    @classmethod
+    def build(cls, m: ModelSpec, hw: HardwareProfile, shape: SamplerShape) -> "PrefillCoeffs":
+        eff = hw.efficiency
+        counts = param_counts(m)
+        ep = shape.ep if m.is_moe else 1
+        moe_imb = (eff.moe_imbalance or 1.0) if ep > 1 else 1.0
+        expert_scale = moe_imb / (eff.grouped_gemm_eff or 1.0)
+        w_bytes = counts.total * dtype_bytes(shape.weight_dtype) / shape.tp
+        _, tp_link = link_for(shape.tp, shape.gpus_per_node, hw)
+        moe_layers = m.moe_layers if ep > 1 else 0
+        ep_link = link_for(ep, shape.gpus_per_node, hw)[1] if ep > 1 else 0.0
+        return cls(
+            linear_flop_per_token=2.0 * (counts.active + counts.expert_active * (expert_scale - 1.0)),
+            attn_flop_per_ctx_token=attention_flop_per_context_token(m), tp=shape.tp,
+            flop_per_s=hw.peak_flop_per_s(shape.weight_dtype) * eff.prefill_mfu,
+            memory_s=w_bytes / (hw.datasheet.hbm_bytes_per_s * eff.decode_bw_eff),
+            hidden_size=m.hidden_size, allreduce_layers=2 * m.num_hidden_layers - moe_layers,
+            tp_link_bytes_per_s=tp_link, ep=ep, moe_layers=moe_layers, ep_link_bytes_per_s=ep_link,
+            top_k=m.num_experts_per_tok, moe_imbalance=moe_imb,
+            overhead_s=eff.prefill_overhead_s + m.num_hidden_layers * eff.layer_overhead_s,
+            overlap=eff.decode_overlap)
+
+
+def prefill_s_c(c: PrefillCoeffs, hw: HardwareProfile, new_tokens: int, sequences: int = 1,
+                context_before: int = 0) -> float:
+    """`prefill(...).total_s` from precomputed constants (hot path of the simulator)."""
+    n = max(new_tokens, 0)
+    per_seq = n / max(sequences, 1)
+    attn = c.attn_flop_per_ctx_token * n * (context_before + per_seq / 2)
+    flop = c.linear_flop_per_token * n + attn
+    compute_s = flop / c.tp / c.flop_per_s
+    act_bytes = n * c.hidden_size * 2.0
+    comm_s = c.allreduce_layers * allreduce_s(act_bytes, c.tp, c.tp_link_bytes_per_s, hw) if n else 0.0
+    if c.ep > 1 and n:
+        comm_s += 2 * c.moe_layers * all_to_all_s(act_bytes / c.ep * c.top_k * c.moe_imbalance, c.ep,
+                                                  c.ep_link_bytes_per_s, hw)
+    overhead_s = c.overhead_s if n else 0.0
+    return _overlapped(compute_s, c.memory_s, c.overlap) + comm_s + overhead_s

@@ -16,13 +16,16 @@ returns the step's `StepSamples` for the orchestrator to apply to its own record
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+import math
 from collections import Counter, defaultdict
-from dataclasses import asdict, fields
+from collections.abc import Sequence
+from dataclasses import fields
+from itertools import repeat
 
 import numpy as np
 import pandas as pd
 
+from rlvr_sim.sim.columns import FinishedColumns, VerifiedColumns
 from rlvr_sim.sim.sampler import Finished, StepCounters
 from rlvr_sim.sim.steps import (StepLog, StepRecord, StepSamples, StepTotals,  # noqa: F401 (re-exported)
                                 critical_path, phase_spans)
@@ -31,21 +34,57 @@ from rlvr_sim.trace import TRACE_COLUMNS, to_frame
 
 
 _EMPTY_TRACE: pd.DataFrame | None = None
+_JSON = json.JSONEncoder(sort_keys=True)     # json.dumps(x, sort_keys=True) without a new encoder per row
 _COUNTER_FIELDS = tuple(f.name for f in fields(StepCounters))
 
 
 def _groups(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(stable order by key, distinct keys, start index of each key in that order)."""
-    order = np.argsort(keys, kind="stable")
-    uniq, first = np.unique(keys[order], return_index=True)
-    return order, uniq, first
+    """(stable order by key, distinct keys, start index of each key in that order). Keys are
+    replica or worker ids: small non-negative integers sort as uint16 (numpy's radix sort)."""
+    if len(keys) and 0 <= keys.min() and keys.max() < 2**16 and (keys == np.floor(keys)).all():
+        order = np.argsort(keys.astype(np.uint16), kind="stable")
+    else:
+        order = np.argsort(keys, kind="stable")
+    ordered = keys[order]
+    first = np.flatnonzero(np.append(len(keys) > 0, ordered[1:] != ordered[:-1]))
+    return order, ordered[first], first
 
 
-def _columns(records: Sequence[tuple], fields: tuple[int, ...]) -> dict[int, np.ndarray]:
-    """Records (named tuples of numbers) -> field index -> float array of that field (only the
-    fields asked for: the conversion costs ~0.1 us per value)."""
+def _columns(records: "Sequence[tuple] | Sequence[Finished | FinishedColumns] | Sequence[Verified | VerifiedColumns]",
+             fields: tuple[int, ...], blocks: bool = True) -> dict[int, np.ndarray]:
+    """Records (named tuples of numbers, or column blocks of them from the whole-batch path, when
+    `blocks`) -> field index -> float array of that field, in record order (only the fields asked
+    for: the conversion costs ~0.1 us per value)."""
+    if not blocks:
+        return _tuple_columns(records, fields)
+    parts: list[dict[int, np.ndarray]] = []
+    run: list[tuple] = []
+    for rec in records:
+        if isinstance(rec, (FinishedColumns, VerifiedColumns)):
+            if run:
+                parts.append(_tuple_columns(run, fields))
+                run = []
+            parts.append(rec.fields())
+        else:
+            run.append(rec)
+    if run:
+        parts.append(_tuple_columns(run, fields))
+    if len(parts) == 1:
+        return parts[0]
+    return {i: np.concatenate([p[i] for p in parts]) for i in fields}
+
+
+def _tuple_columns(records: Sequence, fields: tuple[int, ...]) -> dict[int, np.ndarray]:
     cols = list(zip(*records))
     return {i: np.fromiter(cols[i], dtype=float, count=len(records)) for i in fields}
+
+
+def _verify_extra(busy_s: float, timeouts: int, failures: int) -> str:
+    """The `extra` of a verify row: json.dumps of {busy_s, timeouts, failures} with sorted keys
+    (formatted directly: a per-worker row per step is the recorder's hottest JSON)."""
+    if not math.isfinite(busy_s):
+        return _JSON.encode({"busy_s": busy_s, "timeouts": timeouts, "failures": failures})
+    return f'{{"busy_s": {busy_s!r}, "failures": {failures}, "timeouts": {timeouts}}}'
 
 
 class Recorder:
@@ -59,9 +98,10 @@ class Recorder:
         self.staleness: Counter = Counter()
         # (what, step or sample, time_s...) in the order things happened, for exact-log tests
         self.log: list[tuple] | None = [] if log else None
-        self._gen: dict[int, list[Finished]] = defaultdict(list)
-        self._ver: dict[int, list[Verified]] = defaultdict(list)
+        self._gen: dict[int, list[Finished | FinishedColumns]] = defaultdict(list)
+        self._ver: dict[int, list[Verified | VerifiedColumns]] = defaultdict(list)
         self._rows: list[tuple] = []                           # TRACE_COLUMNS order
+        self._block_steps: set[int] = set()        # steps with column blocks among their records
 
     def generated(self, finished: list[Finished]) -> None:
         gen = self._gen
@@ -77,11 +117,27 @@ class Recorder:
         if self.log is not None:
             self.log.extend(("verified", v.sample, v.end_s) for v in results)
 
+    def generated_columns(self, block: FinishedColumns) -> None:
+        """`generated` for one step's samples as columns (the whole-batch sync path)."""
+        self._gen[block.step].append(block)
+        self._block_steps.add(block.step)
+        if self.log is not None:
+            self.log.extend(zip(repeat("generated"), block.sample.tolist(), block.end_s.tolist()))
+
+    def verified_columns(self, block: VerifiedColumns) -> None:
+        """`verified` for one step's rewards as columns (the whole-batch sync path)."""
+        self._ver[block.step].append(block)
+        self._block_steps.add(block.step)
+        if self.log is not None:
+            self.log.extend(zip(repeat("verified"), block.sample.tolist(), block.end_s.tolist()))
+
     def close_step(self, step: int, step_counters: dict[int, StepCounters]) -> StepSamples:
         """All of `step`'s samples are generated and verified: reduce them (and the replicas'
         counters of the step, by replica) to trace rows; what the samples say about the step."""
         trace = self.trace
-        g = _columns(self._gen.pop(step), (2, 3, 4, 5, 6, 7, 8) if trace else (3, 4, 5, 7, 8))
+        blocks = step in self._block_steps
+        self._block_steps.discard(step)
+        g = _columns(self._gen.pop(step), (2, 3, 4, 5, 6, 7, 8) if trace else (3, 4, 5, 7, 8), blocks)
         prompt, output = g[3], g[4]
         stale = (step - g[5]).astype(np.int64)
         start, end = g[7], g[8]
@@ -89,13 +145,18 @@ class Recorder:
         for c in step_counters.values():
             for name in _COUNTER_FIELDS:
                 setattr(totals, name, getattr(totals, name) + getattr(c, name))
-        values, n = np.unique(stale, return_counts=True)
-        self.staleness.update(dict(zip(values.tolist(), n.tolist())))
+        if len(stale) and stale.min() >= 0:
+            n = np.bincount(stale)
+            values = np.flatnonzero(n)
+            self.staleness.update(dict(zip(values.tolist(), n[values].tolist())))
+        else:
+            values, n = np.unique(stale, return_counts=True)
+            self.staleness.update(dict(zip(values.tolist(), n.tolist())))
         gen_start_s, gen_end_s = float(start.min()), float(end.max())
         sequences, prompt_tokens, output_tokens = len(start), int(prompt.sum()), int(output.sum())
         if not self.trace:
             return StepSamples(gen_start_s, gen_end_s,
-                               max(v[4] for v in self._ver.pop(step)),      # Verified.end_s
+                               float(_columns(self._ver.pop(step), (4,), blocks)[4].max()),  # Verified.end_s
                                sequences, prompt_tokens, output_tokens)
         replica = g[2]
         order, uniq, first = _groups(replica)
@@ -105,17 +166,22 @@ class Recorder:
         p_sum = np.add.reduceat(prompt[order], first)
         o_sum = np.add.reduceat(output[order], first)
         multi = np.add.reduceat((g[6] > 1)[order].astype(np.int64), first)
-        for i, (rep, st) in enumerate(zip(uniq.tolist(), np.split(stale[order], first[1:]))):
+        oldest = np.maximum.reduceat(stale[order], first)
+        stale_lists = np.split(stale[order], first[1:])
+        for rep, st, m, old, t0, t1, k, p, o in zip(
+                uniq.astype(np.int64).tolist(), stale_lists, multi.tolist(), oldest.tolist(),
+                starts.tolist(), ends.tolist(), counts.tolist(), p_sum.astype(np.int64).tolist(),
+                o_sum.astype(np.int64).tolist()):
             extra = {"staleness": st.tolist()}
-            if multi[i]:
-                extra["multi_version_samples"] = int(multi[i])
-            if int(rep) in step_counters:
-                extra.update(asdict(step_counters[int(rep)]))
-            self._rows.append(self._row(step, step - int(st.max()), "sampler", int(rep), "generate",
-                                        float(starts[i]), float(ends[i]), int(counts[i]),
-                                        int(p_sum[i]), int(o_sum[i]), extra))
+            if m:
+                extra["multi_version_samples"] = m
+            counter = step_counters.get(rep)
+            if counter is not None:
+                extra.update({name: getattr(counter, name) for name in _COUNTER_FIELDS})   # asdict
+            self._rows.append(self._row(step, step - old, "sampler", rep, "generate", t0, t1, k, p,
+                                        o, extra))
 
-        v = _columns(self._ver.pop(step), (2, 3, 4, 5, 6))      # Verified fields, in order
+        v = _columns(self._ver.pop(step), (2, 3, 4, 5, 6), blocks)      # Verified fields, in order
         order, uniq, first = _groups(v[2])
         v_start, v_end = v[3][order], v[4][order]
         busy = np.add.reduceat(v_end - v_start, first)
@@ -124,11 +190,11 @@ class Recorder:
         starts = np.minimum.reduceat(v_start, first)
         ends = np.maximum.reduceat(v_end, first)
         counts = np.diff(np.append(first, len(order)))
-        for i, worker in enumerate(uniq.tolist()):
-            self._rows.append(self._row(step, step, "verifier", int(worker), "verify",
-                                        float(starts[i]), float(ends[i]), int(counts[i]), 0, 0,
-                                        {"busy_s": float(busy[i]), "timeouts": int(timeouts[i]),
-                                         "failures": int(failures[i])}))
+        for worker, t0, t1, k, b, t, f in zip(
+                uniq.astype(np.int64).tolist(), starts.tolist(), ends.tolist(), counts.tolist(),
+                busy.tolist(), timeouts.astype(np.int64).tolist(), failures.astype(np.int64).tolist()):
+            self._rows.append((self.run_id, step, step, "verifier", worker, "verify", t0, t1, k, 0, 0,
+                               _verify_extra(b, t, f)))
         return StepSamples(gen_start_s, gen_end_s, float(v[4].max()), sequences, prompt_tokens,
                            output_tokens)
 
@@ -156,4 +222,4 @@ class Recorder:
              end_s: float, sequences: int, prompt_tokens: int, output_tokens: int,
              extra: dict) -> tuple:
         return (self.run_id, step, version, pool, worker, phase, start_s, end_s, sequences,
-                prompt_tokens, output_tokens, json.dumps(extra, sort_keys=True) if extra else "{}")
+                prompt_tokens, output_tokens, _JSON.encode(extra) if extra else "{}")

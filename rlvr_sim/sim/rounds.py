@@ -20,22 +20,28 @@ from typing import Callable, Generator
 import simpy
 
 from rlvr_sim.dynamic_sampling import StepSampling
+from rlvr_sim.sim import batch_sync
 from rlvr_sim.sim.recorder import Recorder
 from rlvr_sim.sim.sampler import Finished, ReplicaEngine
 from rlvr_sim.sim.source import Batch, Group, PromptSource
 from rlvr_sim.sim.steps import StepRecord
-from rlvr_sim.sim.verifier import Verified, VerifierPool, arrival_order
+from rlvr_sim.sim.verifier import VerifierPool, arrival_order
 
 
 def generate_and_verify(env: simpy.Environment, engines: list[ReplicaEngine],
                         verifier: VerifierPool, rec: Recorder, step: int, batch: Batch,
                         dispatch: Callable[[tuple[Group, ...], list[ReplicaEngine]], object]
-                        ) -> list[Verified]:
+                        ) -> float:
     """One synchronous round: wake every replica at policy `step`, dispatch the batch, run the
-    engines until idle, record the finished samples in arrival order and their rewards."""
+    engines until idle, record the finished samples in arrival order and their rewards; the time
+    the last reward is known. All replicas in one numpy pass when it applies
+    (rlvr_sim.sim.batch_sync.sync_round), else replica by replica."""
     for e in engines:
         e.wake(env.now)
         e.version = step
+    rewards_known_s = batch_sync.sync_round(engines, verifier, rec, step, batch, dispatch)
+    if rewards_known_s is not None:
+        return rewards_known_s
     dispatch(batch.groups, engines)
     finished: list[Finished] = []
     for e in engines:
@@ -49,7 +55,7 @@ def generate_and_verify(env: simpy.Environment, engines: list[ReplicaEngine],
     rec.generated(finished)
     results = verifier.serve(finished, {step: batch})
     rec.verified(results)
-    return results
+    return max((v.end_s for v in results), default=env.now)
 
 
 def earlier_rounds(env: simpy.Environment, source: PromptSource, engines: list[ReplicaEngine],
@@ -59,8 +65,7 @@ def earlier_rounds(env: simpy.Environment, source: PromptSource, engines: list[R
     if not source.filtering:
         return
     for batch in source.rounds(step)[:-1]:
-        results = generate_and_verify(env, engines, verifier, rec, step, batch, dispatch)
-        rewards_known_s = max(v.end_s for v in results)
+        rewards_known_s = generate_and_verify(env, engines, verifier, rec, step, batch, dispatch)
         yield env.timeout(max(0.0, rewards_known_s - env.now))
 
 

@@ -4,7 +4,8 @@
 A span's batch is described by `sequences`, the context sum and max at its first iteration;
 every iteration adds `tpi` tokens to each sequence. `span_function(cm, rule)` picks the costing:
 "cost_model" (cm.decode_span_s, the cost model's own quadrature) or "simpson3" (three
-cm.decode_step_s calls, Simpson's rule).
+cm.decode_step_s calls, Simpson's rule); `is_simpson_span` tells the second apart (the sync
+fast path, rlvr_sim.sim.batch_sync, mirrors it on arrays).
 """
 
 from __future__ import annotations
@@ -51,6 +52,18 @@ def simpson_span(cm: CostModelLike, tpi: float) -> SpanFn:
         return iterations * (first + 4 * mid + last) / 6
 
     return span
+
+
+class _NoCost:
+    decode_step_s = None
+
+
+_SIMPSON_CODE = simpson_span(_NoCost(), 1.0).__code__    # type: ignore[arg-type]
+
+
+def is_simpson_span(span: object) -> bool:
+    """Whether `span` is a `simpson_span` rule (rlvr_sim.sim.batch_sync mirrors it on arrays)."""
+    return getattr(span, "__code__", None) is _SIMPSON_CODE
 
 
 def span_function(cm: CostModelLike, rule: str, tpi: float) -> SpanFn:
