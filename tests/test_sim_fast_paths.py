@@ -315,3 +315,25 @@ def test_token_budget_declines_the_whole_round_to_the_event_engine(budget):
     assert runs[0][0] == (budget is not None)    # whole_batch on: declined only with a budget
     assert runs[1][0]                            # whole_batch off: always declined
     assert runs[0][1:] == runs[1][1:]
+
+
+def test_a_generate_call_cost_is_paid_on_the_whole_round_path_too():
+    # the numpy round does not price the per-call host cost (rounds.generate_and_verify adds
+    # it before each replica's engine): a FakeCostModel with a call cost must give the same event
+    # log with the whole-round path on as off, and a later first finish than without the cost
+    cfg = SimConfig(prompts_per_step=4, samples_per_prompt=2, steps=2, sampler_gpus=2, trainer_gpus=1,
+                    prompt_tokens=Constant(8), response_tokens=_Cycle(10, 3, 25, 7),
+                    verifier_latency_s=Constant(0.25), coalesce_fraction=0.25, span_rule="simpson3")
+    runs = {}
+    for whole in (False, True):
+        sampler_module.WHOLE_BATCH = whole
+        try:
+            runs[whole] = simulate_config(cfg, FakeCostModel(decode_s_per_seq=0.125, call_s_fixed=1.0,
+                                                             call_s_per_seq=0.25), event_log=True)
+        finally:
+            sampler_module.WHOLE_BATCH = True
+    free = simulate_config(cfg, FakeCostModel(decode_s_per_seq=0.125), event_log=True)
+    assert runs[True].log == runs[False].log
+    first = min(e[2] for e in runs[True].log if e[0] == "generated")
+    first_free = min(e[2] for e in free.log if e[0] == "generated")
+    assert first == pytest.approx(first_free + 1.0 + 0.25 * 4)    # 4 sequences per replica
