@@ -183,9 +183,14 @@ def test_held_out_error_is_small_on_noise_free_rows():
 # ---------------------------------------------------------------------------------------------
 # end to end on CPU (same code path as the GPU run)
 
-def test_cpu_budgeted_run_writes_a_loadable_profile(tmp_path):
+def test_cpu_budgeted_run_writes_a_loadable_profile(tmp_path, monkeypatch):
+    import calibration.gpu_run as gpu_run
     from calibration.gpu_run import run_budgeted
 
+    # the budget counts the process's age (a device run pays its imports); pytest's process may
+    # be many minutes old by this test, which would leave no budget: start the age at this test
+    born = gpu_run.time.monotonic()
+    monkeypatch.setattr(gpu_run, "process_age_s", lambda: gpu_run.time.monotonic() - born)
     out = tmp_path / "cpu.cpu.yaml"
     # a budget the tiny CPU plan never reaches (this shared machine can be slow): every point runs
     rc = run_budgeted("cpu", "cpu-2core", 900.0, out, None, None)
