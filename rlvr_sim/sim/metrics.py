@@ -159,7 +159,7 @@ def summarize(cfg: SimConfig, steps: StepLog, *, scenario: str, staleness: Count
         cost=Cost(usd_per_gpu_hour=cfg.usd_per_gpu_hour,
                   usd_per_step=gpus * cfg.usd_per_gpu_hour * mean_s / 3600,
                   usd_total=gpus * cfg.usd_per_gpu_hour * hours, gpu_hours_total=gpus * hours),
-        hours_total=hours, bottleneck=PHASE_POOL[max(phase, key=phase.get)], counters=counters)
+        hours_total=hours, bottleneck=PHASE_POOL[max(phase, key=lambda k: phase[k])], counters=counters)
 
 
 def max_warmup(cfg: SimConfig) -> int | None:

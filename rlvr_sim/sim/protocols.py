@@ -28,15 +28,12 @@ class TrainBreakdownLike(Protocol):
     def total_s(self) -> float: ...
 
 
-class CostModelLike(Protocol):
-    """The cost-model facade (rlvr_sim.cost.CostModel) as the simulator uses it."""
+class SamplerCostLike(Protocol):
+    """The sampler part of the cost-model facade: what one replica's engine (sim.sampler.
+    ReplicaEngine) prices. Engine-only callers (calibration's engine replay) provide just this."""
 
     @property
     def tokens_per_iteration(self) -> float: ...
-    @property
-    def weight_sync_s(self) -> float: ...
-    @property
-    def switch_s(self) -> float: ...
 
     def prefill_s(self, new_tokens: int, sequences: int = 1) -> float: ...
 
@@ -47,6 +44,15 @@ class CostModelLike(Protocol):
         """Host seconds of one synchronous generate call of `sequences` sequences on one replica,
         beyond its engine steps (0: not modelled)."""
         ...
+
+
+class CostModelLike(SamplerCostLike, Protocol):
+    """The cost-model facade (rlvr_sim.cost.CostModel) as the simulator uses it."""
+
+    @property
+    def weight_sync_s(self) -> float: ...
+    @property
+    def switch_s(self) -> float: ...
 
     def train_step(self, sequences: int, prompt_tokens: int,
                    output_tokens: int) -> TrainBreakdownLike: ...

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Callable, NamedTuple, cast
 
-from rlvr_sim.sim.protocols import CostModelLike
+from rlvr_sim.sim.protocols import SamplerCostLike
 
 SpanFn = Callable[[float, float, float, int], float]
 
@@ -32,7 +32,7 @@ class Segment(NamedTuple):
         return self.t0_s + self.span_s
 
 
-def simpson_span(cm: CostModelLike, tpi: float) -> SpanFn:
+def simpson_span(cm: SamplerCostLike, tpi: float) -> SpanFn:
     """`iterations` iterations from three `cm.decode_step_s` calls (first, middle and last
     iteration, Simpson's rule): exact for iteration times quadratic in the index; a cheaper
     stand-in for cm.decode_span_s (its 9-point rule); worst case seen on random spans of the
@@ -66,7 +66,7 @@ def is_simpson_span(span: object) -> bool:
     return getattr(span, "__code__", None) is _SIMPSON_CODE
 
 
-def span_function(cm: CostModelLike, rule: str, tpi: float) -> SpanFn:
+def span_function(cm: SamplerCostLike, rule: str, tpi: float) -> SpanFn:
     """The span costing of `rule` ("simpson3" needs cm.decode_step_s, else cm.decode_span_s)."""
     if rule == "simpson3" and getattr(cm, "decode_step_s", None) is not None:
         return simpson_span(cm, tpi)
