@@ -8,9 +8,13 @@ own tests check `(name, env.now)` sequences.
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Generator, Protocol
 
 import numpy as np
+import simpy
+
+# A SimPy process body: yields events, never reads what they send back, returns nothing.
+ProcessBody = Generator[simpy.Event, object, None]
 
 
 class TrainBreakdownLike(Protocol):
@@ -61,6 +65,20 @@ class CostModelLike(SamplerCostLike, Protocol):
                         output_tokens: int) -> TrainBreakdownLike:
         """One mini-batch of a streaming trainer: its forwards, backward, one optimizer step."""
         ...
+
+
+class KvPlanLike(Protocol):
+    """The sampler's memory plan as the simulator's config reads it."""
+
+    @property
+    def kv_blocks(self) -> int | None: ...
+
+
+class PlannedCostModelLike(CostModelLike, Protocol):
+    """A cost model that also sizes the sampler's KV cache (sim.run.config_from_scenario)."""
+
+    @property
+    def sampler_plan(self) -> KvPlanLike: ...
 
 
 class DistributionLike(Protocol):

@@ -21,14 +21,19 @@ from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import fields
 from itertools import repeat
+from typing import cast
 
 import numpy as np
 import pandas as pd
 
 from rlvr_sim.sim.columns import FinishedColumns, VerifiedColumns
 from rlvr_sim.sim.sampler import Finished, StepCounters
-from rlvr_sim.sim.steps import (StepLog, StepRecord, StepSamples, StepTotals,  # noqa: F401 (re-exported)
-                                critical_path, phase_spans)
+from rlvr_sim.sim.steps import StepLog as StepLog  # re-exported (older import path)
+from rlvr_sim.sim.steps import StepRecord as StepRecord
+from rlvr_sim.sim.steps import StepSamples
+from rlvr_sim.sim.steps import StepTotals as StepTotals
+from rlvr_sim.sim.steps import critical_path as critical_path
+from rlvr_sim.sim.steps import phase_spans as phase_spans
 from rlvr_sim.sim.verifier import Verified
 from rlvr_sim.trace import TRACE_COLUMNS, to_frame
 
@@ -36,6 +41,14 @@ from rlvr_sim.trace import TRACE_COLUMNS, to_frame
 _EMPTY_TRACE: pd.DataFrame | None = None
 _JSON = json.JSONEncoder(sort_keys=True)     # json.dumps(x, sort_keys=True) without a new encoder per row
 _COUNTER_FIELDS = tuple(f.name for f in fields(StepCounters))
+
+# One trace row, in TRACE_COLUMNS order: run_id, step, policy_version, worker_pool, worker_id,
+# phase, start_s, end_s, sequences, prompt_tokens, output_tokens, extra (JSON text)
+TraceRow = tuple[str, int, int, str, int, str, float, float, int, int, int, str]
+# A record of numbers (Finished, Verified: named tuples of int/bool/float fields)
+NumberRecord = tuple[float, ...]
+# An exact-log entry: (what, step or sample, time_s...)
+LogEntry = tuple[str | int | float, ...]
 
 
 def _groups(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -50,15 +63,15 @@ def _groups(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return order, ordered[first], first
 
 
-def _columns(records: "Sequence[tuple] | Sequence[Finished | FinishedColumns] | Sequence[Verified | VerifiedColumns]",
+def _columns(records: Sequence[NumberRecord | FinishedColumns | VerifiedColumns],
              fields: tuple[int, ...], blocks: bool = True) -> dict[int, np.ndarray]:
     """Records (named tuples of numbers, or column blocks of them from the whole-batch path, when
     `blocks`) -> field index -> float array of that field, in record order (only the fields asked
     for: the conversion costs ~0.1 us per value)."""
-    if not blocks:
-        return _tuple_columns(records, fields)
+    if not blocks:     # the caller knows there is no column block among them
+        return _tuple_columns(cast("Sequence[NumberRecord]", records), fields)
     parts: list[dict[int, np.ndarray]] = []
-    run: list[tuple] = []
+    run: list[NumberRecord] = []
     for rec in records:
         if isinstance(rec, (FinishedColumns, VerifiedColumns)):
             if run:
@@ -74,7 +87,7 @@ def _columns(records: "Sequence[tuple] | Sequence[Finished | FinishedColumns] | 
     return {i: np.concatenate([p[i] for p in parts]) for i in fields}
 
 
-def _tuple_columns(records: Sequence, fields: tuple[int, ...]) -> dict[int, np.ndarray]:
+def _tuple_columns(records: Sequence[NumberRecord], fields: tuple[int, ...]) -> dict[int, np.ndarray]:
     cols = list(zip(*records))
     return {i: np.fromiter(cols[i], dtype=float, count=len(records)) for i in fields}
 
@@ -95,12 +108,12 @@ class Recorder:
         self.run_id = run_id
         self.trace = trace
         self.counter_totals = StepCounters()
-        self.staleness: Counter = Counter()
+        self.staleness: Counter[int] = Counter()
         # (what, step or sample, time_s...) in the order things happened, for exact-log tests
-        self.log: list[tuple] | None = [] if log else None
+        self.log: list[LogEntry] | None = [] if log else None
         self._gen: dict[int, list[Finished | FinishedColumns]] = defaultdict(list)
         self._ver: dict[int, list[Verified | VerifiedColumns]] = defaultdict(list)
-        self._rows: list[tuple] = []                           # TRACE_COLUMNS order
+        self._rows: list[TraceRow] = []
         self._block_steps: set[int] = set()        # steps with column blocks among their records
 
     def generated(self, finished: list[Finished]) -> None:
@@ -200,7 +213,7 @@ class Recorder:
 
     def event(self, pool: str, worker: int, phase: str, step: int, version: int, start_s: float,
               end_s: float, sequences: int = 0, prompt_tokens: int = 0, output_tokens: int = 0,
-              **extra) -> None:
+              **extra: object) -> None:
         if self.log is not None:
             self.log.append((f"{pool}{worker} {phase}", step, start_s, end_s))
         if self.trace:
@@ -220,6 +233,6 @@ class Recorder:
 
     def _row(self, step: int, version: int, pool: str, worker: int, phase: str, start_s: float,
              end_s: float, sequences: int, prompt_tokens: int, output_tokens: int,
-             extra: dict) -> tuple:
+             extra: dict[str, object]) -> TraceRow:
         return (self.run_id, step, version, pool, worker, phase, start_s, end_s, sequences,
                 prompt_tokens, output_tokens, _JSON.encode(extra) if extra else "{}")
