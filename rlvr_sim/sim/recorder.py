@@ -92,12 +92,15 @@ def _tuple_columns(records: Sequence[NumberRecord], fields: tuple[int, ...]) -> 
     return {i: np.fromiter(cols[i], dtype=float, count=len(records)) for i in fields}
 
 
-def _verify_extra(busy_s: float, timeouts: int, failures: int) -> str:
-    """The `extra` of a verify row: json.dumps of {busy_s, timeouts, failures} with sorted keys
-    (formatted directly: a per-worker row per step is the recorder's hottest JSON)."""
+def _verify_extra(busy_s: float, timeouts: int, checker_errors: int) -> str:
+    """The `extra` of a verify row: json.dumps of {busy_s, checker_errors, timeouts} with sorted
+    keys (formatted directly: a per-worker row per step is the recorder's hottest JSON). The
+    executor's keys (rlvr_sim.trace.VerifyExtra); `checker_errors` are the verifier model's
+    failures; no `wrong_answers`: the simulator grades no answers (VerifyExtra reads None)."""
     if not math.isfinite(busy_s):
-        return _JSON.encode({"busy_s": busy_s, "timeouts": timeouts, "failures": failures})
-    return f'{{"busy_s": {busy_s!r}, "failures": {failures}, "timeouts": {timeouts}}}'
+        return _JSON.encode({"busy_s": busy_s, "checker_errors": checker_errors,
+                             "timeouts": timeouts})
+    return f'{{"busy_s": {busy_s!r}, "checker_errors": {checker_errors}, "timeouts": {timeouts}}}'
 
 
 class Recorder:
@@ -199,13 +202,14 @@ class Recorder:
         v_start, v_end = v[3][order], v[4][order]
         busy = np.add.reduceat(v_end - v_start, first)
         timeouts = np.add.reduceat(v[5][order], first)
-        failures = np.add.reduceat(v[6][order], first)
+        checker_errors = np.add.reduceat(v[6][order], first)       # Verified.failed
         starts = np.minimum.reduceat(v_start, first)
         ends = np.maximum.reduceat(v_end, first)
         counts = np.diff(np.append(first, len(order)))
         for worker, t0, t1, k, b, t, f in zip(
                 uniq.astype(np.int64).tolist(), starts.tolist(), ends.tolist(), counts.tolist(),
-                busy.tolist(), timeouts.astype(np.int64).tolist(), failures.astype(np.int64).tolist()):
+                busy.tolist(), timeouts.astype(np.int64).tolist(),
+                checker_errors.astype(np.int64).tolist()):
             self._rows.append((self.run_id, step, step, "verifier", worker, "verify", t0, t1, k, 0, 0,
                                _verify_extra(b, t, f)))
         return StepSamples(gen_start_s, gen_end_s, float(v[4].max()), sequences, prompt_tokens,
