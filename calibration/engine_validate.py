@@ -36,7 +36,7 @@ from rlvr_sim.cost.sampler import (DecodeCoeffs, SamplerShape, Speculative, deco
 from rlvr_sim.hardware import HardwareProfile
 from rlvr_sim.model_spec import ModelSpec
 from rlvr_sim.sim.fake_cost import FakeCostModel
-from rlvr_sim.sim.protocols import CostModelLike
+from rlvr_sim.sim.protocols import SamplerCostLike
 from rlvr_sim.sim.sampler import ReplicaEngine
 from rlvr_sim.sim.source import Group
 
@@ -130,19 +130,27 @@ def spec_of(run: EngineRun) -> Speculative:
     w = run.workload
     if w.speculative == "none":
         return Speculative()
-    acc = (run.accepted_tokens / run.draft_tokens) if run.draft_tokens else 0.0
+    if run.draft_tokens and run.accepted_tokens is None:
+        raise ValueError(f"{w.name}: {run.draft_tokens} draft tokens but no accepted count")
+    acc = ((run.accepted_tokens or 0) / run.draft_tokens) if run.draft_tokens else 0.0
     return Speculative(method=w.speculative, draft_tokens=w.draft_tokens,
                        acceptance_rate=min(max(acc, 0.0), 0.999), draft_cost_ratio=0.0)
 
 
 def simulate_run(run: EngineRun, hw: HardwareProfile | None,
-                 cost_model: CostModelLike | None = None,
+                 cost_model: SamplerCostLike | None = None,
                  max_batched_tokens: int | None = VLLM_CPU_MAX_BATCHED_TOKENS) -> SimulatedRun:
     """Replay `run`'s requests through the simulator's ReplicaEngine (all arrive at t = 0), costed
     by `hw` (or by `cost_model` when given: tests pass a hand-computable one), with the engine's
-    token budget per step (`max_batched_tokens`; None: none)."""
+    token budget per step (`max_batched_tokens`; None: none). ValueError when neither is given."""
     w = run.workload
-    cm = cost_model or EngineCostModel(ModelSpec.from_hf_config_dict(run.model), hw, spec_of(run))
+    cm: SamplerCostLike
+    if cost_model is not None:
+        cm = cost_model
+    elif hw is not None:
+        cm = EngineCostModel(ModelSpec.from_hf_config_dict(run.model), hw, spec_of(run))
+    else:
+        raise ValueError(f"{w.name}: simulate_run needs a hardware profile or a cost model")
     kv_blocks = w.kv_blocks if w.kv_blocks is not None else run.kv_blocks_engine
     if kv_blocks is not None:
         kv_blocks -= VLLM_RESERVED_BLOCKS
@@ -191,11 +199,12 @@ def measured_quantities(run: EngineRun, clock: str = "wall") -> Quantities:
     if clock == "step":
         fin = [float(x) for x in finish_steps(run)]
     else:
-        fin = [r.finish_s if clock == "wall" else r.finish_cpu_s for r in run.requests]
-    if any(x is None for x in fin):
-        raise ValueError(f"{run.workload.name}: a request has no finish time")
-    pre = (sum(r.preemptions for r in run.requests)
-           if all(r.preemptions is not None for r in run.requests)
+        maybe = [r.finish_s if clock == "wall" else r.finish_cpu_s for r in run.requests]
+        fin = [x for x in maybe if x is not None]
+        if len(fin) < len(maybe):
+            raise ValueError(f"{run.workload.name}: a request has no finish time")
+    per_request = [r.preemptions for r in run.requests if r.preemptions is not None]
+    pre = (sum(per_request) if len(per_request) == len(run.requests)
            else (run.preemptions_total if run.preemptions_total is not None else math.nan))
     peak = float(max((s.running for s in run.steps), default=math.nan))
     return quantities(fin, sum(r.output_tokens for r in run.requests), float(pre), peak)
@@ -239,10 +248,15 @@ def decode_samples(run: EngineRun, clock: str = "wall") -> list[DecodeSample]:
     (their wall or CPU-clock seconds)."""
     if run.workload.speculative != "none":
         return []
-    return [DecodeSample(s.running, s.context_sum, s.context_max,
-                         s.duration_s if clock == "wall" else s.cpu_s)
-            for s in run.steps
-            if s.prefill_tokens == 0 and s.running > 0 and s.new_tokens == s.running]
+    out = []
+    for s in run.steps:
+        if s.prefill_tokens == 0 and s.running > 0 and s.new_tokens == s.running:
+            secs = s.duration_s if clock == "wall" else s.cpu_s
+            if secs is None:
+                raise ValueError(f"{run.workload.name}: an engine step has no {clock}-clock "
+                                 "seconds")
+            out.append(DecodeSample(s.running, s.context_sum, s.context_max, secs))
+    return out
 
 
 def fit_decode_terms(runs: list[EngineRun], base: HardwareProfile,

@@ -17,7 +17,7 @@ import yaml
 from rlvr_sim.errors import ScenarioError
 from rlvr_sim.scenario import Scenario
 from rlvr_sim.sim.metrics import PHASE_POOL, Summary
-from rlvr_sim.sim.recorder import StepRecord, critical_path
+from rlvr_sim.sim.steps import StepRecord, critical_path
 from rlvr_sim.schedule import RunEstimate
 from rlvr_sim.sweep.recommend import Recommendation
 

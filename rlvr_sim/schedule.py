@@ -24,7 +24,7 @@ the whole run (the sampler's KV plan is redone per step from that step's lengths
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, cast
+from typing import TYPE_CHECKING, Any, Callable
 
 from pydantic import BaseModel
 
@@ -32,7 +32,7 @@ from rlvr_sim import rules
 
 if TYPE_CHECKING:
     from rlvr_sim.scenario import Scenario
-    from rlvr_sim.sim.protocols import CostModelLike
+    from rlvr_sim.sim.protocols import PlannedCostModelLike
 
 
 class StepMeasure(BaseModel):
@@ -137,17 +137,15 @@ def integrate_s(bounds: list[tuple[int, int]], step_time_s: list[float]) -> floa
 Measure = Callable[[int], StepMeasure]
 
 
-def _scenario_cost_model(sc: "Scenario") -> "CostModelLike":
-    """rlvr_sim.cost.CostModel of `sc`. The cast: CostModel exposes read-only properties
-    (switch_s, tokens_per_iteration) where sim.protocols.CostModelLike declares attributes, so
-    mypy does not match it structurally; the simulator only reads them."""
+def _scenario_cost_model(sc: "Scenario") -> "PlannedCostModelLike":
+    """rlvr_sim.cost.CostModel of `sc`."""
     from rlvr_sim.cost import CostModel
 
-    return cast("CostModelLike", CostModel.from_scenario(sc))
+    return CostModel.from_scenario(sc)
 
 
 def simulated_measure(scenario: "Scenario", steps_per_point: int = 2,
-                      cost_model: "Callable[[Scenario], CostModelLike] | None" = None,
+                      cost_model: "Callable[[Scenario], PlannedCostModelLike] | None" = None,
                       exact: bool = False) -> Measure:
     """step -> StepMeasure from `steps_per_point` simulated steps of the workload frozen at that
     step (plus the async warm-up, which Summary excludes). `cost_model` builds the cost model of

@@ -165,10 +165,10 @@ class VerifyExtra:
     simulator grades no answers: wrong_answers is None there).
 
     On disk: the executor writes `checker_errors`, `wrong_answers`, `timeouts` and `reasons`;
-    the simulator writes `failures` (its verifier model's checker failures; the key is kept so
-    simulator traces stay byte-identical) and `timeouts`. Executor traces before this change
-    wrote `failures` = every reward-0 sample, with `reasons` counting why. `parse` maps all of
-    them onto the fields above, so readers never look at `failures`.
+    the simulator writes `checker_errors` (its verifier model's failures) and `timeouts`, no
+    `wrong_answers`. Older traces wrote `failures`: the simulator's = its checker failures, the
+    executor's = every reward-0 sample (with `reasons` counting why). `parse` maps all of them
+    onto the fields above, so readers never look at `failures`.
     """
 
     busy_s: float | None = None

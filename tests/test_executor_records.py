@@ -105,7 +105,8 @@ def test_verify_extra_reads_older_traces_failures_key():
                                                    "verifier timeout": 1}}))
     assert (ex.checker_errors, ex.wrong_answers, ex.timeouts) == (2, 3, 1)
     assert ex.latencies_s == [0.1, 0.4] and ex.ends_s == []
-    # simulator row: failures = checker failures; answers are not graded
+    # older simulator row (before it wrote checker_errors): failures = checker failures;
+    # answers are not graded
     sim = VerifyExtra.parse(json.dumps({"busy_s": 1.0, "timeouts": 1, "failures": 2}))
     assert (sim.checker_errors, sim.wrong_answers, sim.timeouts) == (2, None, 1)
     # a row that counts nothing: None, not 0

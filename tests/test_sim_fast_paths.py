@@ -175,14 +175,22 @@ def test_a_replica_under_kv_pressure_runs_the_event_engine_beside_the_numpy_ones
 
 @settings(max_examples=200, deadline=None)
 @given(busy=st.floats(allow_nan=True, allow_infinity=True), timeouts=st.integers(0, 10**6),
-       failures=st.integers(0, 10**6))
-def test_verify_row_extra_is_json_dumps(busy, timeouts, failures):
+       errors=st.integers(0, 10**6))
+def test_verify_row_extra_is_json_dumps(busy, timeouts, errors):
+    """The simulator's verify row uses the executor's keys (one vocabulary): checker errors,
+    timeouts, and no wrong_answers (it grades no answers), read back by VerifyExtra."""
     import json
+    import math
 
     from rlvr_sim.sim.recorder import _verify_extra
+    from rlvr_sim.trace import VerifyExtra
 
-    want = json.dumps({"busy_s": busy, "timeouts": timeouts, "failures": failures}, sort_keys=True)
-    assert _verify_extra(busy, timeouts, failures) == want
+    text = _verify_extra(busy, timeouts, errors)
+    assert text == json.dumps({"busy_s": busy, "checker_errors": errors, "timeouts": timeouts},
+                              sort_keys=True)
+    back = VerifyExtra.parse(text)
+    assert (back.checker_errors, back.timeouts, back.wrong_answers) == (errors, timeouts, None)
+    assert back.busy_s == busy or (math.isnan(busy) and math.isnan(back.busy_s or 0.0))
 
 
 @settings(max_examples=200, deadline=None)

@@ -172,9 +172,10 @@ class CostModel:
         (`prefill_breakdown(...).total_s`, from constants computed once)."""
         return prefill_s_c(self.prefill_coeffs, self.hardware, new_tokens, sequences)
 
-    def decode_breakdown(self, sequences: int, context_tokens_sum: float,
+    def decode_breakdown(self, sequences: float, context_tokens_sum: float,
                          context_tokens_max: float) -> DecodeBreakdown:
-        """One plain decode iteration (width 1), with its compute/memory bound."""
+        """One plain decode iteration (width 1) of `sequences` sequences (fractional: a mean
+        batch), with its compute/memory bound."""
         return decode_iteration_c(self.decode_coeffs, sequences, context_tokens_sum,
                                   context_tokens_max)
 

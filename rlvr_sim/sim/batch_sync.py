@@ -41,6 +41,7 @@ import numpy as np
 
 if TYPE_CHECKING:
     from rlvr_sim.sim.columns import FinishedColumns
+    from rlvr_sim.sim.orchestrator import Dispatch
     from rlvr_sim.sim.recorder import Recorder
     from rlvr_sim.sim.sampler import Finished, ReplicaEngine
     from rlvr_sim.sim.source import Batch, Group
@@ -196,7 +197,8 @@ class _Queue:
 
 
 def sync_round(engines: "list[ReplicaEngine]", verifier: "VerifierPool", rec: "Recorder", step: int,
-               batch: "Batch", dispatch: "Callable[[tuple[Group, ...], list], object]") -> float | None:
+               batch: "Batch", dispatch: "Dispatch"
+               ) -> float | None:
     """One synchronous generation round of `batch` on every replica, verified and recorded, with
     numpy over all the replicas' samples at once; the time its last reward is known, or None
     (nothing changed) when the path does not apply (an engine not idle or not coalescing, engines
@@ -242,7 +244,7 @@ def _simpson(e: "ReplicaEngine") -> bool:
     return is_simpson_span(getattr(e, "_span", None))
 
 
-def _shape(e: "ReplicaEngine") -> tuple:
+def _shape(e: "ReplicaEngine") -> tuple[int, bool, float, float, float, float, bool, int, bool]:
     """What the numpy pass takes from the first engine for all: equal on every engine or no pass."""
     kv = e.kv
     return (kv.block_tokens, kv.prefix, kv.capacity, kv.round_up, e.tpi, e.coalesce, e.interpolate,
@@ -304,7 +306,8 @@ def _columns_of_round(engines: "list[ReplicaEngine]", queues: list[_Queue], step
     # running set at a finish position m of a replica = its positions >= m: suffix sums, maxima
     def suffix(x: np.ndarray) -> np.ndarray:
         s = np.append(np.cumsum(x[::-1])[::-1], 0.0)
-        return s - s[rep_end][f_rep_ext]
+        out: np.ndarray = s - s[rep_end][f_rep_ext]
+        return out
     f_rep_ext = np.append(f_rep, n_rep - 1)
     ctx_suffix = suffix(f_prompt)
     priv_suffix = suffix(f_private)
@@ -455,7 +458,10 @@ def _span_costs(engines: "list[ReplicaEngine]", rep: np.ndarray, n: np.ndarray, 
     """Seconds of each planned span: the engines' Simpson rule on the cost model's vectorised
     step time (`cm.decode_steps_s`) when both are there, else each engine's own span function."""
     e0 = engines[0]
-    steps = getattr(e0.cm, "decode_steps_s", None)
+    # optional on a cost model (the facade has it): step seconds of arrays of
+    # (sequences, context sum, context max)
+    steps: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray] | None = getattr(
+        e0.cm, "decode_steps_s", None)
     if steps is None or not _simpson(e0):
         return np.array([engines[r]._span(a, b, c, i) for r, a, b, c, i in
                          zip(rep.tolist(), n.tolist(), ctx_sum.tolist(), ctx_max.tolist(),

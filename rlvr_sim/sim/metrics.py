@@ -31,7 +31,8 @@ import numpy as np
 from pydantic import BaseModel
 
 from rlvr_sim.sim.config import SimConfig
-from rlvr_sim.sim.recorder import StepLog, critical_path  # noqa: F401  (critical_path: public here)
+from rlvr_sim.sim.steps import StepLog
+from rlvr_sim.sim.steps import critical_path as critical_path  # public here too
 from rlvr_sim.sim.steady import Rule, detect
 
 PHASE_POOL = {"generate": "sampler", "verify": "verifier", "train": "trainer",
@@ -91,22 +92,23 @@ class Summary(BaseModel):
     bottleneck: str
     counters: dict[str, float]
 
-    def flat(self) -> dict[str, float | int | str]:
-        """One row of a sweep table: nested keys joined with dots (lists dropped)."""
-        out: dict[str, float | int | str] = {}
+    def flat(self) -> dict[str, float | int | str | None]:
+        """One row of a sweep table: nested keys joined with dots (lists dropped; None: a value
+        not measured, e.g. steady_rel_stderr)."""
+        out: dict[str, float | int | str | None] = {}
 
-        def walk(prefix: str, value) -> None:
+        def walk(prefix: str, value: object) -> None:
             if isinstance(value, dict):
                 for k, v in value.items():
                     walk(f"{prefix}.{k}" if prefix else str(k), v)
-            elif not isinstance(value, list):
+            elif value is None or isinstance(value, (float, int, str)):   # the leaves (no list)
                 out[prefix] = value
 
         walk("", self.model_dump())
         return out
 
 
-def summarize(cfg: SimConfig, steps: StepLog, *, scenario: str, staleness: Counter,
+def summarize(cfg: SimConfig, steps: StepLog, *, scenario: str, staleness: Counter[int],
               busy_s: dict[str, float], counters: dict[str, float], rule: Rule = Rule(),
               booked_until_s: dict[str, float] | None = None) -> Summary:
     """Summary of the finished steps; `busy_s` holds sampler (replica-seconds) and verifier
@@ -159,7 +161,7 @@ def summarize(cfg: SimConfig, steps: StepLog, *, scenario: str, staleness: Count
         cost=Cost(usd_per_gpu_hour=cfg.usd_per_gpu_hour,
                   usd_per_step=gpus * cfg.usd_per_gpu_hour * mean_s / 3600,
                   usd_total=gpus * cfg.usd_per_gpu_hour * hours, gpu_hours_total=gpus * hours),
-        hours_total=hours, bottleneck=PHASE_POOL[max(phase, key=phase.get)], counters=counters)
+        hours_total=hours, bottleneck=PHASE_POOL[max(phase, key=lambda k: phase[k])], counters=counters)
 
 
 def max_warmup(cfg: SimConfig) -> int | None:

@@ -29,14 +29,15 @@ from __future__ import annotations
 
 import heapq
 from functools import partial
-from typing import Generator, Protocol
+from collections.abc import Callable, Sequence
+from typing import Protocol
 
 import numpy as np
 import simpy
 
 from rlvr_sim.sim import rounds, trainer, weight_sync
 from rlvr_sim.sim.config import SimConfig
-from rlvr_sim.sim.protocols import CostModelLike
+from rlvr_sim.sim.protocols import CostModelLike, ProcessBody
 from rlvr_sim.sim.recorder import Recorder
 from rlvr_sim.sim.sampler import Finished, ReplicaEngine, StepCounters
 from rlvr_sim.sim.source import Batch, Group, PromptSource
@@ -48,8 +49,25 @@ class Progress(Protocol):
     def update(self, n: int = 1) -> object: ...
 
 
-def dispatch(groups: tuple[Group, ...], engines: list[ReplicaEngine]) -> set[int]:
-    """Send each group to the least-loaded replica; the replicas that received work."""
+class DispatchTarget(Protocol):
+    """What `dispatch` reads and calls on a replica: a ReplicaEngine, or the whole-batch path's
+    stand-in (rlvr_sim.sim.batch_sync._Queue)."""
+
+    @property
+    def replica(self) -> int: ...
+    @property
+    def load(self) -> int: ...
+
+    def submit(self, group: Group) -> None: ...
+
+
+# dispatch's signature, as the round helpers take it (groups, replicas indexed by replica id)
+Dispatch = Callable[[tuple[Group, ...], Sequence[DispatchTarget]], object]
+
+
+def dispatch(groups: tuple[Group, ...], engines: Sequence[DispatchTarget]) -> set[int]:
+    """Send each group to the least-loaded replica (`engines[r].replica == r`); the replicas
+    that received work."""
     heap = [(e.load, e.replica) for e in engines]
     heapq.heapify(heap)
     touched = set()
@@ -79,7 +97,7 @@ def step_counters(engines: list[ReplicaEngine], step: int) -> dict[int, StepCoun
 
 def run_sync(env: simpy.Environment, cfg: SimConfig, cm: CostModelLike, source: PromptSource,
              engines: list[ReplicaEngine], verifier: VerifierPool, rec: Recorder, steps: StepLog,
-             progress: Progress | None = None) -> Generator:
+             progress: Progress | None = None) -> ProcessBody:
     """Colocated or disaggregated synchronous RL steps, recorded in `steps`; SimPy process body."""
     colocated = cfg.placement == "colocated"
     for j in range(cfg.steps):
@@ -199,7 +217,7 @@ class AsyncRun:
                 del self.batches[f.step]
 
     # ------------------------------------------------------------ streaming trainer input
-    def _stream(self, finished: list[Finished], results: list) -> None:
+    def _stream(self, finished: list[Finished], results: list[Verified]) -> None:
         """Each sample reaches the trainer when its reward is ready (its verify end)."""
         now = self.env.now
         for f, v in zip(finished, results):
@@ -213,7 +231,7 @@ class AsyncRun:
         if want is not None and len(got) >= want[0] and not want[1].triggered:
             want[1].succeed()
 
-    def _train_streaming(self, j: int) -> Generator:
+    def _train_streaming(self, j: int) -> ProcessBody:
         """Train step j's mini-batches in reward order, each as soon as it is complete."""
         cfg, env = self.cfg, self.env
         size, m, chunk = cfg.samples_per_step, cfg.mini_batches, cfg.stream_batches
@@ -237,7 +255,7 @@ class AsyncRun:
         del self._rewarded[j]
 
     # ------------------------------------------------------------ processes
-    def _trainer(self) -> Generator:
+    def _trainer(self) -> ProcessBody:
         env, rec = self.env, self.rec
         for j in range(self.cfg.steps):
             r = self.steps[j]
@@ -257,7 +275,7 @@ class AsyncRun:
             if self.progress is not None:
                 self.progress.update(1)
 
-    def _replica(self, e: ReplicaEngine) -> Generator:
+    def _replica(self, e: ReplicaEngine) -> ProcessBody:
         env, r = self.env, e.replica
         mode = self.cfg.update_mode
         while True:
@@ -292,7 +310,7 @@ class AsyncRun:
             elif (self.pending_version[r] > e.version and mode != "drain") or e.could_admit():
                 self._collect(e.cut(env.now))
 
-    def _load(self, e: ReplicaEngine) -> Generator:
+    def _load(self, e: ReplicaEngine) -> ProcessBody:
         """Replica `e` (no span planned) loads the newest published version."""
         env = self.env
         e.seg = None
@@ -315,7 +333,7 @@ class InferenceRun(AsyncRun):
     def _dispatch(self) -> None:            # arrivals drive dispatch
         return
 
-    def _arrivals(self) -> Generator:
+    def _arrivals(self) -> ProcessBody:
         env, cfg = self.env, self.cfg
         t = 0.0
         for j in range(cfg.steps):
@@ -355,7 +373,7 @@ class InferenceRun(AsyncRun):
                 self.done[f.step].succeed()
                 del self.batches[f.step]
 
-    def _steps(self) -> Generator:
+    def _steps(self) -> ProcessBody:
         env = self.env
         for j in range(self.cfg.steps):
             r = self.steps[j]

@@ -15,9 +15,9 @@ import pandas as pd
 _POOL_PID = {"sampler": 1, "verifier": 2, "trainer": 3}
 
 
-def perfetto_events(trace: pd.DataFrame) -> list[dict]:
-    """Trace rows -> trace events (microseconds)."""
-    events: list[dict] = []
+def perfetto_events(trace: pd.DataFrame) -> list[dict[str, object]]:
+    """Trace rows -> Chrome trace-event JSON objects (microseconds)."""
+    events: list[dict[str, object]] = []
     pools = list(dict.fromkeys(list(_POOL_PID) + list(trace["worker_pool"].unique())))
     pid_of = {pool: i + 1 for i, pool in enumerate(pools)}
     for pool, pid in pid_of.items():

@@ -8,9 +8,13 @@ own tests check `(name, env.now)` sequences.
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Generator, Protocol
 
 import numpy as np
+import simpy
+
+# A SimPy process body: yields events, never reads what they send back, returns nothing.
+ProcessBody = Generator[simpy.Event, object, None]
 
 
 class TrainBreakdownLike(Protocol):
@@ -28,15 +32,12 @@ class TrainBreakdownLike(Protocol):
     def total_s(self) -> float: ...
 
 
-class CostModelLike(Protocol):
-    """The cost-model facade (rlvr_sim.cost.CostModel) as the simulator uses it."""
+class SamplerCostLike(Protocol):
+    """The sampler part of the cost-model facade: what one replica's engine (sim.sampler.
+    ReplicaEngine) prices. Engine-only callers (calibration's engine replay) provide just this."""
 
     @property
     def tokens_per_iteration(self) -> float: ...
-    @property
-    def weight_sync_s(self) -> float: ...
-    @property
-    def switch_s(self) -> float: ...
 
     def prefill_s(self, new_tokens: int, sequences: int = 1) -> float: ...
 
@@ -48,6 +49,15 @@ class CostModelLike(Protocol):
         beyond its engine steps (0: not modelled)."""
         ...
 
+
+class CostModelLike(SamplerCostLike, Protocol):
+    """The cost-model facade (rlvr_sim.cost.CostModel) as the simulator uses it."""
+
+    @property
+    def weight_sync_s(self) -> float: ...
+    @property
+    def switch_s(self) -> float: ...
+
     def train_step(self, sequences: int, prompt_tokens: int,
                    output_tokens: int) -> TrainBreakdownLike: ...
 
@@ -55,6 +65,20 @@ class CostModelLike(Protocol):
                         output_tokens: int) -> TrainBreakdownLike:
         """One mini-batch of a streaming trainer: its forwards, backward, one optimizer step."""
         ...
+
+
+class KvPlanLike(Protocol):
+    """The sampler's memory plan as the simulator's config reads it."""
+
+    @property
+    def kv_blocks(self) -> int | None: ...
+
+
+class PlannedCostModelLike(CostModelLike, Protocol):
+    """A cost model that also sizes the sampler's KV cache (sim.run.config_from_scenario)."""
+
+    @property
+    def sampler_plan(self) -> KvPlanLike: ...
 
 
 class DistributionLike(Protocol):

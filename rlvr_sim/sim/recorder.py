@@ -21,14 +21,19 @@ from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import fields
 from itertools import repeat
+from typing import cast
 
 import numpy as np
 import pandas as pd
 
 from rlvr_sim.sim.columns import FinishedColumns, VerifiedColumns
 from rlvr_sim.sim.sampler import Finished, StepCounters
-from rlvr_sim.sim.steps import (StepLog, StepRecord, StepSamples, StepTotals,  # noqa: F401 (re-exported)
-                                critical_path, phase_spans)
+from rlvr_sim.sim.steps import StepLog as StepLog  # re-exported (older import path)
+from rlvr_sim.sim.steps import StepRecord as StepRecord
+from rlvr_sim.sim.steps import StepSamples
+from rlvr_sim.sim.steps import StepTotals as StepTotals
+from rlvr_sim.sim.steps import critical_path as critical_path
+from rlvr_sim.sim.steps import phase_spans as phase_spans
 from rlvr_sim.sim.verifier import Verified
 from rlvr_sim.trace import TRACE_COLUMNS, to_frame
 
@@ -36,6 +41,14 @@ from rlvr_sim.trace import TRACE_COLUMNS, to_frame
 _EMPTY_TRACE: pd.DataFrame | None = None
 _JSON = json.JSONEncoder(sort_keys=True)     # json.dumps(x, sort_keys=True) without a new encoder per row
 _COUNTER_FIELDS = tuple(f.name for f in fields(StepCounters))
+
+# One trace row, in TRACE_COLUMNS order: run_id, step, policy_version, worker_pool, worker_id,
+# phase, start_s, end_s, sequences, prompt_tokens, output_tokens, extra (JSON text)
+TraceRow = tuple[str, int, int, str, int, str, float, float, int, int, int, str]
+# A record of numbers (Finished, Verified: named tuples of int/bool/float fields)
+NumberRecord = tuple[float, ...]
+# An exact-log entry: (what, step or sample, time_s...)
+LogEntry = tuple[str | int | float, ...]
 
 
 def _groups(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -50,15 +63,15 @@ def _groups(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return order, ordered[first], first
 
 
-def _columns(records: "Sequence[tuple] | Sequence[Finished | FinishedColumns] | Sequence[Verified | VerifiedColumns]",
+def _columns(records: Sequence[NumberRecord | FinishedColumns | VerifiedColumns],
              fields: tuple[int, ...], blocks: bool = True) -> dict[int, np.ndarray]:
     """Records (named tuples of numbers, or column blocks of them from the whole-batch path, when
     `blocks`) -> field index -> float array of that field, in record order (only the fields asked
     for: the conversion costs ~0.1 us per value)."""
-    if not blocks:
-        return _tuple_columns(records, fields)
+    if not blocks:     # the caller knows there is no column block among them
+        return _tuple_columns(cast("Sequence[NumberRecord]", records), fields)
     parts: list[dict[int, np.ndarray]] = []
-    run: list[tuple] = []
+    run: list[NumberRecord] = []
     for rec in records:
         if isinstance(rec, (FinishedColumns, VerifiedColumns)):
             if run:
@@ -74,17 +87,20 @@ def _columns(records: "Sequence[tuple] | Sequence[Finished | FinishedColumns] | 
     return {i: np.concatenate([p[i] for p in parts]) for i in fields}
 
 
-def _tuple_columns(records: Sequence, fields: tuple[int, ...]) -> dict[int, np.ndarray]:
+def _tuple_columns(records: Sequence[NumberRecord], fields: tuple[int, ...]) -> dict[int, np.ndarray]:
     cols = list(zip(*records))
     return {i: np.fromiter(cols[i], dtype=float, count=len(records)) for i in fields}
 
 
-def _verify_extra(busy_s: float, timeouts: int, failures: int) -> str:
-    """The `extra` of a verify row: json.dumps of {busy_s, timeouts, failures} with sorted keys
-    (formatted directly: a per-worker row per step is the recorder's hottest JSON)."""
+def _verify_extra(busy_s: float, timeouts: int, checker_errors: int) -> str:
+    """The `extra` of a verify row: json.dumps of {busy_s, checker_errors, timeouts} with sorted
+    keys (formatted directly: a per-worker row per step is the recorder's hottest JSON). The
+    executor's keys (rlvr_sim.trace.VerifyExtra); `checker_errors` are the verifier model's
+    failures; no `wrong_answers`: the simulator grades no answers (VerifyExtra reads None)."""
     if not math.isfinite(busy_s):
-        return _JSON.encode({"busy_s": busy_s, "timeouts": timeouts, "failures": failures})
-    return f'{{"busy_s": {busy_s!r}, "failures": {failures}, "timeouts": {timeouts}}}'
+        return _JSON.encode({"busy_s": busy_s, "checker_errors": checker_errors,
+                             "timeouts": timeouts})
+    return f'{{"busy_s": {busy_s!r}, "checker_errors": {checker_errors}, "timeouts": {timeouts}}}'
 
 
 class Recorder:
@@ -95,12 +111,12 @@ class Recorder:
         self.run_id = run_id
         self.trace = trace
         self.counter_totals = StepCounters()
-        self.staleness: Counter = Counter()
+        self.staleness: Counter[int] = Counter()
         # (what, step or sample, time_s...) in the order things happened, for exact-log tests
-        self.log: list[tuple] | None = [] if log else None
+        self.log: list[LogEntry] | None = [] if log else None
         self._gen: dict[int, list[Finished | FinishedColumns]] = defaultdict(list)
         self._ver: dict[int, list[Verified | VerifiedColumns]] = defaultdict(list)
-        self._rows: list[tuple] = []                           # TRACE_COLUMNS order
+        self._rows: list[TraceRow] = []
         self._block_steps: set[int] = set()        # steps with column blocks among their records
 
     def generated(self, finished: list[Finished]) -> None:
@@ -186,13 +202,14 @@ class Recorder:
         v_start, v_end = v[3][order], v[4][order]
         busy = np.add.reduceat(v_end - v_start, first)
         timeouts = np.add.reduceat(v[5][order], first)
-        failures = np.add.reduceat(v[6][order], first)
+        checker_errors = np.add.reduceat(v[6][order], first)       # Verified.failed
         starts = np.minimum.reduceat(v_start, first)
         ends = np.maximum.reduceat(v_end, first)
         counts = np.diff(np.append(first, len(order)))
         for worker, t0, t1, k, b, t, f in zip(
                 uniq.astype(np.int64).tolist(), starts.tolist(), ends.tolist(), counts.tolist(),
-                busy.tolist(), timeouts.astype(np.int64).tolist(), failures.astype(np.int64).tolist()):
+                busy.tolist(), timeouts.astype(np.int64).tolist(),
+                checker_errors.astype(np.int64).tolist()):
             self._rows.append((self.run_id, step, step, "verifier", worker, "verify", t0, t1, k, 0, 0,
                                _verify_extra(b, t, f)))
         return StepSamples(gen_start_s, gen_end_s, float(v[4].max()), sequences, prompt_tokens,
@@ -200,7 +217,7 @@ class Recorder:
 
     def event(self, pool: str, worker: int, phase: str, step: int, version: int, start_s: float,
               end_s: float, sequences: int = 0, prompt_tokens: int = 0, output_tokens: int = 0,
-              **extra) -> None:
+              **extra: object) -> None:
         if self.log is not None:
             self.log.append((f"{pool}{worker} {phase}", step, start_s, end_s))
         if self.trace:
@@ -220,6 +237,6 @@ class Recorder:
 
     def _row(self, step: int, version: int, pool: str, worker: int, phase: str, start_s: float,
              end_s: float, sequences: int, prompt_tokens: int, output_tokens: int,
-             extra: dict) -> tuple:
+             extra: dict[str, object]) -> TraceRow:
         return (self.run_id, step, version, pool, worker, phase, start_s, end_s, sequences,
                 prompt_tokens, output_tokens, _JSON.encode(extra) if extra else "{}")

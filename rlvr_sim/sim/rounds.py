@@ -15,22 +15,26 @@ rounds would really wait for each other's rewards.
 
 from __future__ import annotations
 
-from typing import Callable, Generator
+from typing import TYPE_CHECKING
 
 import simpy
 
 from rlvr_sim.dynamic_sampling import StepSampling
 from rlvr_sim.sim import batch_sync
+from rlvr_sim.sim.protocols import ProcessBody
 from rlvr_sim.sim.recorder import Recorder
 from rlvr_sim.sim.sampler import Finished, ReplicaEngine
-from rlvr_sim.sim.source import Batch, Group, PromptSource
+from rlvr_sim.sim.source import Batch, PromptSource
 from rlvr_sim.sim.steps import StepRecord
 from rlvr_sim.sim.verifier import VerifierPool, arrival_order
+
+if TYPE_CHECKING:
+    from rlvr_sim.sim.orchestrator import Dispatch     # (orchestrator imports this module)
 
 
 def generate_and_verify(env: simpy.Environment, engines: list[ReplicaEngine],
                         verifier: VerifierPool, rec: Recorder, step: int, batch: Batch,
-                        dispatch: Callable[[tuple[Group, ...], list[ReplicaEngine]], object]
+                        dispatch: Dispatch
                         ) -> float:
     """One synchronous round: wake every replica at policy `step`, dispatch the batch, run the
     engines until idle, record the finished samples in arrival order and their rewards; the time
@@ -60,7 +64,7 @@ def generate_and_verify(env: simpy.Environment, engines: list[ReplicaEngine],
 
 def earlier_rounds(env: simpy.Environment, source: PromptSource, engines: list[ReplicaEngine],
                    verifier: VerifierPool, rec: Recorder, step: int,
-                   dispatch: Callable[[tuple[Group, ...], list[ReplicaEngine]], object]) -> Generator:
+                   dispatch: Dispatch) -> ProcessBody:
     """Generate and verify step `step`'s rounds before its last; SimPy process body."""
     if not source.filtering:
         return

@@ -9,7 +9,7 @@ from __future__ import annotations
 import gc
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, Protocol
 
 import pandas as pd
 import simpy
@@ -17,8 +17,8 @@ import simpy
 from rlvr_sim.sim import orchestrator, rounds
 from rlvr_sim.sim.config import SimConfig
 from rlvr_sim.sim.metrics import Summary, max_warmup, summarize
-from rlvr_sim.sim.protocols import CostModelLike
-from rlvr_sim.sim.recorder import Recorder
+from rlvr_sim.sim.protocols import CostModelLike, PlannedCostModelLike
+from rlvr_sim.sim.recorder import LogEntry, Recorder
 from rlvr_sim.sim.sampler import ReplicaEngine
 from rlvr_sim.sim.source import PromptSource
 from rlvr_sim.sim.steady import Rule, detect
@@ -38,7 +38,7 @@ class SimResult:
     steps: list[StepRecord]             # records of the first finished steps (up to StepLog.keep)
     config: SimConfig
     scenario: "Scenario | None" = None
-    log: list[tuple] | None = None      # with event_log=True: what happened, in order
+    log: list[LogEntry] | None = None   # with event_log=True: what happened, in order
 
 
 # Defaults of `simulate()`: coalesce finishes within 1/8 of the running batch and cost spans
@@ -54,7 +54,7 @@ GC_YOUNG_THRESHOLD = 50_000
 STEP_RECORDS_KEPT = 256
 
 
-def config_from_scenario(sc: "Scenario", cm, steps: int | None = None,
+def config_from_scenario(sc: "Scenario", cm: PlannedCostModelLike, steps: int | None = None,
                          seed: int | None = None, exact: bool = False) -> SimConfig:
     """The simulator's view of a validated scenario (`exact`: no speed approximations).
 
@@ -115,12 +115,19 @@ class _Steady(Exception):
     """Raised from the orchestrator's step hook to end a run that has reached steady state."""
 
 
+class ProgressBar(Protocol):
+    """What the step hook needs of a progress bar (tqdm's)."""
+
+    def update(self, n: float = 1) -> object: ...
+    def close(self) -> object: ...
+
+
 class _StepWatch:
     """The orchestrators' per-step hook (`progress.update(1)` after a step's end is recorded):
     folds the finished step into the step log, moves the progress bar, and with a rule ends the
     run once the step times are steady (`_Steady` unwinds the SimPy process)."""
 
-    def __init__(self, steps: StepLog, bar, rule: Rule | None, min_warmup: int,
+    def __init__(self, steps: StepLog, bar: ProgressBar | None, rule: Rule | None, min_warmup: int,
                  max_warmup: int | None):
         self.steps, self.bar, self.rule, self.min_warmup = steps, bar, rule, min_warmup
         self.max_warmup = max_warmup
@@ -200,10 +207,12 @@ def simulate_config(cfg: SimConfig, cm: CostModelLike, *, trace_path: str | Path
     return SimResult(summary, trace_frame, steps.kept, cfg, log=rec.log)
 
 
-def _progress_bar(cfg: SimConfig):
+def _progress_bar(cfg: SimConfig) -> ProgressBar:
     from tqdm import tqdm
 
-    return tqdm(total=cfg.steps, desc="simulate", unit="step", leave=False, disable=None)
+    bar: ProgressBar = tqdm(total=cfg.steps, desc="simulate", unit="step", leave=False,
+                            disable=None)
+    return bar
 
 
 __all__ = ["SimResult", "simulate", "simulate_config", "config_from_scenario"]

@@ -44,7 +44,7 @@ import numpy as np
 from rlvr_sim.errors import ScenarioError
 from rlvr_sim.sim.batch_sync import run_whole_batch
 from rlvr_sim.sim.kv_pool import KVPool
-from rlvr_sim.sim.protocols import CostModelLike
+from rlvr_sim.sim.protocols import SamplerCostLike
 from rlvr_sim.sim.running import RunningSet, Seq
 from rlvr_sim.sim.source import Group
 from rlvr_sim.sim.spans import Segment, iterations_within, span_function
@@ -87,7 +87,7 @@ class StepCounters:
 class ReplicaEngine:
     """One sampler replica. The orchestrator drives it with plan() / finish() / cut()."""
 
-    def __init__(self, replica: int, cm: CostModelLike, *, max_concurrent: int, kv_blocks: int | None,
+    def __init__(self, replica: int, cm: SamplerCostLike, *, max_concurrent: int, kv_blocks: int | None,
                  block_tokens: int, prefix_caching: bool, max_staleness: int,
                  coalesce_fraction: float = 0.0, span_rule: str = "cost_model",
                  interpolate_finishes: bool = True, whole_batch: bool | None = None,

@@ -180,4 +180,5 @@ def _merge(rounds: list[Batch]) -> Batch:
 
 
 def _tokens(x: np.ndarray) -> np.ndarray:
-    return np.maximum(np.rint(np.asarray(x, dtype=float)), 1).astype(np.int64)
+    tokens: np.ndarray = np.maximum(np.rint(np.asarray(x, dtype=float)), 1).astype(np.int64)
+    return tokens

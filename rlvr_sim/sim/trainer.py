@@ -7,18 +7,16 @@ optimizer); whatever `total_s` holds beyond their sum (fixed overheads) is a `tr
 
 from __future__ import annotations
 
-from typing import Generator
-
 import simpy
 
-from rlvr_sim.sim.protocols import CostModelLike
+from rlvr_sim.sim.protocols import CostModelLike, ProcessBody
 from rlvr_sim.sim.recorder import Recorder
 from rlvr_sim.sim.steps import StepRecord
 
 PARTS = ("ref_logprob", "old_logprob", "forward_backward", "optimizer")
 
 
-def train(env: simpy.Environment, cm: CostModelLike, rec: Recorder, r: StepRecord) -> Generator:
+def train(env: simpy.Environment, cm: CostModelLike, rec: Recorder, r: StepRecord) -> ProcessBody:
     """Train on step `r.step`'s samples (all generated and verified; `r` holds the batch size
     and receives the train times); SimPy process body."""
     step = r.step
@@ -38,7 +36,7 @@ def train(env: simpy.Environment, cm: CostModelLike, rec: Recorder, r: StepRecor
 
 def train_minibatch(env: simpy.Environment, cm: CostModelLike, rec: Recorder, r: StepRecord,
                     index: int, sequences: int, prompt_tokens: int,
-                    output_tokens: int, first: bool = False) -> Generator:
+                    output_tokens: int, first: bool = False) -> ProcessBody:
     """Streaming trainer: one mini-batch of step `step` (its log-prob forwards, forward/backward
     and one optimizer step), timed by `cm.train_minibatch`; SimPy process body. The step's
     train_start_s is its first (`first`) mini-batch's start, train_end_s its last one's end."""

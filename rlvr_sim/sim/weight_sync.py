@@ -8,17 +8,15 @@ one colocated transition (offload one engine, reload the other); a colocated ste
 
 from __future__ import annotations
 
-from typing import Generator
-
 import simpy
 
-from rlvr_sim.sim.protocols import CostModelLike
+from rlvr_sim.sim.protocols import CostModelLike, ProcessBody
 from rlvr_sim.sim.recorder import Recorder
 from rlvr_sim.sim.steps import StepRecord
 
 
 def trainer_side(env: simpy.Environment, cm: CostModelLike, rec: Recorder,
-                 r: StepRecord) -> Generator:
+                 r: StepRecord) -> ProcessBody:
     """The trainer sends version r.step + 1 (its time is added to `r`)."""
     step = r.step
     start = env.now
@@ -29,7 +27,7 @@ def trainer_side(env: simpy.Environment, cm: CostModelLike, rec: Recorder,
 
 
 def replica_side(env: simpy.Environment, cm: CostModelLike, rec: Recorder, replica: int,
-                 version: int) -> Generator:
+                 version: int) -> ProcessBody:
     """A replica loads `version` (the step that produced it is version - 1)."""
     start = env.now
     yield env.timeout(cm.weight_sync_s)
@@ -47,7 +45,7 @@ def record_replica_loads(rec: Recorder, replicas: int, version: int, start_s: fl
 
 
 def switch(env: simpy.Environment, cm: CostModelLike, rec: Recorder, r: StepRecord,
-           direction: str) -> Generator:
+           direction: str) -> ProcessBody:
     """Colocated: hand the GPUs from one engine to the other (`to_train` or `to_generate`)."""
     if cm.switch_s <= 0:
         return
