@@ -50,7 +50,6 @@ KNOWN_ERRORS = {
     "rlvr_sim/sim/serving.py": 1,
     "rlvr_sim/sim/source.py": 8,
     "rlvr_sim/sweep/recommend.py": 2,
-    "rlvr_sim/sweep/space.py": 1,
 }
 
 

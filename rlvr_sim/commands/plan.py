@@ -6,13 +6,14 @@ import argparse
 import json
 import sys
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 from rlvr_sim.errors import UserError
 from rlvr_sim.cli_output import strict_json
 from rlvr_sim.input_limits import seed_arg
 from rlvr_sim.sim.steady import PLANNER_RULE, Rule
+from rlvr_sim.sweep.bound import PlanBounds
 from rlvr_sim.sweep.grid import Plan, parse_grid_option
 from rlvr_sim.sweep.pareto import DOLLARS, HOURS, pareto_front
 from rlvr_sim.sweep.planner import Evaluator, exhaustive, search
@@ -182,15 +183,19 @@ def run(args: argparse.Namespace) -> int:
     pool = open_pool(args.workers, ray_address=args.ray or None, use_ray=args.ray is not None)
     rule = Rule(rel_tol=PLANNER_RULE.rel_tol, min_steady=PLANNER_RULE.min_steady, max_steps=args.max_steps)
     try:
+        bounds = PlanBounds(args.scenario, fixed_plan(args), args.steps or rule.max_steps, args.seed,
+                            steady=args.steps is None)
         ev = Evaluator(args.scenario, pool, args.steps, args.seed, progress=not args.json and sys.stderr.isatty(),
-                       fixed=fixed_plan(args), steady=rule if args.steps is None else None)
+                       fixed=fixed_plan(args), steady=rule if args.steps is None else None,
+                       bound=None if args.exhaustive else bounds.hours, quick_bound=bounds.quick_hours)
         result = exhaustive(space, ev) if args.exhaustive else search(space, base, ev)
         rec = recommend(result, ev, Constraints(args.budget_usd, args.deadline_hours))
         search_s = time.perf_counter() - started
         if args.draws:
             rec.robustness = assess(ev, rec.allocation, robustness_candidates(result, ev), _base_scenario(args),
                                     args.draws, args.deadline_hours, args.budget_usd, args.length_range,
-                                    seed=args.seed or 0)
+                                    seed=args.seed or 0, bounds=None if args.exhaustive else lambda pert: replace(
+                                        bounds, perturb=pert, _bases={}, _steps={}, _sampler={}, _trainer={}))
     finally:
         pool.close()
     advice = _whole_run_advice(args, ev, rec)       # rlvr_sim.schedule; None without a schedule
@@ -213,7 +218,9 @@ def run(args: argparse.Namespace) -> int:
         print(strict_json(payload, indent=2, default=str))
         return 0
     print(f"{'exhaustive' if args.exhaustive else 'search'}: {counts['evaluated']} plans simulated "
-          f"({counts['ok']} valid, {counts['invalid']} invalid skipped, {counts['error']} errors), "
+          + (f"of {counts['space']} in the space ({counts['bounded']} skipped: bound above their group's best), "
+             if counts['space'] else "")
+          + f"({counts['ok']} valid, {counts['invalid']} invalid skipped, {counts['error']} errors), "
           f"{steps_text}, {search_s:.1f} s on {pool.workers} worker(s)"
           + (f"; robustness {wall_s - search_s:.1f} s" if args.draws else ""))
     print(f"\nRecommended: {rec.label}")
