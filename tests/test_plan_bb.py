@@ -22,8 +22,9 @@ def _same(found, brute, searched, full):
     assert found.optima == brute.optima
     assert [searched.hours(a) for a in found.optima] == [full.hours(a) for a in brute.optima]
     front, brute_front = pareto_front(found.table), pareto_front(brute.table)
-    assert front["label"].tolist() == brute_front["label"].tolist()
+    # the same frontier points (plans tied on both hours and dollars may stand in for each other)
     assert front["hours_total"].tolist() == brute_front["hours_total"].tolist()
+    assert front["cost.usd_total"].tolist() == brute_front["cost.usd_total"].tolist()
 
 
 @pytest.mark.parametrize("steps, rule", [(2, None), (None, PLANNER_RULE)])
@@ -63,7 +64,9 @@ def toy_bound(gen: float, train: float):
     return bound
 
 
-@pytest.mark.parametrize("gen, train", [(400000.0, 150000.0), (100000.0, 300000.0), (800000.0, 40000.0)])
+@pytest.mark.parametrize("gen, train", [(400000.0, 150000.0),
+                                        pytest.param(100000.0, 300000.0, marks=pytest.mark.slow),
+                                        pytest.param(800000.0, 40000.0, marks=pytest.mark.slow)])
 def test_branch_and_bound_finds_the_exhaustive_frontier_on_128_gpus(gen, train):
     from test_plan_search import Toy, base_of
 

@@ -147,6 +147,13 @@ def _base_scenario(args: argparse.Namespace):
     return load_scenario(args.scenario, overrides=fixed_plan(args).overrides(), check_fit=False)
 
 
+def _plan_steps(table) -> int:
+    """RL steps simulated over every plan of the search (the planner's work, load-independent)."""
+    if table.empty or "steps_simulated" not in table:
+        return 0
+    return int(table["steps_simulated"].fillna(0).sum())
+
+
 def _steps_range(table) -> str:
     ok = table[table["status"] == "ok"] if "status" in table else table
     if ok.empty or "steps_simulated" not in ok:
@@ -206,11 +213,11 @@ def run(args: argparse.Namespace) -> int:
     shown = [c for c in FRONT_COLUMNS if c in front.columns]
     counts = result.counts()
     steps_text = f"{args.steps} steps each" if args.steps is not None else \
-        f"each until steady ({_steps_range(result.table)} steps)"
+        f"each until steady ({_steps_range(result.table)} steps, {_plan_steps(result.table)} in all)"
     if args.json:
         payload = {"recommended": {**asdict(rec), "allocation": asdict(rec.allocation)},
                    "frontier": json.loads(front[shown].to_json(orient="records")),
-                   "counts": counts, "rounds": result.rounds, "steps_per_plan": args.steps or "until steady",
+                   "counts": counts, "plan_steps": _plan_steps(result.table), "rounds": result.rounds, "steps_per_plan": args.steps or "until steady",
                    "method": "exhaustive" if args.exhaustive else "search", "wall_s": round(wall_s, 2),
                    "search_s": round(search_s, 2)}
         if advice is not None:
