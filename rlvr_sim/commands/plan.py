@@ -6,7 +6,8 @@ import argparse
 import json
 import sys
 import time
-from dataclasses import asdict, replace
+from dataclasses import asdict
+from typing import TYPE_CHECKING, Callable
 from pathlib import Path
 
 from rlvr_sim.errors import UserError
@@ -22,6 +23,9 @@ from rlvr_sim.sweep.recommend import Constraints, recommend
 from rlvr_sim.sweep.robust import DEFAULT_LENGTH_RANGE, assess
 from rlvr_sim.sweep.space import Allocation, SearchSpace, default_sizes
 from rlvr_sim.sweep.store import write_table
+
+if TYPE_CHECKING:
+    from rlvr_sim.sweep.robust import Perturbation
 
 FRONT_COLUMNS = ["label", HOURS, DOLLARS, "step_time_s.mean", "bottleneck", "steps_simulated", "warmup_steps",
                  "steady_state"]
@@ -176,6 +180,25 @@ def robustness_candidates(result, ev: Evaluator, runners_up: int = 3) -> list[Al
     return list(dict.fromkeys([*frontier_allocations(result), *ranked[:runners_up + 1]]))
 
 
+def make_evaluator(args: argparse.Namespace, pool, rule: Rule, progress: bool = False
+                   ) -> tuple[Evaluator, "Callable[[Perturbation], PlanBounds] | None"]:
+    """The search's evaluator (with the cost-model bounds of rlvr_sim.sweep.bound unless
+    `--exhaustive`) and the bounds of a robustness draw (None: unscreened draws)."""
+    steady = args.steps is None
+    bounds = PlanBounds(args.scenario, fixed_plan(args), args.steps or rule.max_steps, args.seed, steady=steady)
+    ev = Evaluator(args.scenario, pool, args.steps, args.seed, progress=progress, fixed=fixed_plan(args),
+                   steady=rule if steady else None, bound=None if args.exhaustive else bounds.hours,
+                   quick_bound=None if args.exhaustive else bounds.quick_hours)
+    if args.exhaustive:
+        return ev, None
+
+    def draw_bounds(pert: "Perturbation") -> PlanBounds:
+        return PlanBounds(args.scenario, fixed_plan(args), args.steps or rule.max_steps, args.seed, steady=steady,
+                          perturb=pert)
+
+    return ev, draw_bounds
+
+
 def run(args: argparse.Namespace) -> int:
     space, base = build_space(args)
     if args.steps is not None and args.steps < 1:
@@ -190,19 +213,14 @@ def run(args: argparse.Namespace) -> int:
     pool = open_pool(args.workers, ray_address=args.ray or None, use_ray=args.ray is not None)
     rule = Rule(rel_tol=PLANNER_RULE.rel_tol, min_steady=PLANNER_RULE.min_steady, max_steps=args.max_steps)
     try:
-        bounds = PlanBounds(args.scenario, fixed_plan(args), args.steps or rule.max_steps, args.seed,
-                            steady=args.steps is None)
-        ev = Evaluator(args.scenario, pool, args.steps, args.seed, progress=not args.json and sys.stderr.isatty(),
-                       fixed=fixed_plan(args), steady=rule if args.steps is None else None,
-                       bound=None if args.exhaustive else bounds.hours, quick_bound=bounds.quick_hours)
+        ev, draw_bounds = make_evaluator(args, pool, rule, progress=not args.json and sys.stderr.isatty())
         result = exhaustive(space, ev) if args.exhaustive else search(space, base, ev)
         rec = recommend(result, ev, Constraints(args.budget_usd, args.deadline_hours))
         search_s = time.perf_counter() - started
         if args.draws:
             rec.robustness = assess(ev, rec.allocation, robustness_candidates(result, ev), _base_scenario(args),
                                     args.draws, args.deadline_hours, args.budget_usd, args.length_range,
-                                    seed=args.seed or 0, bounds=None if args.exhaustive else lambda pert: replace(
-                                        bounds, perturb=pert, _bases={}, _steps={}, _sampler={}, _trainer={}))
+                                    seed=args.seed or 0, bounds=draw_bounds)
     finally:
         pool.close()
     advice = _whole_run_advice(args, ev, rec)       # rlvr_sim.schedule; None without a schedule
