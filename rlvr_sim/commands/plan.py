@@ -90,6 +90,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int, default=None, help="parallel workers (default: CPU count)")
     p.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS", help="evaluate plans on Ray")
     p.add_argument("--exhaustive", action="store_true", help="simulate the whole space instead of searching")
+    p.add_argument("--exact", action="store_true",
+                   help="branch and bound on the cost model's lower bound of each plan's hours: the "
+                        "exhaustive answer without simulating plans that cannot win (slower than the "
+                        "default local search where the bound is loose, e.g. async plans)")
     p.add_argument("--out", default=None, help="also save every simulated plan (.parquet or .csv)")
     p.add_argument("--json", action="store_true", help="print the recommendation and frontier as JSON")
 
@@ -182,13 +186,15 @@ def robustness_candidates(result, ev: Evaluator, runners_up: int = 3) -> list[Al
 
 def make_evaluator(args: argparse.Namespace, pool, rule: Rule, progress: bool = False
                    ) -> tuple[Evaluator, "Callable[[Perturbation], PlanBounds] | None"]:
-    """The search's evaluator (with the cost-model bounds of rlvr_sim.sweep.bound unless
-    `--exhaustive`) and the bounds of a robustness draw (None: unscreened draws)."""
+    """The search's evaluator (with the cost-model bounds of rlvr_sim.sweep.bound with `--exact`:
+    branch and bound) and the bounds of a robustness draw (None with `--exhaustive`: every
+    candidate simulated in every draw)."""
     steady = args.steps is None
     bounds = PlanBounds(args.scenario, fixed_plan(args), args.steps or rule.max_steps, args.seed, steady=steady)
+    exact = bool(getattr(args, "exact", False)) and not args.exhaustive
     ev = Evaluator(args.scenario, pool, args.steps, args.seed, progress=progress, fixed=fixed_plan(args),
-                   steady=rule if steady else None, bound=None if args.exhaustive else bounds.hours,
-                   quick_bound=None if args.exhaustive else bounds.quick_hours)
+                   steady=rule if steady else None, bound=bounds.hours if exact else None,
+                   quick_bound=bounds.quick_hours if exact else None)
     if args.exhaustive:
         return ev, None
 
@@ -236,13 +242,14 @@ def run(args: argparse.Namespace) -> int:
         payload = {"recommended": {**asdict(rec), "allocation": asdict(rec.allocation)},
                    "frontier": json.loads(front[shown].to_json(orient="records")),
                    "counts": counts, "plan_steps": _plan_steps(result.table), "rounds": result.rounds, "steps_per_plan": args.steps or "until steady",
-                   "method": "exhaustive" if args.exhaustive else "search", "wall_s": round(wall_s, 2),
+                   "method": "exhaustive" if args.exhaustive else ("branch and bound" if args.exact else "search"), "wall_s": round(wall_s, 2),
                    "search_s": round(search_s, 2)}
         if advice is not None:
             payload["whole_run"] = advice.model_dump()
         print(strict_json(payload, indent=2, default=str))
         return 0
-    print(f"{'exhaustive' if args.exhaustive else 'search'}: {counts['evaluated']} plans simulated "
+    method = "exhaustive" if args.exhaustive else ("branch and bound" if args.exact else "search")
+    print(f"{method}: {counts['evaluated']} plans simulated "
           + (f"of {counts['space']} in the space ({counts['bounded']} skipped: bound above their group's best), "
              if counts['space'] else "")
           + f"({counts['ok']} valid, {counts['invalid']} invalid skipped, {counts['error']} errors), "
