@@ -81,3 +81,24 @@ def test_branch_and_bound_finds_the_exhaustive_frontier_on_128_gpus(gen, train):
     frontier = {brute.allocations[pid] for pid in pareto_front(brute.table)["plan_id"]}
     assert frontier <= set(searched.seen)
     assert toy.calls < 0.2 * len(enumerate_space(space))
+
+
+def test_plan_cli_exact_matches_exhaustive(tmp_path, capsys):
+    import json
+
+    from rlvr_sim.cli import main
+
+    args = ["plan", str(SMALL), "--total-gpus", "4", "--sampler-tp", "1,2", "--trainer-tp", "1", "--staleness", "0,1",
+            "--steps", "2", "--workers", "1", "--json", "--draws", "2"]
+    assert main(args + ["--exact"]) == 0
+    exact = json.loads(capsys.readouterr().out)
+    assert main(args + ["--exhaustive"]) == 0
+    full = json.loads(capsys.readouterr().out)
+    assert exact["method"] == "branch and bound" and full["method"] == "exhaustive"
+    c = exact["counts"]
+    assert c["evaluated"] + c["bounded"] == c["space"] == full["counts"]["evaluated"]
+    assert exact["plan_steps"] < full["plan_steps"]
+    assert exact["recommended"]["label"] == full["recommended"]["label"]
+    assert exact["recommended"]["hours_total"] == full["recommended"]["hours_total"]
+    assert [p["hours_total"] for p in exact["frontier"]] == [p["hours_total"] for p in full["frontier"]]
+    assert exact["recommended"]["robustness"]["share_best"] == full["recommended"]["robustness"]["share_best"]
