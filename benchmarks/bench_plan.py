@@ -10,6 +10,14 @@ flags: e.g. `--baseline-args "--steps 3"` for the README's old command).
 
     .venv/bin/python benchmarks/bench_plan.py [--baseline /work/main] [--repeats 1] [--workers 2]
     .venv/bin/python benchmarks/bench_plan.py --exhaustive-too --this-args "--sizes 64 --staleness 0,1"
+    .venv/bin/python benchmarks/bench_plan.py --repeats 0 --verify-pruned 4
+
+`--exhaustive-too` also runs the same space with `--exhaustive` (every plan simulated) and says
+whether the recommendation and the frontier are the same. `--verify-pruned K` checks the branch
+and bound's pruning in this process: it repeats the search, then simulates the K skipped plans
+of each (GPU, total) whose bounds came closest to that group's best (the ones most likely to
+have beaten it) and reports any that does, and whether every simulated plan's bound was below
+its simulated hours.
 """
 
 from __future__ import annotations
@@ -49,12 +57,54 @@ def run_plan(root: Path, extra: list[str], workers: int) -> dict:
     rec = data["recommended"]
     rob = rec.get("robustness")
     return {"root": str(root), "args": extra, "wall_s": wall, "cpu_s": cpu, "counts": data["counts"],
+            "plan_steps": data.get("plan_steps"),
             "method": data.get("method"), "steps_per_plan": data.get("steps_per_plan"),
             "recommended": rec["label"], "hours_total": rec["hours_total"], "usd_total": rec["usd_total"],
             "recommended_steps_simulated": rec.get("steps_simulated"),
             "frontier": [(f["label"], f.get("steps_simulated")) for f in data["frontier"]],
+            "frontier_hours": [f["hours_total"] for f in data["frontier"]],
             "robustness": None if rob is None else {k: rob[k] for k in (
                 "share_best", "robust", "hours_p10", "hours_p50", "hours_p90", "usd_p10", "usd_p50", "usd_p90")}}
+
+
+def verify_pruned(extra: list[str], workers: int, k: int) -> dict:
+    """Search as `plan` does, then simulate the k skipped plans per group with the lowest bounds."""
+    sys.path.insert(0, str(ROOT))
+    from rlvr_sim.cli import build_parser
+    from rlvr_sim.commands.plan import build_space, fixed_plan
+    from rlvr_sim.sim.steady import PLANNER_RULE
+    from rlvr_sim.sweep.bound import PlanBounds
+    from rlvr_sim.sweep.planner import Evaluator, search
+    from rlvr_sim.sweep.pools import open_pool
+
+    args = build_parser().parse_args(["plan", str(ROOT / SCENARIO), *README_ARGS, *extra])
+    space, base = build_space(args)
+    bounds = PlanBounds(args.scenario, fixed_plan(args), PLANNER_RULE.max_steps, args.seed)
+    pool = open_pool(workers)
+    try:
+        ev = Evaluator(args.scenario, pool, None, args.seed, fixed=fixed_plan(args), steady=PLANNER_RULE,
+                       bound=bounds.hours, quick_bound=bounds.quick_hours)
+        result = search(space, base, ev)
+        best = {(a.gpu, a.total_gpus): ev.hours(a) for a in result.optima}
+        skipped = [a for a in result.allocations.values()]
+        from rlvr_sim.sweep.space import enumerate_space
+
+        seen = set(ev.seen)
+        closest = []
+        for group in best:
+            pruned = sorted((bounds.hours(a), a) for a in enumerate_space(space)
+                            if (a.gpu, a.total_gpus) == group and a not in seen and bounds.hours(a) < float("inf"))
+            closest += [a for _, a in pruned[:k]]
+        ev.evaluate(closest, "verify pruned")
+    finally:
+        pool.close()
+    beaten = [a.label() for a in closest if ev.hours(a) < best[(a.gpu, a.total_gpus)]]
+    below = [ev.metrics(a) is None or bounds.hours(a) <= ev.hours(a) for a in ev.seen]
+    return {"groups": len(best), "simulated_in_search": len(skipped), "pruned_checked": len(closest),
+            "pruned_checked_valid": sum(ev.metrics(a) is not None for a in closest),
+            "pruned_that_beat_their_group_best": beaten, "bound_below_simulated_for_all": all(below),
+            "bound_over_simulated_max": max((bounds.hours(a) / ev.hours(a) for a in ev.seen
+                                             if ev.metrics(a) is not None), default=None)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -66,6 +116,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--baseline-args", default="--steps 3", help="extra plan flags for the baseline tree")
     p.add_argument("--exhaustive-too", action="store_true",
                    help="also run this tree with --exhaustive (same flags): same recommendation?")
+    p.add_argument("--verify-pruned", type=int, default=0, metavar="K",
+                   help="simulate the K closest skipped plans of each group (in this process)")
     args = p.parse_args(argv)
     this_extra = shlex.split(args.this_args)
     runs: dict[str, list[dict]] = {"this": [], "baseline": []}
@@ -79,8 +131,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.exhaustive_too:
         full = run_plan(ROOT, [*this_extra, "--exhaustive"], args.workers)
         report["exhaustive"] = full
-        report["same_recommendation_as_exhaustive"] = full.get("recommended") == runs["this"][-1].get("recommended")
+        last = runs["this"][-1] if runs["this"] else run_plan(ROOT, this_extra, args.workers)
+        report["same_recommendation_as_exhaustive"] = full.get("recommended") == last.get("recommended")
+        report["same_frontier_as_exhaustive"] = (full.get("frontier_hours") == last.get("frontier_hours")
+                                                 and [f[0] for f in full.get("frontier", [])]
+                                                 == [f[0] for f in last.get("frontier", [])])
         print(json.dumps({"exhaustive": full}), flush=True)
+    if args.verify_pruned:
+        report["verify_pruned"] = verify_pruned(this_extra, args.workers, args.verify_pruned)
     if runs["baseline"] and all("error" not in r for r in runs["baseline"] + runs["this"]):
         for key in ("wall_s", "cpu_s"):
             base = statistics.median(r[key] for r in runs["baseline"])

@@ -41,7 +41,7 @@ from rlvr_sim.sim.steady import PLANNER_RULE, Rule
 from rlvr_sim.sweep.robust import assess
 from rlvr_sim.sweep.grid import grid_plans
 from rlvr_sim.sweep.jobs import PlanOutcome, make_jobs
-from rlvr_sim.sweep.planner import Evaluator, SearchResult, search
+from rlvr_sim.sweep.planner import SearchResult, search
 from rlvr_sim.sweep.pools import Pool, open_pool
 from rlvr_sim.sweep.recommend import Constraints, recommend
 from rlvr_sim.sweep.store import outcomes_frame
@@ -137,13 +137,13 @@ def plan(request: PlanRequest, on_outcome: Callable[[PlanOutcome], None] | None 
         rule = Rule(rel_tol=PLANNER_RULE.rel_tol, min_steady=PLANNER_RULE.min_steady, max_steps=args.max_steps)
         draws = args.draws if request.draws is None else request.draws
         try:
-            ev = Evaluator(str(path), pool, steps, request.seed, steady=rule if steps is None else None)
+            ev, draw_bounds = plan_command.make_evaluator(args, pool, rule)   # with the search's bounds
             result: SearchResult = search(space, start, ev)
             rec = recommend(result, ev, Constraints(request.budget_usd, request.deadline_hours))
             if draws:
                 rec.robustness = assess(ev, rec.allocation, plan_command.robustness_candidates(result, ev), base, draws,
                                         request.deadline_hours, request.budget_usd, args.length_range,
-                                        seed=request.seed or 0)
+                                        seed=request.seed or 0, bounds=draw_bounds)
         finally:
             pool.close()
     counts = result.counts()

@@ -129,3 +129,34 @@ def test_a_renamed_summary_field_fails_loudly():
     outcome = PlanOutcome(0, "x", {}, STATUS_OK, None, renamed)
     with pytest.raises((KeyError, TypeError, AttributeError)):
         outcome.metrics
+
+
+class TwoPlanBounds:
+    """Bounds of TwoPlans under one draw: `share` of each plan's true hours."""
+
+    def __init__(self, pert: Perturbation, margin: float, share: float):
+        self.f, self.margin, self.share = dict(pert.efficiency_factors), margin, share
+
+    def hours(self, a: Allocation) -> float:
+        true = 10.0 / self.f["decode_bw_eff"] if a.sampler_gpus == 8 else \
+            10.0 * (1 + self.margin) / self.f["train_mfu"]
+        return self.share * true
+
+    def usd(self, a: Allocation) -> float:
+        return self.hours(a) * 16 * 2.0
+
+
+@pytest.mark.parametrize("margin, deadline", [(0.001, None), (1.0, None), (0.001, 10.5), (1.0, 30.0)])
+def test_screened_draws_give_the_same_report_with_fewer_simulations(margin, deadline):
+    ev = Evaluator({"name": "toy"}, InlinePool(TwoPlans(margin)), 4, 0)
+    a, b = plan_a(8), plan_a(12)
+    ev.evaluate([a, b])
+    sc = load_scenario(MINIMAL, overrides=["profile=datasheet"])
+    full = assess(ev, a, [b], sc, 30, deadline_hours=deadline)
+    screened = assess(ev, a, [b], sc, 30, deadline_hours=deadline,
+                      bounds=lambda pert: TwoPlanBounds(pert, margin, 0.95))
+    assert (screened.share_best, screened.winners, screened.hours_p10, screened.hours_p90, screened.usd_p50) == \
+        (full.share_best, full.winners, full.hours_p10, full.hours_p90, full.usd_p50)
+    assert full.simulated == 60 and screened.simulated <= full.simulated
+    if margin == 1.0:      # the runner-up's bound rules it out in (almost) every draw
+        assert screened.simulated < 40

@@ -7,12 +7,14 @@ import json
 import sys
 import time
 from dataclasses import asdict
+from typing import TYPE_CHECKING, Callable
 from pathlib import Path
 
 from rlvr_sim.errors import UserError
 from rlvr_sim.cli_output import strict_json
 from rlvr_sim.input_limits import seed_arg
 from rlvr_sim.sim.steady import PLANNER_RULE, Rule
+from rlvr_sim.sweep.bound import PlanBounds
 from rlvr_sim.sweep.grid import Plan, parse_grid_option
 from rlvr_sim.sweep.pareto import DOLLARS, HOURS, pareto_front
 from rlvr_sim.sweep.planner import Evaluator, exhaustive, search
@@ -21,6 +23,9 @@ from rlvr_sim.sweep.recommend import Constraints, recommend
 from rlvr_sim.sweep.robust import DEFAULT_LENGTH_RANGE, assess
 from rlvr_sim.sweep.space import Allocation, SearchSpace, default_sizes
 from rlvr_sim.sweep.store import write_table
+
+if TYPE_CHECKING:
+    from rlvr_sim.sweep.robust import Perturbation
 
 FRONT_COLUMNS = ["label", HOURS, DOLLARS, "step_time_s.mean", "bottleneck", "steps_simulated", "warmup_steps",
                  "steady_state"]
@@ -85,6 +90,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int, default=None, help="parallel workers (default: CPU count)")
     p.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS", help="evaluate plans on Ray")
     p.add_argument("--exhaustive", action="store_true", help="simulate the whole space instead of searching")
+    p.add_argument("--exact", action="store_true",
+                   help="branch and bound on the cost model's lower bound of each plan's hours: the "
+                        "exhaustive answer without simulating plans that cannot win (slower than the "
+                        "default local search where the bound is loose, e.g. async plans)")
     p.add_argument("--out", default=None, help="also save every simulated plan (.parquet or .csv)")
     p.add_argument("--json", action="store_true", help="print the recommendation and frontier as JSON")
 
@@ -146,6 +155,13 @@ def _base_scenario(args: argparse.Namespace):
     return load_scenario(args.scenario, overrides=fixed_plan(args).overrides(), check_fit=False)
 
 
+def _plan_steps(table) -> int:
+    """RL steps simulated over every plan of the search (the planner's work, load-independent)."""
+    if table.empty or "steps_simulated" not in table:
+        return 0
+    return int(table["steps_simulated"].fillna(0).sum())
+
+
 def _steps_range(table) -> str:
     ok = table[table["status"] == "ok"] if "status" in table else table
     if ok.empty or "steps_simulated" not in ok:
@@ -168,6 +184,27 @@ def robustness_candidates(result, ev: Evaluator, runners_up: int = 3) -> list[Al
     return list(dict.fromkeys([*frontier_allocations(result), *ranked[:runners_up + 1]]))
 
 
+def make_evaluator(args: argparse.Namespace, pool, rule: Rule, progress: bool = False
+                   ) -> tuple[Evaluator, "Callable[[Perturbation], PlanBounds] | None"]:
+    """The search's evaluator (with the cost-model bounds of rlvr_sim.sweep.bound with `--exact`:
+    branch and bound) and the bounds of a robustness draw (None with `--exhaustive`: every
+    candidate simulated in every draw)."""
+    steady = args.steps is None
+    bounds = PlanBounds(args.scenario, fixed_plan(args), args.steps or rule.max_steps, args.seed, steady=steady)
+    exact = bool(getattr(args, "exact", False)) and not args.exhaustive
+    ev = Evaluator(args.scenario, pool, args.steps, args.seed, progress=progress, fixed=fixed_plan(args),
+                   steady=rule if steady else None, bound=bounds.hours if exact else None,
+                   quick_bound=bounds.quick_hours if exact else None)
+    if args.exhaustive:
+        return ev, None
+
+    def draw_bounds(pert: "Perturbation") -> PlanBounds:
+        return PlanBounds(args.scenario, fixed_plan(args), args.steps or rule.max_steps, args.seed, steady=steady,
+                          perturb=pert)
+
+    return ev, draw_bounds
+
+
 def run(args: argparse.Namespace) -> int:
     space, base = build_space(args)
     if args.steps is not None and args.steps < 1:
@@ -182,15 +219,14 @@ def run(args: argparse.Namespace) -> int:
     pool = open_pool(args.workers, ray_address=args.ray or None, use_ray=args.ray is not None)
     rule = Rule(rel_tol=PLANNER_RULE.rel_tol, min_steady=PLANNER_RULE.min_steady, max_steps=args.max_steps)
     try:
-        ev = Evaluator(args.scenario, pool, args.steps, args.seed, progress=not args.json and sys.stderr.isatty(),
-                       fixed=fixed_plan(args), steady=rule if args.steps is None else None)
+        ev, draw_bounds = make_evaluator(args, pool, rule, progress=not args.json and sys.stderr.isatty())
         result = exhaustive(space, ev) if args.exhaustive else search(space, base, ev)
         rec = recommend(result, ev, Constraints(args.budget_usd, args.deadline_hours))
         search_s = time.perf_counter() - started
         if args.draws:
             rec.robustness = assess(ev, rec.allocation, robustness_candidates(result, ev), _base_scenario(args),
                                     args.draws, args.deadline_hours, args.budget_usd, args.length_range,
-                                    seed=args.seed or 0)
+                                    seed=args.seed or 0, bounds=draw_bounds)
     finally:
         pool.close()
     advice = _whole_run_advice(args, ev, rec)       # rlvr_sim.schedule; None without a schedule
@@ -201,19 +237,22 @@ def run(args: argparse.Namespace) -> int:
     shown = [c for c in FRONT_COLUMNS if c in front.columns]
     counts = result.counts()
     steps_text = f"{args.steps} steps each" if args.steps is not None else \
-        f"each until steady ({_steps_range(result.table)} steps)"
+        f"each until steady ({_steps_range(result.table)} steps, {_plan_steps(result.table)} in all)"
     if args.json:
         payload = {"recommended": {**asdict(rec), "allocation": asdict(rec.allocation)},
                    "frontier": json.loads(front[shown].to_json(orient="records")),
-                   "counts": counts, "rounds": result.rounds, "steps_per_plan": args.steps or "until steady",
-                   "method": "exhaustive" if args.exhaustive else "search", "wall_s": round(wall_s, 2),
+                   "counts": counts, "plan_steps": _plan_steps(result.table), "rounds": result.rounds, "steps_per_plan": args.steps or "until steady",
+                   "method": "exhaustive" if args.exhaustive else ("branch and bound" if args.exact else "search"), "wall_s": round(wall_s, 2),
                    "search_s": round(search_s, 2)}
         if advice is not None:
             payload["whole_run"] = advice.model_dump()
         print(strict_json(payload, indent=2, default=str))
         return 0
-    print(f"{'exhaustive' if args.exhaustive else 'search'}: {counts['evaluated']} plans simulated "
-          f"({counts['ok']} valid, {counts['invalid']} invalid skipped, {counts['error']} errors), "
+    method = "exhaustive" if args.exhaustive else ("branch and bound" if args.exact else "search")
+    print(f"{method}: {counts['evaluated']} plans simulated "
+          + (f"of {counts['space']} in the space ({counts['bounded']} skipped: bound above their group's best), "
+             if counts['space'] else "")
+          + f"({counts['ok']} valid, {counts['invalid']} invalid skipped, {counts['error']} errors), "
           f"{steps_text}, {search_s:.1f} s on {pool.workers} worker(s)"
           + (f"; robustness {wall_s - search_s:.1f} s" if args.draws else ""))
     print(f"\nRecommended: {rec.label}")

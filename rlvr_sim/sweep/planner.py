@@ -1,5 +1,13 @@
 """`plan` search: the fastest allocation for each GPU type and GPU total, found without brute force.
 
+With a bound (`Evaluator.bound`, rlvr_sim.sweep.bound: a lower bound of each plan's simulated
+hours from the cost model alone), `search` is a branch and bound that equals the exhaustive sweep
+whenever the bound holds: every allocation of the space gets its bound (cheap), each (GPU type,
+total) simulates its plans in increasing bound order, a few per round, and stops as soon as the
+next bound exceeds the best hours simulated in that group (no later plan can beat it).
+`SearchResult.bounded` counts the plans skipped that way. Without a bound (toy evaluators in
+tests) the local search below is used.
+
 Why per (GPU type, total): with both fixed, a run's dollars are hours x GPUs x price, so "fastest"
 and "cheapest" agree and one scalar objective (hours) suffices. The hours-vs-dollars frontier then
 comes from comparing the optima across totals and GPU types (plus every plan seen on the way).
@@ -22,10 +30,11 @@ the table's `steps_simulated` / `warmup_steps` say how many steps each needed), 
 
 from __future__ import annotations
 
+import heapq
 import math
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import pandas as pd
 
@@ -53,6 +62,8 @@ class Evaluator:
     fixed: Plan = Plan(())   # overrides applied to every plan first (`plan --set key=value`)
     steady: Rule | None = None   # with steps None: each plan simulated until its step time is steady
     perturb: "Perturbation | None" = None   # a robustness draw applied to every plan
+    bound: Callable[[Allocation], float] | None = None   # lower bound of a plan's simulated hours
+    quick_bound: Callable[[Allocation], float] | None = None   # a cheaper bound <= `bound`
     seen: dict[Allocation, PlanOutcome] = field(default_factory=dict)
 
     def evaluate(self, allocations: list[Allocation], desc: str = "plan") -> None:
@@ -168,17 +179,74 @@ class SearchResult:
     allocations: dict[str, Allocation]   # plan_id -> allocation
     rounds: int
     space: SearchSpace
+    bounded: int = 0           # plans skipped because their bound exceeded their group's best
+    space_size: int = 0        # allocations in the space (0: not enumerated)
 
     def counts(self) -> dict[str, int]:
         status = self.table["status"].value_counts() if not self.table.empty else {}
-        return {"evaluated": len(self.table), **{k: int(status.get(k, 0)) for k in (STATUS_OK, STATUS_INVALID, STATUS_ERROR)}}
+        return {"evaluated": len(self.table), **{k: int(status.get(k, 0)) for k in (STATUS_OK, STATUS_INVALID, STATUS_ERROR)},
+                "bounded": self.bounded, "space": self.space_size}
 
 
-def _result(ev: Evaluator, optima: list[Allocation], rounds: int, space: SearchSpace) -> SearchResult:
-    return SearchResult(ev.table(), optima, {o.plan_id: a for a, o in ev.seen.items()}, rounds, space)
+def _result(ev: Evaluator, optima: list[Allocation], rounds: int, space: SearchSpace,
+            bounded: int = 0, space_size: int = 0) -> SearchResult:
+    return SearchResult(ev.table(), optima, {o.plan_id: a for a, o in ev.seen.items()}, rounds, space,
+                        bounded, space_size)
 
 
 def search(space: SearchSpace, base: Allocation, ev: Evaluator, max_rounds: int = 30) -> SearchResult:
+    """Branch and bound when `ev.bound` is set, else seeds, balance and best-improvement local
+    search (module docstring)."""
+    if ev.bound is not None:
+        return branch_and_bound(space, ev)
+    return local_search(space, base, ev, max_rounds)
+
+
+def branch_and_bound(space: SearchSpace, ev: Evaluator, per_round: int | None = None) -> SearchResult:
+    """Simulate each (GPU, total)'s plans in increasing bound order until the next bound exceeds
+    the group's best simulated hours (module docstring). With `ev.quick_bound` (a cheaper bound,
+    never above `ev.bound`) plans are queued by it and get their full bound only when they reach
+    the front of their queue, then go back in at that key. `per_round`: plans simulated per round
+    over all groups (default: 2 per worker), the parallelism a round offers the pool."""
+    assert ev.bound is not None
+    full = ev.bound
+    quick = ev.quick_bound or full
+    every = enumerate_space(space)
+    queues: dict[tuple[str, int], list[tuple[float, bool, Allocation]]] = {}
+    for a in every:
+        lb = quick(a)
+        if lb < math.inf:        # inf: structurally invalid for the scenario
+            queues.setdefault((a.gpu, a.total_gpus), []).append((lb, quick is full, a))
+    for queue in queues.values():
+        heapq.heapify(queue)
+    width = per_round or 2 * max(getattr(ev.pool, "workers", 1), 1)
+    rounds = 0
+    best = {g: math.inf for g in queues}
+    while True:
+        picks: list[Allocation] = []
+        live = [g for g in queues if queues[g]]
+        share = max(1, -(-width // max(len(live), 1)))
+        for g in live:
+            queue, taken = queues[g], 0
+            while queue and taken < share and queue[0][0] <= best[g]:
+                lb, exact, a = heapq.heappop(queue)
+                if not exact:
+                    heapq.heappush(queue, (max(lb, full(a)), True, a))
+                    continue
+                picks.append(a)
+                taken += 1
+        if not picks:
+            break
+        rounds += 1
+        ev.evaluate(picks, f"plan: bound round {rounds}")
+        for a in picks:
+            g = (a.gpu, a.total_gpus)
+            best[g] = min(best[g], ev.hours(a))
+    bounded = sum(1 for a in every if a not in ev.seen)
+    return _result(ev, best_per_group(ev), rounds, space, bounded, len(every))
+
+
+def local_search(space: SearchSpace, base: Allocation, ev: Evaluator, max_rounds: int = 30) -> SearchResult:
     """Seeds, balance, then best-improvement local search (module docstring)."""
     seeds = _seeds(space, base, ev)
     starts = _balanced_starts(space, ev, seeds)
@@ -205,8 +273,9 @@ def search(space: SearchSpace, base: Allocation, ev: Evaluator, max_rounds: int 
 
 def exhaustive(space: SearchSpace, ev: Evaluator) -> SearchResult:
     """Simulate every allocation of the space (the brute-force baseline)."""
-    ev.evaluate(enumerate_space(space), "plan: exhaustive")
-    return _result(ev, best_per_group(ev), 0, space)
+    every = enumerate_space(space)
+    ev.evaluate(every, "plan: exhaustive")
+    return _result(ev, best_per_group(ev), 0, space, 0, len(every))
 
 
 def best_per_group(ev: Evaluator) -> list[Allocation]:

@@ -14,6 +14,13 @@ one) under `draws`
 draws and reports, for the recommended plan, the share of draws in which it is still the plan
 the same choice rule picks among the candidates, and the 10th/50th/90th percentiles of its hours
 and dollars. A recommendation is `robust` when it stays best in at least `ROBUST_SHARE` of draws.
+Screening: with `bounds` (a draw -> that draw's plan bounds, rlvr_sim.sweep.bound), the
+recommended plan is simulated under every draw first (one parallel batch), then a candidate only
+in the draws where its bound says it could still be picked (fastest rule: its hours bound <= the
+recommended plan's drawn hours; deadline rule: its dollar bound <= the recommended plan's drawn
+dollars and its hours bound within the deadline); the others cannot win that draw, so the share
+and the percentiles are those of simulating every candidate. `Robustness.simulated` counts the
+simulations run.
 Limits: terms are drawn independently (correlations between fitted terms are not known); the
 choice among candidates is not a new search under each draw.
 """
@@ -27,7 +34,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
+    from typing import Callable
+
     from rlvr_sim.hardware import HardwareProfile
+    from rlvr_sim.sweep.bound import PlanBounds
     from rlvr_sim.scenario import Scenario
     from rlvr_sim.sweep.planner import Evaluator
     from rlvr_sim.sweep.space import Allocation
@@ -129,13 +139,14 @@ class Robustness:
     winners: dict[str, int]            # plan label -> draws it was picked in
     spread_source: str                 # what was drawn and from where
     failed_draws: int = 0              # draws where the recommended plan did not simulate
+    simulated: int = 0                 # plan simulations run (screened ones excluded)
 
     def sentence(self) -> str:
         verdict = "robust" if self.robust else "NOT robust"
         return (f"Robustness ({verdict}): recommended in {self.share_best:.0%} of {self.draws} draws "
                 f"among {self.candidates} candidate plans; {self.hours_p10:,.1f}-{self.hours_p90:,.1f} h "
-                f"(p10-p90, median {self.hours_p50:,.1f}), ${self.usd_p10:,.0f}-${self.usd_p90:,.0f}. "
-                f"Drawn: {self.spread_source}.")
+                f"(p10-p90, median {self.hours_p50:,.1f}), ${self.usd_p10:,.0f}-${self.usd_p90:,.0f}; "
+                f"{self.simulated} simulations. Drawn: {self.spread_source}.")
 
 
 def describe_spreads(sp: Spreads) -> str:
@@ -164,39 +175,80 @@ def pick(values: dict["Allocation", tuple[float, float]], deadline_hours: float 
     return min(ok, key=lambda a: (ok[a][0], ok[a][1], a.label()))
 
 
+def _run_draws(base: "Evaluator", wanted: list[tuple[Perturbation, "Allocation"]], desc: str
+               ) -> dict[tuple[int, "Allocation"], tuple[float, float]]:
+    """(hours, dollars) of each (draw, plan), all in one parallel batch on `base`'s pool;
+    (inf, inf) for a plan that did not simulate."""
+    from rlvr_sim.sweep.grid import Plan
+    from rlvr_sim.sweep.jobs import make_jobs
+    from rlvr_sim.sweep.runner import evaluate_all
+
+    jobs = []
+    for pert, a in wanted:
+        jobs += make_jobs(base.scenario, [Plan(base.fixed.settings + a.plan().settings)], base.steps, base.seed,
+                          base.steady, pert)
+    out = {}
+    for (pert, a), outcome in zip(wanted, evaluate_all(base.pool, jobs, base.progress, desc)):
+        m = outcome.metrics
+        out[(pert.draw, a)] = (m.hours_total, m.usd_total) if m is not None else (math.inf, math.inf)
+    return out
+
+
+def _could_win(lb_hours: float, lb_usd: float, rec: tuple[float, float], deadline_hours: float | None,
+               budget_usd: float | None) -> bool:
+    """Whether a plan with these bounds could be picked over the recommended plan's drawn values."""
+    h, d = rec
+    rec_ok = math.isfinite(h) and (budget_usd is None or d <= budget_usd) and \
+        (deadline_hours is None or h <= deadline_hours)
+    if not rec_ok:
+        return True
+    if budget_usd is not None and lb_usd > budget_usd:
+        return False
+    if deadline_hours is not None:
+        return lb_hours <= deadline_hours and lb_usd <= d
+    return lb_hours <= h
+
+
 def assess(base: "Evaluator", recommended: "Allocation", candidates: list["Allocation"], sc: "Scenario",
            draws: int, deadline_hours: float | None = None, budget_usd: float | None = None,
-           length_range: float = DEFAULT_LENGTH_RANGE, seed: int = 0) -> Robustness:
-    """Evaluate `candidates` (with `recommended`) under `draws` draws on `base`'s pool and settings."""
-    from rlvr_sim.sweep.planner import Evaluator
-
+           length_range: float = DEFAULT_LENGTH_RANGE, seed: int = 0,
+           bounds: "Callable[[Perturbation], PlanBounds] | None" = None) -> Robustness:
+    """Evaluate `candidates` (with `recommended`) under `draws` draws on `base`'s pool and
+    settings; with `bounds`, screened (module docstring)."""
     cands = list(dict.fromkeys([recommended, *candidates]))
     sp = spreads(sc, length_range)
+    perts = draw_perturbations(sp, draws, seed)
+    others = [a for a in cands if a != recommended]
+    if bounds is None:
+        values = _run_draws(base, [(p, a) for p in perts for a in cands], "plan: robustness draws")
+    else:
+        values = _run_draws(base, [(p, recommended) for p in perts], "plan: robustness (recommended)")
+        wanted = []
+        for p in perts:
+            b = bounds(p)
+            rec = values[(p.draw, recommended)]
+            wanted += [(p, a) for a in others if _could_win(b.hours(a), b.usd(a), rec, deadline_hours, budget_usd)]
+        values.update(_run_draws(base, wanted, "plan: robustness (screened candidates)"))
     hours: list[float] = []
     usd: list[float] = []
     winners: dict[str, int] = {}
     failed = 0
-    for pert in draw_perturbations(sp, draws, seed):
-        ev = Evaluator(base.scenario, base.pool, base.steps, base.seed, fixed=base.fixed,
-                       steady=base.steady, perturb=pert)
-        ev.evaluate(cands, f"plan: robustness draw {pert.draw + 1}/{draws}")
-        values = {}
-        for a in cands:
-            m = ev.metrics(a)
-            values[a] = (m.hours_total, m.usd_total) if m is not None else (math.inf, math.inf)
-        h, d = values[recommended]
+    for pert in perts:
+        drawn = {a: values[(pert.draw, a)] for a in cands if (pert.draw, a) in values}
+        h, d = drawn[recommended]
         if not math.isfinite(h):
             failed += 1
         else:
             hours.append(h)
             usd.append(d)
-        best = pick(values, deadline_hours, budget_usd)
+        best = pick(drawn, deadline_hours, budget_usd)
         label = best.label() if best is not None else "none"
         winners[label] = winners.get(label, 0) + 1
     share = winners.get(recommended.label(), 0) / draws if draws else math.nan
+
     def q(xs: list[float], p: float) -> float:
         return float(np.percentile(xs, p)) if xs else math.nan
 
     return Robustness(draws, len(cands), share, share >= ROBUST_SHARE, q(hours, 10), q(hours, 50), q(hours, 90),
                       q(usd, 10), q(usd, 50), q(usd, 90), dict(sorted(winners.items(), key=lambda kv: -kv[1])),
-                      describe_spreads(sp), failed)
+                      describe_spreads(sp), failed, len(values))

@@ -139,7 +139,7 @@ def default_sizes(total_gpus: int, gpus_per_node: int, count: int = 4) -> tuple[
 
 def enumerate_space(space: SearchSpace) -> list[Allocation]:
     """Every structurally valid allocation (the exhaustive baseline the search is tested against)."""
-    found = []
+    found: list[Allocation] = []
     for gpu, total, tp_s, pp_s, tp_t, pp_t, stale, mb, knobs in itertools.product(
             space.gpus, space.sizes, space.sampler_tps, space.sampler_pps, space.trainer_tps, space.trainer_pps,
             space.staleness, space.mini_batches, space.knob_choices()):
