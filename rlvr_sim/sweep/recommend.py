@@ -189,7 +189,10 @@ def explain(rec: Recommendation, valid_plans: int) -> str:
             parts.append(f"{change} (+{m.extra_gpus} GPUs): not valid ({one_line(m.reason, 200)}).")
         else:
             saved = m.hours_saved_per_gpu
-            per_gpu = f"{saved:+.2f} h" if abs(saved) >= 1 else f"{saved * 60:+.1f} min"
+            if saved is None:
+                per_gpu = "n/a"
+            else:
+                per_gpu = f"{saved:+.2f} h" if abs(saved) >= 1 else f"{saved * 60:+.1f} min"
             parts.append(f"{change} (+{m.extra_gpus} GPUs): {m.hours_total:.2f} h ({per_gpu} saved per added GPU), "
                          f"${m.usd_total:,.0f}.")
     return " ".join(parts)
