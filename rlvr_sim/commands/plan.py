@@ -25,6 +25,13 @@ from rlvr_sim.sweep.space import Allocation, SearchSpace, default_sizes
 from rlvr_sim.sweep.store import write_table
 
 if TYPE_CHECKING:
+    import pandas as pd
+
+    from rlvr_sim.schedule import ResplitAdvice
+    from rlvr_sim.scenario import Scenario
+    from rlvr_sim.sweep.planner import SearchResult
+    from rlvr_sim.sweep.pools import Pool
+    from rlvr_sim.sweep.recommend import Recommendation
     from rlvr_sim.sweep.robust import Perturbation
 
 FRONT_COLUMNS = ["label", HOURS, DOLLARS, "step_time_s.mean", "bottleneck", "steps_simulated", "warmup_steps",
@@ -149,20 +156,20 @@ def build_space(args: argparse.Namespace) -> tuple[SearchSpace, Allocation]:
     return space, base
 
 
-def _base_scenario(args: argparse.Namespace):
+def _base_scenario(args: argparse.Namespace) -> Scenario:
     from rlvr_sim.scenario import load_scenario
 
     return load_scenario(args.scenario, overrides=fixed_plan(args).overrides(), check_fit=False)
 
 
-def _plan_steps(table) -> int:
+def _plan_steps(table: pd.DataFrame) -> int:
     """RL steps simulated over every plan of the search (the planner's work, load-independent)."""
     if table.empty or "steps_simulated" not in table:
         return 0
     return int(table["steps_simulated"].fillna(0).sum())
 
 
-def _steps_range(table) -> str:
+def _steps_range(table: pd.DataFrame) -> str:
     ok = table[table["status"] == "ok"] if "status" in table else table
     if ok.empty or "steps_simulated" not in ok:
         return "?"
@@ -170,13 +177,13 @@ def _steps_range(table) -> str:
     return f"{lo}" if lo == hi else f"{lo}-{hi}"
 
 
-def frontier_allocations(result) -> list[Allocation]:
+def frontier_allocations(result: SearchResult) -> list[Allocation]:
     """The allocations on the hours-vs-dollars frontier of a search (the robustness candidates)."""
     front = pareto_front(result.table)
     return [result.allocations[pid] for pid in front["plan_id"]] if not front.empty else []
 
 
-def robustness_candidates(result, ev: Evaluator, runners_up: int = 3) -> list[Allocation]:
+def robustness_candidates(result: SearchResult, ev: Evaluator, runners_up: int = 3) -> list[Allocation]:
     """The frontier plus the `runners_up` next-best plans by the search's order (fewest hours,
     then dollars): within one GPU type and total the frontier holds one plan, so "does it stay
     best" is asked against its closest competitors too."""
@@ -184,7 +191,7 @@ def robustness_candidates(result, ev: Evaluator, runners_up: int = 3) -> list[Al
     return list(dict.fromkeys([*frontier_allocations(result), *ranked[:runners_up + 1]]))
 
 
-def make_evaluator(args: argparse.Namespace, pool, rule: Rule, progress: bool = False
+def make_evaluator(args: argparse.Namespace, pool: Pool, rule: Rule, progress: bool = False
                    ) -> tuple[Evaluator, "Callable[[Perturbation], PlanBounds] | None"]:
     """The search's evaluator (with the cost-model bounds of rlvr_sim.sweep.bound with `--exact`:
     branch and bound) and the bounds of a robustness draw (None with `--exhaustive`: every
@@ -271,7 +278,8 @@ def run(args: argparse.Namespace) -> int:
 WHOLE_RUN_CANDIDATES = 4     # the recommended plan + the next fastest plans of the same GPUs
 
 
-def _whole_run_advice(args: argparse.Namespace, ev: Evaluator, rec):
+def _whole_run_advice(args: argparse.Namespace, ev: Evaluator, rec: Recommendation
+                      ) -> ResplitAdvice | None:
     """ResplitAdvice over the schedule for the recommended plan and the fastest other plans
     with its GPU type and total (None when off or the scenario has no schedule)."""
     from rlvr_sim.scenario import load_scenario

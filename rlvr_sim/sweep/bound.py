@@ -125,10 +125,10 @@ class PlanBounds:
     seed: int | None = None          # the simulation seed (None: the scenario's)
     steady: bool = True              # plans simulated until steady (False: a fixed step count)
     perturb: "Perturbation | None" = None
-    _bases: dict[tuple, "Scenario | None"] = field(default_factory=dict)
-    _steps: dict[tuple, tuple[StepTokens, ...] | None] = field(default_factory=dict)
-    _sampler: dict[tuple, SamplerRates] = field(default_factory=dict)
-    _trainer: dict[tuple, float] = field(default_factory=dict)
+    _bases: dict[tuple[object, ...], "Scenario | None"] = field(default_factory=dict)
+    _steps: dict[tuple[object, ...], tuple[StepTokens, ...] | None] = field(default_factory=dict)
+    _sampler: dict[tuple[object, ...], SamplerRates] = field(default_factory=dict)
+    _trainer: dict[tuple[object, ...], float] = field(default_factory=dict)
 
     # ------------------------------------------------------------------ scenarios
     def _base(self, a: Allocation) -> "Scenario | None":
@@ -274,10 +274,10 @@ class PlanBounds:
         warm = min(total, self.max_steps // 2)
         return (warm * every + (total - warm) * steady) / 3600
 
-    def _skey(self, a: Allocation) -> tuple:
+    def _skey(self, a: Allocation) -> tuple[object, ...]:
         return (a.gpu, a.knobs, a.sampler_tp, a.sampler_pp, a.placement == COLOCATED)
 
-    def _tkey(self, a: Allocation) -> tuple:
+    def _tkey(self, a: Allocation) -> tuple[object, ...]:
         return (a.gpu, a.knobs, a.trainer_gpus, a.trainer_tp, a.trainer_pp, a.mini_batches)
 
     def _needs_cm(self, a: Allocation) -> bool:

@@ -56,7 +56,7 @@ def _value_text(value: Any) -> str:
     if value is None:
         return "null"
     if isinstance(value, (dict, list)):
-        return yaml.safe_dump(value, default_flow_style=True).strip()
+        return str(yaml.safe_dump(value, default_flow_style=True)).strip()
     return str(value)
 
 

@@ -60,7 +60,7 @@ class LocalPool:
         self._executor = ProcessPoolExecutor(max_workers=workers, initializer=become_worker)
 
     def run(self, jobs: list[PlanJob]) -> Iterator[PlanOutcome]:
-        pending: set[Future] = {self._executor.submit(evaluate_chunk, self.evaluate, chunk)
+        pending: set[Future[list[PlanOutcome]]] = {self._executor.submit(evaluate_chunk, self.evaluate, chunk)
                                 for chunk in chunked(jobs, self.workers)}
         try:
             while pending:
@@ -91,7 +91,7 @@ class RayPool:
                 ray.init(address=address, log_to_driver=False)
             else:
                 ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
-        self.workers = max(1, int(ray.cluster_resources().get("CPU", workers)))
+        self.workers = max(1, int(ray.cluster_resources().get("CPU", workers)))  # type: ignore[no-untyped-call]  # ray ships no annotations for it
         self._remote = ray.remote(num_cpus=1)(evaluate_chunk)
 
     def run(self, jobs: list[PlanJob]) -> Iterator[PlanOutcome]:
