@@ -79,3 +79,18 @@ def test_bad_input_exits_2_naming_the_field(capsys, argv, words):
     assert err.startswith("error:")
     for w in words:
         assert w in err
+
+
+def test_every_commands_help_prints(capsys):
+    # argparse %-formats help strings: a bare '%' in one (e.g. "mean known to 5%") crashed
+    # `rlvr-sim plan --help` with "unsupported format character"
+    from rlvr_sim.cli import build_parser
+
+    parser = build_parser()
+    names = list(parser._subparsers._group_actions[0].choices)    # type: ignore[union-attr]
+    assert "plan" in names and "simulate" in names
+    for name in names:
+        with pytest.raises(SystemExit) as exit_:
+            parser.parse_args([name, "--help"])
+        assert exit_.value.code == 0, name
+        assert "usage: rlvr-sim " + name in capsys.readouterr().out

@@ -86,7 +86,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "(repeatable; the first value is where the search starts)")
     p.add_argument("--steps", type=int, default=None,
                    help="simulated RL steps per plan (default: until the step time is steady, at most "
-                        f"{PLANNER_RULE.max_steps}, mean known to {PLANNER_RULE.rel_tol:.0%}; hours extrapolate)")
+                        f"{PLANNER_RULE.max_steps}, mean known to {PLANNER_RULE.rel_tol * 100:.0f}%%; hours extrapolate)")
     p.add_argument("--max-steps", type=int, default=PLANNER_RULE.max_steps,
                    help=f"cap on the steps of a plan simulated until steady (default {PLANNER_RULE.max_steps})")
     p.add_argument("--draws", type=int, default=12,
