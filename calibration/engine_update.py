@@ -26,13 +26,12 @@ from typing import cast
 
 from calibration.engine_records import EngineRun, WeightUpdateRecord
 from calibration.engine_validate import (EngineComparison, EngineCostModel, SimulatedRun, compare,
-                                         measured_quantities, quantities, spec_of,
+                                         measured_quantities, quantities, replay_engine, spec_of,
                                          step_clock_cost)
 from rlvr_sim.hardware import HardwareProfile
 from rlvr_sim.model_spec import ModelSpec
 from rlvr_sim.sim.protocols import CostModelLike
 from rlvr_sim.sim.sampler import Finished, ReplicaEngine
-from rlvr_sim.sim.source import Group
 
 
 @dataclass(frozen=True)
@@ -59,20 +58,7 @@ def update_instant(u: WeightUpdateRecord, clock: str) -> tuple[float, float]:
 
 def _engine(run: EngineRun, cm: CostModelLike) -> ReplicaEngine:
     """A replica configured as the run's engine, with its requests submitted (all at t = 0)."""
-    w = run.workload
-    kv_blocks = w.kv_blocks if w.kv_blocks is not None else run.kv_blocks_engine
-    eng = ReplicaEngine(0, cm, max_concurrent=w.max_num_seqs, kv_blocks=kv_blocks,
-                        block_tokens=w.block_tokens, prefix_caching=w.prefix_caching,
-                        max_staleness=0, coalesce_fraction=0.0, span_rule="cost_model",
-                        interpolate_finishes=True)
-    by_group: dict[int, list] = {}
-    for r in sorted(run.requests, key=lambda r: r.request):
-        by_group.setdefault(r.group, []).append(r)
-    for g, reqs in sorted(by_group.items()):
-        eng.submit(Group(step=0, group_id=g, prompt_tokens=reqs[0].prompt_tokens,
-                         response_tokens=tuple(r.target_tokens for r in reqs),
-                         first_sample=reqs[0].request))
-    return eng
+    return replay_engine(run, cm)
 
 
 def simulate_with_update(run: EngineRun, hw: HardwareProfile | None, clock: str = "cpu",

@@ -137,20 +137,12 @@ def spec_of(run: EngineRun) -> Speculative:
                        acceptance_rate=min(max(acc, 0.0), 0.999), draft_cost_ratio=0.0)
 
 
-def simulate_run(run: EngineRun, hw: HardwareProfile | None,
-                 cost_model: SamplerCostLike | None = None,
-                 max_batched_tokens: int | None = VLLM_CPU_MAX_BATCHED_TOKENS) -> SimulatedRun:
-    """Replay `run`'s requests through the simulator's ReplicaEngine (all arrive at t = 0), costed
-    by `hw` (or by `cost_model` when given: tests pass a hand-computable one), with the engine's
-    token budget per step (`max_batched_tokens`; None: none). ValueError when neither is given."""
+def replay_engine(run: EngineRun, cm: SamplerCostLike,
+                  max_batched_tokens: int | None = VLLM_CPU_MAX_BATCHED_TOKENS) -> ReplicaEngine:
+    """A simulator replica configured as `run`'s vLLM engine (its KV pool less vLLM's reserved
+    block, block size, prefix caching, concurrency, token budget per step), with the run's
+    requests submitted by prompt group, all at t = 0: the one place a replay is built."""
     w = run.workload
-    cm: SamplerCostLike
-    if cost_model is not None:
-        cm = cost_model
-    elif hw is not None:
-        cm = EngineCostModel(ModelSpec.from_hf_config_dict(run.model), hw, spec_of(run))
-    else:
-        raise ValueError(f"{w.name}: simulate_run needs a hardware profile or a cost model")
     kv_blocks = w.kv_blocks if w.kv_blocks is not None else run.kv_blocks_engine
     if kv_blocks is not None:
         kv_blocks -= VLLM_RESERVED_BLOCKS
@@ -165,6 +157,24 @@ def simulate_run(run: EngineRun, hw: HardwareProfile | None,
         eng.submit(Group(step=0, group_id=g, prompt_tokens=reqs[0].prompt_tokens,
                          response_tokens=tuple(r.target_tokens for r in reqs),
                          first_sample=reqs[0].request))
+    return eng
+
+
+def simulate_run(run: EngineRun, hw: HardwareProfile | None,
+                 cost_model: SamplerCostLike | None = None,
+                 max_batched_tokens: int | None = VLLM_CPU_MAX_BATCHED_TOKENS) -> SimulatedRun:
+    """Replay `run`'s requests through the simulator's ReplicaEngine (all arrive at t = 0), costed
+    by `hw` (or by `cost_model` when given: tests pass a hand-computable one), with the engine's
+    token budget per step (`max_batched_tokens`; None: none). ValueError when neither is given."""
+    w = run.workload
+    cm: SamplerCostLike
+    if cost_model is not None:
+        cm = cost_model
+    elif hw is not None:
+        cm = EngineCostModel(ModelSpec.from_hf_config_dict(run.model), hw, spec_of(run))
+    else:
+        raise ValueError(f"{w.name}: simulate_run needs a hardware profile or a cost model")
+    eng = replay_engine(run, cm, max_batched_tokens)
     finished, peak = [], 0
     while eng.plan() is not None:                     # run_to_idle, watching the batch size
         peak = max(peak, len(eng.running))
