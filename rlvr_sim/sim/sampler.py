@@ -52,6 +52,9 @@ from rlvr_sim.sim.spans import Segment, iterations_within, span_function
 _tuple_new = tuple.__new__     # tuple.__new__(NamedTupleClass, values): the C constructor
 # sync runs: a batch admitted whole runs through rlvr_sim.sim.batch_sync (same result, numpy)
 WHOLE_BATCH = True
+# one token per iteration: exact KV checks from residue counts, O(block) (same result as the
+# numpy count over the running sequences, which is kept for other tokens per iteration)
+RESIDUE_COUNTS = True
 
 __all__ = ["Finished", "ReplicaEngine", "Segment", "StepCounters", "WHOLE_BATCH"]
 
@@ -109,7 +112,9 @@ class ReplicaEngine:
         self.version = 0
         self.admit_enabled = True
         self.waiting: deque[Seq] = deque()
-        self.run = RunningSet()
+        # one token per iteration, whole tokens: residue counts give O(block) exact KV checks
+        unit = RESIDUE_COUNTS and kv_blocks is not None and self.tpi == 1.0
+        self.run = RunningSet(block_tokens if unit else 0)
         self.seg: Segment | None = None
         self.busy_s = 0.0
         self.prefill_s = 0.0
@@ -154,6 +159,10 @@ class ReplicaEngine:
         last = run.private_sum(tpi, self.it) + n * tpi * (limit - 1)    # held by iteration `limit`
         if kv.upper_blocks(kv.shared_blocks, last, n) <= kv.capacity:
             return limit
+        if run.block_tokens and limit >= 1:        # one token per iteration: O(block) closed form
+            it = self.it
+            return kv.iterations_that_fit_unit(int(run.priv_off_sum) + n * it,
+                                               run.residue_counts(it), limit)
         return kv.iterations_that_fit(self._private_tokens(), tpi, limit)
 
     # ----------------------------------------------------------------- admission
@@ -205,7 +214,12 @@ class ReplicaEngine:
                 if used + need > capacity:
                     if not exact:
                         # exact count now (running includes this round's admissions so far)
-                        used, exact = float(kv.used_blocks(self._private_tokens())), True
+                        if run.block_tokens:        # O(block): residue counts
+                            used = float(kv.shared_blocks + kv.whole_blocks(
+                                int(priv_off_sum) + n * it, run.residue_counts(it)))
+                        else:
+                            used = float(kv.used_blocks(self._private_tokens()))
+                        exact = True
                     if used + need > capacity:
                         if not running and not admitted:
                             raise self._too_long(prompt + seq.target)
