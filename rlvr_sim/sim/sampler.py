@@ -172,7 +172,7 @@ class ReplicaEngine:
         waiting, run = self.waiting, self.run
         running = run.seqs
         self._budget_held = False
-        if not (self.admit_enabled and waiting):
+        if not (self.admit_enabled and waiting) or self._head_refused():
             return
         gate = self.version + self.eta
         kv = self.kv
@@ -214,12 +214,7 @@ class ReplicaEngine:
                 if used + need > capacity:
                     if not exact:
                         # exact count now (running includes this round's admissions so far)
-                        if run.block_tokens:        # O(block): residue counts
-                            used = float(kv.shared_blocks + kv.whole_blocks(
-                                int(priv_off_sum) + n * it, run.residue_counts(it)))
-                        else:
-                            used = float(kv.used_blocks(self._private_tokens()))
-                        exact = True
+                        used, exact = self._exact_blocks(priv_off_sum, n), True
                     if used + need > capacity:
                         if not running and not admitted:
                             raise self._too_long(prompt + seq.target)
@@ -260,6 +255,39 @@ class ReplicaEngine:
         run.ctx_off_sum, run.priv_off_sum, run.admits = ctx_off_sum, priv_off_sum, admits
         if admitted:
             self._prefill(new_tokens, admitted, first_step)
+
+    def _exact_blocks(self, priv_off_sum: float, n: int) -> float:
+        """Blocks the next iteration holds: the shared ones + whole blocks of the `n` running
+        sequences (their private-token offsets summing to `priv_off_sum`), counted exactly."""
+        kv, run, it = self.kv, self.run, self.it
+        if run.block_tokens:                    # O(block): residue counts
+            return float(kv.shared_blocks + kv.whole_blocks(int(priv_off_sum) + n * it,
+                                                            run.residue_counts(it)))
+        return float(kv.used_blocks(self._private_tokens()))
+
+    def _head_refused(self) -> bool:
+        """Whether an admission round would stop at the head of the queue for lack of KV blocks
+        with sequences running (so it admits nothing): the round's first check, without its
+        setup. False where the round decides otherwise (no KV limit, nothing running, the
+        concurrency limit, the staleness gate) or the head fits."""
+        kv, run = self.kv, self.run
+        n = len(run.seqs)
+        if not kv.limited or n == 0 or n >= self.max_concurrent:
+            return False
+        seq = self.waiting[0]
+        g = seq.group
+        if g.step > self.version + self.eta:
+            return False
+        bt = kv.block_tokens
+        prompt = g.prompt_tokens
+        shared = prompt // bt if kv.prefix else 0
+        need = (0 if g.group_id in kv.groups else shared) + kv.seq_blocks(
+            prompt - shared * bt + seq.gen0)
+        capacity, priv_off_sum = kv.capacity, run.priv_off_sum
+        if kv.upper_blocks(kv.shared_blocks, priv_off_sum + n * self.tpi * self.it, n) + need \
+                <= capacity:
+            return False
+        return self._exact_blocks(priv_off_sum, n) + need > capacity
 
     def _too_long(self, tokens: int) -> ScenarioError:
         return ScenarioError(self.kv.too_long(tokens) + ": raise sampler.tp or "
@@ -310,8 +338,8 @@ class ReplicaEngine:
         if self.seg is not None:
             return self.seg.end_s
         run = self.run
+        self._admit()
         while True:
-            self._admit()
             if not run.seqs:
                 return None
             iters = self._iterations_that_fit(self._span_target())
@@ -327,6 +355,15 @@ class ReplicaEngine:
             victim = run.seqs[next(reversed(run.seqs))]
             self._counter(victim.group.step).preemptions += 1
             self._requeue(victim)
+            if run.block_tokens:
+                # One token per iteration, whole tokens: the victim, now at the queue's head,
+                # needs back exactly the blocks it freed (its private tokens now, and its group's
+                # shared blocks if they left with it), and the pool held more than its capacity
+                # (not even the next iteration fit), so an admission round would stop at it
+                # having admitted nothing: only its reset of the budget flag remains.
+                self._budget_held = False
+            else:
+                self._admit()
         tpi, it = self.tpi, self.it
         n: float = len(run.seqs)
         ctx_sum = run.context_sum(tpi, it)
