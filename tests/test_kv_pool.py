@@ -93,12 +93,12 @@ def test_residue_closed_forms_by_hand():
     pool = KVPool(8, 4, prefix_caching=True)
     pool.join(0, 1)
     counts = [0, 0, 1, 1]
-    assert pool.whole_blocks(9, counts) == 3                   # 1 + 2, as used_blocks - shared
-    assert pool.iterations_that_fit_unit(9, counts, 100) == 10
-    assert pool.iterations_that_fit_unit(9, counts, 5) == 5
+    assert pool.whole_blocks(9, 5, 2, 0) == 3                  # 1 + 2, as used_blocks - shared
+    assert pool.iterations_that_fit_unit(9, 5, counts, 100) == 10
+    assert pool.iterations_that_fit_unit(9, 5, counts, 5) == 5
     full = KVPool(3, 4, prefix_caching=True)
     full.join(0, 1)
-    assert full.iterations_that_fit_unit(9, counts, 10) == 0
+    assert full.iterations_that_fit_unit(9, 5, counts, 10) == 0
 
 
 @settings(max_examples=400, deadline=None)
@@ -116,8 +116,9 @@ def test_residue_closed_forms_equal_the_vector_count_and_search(private, bt, sha
     counts = [0] * bt
     for v in private:
         counts[v % bt] += 1
-    assert pool.whole_blocks(sum(private), counts) == exact
-    assert pool.iterations_that_fit_unit(sum(private), counts, limit) == \
+    residue_sum = sum(v % bt for v in private)
+    assert pool.whole_blocks(sum(private), residue_sum, len(private), counts[0]) == exact
+    assert pool.iterations_that_fit_unit(sum(private), residue_sum, counts, limit) == \
         pool.iterations_that_fit(x, 1.0, limit)
 
 
@@ -157,3 +158,32 @@ def test_the_engine_with_residue_counts_plans_the_same_spans(lengths, prompt, k,
         return spans, done, sum(c.preemptions for c in e.counters.values())
 
     assert run(True) == run(False)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(st.integers(-500, 500), st.booleans()), min_size=1, max_size=30),
+       st.integers(1, 20), st.integers(0, 200))
+def test_running_set_residues_follow_the_private_tokens(offsets, bt, it):
+    """RunningSet's residue counts and sum at iteration `it` are those of the private tokens
+    (offset + it) of the sequences still running, after takes and frees in any order."""
+    from rlvr_sim.sim.running import RunningSet, Seq
+    from rlvr_sim.sim.source import Group
+
+    run = RunningSet(bt)
+    group = Group(0, 0, 1, (1,), 0)
+    kept = []
+    for i, (off, stays) in enumerate(offsets):
+        seq = Seq(i, group, 1)
+        seq.priv_off = float(off + 1000)        # private tokens at `it` >= 0 (as the engine's)
+        run.take_slot(seq)
+        kept.append((seq, stays))
+    for seq, stays in kept:
+        if not stays:
+            run.free_slot(seq)
+    private = [int(seq.priv_off) + it for seq, stays in kept if stays]
+    want = [0] * bt
+    for p in private:
+        want[p % bt] += 1
+    assert run.residue_counts(it) == want
+    assert run.residue_sum(it) == sum(p % bt for p in private)
+    assert sorted(run.private_tokens(1.0, it).tolist()) == sorted(private)

@@ -23,7 +23,8 @@ applies only where the upper bound fits, where the exact count fits too.
 from __future__ import annotations
 
 import math
-from operator import mul
+from bisect import bisect_right
+from itertools import accumulate
 
 import numpy as np
 
@@ -88,25 +89,26 @@ class KVPool:
                 hi = mid
         return lo
 
-    def whole_blocks(self, private_sum: int, counts: list[int]) -> int:
-        """Blocks of sequences holding whole private tokens, `private_sum` between them, counts[r]
-        of them r tokens past their last full block (r < B): `used_blocks` of the same sequences
-        without the shared blocks, O(B): the sum of ceil(p / B) is the full blocks
-        (private_sum - sum of residues) / B plus one per sequence with a residue."""
-        bt = self.block_tokens
-        residue_sum: int = sum(map(mul, counts, range(bt)))
-        return (private_sum - residue_sum) // bt + sum(counts) - counts[0]
+    def whole_blocks(self, private_sum: int, residue_sum: int, sequences: int,
+                     at_boundary: int) -> int:
+        """Blocks of `sequences` sequences holding whole private tokens, `private_sum` between
+        them, `residue_sum` of which past their last full block, `at_boundary` of them with none
+        past it: `used_blocks` of the same sequences without the shared blocks, O(1): the sum of
+        ceil(p / B) is the full blocks (private_sum - residue_sum) / B plus one per sequence with
+        a residue."""
+        return (private_sum - residue_sum) // self.block_tokens + sequences - at_boundary
 
-    def iterations_that_fit_unit(self, private_sum: int, counts: list[int], limit: int) -> int:
+    def iterations_that_fit_unit(self, private_sum: int, residue_sum: int, counts: list[int],
+                                 limit: int) -> int:
         """`iterations_that_fit` for one token per iteration and whole private tokens (the
-        sequences as in `whole_blocks`), O(B), the same result: a sequence with residue r holds
-        one more block after d more tokens where r + d passes a multiple of B, so after
-        d = a B + b tokens (b < B) the n sequences hold full + n a + g(b) blocks, g(0) = n -
-        counts[0] and, for b >= 1, g(b) = n + (how many have r > B - b); the answer is the last
-        such d (+1) that fits, capped at `limit` (>= 1), or 0 when d = 0 does not fit."""
+        sequences as in `whole_blocks`, counts[r] of them r tokens past their last full block,
+        r < B), O(B), the same result: a sequence with residue r holds one more block after d
+        more tokens where r + d passes a multiple of B, so after d = a B + b tokens (b < B) the n
+        sequences hold full + n a + g(b) blocks, g(0) = n - counts[0] and, for b >= 1,
+        g(b) = n + T(b), T(b) = how many have r > B - b; the answer is the last such d (+1) that
+        fits, capped at `limit` (>= 1), or 0 when d = 0 does not fit."""
         bt = self.block_tokens
         n = sum(counts)
-        residue_sum: int = sum(map(mul, counts, range(bt)))
         avail = self.capacity - self.shared_blocks - (private_sum - residue_sum) // bt
         if n == 0:
             return limit if avail >= 0 else 0
@@ -114,15 +116,9 @@ class KVPool:
         if avail < g0:
             return 0
         a = int((avail - g0) // n)             # the last whole round of B tokens whose b = 0 fits
-        rem = avail - n * a - n                # room left for how many have r > B - b
-        b = 0
-        if rem >= 0:
-            b, above = 1, 0
-            while b < bt - 1:
-                above += counts[bt - b]
-                if above > rem:
-                    break
-                b += 1
+        rem = avail - n * a - n                # room left for T(b), b >= 1
+        # T(1..B-1) = 0, counts[B-1], counts[B-1] + counts[B-2], ...: the last b with T(b) <= rem
+        b = bisect_right(list(accumulate(counts[:1:-1], initial=0)), rem) if rem >= 0 else 0
         m = a * bt + b + 1
         return limit if m >= limit else m
 

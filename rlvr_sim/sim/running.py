@@ -56,7 +56,7 @@ class RunningSet:
     (`block_tokens` becomes 0) for good."""
 
     __slots__ = ("seqs", "finishing", "max_heap", "ctx_off_sum", "priv_off_sum", "admits", "priv",
-                 "at", "block_tokens", "residues")
+                 "at", "block_tokens", "residues", "rclass_sum")
 
     def __init__(self, block_tokens: int = 0) -> None:
         self.seqs: dict[int, Seq] = {}
@@ -69,6 +69,7 @@ class RunningSet:
         self.at: list[Seq] = []                           # the sequence in each slot
         self.block_tokens = block_tokens
         self.residues = [0] * block_tokens                # sequences by priv_off mod block_tokens
+        self.rclass_sum = 0                               # their priv_off mod block_tokens summed
 
     def take_slot(self, seq: Seq) -> None:
         """Give a newly running sequence (its priv_off set) the next slot."""
@@ -85,6 +86,7 @@ class RunningSet:
             if whole == off:
                 seq.rclass = r = whole % bt
                 self.residues[r] += 1
+                self.rclass_sum += r
             else:                                         # not whole tokens: counts are off
                 self.block_tokens = 0
 
@@ -92,6 +94,7 @@ class RunningSet:
         """Release a stopping sequence's slot (the last slot's sequence moves into it)."""
         if self.block_tokens:
             self.residues[seq.rclass] -= 1
+            self.rclass_sum -= seq.rclass
         last = self.at.pop()
         if last is not seq:
             i = seq.slot
@@ -108,6 +111,16 @@ class RunningSet:
         [0, block_tokens), at iteration `it` (residue counts on: one token per iteration)."""
         res, k = self.residues, it % self.block_tokens
         return res[-k:] + res[:-k] if k else res[:]
+
+    def residue_sum(self, it: int) -> int:
+        """The running sequences' private tokens past their last full block at iteration `it`,
+        summed (residue counts on): each class c is at (c + it) mod block_tokens, so the sum is
+        the classes' sum + n (it mod B) less B for each class that wrapped."""
+        bt = self.block_tokens
+        k = it % bt
+        if not k:
+            return self.rclass_sum
+        return self.rclass_sum + len(self.at) * k - bt * sum(self.residues[bt - k:])
 
     def __len__(self) -> int:
         return len(self.seqs)

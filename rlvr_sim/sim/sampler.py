@@ -156,12 +156,13 @@ class ReplicaEngine:
         if not kv.limited:
             return limit
         n = len(run.seqs)
-        last = run.private_sum(tpi, self.it) + n * tpi * (limit - 1)    # held by iteration `limit`
+        # held by iteration `limit` (run.private_sum, inlined)
+        last = run.priv_off_sum + n * tpi * self.it + n * tpi * (limit - 1)
         if kv.upper_blocks(kv.shared_blocks, last, n) <= kv.capacity:
             return limit
         if run.block_tokens and limit >= 1:        # one token per iteration: O(block) closed form
             it = self.it
-            return kv.iterations_that_fit_unit(int(run.priv_off_sum) + n * it,
+            return kv.iterations_that_fit_unit(int(run.priv_off_sum) + n * it, run.residue_sum(it),
                                                run.residue_counts(it), limit)
         return kv.iterations_that_fit(self._private_tokens(), tpi, limit)
 
@@ -261,8 +262,9 @@ class ReplicaEngine:
         sequences (their private-token offsets summing to `priv_off_sum`), counted exactly."""
         kv, run, it = self.kv, self.run, self.it
         if run.block_tokens:                    # O(block): residue counts
-            return float(kv.shared_blocks + kv.whole_blocks(int(priv_off_sum) + n * it,
-                                                            run.residue_counts(it)))
+            return float(kv.shared_blocks + kv.whole_blocks(
+                int(priv_off_sum) + n * it, run.residue_sum(it), n,
+                run.residues[-it % run.block_tokens]))
         return float(kv.used_blocks(self._private_tokens()))
 
     def _head_refused(self) -> bool:
