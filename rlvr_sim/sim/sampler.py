@@ -404,10 +404,12 @@ class ReplicaEngine:
         inside a coalesced span of `s_per_iteration` started at `t0_s` is reported at its
         interpolated time (its KV was held to the span's end) when `interpolate_finishes` (sync
         runs, whose arrivals are sorted before verification), else at the span's end."""
-        done: list[Finished] = []
         run = self.run
         finishing = run.finishing
         it, clock = self.it, self.clock
+        if not finishing or finishing[0][0] > it:      # none done (a span cut by the KV pool)
+            return []
+        done: list[Finished] = []
         m = run.done_by(it)
         interpolate = self.interpolate and s_per_iteration > 0
         it0 = it - round((clock - t0_s) / s_per_iteration) if interpolate else it
