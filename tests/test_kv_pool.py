@@ -122,12 +122,15 @@ def test_residue_closed_forms_equal_the_vector_count_and_search(private, bt, sha
         pool.iterations_that_fit(x, 1.0, limit)
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=80, deadline=None)
 @given(st.lists(st.integers(1, 60), min_size=1, max_size=16), st.integers(1, 30),
-       st.integers(1, 4), st.integers(1, 8), st.booleans(), st.integers(0, 4))
-def test_the_engine_with_residue_counts_plans_the_same_spans(lengths, prompt, k, bt, prefix, tight):
-    """The engine with residue counts (O(B) KV checks) plans exactly the spans, preemptions and
-    finishes of the engine with numpy counts, in a pool tight enough to preempt."""
+       st.integers(1, 4), st.integers(1, 8), st.booleans(), st.integers(0, 4),
+       st.sampled_from([None, 8, 40]), st.sampled_from([0.0, 0.3]))
+def test_the_engine_with_residue_counts_plans_the_same_spans(lengths, prompt, k, bt, prefix, tight,
+                                                             budget, coalesce):
+    """The engine with residue counts (O(B) KV checks, no admission round after a preemption)
+    plans exactly the spans, preemptions and finishes of the engine with numpy counts, in a
+    pool tight enough to preempt, with or without a token budget and coalesced finishes."""
     import rlvr_sim.sim.sampler as sampler
     from rlvr_sim.sim.fake_cost import FakeCostModel
     from rlvr_sim.sim.sampler import ReplicaEngine
@@ -140,7 +143,8 @@ def test_the_engine_with_residue_counts_plans_the_same_spans(lengths, prompt, k,
         sampler.RESIDUE_COUNTS = residues
         try:
             e = ReplicaEngine(0, FakeCostModel(), max_concurrent=64, kv_blocks=capacity,
-                              block_tokens=bt, prefix_caching=prefix, max_staleness=0)
+                              block_tokens=bt, prefix_caching=prefix, max_staleness=0,
+                              max_batched_tokens=budget, coalesce_fraction=coalesce)
         finally:
             sampler.RESIDUE_COUNTS = old
         assert bool(e.run.block_tokens) == residues
