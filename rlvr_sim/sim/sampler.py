@@ -173,23 +173,39 @@ class ReplicaEngine:
         waiting, run = self.waiting, self.run
         running = run.seqs
         self._budget_held = False
-        if not (self.admit_enabled and waiting) or self._head_refused():
+        if not (self.admit_enabled and waiting):
             return
+        kv, tpi, it = self.kv, self.tpi, self.it
+        kv_limited, capacity, max_concurrent = kv.limited, kv.capacity, self.max_concurrent
         gate = self.version + self.eta
-        kv = self.kv
-        bt, tpi = kv.block_tokens, self.tpi
-        kv_limited, capacity, seq_blocks, groups = kv.limited, kv.capacity, kv.seq_blocks, kv.groups
-        prefix, max_concurrent = kv.prefix, self.max_concurrent
-        version, it, clock = self.version, self.it, self.clock
-        tpi_it = tpi * it
-        finishing, max_heap = run.finishing, run.max_heap
-        insort, heappush, ceil, take_slot = bisect.insort, heapq.heappush, math.ceil, run.take_slot
-        ctx_off_sum, priv_off_sum, admits = run.ctx_off_sum, run.priv_off_sum, run.admits
+        priv_off_sum = run.priv_off_sum
         # blocks the next iteration holds, with the admissions so far: an upper bound (O(1)),
-        # counted exactly (O(running), once per round) when the bound does not fit
+        # counted exactly (O(running), O(block) with residue counts; once per round) when the
+        # bound does not fit
         n = len(running)
         used = kv.upper_blocks(kv.shared_blocks, priv_off_sum + n * tpi * it, n) if kv_limited else 0.0
         exact = False
+        if kv_limited and 0 < n < max_concurrent:
+            # the head's KV check (the loop's first) before the round's setup: with the pool
+            # full (KV-bound replicas, most rounds) the round ends here having admitted nothing
+            seq = waiting[0]
+            g = seq.group
+            if g.step <= gate:
+                bt = kv.block_tokens
+                prompt = g.prompt_tokens
+                shared = prompt // bt if kv.prefix else 0
+                need = (0 if g.group_id in kv.groups else shared) + kv.seq_blocks(
+                    prompt - shared * bt + seq.gen0)
+                if used + need > capacity:
+                    used, exact = self._exact_blocks(priv_off_sum, n), True
+                    if used + need > capacity:
+                        return
+        bt, seq_blocks, groups, prefix = kv.block_tokens, kv.seq_blocks, kv.groups, kv.prefix
+        version, clock = self.version, self.clock
+        tpi_it = tpi * it
+        finishing, max_heap = run.finishing, run.max_heap
+        insort, heappush, ceil, take_slot = bisect.insort, heapq.heappush, math.ceil, run.take_slot
+        ctx_off_sum, admits = run.ctx_off_sum, run.admits
         admitted = 0
         new_tokens = 0
         budget = self.max_batched_tokens
@@ -266,30 +282,6 @@ class ReplicaEngine:
                 int(priv_off_sum) + n * it, run.residue_sum(it), n,
                 run.residues[-it % run.block_tokens]))
         return float(kv.used_blocks(self._private_tokens()))
-
-    def _head_refused(self) -> bool:
-        """Whether an admission round would stop at the head of the queue for lack of KV blocks
-        with sequences running (so it admits nothing): the round's first check, without its
-        setup. False where the round decides otherwise (no KV limit, nothing running, the
-        concurrency limit, the staleness gate) or the head fits."""
-        kv, run = self.kv, self.run
-        n = len(run.seqs)
-        if not kv.limited or n == 0 or n >= self.max_concurrent:
-            return False
-        seq = self.waiting[0]
-        g = seq.group
-        if g.step > self.version + self.eta:
-            return False
-        bt = kv.block_tokens
-        prompt = g.prompt_tokens
-        shared = prompt // bt if kv.prefix else 0
-        need = (0 if g.group_id in kv.groups else shared) + kv.seq_blocks(
-            prompt - shared * bt + seq.gen0)
-        capacity, priv_off_sum = kv.capacity, run.priv_off_sum
-        if kv.upper_blocks(kv.shared_blocks, priv_off_sum + n * self.tpi * self.it, n) + need \
-                <= capacity:
-            return False
-        return self._exact_blocks(priv_off_sum, n) + need > capacity
 
     def _too_long(self, tokens: int) -> ScenarioError:
         return ScenarioError(self.kv.too_long(tokens) + ": raise sampler.tp or "
