@@ -56,7 +56,7 @@ WHOLE_BATCH = True
 # numpy count over the running sequences, which is kept for other tokens per iteration)
 RESIDUE_COUNTS = True
 
-__all__ = ["Finished", "ReplicaEngine", "Segment", "StepCounters", "WHOLE_BATCH"]
+__all__ = ["Finished", "RESIDUE_COUNTS", "ReplicaEngine", "Segment", "StepCounters", "WHOLE_BATCH"]
 
 
 class Finished(NamedTuple):
