@@ -86,3 +86,108 @@ def test_the_engine_never_plans_a_span_past_the_pool(lengths, prompt, k, bt, pre
         assert e.kv.used_blocks(held) <= capacity
         done.extend(e.finish())
     assert sorted(f.sample for f in done) == list(range(len(lengths)))
+
+
+def test_residue_closed_forms_by_hand():
+    # the example above: B = 4, 1 shared of 8, private 3 and 6 (residues 3 and 2, sum 9)
+    pool = KVPool(8, 4, prefix_caching=True)
+    pool.join(0, 1)
+    counts = [0, 0, 1, 1]
+    assert pool.whole_blocks(9, 5, 2, 0) == 3                  # 1 + 2, as used_blocks - shared
+    assert pool.iterations_that_fit_unit(9, 5, counts, 100) == 10
+    assert pool.iterations_that_fit_unit(9, 5, counts, 5) == 5
+    full = KVPool(3, 4, prefix_caching=True)
+    full.join(0, 1)
+    assert full.iterations_that_fit_unit(9, 5, counts, 10) == 0
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.integers(0, 300), min_size=1, max_size=40), st.integers(1, 20),
+       st.integers(0, 30), st.integers(0, 80), st.integers(1, 400))
+def test_residue_closed_forms_equal_the_vector_count_and_search(private, bt, shared, spare, limit):
+    """whole_blocks and iterations_that_fit_unit (O(B), from residue counts) give exactly what
+    used_blocks and the binary search over numpy counts give, for any whole private tokens."""
+    x = np.array(private, dtype=float)
+    probe = KVPool(None, bt, prefix_caching=True)
+    exact = probe.used_blocks(x)                    # shared 0
+    capacity = shared + max(0, exact - 3) + spare   # below, at and above what is held now
+    pool = KVPool(capacity, bt, prefix_caching=True)
+    pool.shared_blocks = shared
+    counts = [0] * bt
+    for v in private:
+        counts[v % bt] += 1
+    residue_sum = sum(v % bt for v in private)
+    assert pool.whole_blocks(sum(private), residue_sum, len(private), counts[0]) == exact
+    assert pool.iterations_that_fit_unit(sum(private), residue_sum, counts, limit) == \
+        pool.iterations_that_fit(x, 1.0, limit)
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.integers(1, 60), min_size=1, max_size=16), st.integers(1, 30),
+       st.integers(1, 4), st.integers(1, 8), st.booleans(), st.integers(0, 4),
+       st.sampled_from([None, 8, 40]), st.sampled_from([0.0, 0.3]))
+def test_the_engine_with_residue_counts_plans_the_same_spans(lengths, prompt, k, bt, prefix, tight,
+                                                             budget, coalesce):
+    """The engine with residue counts (O(B) KV checks, no admission round after a preemption)
+    plans exactly the spans, preemptions and finishes of the engine with numpy counts, in a
+    pool tight enough to preempt, with or without a token budget and coalesced finishes."""
+    import rlvr_sim.sim.sampler as sampler
+    from rlvr_sim.sim.fake_cost import FakeCostModel
+    from rlvr_sim.sim.sampler import ReplicaEngine
+    from rlvr_sim.sim.source import Group
+
+    capacity = math.ceil((prompt + max(lengths)) / bt) + tight
+
+    def run(residues: bool) -> tuple[list, list, int]:
+        old = sampler.RESIDUE_COUNTS
+        sampler.RESIDUE_COUNTS = residues
+        try:
+            e = ReplicaEngine(0, FakeCostModel(), max_concurrent=64, kv_blocks=capacity,
+                              block_tokens=bt, prefix_caching=prefix, max_staleness=0,
+                              max_batched_tokens=budget, coalesce_fraction=coalesce)
+        finally:
+            sampler.RESIDUE_COUNTS = old
+        assert bool(e.run.block_tokens) == residues
+        first = 0
+        for gid, i in enumerate(range(0, len(lengths), k)):
+            resp = lengths[i:i + k]
+            e.submit(Group(0, gid, prompt, tuple(resp), first))
+            first += len(resp)
+        spans, done = [], []
+        while e.plan() is not None:
+            seg = e.seg
+            assert seg is not None
+            spans.append((seg.t0_s, seg.iterations, seg.span_s))
+            done.extend(e.finish())
+        return spans, done, sum(c.preemptions for c in e.counters.values())
+
+    assert run(True) == run(False)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(st.integers(-500, 500), st.booleans()), min_size=1, max_size=30),
+       st.integers(1, 20), st.integers(0, 200))
+def test_running_set_residues_follow_the_private_tokens(offsets, bt, it):
+    """RunningSet's residue counts and sum at iteration `it` are those of the private tokens
+    (offset + it) of the sequences still running, after takes and frees in any order."""
+    from rlvr_sim.sim.running import RunningSet, Seq
+    from rlvr_sim.sim.source import Group
+
+    run = RunningSet(bt)
+    group = Group(0, 0, 1, (1,), 0)
+    kept = []
+    for i, (off, stays) in enumerate(offsets):
+        seq = Seq(i, group, 1)
+        seq.priv_off = float(off + 1000)        # private tokens at `it` >= 0 (as the engine's)
+        run.take_slot(seq)
+        kept.append((seq, stays))
+    for seq, stays in kept:
+        if not stays:
+            run.free_slot(seq)
+    private = [int(seq.priv_off) + it for seq, stays in kept if stays]
+    want = [0] * bt
+    for p in private:
+        want[p % bt] += 1
+    assert run.residue_counts(it) == want
+    assert run.residue_sum(it) == sum(p % bt for p in private)
+    assert sorted(run.private_tokens(1.0, it).tolist()) == sorted(private)

@@ -13,13 +13,18 @@ prompt tail (+ tokens generated before a preemption), with no extra block for th
 Checks use an O(1) upper bound first (`upper_blocks`: ceil(x/B) < x/B + 1, or <= x/B + (B-1)/B
 for whole tokens) and count exact blocks per sequence (`used_blocks`, O(running)) only when the
 bound does not fit; `iterations_that_fit` finds the first block-boundary crossing that overflows
-the pool (binary search over the span, O(running log span)). rlvr_sim.sim.batch_sync's fast path
+the pool (binary search over the span, O(running log span)). With one token per iteration and
+whole tokens both are closed forms over the sequences' residue counts (how many hold r tokens
+past their last full block, r < B; rlvr_sim.sim.running keeps them): `whole_blocks` and
+`iterations_that_fit_unit`, O(B), identical to the vector ones. rlvr_sim.sim.batch_sync's fast path
 applies only where the upper bound fits, where the exact count fits too.
 """
 
 from __future__ import annotations
 
 import math
+from bisect import bisect_right
+from itertools import accumulate
 
 import numpy as np
 
@@ -83,6 +88,39 @@ class KVPool:
             else:
                 hi = mid
         return lo
+
+    def whole_blocks(self, private_sum: int, residue_sum: int, sequences: int,
+                     at_boundary: int) -> int:
+        """Blocks of `sequences` sequences holding whole private tokens, `private_sum` between
+        them, `residue_sum` of which past their last full block, `at_boundary` of them with none
+        past it: `used_blocks` of the same sequences without the shared blocks, O(1): the sum of
+        ceil(p / B) is the full blocks (private_sum - residue_sum) / B plus one per sequence with
+        a residue."""
+        return (private_sum - residue_sum) // self.block_tokens + sequences - at_boundary
+
+    def iterations_that_fit_unit(self, private_sum: int, residue_sum: int, counts: list[int],
+                                 limit: int) -> int:
+        """`iterations_that_fit` for one token per iteration and whole private tokens (the
+        sequences as in `whole_blocks`, counts[r] of them r tokens past their last full block,
+        r < B), O(B), the same result: a sequence with residue r holds one more block after d
+        more tokens where r + d passes a multiple of B, so after d = a B + b tokens (b < B) the n
+        sequences hold full + n a + g(b) blocks, g(0) = n - counts[0] and, for b >= 1,
+        g(b) = n + T(b), T(b) = how many have r > B - b; the answer is the last such d (+1) that
+        fits, capped at `limit` (>= 1), or 0 when d = 0 does not fit."""
+        bt = self.block_tokens
+        n = sum(counts)
+        avail = self.capacity - self.shared_blocks - (private_sum - residue_sum) // bt
+        if n == 0:
+            return limit if avail >= 0 else 0
+        g0 = n - counts[0]
+        if avail < g0:
+            return 0
+        a = int((avail - g0) // n)             # the last whole round of B tokens whose b = 0 fits
+        rem = avail - n * a - n                # room left for T(b), b >= 1
+        # T(1..B-1) = 0, counts[B-1], counts[B-1] + counts[B-2], ...: the last b with T(b) <= rem
+        b = bisect_right(list(accumulate(counts[:1:-1], initial=0)), rem) if rem >= 0 else 0
+        m = a * bt + b + 1
+        return limit if m >= limit else m
 
     def join(self, group_id: int, shared: int) -> bool:
         """A sample of `group_id` starts running; True when its group was not held (its shared

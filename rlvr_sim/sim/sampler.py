@@ -52,8 +52,11 @@ from rlvr_sim.sim.spans import Segment, iterations_within, span_function
 _tuple_new = tuple.__new__     # tuple.__new__(NamedTupleClass, values): the C constructor
 # sync runs: a batch admitted whole runs through rlvr_sim.sim.batch_sync (same result, numpy)
 WHOLE_BATCH = True
+# one token per iteration: exact KV checks from residue counts, O(block) (same result as the
+# numpy count over the running sequences, which is kept for other tokens per iteration)
+RESIDUE_COUNTS = True
 
-__all__ = ["Finished", "ReplicaEngine", "Segment", "StepCounters", "WHOLE_BATCH"]
+__all__ = ["Finished", "RESIDUE_COUNTS", "ReplicaEngine", "Segment", "StepCounters", "WHOLE_BATCH"]
 
 
 class Finished(NamedTuple):
@@ -109,7 +112,9 @@ class ReplicaEngine:
         self.version = 0
         self.admit_enabled = True
         self.waiting: deque[Seq] = deque()
-        self.run = RunningSet()
+        # one token per iteration, whole tokens: residue counts give O(block) exact KV checks
+        unit = RESIDUE_COUNTS and kv_blocks is not None and self.tpi == 1.0
+        self.run = RunningSet(block_tokens if unit else 0)
         self.seg: Segment | None = None
         self.busy_s = 0.0
         self.prefill_s = 0.0
@@ -151,9 +156,14 @@ class ReplicaEngine:
         if not kv.limited:
             return limit
         n = len(run.seqs)
-        last = run.private_sum(tpi, self.it) + n * tpi * (limit - 1)    # held by iteration `limit`
+        # held by iteration `limit` (run.private_sum, inlined)
+        last = run.priv_off_sum + n * tpi * self.it + n * tpi * (limit - 1)
         if kv.upper_blocks(kv.shared_blocks, last, n) <= kv.capacity:
             return limit
+        if run.block_tokens and limit >= 1:        # one token per iteration: O(block) closed form
+            it = self.it
+            return kv.iterations_that_fit_unit(int(run.priv_off_sum) + n * it, run.residue_sum(it),
+                                               run.residue_counts(it), limit)
         return kv.iterations_that_fit(self._private_tokens(), tpi, limit)
 
     # ----------------------------------------------------------------- admission
@@ -165,21 +175,37 @@ class ReplicaEngine:
         self._budget_held = False
         if not (self.admit_enabled and waiting):
             return
+        kv, tpi, it = self.kv, self.tpi, self.it
+        kv_limited, capacity, max_concurrent = kv.limited, kv.capacity, self.max_concurrent
         gate = self.version + self.eta
-        kv = self.kv
-        bt, tpi = kv.block_tokens, self.tpi
-        kv_limited, capacity, seq_blocks, groups = kv.limited, kv.capacity, kv.seq_blocks, kv.groups
-        prefix, max_concurrent = kv.prefix, self.max_concurrent
-        version, it, clock = self.version, self.it, self.clock
-        tpi_it = tpi * it
-        finishing, max_heap = run.finishing, run.max_heap
-        insort, heappush, ceil, take_slot = bisect.insort, heapq.heappush, math.ceil, run.take_slot
-        ctx_off_sum, priv_off_sum, admits = run.ctx_off_sum, run.priv_off_sum, run.admits
+        priv_off_sum = run.priv_off_sum
         # blocks the next iteration holds, with the admissions so far: an upper bound (O(1)),
-        # counted exactly (O(running), once per round) when the bound does not fit
+        # counted exactly (O(running), O(block) with residue counts; once per round) when the
+        # bound does not fit
         n = len(running)
         used = kv.upper_blocks(kv.shared_blocks, priv_off_sum + n * tpi * it, n) if kv_limited else 0.0
         exact = False
+        if kv_limited and 0 < n < max_concurrent:
+            # the head's KV check (the loop's first) before the round's setup: with the pool
+            # full (KV-bound replicas, most rounds) the round ends here having admitted nothing
+            seq = waiting[0]
+            g = seq.group
+            if g.step <= gate:
+                bt = kv.block_tokens
+                prompt = g.prompt_tokens
+                shared = prompt // bt if kv.prefix else 0
+                need = (0 if g.group_id in kv.groups else shared) + kv.seq_blocks(
+                    prompt - shared * bt + seq.gen0)
+                if used + need > capacity:
+                    used, exact = self._exact_blocks(priv_off_sum, n), True
+                    if used + need > capacity:
+                        return
+        bt, seq_blocks, groups, prefix = kv.block_tokens, kv.seq_blocks, kv.groups, kv.prefix
+        version, clock = self.version, self.clock
+        tpi_it = tpi * it
+        finishing, max_heap = run.finishing, run.max_heap
+        insort, heappush, ceil, take_slot = bisect.insort, heapq.heappush, math.ceil, run.take_slot
+        ctx_off_sum, admits = run.ctx_off_sum, run.admits
         admitted = 0
         new_tokens = 0
         budget = self.max_batched_tokens
@@ -205,7 +231,7 @@ class ReplicaEngine:
                 if used + need > capacity:
                     if not exact:
                         # exact count now (running includes this round's admissions so far)
-                        used, exact = float(kv.used_blocks(self._private_tokens())), True
+                        used, exact = self._exact_blocks(priv_off_sum, n), True
                     if used + need > capacity:
                         if not running and not admitted:
                             raise self._too_long(prompt + seq.target)
@@ -246,6 +272,16 @@ class ReplicaEngine:
         run.ctx_off_sum, run.priv_off_sum, run.admits = ctx_off_sum, priv_off_sum, admits
         if admitted:
             self._prefill(new_tokens, admitted, first_step)
+
+    def _exact_blocks(self, priv_off_sum: float, n: int) -> float:
+        """Blocks the next iteration holds: the shared ones + whole blocks of the `n` running
+        sequences (their private-token offsets summing to `priv_off_sum`), counted exactly."""
+        kv, run, it = self.kv, self.run, self.it
+        if run.block_tokens:                    # O(block): residue counts
+            return float(kv.shared_blocks + kv.whole_blocks(
+                int(priv_off_sum) + n * it, run.residue_sum(it), n,
+                run.residues[-it % run.block_tokens]))
+        return float(kv.used_blocks(self._private_tokens()))
 
     def _too_long(self, tokens: int) -> ScenarioError:
         return ScenarioError(self.kv.too_long(tokens) + ": raise sampler.tp or "
@@ -296,8 +332,8 @@ class ReplicaEngine:
         if self.seg is not None:
             return self.seg.end_s
         run = self.run
+        self._admit()
         while True:
-            self._admit()
             if not run.seqs:
                 return None
             iters = self._iterations_that_fit(self._span_target())
@@ -313,6 +349,15 @@ class ReplicaEngine:
             victim = run.seqs[next(reversed(run.seqs))]
             self._counter(victim.group.step).preemptions += 1
             self._requeue(victim)
+            if run.block_tokens:
+                # One token per iteration, whole tokens: the victim, now at the queue's head,
+                # needs back exactly the blocks it freed (its private tokens now, and its group's
+                # shared blocks if they left with it), and the pool held more than its capacity
+                # (not even the next iteration fit), so an admission round would stop at it
+                # having admitted nothing: only its reset of the budget flag remains.
+                self._budget_held = False
+            else:
+                self._admit()
         tpi, it = self.tpi, self.it
         n: float = len(run.seqs)
         ctx_sum = run.context_sum(tpi, it)
@@ -351,10 +396,12 @@ class ReplicaEngine:
         inside a coalesced span of `s_per_iteration` started at `t0_s` is reported at its
         interpolated time (its KV was held to the span's end) when `interpolate_finishes` (sync
         runs, whose arrivals are sorted before verification), else at the span's end."""
-        done: list[Finished] = []
         run = self.run
         finishing = run.finishing
         it, clock = self.it, self.clock
+        if not finishing or finishing[0][0] > it:      # none done (a span cut by the KV pool)
+            return []
+        done: list[Finished] = []
         m = run.done_by(it)
         interpolate = self.interpolate and s_per_iteration > 0
         it0 = it - round((clock - t0_s) / s_per_iteration) if interpolate else it

@@ -1,0 +1,101 @@
+"""The event engine on KV-bound sampler replicas, this tree vs an older one (issue 14).
+
+The four plans of tools/kv_engine_fingerprint.py (the README's 32B example: 8,192 samples of
+~8K tokens per step capped at 32K; two of them thrash the KV pool with preemptions) run
+`simulate(..., steps=N)` in a fresh subprocess each, pinned to one CPU, with the `rlvr_sim` of
+this tree and of `--baseline` (default /work/main) alternating A B A B (the machine's load
+drifts); reported: the median CPU seconds of each, their ratio, sampler spans and preemptions
+per step, and whether both trees' summary JSON are byte-identical (the engine is the reference:
+a faster one must give the same results, not close ones).
+
+    PYTHONPATH=$PWD .venv/bin/python benchmarks/bench_kv_engine.py [--steps 3] [--repeats 3]
+        [--baseline /work/main] [--plans "disagg S32tp4 T32 sync,disagg S40tp4 T24 async4"] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.append(str(ROOT / "tools"))
+from kv_engine_fingerprint import BASE, PLANS, SCENARIO  # noqa: E402
+
+
+def child(plan: str, steps: int) -> dict[str, object]:
+    """One plan with the `rlvr_sim` first on sys.path (the tree under test); its numbers."""
+    if hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[-1]})
+    import rlvr_sim
+    from rlvr_sim.scenario import load_scenario
+    from rlvr_sim.sim import simulate
+
+    sc = load_scenario(ROOT / SCENARIO, overrides=BASE + PLANS[plan])
+    cpu0 = time.process_time()
+    result = simulate(sc, steps=steps, trace=False)
+    cpu = time.process_time() - cpu0
+    s = result.summary
+    summary = s.model_dump_json()
+    return {"plan": plan, "tree": str(Path(rlvr_sim.__file__).resolve().parents[1]), "cpu_s": cpu,
+            "spans_per_step": s.counters["sampler_segments_per_step"],
+            "preemptions_per_step": s.counters["preemptions"] / steps,
+            "summary_sha256": hashlib.sha256(summary.encode()).hexdigest()}
+
+
+def _run_child(plan: str, steps: int, tree: Path) -> dict[str, object]:
+    env = {**os.environ, "PYTHONPATH": str(tree), "OMP_NUM_THREADS": "1",
+           "OPENBLAS_NUM_THREADS": "1"}
+    out = subprocess.run([sys.executable, __file__, "--child", plan, str(steps)], cwd=tree,
+                         capture_output=True, text=True, check=True, env=env)
+    row: dict[str, object] = json.loads(out.stdout.strip().splitlines()[-1])
+    if row["tree"] != str(tree.resolve()):
+        raise SystemExit(f"error: the child imported rlvr_sim from {row['tree']}, not {tree}")
+    return row
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    p.add_argument("--steps", type=int, default=3)
+    p.add_argument("--repeats", type=int, default=3, help="alternating runs per tree")
+    p.add_argument("--baseline", type=Path, default=Path("/work/main"))
+    p.add_argument("--plans", default=",".join(PLANS), help="comma-separated plan names")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--child", nargs=2, metavar=("PLAN", "STEPS"), help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.child:
+        print(json.dumps(child(args.child[0], int(args.child[1]))))
+        return 0
+    report = {}
+    for plan in args.plans.split(","):
+        runs: dict[str, list[dict[str, object]]] = {"baseline": [], "this": []}
+        for _ in range(args.repeats):
+            for name, tree in (("baseline", args.baseline.resolve()), ("this", ROOT)):
+                runs[name].append(_run_child(plan, args.steps, tree))
+        old, new = (statistics.median(float(str(r["cpu_s"])) for r in runs[k])
+                    for k in ("baseline", "this"))
+        this, base = runs["this"][0], runs["baseline"][0]
+        report[plan] = {"baseline_cpu_s": old, "this_cpu_s": new, "speedup": old / new,
+                        "spans_per_step": this["spans_per_step"],
+                        "preemptions_per_step": this["preemptions_per_step"],
+                        "identical_summary": this["summary_sha256"] == base["summary_sha256"]}
+        if not args.json:
+            r = report[plan]
+            print(f"{plan:<26} baseline {old:6.2f} s, this tree {new:6.2f} s (CPU, {args.steps} "
+                  f"steps, median of {args.repeats}): {r['speedup']:.2f}x; "
+                  f"{r['spans_per_step']:,.0f} spans/step, {r['preemptions_per_step']:,.0f} "
+                  f"preemptions/step; summary identical: {r['identical_summary']}", flush=True)
+    if args.json:
+        print(json.dumps({"baseline": str(args.baseline), "steps": args.steps, "plans": report},
+                         indent=1))
+    return 0 if all(r["identical_summary"] for r in report.values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
