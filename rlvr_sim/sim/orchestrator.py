@@ -84,6 +84,12 @@ def _succeed(event: simpy.Event, _trigger: simpy.Event) -> None:
     event.succeed()
 
 
+def _succeed_pending(event: simpy.Event, _trigger: simpy.Event) -> None:
+    """As `_succeed`, unless `event` was triggered already (a first-of wait)."""
+    if not event.triggered:
+        event.succeed()
+
+
 def step_counters(engines: list[ReplicaEngine], step: int) -> dict[int, StepCounters]:
     """Take the replicas' counters of `step` (by replica; those that did nothing for it are
     absent), for the recorder when the step is closed."""
@@ -139,7 +145,10 @@ class AsyncRun:
         self.remaining: dict[int, int] = {}
         self.done: dict[int, simpy.Event] = {}
         self.pending_version = [0] * len(engines)
-        self.wakeups = [env.event() for _ in engines]
+        # per replica: the event its process waits on during a span (set by the span's timeout or
+        # by a wakeup, whichever comes first: `_span_wait`), None outside a span
+        self._span_event: list[simpy.Event | None] = [None] * len(engines)
+        self.wakeups = [self._wakeup_event(r) for r in range(len(engines))]
         self._to_verify: list[Finished] = []
         self._flush_at: float | None = None
         # streaming trainer: per step, (prompt, output) tokens of rewarded samples in reward order
@@ -186,6 +195,32 @@ class AsyncRun:
     def _wake(self, r: int) -> None:
         if not self.wakeups[r].triggered:
             self.wakeups[r].succeed()
+
+    def _wakeup_event(self, r: int) -> simpy.Event:
+        """A fresh wakeup event of replica `r`; when processed it also ends `r`'s span wait."""
+        event = self.env.event()
+        assert event.callbacks is not None
+        event.callbacks.append(partial(self._end_span_wait, r))
+        return event
+
+    def _end_span_wait(self, r: int, _trigger: simpy.Event) -> None:
+        span = self._span_event[r]
+        if span is not None and not span.triggered:
+            span.succeed()
+
+    def _span_wait(self, r: int, delay_s: float) -> simpy.Event:
+        """The event replica `r` waits on for a span: triggered by the span's end or by a wakeup,
+        whichever is processed first. It is `env.timeout(delay_s) | wakeup` without the
+        Condition object: the same events are scheduled in the same order (one trigger, one
+        resume), so results are identical, at a fraction of the cost per span."""
+        env = self.env
+        timeout = env.timeout(delay_s)                 # scheduled first, as in `timeout | wakeup`
+        span = self._span_event[r] = env.event()
+        assert timeout.callbacks is not None
+        timeout.callbacks.append(partial(_succeed_pending, span))
+        if self.wakeups[r].callbacks is None:          # already processed: met at once
+            span.succeed()
+        return span
 
     def _collect(self, finished: list[Finished]) -> None:
         if not finished:
@@ -280,7 +315,7 @@ class AsyncRun:
         mode = self.cfg.update_mode
         while True:
             if self.wakeups[r].triggered:
-                self.wakeups[r] = env.event()
+                self.wakeups[r] = self._wakeup_event(r)
             if self.pending_version[r] > e.version:
                 if mode != "drain" and e.running:
                     # stop at the iteration boundary in progress
@@ -304,7 +339,8 @@ class AsyncRun:
                 yield self.wakeups[r]
                 e.wake(env.now)
                 continue
-            yield env.timeout(max(0.0, t_next - env.now)) | self.wakeups[r]
+            yield self._span_wait(r, max(0.0, t_next - env.now))
+            self._span_event[r] = None
             if env.now >= t_next:
                 self._collect(e.finish())
             elif (self.pending_version[r] > e.version and mode != "drain") or e.could_admit():
