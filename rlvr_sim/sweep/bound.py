@@ -32,22 +32,25 @@ an exhaustive sweep's as long as the bound holds. Why it holds, term by term:
   generation lasts at least the busiest replica's own bound (its host call cost, prefill and
   decode above); then, in sequence: (colocated: a switch,) training, the trainer's weight sync
   (`cm.weight_sync_s`) (colocated: a switch back). Verification is left out (>= 0).
-- Trainer: the simulator charges `cm.train_step(sequences, prompt_tokens, output_tokens)` per
-  step, which grows with tokens (tests/test_plan_bound.py checks it), so the step with the fewest
-  tokens bounds every step.
+- Trainer: the simulator charges `cm.train_step(sequences, prompt_tokens, output_tokens)` for
+  step j's batch (every sample, no dynamic sampling), computed here for each step.
 - Async step: the trainer waits for batch j, trains it and sends the weights (in its own
   timeline), so every step >= train_j + weight sync (proven). The sampler term is a steady-state
   rate argument, NOT a per-step fact, so it is used only for plans simulated until steady
-  (`steady`) and only for the steady mean: over a steady window the samplers must produce one
-  batch per step, so the mean step >= mean_j (step j's generation work summed over replicas) /
-  replicas. Right after the fill phase the samplers may be up to eta + 1 batches ahead and a
-  short window could drain that buffer faster (a fixed `--steps 2` run of an eta = 1 plan does:
-  its one counted step is 30x shorter); the steady test's drift check and `ASYNC_RATE_SHARE` are
-  the margin, and tests/test_plan_bound.py checks the bound against the simulator on random
-  plans. This is the one term that is checked rather than proven. (What is provable: the
-  batches b >= w + eta of a steady window [w, n) can only start after the window's start, since
-  a replica admits batch b only once it holds version b - eta; with windows as short as 4 steps
-  that gives (4 - eta) / 4 of the rate, nothing for eta >= 4.)
+  (`steady`) and only for the steady mean: over a steady window [d, n) the samplers must produce
+  the window's batches, so the mean step >= the pooled work of those batches / replicas /
+  (n - d). The batches overlap (a replica decodes several steps' samples in one iteration), so
+  their work is bounded as one schedule (`SamplerBound.window_s`: summed sequence-iterations,
+  context, KV held and prompt tokens), never as a sum of per-batch bounds, which would count the
+  shared iterations' weight reads and fixed costs once per batch. Right after the fill phase the
+  samplers may be up to eta + 1 batches ahead and a short window could drain that buffer faster
+  (a fixed `--steps 2` run of an eta = 1 plan does: its one counted step is 30x shorter); the
+  steady test's drift check and `ASYNC_RATE_SHARE` are the margin, and tests/test_plan_bound.py
+  checks the bound against the simulator on random plans. This is the one term that is checked
+  rather than proven. (What is provable: the batches b >= d + eta of the window can only start
+  after the window's start, since a replica admits batch b only once it holds version b - eta;
+  with windows as short as 4 steps that gives (4 - eta) / 4 of the rate, nothing for
+  eta >= 4. A run simulated to its end is bounded by all its batches' pooled work, proven.)
 - hours_total. Sync runs have no warm-up cut and simulate n >= min(min_steady, max_steps) steps
   (a fixed step count: exactly `max_steps`): hours >= total steps x the smallest mean of the
   first n per-step bounds over those n. Async runs: the warm-up is at most max(eta, half the
@@ -66,6 +69,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -166,12 +170,42 @@ class SamplerRates:
 
 @dataclass(frozen=True)
 class SamplerBound:
-    """Per simulated step: a lower bound of a sync step's generation (the busiest replica) and
-    of the replica-seconds the step's generation needs over the whole pool."""
+    """The sampler side of a plan: per simulated step, a lower bound of a sync step's generation
+    (the busiest replica), and the pooled work of each step's batch (`window_s`)."""
 
     generate_s: tuple[float, ...]
-    work_s: tuple[float, ...]
+    pooled: ReplicaWork              # per step (rows), the whole pool (one column)
+    rates: SamplerRates
+    prefill_per_token_s: float       # the prefill's compute seconds per prompt token (a floor)
     switch_s: float
+
+    def window_s(self, first: np.ndarray, end: int) -> np.ndarray:
+        """Replica-seconds, summed over the pool, that generating the batches of steps
+        [first, end) needs at least (one value per entry of `first`), bounded as ONE schedule:
+        in async runs batches overlap and share decode iterations (their weight reads and fixed
+        costs), so the batches' own bounds do not add up; their sums do (sequence-iterations,
+        context, KV held, prompt tokens; longest: the window's longest sample)."""
+        p = self.pooled
+
+        def summed(x: np.ndarray) -> np.ndarray:
+            c = np.concatenate([[0.0], np.cumsum(x[:, 0])])
+            out: np.ndarray = c[end] - c[first]
+            return out
+
+        longest = np.maximum.accumulate(p.longest[:end, 0][::-1])[::-1][first]
+        w = ReplicaWork(summed(p.seq_iterations), summed(p.decode_tokens), summed(p.context), summed(p.held),
+                        longest, summed(p.prefill_tokens), summed(p.samples))
+        out: np.ndarray = self.rates.decode_s(w) + self.prefill_per_token_s * w.prefill_tokens
+        return out
+
+    @cached_property
+    def windows_s(self) -> np.ndarray:
+        """`window_s(d, n)` at [d, n] for every 0 <= d < n <= simulated steps (0 elsewhere)."""
+        cap = len(self.generate_s)
+        out = np.zeros((cap + 1, cap + 1))
+        for n in range(1, cap + 1):
+            out[:n, n] = self.window_s(np.arange(n), n)
+        return out
 
 
 class _Slot:
@@ -245,8 +279,9 @@ class PlanBounds:
     _bases: dict[tuple[object, ...], "Scenario | None"] = field(default_factory=dict)
     _steps: dict[tuple[object, ...], tuple[StepSamples, ...] | None] = field(default_factory=dict)
     _sampler: dict[tuple[object, ...], SamplerBound] = field(default_factory=dict)
-    _trainer: dict[tuple[object, ...], float] = field(default_factory=dict)
+    _trainer: dict[tuple[object, ...], tuple[float, ...]] = field(default_factory=dict)
     _sync: dict[tuple[object, ...], float] = field(default_factory=dict)
+    _work: dict[tuple[object, ...], ReplicaWork] = field(default_factory=dict)
 
     # ------------------------------------------------------------------ scenarios
     def _base(self, a: Allocation) -> "Scenario | None":
@@ -343,20 +378,29 @@ class PlanBounds:
             from rlvr_sim.cost import CostModel
 
             cm = CostModel.from_scenario(self._variant(base, a))
-            self._sampler[key] = _sampler_bound(cm, steps, self._replicas(a), base.sampler.block_tokens,
-                                                bool(base.sampler.prefix_caching))
+            tpi = float(cm.tokens_per_iteration)
+            split, pooled = (self._replica_work(a, base, steps, r, tpi) for r in (self._replicas(a), None))
+            self._sampler[key] = _sampler_bound(cm, split, pooled)
         return self._sampler[key]
 
-    def train_s(self, a: Allocation, base: "Scenario", steps: tuple[StepSamples, ...]) -> tuple[float, float]:
-        """(train seconds of the step with the fewest tokens, trainer weight-sync seconds)."""
+    def _replica_work(self, a: Allocation, base: "Scenario", steps: tuple[StepSamples, ...], replicas: int | None,
+                      tpi: float) -> ReplicaWork:
+        key = (a.gpu, a.knobs, replicas, tpi)
+        if key not in self._work:
+            self._work[key] = replica_work(steps, replicas, tpi, base.sampler.block_tokens,
+                                           bool(base.sampler.prefix_caching))
+        return self._work[key]
+
+    def train_s(self, a: Allocation, base: "Scenario", steps: tuple[StepSamples, ...]
+                ) -> tuple[tuple[float, ...], float]:
+        """(train seconds of each step, the trainer's weight-sync seconds)."""
         tkey, wkey = self._tkey(a), self._wkey(a)
         if tkey not in self._trainer or wkey not in self._sync:
             from rlvr_sim.cost import CostModel
 
             cm = CostModel.from_scenario(self._variant(base, a))
-            tokens = [s.tokens for s in steps]
-            self._trainer[tkey] = float(cm.train_step(tokens[0].sequences, min(t.prompt_tokens for t in tokens),
-                                                      min(t.output_tokens for t in tokens)).total_s)
+            self._trainer[tkey] = tuple(float(cm.train_step(t.sequences, t.prompt_tokens, t.output_tokens).total_s)
+                                        for t in (s.tokens for s in steps))
             self._sync[wkey] = float(cm.weight_sync_s)
         return self._trainer[tkey], self._sync[wkey]
 
@@ -369,16 +413,16 @@ class PlanBounds:
         if not steps:
             return 0.0
         side = self.sampler_bound(a, base, steps)
-        train, sync = self.train_s(a, base, steps) if trainer else (0.0, 0.0)
+        train, sync = self.train_s(a, base, steps) if trainer else ((0.0,) * len(steps), 0.0)
         total = base.workload.steps
         cap = len(steps)
         if a.max_staleness == 0:
-            every = np.array(side.generate_s) + train + sync + 2 * side.switch_s
+            every = np.array(side.generate_s) + np.array(train) + sync + 2 * side.switch_s
             return total * _smallest_prefix_mean(every, min(self.min_steady, cap) if self.steady else cap,
                                                  cap, total) / 3600
-        work = np.array(side.work_s) / self._replicas(a)
         lo = min(a.max_staleness + self.min_steady, cap) if self.steady else cap
-        return _async_seconds(train + sync, work, total, a.max_staleness, lo, cap, self.steady) / 3600
+        return _async_seconds(np.array(train) + sync, side, self._replicas(a), total, a.max_staleness, lo, cap,
+                              self.steady) / 3600
 
     def quick_hours(self, a: Allocation) -> float:
         """A cheaper, weaker lower bound (sampler side only: no trainer, no weight sync):
@@ -410,36 +454,41 @@ def _smallest_prefix_mean(every: np.ndarray, lo: int, hi: int, total: int) -> fl
     return float(means[lo - 1:hi].min())
 
 
-def _async_seconds(each: float, work: np.ndarray, total: int, eta: int, lo: int, cap: int, steady: bool) -> float:
-    """Lower bound of an async run's `hours_total` x 3600: every step >= `each` (train + weight
-    sync); a run simulated to the end (n >= total) generated every batch first (`work`: each
-    step's generation work / replicas); else the warm-up d in [eta, max(eta, n // 2)] (MSER)
-    and, when simulated until steady (`steady`), the steady mean over the window [d, n) >=
-    ASYNC_RATE_SHARE x the window's mean work (the checked term), smallest over the step counts
-    n in [lo, cap] a run may stop at."""
-    csum = np.concatenate([[0.0], np.cumsum(work)])
+def _async_seconds(each: np.ndarray, side: SamplerBound, replicas: int, total: int, eta: int, lo: int, cap: int,
+                   steady: bool) -> float:
+    """Lower bound of an async run's `hours_total` x 3600: step j >= each[j] (its training + the
+    weight sync); a run simulated to the end (n >= total) generated every batch before its last
+    step (the pooled work of all batches / replicas); else the warm-up d in [eta, max(eta,
+    n // 2)] (MSER) and the steady mean over the window [d, n), >= the window's mean of `each`
+    and, when simulated until steady (`steady`), >= ASYNC_RATE_SHARE x the pooled work of the
+    window's batches / replicas / (n - d) (the checked term); smallest over the step counts n
+    in [lo, cap] a run may stop at."""
+    esum = np.concatenate([[0.0], np.cumsum(each)])
     best = math.inf
-    for n in range(max(lo, 1), cap + 1):
-        if n >= total:
-            best = min(best, max(total * each, float(csum[total]) + each))
-            continue
-        if not steady:
-            best = min(best, total * each)
-            continue
-        first = eta if n > eta else 0
-        d = np.arange(first, max(first, n // 2) + 1)
-        d = d[d < n]
-        rate = ASYNC_RATE_SHARE * (csum[n] - csum[d]) / (n - d)
-        best = min(best, float(np.min(d * each + (total - d) * np.maximum(each, rate))))
+    if cap >= total:      # a run of n >= total steps counts its first `total`
+        whole = float(side.windows_s[0, total]) / replicas
+        best = max(float(esum[total]), whole + float(each[total - 1]))
+    n, d = _windows(eta, max(lo, 1), min(cap, total - 1))
+    if len(n):
+        mean = (esum[n] - esum[d]) / (n - d)
+        if steady:
+            mean = np.maximum(mean, ASYNC_RATE_SHARE * side.windows_s[d, n] / replicas / (n - d))
+        best = min(best, float(np.min(esum[d] + (total - d) * mean)))
     return best
 
 
-def _sampler_bound(cm: "CostModel", steps: tuple[StepSamples, ...], replicas: int, block_tokens: int,
-                   prefix_caching: bool) -> SamplerBound:
+@lru_cache(maxsize=256)
+def _windows(eta: int, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
+    """The (n, d) pairs of an async run's steady window: n steps simulated in [lo, hi], warm-up d
+    in [eta, max(eta, n // 2)] (0 when n <= eta; MSER, rlvr_sim.sim.steady.warmup_cut), d < n."""
+    pairs = [(n, d) for n in range(lo, hi + 1)
+             for d in range(eta if n > eta else 0, max(eta if n > eta else 0, n // 2) + 1) if d < n]
+    return np.array([n for n, _ in pairs], dtype=np.int64), np.array([d for _, d in pairs], dtype=np.int64)
+
+
+def _sampler_bound(cm: "CostModel", split: ReplicaWork, pooled: ReplicaWork) -> SamplerBound:
+    """`SamplerBound` of a cost model and the step's work split over its replicas and pooled."""
     rates = _sampler_rates(cm)
-    tpi = rates.tokens_per_iteration
-    split = replica_work(steps, replicas, tpi, block_tokens, prefix_caching)
-    pooled = replica_work(steps, None, tpi, block_tokens, prefix_caching)
     call = cm.sampler_call_s(1) > 0
 
     def busy(w: ReplicaWork) -> np.ndarray:
@@ -452,8 +501,9 @@ def _sampler_bound(cm: "CostModel", steps: tuple[StepSamples, ...], replicas: in
         result: np.ndarray = np.where(w.samples > 0, out, 0.0)
         return result
 
-    return SamplerBound(tuple(busy(split).max(axis=1).tolist()), tuple(busy(pooled)[:, 0].tolist()),
-                        rates.switch_s)
+    pc = cm.prefill_coeffs
+    return SamplerBound(tuple(busy(split).max(axis=1).tolist()), pooled, rates,
+                        pc.linear_flop_per_token / pc.tp / pc.flop_per_s, rates.switch_s)
 
 
 def _sampler_rates(cm: "CostModel") -> SamplerRates:
