@@ -17,7 +17,7 @@ from rlvr_sim.sim import simulate
 from rlvr_sim.sim.source import Group
 from rlvr_sim.sim.steady import PLANNER_RULE
 from rlvr_sim.sweep.bound import (PlanBounds, SamplerRates, StepSamples, _NO_ATTENTION, _smallest_prefix_mean,
-                                  replica_of_groups, replica_work)
+                                  dispatched, replica_of_groups, replica_work)
 from rlvr_sim.sweep.jobs import evaluate_plan, make_jobs
 from rlvr_sim.sweep.space import SearchSpace, enumerate_space
 
@@ -132,7 +132,11 @@ def test_replica_sums_by_hand():
       context = 2*6 + 1 + 4 + 4 + 4*4 + 6 = 43; held = 2*2 + 1 + 2*4 + 0 + 0 + 6 + 4*4 = 35;
       prefill = 6 + 4 + 2 * 0 = 10."""
     step = _hand_step()
-    assert replica_of_groups(step.groups, 2).tolist() == [0, 1, 1]
+    assert replica_of_groups(step.groups, 2).tolist() == [0, 1, 1] == dispatched(step.groups, 2).tolist()
+    # groups of one size: round-robin, as `dispatch` itself sends them
+    same = tuple(Group(0, i, 5, (1 + i % 3, 2, 7), 3 * i) for i in range(11))
+    for replicas in (1, 3, 4, 16):
+        assert replica_of_groups(same, replicas).tolist() == dispatched(same, replicas).tolist()
     w = replica_work((step,), 2, 1.0, 4, True)
     assert w.seq_iterations.tolist() == [[8, 8]] and w.decode_tokens.tolist() == [[8, 8]]
     assert w.context.tolist() == [[93, 43]] and w.held.tolist() == [[69, 35]]

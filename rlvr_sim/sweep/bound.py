@@ -110,7 +110,7 @@ class StepSamples:
     group_of: np.ndarray         # per sample: index of its group
     target: np.ndarray           # per sample: output tokens
 
-    @property
+    @cached_property
     def tokens(self) -> StepTokens:
         return StepTokens(len(self.target), int(self.group_prompt[self.group_of].sum()),
                           int(self.target.sum()))
@@ -223,7 +223,15 @@ class _Slot:
 
 def replica_of_groups(groups: tuple["Group", ...], replicas: int) -> np.ndarray:
     """The replica each group of a sync step goes to: the simulator's own `dispatch` run on
-    empty stand-ins (every replica starts a sync step idle)."""
+    empty stand-ins (every replica starts a sync step idle); groups of one size go round-robin
+    (least loaded, ties to the lowest id), which is what `dispatch` does with them."""
+    if len({len(g.response_tokens) for g in groups}) <= 1:
+        return np.arange(len(groups), dtype=np.int64) % replicas
+    return dispatched(groups, replicas)
+
+
+def dispatched(groups: tuple["Group", ...], replicas: int) -> np.ndarray:
+    """`replica_of_groups` by running `rlvr_sim.sim.orchestrator.dispatch` itself."""
     from rlvr_sim.sim.orchestrator import dispatch
 
     slots = [_Slot(r) for r in range(replicas)]
@@ -399,8 +407,9 @@ class PlanBounds:
             from rlvr_sim.cost import CostModel
 
             cm = CostModel.from_scenario(self._variant(base, a))
-            self._trainer[tkey] = tuple(float(cm.train_step(t.sequences, t.prompt_tokens, t.output_tokens).total_s)
-                                        for t in (s.tokens for s in steps))
+            if tkey not in self._trainer:
+                self._trainer[tkey] = tuple(float(cm.train_step(t.sequences, t.prompt_tokens, t.output_tokens).total_s)
+                                            for t in (s.tokens for s in steps))
             self._sync[wkey] = float(cm.weight_sync_s)
         return self._trainer[tkey], self._sync[wkey]
 
