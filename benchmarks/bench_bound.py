@@ -12,12 +12,15 @@ The old bound is `rlvr_sim/sweep/bound.py` at `--old-ref` (git), imported beside
 
     PYTHONPATH=$PWD .venv/bin/python benchmarks/bench_bound.py --simulate [--sample 40] [--workers 2]
     PYTHONPATH=$PWD .venv/bin/python benchmarks/bench_bound.py --results /tmp/s3/base.parquet
+    PYTHONPATH=$PWD .venv/bin/python benchmarks/bench_bound.py --decompose "64x h100-sxm disagg S16(tp4) T48(tp2) async1 mb16"
 
 Output: per class (placement, sync / async and, for async, whether the simulated plan's sampler or
 trainer was the busier pool), the median, min and max of bound / simulated, old and new; the
 number of plans whose bound exceeds their simulated hours (must be 0); per (GPU, total) and in
 all, the plans whose bound is below the group's best-known hours, old and new; and the CPU
-seconds both bounds take over the whole space.
+seconds both bounds take over the whole space. `--share` evaluates the new bound with another
+ASYNC_RATE_SHARE (what-if); `--decompose LABEL` instead splits one plan's simulated decode time
+into the cost model's terms beside the bound's pooled iterations and work (where the gap is).
 """
 
 from __future__ import annotations
@@ -129,6 +132,59 @@ def plan_class(a, known: dict) -> str:
     return f"{a.placement[:6]} {mode}"
 
 
+def decompose(scenario: str, fixed, a, steps: int) -> None:
+    """Where a plan's sampler time goes against the bound's pooled terms: simulate `steps` fixed
+    steps with every decode span's cost split into the cost model's terms (at the span rule's own
+    quadrature points and weights) and print per-step sums beside the bound's."""
+    from collections import Counter
+
+    import rlvr_sim.sim.sampler as sampler_module
+    from rlvr_sim.scenario import load_scenario
+    from rlvr_sim.sim import simulate, spans
+    from rlvr_sim.sweep.bound import PlanBounds, _sampler_rates
+    from rlvr_sim.sweep.grid import Plan
+
+    acc: Counter[str] = Counter()
+
+    def counting(cm, rule, tpi):        # wraps rlvr_sim.sim.spans.span_function
+        inner = spans.span_function(cm, rule, tpi)
+
+        def span(n, ctx_sum, ctx_max, iters):
+            last = iters - 1
+            points = [(0, 1), (last / 2, 4), (last, 1)] if iters > 2 else [(i, 6 / iters) for i in range(iters)]
+            for i, weight in points:
+                bd = cm.decode_breakdown(n, ctx_sum + i * tpi * n, ctx_max + i * tpi)
+                f = iters * weight / 6
+                for key in ("compute_s", "memory_s", "skew_s", "comm_s", "overhead_s"):
+                    acc[key] += f * getattr(bd, key)
+            acc["iterations"] += iters
+            acc["sequence_iterations"] += n * iters
+            return inner(n, ctx_sum, ctx_max, iters)
+        return span
+
+    setattr(sampler_module, "span_function", counting)
+    label = a.label()
+    sc = load_scenario(scenario, overrides=Plan(fixed.settings + a.plan().settings).overrides())
+    summary = simulate(sc, steps=steps, trace=False).summary
+    replicas = summary.sampler_replicas
+    print(f"\n{label}: {steps} steps simulated, per step and replica")
+    for key in ("iterations", "sequence_iterations", "compute_s", "memory_s", "skew_s", "comm_s", "overhead_s"):
+        print(f"  simulated {key:20s} {acc[key] / steps / replicas:14.1f}")
+    print(f"  simulated prefill_s (recompute incl.) {summary.counters.get('prefill_s_per_replica_step', 0.0):8.1f}"
+          f"   preemptions {summary.counters.get('preemptions', 0.0) / replicas:.0f}")
+    b = PlanBounds(scenario, fixed, steps, None, steady=False)
+    base = b._base(a)
+    samples = b.step_samples(a)
+    assert base is not None and samples is not None
+    side = b.sampler_bound(a, base, samples)
+    rates = _sampler_rates(b.cost_model(a))        # type: ignore[arg-type]
+    w = side.pooled
+    its = max(w.seq_iterations.mean() / rates.max_sequences, w.held.mean() / rates.kv_capacity_tokens)
+    print(f"  bound iterations {its / replicas:.1f} (N/B {w.seq_iterations.mean() / rates.max_sequences / replicas:.1f},"
+          f" H/K {w.held.mean() / rates.kv_capacity_tokens / replicas:.1f}); pooled work per step and replica"
+          f" {side.windows_s[0, steps] / steps / replicas:.1f} s")
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--results", default="/tmp/s3/base.parquet", help="a `plan --out` table of the README command")
@@ -141,13 +197,26 @@ def main() -> int:
     p.add_argument("--simulate", action="store_true", help="simulate the sample plans missing from the results")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--old-ref", default=OLD_REF, help="git ref of the old bound")
+    p.add_argument("--share", type=float, default=None,
+                   help="what-if: the new bound with this ASYNC_RATE_SHARE (the checked async term)")
+    p.add_argument("--decompose", default=None, metavar="LABEL",
+                   help="split one plan's simulated decode time into the cost model's terms (no report)")
+    p.add_argument("--steps", type=int, default=4, help="steps simulated by --decompose")
     opts = p.parse_args()
 
     from rlvr_sim.commands.plan import fixed_plan
+    from rlvr_sim.sweep import bound
     from rlvr_sim.sweep.bound import PlanBounds
+
+    if opts.share is not None:
+        bound.ASYNC_RATE_SHARE = opts.share
+        print(f"what-if: ASYNC_RATE_SHARE = {opts.share}")
 
     args, plans = readme_space()
     fixed = fixed_plan(args)
+    if opts.decompose:
+        decompose(args.scenario, fixed, next(a for a in plans if a.label() == opts.decompose), opts.steps)
+        return 0
     old = old_bound_module(opts.old_ref)
     bounds = {}
     for name, cls in (("old", old.PlanBounds), ("new", PlanBounds)):
