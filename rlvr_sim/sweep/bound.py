@@ -6,67 +6,128 @@ plan whose bound is already worse than a simulated plan, which keeps the search'
 an exhaustive sweep's as long as the bound holds. Why it holds, term by term:
 
 - The workload's batches are drawn from (seed, step) only (rlvr_sim.sim.source), so step j's
-  samples are the same in every plan: their decode tokens D_j (output tokens minus the one the
-  prefill produces, per sample), longest output L_j and the trainer's token sums are computed
-  once here, for the steps a plan can simulate (`max_steps`).
-- Sampler: a decode iteration of b sequences costs at least `step_s(b, 0, 0)` (every term grows
-  with the KV context; decode_span_s integrates with positive weights), so one token costs at
-  least min over b <= max_concurrent_sequences of step_s(b, 0, 0) / (b x tokens per iteration);
-  R replicas need >= D_j x that / R seconds, and the longest sample needs >= ceil((L_j - 1) /
-  tokens per iteration) iterations of at least step_s(1, 0, 0). Prefill, verification,
-  preemption and recompute only add time.
-- Trainer: the simulator charges `cm.train_step(sequences, prompt_tokens, output_tokens)` per
-  step, which grows with tokens (tests/test_plan_bound.py checks it), so the step with the fewest
-  tokens bounds every step. Weight sync is left out (>= 0).
-- Sync step (rlvr_sim.sim.orchestrator.run_sync): generation, then training, then weight sync
-  (colocated: plus two switches), in sequence: step_j >= gen_j + train_j (+ 2 switch).
-- Async step: the trainer waits for batch j, trains it and sends the weights: step_j >= train_j.
-  The sampler term is a steady-state rate argument, NOT a per-step fact, so it is used only for
-  plans simulated until steady (`steady`) and only for the steady mean: over a steady window the
-  samplers must produce one batch per step, so the mean step >= mean_j (step j's decode work) /
-  R. Right after the fill phase the samplers may be up to eta + 1 batches ahead and a short
-  window could drain that buffer faster (a fixed `--steps 2` run of an eta = 1 plan does: its
-  one counted step is 30x shorter); the steady test's drift check and `ASYNC_RATE_SHARE` are the
-  margin, and tests/test_plan_bound.py checks the bound against the simulator on random plans.
-  This is the one term that is checked rather than proven.
-- hours_total = (warm-up steps + steady mean x the remaining steps) / 3600; the warm-up is at
-  most half the simulated steps (MSER), so hours >= (max_steps / 2 x every-step bound + the
-  other steps x steady-mean bound) / 3600; dollars = hours x GPUs x price.
+  samples are the same in every plan; they are drawn once here for the steps a plan can
+  simulate (`max_steps`). A sample of T output tokens runs ceil(T / tpi) decode iterations
+  (tpi: tokens per iteration; the engine's `todo`, rlvr_sim.sim.sampler) whose KV context is
+  its prompt plus what it has generated: p, p + tpi, ... (preemption and recompute only add).
+- Decode iteration cost (dense, no speculative decoding: every term is linear in the batch b and
+  the context sum c; `SamplerRates`): iteration_s >= max(compute b + attention c, weights +
+  kv c) + comm b + fixed. Summed over any schedule of iterations (spans are integrated with
+  positive weights, so the max of sums is below the sum of maxima):
+  busy >= max(compute N + attention C, weights I + kv C) + comm N + fixed I, with N the
+  sequence-iterations, C the context read, and I the iterations run, which is at least
+  N / max_concurrent, H / KV capacity (H: tokens held in KV blocks summed over iterations: each
+  sequence's private tokens, the shared prompt blocks of a group while any of its samples
+  runs) and the longest sample's iteration count (one iteration advances every sequence once).
+  With speculative decoding: N tokens at the cheapest seconds per token, or the longest sample
+  at one sequence per iteration, whichever is more.
+- Prefill: every admitted prompt is prefilled at least once (with prefix caching: the whole
+  prompt once per group, the part past its full blocks for each other sample); running
+  sequences pause meanwhile, so it adds to the replica's busy time. A lower bound of the calls'
+  sum is one call of all those tokens with no attention term (compute and per-call weight read
+  overlapped at most fully; collectives affine): `cm.prefill_s(tokens, tokens x 1e6)`.
+- Sync step (rlvr_sim.sim.orchestrator.run_sync): every replica starts empty and `dispatch`
+  sends the prompt groups to the least-loaded replica, so the samples each replica gets are
+  known from the batch alone (the same `dispatch` is run here on stand-ins). The step's
+  generation lasts at least the busiest replica's own bound (its host call cost, prefill and
+  decode above); then, in sequence: (colocated: a switch,) training, the trainer's weight sync
+  (`cm.weight_sync_s`) (colocated: a switch back). Verification is left out (>= 0).
+- Trainer: the simulator charges `cm.train_step(sequences, prompt_tokens, output_tokens)` for
+  step j's batch (every sample, no dynamic sampling), computed here for each step.
+- Async step: the trainer waits for batch j, trains it and sends the weights (in its own
+  timeline), so every step >= train_j + weight sync (proven). The sampler term is a steady-state
+  rate argument, NOT a per-step fact, so it is used only for plans simulated until steady
+  (`steady`) and only for the steady mean: over a steady window [d, n) the samplers must produce
+  the window's batches, so the mean step >= the pooled work of those batches / replicas /
+  (n - d). The batches overlap (a replica decodes several steps' samples in one iteration), so
+  their work is bounded as one schedule (`SamplerBound.window_s`: summed sequence-iterations,
+  context, KV held and prompt tokens), never as a sum of per-batch bounds, which would count the
+  shared iterations' weight reads and fixed costs once per batch. Right after the fill phase the
+  samplers may be up to eta + 1 batches ahead and a short window could drain that buffer faster
+  (a fixed `--steps 2` run of an eta = 1 plan does: its one counted step is 30x shorter); the
+  steady test's drift check and `ASYNC_RATE_SHARE` are the margin, and tests/test_plan_bound.py
+  checks the bound against the simulator on random plans. This is the one term that is checked
+  rather than proven. (What is provable: the batches b >= d + eta of the window can only start
+  after the window's start, since a replica admits batch b only once it holds version b - eta;
+  with windows as short as 4 steps that gives (4 - eta) / 4 of the rate, nothing for
+  eta >= 4. A run simulated to its end is bounded by all its batches' pooled work, proven.)
+- hours_total. Sync runs have no warm-up cut and simulate n >= min(min_steady, max_steps) steps
+  (a fixed step count: exactly `max_steps`): hours >= total steps x the smallest mean of the
+  first n per-step bounds over those n. Async runs: the warm-up is at most max(eta, half the
+  simulated steps) (MSER), so hours >= (that many steps x every-step bound + the other steps x
+  steady-mean bound) / 3600. Dollars = hours x GPUs x price.
 
 Limits: no bound (0, nothing pruned) for dynamic sampling (rewards), streaming trainers and
-inference-only runs, whose batches or step structure differ; such plans are simulated.
+inference-only runs, whose batches or step structure differ; such plans are simulated. The
+engine's coalesced spans (rlvr_sim.sim.sampler, coalesce_fraction) count a sequence that
+finishes inside a span as absent for part of it, which under-counts its context by
+f (m - f) / 2 token-iterations (f of the span's m iterations): the context term C can exceed
+the simulator's by that much (~1 % on long-tailed batches); the tests check the bound with it.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from rlvr_sim.errors import UserError
+from rlvr_sim.sim.steady import PLANNER_RULE
 from rlvr_sim.sweep.grid import Plan
 from rlvr_sim.sweep.space import COLOCATED, Allocation
 
 if TYPE_CHECKING:
     from rlvr_sim.cost import CostModel
     from rlvr_sim.scenario import Scenario
+    from rlvr_sim.sim.source import Group
     from rlvr_sim.sweep.robust import Perturbation
 
 # async: share of the sampler's steady-state rate bound that is used (see module docstring)
 ASYNC_RATE_SHARE = 0.9
+# prefill lower bound: sequences per token large enough that the attention term is negligible
+_NO_ATTENTION = 10 ** 6
 
 
 @dataclass(frozen=True)
 class StepTokens:
-    """What step j of the seeded workload holds (the same for every allocation)."""
+    """What step j of the seeded workload holds for the trainer (the same for every allocation)."""
 
     sequences: int
     prompt_tokens: int       # sum over samples (each carries its prompt)
     output_tokens: int
-    decode_tokens: int       # output tokens minus one per sample (the prefill's token)
-    longest_output: int
-    decode_context: int      # generated tokens held in KV summed over every decode iteration
+
+
+@dataclass(frozen=True)
+class StepSamples:
+    """Step j's prompt groups as the sampler sees them (the same for every allocation)."""
+
+    groups: tuple["Group", ...]
+    group_prompt: np.ndarray     # per group: prompt tokens
+    group_of: np.ndarray         # per sample: index of its group
+    target: np.ndarray           # per sample: output tokens
+
+    @cached_property
+    def tokens(self) -> StepTokens:
+        return StepTokens(len(self.target), int(self.group_prompt[self.group_of].sum()),
+                          int(self.target.sum()))
+
+
+@dataclass(frozen=True)
+class ReplicaWork:
+    """Per step (rows) and sampler replica (columns): the sums that bound that replica's
+    generation of the step (module docstring); one column for the whole pool pooled."""
+
+    seq_iterations: np.ndarray   # sum over samples of their decode iterations
+    decode_tokens: np.ndarray    # sum of output tokens
+    context: np.ndarray          # KV context read, summed over every sample's iterations
+    held: np.ndarray             # tokens held in KV blocks summed over iterations (lower bound)
+    longest: np.ndarray          # most decode iterations of one sample
+    prefill_tokens: np.ndarray   # prompt tokens prefilled at least once
+    samples: np.ndarray          # samples dispatched
 
 
 @dataclass(frozen=True)
@@ -88,31 +149,128 @@ class SamplerRates:
     comm_per_token_s: float
     fixed_s: float
     max_sequences: int
-    kv_capacity_tokens: float     # generated tokens one replica's KV blocks can hold
+    kv_capacity_tokens: float     # tokens one replica's KV blocks can hold
     token_s: float
     iteration_s: float
     tokens_per_iteration: float
     switch_s: float
 
-    def work_s(self, s: StepTokens) -> float:
-        """Replica-seconds the step's decoding needs at least, summed over the replicas."""
+    def decode_s(self, w: ReplicaWork) -> np.ndarray:
+        """Seconds of decoding each cell of `w` needs at least (module docstring)."""
         if not self.linear:
-            return s.decode_tokens * self.token_s
-        n, c = s.decode_tokens, s.decode_context
-        iterations = max(n / self.max_sequences, c / self.kv_capacity_tokens)
-        return (max(self.compute_per_token_s * n + self.attention_per_ctx_s * c,
-                    self.weights_s * iterations + self.kv_per_ctx_s * c)
-                + self.comm_per_token_s * n + self.fixed_s * iterations)
+            return np.maximum(w.decode_tokens * self.token_s, w.longest * self.iteration_s)
+        iterations = np.maximum(np.maximum(w.seq_iterations / self.max_sequences,
+                                           w.held / self.kv_capacity_tokens), w.longest)
+        out: np.ndarray = (np.maximum(self.compute_per_token_s * w.seq_iterations
+                                      + self.attention_per_ctx_s * w.context,
+                                      self.weights_s * iterations + self.kv_per_ctx_s * w.context)
+                           + self.comm_per_token_s * w.seq_iterations + self.fixed_s * iterations)
+        return out
 
-    def longest_s(self, s: StepTokens) -> float:
-        """Seconds the longest sample's decoding needs at least (it runs with >= 1 sequence)."""
-        length = max(s.longest_output - 1, 0)
-        if not self.linear:
-            return math.ceil(length / self.tokens_per_iteration) * self.iteration_s
-        c = length * (length + 1) / 2
-        return (max(self.compute_per_token_s * length + self.attention_per_ctx_s * c,
-                    self.weights_s * length + self.kv_per_ctx_s * c)
-                + (self.comm_per_token_s + self.fixed_s) * length)
+
+@dataclass(frozen=True)
+class SamplerBound:
+    """The sampler side of a plan: per simulated step, a lower bound of a sync step's generation
+    (the busiest replica), and the pooled work of each step's batch (`window_s`)."""
+
+    generate_s: tuple[float, ...]
+    pooled: ReplicaWork              # per step (rows), the whole pool (one column)
+    rates: SamplerRates
+    prefill_per_token_s: float       # the prefill's compute seconds per prompt token (a floor)
+    switch_s: float
+
+    def window_s(self, first: np.ndarray, end: int) -> np.ndarray:
+        """Replica-seconds, summed over the pool, that generating the batches of steps
+        [first, end) needs at least (one value per entry of `first`), bounded as ONE schedule:
+        in async runs batches overlap and share decode iterations (their weight reads and fixed
+        costs), so the batches' own bounds do not add up; their sums do (sequence-iterations,
+        context, KV held, prompt tokens; longest: the window's longest sample)."""
+        p = self.pooled
+
+        def summed(x: np.ndarray) -> np.ndarray:
+            c = np.concatenate([[0.0], np.cumsum(x[:, 0])])
+            out: np.ndarray = c[end] - c[first]
+            return out
+
+        longest = np.maximum.accumulate(p.longest[:end, 0][::-1])[::-1][first]
+        w = ReplicaWork(summed(p.seq_iterations), summed(p.decode_tokens), summed(p.context), summed(p.held),
+                        longest, summed(p.prefill_tokens), summed(p.samples))
+        out: np.ndarray = self.rates.decode_s(w) + self.prefill_per_token_s * w.prefill_tokens
+        return out
+
+    @cached_property
+    def windows_s(self) -> np.ndarray:
+        """`window_s(d, n)` at [d, n] for every 0 <= d < n <= simulated steps (0 elsewhere)."""
+        cap = len(self.generate_s)
+        out = np.zeros((cap + 1, cap + 1))
+        for n in range(1, cap + 1):
+            out[:n, n] = self.window_s(np.arange(n), n)
+        return out
+
+
+class _Slot:
+    """A replica as `rlvr_sim.sim.orchestrator.dispatch` sees it (load, replica id, submit)."""
+
+    __slots__ = ("replica", "load", "groups")
+
+    def __init__(self, replica: int):
+        self.replica, self.load = replica, 0
+        self.groups: list[int] = []
+
+    def submit(self, group: "Group") -> None:
+        self.groups.append(group.group_id)
+
+
+def replica_of_groups(groups: tuple["Group", ...], replicas: int) -> np.ndarray:
+    """The replica each group of a sync step goes to: the simulator's own `dispatch` run on
+    empty stand-ins (every replica starts a sync step idle); groups of one size go round-robin
+    (least loaded, ties to the lowest id), which is what `dispatch` does with them."""
+    if len({len(g.response_tokens) for g in groups}) <= 1:
+        return np.arange(len(groups), dtype=np.int64) % replicas
+    return dispatched(groups, replicas)
+
+
+def dispatched(groups: tuple["Group", ...], replicas: int) -> np.ndarray:
+    """`replica_of_groups` by running `rlvr_sim.sim.orchestrator.dispatch` itself."""
+    from rlvr_sim.sim.orchestrator import dispatch
+
+    slots = [_Slot(r) for r in range(replicas)]
+    dispatch(groups, slots)
+    where = {gid: s.replica for s in slots for gid in s.groups}
+    return np.array([where[g.group_id] for g in groups], dtype=np.int64)
+
+
+def replica_work(steps: tuple[StepSamples, ...], replicas: int | None, tpi: float, block_tokens: int,
+                 prefix_caching: bool) -> ReplicaWork:
+    """`ReplicaWork` of `steps` split as `dispatch` splits them over `replicas` (None: pooled)."""
+    cols = replicas or 1
+    shape = (len(steps), cols)
+    out = {k: np.zeros(shape) for k in ("seq_iterations", "decode_tokens", "context", "held",
+                                        "longest", "prefill_tokens", "samples")}
+    for j, st in enumerate(steps):
+        g_rep = (replica_of_groups(st.groups, replicas) if replicas
+                 else np.zeros(len(st.groups), dtype=np.int64))
+        rep = g_rep[st.group_of]
+        p = st.group_prompt[st.group_of].astype(float)
+        t = st.target.astype(float)
+        its = np.maximum(np.ceil(t / tpi - 1e-9), 1.0)
+        shared = (st.group_prompt // block_tokens) * block_tokens if prefix_caching \
+            else np.zeros(len(st.groups), dtype=np.int64)
+        private = p - shared[st.group_of]
+        growth = tpi * its * (its - 1) / 2
+        # shared prompt blocks are held while any sample of the group runs: its longest one
+        group_longest = np.zeros(len(st.groups))
+        np.maximum.at(group_longest, st.group_of, its)
+        sizes = np.bincount(st.group_of, minlength=len(st.groups))
+        group_prefill = st.group_prompt + (sizes - 1) * (st.group_prompt - shared)
+        for key, values, by in (("seq_iterations", its, rep), ("decode_tokens", t, rep),
+                                ("context", its * p + growth, rep), ("held", its * private + growth, rep),
+                                ("samples", np.ones(len(t)), rep),
+                                ("held", group_longest * shared, g_rep),
+                                ("prefill_tokens", group_prefill.astype(float), g_rep)):
+            out[key][j] += np.bincount(by, weights=values, minlength=cols)
+        np.maximum.at(out["longest"][j], rep, its)
+    return ReplicaWork(**out)
 
 
 @dataclass
@@ -125,10 +283,13 @@ class PlanBounds:
     seed: int | None = None          # the simulation seed (None: the scenario's)
     steady: bool = True              # plans simulated until steady (False: a fixed step count)
     perturb: "Perturbation | None" = None
+    min_steady: int = PLANNER_RULE.min_steady   # the steady rule's fewest steady steps
     _bases: dict[tuple[object, ...], "Scenario | None"] = field(default_factory=dict)
-    _steps: dict[tuple[object, ...], tuple[StepTokens, ...] | None] = field(default_factory=dict)
-    _sampler: dict[tuple[object, ...], SamplerRates] = field(default_factory=dict)
-    _trainer: dict[tuple[object, ...], float] = field(default_factory=dict)
+    _steps: dict[tuple[object, ...], tuple[StepSamples, ...] | None] = field(default_factory=dict)
+    _sampler: dict[tuple[object, ...], SamplerBound] = field(default_factory=dict)
+    _trainer: dict[tuple[object, ...], tuple[float, ...]] = field(default_factory=dict)
+    _sync: dict[tuple[object, ...], float] = field(default_factory=dict)
+    _work: dict[tuple[object, ...], ReplicaWork] = field(default_factory=dict)
 
     # ------------------------------------------------------------------ scenarios
     def _base(self, a: Allocation) -> "Scenario | None":
@@ -171,14 +332,14 @@ class PlanBounds:
         base = self._base(a)
         return None if base is None else CostModel.from_scenario(self._variant(base, a))
 
-    def step_tokens(self, a: Allocation) -> tuple[StepTokens, ...] | None:
-        """Token sums of the steps a plan can simulate; None where batches depend on the plan."""
+    def step_samples(self, a: Allocation) -> tuple[StepSamples, ...] | None:
+        """The samples of the steps a plan can simulate; None where batches depend on the plan."""
         key = (a.gpu, a.knobs)
         if key not in self._steps:
             self._steps[key] = self._draw_steps(a)
         return self._steps[key]
 
-    def _draw_steps(self, a: Allocation) -> tuple[StepTokens, ...] | None:
+    def _draw_steps(self, a: Allocation) -> tuple[StepSamples, ...] | None:
         from rlvr_sim.cost import CostModel
         from rlvr_sim.sim.run import config_from_scenario
         from rlvr_sim.sim.source import PromptSource
@@ -197,103 +358,92 @@ class PlanBounds:
         out = []
         for j in range(steps):
             groups = source.batch(j).groups
-            n = sum(len(g.response_tokens) for g in groups)
-            output = sum(sum(g.response_tokens) for g in groups)
-            context = sum(o * (o - 1) // 2 for g in groups for o in g.response_tokens)
-            out.append(StepTokens(n, sum(g.prompt_tokens * len(g.response_tokens) for g in groups), output,
-                                  output - n, max(max(g.response_tokens) for g in groups), context))
+            sizes = [len(g.response_tokens) for g in groups]
+            out.append(StepSamples(groups, np.array([g.prompt_tokens for g in groups], dtype=np.int64),
+                                   np.repeat(np.arange(len(groups)), sizes),
+                                   np.array([t for g in groups for t in g.response_tokens], dtype=np.int64)))
         return tuple(out)
 
     # ------------------------------------------------------------------ parts
-    def sampler_rates(self, a: Allocation, cm: "CostModel") -> SamplerRates:
-        key = (a.gpu, a.knobs, a.sampler_tp, a.sampler_pp, a.placement == COLOCATED)
-        if key not in self._sampler:
-            self._sampler[key] = _sampler_rates(cm)
-        return self._sampler[key]
-
-    def train_s(self, a: Allocation, cm: "CostModel", fewest: StepTokens) -> float:
-        key = (a.gpu, a.knobs, a.trainer_gpus, a.trainer_tp, a.trainer_pp, a.mini_batches)
-        if key not in self._trainer:
-            self._trainer[key] = float(cm.train_step(fewest.sequences, fewest.prompt_tokens,
-                                                     fewest.output_tokens).total_s)
-        return self._trainer[key]
-
-    # ------------------------------------------------------------------ the bound
-    def step_s(self, a: Allocation) -> tuple[float, float]:
-        """Lower bounds of (every simulated step time, the steady mean step time) of `a`
-        (0: no bound known; inf: invalid). They differ in async runs only (module docstring)."""
-        base = self._base(a)
-        if base is None:
-            return math.inf, math.inf
-        steps = self.step_tokens(a)
-        if not steps:
-            return 0.0, 0.0
-        from rlvr_sim.cost import CostModel
-
-        cm = CostModel.from_scenario(self._variant(base, a)) if self._needs_cm(a) else None
-        rates = self.sampler_rates(a, cm) if cm is not None else self._sampler[self._skey(a)]
-        replicas = max(a.sampler_gpus // a.sampler_unit, 1)
-        fewest = StepTokens(steps[0].sequences, min(s.prompt_tokens for s in steps),
-                            min(s.output_tokens for s in steps), 0, 0, 0)
-        train = self.train_s(a, cm, fewest) if cm is not None else self._trainer[self._tkey(a)]
-        if a.max_staleness == 0:
-            switch = 2 * rates.switch_s if a.placement == COLOCATED else 0.0
-            every = min(max(rates.work_s(s) / replicas, rates.longest_s(s)) for s in steps) + train + switch
-            return every, every
-        if not self.steady:
-            return train, train
-        mean_work = sum(rates.work_s(s) for s in steps) / len(steps)
-        return train, max(train, ASYNC_RATE_SHARE * mean_work / replicas)
-
-    def quick_hours(self, a: Allocation) -> float:
-        """A cheaper, weaker lower bound (sampler side only, no trainer term): <= `hours(a)`.
-        The branch and bound orders plans by it and computes `hours` only for plans that reach
-        the front of the queue (the trainer term needs a load-balance draw per layout)."""
-        base = self._base(a)
-        if base is None:
-            return math.inf
-        steps = self.step_tokens(a)
-        if not steps:
-            return 0.0
-        key = self._skey(a)
-        if key not in self._sampler:
-            from rlvr_sim.cost import CostModel
-
-            self._sampler[key] = _sampler_rates(CostModel.from_scenario(self._variant(base, a)))
-        rates = self._sampler[key]
-        replicas = max(a.sampler_gpus // a.sampler_unit, 1)
-        if a.max_staleness == 0:
-            switch = 2 * rates.switch_s if a.placement == COLOCATED else 0.0
-            every = min(max(rates.work_s(s) / replicas, rates.longest_s(s)) for s in steps) + switch
-            steady = every
-        else:
-            every = 0.0
-            steady = ASYNC_RATE_SHARE * sum(rates.work_s(s) for s in steps) / len(steps) / replicas \
-                if self.steady else 0.0
-        total = base.workload.steps
-        warm = min(total, self.max_steps // 2)
-        return (warm * every + (total - warm) * steady) / 3600
-
     def _skey(self, a: Allocation) -> tuple[object, ...]:
-        return (a.gpu, a.knobs, a.sampler_tp, a.sampler_pp, a.placement == COLOCATED)
+        return (a.gpu, a.knobs, a.sampler_tp, a.sampler_pp, a.placement == COLOCATED, self._replicas(a))
 
     def _tkey(self, a: Allocation) -> tuple[object, ...]:
         return (a.gpu, a.knobs, a.trainer_gpus, a.trainer_tp, a.trainer_pp, a.mini_batches)
 
-    def _needs_cm(self, a: Allocation) -> bool:
-        return self._skey(a) not in self._sampler or self._tkey(a) not in self._trainer
+    def _wkey(self, a: Allocation) -> tuple[object, ...]:
+        return (a.gpu, a.knobs, a.placement, a.sampler_gpus, a.sampler_tp, a.sampler_pp, a.trainer_gpus,
+                a.trainer_tp, a.trainer_pp)
+
+    @staticmethod
+    def _replicas(a: Allocation) -> int:
+        return max(a.sampler_gpus // a.sampler_unit, 1)
+
+    def sampler_bound(self, a: Allocation, base: "Scenario", steps: tuple[StepSamples, ...]) -> SamplerBound:
+        """The sampler side of `a` (cached per sampler shape and replica count)."""
+        key = self._skey(a)
+        if key not in self._sampler:
+            from rlvr_sim.cost import CostModel
+
+            cm = CostModel.from_scenario(self._variant(base, a))
+            tpi = float(cm.tokens_per_iteration)
+            split, pooled = (self._replica_work(a, base, steps, r, tpi) for r in (self._replicas(a), None))
+            self._sampler[key] = _sampler_bound(cm, split, pooled)
+        return self._sampler[key]
+
+    def _replica_work(self, a: Allocation, base: "Scenario", steps: tuple[StepSamples, ...], replicas: int | None,
+                      tpi: float) -> ReplicaWork:
+        key = (a.gpu, a.knobs, replicas, tpi)
+        if key not in self._work:
+            self._work[key] = replica_work(steps, replicas, tpi, base.sampler.block_tokens,
+                                           bool(base.sampler.prefix_caching))
+        return self._work[key]
+
+    def train_s(self, a: Allocation, base: "Scenario", steps: tuple[StepSamples, ...]
+                ) -> tuple[tuple[float, ...], float]:
+        """(train seconds of each step, the trainer's weight-sync seconds)."""
+        tkey, wkey = self._tkey(a), self._wkey(a)
+        if tkey not in self._trainer or wkey not in self._sync:
+            from rlvr_sim.cost import CostModel
+
+            cm = CostModel.from_scenario(self._variant(base, a))
+            if tkey not in self._trainer:
+                self._trainer[tkey] = tuple(float(cm.train_step(t.sequences, t.prompt_tokens, t.output_tokens).total_s)
+                                            for t in (s.tokens for s in steps))
+            self._sync[wkey] = float(cm.weight_sync_s)
+        return self._trainer[tkey], self._sync[wkey]
+
+    # ------------------------------------------------------------------ the bound
+    def _hours(self, a: Allocation, trainer: bool) -> float:
+        base = self._base(a)
+        if base is None:
+            return math.inf
+        steps = self.step_samples(a)
+        if not steps:
+            return 0.0
+        side = self.sampler_bound(a, base, steps)
+        train, sync = self.train_s(a, base, steps) if trainer else ((0.0,) * len(steps), 0.0)
+        total = base.workload.steps
+        cap = len(steps)
+        if a.max_staleness == 0:
+            every = np.array(side.generate_s) + np.array(train) + sync + 2 * side.switch_s
+            return total * _smallest_prefix_mean(every, min(self.min_steady, cap) if self.steady else cap,
+                                                 cap, total) / 3600
+        lo = min(a.max_staleness + self.min_steady, cap) if self.steady else cap
+        return _async_seconds(np.array(train) + sync, side, self._replicas(a), total, a.max_staleness, lo, cap,
+                              self.steady) / 3600
+
+    def quick_hours(self, a: Allocation) -> float:
+        """A cheaper, weaker lower bound (sampler side only: no trainer, no weight sync):
+        <= `hours(a)`. The branch and bound orders plans by it and computes `hours` only for
+        plans that reach the front of the queue (the trainer term needs a load-balance draw per
+        layout)."""
+        return self._hours(a, trainer=False)
 
     def hours(self, a: Allocation) -> float:
-        """Lower bound of the plan's simulated `hours_total` (0: none known; inf: invalid):
-        warm-up steps (at most half the simulated steps) at the every-step bound, the rest at
-        the steady-mean bound."""
-        every, steady = self.step_s(a)
-        base = self._bases.get((a.gpu, a.knobs))
-        if base is None or not math.isfinite(every):
-            return every
-        total = base.workload.steps
-        warm = min(total, self.max_steps // 2)
-        return (warm * every + (total - warm) * steady) / 3600
+        """Lower bound of the plan's simulated `hours_total` (0: none known; inf: invalid)
+        (module docstring)."""
+        return self._hours(a, trainer=True)
 
     def usd(self, a: Allocation) -> float:
         """Lower bound of the plan's simulated dollars (hours bound x GPUs x price)."""
@@ -302,6 +452,67 @@ class PlanBounds:
         if base is None or not math.isfinite(hours):
             return hours
         return hours * a.total_gpus * float(base.hardware_profile.datasheet.usd_per_gpu_hour)
+
+
+def _smallest_prefix_mean(every: np.ndarray, lo: int, hi: int, total: int) -> float:
+    """The smallest mean of every[:n] over the step counts n in [lo, hi] a run may stop at (a
+    run of n >= total steps counts its first `total`)."""
+    n = np.arange(1, len(every) + 1)
+    means = np.cumsum(every) / n
+    lo, hi = min(max(lo, 1), total), min(hi, total)
+    return float(means[lo - 1:hi].min())
+
+
+def _async_seconds(each: np.ndarray, side: SamplerBound, replicas: int, total: int, eta: int, lo: int, cap: int,
+                   steady: bool) -> float:
+    """Lower bound of an async run's `hours_total` x 3600: step j >= each[j] (its training + the
+    weight sync); a run simulated to the end (n >= total) generated every batch before its last
+    step (the pooled work of all batches / replicas); else the warm-up d in [eta, max(eta,
+    n // 2)] (MSER) and the steady mean over the window [d, n), >= the window's mean of `each`
+    and, when simulated until steady (`steady`), >= ASYNC_RATE_SHARE x the pooled work of the
+    window's batches / replicas / (n - d) (the checked term); smallest over the step counts n
+    in [lo, cap] a run may stop at."""
+    esum = np.concatenate([[0.0], np.cumsum(each)])
+    best = math.inf
+    if cap >= total:      # a run of n >= total steps counts its first `total`
+        whole = float(side.windows_s[0, total]) / replicas
+        best = max(float(esum[total]), whole + float(each[total - 1]))
+    n, d = _windows(eta, max(lo, 1), min(cap, total - 1))
+    if len(n):
+        mean = (esum[n] - esum[d]) / (n - d)
+        if steady:
+            mean = np.maximum(mean, ASYNC_RATE_SHARE * side.windows_s[d, n] / replicas / (n - d))
+        best = min(best, float(np.min(esum[d] + (total - d) * mean)))
+    return best
+
+
+@lru_cache(maxsize=256)
+def _windows(eta: int, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
+    """The (n, d) pairs of an async run's steady window: n steps simulated in [lo, hi], warm-up d
+    in [eta, max(eta, n // 2)] (0 when n <= eta; MSER, rlvr_sim.sim.steady.warmup_cut), d < n."""
+    pairs = [(n, d) for n in range(lo, hi + 1)
+             for d in range(eta if n > eta else 0, max(eta if n > eta else 0, n // 2) + 1) if d < n]
+    return np.array([n for n, _ in pairs], dtype=np.int64), np.array([d for _, d in pairs], dtype=np.int64)
+
+
+def _sampler_bound(cm: "CostModel", split: ReplicaWork, pooled: ReplicaWork) -> SamplerBound:
+    """`SamplerBound` of a cost model and the step's work split over its replicas and pooled."""
+    rates = _sampler_rates(cm)
+    call = cm.sampler_call_s(1) > 0
+
+    def busy(w: ReplicaWork) -> np.ndarray:
+        out = rates.decode_s(w)
+        prefill = np.vectorize(lambda tokens: cm.prefill_s(int(tokens), int(tokens) * _NO_ATTENTION)
+                               if tokens > 0 else 0.0, otypes=[float])(w.prefill_tokens)
+        out = out + prefill
+        if call:
+            out = out + np.vectorize(lambda n: cm.sampler_call_s(int(n)), otypes=[float])(w.samples)
+        result: np.ndarray = np.where(w.samples > 0, out, 0.0)
+        return result
+
+    pc = cm.prefill_coeffs
+    return SamplerBound(tuple(busy(split).max(axis=1).tolist()), pooled, rates,
+                        pc.linear_flop_per_token / pc.tp / pc.flop_per_s, rates.switch_s)
 
 
 def _sampler_rates(cm: "CostModel") -> SamplerRates:
