@@ -128,6 +128,17 @@ def test_the_serial_search_is_deterministic_and_a_run_only_pool_streams_in_batch
     assert max(wrapper.batches) <= 2 and sum(wrapper.batches) == len(ev.seen)
 
 
+def test_a_group_with_no_valid_plan_ends_cleanly():
+    """Trainer groups below 4 GPUs do not fit: the 16-GPU groups keep valid plans, and a space of
+    trainer TP 1-2 only has none at all (every plan simulated, every one invalid)."""
+    toy = Toy(min_trainer_group=4)
+    ev = Evaluator({"name": "toy"}, ClockPool(toy, workers=2), 4, 0, bound=lambda a: 0.0)
+    tiny = SearchSpace(gpus=("h100-sxm",), sizes=(4,), sampler_tps=(1, 2), trainer_tps=(1, 2), staleness=(0,),
+                       mini_batches=(2,), gpus_per_node=8)
+    result = branch_and_bound(tiny, ev)
+    assert result.optima == [] and len(ev.seen) == len(enumerate_space(tiny)) == toy.calls
+
+
 def test_evaluator_submits_a_plan_once():
     toy = Toy()
     ev = Evaluator({"name": "toy"}, InlinePool(toy), 4, 0)

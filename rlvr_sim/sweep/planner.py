@@ -3,8 +3,10 @@
 With a bound (`Evaluator.bound`, rlvr_sim.sweep.bound: a lower bound of each plan's simulated
 hours from the cost model alone), `search` is a branch and bound that equals the exhaustive sweep
 whenever the bound holds: every allocation of the space gets its bound (cheap), each (GPU type,
-total) simulates its plans in increasing bound order, a few per round, and stops as soon as the
-next bound exceeds the best hours simulated in that group (no later plan can beat it).
+total) simulates its plans in increasing bound order and stops as soon as the next bound exceeds
+the best hours simulated in that group (no later plan can beat it). It streams: as many plans as
+the pool has workers run at once, and when one finishes the next plan is chosen with its result
+known (no rounds: a long plan never holds the other workers idle; `branch_and_bound`).
 `SearchResult.bounded` counts the plans skipped that way. Without a bound (toy evaluators in
 tests) the local search below is used.
 
@@ -268,7 +270,7 @@ class _Queues:
         options = []
         for g in self.heaps:
             lb = self.front(g)
-            if lb > self.best[g]:
+            if not self.heaps[g] or lb > self.best[g]:
                 continue
             ratio = lb / self.best[g] if 0 < self.best[g] < math.inf else 0.0
             options.append((self.running[g] > 0, self.running[g], ratio, lb, g))
