@@ -8,7 +8,10 @@ submission order (as on a process pool), deterministically."""
 from __future__ import annotations
 
 import heapq
+import importlib.util
 import math
+
+import pytest
 
 from rlvr_sim.sweep.jobs import STATUS_OK, PlanJob, PlanOutcome
 from rlvr_sim.sweep.planner import Evaluator, branch_and_bound, exhaustive, search
@@ -216,3 +219,25 @@ def test_colocated_marginal_already_in_the_search_is_not_simulated_again():
     calls = toy.calls
     found = marginals(ev, small)
     assert toy.calls == calls and [m.hours_total for m in found] == [ev.hours(bigger)]
+
+
+@pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="ray not installed (the sweep extra)")
+def test_ray_pool_streams_the_branch_and_bound_to_the_serial_answer():
+    from pathlib import Path
+
+    from rlvr_sim.sweep.bound import PlanBounds
+    from rlvr_sim.sweep.pools import RayPool
+
+    small = Path(__file__).parent / "data" / "small-qwen1.5b.yaml"
+    space = SearchSpace(gpus=("h100-sxm",), sizes=(4,), sampler_tps=(1, 2), trainer_tps=(1,), staleness=(0, 1),
+                        mini_batches=(2,), gpus_per_node=8)
+    bounds = PlanBounds(small, max_steps=2, seed=0, steady=False)
+    serial = Evaluator(small, InlinePool(), 2, 0, bound=bounds.hours)
+    expected = branch_and_bound(space, serial).optima
+    pool = RayPool(2)
+    try:
+        ev = Evaluator(small, pool, 2, 0, bound=bounds.hours)
+        assert branch_and_bound(space, ev).optima == expected and expected
+        assert [ev.hours(a) for a in expected] == [serial.hours(a) for a in expected]
+    finally:
+        pool.close()
