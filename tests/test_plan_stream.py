@@ -241,3 +241,15 @@ def test_ray_pool_streams_the_branch_and_bound_to_the_serial_answer():
         assert [ev.hours(a) for a in expected] == [serial.hours(a) for a in expected]
     finally:
         pool.close()
+
+
+def test_the_apps_counting_pool_streams_and_reports_each_plan_once():
+    from rlvr_sim.api import _CountingPool
+
+    gen, train = 400000.0, 150000.0
+    toy, reported = Toy(gen, train), []
+    pool = _CountingPool(InlinePool(toy), reported.append)
+    assert streaming(pool) is pool
+    ev = Evaluator({"name": "toy"}, pool, 4, 0, bound=toy_bound(gen, train))
+    branch_and_bound(SPACE, ev)
+    assert len(reported) == toy.calls == len(ev.seen) > 0
