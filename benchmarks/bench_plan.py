@@ -11,6 +11,10 @@ flags: e.g. `--baseline-args "--steps 3"` for the README's old command).
     .venv/bin/python benchmarks/bench_plan.py [--baseline /work/main] [--repeats 1] [--workers 2]
     .venv/bin/python benchmarks/bench_plan.py --exhaustive-too --this-args "--sizes 64 --staleness 0,1"
     .venv/bin/python benchmarks/bench_plan.py --repeats 0 --verify-pruned 4
+    .venv/bin/python benchmarks/bench_plan.py --baseline /work/main --repeats 2 --this-args=--exact \
+        --baseline-args=--exact          # the README example, branch and bound, A B A B
+    .venv/bin/python benchmarks/bench_plan.py --baseline /work/main --repeats 2 --nemo --this-args=--exact \
+        --baseline-args=--exact          # the NeMo-RL example instead (--nemo)
 
 `--exhaustive-too` also runs the same space with `--exhaustive` (every plan simulated) and says
 whether the recommendation and the frontier are the same. `--verify-pruned K` checks the branch
@@ -36,6 +40,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 README_ARGS = ["--total-gpus", "64", "--gpu", "h100-sxm", "--set", "model=qwen2.5-32b", "--trainer-pp", "1,2,4"]
 SCENARIO = "scenarios/deepseek-r1-zero-like.yaml"
+NEMO_ARGS = ["--total-gpus", "16", "--sizes", "16,8", "--staleness", "0,1,2"]
+NEMO_SCENARIO = "scenarios/nemo-rl-llama3.1-8b-onpolicy.yaml"
 
 
 def _children_cpu_s() -> float:
@@ -43,9 +49,10 @@ def _children_cpu_s() -> float:
     return r.ru_utime + r.ru_stime
 
 
-def run_plan(root: Path, extra: list[str], workers: int) -> dict:
+def run_plan(root: Path, extra: list[str], workers: int, nemo: bool = False) -> dict:
     """One `plan --json` run of the tree at `root`: timings and what it answered."""
-    cmd = [sys.executable, "-m", "rlvr_sim.cli", "plan", str(root / SCENARIO), *README_ARGS,
+    scenario, example = (NEMO_SCENARIO, NEMO_ARGS) if nemo else (SCENARIO, README_ARGS)
+    cmd = [sys.executable, "-m", "rlvr_sim.cli", "plan", str(root / scenario), *example,
            "--workers", str(workers), "--json", *extra]
     env = {**os.environ, "PYTHONPATH": str(root), "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
     cpu0, t0 = _children_cpu_s(), time.perf_counter()
@@ -57,14 +64,15 @@ def run_plan(root: Path, extra: list[str], workers: int) -> dict:
     rec = data["recommended"]
     rob = rec.get("robustness")
     return {"root": str(root), "args": extra, "wall_s": wall, "cpu_s": cpu, "counts": data["counts"],
-            "plan_steps": data.get("plan_steps"),
+            "plan_steps": data.get("plan_steps"), "search_s": data.get("search_s"),
             "method": data.get("method"), "steps_per_plan": data.get("steps_per_plan"),
             "recommended": rec["label"], "hours_total": rec["hours_total"], "usd_total": rec["usd_total"],
             "recommended_steps_simulated": rec.get("steps_simulated"),
             "frontier": [(f["label"], f.get("steps_simulated")) for f in data["frontier"]],
             "frontier_hours": [f["hours_total"] for f in data["frontier"]],
             "robustness": None if rob is None else {k: rob[k] for k in (
-                "share_best", "robust", "hours_p10", "hours_p50", "hours_p90", "usd_p10", "usd_p50", "usd_p90")}}
+                "share_best", "robust", "hours_p10", "hours_p50", "hours_p90", "usd_p10", "usd_p50", "usd_p90",
+                "simulated", "winners") if k in rob}}
 
 
 def verify_pruned(extra: list[str], workers: int, k: int) -> dict:
@@ -114,6 +122,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--this-args", default="", help="extra plan flags for this tree")
     p.add_argument("--baseline-args", default="--steps 3", help="extra plan flags for the baseline tree")
+    p.add_argument("--nemo", action="store_true",
+                   help=f"the NeMo-RL example ({NEMO_SCENARIO} {' '.join(NEMO_ARGS)}) instead of the README's")
     p.add_argument("--exhaustive-too", action="store_true",
                    help="also run this tree with --exhaustive (same flags): same recommendation?")
     p.add_argument("--verify-pruned", type=int, default=0, metavar="K",
@@ -123,15 +133,16 @@ def main(argv: list[str] | None = None) -> int:
     runs: dict[str, list[dict]] = {"this": [], "baseline": []}
     for _ in range(args.repeats):
         if args.baseline is not None:
-            runs["baseline"].append(run_plan(args.baseline.resolve(), shlex.split(args.baseline_args), args.workers))
+            runs["baseline"].append(run_plan(args.baseline.resolve(), shlex.split(args.baseline_args), args.workers,
+                                             args.nemo))
             print(json.dumps({"baseline": runs["baseline"][-1]}), flush=True)
-        runs["this"].append(run_plan(ROOT, this_extra, args.workers))
+        runs["this"].append(run_plan(ROOT, this_extra, args.workers, args.nemo))
         print(json.dumps({"this": runs["this"][-1]}), flush=True)
     report: dict = {"runs": runs}
     if args.exhaustive_too:
-        full = run_plan(ROOT, [*this_extra, "--exhaustive"], args.workers)
+        full = run_plan(ROOT, [e for e in this_extra if e != "--exact"] + ["--exhaustive"], args.workers, args.nemo)
         report["exhaustive"] = full
-        last = runs["this"][-1] if runs["this"] else run_plan(ROOT, this_extra, args.workers)
+        last = runs["this"][-1] if runs["this"] else run_plan(ROOT, this_extra, args.workers, args.nemo)
         report["same_recommendation_as_exhaustive"] = full.get("recommended") == last.get("recommended")
         report["same_frontier_as_exhaustive"] = (full.get("frontier_hours") == last.get("frontier_hours")
                                                  and [f[0] for f in full.get("frontier", [])]
@@ -140,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.verify_pruned:
         report["verify_pruned"] = verify_pruned(this_extra, args.workers, args.verify_pruned)
     if runs["baseline"] and all("error" not in r for r in runs["baseline"] + runs["this"]):
-        for key in ("wall_s", "cpu_s"):
+        for key in ("wall_s", "cpu_s", "plan_steps"):
             base = statistics.median(r[key] for r in runs["baseline"])
             this = statistics.median(r[key] for r in runs["this"])
             report[f"{key}_ratio_baseline_over_this"] = base / this

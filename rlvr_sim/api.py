@@ -42,7 +42,7 @@ from rlvr_sim.sweep.robust import assess
 from rlvr_sim.sweep.grid import grid_plans
 from rlvr_sim.sweep.jobs import PlanOutcome, make_jobs
 from rlvr_sim.sweep.planner import SearchResult, search
-from rlvr_sim.sweep.pools import Pool, open_pool
+from rlvr_sim.sweep.pools import Pool, open_pool, streaming
 from rlvr_sim.sweep.recommend import Constraints, recommend
 from rlvr_sim.sweep.store import outcomes_frame
 
@@ -101,12 +101,23 @@ class _CountingPool:
     def __init__(self, inner: Pool, on_outcome: Callable[[PlanOutcome], None] | None):
         self.inner, self.on_outcome = inner, on_outcome
         self.workers = getattr(inner, "workers", 1)
+        self._stream = streaming(inner)
 
     def run(self, jobs: list[Any]) -> Any:
         for outcome in self.inner.run(jobs):
             if self.on_outcome is not None:
                 self.on_outcome(outcome)
             yield outcome
+
+    def submit(self, job: Any) -> None:
+        """Streaming (rlvr_sim.sweep.pools.Streaming), so the app's searches keep every worker busy."""
+        self._stream.submit(job)
+
+    def next_done(self) -> PlanOutcome:
+        outcome = self._stream.next_done()
+        if self.on_outcome is not None:
+            self.on_outcome(outcome)
+        return outcome
 
     def close(self) -> None:
         self.inner.close()

@@ -3,8 +3,10 @@
 With a bound (`Evaluator.bound`, rlvr_sim.sweep.bound: a lower bound of each plan's simulated
 hours from the cost model alone), `search` is a branch and bound that equals the exhaustive sweep
 whenever the bound holds: every allocation of the space gets its bound (cheap), each (GPU type,
-total) simulates its plans in increasing bound order, a few per round, and stops as soon as the
-next bound exceeds the best hours simulated in that group (no later plan can beat it).
+total) simulates its plans in increasing bound order and stops as soon as the next bound exceeds
+the best hours simulated in that group (no later plan can beat it). It streams: as many plans as
+the pool has workers run at once, and when one finishes the next plan is chosen with its result
+known (no rounds: a long plan never holds the other workers idle; `branch_and_bound`).
 `SearchResult.bounded` counts the plans skipped that way. Without a bound (toy evaluators in
 tests) the local search below is used.
 
@@ -37,11 +39,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 import pandas as pd
+from tqdm import tqdm
 
 from rlvr_sim.sim.steady import Rule
 from rlvr_sim.sweep.grid import Plan
 from rlvr_sim.sweep.jobs import STATUS_ERROR, STATUS_INVALID, STATUS_OK, PlanMetrics, PlanOutcome, make_jobs
-from rlvr_sim.sweep.pools import Pool
+from rlvr_sim.sweep.pools import Pool, Streaming, streaming
 from rlvr_sim.sweep.runner import evaluate_all
 from rlvr_sim.sweep.store import outcome_row
 from rlvr_sim.sweep.space import COLOCATED, DISAGGREGATED, Allocation, SearchSpace, enumerate_space, neighbours, round_split
@@ -65,8 +68,11 @@ class Evaluator:
     bound: Callable[[Allocation], float] | None = None   # lower bound of a plan's simulated hours
     quick_bound: Callable[[Allocation], float] | None = None   # a cheaper bound <= `bound`
     seen: dict[Allocation, PlanOutcome] = field(default_factory=dict)
+    _stream: Streaming | None = field(default=None, repr=False)
+    _flying: dict[str, list[Allocation]] = field(default_factory=dict, repr=False)   # plan_id -> allocations
 
     def evaluate(self, allocations: list[Allocation], desc: str = "plan") -> None:
+        """Simulate the allocations not seen yet as one parallel batch (waits for all)."""
         new = list(dict.fromkeys(a for a in allocations if a not in self.seen))
         if not new:
             return
@@ -74,6 +80,37 @@ class Evaluator:
         jobs = make_jobs(self.scenario, plans, self.steps, self.seed, self.steady, self.perturb)
         for allocation, outcome in zip(new, evaluate_all(self.pool, jobs, self.progress, desc)):
             self.seen[allocation] = outcome
+
+    # ------------------------------------------------------------------ streaming
+    @property
+    def in_flight(self) -> int:
+        """Allocations submitted and not yet handed back by `next_done`."""
+        return sum(len(group) for group in self._flying.values())
+
+    def submit(self, a: Allocation) -> bool:
+        """Start simulating `a` on the pool (rlvr_sim.sweep.pools.Streaming); False (nothing
+        started) when it was simulated already or is in flight: a plan is never simulated twice."""
+        if a in self.seen or any(a in group for group in self._flying.values()):
+            return False
+        if self._stream is None:
+            self._stream = streaming(self.pool)
+        plan = Plan(self.fixed.settings + a.plan().settings)
+        job = make_jobs(self.scenario, [plan], self.steps, self.seed, self.steady, self.perturb)[0]
+        job = replace(job, index=len(self.seen) + self.in_flight)
+        self._flying.setdefault(job.plan_id, []).append(a)
+        if len(self._flying[job.plan_id]) == 1:      # two allocations with one plan: one simulation
+            self._stream.submit(job)
+        return True
+
+    def next_done(self) -> list[Allocation]:
+        """Wait for the next submitted plan to finish; the allocations it answers (usually one),
+        now in `seen`."""
+        assert self._stream is not None and self._flying, "next_done: nothing submitted"
+        outcome = self._stream.next_done()
+        done = self._flying.pop(outcome.plan_id)
+        for a in done:
+            self.seen[a] = outcome
+        return done
 
     def metrics(self, a: Allocation) -> PlanMetrics | None:
         """The plan's typed results; None when not simulated, invalid or failed."""
@@ -202,48 +239,95 @@ def search(space: SearchSpace, base: Allocation, ev: Evaluator, max_rounds: int 
     return local_search(space, base, ev, max_rounds)
 
 
-def branch_and_bound(space: SearchSpace, ev: Evaluator, per_round: int | None = None) -> SearchResult:
+Group = tuple[str, int]          # (GPU type, GPU total)
+
+
+@dataclass
+class _Queues:
+    """Each group's unsimulated plans as a heap of (bound, exact?, allocation), its best simulated
+    hours, and its plans in flight. `quick` bounds order the heap; a plan's `full` bound is
+    computed when it reaches the front (then it goes back in at that key)."""
+
+    full: Callable[[Allocation], float]
+    heaps: dict[Group, list[tuple[float, bool, Allocation]]]
+    best: dict[Group, float]
+    running: dict[Group, int]
+
+    def front(self, g: Group) -> float:
+        """The smallest full bound of `g`'s queue (inf when empty), resolving quick bounds."""
+        heap = self.heaps[g]
+        while heap and not heap[0][1]:
+            lb, _, a = heapq.heappop(heap)
+            heapq.heappush(heap, (max(lb, self.full(a)), True, a))
+        return heap[0][0] if heap else math.inf
+
+    def next_plan(self, speculate: bool) -> Allocation | None:
+        """The next plan to simulate, or None. A group's front plan whose bound is <= its best
+        and that has no plan in flight is certainly simulated by the exhaustive-equal search
+        (every later plan of its group has a bound >= it, so no result can prune it): those go
+        first, lowest bound / best first. Otherwise (with `speculate`) the front of a group with
+        plans in flight, fewest in flight first: a result still running may prune it."""
+        options = []
+        for g in self.heaps:
+            lb = self.front(g)
+            if not self.heaps[g] or lb > self.best[g]:
+                continue
+            ratio = lb / self.best[g] if 0 < self.best[g] < math.inf else 0.0
+            options.append((self.running[g] > 0, self.running[g], ratio, lb, g))
+        options = [o for o in options if speculate or not o[0]]
+        if not options:
+            return None
+        g = min(options, key=lambda o: o[:4])[4]
+        return heapq.heappop(self.heaps[g])[2]
+
+
+def branch_and_bound(space: SearchSpace, ev: Evaluator, in_flight: int | None = None,
+                     speculate: bool = True) -> SearchResult:
     """Simulate each (GPU, total)'s plans in increasing bound order until the next bound exceeds
-    the group's best simulated hours (module docstring). With `ev.quick_bound` (a cheaper bound,
-    never above `ev.bound`) plans are queued by it and get their full bound only when they reach
-    the front of their queue, then go back in at that key. `per_round`: plans simulated per round
-    over all groups (default: 2 per worker), the parallelism a round offers the pool."""
+    the group's best simulated hours (module docstring), streaming: `in_flight` plans (default:
+    the pool's workers) run at once and, whenever one finishes, its group's best is updated and
+    the next plan whose bound is still <= its group's best is submitted (`_Queues.next_plan`),
+    so a long plan never holds the other workers idle. With `ev.quick_bound` (a cheaper bound,
+    never above `ev.bound`) plans are queued by it and get their full bound only at the front of
+    their queue. The optima equal the exhaustive sweep's whenever the bound holds, whatever the
+    order results arrive in; which plans get simulated can vary with timing on a process pool
+    (speculative plans: `speculate`), never on the serial pool. `rounds` counts the waits."""
     assert ev.bound is not None
     full = ev.bound
     quick = ev.quick_bound or full
     every = enumerate_space(space)
-    queues: dict[tuple[str, int], list[tuple[float, bool, Allocation]]] = {}
+    heaps: dict[Group, list[tuple[float, bool, Allocation]]] = {}
     for a in every:
         lb = quick(a)
         if lb < math.inf:        # inf: structurally invalid for the scenario
-            queues.setdefault((a.gpu, a.total_gpus), []).append((lb, quick is full, a))
-    for queue in queues.values():
-        heapq.heapify(queue)
-    width = per_round or 2 * max(getattr(ev.pool, "workers", 1), 1)
-    rounds = 0
-    best = {g: math.inf for g in queues}
-    while True:
-        picks: list[Allocation] = []
-        live = [g for g in queues if queues[g]]
-        share = max(1, -(-width // max(len(live), 1)))
-        for g in live:
-            queue, taken = queues[g], 0
-            while queue and taken < share and queue[0][0] <= best[g]:
-                lb, exact, a = heapq.heappop(queue)
-                if not exact:
-                    heapq.heappush(queue, (max(lb, full(a)), True, a))
-                    continue
-                picks.append(a)
-                taken += 1
-        if not picks:
-            break
-        rounds += 1
-        ev.evaluate(picks, f"plan: bound round {rounds}")
-        for a in picks:
-            g = (a.gpu, a.total_gpus)
-            best[g] = min(best[g], ev.hours(a))
+            heaps.setdefault((a.gpu, a.total_gpus), []).append((lb, quick is full, a))
+    for heap in heaps.values():
+        heapq.heapify(heap)
+    q = _Queues(full, heaps, {g: math.inf for g in heaps}, {g: 0 for g in heaps})
+    for a in ev.seen:            # plans simulated before (a shared evaluator) count at once
+        g = (a.gpu, a.total_gpus)
+        if g in q.best:
+            q.best[g] = min(q.best[g], ev.hours(a))
+    width = max(in_flight or getattr(ev.pool, "workers", 1), 1)
+    waits = 0
+    with tqdm(desc="plan: branch and bound", unit="plan", disable=not ev.progress, leave=False) as bar:
+        while True:
+            while ev.in_flight < width:
+                nxt = q.next_plan(speculate)
+                if nxt is None:
+                    break
+                if ev.submit(nxt):
+                    q.running[(nxt.gpu, nxt.total_gpus)] += 1
+            if ev.in_flight == 0:
+                break
+            waits += 1
+            for a in ev.next_done():
+                g = (a.gpu, a.total_gpus)
+                q.running[g] -= 1
+                q.best[g] = min(q.best[g], ev.hours(a))
+                bar.update(1)
     bounded = sum(1 for a in every if a not in ev.seen)
-    return _result(ev, best_per_group(ev), rounds, space, bounded, len(every))
+    return _result(ev, best_per_group(ev), waits, space, bounded, len(every))
 
 
 def local_search(space: SearchSpace, base: Allocation, ev: Evaluator, max_rounds: int = 30) -> SearchResult:

@@ -128,10 +128,12 @@ def _marginal_allocations(a: Allocation, sampler_unit: int, trainer_unit: int) -
 
 def marginals(base_ev: Evaluator, a: Allocation) -> list[Marginal]:
     """Simulate what adding GPUs to each pool of `a` buys (in a separate evaluator: these plans
-    exceed the GPU limit and must not enter the search table)."""
+    exceed the GPU limit and must not enter the search table). A plan the search simulated
+    already (a larger GPU total of the space) is reused, not simulated again."""
     ev = Evaluator(base_ev.scenario, base_ev.pool, base_ev.steps, base_ev.seed, fixed=base_ev.fixed,
                    steady=base_ev.steady, perturb=base_ev.perturb)
     options = _marginal_allocations(a, a.sampler_unit, a.trainer_unit)
+    ev.seen.update({alloc: base_ev.seen[alloc] for _, _, alloc in options if alloc in base_ev.seen})
     ev.evaluate([alloc for _, _, alloc in options], "plan: marginal GPUs")
     base_hours = base_ev.hours(a)
     found = []

@@ -15,12 +15,14 @@ draws and reports, for the recommended plan, the share of draws in which it is s
 the same choice rule picks among the candidates, and the 10th/50th/90th percentiles of its hours
 and dollars. A recommendation is `robust` when it stays best in at least `ROBUST_SHARE` of draws.
 Screening: with `bounds` (a draw -> that draw's plan bounds, rlvr_sim.sweep.bound), the
-recommended plan is simulated under every draw first (one parallel batch), then a candidate only
-in the draws where its bound says it could still be picked (fastest rule: its hours bound <= the
-recommended plan's drawn hours; deadline rule: its dollar bound <= the recommended plan's drawn
-dollars and its hours bound within the deadline); the others cannot win that draw, so the share
-and the percentiles are those of simulating every candidate. `Robustness.simulated` counts the
-simulations run.
+recommended plan is simulated under every draw first, then a candidate only in the draws where
+its bound says it could still be picked over the best plan of that draw simulated so far
+(fastest rule: its hours bound <= that plan's drawn hours; deadline rule: its dollar bound <=
+that plan's drawn dollars; with a budget / deadline, its bounds within them); the others cannot
+win that draw, so the share, the winners and the percentiles are those of simulating every
+candidate. The simulations stream on the pool (`_screened_draws`): each worker takes the next
+one as soon as it frees, screened with every result known by then. `Robustness.simulated`
+counts the simulations run.
 Limits: terms are drawn independently (correlations between fitted terms are not known); the
 choice among candidates is not a new search under each draw.
 """
@@ -194,19 +196,96 @@ def _run_draws(base: "Evaluator", wanted: list[tuple[Perturbation, "Allocation"]
     return out
 
 
-def _could_win(lb_hours: float, lb_usd: float, rec: tuple[float, float], deadline_hours: float | None,
+def _could_win(lb_hours: float, lb_usd: float, best: tuple[float, float] | None, deadline_hours: float | None,
                budget_usd: float | None) -> bool:
-    """Whether a plan with these bounds could be picked over the recommended plan's drawn values."""
-    h, d = rec
-    rec_ok = math.isfinite(h) and (budget_usd is None or d <= budget_usd) and \
-        (deadline_hours is None or h <= deadline_hours)
-    if not rec_ok:
-        return True
+    """Whether a plan with these bounds could be picked (`pick`) over `best`, the drawn (hours,
+    dollars) of the plan the draw picks so far (None: none qualifies yet). A plan's drawn values
+    are at least its bounds, and `best` only improves as plans finish, so a plan ruled out here
+    stays ruled out."""
     if budget_usd is not None and lb_usd > budget_usd:
         return False
+    if deadline_hours is not None and lb_hours > deadline_hours:
+        return False
+    if best is None:
+        return True
+    h, d = best
     if deadline_hours is not None:
-        return lb_hours <= deadline_hours and lb_usd <= d
+        return lb_usd <= d
     return lb_hours <= h
+
+
+def _screened_draws(base: "Evaluator", perts: list[Perturbation], recommended: "Allocation",
+                    others: list["Allocation"], bounds: "Callable[[Perturbation], PlanBounds]",
+                    deadline_hours: float | None, budget_usd: float | None, speculate: bool = True
+                    ) -> dict[tuple[int, "Allocation"], tuple[float, float]]:
+    """(hours, dollars) of the recommended plan under every draw and of each other candidate in
+    the draws where its bound could still beat that draw's best so far (`_could_win`), streamed
+    on `base`'s pool (rlvr_sim.sweep.pools.Streaming) with every worker kept busy: the
+    recommended plan's draws first, then a draw's candidates in increasing bound order once its
+    recommended plan is known, each screened against the draw's best when a worker frees.
+    A draw with nothing in flight goes first (its next candidate is needed whatever finishes);
+    with `speculate`, a worker that would idle takes a candidate of a draw with plans in flight."""
+    from rlvr_sim.sweep.grid import Plan
+    from rlvr_sim.sweep.jobs import make_jobs
+    from rlvr_sim.sweep.pools import streaming
+
+    stream = streaming(base.pool)
+    width = max(stream.workers, 1)
+    values: dict[tuple[int, "Allocation"], tuple[float, float]] = {}
+    flying: dict[str, tuple[Perturbation, "Allocation"]] = {}
+    running = {p.draw: 0 for p in perts}
+    queues: dict[int, list["Allocation"]] = {}          # draw -> candidates still to decide
+    drawn: dict[int, "PlanBounds"] = {}
+    pending = list(perts)
+
+    def submit(p: Perturbation, a: "Allocation") -> None:
+        job = make_jobs(base.scenario, [Plan(base.fixed.settings + a.plan().settings)], base.steps, base.seed,
+                        base.steady, p)[0]
+        flying[job.plan_id] = (p, a)
+        running[p.draw] += 1
+        stream.submit(job)
+
+    def best_of(draw: int) -> tuple[float, float] | None:
+        mine = {a: hd for (k, a), hd in values.items() if k == draw}
+        winner = pick(mine, deadline_hours, budget_usd)
+        return None if winner is None else mine[winner]
+
+    def next_candidate() -> tuple[Perturbation, "Allocation"] | None:
+        options = []
+        for p in perts:
+            if p.draw not in queues:
+                continue
+            b, best = drawn[p.draw], best_of(p.draw)
+            queues[p.draw] = [a for a in queues[p.draw]
+                              if _could_win(b.hours(a), b.usd(a), best, deadline_hours, budget_usd)]
+            if queues[p.draw] and (speculate or running[p.draw] == 0):
+                options.append((running[p.draw], p.draw, p))
+        if not options:
+            return None
+        p = min(options, key=lambda o: o[:2])[2]
+        return p, queues[p.draw].pop(0)
+
+    while True:
+        while len(flying) < width:
+            if pending:
+                submit(pending.pop(0), recommended)
+                continue
+            nxt = next_candidate()
+            if nxt is None:
+                break
+            submit(*nxt)
+        if not flying:
+            break
+        outcome = stream.next_done()
+        p, a = flying.pop(outcome.plan_id)
+        running[p.draw] -= 1
+        m = outcome.metrics
+        values[(p.draw, a)] = (m.hours_total, m.usd_total) if m is not None else (math.inf, math.inf)
+        if a == recommended:
+            b = drawn[p.draw] = bounds(p)
+            order = b.usd if deadline_hours is not None else b.hours
+            queues[p.draw] = sorted(others, key=lambda c: (order(c), c.label()))
+    return values
 
 
 def assess(base: "Evaluator", recommended: "Allocation", candidates: list["Allocation"], sc: "Scenario",
@@ -222,13 +301,7 @@ def assess(base: "Evaluator", recommended: "Allocation", candidates: list["Alloc
     if bounds is None:
         values = _run_draws(base, [(p, a) for p in perts for a in cands], "plan: robustness draws")
     else:
-        values = _run_draws(base, [(p, recommended) for p in perts], "plan: robustness (recommended)")
-        wanted = []
-        for p in perts:
-            b = bounds(p)
-            rec = values[(p.draw, recommended)]
-            wanted += [(p, a) for a in others if _could_win(b.hours(a), b.usd(a), rec, deadline_hours, budget_usd)]
-        values.update(_run_draws(base, wanted, "plan: robustness (screened candidates)"))
+        values = _screened_draws(base, perts, recommended, others, bounds, deadline_hours, budget_usd)
     hours: list[float] = []
     usd: list[float] = []
     winners: dict[str, int] = {}
