@@ -197,7 +197,8 @@ def make_evaluator(args: argparse.Namespace, pool: Pool, rule: Rule, progress: b
     branch and bound) and the bounds of a robustness draw (None with `--exhaustive`: every
     candidate simulated in every draw)."""
     steady = args.steps is None
-    bounds = PlanBounds(args.scenario, fixed_plan(args), args.steps or rule.max_steps, args.seed, steady=steady)
+    bounds = PlanBounds(args.scenario, fixed_plan(args), args.steps or rule.max_steps, args.seed, steady=steady,
+                        min_steady=rule.min_steady)
     exact = bool(getattr(args, "exact", False)) and not args.exhaustive
     ev = Evaluator(args.scenario, pool, args.steps, args.seed, progress=progress, fixed=fixed_plan(args),
                    steady=rule if steady else None, bound=bounds.hours if exact else None,
@@ -207,7 +208,7 @@ def make_evaluator(args: argparse.Namespace, pool: Pool, rule: Rule, progress: b
 
     def draw_bounds(pert: "Perturbation") -> PlanBounds:
         return PlanBounds(args.scenario, fixed_plan(args), args.steps or rule.max_steps, args.seed, steady=steady,
-                          perturb=pert)
+                          perturb=pert, min_steady=rule.min_steady)
 
     return ev, draw_bounds
 
