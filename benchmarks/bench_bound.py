@@ -141,7 +141,8 @@ def decompose(scenario: str, fixed, a, steps: int) -> None:
     import rlvr_sim.sim.sampler as sampler_module
     from rlvr_sim.scenario import load_scenario
     from rlvr_sim.sim import simulate, spans
-    from rlvr_sim.sweep.bound import PlanBounds, _sampler_rates
+    from rlvr_sim.sweep.bound import PlanBounds
+    from rlvr_sim.sweep.bound_sampler import _sampler_rates
     from rlvr_sim.sweep.grid import Plan
 
     acc: Counter[str] = Counter()

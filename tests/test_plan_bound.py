@@ -16,8 +16,9 @@ from rlvr_sim.errors import UserError
 from rlvr_sim.sim import simulate
 from rlvr_sim.sim.source import Group
 from rlvr_sim.sim.steady import PLANNER_RULE
-from rlvr_sim.sweep.bound import (PlanBounds, SamplerRates, StepSamples, _NO_ATTENTION, _smallest_prefix_mean,
-                                  dispatched, replica_of_groups, replica_work)
+from rlvr_sim.sweep.bound import PlanBounds, _smallest_prefix_mean
+from rlvr_sim.sweep.bound_sampler import (SamplerRates, StepSamples, _NO_ATTENTION, dispatched, replica_of_groups,
+                                          replica_work)
 from rlvr_sim.sweep.jobs import evaluate_plan, make_jobs
 from rlvr_sim.sweep.space import SearchSpace, enumerate_space
 
