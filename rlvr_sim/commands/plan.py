@@ -97,6 +97,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int, default=None, help="parallel workers (default: CPU count)")
     p.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS", help="evaluate plans on Ray")
     p.add_argument("--exhaustive", action="store_true", help="simulate the whole space instead of searching")
+    p.add_argument("--prune", action=argparse.BooleanOptionalAction, default=True,
+                   help="local search: skip a neighbour whose cost-model lower bound of hours is above "
+                        "the plan it would replace (same moves, optima and frontier; default on)")
     p.add_argument("--exact", action="store_true",
                    help="branch and bound on the cost model's lower bound of each plan's hours: the "
                         "exhaustive answer without simulating plans that cannot win (slower than the "
@@ -202,7 +205,8 @@ def make_evaluator(args: argparse.Namespace, pool: Pool, rule: Rule, progress: b
     exact = bool(getattr(args, "exact", False)) and not args.exhaustive
     ev = Evaluator(args.scenario, pool, args.steps, args.seed, progress=progress, fixed=fixed_plan(args),
                    steady=rule if steady else None, bound=bounds.hours if exact else None,
-                   quick_bound=bounds.quick_hours if exact else None)
+                   quick_bound=bounds.quick_hours if exact else None,
+                   prune_bound=bounds.hours if getattr(args, "prune", True) and not exact else None)
     if args.exhaustive:
         return ev, None
 
@@ -260,6 +264,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"{method}: {counts['evaluated']} plans simulated "
           + (f"of {counts['space']} in the space ({counts['bounded']} skipped: bound above their group's best), "
              if counts['space'] else "")
+          + (f"({counts['bounded']} neighbours skipped: bound above the plan they would replace) "
+             if counts['bounded'] and not counts['space'] else "")
           + f"({counts['ok']} valid, {counts['invalid']} invalid skipped, {counts['error']} errors), "
           f"{steps_text}, {search_s:.1f} s on {pool.workers} worker(s)"
           + (f"; robustness {wall_s - search_s:.1f} s" if args.draws else ""))

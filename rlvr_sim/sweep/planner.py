@@ -20,7 +20,10 @@ Search, per (GPU type, total), all searches advancing together so each round is 
    of training per step) set the sampler share that makes both pools equally busy, rounded to
    whole TP groups, for each staleness option;
 3. local search: move to the best neighbour (`space.neighbours`: split +-1/2 replicas, TP, staleness,
-   mini-batches, placement) while it lowers hours; stop at a local optimum.
+   mini-batches, placement) while it lowers hours; stop at a local optimum. With
+   `Evaluator.prune_bound` (the `plan` default) a neighbour whose lower bound of hours is above
+   the plan it would replace is not simulated: it cannot be the move, the group's optimum or on
+   the frontier, so those stay the same (`_prune_moves`; tests/test_plan_real.py).
 The search can miss a global optimum that no improving path reaches; `exhaustive` evaluates the
 whole space for comparison (the tests check both agree on small spaces, and that the search visits
 the exhaustive frontier of a 128-GPU space).
@@ -67,6 +70,9 @@ class Evaluator:
     perturb: "Perturbation | None" = None   # a robustness draw applied to every plan
     bound: Callable[[Allocation], float] | None = None   # lower bound of a plan's simulated hours
     quick_bound: Callable[[Allocation], float] | None = None   # a cheaper bound <= `bound`
+    # local search only: skip a neighbour whose lower bound of hours is above the hours of the
+    # plan it would replace (it cannot be an improving move; `local_search`)
+    prune_bound: Callable[[Allocation], float] | None = None
     seen: dict[Allocation, PlanOutcome] = field(default_factory=dict)
     _stream: Streaming | None = field(default=None, repr=False)
     _flying: dict[str, list[Allocation]] = field(default_factory=dict, repr=False)   # plan_id -> allocations
@@ -341,9 +347,13 @@ def local_search(space: SearchSpace, base: Allocation, ev: Evaluator, max_rounds
             groups.setdefault((a.gpu, a.total_gpus), []).append(a)
     active = sorted({a for members in groups.values() for a in members})
     rounds = 0
+    skipped: set[Allocation] = set()
     while active and rounds < max_rounds:
         rounds += 1
         moves = {a: neighbours(a, space) for a in active}
+        if ev.prune_bound is not None:
+            moves, cut = _prune_moves(moves, ev, ev.prune_bound)
+            skipped |= cut
         ev.evaluate([m for ms in moves.values() for m in ms], f"plan: round {rounds}")
         improved = []
         for a, ms in moves.items():
@@ -352,7 +362,29 @@ def local_search(space: SearchSpace, base: Allocation, ev: Evaluator, max_rounds
                 improved.append(best)
         active = sorted(set(improved))
     optima = best_per_group(ev)
-    return _result(ev, optima, rounds, space)
+    return _result(ev, optima, rounds, space, bounded=len(skipped - ev.seen.keys()))
+
+
+def _prune_moves(moves: dict[Allocation, list[Allocation]], ev: Evaluator, bound: Callable[[Allocation], float]
+                 ) -> tuple[dict[Allocation, list[Allocation]], set[Allocation]]:
+    """Each plan's neighbours less those whose lower bound of hours exceeds the plan's simulated
+    hours, and the set left out. A left-out neighbour's hours are >= its bound > the plan's, so
+    it is never the improving move, and it cannot be its group's optimum or on the frontier (the
+    plan it would replace is faster and, at the same GPU total, cheaper): the search's moves,
+    optima and frontier are the same as without pruning while the bound holds. What changes is
+    which slower plans are simulated (the table, the runners-up the robustness draws compare)."""
+    kept: dict[Allocation, list[Allocation]] = {}
+    cut: set[Allocation] = set()
+    for a, ms in moves.items():
+        hours = ev.hours(a)
+        keep = []
+        for m in ms:
+            if m in ev.seen or bound(m) <= hours:
+                keep.append(m)
+            else:
+                cut.add(m)
+        kept[a] = keep
+    return kept, cut
 
 
 def exhaustive(space: SearchSpace, ev: Evaluator) -> SearchResult:
