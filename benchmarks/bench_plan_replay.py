@@ -101,7 +101,7 @@ class ReplayPool:
         return [self.outcome(job) for job in jobs]
 
     def close(self) -> None:
-        pass
+        """Nothing to release: a virtual clock, no workers (the pool protocol's close)."""
 
 
 def rounds_branch_and_bound(space, ev: Evaluator) -> None:

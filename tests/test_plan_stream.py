@@ -57,7 +57,7 @@ class ClockPool:
             yield self.evaluate(job)
 
     def close(self) -> None:
-        pass
+        """Nothing to release: jobs run in this process (the pool protocol's close)."""
 
 
 def group_best(ev: Evaluator) -> dict[tuple[str, int], float]:
@@ -122,7 +122,7 @@ def test_the_serial_search_is_deterministic_and_a_run_only_pool_streams_in_batch
             return self.inner.run(jobs)
 
         def close(self):
-            pass
+            """The inner pool is closed by the test that owns it."""
 
     wrapper = RunOnly()
     assert isinstance(streaming(wrapper), BatchStream)
