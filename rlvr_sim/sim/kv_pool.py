@@ -56,6 +56,14 @@ class KVPool:
         """Whole blocks holding one sequence's `private_tokens`."""
         return math.ceil(private_tokens / self.block_tokens - _EPS)
 
+    def admission_blocks(self, group_id: int, prompt_tokens: int, generated: float) -> int:
+        """Blocks a queued sequence takes when admitted: its group's shared prompt blocks unless
+        the group is held already, and `seq_blocks` of its private tokens (the prompt's tail past
+        the shared blocks + the tokens it generated before a preemption)."""
+        shared = self.shared_of(prompt_tokens)
+        private = prompt_tokens - shared * self.block_tokens + generated
+        return (0 if group_id in self.groups else shared) + self.seq_blocks(private)
+
     def used_blocks(self, private_tokens: np.ndarray) -> int:
         """Blocks in use: the shared ones + `seq_blocks` of each sequence's private tokens."""
         return self.shared_blocks + int(np.ceil(private_tokens / self.block_tokens - _EPS).sum())

@@ -191,16 +191,12 @@ class ReplicaEngine:
             seq = waiting[0]
             g = seq.group
             if g.step <= gate:
-                bt = kv.block_tokens
-                prompt = g.prompt_tokens
-                shared = prompt // bt if kv.prefix else 0
-                need = (0 if g.group_id in kv.groups else shared) + kv.seq_blocks(
-                    prompt - shared * bt + seq.gen0)
+                need = kv.admission_blocks(g.group_id, g.prompt_tokens, seq.gen0)
                 if used + need > capacity:
                     used, exact = self._exact_blocks(priv_off_sum, n), True
                     if used + need > capacity:
                         return
-        bt, seq_blocks, groups, prefix = kv.block_tokens, kv.seq_blocks, kv.groups, kv.prefix
+        bt, groups, prefix, admission_blocks = kv.block_tokens, kv.groups, kv.prefix, kv.admission_blocks
         version, clock = self.version, self.clock
         tpi_it = tpi * it
         finishing, max_heap = run.finishing, run.max_heap
@@ -227,7 +223,7 @@ class ReplicaEngine:
                     break
                 room -= tokens
             if kv_limited:
-                need = (0 if g.group_id in groups else shared) + seq_blocks(private)
+                need = admission_blocks(g.group_id, prompt, gen0)
                 if used + need > capacity:
                     if not exact:
                         # exact count now (running includes this round's admissions so far)
