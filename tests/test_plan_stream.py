@@ -253,3 +253,18 @@ def test_the_apps_counting_pool_streams_and_reports_each_plan_once():
     ev = Evaluator({"name": "toy"}, pool, 4, 0, bound=toy_bound(gen, train))
     branch_and_bound(SPACE, ev)
     assert len(reported) == toy.calls == len(ev.seen) > 0
+
+
+def test_local_search_walks_move_the_same_whatever_order_results_arrive_in():
+    """The local search streams (each walk moves once its own neighbours are simulated): on a
+    pool where async plans take 100x longer, so results arrive out of submission order, it
+    simulates the same plans and finds the same optima in the same number of moves as serially."""
+    gen, train = 100000.0, 300000.0
+    serial = Evaluator({"name": "toy"}, InlinePool(Toy(gen, train)), 4, 0)
+    expected = search(space=SPACE, base=base_of(SPACE), ev=serial)
+    pool = ClockPool(Toy(gen, train), workers=3)
+    streamed = Evaluator({"name": "toy"}, pool, 4, 0)
+    found = search(space=SPACE, base=base_of(SPACE), ev=streamed)
+    assert found.optima == expected.optima and found.rounds == expected.rounds
+    assert set(streamed.seen) == set(serial.seen)
+    assert pool.count > 0 and any(e[0] == "wait" and e[1] == pool.workers for e in pool.log)

@@ -100,6 +100,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--prune", action=argparse.BooleanOptionalAction, default=True,
                    help="local search: skip a neighbour whose cost-model lower bound of hours is above "
                         "the plan it would replace (same moves, optima and frontier; default on)")
+    p.add_argument("--race", action=argparse.BooleanOptionalAction, default=True,
+                   help="stop simulating a plan once its hours are certainly (3 standard errors) above "
+                        "the plan it is compared with: it cannot be chosen (default on; not with "
+                        "--exhaustive or --steps)")
     p.add_argument("--exact", action="store_true",
                    help="branch and bound on the cost model's lower bound of each plan's hours: the "
                         "exhaustive answer without simulating plans that cannot win (slower than the "
@@ -206,7 +210,8 @@ def make_evaluator(args: argparse.Namespace, pool: Pool, rule: Rule, progress: b
     ev = Evaluator(args.scenario, pool, args.steps, args.seed, progress=progress, fixed=fixed_plan(args),
                    steady=rule if steady else None, bound=bounds.hours if exact else None,
                    quick_bound=bounds.quick_hours if exact else None,
-                   prune_bound=bounds.hours if getattr(args, "prune", True) and not exact else None)
+                   prune_bound=bounds.hours if getattr(args, "prune", True) and not exact else None,
+                   race=bool(getattr(args, "race", True)) and not args.exhaustive)
     if args.exhaustive:
         return ev, None
 

@@ -75,6 +75,9 @@ class Summary(BaseModel):
     steady_state: bool = True          # the steps after the warm-up passed the steady test
     steady_note: str = ""              # why not, when steady_state is False
     steady_rel_stderr: float | None = None   # standard error of the steady mean / mean
+    # the run was stopped early because it certainly takes longer than this (the planner's race
+    # against the plan it was compared with; rlvr_sim.sim.steady.slower_than); None: not stopped
+    stopped_above_hours: float | None = None
     step_time_s: Stat
     phase_time_s: dict[str, float]
     phase_span_s: dict[str, float]
@@ -110,7 +113,8 @@ class Summary(BaseModel):
 
 def summarize(cfg: SimConfig, steps: StepLog, *, scenario: str, staleness: Counter[int],
               busy_s: dict[str, float], counters: dict[str, float], rule: Rule = Rule(),
-              booked_until_s: dict[str, float] | None = None) -> Summary:
+              booked_until_s: dict[str, float] | None = None,
+              stopped_above_hours: float | None = None) -> Summary:
     """Summary of the finished steps; `busy_s` holds sampler (replica-seconds) and verifier
     (worker-seconds) busy time, booked up to `booked_until_s` (default: the last finished step's
     end); the trainer's comes from the step records."""
@@ -146,7 +150,11 @@ def summarize(cfg: SimConfig, steps: StepLog, *, scenario: str, staleness: Count
         sampler_replicas=cfg.replicas, verifier_workers=cfg.verifier_workers,
         steps_simulated=n, workload_steps=total_steps, warmup_steps=warm,
         warmup_step_time_s=times_all[:warm].tolist(),
-        steady_state=state.reached, steady_note=state.reason,
+        steady_state=state.reached and stopped_above_hours is None,
+        steady_note=state.reason if stopped_above_hours is None else (
+            f"stopped after {n} steps: certainly slower than the {stopped_above_hours:.4g} h of the plan "
+            f"it was compared with ({state.reason})"),
+        stopped_above_hours=stopped_above_hours,
         steady_rel_stderr=_finite(state.rel_stderr),
         step_time_s=Stat(mean=mean_s, p50=float(np.percentile(times, 50)),
                          p95=float(np.percentile(times, 95))),

@@ -21,7 +21,7 @@ from rlvr_sim.sim.protocols import CostModelLike, PlannedCostModelLike
 from rlvr_sim.sim.recorder import LogEntry, Recorder
 from rlvr_sim.sim.sampler import ReplicaEngine
 from rlvr_sim.sim.source import PromptSource
-from rlvr_sim.sim.steady import Rule, detect
+from rlvr_sim.sim.steady import Rule, detect, slower_than
 from rlvr_sim.sim.steps import StepLog, StepRecord
 from rlvr_sim.sim.verifier import VerifierPool
 from rlvr_sim.trace import write_trace
@@ -86,7 +86,7 @@ def config_from_scenario(sc: "Scenario", cm: PlannedCostModelLike, steps: int | 
 def simulate(scenario: "Scenario", steps: int | None = None, seed: int | None = None,
              trace_path: str | Path | None = None, progress: bool = False,
              exact: bool = False, *, trace: bool = True, until_steady: Rule | None = None,
-             profile: "HardwareProfile | None" = None) -> SimResult:
+             profile: "HardwareProfile | None" = None, stop_above_hours: float | None = None) -> SimResult:
     """Simulate `steps` RL steps (default: the scenario's) of a validated scenario.
 
     `exact=True` turns off the speed approximations (a span per finish, spans costed by
@@ -94,7 +94,10 @@ def simulate(scenario: "Scenario", steps: int | None = None, seed: int | None = 
     `trace=False` keeps no trace rows (memory flat in steps; `SimResult.trace` is empty).
     `until_steady`: stop as soon as the step time is steady by that rule (rlvr_sim.sim.steady),
     after at most `steps` (default: `until_steady.max_steps`, at most the scenario's) steps.
-    `profile` replaces the scenario's hardware profile (the planner's robustness draws)."""
+    `profile` replaces the scenario's hardware profile (the planner's robustness draws).
+    `stop_above_hours` (with `until_steady`): also stop as soon as the run certainly takes longer
+    than that in all (rlvr_sim.sim.steady.slower_than; the planner's race against the plan a
+    candidate is compared with); the summary then says so (`Summary.stopped_above_hours`)."""
     from rlvr_sim.cost import CostModel
 
     if profile is not None:
@@ -106,7 +109,8 @@ def simulate(scenario: "Scenario", steps: int | None = None, seed: int | None = 
     cfg = config_from_scenario(scenario, cm, steps, seed, exact=exact)
     result = simulate_config(cfg, cm, trace_path=trace_path, progress=progress,
                              scenario_name=scenario.name or "scenario",
-                             trace=trace or trace_path is not None, until_steady=until_steady)
+                             trace=trace or trace_path is not None, until_steady=until_steady,
+                             stop_above_hours=stop_above_hours)
     result.scenario = scenario
     return result
 
@@ -125,12 +129,15 @@ class ProgressBar(Protocol):
 class _StepWatch:
     """The orchestrators' per-step hook (`progress.update(1)` after a step's end is recorded):
     folds the finished step into the step log, moves the progress bar, and with a rule ends the
-    run once the step times are steady (`_Steady` unwinds the SimPy process)."""
+    run once the step times are steady, or (with `stop_above_hours`) once the run certainly takes
+    longer than that (`stopped` set; `_Steady` unwinds the SimPy process)."""
 
     def __init__(self, steps: StepLog, bar: ProgressBar | None, rule: Rule | None, min_warmup: int,
-                 max_warmup: int | None):
+                 max_warmup: int | None, total_steps: int = 0, stop_above_hours: float | None = None):
         self.steps, self.bar, self.rule, self.min_warmup = steps, bar, rule, min_warmup
         self.max_warmup = max_warmup
+        self.total_steps, self.stop_above_hours = total_steps, stop_above_hours
+        self.stopped = False
 
     def update(self, n: int = 1) -> None:
         log = self.steps
@@ -139,15 +146,19 @@ class _StepWatch:
         if self.bar is not None:
             self.bar.update(n)
         rule = self.rule
-        if rule is not None and log.finished >= self.min_warmup + rule.min_steady \
-                and detect(log.times_s, self.min_warmup, rule, self.max_warmup).reached:
-            raise _Steady()
+        if rule is not None and log.finished >= self.min_warmup + rule.min_steady:
+            if detect(log.times_s, self.min_warmup, rule, self.max_warmup).reached:
+                raise _Steady()
+            if self.stop_above_hours is not None and slower_than(
+                    log.times_s, self.stop_above_hours, self.total_steps, self.min_warmup, rule, self.max_warmup):
+                self.stopped = True
+                raise _Steady()
 
 
 def simulate_config(cfg: SimConfig, cm: CostModelLike, *, trace_path: str | Path | None = None,
                     progress: bool = False, scenario_name: str = "config",
                     event_log: bool = False, trace: bool = True,
-                    until_steady: Rule | None = None) -> SimResult:
+                    until_steady: Rule | None = None, stop_above_hours: float | None = None) -> SimResult:
     """Run the simulation of `cfg` with cost model `cm` (`event_log`: keep every event, for
     exact-log tests; memory grows with samples). See `simulate` for `trace` and `until_steady`."""
     env = simpy.Environment()
@@ -163,7 +174,8 @@ def simulate_config(cfg: SimConfig, cm: CostModelLike, *, trace_path: str | Path
     steps = StepLog(STEP_RECORDS_KEPT)
     source = PromptSource(cfg)
     bar = _progress_bar(cfg) if progress else None
-    watch = _StepWatch(steps, bar, until_steady, cfg.staleness_bound, max_warmup(cfg))
+    watch = _StepWatch(steps, bar, until_steady, cfg.staleness_bound, max_warmup(cfg),
+                       cfg.workload_steps or cfg.steps, stop_above_hours)
     gc_thresholds = gc.get_threshold()
     gc.set_threshold(GC_YOUNG_THRESHOLD, *gc_thresholds[1:])
     try:
@@ -200,7 +212,8 @@ def simulate_config(cfg: SimConfig, cm: CostModelLike, *, trace_path: str | Path
     }
     summary = summarize(cfg, steps, scenario=scenario_name, staleness=rec.staleness,
                         busy_s=busy, counters=counters, rule=until_steady or Rule(),
-                        booked_until_s=booked_until)
+                        booked_until_s=booked_until,
+                        stopped_above_hours=stop_above_hours if watch.stopped else None)
     trace_frame = rec.frame()
     if trace_path is not None:
         write_trace(trace_frame, trace_path)

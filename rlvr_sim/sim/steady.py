@@ -20,7 +20,7 @@ result then says `reached=False` with the reason.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Sequence
 
 
@@ -138,3 +138,37 @@ def detect(times_s: Sequence[float], min_warmup: int = 0, rule: Rule = Rule(),
     if rel_se > rule.rel_tol:
         reasons.append(f"mean known to {rel_se:.1%} only (target {rule.rel_tol:.0%})")
     return SteadyState(d, m, mean, rel_se, rel_drift, not reasons, "; ".join(reasons))
+
+
+# a plan raced against another stops once its hours are this many standard errors above
+RACE_Z = 3.0
+
+
+def hours_estimate(times_s: Sequence[float], state: SteadyState, total_steps: int) -> float:
+    """Hours of a `total_steps` run from the simulated step times: the warm-up steps as they
+    were plus the steady mean for every later step (`metrics.summarize`'s extrapolation)."""
+    d = state.warmup_steps
+    return (sum(times_s[:d]) + state.mean_s * (total_steps - d)) / 3600
+
+
+def slower_than(times_s: Sequence[float], hours: float, total_steps: int, min_warmup: int = 0,
+                rule: Rule = Rule(), max_warmup: int | None = None, z: float = RACE_Z) -> bool:
+    """Whether a run whose first steps took `times_s` will certainly take longer than `hours`
+    in all: the extrapolated hours stay above `hours` with the steady mean lowered by `z`
+    standard errors, and also with the mean of the latest half of the steady steps (a run
+    still speeding up is not stopped on its slow start). Decided only once the steady test
+    could first pass (warm-up + `rule.min_steady` steps) and before the run is complete.
+    The planner uses it to stop simulating a plan that cannot beat the plan it is compared
+    with (`simulate(stop_above_hours=...)`); like the steady test it is statistical, with
+    `z` = 3 about one wrong stop in 700 for a normal mean estimate."""
+    n = len(times_s)
+    if not math.isfinite(hours) or n < min_warmup + rule.min_steady or n >= total_steps:
+        return False
+    state = detect(times_s, min_warmup, rule, max_warmup)
+    rest = list(times_s[state.warmup_steps:])
+    if state.steady_steps < rule.min_steady or not math.isfinite(state.rel_stderr):
+        return False
+    latest = _mean(rest[len(rest) // 2:])
+    low_mean = min(state.mean_s, latest) * (1 - z * state.rel_stderr)
+    low = replace(state, mean_s=low_mean)
+    return hours_estimate(times_s, low, total_steps) > hours

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -42,6 +43,17 @@ class PlanJob:
     plan_id: str
     steady: Rule | None = None                  # with steps None: simulate until steady
     perturb: "Perturbation | None" = None       # robustness draw applied to the scenario
+    # race: stop once the plan certainly takes longer than this (`raced`); None: never
+    stop_above_hours: float | None = None
+
+    def raced(self, hours: float | None) -> "PlanJob":
+        """This job, stopped once it certainly takes longer than `hours` in all (None or inf: run
+        to the end; rlvr_sim.sim.steady.slower_than). Only with a steady rule (an adaptive run);
+        a stopped plan is a different result, so it gets its own id."""
+        if hours is None or not math.isfinite(hours) or self.steady is None or self.steps is not None:
+            return self
+        rid = hashlib.sha1(f"{self.plan_id}|stop_above={hours!r}".encode()).hexdigest()[:16]
+        return replace(self, stop_above_hours=hours, plan_id=rid)
 
 
 @dataclass(frozen=True)
@@ -70,6 +82,7 @@ class PlanMetrics:
     steps_simulated: int
     warmup_steps: int
     steady_state: bool
+    stopped_above_hours: float | None    # stopped early: certainly slower than this (a race)
 
     @classmethod
     def of(cls, s: Summary) -> "PlanMetrics":
@@ -79,7 +92,8 @@ class PlanMetrics:
                                           s.utilization["verifier"]),
                    idle_s=PoolValues(s.idle_s["sampler"], s.idle_s["trainer"], s.idle_s["verifier"]),
                    bottleneck=s.bottleneck, steps_simulated=s.steps_simulated,
-                   warmup_steps=s.warmup_steps, steady_state=s.steady_state)
+                   warmup_steps=s.warmup_steps, steady_state=s.steady_state,
+                   stopped_above_hours=s.stopped_above_hours)
 
 
 @dataclass
@@ -159,7 +173,8 @@ def evaluate_plan(job: PlanJob) -> PlanOutcome:
         if job.perturb is not None:
             scenario, profile = job.perturb.apply(scenario)
         result = simulate(scenario, steps=job.steps, seed=job.seed, trace=False,
-                          until_steady=job.steady if job.steps is None else None, profile=profile)
+                          until_steady=job.steady if job.steps is None else None, profile=profile,
+                          stop_above_hours=job.stop_above_hours)
     except UserError as exc:
         return PlanOutcome(job.index, job.plan_id, columns, STATUS_INVALID, str(exc), scenario_yaml=scenario_yaml)
     except Exception as exc:  # noqa: BLE001 - a sweep records a simulator failure and goes on

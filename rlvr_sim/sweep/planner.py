@@ -73,17 +73,25 @@ class Evaluator:
     # local search only: skip a neighbour whose lower bound of hours is above the hours of the
     # plan it would replace (it cannot be an improving move; `local_search`)
     prune_bound: Callable[[Allocation], float] | None = None
+    # race a candidate against the plan it is compared with: stop simulating it once it certainly
+    # takes longer (rlvr_sim.sim.steady.slower_than; only for runs until steady)
+    race: bool = False
     seen: dict[Allocation, PlanOutcome] = field(default_factory=dict)
     _stream: Streaming | None = field(default=None, repr=False)
     _flying: dict[str, list[Allocation]] = field(default_factory=dict, repr=False)   # plan_id -> allocations
 
-    def evaluate(self, allocations: list[Allocation], desc: str = "plan") -> None:
-        """Simulate the allocations not seen yet as one parallel batch (waits for all)."""
+    def evaluate(self, allocations: list[Allocation], desc: str = "plan",
+                 above: dict[Allocation, float] | None = None) -> None:
+        """Simulate the allocations not seen yet as one parallel batch (waits for all). With
+        `race`, an allocation in `above` stops once it certainly takes longer than its hours
+        there (it cannot beat the plan it is compared with; `PlanJob.raced`)."""
         new = list(dict.fromkeys(a for a in allocations if a not in self.seen))
         if not new:
             return
         plans = [Plan(self.fixed.settings + a.plan().settings) for a in new]
         jobs = make_jobs(self.scenario, plans, self.steps, self.seed, self.steady, self.perturb)
+        if self.race and above:
+            jobs = [job.raced(above.get(a)) for a, job in zip(new, jobs)]
         for allocation, outcome in zip(new, evaluate_all(self.pool, jobs, self.progress, desc)):
             self.seen[allocation] = outcome
 
@@ -93,16 +101,22 @@ class Evaluator:
         """Allocations submitted and not yet handed back by `next_done`."""
         return sum(len(group) for group in self._flying.values())
 
-    def submit(self, a: Allocation) -> bool:
+    def submit(self, a: Allocation, above: float | None = None, again: bool = False) -> bool:
         """Start simulating `a` on the pool (rlvr_sim.sweep.pools.Streaming); False (nothing
-        started) when it was simulated already or is in flight: a plan is never simulated twice."""
-        if a in self.seen or any(a in group for group in self._flying.values()):
+        started) when it was simulated already or is in flight: a plan is never simulated twice,
+        except with `again` when its result is not `settled` for `above`. With `race` and
+        `above`, it stops once it certainly takes longer than `above` hours."""
+        if any(a in group for group in self._flying.values()):
+            return False
+        if a in self.seen and not (again and not self.settled(a, -math.inf if above is None else above)):
             return False
         if self._stream is None:
             self._stream = streaming(self.pool)
         plan = Plan(self.fixed.settings + a.plan().settings)
         job = make_jobs(self.scenario, [plan], self.steps, self.seed, self.steady, self.perturb)[0]
         job = replace(job, index=len(self.seen) + self.in_flight)
+        if self.race:
+            job = job.raced(above)
         self._flying.setdefault(job.plan_id, []).append(a)
         if len(self._flying[job.plan_id]) == 1:      # two allocations with one plan: one simulation
             self._stream.submit(job)
@@ -117,6 +131,15 @@ class Evaluator:
         for a in done:
             self.seen[a] = outcome
         return done
+
+    def settled(self, a: Allocation, above: float) -> bool:
+        """Whether `a`'s result is known well enough to compare it with a plan of `above` hours:
+        simulated to the end, or stopped as certainly slower than at least `above` (a plan it
+        raced against that was as fast or faster)."""
+        m = self.metrics(a)
+        if a not in self.seen:
+            return False
+        return m is None or m.stopped_above_hours is None or m.stopped_above_hours >= above
 
     def metrics(self, a: Allocation) -> PlanMetrics | None:
         """The plan's typed results; None when not simulated, invalid or failed."""
@@ -322,7 +345,7 @@ def branch_and_bound(space: SearchSpace, ev: Evaluator, in_flight: int | None = 
                 nxt = q.next_plan(speculate)
                 if nxt is None:
                     break
-                if ev.submit(nxt):
+                if ev.submit(nxt, above=q.best[(nxt.gpu, nxt.total_gpus)]):
                     q.running[(nxt.gpu, nxt.total_gpus)] += 1
             if ev.in_flight == 0:
                 break
@@ -337,7 +360,7 @@ def branch_and_bound(space: SearchSpace, ev: Evaluator, in_flight: int | None = 
 
 
 def local_search(space: SearchSpace, base: Allocation, ev: Evaluator, max_rounds: int = 30) -> SearchResult:
-    """Seeds, balance, then best-improvement local search (module docstring)."""
+    """Seeds, balance, then best-improvement local search (module docstring; `_Walk`)."""
     seeds = _seeds(space, base, ev)
     starts = _balanced_starts(space, ev, seeds)
     ev.evaluate(starts, "plan: balanced")
@@ -345,24 +368,106 @@ def local_search(space: SearchSpace, base: Allocation, ev: Evaluator, max_rounds
     for a in seeds + starts:
         if ev.hours(a) < math.inf:
             groups.setdefault((a.gpu, a.total_gpus), []).append(a)
-    active = sorted({a for members in groups.values() for a in members})
-    rounds = 0
-    skipped: set[Allocation] = set()
-    while active and rounds < max_rounds:
-        rounds += 1
-        moves = {a: neighbours(a, space) for a in active}
-        if ev.prune_bound is not None:
-            moves, cut = _prune_moves(moves, ev, ev.prune_bound)
-            skipped |= cut
-        ev.evaluate([m for ms in moves.values() for m in ms], f"plan: round {rounds}")
-        improved = []
-        for a, ms in moves.items():
-            best = min(ms, key=ev.key, default=None)
-            if best is not None and ev.key(best) < ev.key(a) and ev.hours(best) < ev.hours(a):
-                improved.append(best)
-        active = sorted(set(improved))
-    optima = best_per_group(ev)
-    return _result(ev, optima, rounds, space, bounded=len(skipped - ev.seen.keys()))
+    walk = _Walk(space, ev, max_rounds)
+    walk.run(sorted({a for members in groups.values() for a in members}))
+    return _result(ev, best_per_group(ev), walk.rounds, space, bounded=len(walk.skipped - ev.seen.keys()))
+
+
+@dataclass
+class _Chain:
+    """One walk of the local search: at `plan` (after `depth` moves), waiting for `pending`
+    of its `moves` (the neighbours kept after pruning) to be simulated."""
+
+    plan: Allocation
+    depth: int
+    moves: list[Allocation]
+    pending: set[Allocation]
+
+
+class _Walk:
+    """Best-improvement local search from several plans at once, streamed on the pool: each walk
+    moves to its best neighbour as soon as its own neighbours are simulated (no round waits for
+    the slowest plan of another walk), so every worker stays busy while any walk has a plan to
+    simulate. The moves are those of the round-by-round search: a walk's next plan depends only
+    on its neighbours' results; walks that meet go on as one (the plan is taken once); a walk
+    stops after `max_rounds` moves (`rounds`: the most moves any walk made, plus its last look).
+    With `Evaluator.race`, a neighbour races against the plan of the walk that needs it; a plan
+    stopped below the hours another walk compares it with is simulated again for that walk
+    (`Evaluator.settled`), so no move is decided on a stopped estimate. A neighbour stopped that
+    way is slower than the plan it would replace, so it is not the move; it is slower than a
+    simulated plan of its group (the same GPUs, so also dearer), so it is not the group's
+    optimum or on the frontier either."""
+
+    def __init__(self, space: SearchSpace, ev: Evaluator, max_rounds: int):
+        self.space, self.ev, self.max_rounds = space, ev, max_rounds
+        self.rounds = 0
+        self.skipped: set[Allocation] = set()
+        self.taken: set[Allocation] = set()
+        self.waiting: dict[Allocation, list[_Chain]] = {}
+        self.queue: dict[Allocation, float] = {}      # to submit, with the hours it races against
+        self.flying: set[Allocation] = set()
+
+    def run(self, starts: list[Allocation]) -> None:
+        ev = self.ev
+        self.taken |= set(starts)
+        for a in starts:
+            self._open(a, 0)
+        width = max(getattr(ev.pool, "workers", 1), 1)
+        with tqdm(desc="plan: local search", unit="plan", disable=not ev.progress, leave=False) as bar:
+            while self.queue or self.flying:
+                while self.queue and len(self.flying) < width:
+                    a = next(iter(self.queue))
+                    above = self.queue.pop(a)
+                    if ev.submit(a, above=above, again=True):
+                        self.flying.add(a)
+                    else:                   # settled meanwhile: nothing to wait for
+                        self._arrived(a)
+                if not self.flying:
+                    continue
+                for a in ev.next_done():
+                    self.flying.discard(a)
+                    bar.update(1)
+                    self._arrived(a)
+
+    def _need(self, chain: _Chain, m: Allocation) -> None:
+        chain.pending.add(m)
+        self.waiting.setdefault(m, []).append(chain)
+        if m not in self.flying:
+            self.queue[m] = max(self.queue.get(m, -math.inf), self.ev.hours(chain.plan))
+
+    def _open(self, a: Allocation, depth: int) -> None:
+        if depth >= self.max_rounds:
+            return
+        self.rounds = max(self.rounds, depth + 1)
+        ms = neighbours(a, self.space)
+        if self.ev.prune_bound is not None:
+            kept, cut = _prune_moves({a: ms}, self.ev, self.ev.prune_bound)
+            ms = kept[a]
+            self.skipped |= cut
+        chain = _Chain(a, depth, ms, set())
+        hours = self.ev.hours(a)
+        for m in ms:
+            if not self.ev.settled(m, hours):
+                self._need(chain, m)
+        if not chain.pending:
+            self._move(chain)
+
+    def _arrived(self, m: Allocation) -> None:
+        for chain in self.waiting.pop(m, []):
+            if self.ev.settled(m, self.ev.hours(chain.plan)):
+                chain.pending.discard(m)
+                if not chain.pending:
+                    self._move(chain)
+            else:                       # stopped below this walk's plan: simulate it again
+                self._need(chain, m)
+
+    def _move(self, chain: _Chain) -> None:
+        ev, a = self.ev, chain.plan
+        best = min(chain.moves, key=ev.key, default=None)
+        if best is not None and ev.key(best) < ev.key(a) and ev.hours(best) < ev.hours(a) \
+                and best not in self.taken:
+            self.taken.add(best)
+            self._open(best, chain.depth + 1)
 
 
 def _prune_moves(moves: dict[Allocation, list[Allocation]], ev: Evaluator, bound: Callable[[Allocation], float]

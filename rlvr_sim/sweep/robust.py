@@ -224,7 +224,10 @@ def _screened_draws(base: "Evaluator", perts: list[Perturbation], recommended: "
     recommended plan's draws first, then a draw's candidates in increasing bound order once its
     recommended plan is known, each screened against the draw's best when a worker frees.
     A draw with nothing in flight goes first (its next candidate is needed whatever finishes);
-    with `speculate`, a worker that would idle takes a candidate of a draw with plans in flight."""
+    with `speculate`, a worker that would idle takes a candidate of a draw with plans in flight.
+    With `base.race` (and no deadline rule) a candidate other than the recommended plan stops
+    once it certainly takes longer than the draw's best so far (it cannot win that draw; the
+    recommended plan always runs to the end: its hours are the reported spread)."""
     from rlvr_sim.sweep.grid import Plan
     from rlvr_sim.sweep.jobs import make_jobs
     from rlvr_sim.sweep.pools import streaming
@@ -241,6 +244,9 @@ def _screened_draws(base: "Evaluator", perts: list[Perturbation], recommended: "
     def submit(p: Perturbation, a: "Allocation") -> None:
         job = make_jobs(base.scenario, [Plan(base.fixed.settings + a.plan().settings)], base.steps, base.seed,
                         base.steady, p)[0]
+        best = best_of(p.draw)
+        if base.race and a != recommended and deadline_hours is None and best is not None:
+            job = job.raced(best[0])     # stops once it certainly cannot be this draw's fastest
         flying[job.plan_id] = (p, a)
         running[p.draw] += 1
         stream.submit(job)

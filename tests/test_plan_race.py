@@ -1,0 +1,113 @@
+"""Racing: a plan stops simulating once it certainly takes longer than the plan it is compared
+with (rlvr_sim.sim.steady.slower_than), and the planner's answer does not change."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from rlvr_sim.scenario import load_scenario
+from rlvr_sim.sim import simulate
+from rlvr_sim.sim.steady import PLANNER_RULE, Rule, slower_than
+from rlvr_sim.sweep.bound import PlanBounds
+from rlvr_sim.sweep.jobs import make_jobs
+from rlvr_sim.sweep.grid import Plan
+from rlvr_sim.sweep.pareto import pareto_front
+from rlvr_sim.sweep.planner import Evaluator, search
+from rlvr_sim.sweep.pools import LocalPool
+from rlvr_sim.sweep.space import COLOCATED, Allocation, SearchSpace
+
+SMALL = Path(__file__).parent / "data" / "small-qwen1.5b.yaml"
+RULE = Rule(rel_tol=0.02, min_steady=4, max_steps=32)
+
+
+def test_slower_than_by_hand():
+    """Eight steps of 100 s, 100 steps in all: 100 x 100 / 3600 = 2.78 h, known exactly (no
+    spread), so it is slower than 2.7 h and not slower than 2.8 h."""
+    times = [100.0] * 8
+    assert slower_than(times, 2.7, 100, rule=RULE, max_warmup=0)
+    assert not slower_than(times, 2.8, 100, rule=RULE, max_warmup=0)
+    # before the steady test could pass (async, 2 warm-up steps + 4): no decision
+    assert not slower_than(times[:5], 2.7, 100, min_warmup=2, rule=RULE)
+    # the whole run simulated: nothing left to save
+    assert not slower_than(times, 0.1, 8, rule=RULE, max_warmup=0)
+    assert not slower_than(times, float("inf"), 100, rule=RULE, max_warmup=0)
+
+
+def test_slower_than_waits_for_a_run_that_speeds_up():
+    """Mean 150 s (4.2 h), but the latest half runs at 100 s (2.8 h): not stopped at 3 h. The
+    standard error (batch means of 1 step: 53.5 / sqrt(8) = 18.9 s, 12.6 % of 150 s) lowers the
+    100 s to 62.2 s (1.73 h): stopped at 1.5 h, not at 2 h."""
+    times = [200.0] * 4 + [100.0] * 4
+    assert not slower_than(times, 3.0, 100, rule=RULE, max_warmup=0)
+    assert not slower_than(times, 2.0, 100, rule=RULE, max_warmup=0)
+    assert slower_than(times, 1.5, 100, rule=RULE, max_warmup=0)
+
+
+def test_slower_than_keeps_a_margin_of_three_standard_errors():
+    """Mean 100 s (2.78 h for 100 steps). Standard error from batch means of 2 steps (102, 98,
+    100, 100: sqrt((8 / 3) / 4) = 0.816 s, below the 1.69 s of single steps): 3 of them lower the
+    mean to 97.55 s, 2.710 h. So 2.72 h, below the plain estimate, is not crossed; 2.70 h is."""
+    times = [100.0, 104.0, 96.0, 100.0, 108.0, 92.0, 100.0, 100.0]
+    assert not slower_than(times, 2.72, 100, rule=RULE, max_warmup=0)
+    assert slower_than(times, 2.70, 100, rule=RULE, max_warmup=0)
+
+
+def test_simulate_stops_a_run_above_its_mark_and_says_so():
+    sc = load_scenario(SMALL, overrides=["orchestration.mode=async", "orchestration.max_staleness=1",
+                                         "orchestration.placement=disaggregated"])
+    full = simulate(sc, seed=0, trace=False, until_steady=PLANNER_RULE).summary
+    low = simulate(sc, seed=0, trace=False, until_steady=PLANNER_RULE,
+                   stop_above_hours=full.hours_total * 0.5).summary
+    assert low.stopped_above_hours == pytest.approx(full.hours_total * 0.5)
+    assert not low.steady_state and "certainly slower" in low.steady_note
+    # decided once a warm-up (>= the staleness bound, 1) and 4 steady steps are simulated
+    assert 1 + PLANNER_RULE.min_steady <= low.steps_simulated < full.steps_simulated
+    assert low.hours_total > full.hours_total * 0.5
+    high = simulate(sc, seed=0, trace=False, until_steady=PLANNER_RULE,
+                    stop_above_hours=full.hours_total * 2).summary
+    assert high.stopped_above_hours is None
+    assert high.model_dump() == full.model_dump()
+
+
+def test_a_raced_job_is_a_different_result():
+    [job] = make_jobs(str(SMALL), [Plan(())], None, 0, PLANNER_RULE)
+    raced = job.raced(3.0)
+    assert raced.stop_above_hours == 3.0 and raced.plan_id != job.plan_id
+    assert job.raced(None) is job and job.raced(float("inf")) is job
+    [fixed] = make_jobs(str(SMALL), [Plan(())], 5, 0)         # a fixed number of steps: no race
+    assert fixed.raced(3.0) is fixed
+
+
+def test_raced_search_finds_the_same_answer(tmp_path):
+    """Local search until steady with and without racing (real simulator): the same optima, hours
+    and frontier, with fewer steps simulated; every stopped plan is slower than a plan of its group."""
+    scenario = tmp_path / "small.yaml"
+    scenario.write_text(SMALL.read_text())
+    space = SearchSpace(gpus=("h100-sxm",), sizes=(8, 4), sampler_tps=(1, 2), trainer_tps=(1, 2),
+                        staleness=(0, 1, 2, 4), mini_batches=(2,), gpus_per_node=8)
+    base = Allocation("h100-sxm", 8, COLOCATED, 8, 1, 8, 1, 0, 2)
+    bounds = PlanBounds(scenario, max_steps=PLANNER_RULE.max_steps, seed=0, steady=True,
+                        min_steady=PLANNER_RULE.min_steady)
+    pool = LocalPool(2)
+    try:
+        plain = Evaluator(scenario, pool, None, 0, steady=PLANNER_RULE, prune_bound=bounds.hours)
+        full = search(space, base, plain)
+        racer = Evaluator(scenario, pool, None, 0, steady=PLANNER_RULE, prune_bound=bounds.hours, race=True)
+        raced = search(space, base, racer)
+    finally:
+        pool.close()
+    assert raced.optima == full.optima
+    assert [racer.hours(a) for a in raced.optima] == [plain.hours(a) for a in full.optima]
+    front = pareto_front(raced.table)[["label", "hours_total"]].reset_index(drop=True)
+    assert front.equals(pareto_front(full.table)[["label", "hours_total"]].reset_index(drop=True))
+    stopped = [a for a, o in racer.seen.items() if o.metrics is not None and o.metrics.stopped_above_hours]
+    assert stopped, "racing stopped nothing on this space"
+    assert raced.table["steps_simulated"].sum() < full.table["steps_simulated"].sum()
+    for a in stopped:
+        m = racer.metrics(a)
+        assert m is not None and m.stopped_above_hours is not None
+        assert plain.hours(a) > m.stopped_above_hours         # simulated to the end it is slower too
+        group_best = min(racer.hours(b) for b in racer.seen if (b.gpu, b.total_gpus) == (a.gpu, a.total_gpus))
+        assert group_best < racer.hours(a)
