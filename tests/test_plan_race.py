@@ -6,6 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from rlvr_sim.scenario import load_scenario
 from rlvr_sim.sim import simulate
@@ -15,8 +17,10 @@ from rlvr_sim.sweep.jobs import make_jobs
 from rlvr_sim.sweep.grid import Plan
 from rlvr_sim.sweep.pareto import pareto_front
 from rlvr_sim.sweep.planner import Evaluator, search
-from rlvr_sim.sweep.pools import LocalPool
-from rlvr_sim.sweep.space import COLOCATED, Allocation, SearchSpace
+from rlvr_sim.sweep.pools import InlinePool, LocalPool
+from rlvr_sim.sweep.space import COLOCATED, Allocation, SearchSpace, enumerate_space
+from test_plan_search import Toy, base_of
+from test_plan_stream import SPACE, ClockPool
 
 SMALL = Path(__file__).parent / "data" / "small-qwen1.5b.yaml"
 RULE = Rule(rel_tol=0.02, min_steady=4, max_steps=32)
@@ -111,3 +115,77 @@ def test_raced_search_finds_the_same_answer(tmp_path):
         assert plain.hours(a) > m.stopped_above_hours         # simulated to the end it is slower too
         group_best = min(racer.hours(b) for b in racer.seen if (b.gpu, b.total_gpus) == (a.gpu, a.total_gpus))
         assert group_best < racer.hours(a)
+
+
+class RacingToy:
+    """The toy planner model (test_plan_search.Toy) run until steady: a job raced against a mark
+    below its hours comes back stopped, with an inexact estimate (halfway between the mark and
+    its true hours: above the mark, as `slower_than` guarantees, but not the true value)."""
+
+    def __init__(self, gen: float, train: float):
+        self.toy = Toy(gen, train)
+        self.raced = 0
+
+    def __call__(self, job):
+        outcome = self.toy(job)
+        mark = job.stop_above_hours
+        s = outcome.summary
+        if mark is not None and s is not None and s.hours_total > mark:
+            self.raced += 1
+            estimate = (mark + s.hours_total) / 2
+            outcome.summary = s.model_copy(update={"hours_total": estimate, "stopped_above_hours": mark,
+                                                   "steady_state": False})
+        return outcome
+
+
+@settings(max_examples=20, deadline=None)
+@given(gen=st.floats(5000, 400000), train=st.floats(5000, 400000))
+def test_raced_walks_move_as_unraced_ones_in_any_arrival_order(gen, train):
+    """With racing (stopped plans carry inexact hours) and results arriving out of order, the
+    local search reaches the same optima with the same hours as the unraced serial search: no
+    move is decided on a stopped estimate."""
+    steady = Rule(rel_tol=0.02, min_steady=4, max_steps=32)
+    serial = Evaluator({"name": "toy"}, InlinePool(Toy(gen, train)), None, 0, steady=steady)
+    expected = search(SPACE, base_of(SPACE), serial)
+    racing = RacingToy(gen, train)
+    ev = Evaluator({"name": "toy"}, ClockPool(racing, workers=3), None, 0, steady=steady, race=True)
+    found = search(SPACE, base_of(SPACE), ev)
+    assert found.optima == expected.optima
+    assert [ev.hours(a) for a in found.optima] == [serial.hours(a) for a in expected.optima]
+    assert set(ev.seen) == set(serial.seen)
+    assert racing.raced > 0
+
+
+def test_a_plan_stopped_below_another_walks_plan_is_simulated_again_for_it(monkeypatch):
+    """Walk A (10 h, simulated) and walk B (20 h, simulated in the stream) both look at M (15 h).
+    M races against A first and stops (its estimate, 12.5 h, is only known to be above 10 h);
+    B compares M with 20 h, which a stop at 10 h does not settle, so M is simulated again
+    against 20 h, runs to the end and B moves to it with its true 15 h."""
+    import rlvr_sim.sweep.local_search as ls
+    from rlvr_sim.sweep.jobs import STATUS_OK, PlanOutcome
+    from summaries import toy_summary
+
+    a, b, m = sorted(enumerate_space(SPACE))[:3]
+    hours = {a: 10.0, b: 20.0, m: 15.0}
+    graph = {a: [m], b: [m], m: [a, b]}
+    by_plan = {tuple(x.plan().overrides()): x for x in hours}
+    monkeypatch.setattr(ls, "neighbours", lambda x, space: graph[x])
+    submitted: list[tuple[str, float | None]] = []
+
+    def evaluate(job):
+        x = by_plan[tuple(job.plan.overrides())]
+        submitted.append((x.label(), job.stop_above_hours))
+        h = hours[x]
+        s = toy_summary(h, h, h, 0.5, 0.5, "sampler")
+        if job.stop_above_hours is not None and h > job.stop_above_hours:
+            s = s.model_copy(update={"hours_total": (h + job.stop_above_hours) / 2,
+                                     "stopped_above_hours": job.stop_above_hours, "steady_state": False})
+        return PlanOutcome(job.index, job.plan_id, job.plan.columns(), STATUS_OK, None, s, "toy")
+
+    ev = Evaluator({"name": "toy"}, ClockPool(evaluate, workers=1), None, 0, steady=RULE, race=True)
+    ev.evaluate([a])
+    walk = ls._Walk(SPACE, ev, max_rounds=5)
+    walk.run([a, b])
+    assert submitted[1:] == [(m.label(), 10.0), (b.label(), None), (m.label(), 20.0)]
+    assert ev.hours(m) == 15.0 and ev.metrics(m).stopped_above_hours is None
+    assert ev.settled(m, 100.0) and walk.rounds == 2           # B moved to M, M looked once more
