@@ -96,20 +96,27 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=seed_arg, default=None, help="simulation seed (default: the scenario's)")
     p.add_argument("--workers", type=int, default=None, help="parallel workers (default: CPU count)")
     p.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS", help="evaluate plans on Ray")
-    p.add_argument("--exhaustive", action="store_true", help="simulate the whole space instead of searching")
+    how = p.add_mutually_exclusive_group()
+    how.add_argument("--exact", action="store_true",
+                     help="branch and bound on the cost model's lower bound of each plan's hours (the "
+                          "default): the exhaustive answer without simulating plans that cannot win")
+    how.add_argument("--local", action="store_true",
+                     help="best-improvement local search instead: no optimality guarantee (it can miss a "
+                          "group's optimum), for spaces where the bound leaves too many plans")
+    how.add_argument("--exhaustive", action="store_true", help="simulate the whole space instead of searching")
     p.add_argument("--prune", action=argparse.BooleanOptionalAction, default=True,
-                   help="local search: skip a neighbour whose cost-model lower bound of hours is above "
+                   help="--local: skip a neighbour whose cost-model lower bound of hours is above "
                         "the plan it would replace (same moves, optima and frontier; default on)")
     p.add_argument("--race", action=argparse.BooleanOptionalAction, default=True,
                    help="stop simulating a plan once its hours are certainly (3 standard errors) above "
                         "the plan it is compared with: it cannot be chosen (default on; not with "
                         "--exhaustive or --steps)")
-    p.add_argument("--exact", action="store_true",
-                   help="branch and bound on the cost model's lower bound of each plan's hours: the "
-                        "exhaustive answer without simulating plans that cannot win (slower than the "
-                        "default local search where the bound is loose, e.g. async plans)")
     p.add_argument("--out", default=None, help="also save every simulated plan (.parquet or .csv)")
     p.add_argument("--json", action="store_true", help="print the recommendation and frontier as JSON")
+
+
+def _method(args: argparse.Namespace) -> str:
+    return "exhaustive" if args.exhaustive else ("local search" if getattr(args, "local", False) else "branch and bound")
 
 
 def fixed_plan(args: argparse.Namespace) -> Plan:
@@ -200,13 +207,13 @@ def robustness_candidates(result: SearchResult, ev: Evaluator, runners_up: int =
 
 def make_evaluator(args: argparse.Namespace, pool: Pool, rule: Rule, progress: bool = False
                    ) -> tuple[Evaluator, "Callable[[Perturbation], PlanBounds] | None"]:
-    """The search's evaluator (with the cost-model bounds of rlvr_sim.sweep.bound with `--exact`:
+    """The search's evaluator (with the cost-model bounds of rlvr_sim.sweep.bound unless `--local`:
     branch and bound) and the bounds of a robustness draw (None with `--exhaustive`: every
     candidate simulated in every draw)."""
     steady = args.steps is None
     bounds = PlanBounds(args.scenario, fixed_plan(args), args.steps or rule.max_steps, args.seed, steady=steady,
                         min_steady=rule.min_steady)
-    exact = bool(getattr(args, "exact", False)) and not args.exhaustive
+    exact = not getattr(args, "local", False) and not args.exhaustive
     ev = Evaluator(args.scenario, pool, args.steps, args.seed, progress=progress, fixed=fixed_plan(args),
                    steady=rule if steady else None, bound=bounds.hours if exact else None,
                    quick_bound=bounds.quick_hours if exact else None,
@@ -259,13 +266,13 @@ def run(args: argparse.Namespace) -> int:
         payload = {"recommended": {**asdict(rec), "allocation": asdict(rec.allocation)},
                    "frontier": json.loads(front[shown].to_json(orient="records")),
                    "counts": counts, "plan_steps": _plan_steps(result.table), "rounds": result.rounds, "steps_per_plan": args.steps or "until steady",
-                   "method": "exhaustive" if args.exhaustive else ("branch and bound" if args.exact else "search"), "wall_s": round(wall_s, 2),
+                   "method": _method(args), "wall_s": round(wall_s, 2),
                    "search_s": round(search_s, 2)}
         if advice is not None:
             payload["whole_run"] = advice.model_dump()
         print(strict_json(payload, indent=2, default=str))
         return 0
-    method = "exhaustive" if args.exhaustive else ("branch and bound" if args.exact else "search")
+    method = _method(args)
     print(f"{method}: {counts['evaluated']} plans simulated "
           + (f"of {counts['space']} in the space ({counts['bounded']} skipped: bound above their group's best), "
              if counts['space'] else "")
