@@ -24,7 +24,8 @@ from rlvr_sim.sweep.space import SearchSpace, enumerate_space
 
 
 def workload_scenario(model: str, gpu: str, prompts: int, k: int, mean: float, sigma: float, cap: int,
-                      concurrent: int, spec: bool, prefix: bool = True, memory: float = 0.9) -> dict:
+                      concurrent: int, spec: bool, prefix: bool = True, memory: float = 0.9,
+                      verifier: tuple[int, float] | None = None) -> dict:
     sampler = {"gpus": 4, "tp": 1, "max_concurrent_sequences": concurrent, "prefix_caching": prefix,
                "gpu_memory_utilization": memory}
     if spec:
@@ -33,7 +34,10 @@ def workload_scenario(model: str, gpu: str, prompts: int, k: int, mean: float, s
             "workload": {"prompts_per_step": prompts, "samples_per_prompt": k, "steps": 200, "seed": 3,
                          "prompt_tokens": {"dist": "lognormal", "mean": 200, "sigma": 0.5, "cap": 1024},
                          "response_tokens": {"dist": "lognormal", "mean": mean, "sigma": sigma, "cap": cap}},
-            "sampler": sampler, "trainer": {"gpus": 4, "tp": 1, "mini_batches": 2}}
+            "sampler": sampler, "trainer": {"gpus": 4, "tp": 1, "mini_batches": 2},
+            **({} if verifier is None else {"verifier": {
+                "workers": verifier[0], "latency_s": {"dist": "lognormal", "mean": verifier[1], "sigma": 0.8, "cap": 120},
+                "timeout_s": 60, "rpc_latency_s": 0.05}})}
 
 
 workloads = st.builds(
@@ -41,7 +45,8 @@ workloads = st.builds(
     gpu=st.sampled_from(["h100-sxm", "h200"]), prompts=st.integers(4, 48), k=st.sampled_from([2, 4, 8]),
     mean=st.floats(50, 1500), sigma=st.floats(0.2, 1.2), cap=st.sampled_from([512, 2048, 8192]),
     concurrent=st.sampled_from([8, 64, 256]), spec=st.booleans(), prefix=st.booleans(),
-    memory=st.sampled_from([0.9, 0.3]))
+    memory=st.sampled_from([0.9, 0.3]),
+    verifier=st.one_of(st.none(), st.tuples(st.sampled_from([1, 4, 32]), st.sampled_from([0.05, 2.0, 20.0]))))
 
 SPACE = SearchSpace(gpus=("h100-sxm",), sizes=(8, 4, 2), sampler_tps=(1, 2), trainer_tps=(1, 2),
                     staleness=(0, 1, 2, 4), mini_batches=(1, 2, 4), gpus_per_node=8, trainer_pps=(1, 2))
@@ -93,7 +98,8 @@ def test_every_sync_step_is_above_its_bound(scenario, index):
     for rec in result.steps:
         generate = rec.gen_end_s - rec.gen_start_s
         assert side.generate_s[rec.step] <= generate * (1 + 1e-9), (scenario, a, side.generate_s[rec.step] / generate)
-        floor = side.generate_s[rec.step] + train[rec.step] + sync + 2 * side.switch_s
+        floor = max(side.generate_s[rec.step] + side.switch_s, steps[rec.step].verify_floor_s) \
+            + train[rec.step] + sync + side.switch_s
         assert floor <= rec.time_s * (1 + 1e-9), (scenario, a, floor / rec.time_s)
 
 

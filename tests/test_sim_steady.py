@@ -100,3 +100,41 @@ def test_simulate_one_async_step_warns(capsys):
     assert main(["simulate", str(ASYNC), "--steps", "1", "--json"]) == 0
     captured = capsys.readouterr()
     assert "warning: not at steady state" in captured.err
+
+
+def test_a_trainer_using_up_batches_made_ahead_is_not_steady():
+    """Steps of 100 s while batches are ready every 300 s: the trainer is using up a buffer, so
+    the run is not steady and the long-run pace is 300 s (hours extrapolate it). Batches ready
+    every 100 s: steady at 100 s."""
+    from rlvr_sim.sim.steady import hours_estimate
+
+    rule = Rule(rel_tol=0.02, min_steady=4, max_steps=32)
+    times = [100.0] * 8
+    slow = [300.0 * j for j in range(8)]
+    state = detect(times, 0, rule, max_warmup=0, ready_s=slow)
+    assert not state.reached and state.draining and "made ahead" in state.reason
+    assert state.production_interval_s == pytest.approx(300.0) and state.long_run_mean_s == pytest.approx(300.0)
+    assert hours_estimate(times, state, 100) == pytest.approx(100 * 300 / 3600)
+    paced = detect(times, 0, rule, max_warmup=0, ready_s=[100.0 * j for j in range(8)])
+    assert paced.reached and not paced.draining and paced.long_run_mean_s == pytest.approx(100.0)
+    # too few steps to judge a pace: no verdict on it
+    assert not detect(times[:3], 0, rule, max_warmup=0, ready_s=slow[:3]).draining
+
+
+def test_verifier_bound_async_plan_runs_until_the_buffer_is_used_up():
+    """Code RL, verifier-bound (16 workers, ~180 s of checks per batch), eta = 8: the first step
+    fills 9 batches, then the trainer (59 s a step) uses them up. The run must go on until the
+    steps settle to the verifiers' pace, so its hours are above the verifier work bound (the
+    planner's cost-model bound, which it was 2.4x below when this was judged steady at 59 s)."""
+    from rlvr_sim.scenario import load_scenario
+    from rlvr_sim.sim import simulate
+    from rlvr_sim.sim.steady import PLANNER_RULE
+    from rlvr_sim.sweep.bound import PlanBounds
+    from rlvr_sim.sweep.space import DISAGGREGATED, Allocation
+
+    path = Path(__file__).resolve().parent.parent / "scenarios" / "code-rl-verifier-bound.yaml"
+    a = Allocation("h100-sxm", 16, DISAGGREGATED, 12, 1, 4, 4, 8, 4)
+    s = simulate(load_scenario(path, overrides=a.plan().overrides()), trace=False, until_steady=PLANNER_RULE).summary
+    bound = PlanBounds(path, max_steps=PLANNER_RULE.max_steps).hours(a)
+    assert 0 < bound <= s.hours_total
+    assert s.step_time_s.mean > 150            # the verifiers' pace, not the trainer's 59 s

@@ -120,8 +120,9 @@ def summarize(cfg: SimConfig, steps: StepLog, *, scenario: str, staleness: Count
     end); the trainer's comes from the step records."""
     n = steps.finished
     times_all = np.frombuffer(steps.times_s, dtype=float) if n else np.zeros(0)
+    ready = steps.ready_s.tolist() if n <= 4 * steps.keep else steps.ready_s[:2 * steps.keep].tolist()
     state = detect(times_all.tolist() if n <= 4 * steps.keep else times_all[:2 * steps.keep].tolist(),
-                   cfg.staleness_bound, rule, max_warmup=max_warmup(cfg))
+                   cfg.staleness_bound, rule, max_warmup=max_warmup(cfg), ready_s=ready)
     warm = min(state.warmup_steps, steps.keep)
     times = times_all[warm:]
     mean_s = float(times.mean())
@@ -141,7 +142,10 @@ def summarize(cfg: SimConfig, steps: StepLog, *, scenario: str, staleness: Count
     if n >= total_steps:
         hours = float(times_all[:total_steps].sum()) / 3600
     else:
-        hours = (float(times_all[:warm].sum()) + mean_s * (total_steps - warm)) / 3600
+        # the long-run pace: the steady mean, or the batches' pace while the trainer is still
+        # using up batches made ahead (rlvr_sim.sim.steady)
+        pace = state.long_run_mean_s if state.warmup_steps == warm else mean_s
+        hours = (float(times_all[:warm].sum()) + pace * (total_steps - warm)) / 3600
     gpus = cfg.total_gpus
     n_stale = sum(staleness.values())
     return Summary(

@@ -147,10 +147,11 @@ class _StepWatch:
             self.bar.update(n)
         rule = self.rule
         if rule is not None and log.finished >= self.min_warmup + rule.min_steady:
-            if detect(log.times_s, self.min_warmup, rule, self.max_warmup).reached:
+            if detect(log.times_s, self.min_warmup, rule, self.max_warmup, log.ready_s).reached:
                 raise _Steady()
             if self.stop_above_hours is not None and slower_than(
-                    log.times_s, self.stop_above_hours, self.total_steps, self.min_warmup, rule, self.max_warmup):
+                    log.times_s, self.stop_above_hours, self.total_steps, self.min_warmup, rule, self.max_warmup,
+                    ready_s=log.ready_s):
                 self.stopped = True
                 raise _Steady()
 

@@ -9,8 +9,16 @@
   sync runs, whose steps all start from the same empty pipeline (no transient to cut);
 - whether what remains is steady: at least `min_steady` steps; no drift (the means of the first
   and second half of the remaining steps (even lengths) differ by at most `rel_tol` of the mean
-  plus two standard errors of that difference, so i.i.d. noise does not count as drift); and the
-  mean known to `rel_tol` (its standard error, from batch means, at most `rel_tol` of the mean).
+  plus two standard errors of that difference, so i.i.d. noise does not count as drift); the
+  mean known to `rel_tol` (its standard error, from batch means, at most `rel_tol` of the mean);
+  and (given `ready_s`, when each step's batch had its last reward) batches made as fast as they
+  are trained: over the remaining steps, the interval between batches ready is at most the mean
+  step time (+ `rel_tol` + two standard errors). An async run with a large staleness bound
+  fills a buffer of up to eta + 1 batches first; while the trainer uses it up, its steps are
+  shorter than the rate the samplers and verifiers sustain, and that phase can last longer
+  than the warm-up cut and look steady (a verifier-bound eta = 8 plan: steps of 59 s while
+  batches come every 180 s). `production_interval` is that rate; `long_run_mean` = the larger
+  of the two, what the steps settle to.
 
 Limits: a run whose step time oscillates with a period longer than half the run, or converges
 more slowly than the run is long, can look steady; `max_steps` in `Rule` bounds the cost and the
@@ -49,6 +57,14 @@ class SteadyState:
     rel_drift: float           # |second-half mean - first-half mean| / mean (nan with < 2 steps)
     reached: bool
     reason: str                # why not steady ("" when reached)
+    production_interval_s: float = math.nan   # seconds between batches ready over the window
+    draining: bool = False     # batches made slower than trained (the production test failed)
+
+    @property
+    def long_run_mean_s(self) -> float:
+        """The steady mean, or, while the trainer is still using up batches made ahead
+        (`draining`), the batches' production interval: the pace its steps settle to."""
+        return self.production_interval_s if self.draining else self.mean_s
 
 
 def warmup_cut(times_s: Sequence[float], min_warmup: int, max_warmup: int | None = None) -> int:
@@ -105,10 +121,19 @@ def batch_means_stderr(values: Sequence[float]) -> float:
     return best
 
 
+def production_interval(ready_s: Sequence[float], first: int) -> float:
+    """Mean seconds between consecutive batches ready from step `first` on (nan: < 2 steps)."""
+    n = len(ready_s)
+    if n - first < 2:
+        return math.nan
+    return (max(ready_s[first:]) - ready_s[first]) / (n - 1 - first)
+
+
 def detect(times_s: Sequence[float], min_warmup: int = 0, rule: Rule = Rule(),
-           max_warmup: int | None = None) -> SteadyState:
+           max_warmup: int | None = None, ready_s: Sequence[float] | None = None) -> SteadyState:
     """Warm-up cut and steadiness of `times_s` (module docstring). `max_warmup=0` where steps
-    cannot have a transient (sync runs: every step starts from the same empty pipeline)."""
+    cannot have a transient (sync runs: every step starts from the same empty pipeline).
+    `ready_s` (when each step's batch was ready) adds the production-rate test."""
     n = len(times_s)
     if n == 0:
         return SteadyState(0, 0, math.nan, math.nan, math.nan, False, "no step finished")
@@ -137,7 +162,15 @@ def detect(times_s: Sequence[float], min_warmup: int = 0, rule: Rule = Rule(),
                        f"last {m} steps)")
     if rel_se > rule.rel_tol:
         reasons.append(f"mean known to {rel_se:.1%} only (target {rule.rel_tol:.0%})")
-    return SteadyState(d, m, mean, rel_se, rel_drift, not reasons, "; ".join(reasons))
+    # from the batch after the cut on: the cut's own batch may be one of the eta + 1 made at once
+    # when the run started (the fill), which is no measure of the pace
+    interval = production_interval(ready_s[:n], d + 1) if ready_s is not None else math.nan
+    # judged on as many steps as steadiness needs (a pace from 1-2 intervals is noise)
+    draining = m >= rule.min_steady and interval > mean * (1 + rule.rel_tol + 2 * rel_se)
+    if draining:
+        reasons.append(f"batches ready every {interval:.4g} s but trained every {mean:.4g} s: the trainer "
+                       "is still using up batches made ahead (hours use the batches' pace)")
+    return SteadyState(d, m, mean, rel_se, rel_drift, not reasons, "; ".join(reasons), interval, draining)
 
 
 # a plan raced against another stops once its hours are this many standard errors above
@@ -146,13 +179,14 @@ RACE_Z = 3.0
 
 def hours_estimate(times_s: Sequence[float], state: SteadyState, total_steps: int) -> float:
     """Hours of a `total_steps` run from the simulated step times: the warm-up steps as they
-    were plus the steady mean for every later step (`metrics.summarize`'s extrapolation)."""
+    were plus the long-run mean for every later step (`metrics.summarize`'s extrapolation)."""
     d = state.warmup_steps
-    return (sum(times_s[:d]) + state.mean_s * (total_steps - d)) / 3600
+    return (sum(times_s[:d]) + state.long_run_mean_s * (total_steps - d)) / 3600
 
 
 def slower_than(times_s: Sequence[float], hours: float, total_steps: int, min_warmup: int = 0,
-                rule: Rule = Rule(), max_warmup: int | None = None, z: float = RACE_Z) -> bool:
+                rule: Rule = Rule(), max_warmup: int | None = None, z: float = RACE_Z,
+                ready_s: Sequence[float] | None = None) -> bool:
     """Whether a run whose first steps took `times_s` will certainly take longer than `hours`
     in all: the extrapolated hours stay above `hours` with the steady mean lowered by `z`
     standard errors, and also with the mean of the latest half of the steady steps (a run
@@ -164,11 +198,13 @@ def slower_than(times_s: Sequence[float], hours: float, total_steps: int, min_wa
     n = len(times_s)
     if not math.isfinite(hours) or n < min_warmup + rule.min_steady or n >= total_steps:
         return False
-    state = detect(times_s, min_warmup, rule, max_warmup)
+    state = detect(times_s, min_warmup, rule, max_warmup, ready_s)
     rest = list(times_s[state.warmup_steps:])
     if state.steady_steps < rule.min_steady or not math.isfinite(state.rel_stderr):
         return False
     latest = _mean(rest[len(rest) // 2:])
     low_mean = min(state.mean_s, latest) * (1 - z * state.rel_stderr)
+    if state.draining:                  # the pace the batches are made at
+        low_mean = state.production_interval_s * (1 - z * state.rel_stderr)
     low = replace(state, mean_s=low_mean)
     return hours_estimate(times_s, low, total_steps) > hours

@@ -116,7 +116,7 @@ class StepLog:
     """Step records by step number: the orchestrators' state (`steps[j]`) and the summary's input.
 
     A record is created when first used. `finish(j)` (steps finish in order) appends its time to
-    `times_s`; records of steps below `keep` stay in `kept` (the warm-up window the steady-state
+    `times_s` and when its batch was ready (last reward) to `ready_s`; records of steps below `keep` stay in `kept` (the warm-up window the steady-state
     detection looks at, and what tests read), later ones are folded into `tail` and dropped."""
 
     def __init__(self, keep: int):
@@ -124,6 +124,7 @@ class StepLog:
         self.kept: list[StepRecord] = []
         self.tail = StepTotals()
         self.times_s = array("d")
+        self.ready_s = array("d")      # per finished step: when its batch's last reward was in
         self._live: dict[int, StepRecord] = {}
 
     @property
@@ -143,6 +144,7 @@ class StepLog:
     def finish(self, step: int) -> StepRecord:
         r = self._live.pop(step) if step in self._live else self[step]
         self.times_s.append(r.time_s)
+        self.ready_s.append(max(r.verify_end_s, r.gen_end_s))
         if step < self.keep:
             self.kept.append(r)
         else:

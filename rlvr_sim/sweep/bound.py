@@ -30,8 +30,11 @@ an exhaustive sweep's as long as the bound holds. Why it holds, term by term:
   sends the prompt groups to the least-loaded replica, so the samples each replica gets are
   known from the batch alone (the same `dispatch` is run here on stand-ins). The step's
   generation lasts at least the busiest replica's own bound (its host call cost, prefill and
-  decode above); then, in sequence: (colocated: a switch,) training, the trainer's weight sync
-  (`cm.weight_sync_s`) (colocated: a switch back). Verification is left out (>= 0).
+  decode above); then (colocated: a switch); training starts once the last reward is in, which
+  is no earlier than the step's verifier work spread over all workers, nor than its longest
+  check, plus the RPC round trip (the verifier pool is idle at a sync step's start; service
+  times are drawn with the batch, the same in every plan); then training, the trainer's weight
+  sync (`cm.weight_sync_s`) (colocated: a switch back).
 - Trainer: the simulator charges `cm.train_step(sequences, prompt_tokens, output_tokens)` for
   step j's batch (every sample, no dynamic sampling), computed here for each step.
 - Async step: the trainer waits for batch j, trains it and sends the weights (in its own
@@ -46,7 +49,8 @@ an exhaustive sweep's as long as the bound holds. Why it holds, term by term:
   samplers may be up to eta + 1 batches ahead and a short window could drain that buffer faster
   (a fixed `--steps 2` run of an eta = 1 plan does: its one counted step is 30x shorter); the
   steady test's drift check and `ASYNC_RATE_SHARE` are the margin, and tests/test_plan_bound.py
-  checks the bound against the simulator on random plans. This is the one term that is checked
+  checks the bound against the simulator on random plans. The verifier pool's work of the
+  window's batches (worker-seconds / workers) is a second rate bound of the same kind. This is the one term that is checked
   rather than proven. (What is provable: the batches b >= d + eta of the window can only start
   after the window's start, since a replica admits batch b only once it holds version b - eta;
   with windows as short as 4 steps that gives (4 - eta) / 4 of the rate, nothing for
@@ -173,12 +177,17 @@ class PlanBounds:
             return None
         source = PromptSource(cfg)
         out = []
+        workers = max(cfg.verifier_workers, 1)
         for j in range(steps):
-            groups = source.batch(j).groups
+            batch = source.batch(j)
+            groups = batch.groups
             sizes = [len(g.response_tokens) for g in groups]
+            work = float(sum(batch.verify_s)) / workers
+            floor = max(work, max(batch.verify_s, default=0.0)) + cfg.verifier_rpc_s
             out.append(StepSamples(groups, np.array([g.prompt_tokens for g in groups], dtype=np.int64),
                                    np.repeat(np.arange(len(groups)), sizes),
-                                   np.array([t for g in groups for t in g.response_tokens], dtype=np.int64)))
+                                   np.array([t for g in groups for t in g.response_tokens], dtype=np.int64),
+                                   work, floor))
         return tuple(out)
 
     # ------------------------------------------------------------------ parts
@@ -243,12 +252,15 @@ class PlanBounds:
         total = base.workload.steps
         cap = len(steps)
         if a.max_staleness == 0:
-            every = np.array(side.generate_s) + np.array(train) + sync + 2 * side.switch_s
+            verified = np.array([s.verify_floor_s for s in steps])
+            every = np.maximum(np.array(side.generate_s) + side.switch_s, verified) + np.array(train) + sync \
+                + side.switch_s
             return total * _smallest_prefix_mean(every, min(self.min_steady, cap) if self.steady else cap,
                                                  cap, total) / 3600
         lo = min(a.max_staleness + self.min_steady, cap) if self.steady else cap
+        verify = np.array([s.verify_work_s for s in steps])
         return _async_seconds(np.array(train) + sync, side, self._replicas(a), total, a.max_staleness, lo, cap,
-                              self.steady) / 3600
+                              self.steady, verify) / 3600
 
     def quick_hours(self, a: Allocation) -> float:
         """A cheaper, weaker lower bound (sampler side only: no trainer, no weight sync):
@@ -281,24 +293,27 @@ def _smallest_prefix_mean(every: np.ndarray, lo: int, hi: int, total: int) -> fl
 
 
 def _async_seconds(each: np.ndarray, side: SamplerBound, replicas: int, total: int, eta: int, lo: int, cap: int,
-                   steady: bool) -> float:
+                   steady: bool, verify: np.ndarray | None = None) -> float:
     """Lower bound of an async run's `hours_total` x 3600: step j >= each[j] (its training + the
     weight sync); a run simulated to the end (n >= total) generated every batch before its last
     step (the pooled work of all batches / replicas); else the warm-up d in [eta, max(eta,
     n // 2)] (MSER) and the steady mean over the window [d, n), >= the window's mean of `each`
     and, when simulated until steady (`steady`), >= ASYNC_RATE_SHARE x the pooled work of the
-    window's batches / replicas / (n - d) (the checked term); smallest over the step counts n
-    in [lo, cap] a run may stop at."""
+    window's batches / replicas / (n - d) (the checked term), and likewise the verifier pool's
+    work of those batches (`verify`: per step, worker-seconds / workers); smallest over the
+    step counts n in [lo, cap] a run may stop at."""
     esum = np.concatenate([[0.0], np.cumsum(each)])
+    vsum = np.concatenate([[0.0], np.cumsum(verify if verify is not None else np.zeros(len(each)))])
     best = math.inf
     if cap >= total:      # a run of n >= total steps counts its first `total`
-        whole = float(side.windows_s[0, total]) / replicas
+        whole = max(float(side.windows_s[0, total]) / replicas, float(vsum[total]))
         best = max(float(esum[total]), whole + float(each[total - 1]))
     n, d = _windows(eta, max(lo, 1), min(cap, total - 1))
     if len(n):
         mean = (esum[n] - esum[d]) / (n - d)
         if steady:
-            mean = np.maximum(mean, ASYNC_RATE_SHARE * side.windows_s[d, n] / replicas / (n - d))
+            rate = np.maximum(side.windows_s[d, n] / replicas, vsum[n] - vsum[d]) / (n - d)
+            mean = np.maximum(mean, ASYNC_RATE_SHARE * rate)
         best = min(best, float(np.min(esum[d] + (total - d) * mean)))
     return best
 

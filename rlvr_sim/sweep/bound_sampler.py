@@ -42,6 +42,11 @@ class StepSamples:
     group_prompt: np.ndarray     # per group: prompt tokens
     group_of: np.ndarray         # per sample: index of its group
     target: np.ndarray           # per sample: output tokens
+    # the verifier pool's share of the step: worker-seconds of its samples / workers (what the
+    # pool needs at least, every worker busy), and a sync step's floor for its last reward:
+    # max(that, the longest single check) + the RPC round trip (rlvr_sim.sim.verifier)
+    verify_work_s: float = 0.0
+    verify_floor_s: float = 0.0
 
     @cached_property
     def tokens(self) -> StepTokens:
