@@ -121,12 +121,16 @@ def batch_means_stderr(values: Sequence[float]) -> float:
     return best
 
 
-def production_interval(ready_s: Sequence[float], first: int) -> float:
-    """Mean seconds between consecutive batches ready from step `first` on (nan: < 2 steps)."""
+def production_interval(ready_s: Sequence[float], first: int) -> tuple[float, float]:
+    """Mean seconds between consecutive batches ready from step `first` on, and its standard
+    error (the intervals' spread / sqrt(count): a batch's last reward waits on its slowest
+    sample, so single intervals scatter widely); (nan, nan) with < 2 steps."""
     n = len(ready_s)
     if n - first < 2:
-        return math.nan
-    return (max(ready_s[first:]) - ready_s[first]) / (n - 1 - first)
+        return math.nan, math.nan
+    gaps = [b - a for a, b in zip(ready_s[first:-1], ready_s[first + 1:])]
+    mean = (max(ready_s[first:]) - ready_s[first]) / len(gaps)
+    return mean, math.sqrt(_var(gaps, _mean(gaps)) / len(gaps))
 
 
 def detect(times_s: Sequence[float], min_warmup: int = 0, rule: Rule = Rule(),
@@ -164,9 +168,10 @@ def detect(times_s: Sequence[float], min_warmup: int = 0, rule: Rule = Rule(),
         reasons.append(f"mean known to {rel_se:.1%} only (target {rule.rel_tol:.0%})")
     # from the batch after the cut on: the cut's own batch may be one of the eta + 1 made at once
     # when the run started (the fill), which is no measure of the pace
-    interval = production_interval(ready_s[:n], d + 1) if ready_s is not None else math.nan
-    # judged on as many steps as steadiness needs (a pace from 1-2 intervals is noise)
-    draining = m >= rule.min_steady and interval > mean * (1 + rule.rel_tol + 2 * rel_se)
+    interval, interval_se = production_interval(ready_s[:n], d + 1) if ready_s is not None else (math.nan, math.nan)
+    # judged on as many steps as steadiness needs, and beyond both estimates' noise (two
+    # standard errors each, plus the tolerance)
+    draining = m >= rule.min_steady and interval - 2 * interval_se > mean * (1 + rule.rel_tol + 2 * rel_se)
     if draining:
         reasons.append(f"batches ready every {interval:.4g} s but trained every {mean:.4g} s: the trainer "
                        "is still using up batches made ahead (hours use the batches' pace)")
