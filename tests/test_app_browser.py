@@ -292,7 +292,8 @@ def test_page_renders_in_chromium(name: str, server: str, browser: WebDriver, sh
                 break
             except AssertionError:
                 if page_state(browser)[3]:     # still running what the click started (a plan
-                    wait_for(browser, page, brings, 0)     # search): wait, a click would restart it
+                    # search, minutes on a loaded 2-core machine): wait, a click would restart it
+                    wait_for(browser, page, brings, 0, wait_s=6 * PAGE_WAIT_S)
                     break
                 if attempt == 2:
                     raise
