@@ -211,5 +211,5 @@ def slower_than(times_s: Sequence[float], hours: float, total_steps: int, min_wa
     low_mean = min(state.mean_s, latest) * (1 - z * state.rel_stderr)
     if state.draining:                  # the pace the batches are made at
         low_mean = state.production_interval_s * (1 - z * state.rel_stderr)
-    low = replace(state, mean_s=low_mean)
+    low = replace(state, mean_s=low_mean, draining=False)     # the lowered pace, whichever it was
     return hours_estimate(times_s, low, total_steps) > hours

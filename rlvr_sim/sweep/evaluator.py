@@ -76,7 +76,7 @@ class Evaluator:
         `above`, it stops once it certainly takes longer than `above` hours."""
         if any(a in group for group in self._flying.values()):
             return False
-        if a in self.seen and not (again and not self.settled(a, -math.inf if above is None else above)):
+        if a in self.seen and (not again or self.settled(a, -math.inf if above is None else above)):
             return False
         if self._stream is None:
             self._stream = streaming(self.pool)
@@ -104,9 +104,9 @@ class Evaluator:
         """Whether `a`'s result is known well enough to compare it with a plan of `above` hours:
         simulated to the end, or stopped as certainly slower than at least `above` (a plan it
         raced against that was as fast or faster)."""
-        m = self.metrics(a)
         if a not in self.seen:
             return False
+        m = self.metrics(a)
         return m is None or m.stopped_above_hours is None or m.stopped_above_hours >= above
 
     def metrics(self, a: Allocation) -> PlanMetrics | None:
