@@ -122,15 +122,17 @@ def test_residue_closed_forms_equal_the_vector_count_and_search(private, bt, sha
         pool.iterations_that_fit(x, 1.0, limit)
 
 
-@settings(max_examples=80, deadline=None)
+@settings(max_examples=400, deadline=None)
 @given(st.lists(st.integers(1, 60), min_size=1, max_size=16), st.integers(1, 30),
        st.integers(1, 4), st.integers(1, 8), st.booleans(), st.integers(0, 4),
-       st.sampled_from([None, 8, 40]), st.sampled_from([0.0, 0.3]))
+       st.sampled_from([None, 8, 40]), st.sampled_from([0.0, 0.3]), st.integers(0, 7))
 def test_the_engine_with_residue_counts_plans_the_same_spans(lengths, prompt, k, bt, prefix, tight,
-                                                             budget, coalesce):
+                                                             budget, coalesce, interrupt_every):
     """The engine with residue counts (O(B) KV checks, no admission round after a preemption)
-    plans exactly the spans, preemptions and finishes of the engine with numpy counts, in a
-    pool tight enough to preempt, with or without a token budget and coalesced finishes."""
+    and with the full-pool shortcut (no admission round after a span the KV pool cut, nothing
+    finishing) plans exactly the spans, preemptions and finishes of the engine with numpy counts
+    and neither shortcut, in a pool tight enough to preempt, with or without a token budget,
+    coalesced finishes and partial-rollout interruptions between spans."""
     import rlvr_sim.sim.sampler as sampler
     from rlvr_sim.sim.fake_cost import FakeCostModel
     from rlvr_sim.sim.sampler import ReplicaEngine
@@ -138,15 +140,15 @@ def test_the_engine_with_residue_counts_plans_the_same_spans(lengths, prompt, k,
 
     capacity = math.ceil((prompt + max(lengths)) / bt) + tight
 
-    def run(residues: bool) -> tuple[list, list, int]:
-        old = sampler.RESIDUE_COUNTS
-        sampler.RESIDUE_COUNTS = residues
+    def run(residues: bool, skip: bool) -> tuple[list, list, int]:
+        old = sampler.RESIDUE_COUNTS, sampler.SKIP_FULL_ADMISSION
+        sampler.RESIDUE_COUNTS, sampler.SKIP_FULL_ADMISSION = residues, skip
         try:
             e = ReplicaEngine(0, FakeCostModel(), max_concurrent=64, kv_blocks=capacity,
                               block_tokens=bt, prefix_caching=prefix, max_staleness=0,
                               max_batched_tokens=budget, coalesce_fraction=coalesce)
         finally:
-            sampler.RESIDUE_COUNTS = old
+            sampler.RESIDUE_COUNTS, sampler.SKIP_FULL_ADMISSION = old
         assert bool(e.run.block_tokens) == residues
         first = 0
         for gid, i in enumerate(range(0, len(lengths), k)):
@@ -159,9 +161,15 @@ def test_the_engine_with_residue_counts_plans_the_same_spans(lengths, prompt, k,
             assert seg is not None
             spans.append((seg.t0_s, seg.iterations, seg.span_s))
             done.extend(e.finish())
-        return spans, done, sum(c.preemptions for c in e.counters.values())
+            if interrupt_every and len(spans) % interrupt_every == 0:
+                e.interrupt_all()
+        counters = [(c.preemptions, c.interruptions, c.recompute_tokens) for c in e.counters.values()]
+        return spans, done, counters
 
-    assert run(True) == run(False)
+    reference = run(False, False)
+    assert run(True, True) == reference
+    assert run(False, True) == reference
+    assert run(True, False) == reference
 
 
 @settings(max_examples=100, deadline=None)

@@ -55,8 +55,12 @@ WHOLE_BATCH = True
 # one token per iteration: exact KV checks from residue counts, O(block) (same result as the
 # numpy count over the running sequences, which is kept for other tokens per iteration)
 RESIDUE_COUNTS = True
+# a span cut by the KV pool that ended with no finish leaves the pool full: the next plan() skips
+# the admission round and the KV check that cannot pass (same result; off: the reference path)
+SKIP_FULL_ADMISSION = True
 
-__all__ = ["Finished", "RESIDUE_COUNTS", "ReplicaEngine", "Segment", "StepCounters", "WHOLE_BATCH"]
+__all__ = ["Finished", "RESIDUE_COUNTS", "ReplicaEngine", "SKIP_FULL_ADMISSION", "Segment", "StepCounters",
+           "WHOLE_BATCH"]
 
 
 class Finished(NamedTuple):
@@ -104,6 +108,11 @@ class ReplicaEngine:
         self.max_concurrent = max_concurrent
         self.max_batched_tokens = max_batched_tokens
         self._budget_held = False      # the last admission round left work queued for the budget
+        # the span planned was cut by the KV pool (its next iteration does not fit), and, once
+        # finished with no sequence done, the pool stays full (`plan` skips the admission round)
+        self._kv_cut = False
+        self._full = False
+        self._skip_full = SKIP_FULL_ADMISSION
         self.kv = KVPool(kv_blocks, block_tokens, prefix_caching,
                          whole_tokens=self.tpi == int(self.tpi))
         self.eta = max_staleness
@@ -328,13 +337,26 @@ class ReplicaEngine:
         if self.seg is not None:
             return self.seg.end_s
         run = self.run
-        self._admit()
+        full = self._full
+        if full:
+            # The last span stopped where its next iteration would not fit the KV pool, and
+            # nothing finished or left since: the blocks that iteration holds already exceed the
+            # capacity, so an admission round admits nothing (every path of `_admit` ends at a
+            # KV check or before the loop) and only its reset of the budget flag remains.
+            self._full = False
+            self._budget_held = False
+        else:
+            self._admit()
         while True:
             if not run.seqs:
                 return None
-            iters = self._iterations_that_fit(self._span_target())
-            if iters > 0:
-                break
+            if full:                                    # not even the next iteration fits
+                full, iters = False, 0
+            else:
+                target = self._span_target()
+                iters = self._iterations_that_fit(target)
+                if iters > 0:
+                    break
             if len(run.seqs) == 1:
                 seq = next(iter(run.seqs.values()))
                 raise ScenarioError(
@@ -368,6 +390,7 @@ class ReplicaEngine:
             ctx_sum -= gone * (seq.ctx_off + tpi * finish_it)
         span = self._span(n, ctx_sum, ctx_max, iters)
         self.seg = Segment(self.clock, iters, span, n, ctx_sum, ctx_max)
+        self._kv_cut = iters < target
         self.segments += 1
         return self.seg.end_s
 
@@ -379,7 +402,9 @@ class ReplicaEngine:
         self._account(seg.span_s, seg.iterations)
         self.it += seg.iterations
         self.clock = seg.end_s
-        return self._pop_finished(seg.t0_s, seg.span_s / seg.iterations)
+        done = self._pop_finished(seg.t0_s, seg.span_s / seg.iterations)
+        self._full = self._skip_full and self._kv_cut and not done
+        return done
 
     def _account(self, span_s: float, iterations: int) -> None:
         self.busy_s += span_s
@@ -459,6 +484,7 @@ class ReplicaEngine:
     def interrupt_all(self) -> None:
         """Partial rollout: every running sequence returns to the queue with its tokens."""
         assert self.seg is None
+        self._full = False
         running = self.run.seqs
         for sample in reversed(list(running)):
             seq = running[sample]
