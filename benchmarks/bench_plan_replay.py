@@ -23,6 +23,7 @@ import json
 import math
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -30,7 +31,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from rlvr_sim.cli import build_parser  # noqa: E402
 from rlvr_sim.commands.plan import build_space, fixed_plan, make_evaluator  # noqa: E402
-from rlvr_sim.sim.steady import PLANNER_RULE, Rule  # noqa: E402
+from rlvr_sim.sim.steady import PLANNER_RULE  # noqa: E402
 from rlvr_sim.sweep import jobs as J  # noqa: E402
 from rlvr_sim.sweep.planner import Evaluator, best_per_group, branch_and_bound  # noqa: E402
 from rlvr_sim.sweep.pools import LocalPool  # noqa: E402
@@ -48,7 +49,7 @@ def trace(path: str, argv: list[str]) -> None:
     args = build_parser().parse_args(["plan", *argv])
     space, _ = build_space(args)
     pool = LocalPool(args.workers or 2, evaluate=timed)
-    rule = Rule(rel_tol=PLANNER_RULE.rel_tol, min_steady=PLANNER_RULE.min_steady, max_steps=args.max_steps)
+    rule = replace(PLANNER_RULE, max_steps=args.max_steps)
     try:
         ev, _ = make_evaluator(args, pool, rule)
         branch_and_bound(space, ev)
@@ -151,7 +152,7 @@ def replay(path: str, argv: list[str]) -> None:
     report = {}
     for name, algorithm in (("rounds (before)", rounds_branch_and_bound), ("streaming (after)", branch_and_bound)):
         pool = ReplayPool(rows, labels, workers)
-        rule = Rule(rel_tol=PLANNER_RULE.rel_tol, min_steady=PLANNER_RULE.min_steady, max_steps=args.max_steps)
+        rule = replace(PLANNER_RULE, max_steps=args.max_steps)
         ev, _ = make_evaluator(args, pool, rule)   # type: ignore[arg-type]
         algorithm(space, ev)
         report[name] = {"makespan_s": round(pool.now, 1), "cpu_s": round(pool.busy, 1),

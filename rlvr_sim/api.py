@@ -18,7 +18,7 @@ from __future__ import annotations
 import argparse
 import math
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Literal
 
@@ -37,7 +37,7 @@ from rlvr_sim.rules import COLOCATED
 from rlvr_sim.scenario import Scenario, Workload, apply_overrides, load_scenario
 from rlvr_sim.sim.run import simulate as run_simulation
 from rlvr_sim.schedule import whole_run
-from rlvr_sim.sim.steady import PLANNER_RULE, Rule
+from rlvr_sim.sim.steady import PLANNER_RULE
 from rlvr_sim.sweep.robust import assess
 from rlvr_sim.sweep.grid import grid_plans
 from rlvr_sim.sweep.jobs import PlanOutcome, make_jobs
@@ -145,7 +145,7 @@ def plan(request: PlanRequest, on_outcome: Callable[[PlanOutcome], None] | None 
         space, start = plan_command.build_space(args)
         pool = _CountingPool(open_pool(request.workers), on_outcome)
         # the command's own rule: each plan simulated until its step time is steady (no fixed steps)
-        rule = Rule(rel_tol=PLANNER_RULE.rel_tol, min_steady=PLANNER_RULE.min_steady, max_steps=args.max_steps)
+        rule = replace(PLANNER_RULE, max_steps=args.max_steps)
         draws = args.draws if request.draws is None else request.draws
         try:
             ev, draw_bounds = plan_command.make_evaluator(args, pool, rule)   # with the search's bounds

@@ -3,6 +3,7 @@ the `simulate` report, and a step log whose memory does not grow with the number
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
@@ -31,10 +32,16 @@ def test_mser_cut_by_hand():
 
 
 def test_steady_needs_enough_flat_steps():
-    state = detect([20.0, 10.0, 10.0, 10.0, 10.0], min_warmup=1)
-    assert (state.warmup_steps, state.steady_steps, state.reached) == (1, 4, True)
+    # overlapping steps (async, staleness > 0: max_warmup None) need 6 steady steps
+    state = detect([20.0] + [10.0] * 6, min_warmup=1)
+    assert (state.warmup_steps, state.steady_steps, state.reached) == (1, 6, True)
     assert state.mean_s == 10.0 and state.rel_stderr == 0.0
-    short = detect([20.0, 10.0, 10.0], min_warmup=1)
+    four = detect([20.0] + [10.0] * 4, min_warmup=1)
+    assert not four.reached and "at least 6 steady steps are needed (7 in all)" in four.reason
+    # steps that start from an empty pipeline (sync, staleness 0) need 4
+    sync = detect([10.0] * 4, min_warmup=0, max_warmup=0)
+    assert (sync.steady_steps, sync.reached) == (4, True)
+    short = detect([10.0] * 3, min_warmup=0, max_warmup=0)
     assert not short.reached and "at least 4 steady steps" in short.reason
     # a pipeline still filling: the second half is 20 % slower than the first
     drifting = detect([10.0, 10.0, 10.0, 12.0, 12.0, 12.0], min_warmup=0, max_warmup=0)
@@ -52,12 +59,12 @@ def _async_config(**kw) -> SimConfig:
 
 
 def test_run_stops_once_steady():
-    # hand-computed in test_sim_exact: step times 13.5, 11, 11, ... (eta 1): steady after 1 + 4 steps
+    # hand-computed in test_sim_exact: step times 13.5, 11, 11, ... (eta 1): steady after 1 + 6 steps
     cfg = _async_config()
     full = simulate_config(cfg, FakeCostModel(weight_sync_s=1.0))
     stopped = simulate_config(cfg, FakeCostModel(weight_sync_s=1.0), until_steady=Rule())
     assert full.summary.steps_simulated == 40
-    assert stopped.summary.steps_simulated == 5
+    assert stopped.summary.steps_simulated == 7
     assert stopped.summary.steady_state and stopped.summary.warmup_steps == 1
     assert stopped.summary.warmup_step_time_s == [13.5]
     assert stopped.summary.step_time_s.mean == pytest.approx(11.0)
@@ -96,10 +103,47 @@ def test_async_scenario_until_steady_is_slower_than_three_steps():
 def test_simulate_one_async_step_warns(capsys):
     assert main(["simulate", str(ASYNC), "--steps", "1"]) == 0
     out = capsys.readouterr().out
-    assert "WARNING: not at steady state" in out and "needs at least 5" in out
+    assert "WARNING: not at steady state" in out and "needs at least 7" in out
     assert main(["simulate", str(ASYNC), "--steps", "1", "--json"]) == 0
     captured = capsys.readouterr()
     assert "warning: not at steady state" in captured.err
+
+
+def test_batch_means_error_leaves_no_step_out():
+    """Batches of 2 over 9 steps: aligned to the last step they leave out the first (the 20 s
+    step right after the cut), whose pairs are all 200 s (error 0, so the mean of 180 s looked
+    known exactly); aligned to the first they hold it. Hand-computed: single steps, mean 180,
+    squared deviations 25,600 + 4 x 100 + 4 x 900 = 29,600 over 8 -> 3,700, error
+    sqrt(3,700 / 9); pairs from the first: 105, 200, 200, 200, error 23.75; the larger of the
+    two alignments (23.75) for pairs, then the smaller over batch sizes."""
+    from rlvr_sim.sim.steady import batch_means_stderr
+
+    values = [20.0] + [190.0, 210.0] * 4
+    assert batch_means_stderr(values) == pytest.approx(math.sqrt(3700 / 9))
+    state = detect(values, min_warmup=0, rule=Rule(rel_tol=0.02), max_warmup=0)
+    assert not state.reached and "mean known to" in state.reason
+
+
+# step times of the README's 64-GPU pick (qwen2.5-32b, 64 H100s, S24(tp4) T40(tp2pp2) async2 mb16),
+# simulated for 40 steps (rounded to 1 s): long steps and short ones in no fixed order
+README_PICK_STEPS = [5178, 1891, 2287, 1871, 1905, 1891, 1876, 2344, 1941, 2160, 2013, 1895, 2047, 2091,
+                     1989, 1906, 2183, 2062, 2084, 2047, 2163, 1892, 1882, 1866, 2052, 2099, 2086, 1881,
+                     1894, 1869, 2180, 2113, 2029, 2096, 2092, 1903, 1868, 2300, 1945, 1884]
+
+
+def test_a_streak_of_short_steps_after_the_cut_is_not_steady():
+    """The planner's rule, fed these steps one by one (eta 2), used to stop at step 7 on four
+    short steps after MSER cut the long one before them (mean 1,886 s, 6 % below the 40-step
+    mean); it now needs 6 steady steps in overlapping runs and stops within 2 % of it."""
+    from rlvr_sim.sim.steady import PLANNER_RULE
+
+    times = [float(t) for t in README_PICK_STEPS]
+    long_run = detect(times, 2, Rule(max_steps=100))
+    assert long_run.reached
+    first = next(n for n in range(3, len(times) + 1) if detect(times[:n], 2, PLANNER_RULE).reached)
+    state = detect(times[:first], 2, PLANNER_RULE)
+    assert first > 7
+    assert state.mean_s == pytest.approx(long_run.mean_s, rel=0.02)
 
 
 def test_a_trainer_using_up_batches_made_ahead_is_not_steady():

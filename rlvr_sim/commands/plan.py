@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import TYPE_CHECKING, Callable
 from pathlib import Path
 
@@ -212,7 +212,7 @@ def make_evaluator(args: argparse.Namespace, pool: Pool, rule: Rule, progress: b
     candidate simulated in every draw)."""
     steady = args.steps is None
     bounds = PlanBounds(args.scenario, fixed_plan(args), args.steps or rule.max_steps, args.seed, steady=steady,
-                        min_steady=rule.min_steady)
+                        min_steady=rule.min_steady, min_steady_pipelined=rule.min_steady_pipelined)
     exact = not getattr(args, "local", False) and not args.exhaustive
     ev = Evaluator(args.scenario, pool, args.steps, args.seed, progress=progress, fixed=fixed_plan(args),
                    steady=rule if steady else None, bound=bounds.hours if exact else None,
@@ -224,7 +224,8 @@ def make_evaluator(args: argparse.Namespace, pool: Pool, rule: Rule, progress: b
 
     def draw_bounds(pert: "Perturbation") -> PlanBounds:
         return PlanBounds(args.scenario, fixed_plan(args), args.steps or rule.max_steps, args.seed, steady=steady,
-                          perturb=pert, min_steady=rule.min_steady)
+                          perturb=pert, min_steady=rule.min_steady,
+                          min_steady_pipelined=rule.min_steady_pipelined)
 
     return ev, draw_bounds
 
@@ -241,7 +242,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--length-range {args.length_range}: give a fraction in [0, 1), e.g. 0.15")
     started = time.perf_counter()
     pool = open_pool(args.workers, ray_address=args.ray or None, use_ray=args.ray is not None)
-    rule = Rule(rel_tol=PLANNER_RULE.rel_tol, min_steady=PLANNER_RULE.min_steady, max_steps=args.max_steps)
+    rule = replace(PLANNER_RULE, max_steps=args.max_steps)
     try:
         ev, draw_bounds = make_evaluator(args, pool, rule, progress=not args.json and sys.stderr.isatty())
         result = exhaustive(space, ev) if args.exhaustive else search(space, base, ev)

@@ -146,7 +146,7 @@ class _StepWatch:
         if self.bar is not None:
             self.bar.update(n)
         rule = self.rule
-        if rule is not None and log.finished >= self.min_warmup + rule.min_steady:
+        if rule is not None and log.finished >= self.min_warmup + rule.steady_needed(self.max_warmup):
             if detect(log.times_s, self.min_warmup, rule, self.max_warmup, log.ready_s).reached:
                 raise _Steady()
             if self.stop_above_hours is not None and slower_than(

@@ -105,6 +105,7 @@ class PlanBounds:
     steady: bool = True              # plans simulated until steady (False: a fixed step count)
     perturb: "Perturbation | None" = None
     min_steady: int = PLANNER_RULE.min_steady   # the steady rule's fewest steady steps
+    min_steady_pipelined: int = PLANNER_RULE.min_steady_pipelined   # ... with staleness > 0
     _bases: dict[tuple[object, ...], "Scenario | None"] = field(default_factory=dict)
     _steps: dict[tuple[object, ...], tuple[StepSamples, ...] | None] = field(default_factory=dict)
     _sampler: dict[tuple[object, ...], SamplerBound] = field(default_factory=dict)
@@ -257,7 +258,7 @@ class PlanBounds:
                 + side.switch_s
             return total * _smallest_prefix_mean(every, min(self.min_steady, cap) if self.steady else cap,
                                                  cap, total) / 3600
-        lo = min(a.max_staleness + self.min_steady, cap) if self.steady else cap
+        lo = min(a.max_staleness + max(self.min_steady, self.min_steady_pipelined), cap) if self.steady else cap
         verify = np.array([s.verify_work_s for s in steps])
         return _async_seconds(np.array(train) + sync, side, self._replicas(a), total, a.max_staleness, lo, cap,
                               self.steady, verify) / 3600
