@@ -12,3 +12,7 @@ settings.register_profile("ci", max_examples=40, deadline=None,
 settings.register_profile("thorough", max_examples=500, deadline=None,
                           suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+# Tests simulate for real: no result read from (or left in) the user's on-disk result cache
+# (rlvr_sim.sweep.result_cache); tests of the cache point it at a temporary folder.
+os.environ["RLVR_SIM_CACHE"] = "off"

@@ -14,6 +14,7 @@ from rlvr_sim.errors import UserError
 from rlvr_sim.cli_output import strict_json
 from rlvr_sim.input_limits import seed_arg
 from rlvr_sim.sim.steady import PLANNER_RULE, Rule
+from rlvr_sim.sweep import result_cache
 from rlvr_sim.sweep.bound import PlanBounds
 from rlvr_sim.sweep.grid import Plan, parse_grid_option
 from rlvr_sim.sweep.pareto import DOLLARS, HOURS, pareto_front
@@ -111,6 +112,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="stop simulating a plan once its hours are certainly (3 standard errors) above "
                         "the plan it is compared with: it cannot be chosen (default on; not with "
                         "--exhaustive or --steps)")
+    p.add_argument("--cache", action=argparse.BooleanOptionalAction, default=True,
+                   help="reuse plans simulated by earlier runs with the same scenario, profile, rule "
+                        "and code (rlvr_sim.sweep.result_cache; folder: $RLVR_SIM_CACHE, default "
+                        "~/.cache/rlvr-sim/results; default on)")
     p.add_argument("--out", default=None, help="also save every simulated plan (.parquet or .csv)")
     p.add_argument("--json", action="store_true", help="print the recommendation and frontier as JSON")
 
@@ -177,9 +182,12 @@ def _base_scenario(args: argparse.Namespace) -> Scenario:
 
 
 def _plan_steps(table: pd.DataFrame) -> int:
-    """RL steps simulated over every plan of the search (the planner's work, load-independent)."""
+    """RL steps simulated by this run over every plan of the search (the planner's work,
+    load-independent; plans read from the result cache count none)."""
     if table.empty or "steps_simulated" not in table:
         return 0
+    if "cached" in table:
+        table = table[~table["cached"].fillna(False).astype(bool)]
     return int(table["steps_simulated"].fillna(0).sum())
 
 
@@ -231,6 +239,13 @@ def make_evaluator(args: argparse.Namespace, pool: Pool, rule: Rule, progress: b
 
 
 def run(args: argparse.Namespace) -> int:
+    if getattr(args, "cache", True):
+        return _run(args)
+    with result_cache.turned_off():
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     space, base = build_space(args)
     if args.steps is not None and args.steps < 1:
         raise UserError(f"--steps {args.steps}: give at least 1")
@@ -279,7 +294,8 @@ def run(args: argparse.Namespace) -> int:
              if counts['space'] else "")
           + (f"({counts['bounded']} neighbours skipped: bound above the plan they would replace) "
              if counts['bounded'] and not counts['space'] else "")
-          + f"({counts['ok']} valid, {counts['invalid']} invalid skipped, {counts['error']} errors), "
+          + f"({counts['ok']} valid, {counts['invalid']} invalid skipped, {counts['error']} errors"
+          + (f"; {counts['cached']} read from the result cache" if counts.get("cached") else "") + "), "
           f"{steps_text}, {search_s:.1f} s on {pool.workers} worker(s)"
           + (f"; robustness {wall_s - search_s:.1f} s" if args.draws else ""))
     print(f"\nRecommended: {rec.label}")

@@ -148,8 +148,9 @@ class SearchResult:
 
     def counts(self) -> dict[str, int]:
         status = self.table["status"].value_counts() if not self.table.empty else {}
+        cached = int(self.table["cached"].fillna(False).astype(bool).sum()) if "cached" in self.table else 0
         return {"evaluated": len(self.table), **{k: int(status.get(k, 0)) for k in (STATUS_OK, STATUS_INVALID, STATUS_ERROR)},
-                "bounded": self.bounded, "space": self.space_size}
+                "bounded": self.bounded, "space": self.space_size, "cached": cached}
 
 
 def search_result(ev: Evaluator, optima: list[Allocation], rounds: int, space: SearchSpace,

@@ -107,6 +107,7 @@ class PlanOutcome:
     error: str | None = None
     summary: Summary | None = None
     scenario_yaml: str | None = None
+    cached: bool = False          # read from the result cache, not simulated by this run
 
     @property
     def metrics(self) -> PlanMetrics | None:
@@ -157,10 +158,14 @@ def make_jobs(scenario: str | Path | dict[str, Any], plans: list[Plan], steps: i
             for i, plan in enumerate(plans)]
 
 
-def evaluate_plan(job: PlanJob) -> PlanOutcome:
-    """Simulate one plan with the real simulator (imported here so workers import it lazily)."""
+def evaluate_plan(job: PlanJob, use_cache: bool = True) -> PlanOutcome:
+    """Simulate one plan with the real simulator (imported here so workers import it lazily),
+    or read its result from the on-disk cache (rlvr_sim.sweep.result_cache: same scenario,
+    profile, steps, seed, rule, race and code; `use_cache=False` or RLVR_SIM_CACHE=off: always
+    simulate). Errors other than the simulator's rejections are never cached."""
     from rlvr_sim.scenario import load_scenario
     from rlvr_sim.sim.run import simulate
+    from rlvr_sim.sweep import result_cache
 
     columns = job.plan.columns()
     try:
@@ -169,17 +174,31 @@ def evaluate_plan(job: PlanJob) -> PlanOutcome:
         return PlanOutcome(job.index, job.plan_id, columns, STATUS_INVALID, str(exc))
     scenario_yaml = scenario.resolved_yaml()
     profile = None
+    key = None
     try:
         if job.perturb is not None:
             scenario, profile = job.perturb.apply(scenario)
+        if use_cache:
+            key = result_cache.result_key(
+                json.dumps(scenario.resolved_dict(), sort_keys=True, default=str),
+                (profile or scenario.hardware_profile).model_dump_json(), job.steps, job.seed,
+                job.steady if job.steps is None else None, job.stop_above_hours)
+            hit = result_cache.load(key)
+            if hit is not None:
+                return PlanOutcome(job.index, job.plan_id, columns, hit.status, hit.error, hit.summary,
+                                   scenario_yaml, cached=True)
         result = simulate(scenario, steps=job.steps, seed=job.seed, trace=False,
                           until_steady=job.steady if job.steps is None else None, profile=profile,
                           stop_above_hours=job.stop_above_hours)
     except UserError as exc:
+        if key is not None:
+            result_cache.save(key, result_cache.CachedResult(STATUS_INVALID, str(exc), None))
         return PlanOutcome(job.index, job.plan_id, columns, STATUS_INVALID, str(exc), scenario_yaml=scenario_yaml)
     except Exception as exc:  # noqa: BLE001 - a sweep records a simulator failure and goes on
         return PlanOutcome(job.index, job.plan_id, columns, STATUS_ERROR, f"{type(exc).__name__}: {exc}",
                            scenario_yaml=scenario_yaml)
+    if key is not None:
+        result_cache.save(key, result_cache.CachedResult(STATUS_OK, None, result.summary))
     return PlanOutcome(job.index, job.plan_id, columns, STATUS_OK, None, result.summary, scenario_yaml)
 
 

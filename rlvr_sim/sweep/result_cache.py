@@ -1,0 +1,124 @@
+"""Simulation results kept on disk between runs, so a plan asked again is not simulated again.
+
+A planner user asks the same question many times: another budget or deadline, more robustness
+draws, the app's button pressed again. Each simulated plan's Summary is stored under a key that
+holds everything the result depends on:
+- the resolved scenario (every default filled in, the model inline) and the hardware profile
+  actually simulated (after a robustness draw's perturbation);
+- the steps, seed, steady rule and race threshold of the job;
+- the simulator's code: a hash of every source and catalog file of the `rlvr_sim` package, so
+  any change to the code gives new keys (nothing computed by older code is ever read).
+
+Only simulated results are stored (`ok`, and plans the simulator itself rejected); scenarios
+that do not load are cheap to reject again. A damaged or unreadable entry counts as missing and
+is overwritten; writes go to a temporary file renamed into place, so a run killed mid-write
+leaves no partial entry.
+
+Where: `$RLVR_SIM_CACHE` (a folder; `off` turns the cache off), else `~/.cache/rlvr-sim/results`.
+Limits: entries are never evicted (a Summary is a few KB; `rm -r` the folder to clear it); the
+code hash covers the package's files only, so a different numpy / simpy version that changed
+results would be served old ones (none of the simulator's arithmetic depends on them today).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Iterator
+
+from rlvr_sim.sim.metrics import Summary
+
+ENV = "RLVR_SIM_CACHE"
+_SUFFIXES = (".py", ".yaml", ".yml", ".json")
+
+
+@lru_cache(maxsize=1)
+def code_version() -> str:
+    """Hash of the `rlvr_sim` package's source and catalog files (names and bytes)."""
+    root = Path(__file__).resolve().parents[1]
+    h = hashlib.sha256()
+    for path in sorted(p for p in root.rglob("*") if p.suffix in _SUFFIXES and "__pycache__" not in p.parts):
+        h.update(str(path.relative_to(root)).encode())
+        h.update(b"\0")
+        h.update(path.read_bytes())
+        h.update(b"\0")
+    return h.hexdigest()[:20]
+
+
+def cache_dir() -> Path | None:
+    """The cache folder (None: the cache is off)."""
+    value = os.environ.get(ENV, "")
+    if value.strip().lower() in ("off", "0", "no", "false"):
+        return None
+    return Path(value).expanduser() if value else Path.home() / ".cache" / "rlvr-sim" / "results"
+
+
+@contextmanager
+def turned_off() -> Iterator[None]:
+    """The cache off while the block runs (pool workers forked meanwhile inherit it); the
+    previous setting back afterwards."""
+    old = os.environ.get(ENV)
+    os.environ[ENV] = "off"
+    try:
+        yield
+    finally:
+        if old is None:
+            del os.environ[ENV]
+        else:
+            os.environ[ENV] = old
+
+
+@dataclass(frozen=True)
+class CachedResult:
+    """A stored simulation: its status (`ok` or the simulator's rejection), reason and Summary."""
+
+    status: str
+    error: str | None
+    summary: Summary | None
+
+
+def result_key(scenario_json: str, profile_json: str, steps: int | None, seed: int | None,
+               steady: object, stop_above_hours: float | None) -> str:
+    """The key of one simulation: its inputs (module docstring) and the code version."""
+    items = [code_version(), scenario_json, profile_json, steps, seed, repr(steady), repr(stop_above_hours)]
+    return hashlib.sha256(json.dumps(items).encode()).hexdigest()
+
+
+def load(key: str) -> CachedResult | None:
+    """The stored result of `key`, or None (cache off, missing, or unreadable)."""
+    folder = cache_dir()
+    if folder is None:
+        return None
+    try:
+        data = json.loads((folder / key[:2] / f"{key}.json").read_text())
+        summary = None if data["summary"] is None else Summary.model_validate(data["summary"])
+        return CachedResult(str(data["status"]), data["error"], summary)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def save(key: str, result: CachedResult) -> None:
+    """Store `result` under `key` (atomically; a cache that cannot be written is skipped)."""
+    folder = cache_dir()
+    if folder is None:
+        return
+    data = {"status": result.status, "error": result.error,
+            "summary": None if result.summary is None else result.summary.model_dump(mode="json")}
+    try:
+        sub = folder / key[:2]
+        sub.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=sub, suffix=".tmp")
+    except OSError:
+        return
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f)
+        os.replace(tmp, sub / f"{key}.json")
+    except OSError:
+        Path(tmp).unlink(missing_ok=True)
