@@ -23,6 +23,7 @@ from executor.sampler_worker import SampleMessage, WeightsMessage, WorkerPlan, s
 from executor.trainer import TokenBatch, GRPOTrainer, TrainStats, make_batch
 from rlvr_sim import rules
 from rlvr_sim.errors import UserError
+from rlvr_sim.lifecycle import sigint_held
 
 
 @dataclass(frozen=True)
@@ -108,7 +109,8 @@ def start_sampler(cfg: RunConfig, orch: Orchestration, workdir: str) -> SamplerP
                                      ctx.Event())
     proc = ctx.Process(target=sampler_main, name="rlvr-sampler", daemon=False,
                        args=(make_plan(cfg, orch, workdir), batches, weights, stop, ready))
-    proc.start()
+    with sigint_held():     # until sampler_main's become_worker(): a Ctrl-C is the trainer's alone
+        proc.start()
     return SamplerProcess(proc, batches, weights, stop, ready)
 
 

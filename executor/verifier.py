@@ -15,7 +15,6 @@ are resubmitted, the others score 0 ("verifier hard timeout").
 from __future__ import annotations
 
 import itertools
-import multiprocessing as mp
 import os
 import shutil
 import signal
@@ -26,7 +25,7 @@ from concurrent.futures import Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 
-from rlvr_sim.lifecycle import become_worker
+from rlvr_sim.lifecycle import QuietSpawnContext, become_worker
 from executor.tasks import Problem, Task
 
 _TASK: Task | None = None
@@ -137,7 +136,7 @@ class VerifierPool:
         if item_timeout_s is not None and item_timeout_s <= 0:
             raise ValueError(f"verifier item_timeout_s={item_timeout_s}: give a positive time or None")
         self.task, self.workers, self.item_timeout_s = task, workers, item_timeout_s
-        self._ctx = mp.get_context("spawn")
+        self._ctx = QuietSpawnContext()     # spawn; a Ctrl-C during a worker's start-up is dropped
         self._counter = self._ctx.Value("i", 0)
         self.restarts = 0
         self._args: weakref.WeakKeyDictionary[Future, tuple[int, Problem, str]] = \

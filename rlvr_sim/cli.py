@@ -8,10 +8,14 @@ imports (torch for `execute`, ray for `sweep`) inside the command modules keeps 
 from __future__ import annotations
 
 import argparse
+import atexit
 import importlib
 import importlib.util
 import os
+import signal
 import sys
+import threading
+from typing import NoReturn
 
 from rlvr_sim.errors import UserError
 
@@ -57,21 +61,69 @@ EXIT_BROKEN_PIPE = 141      # 128 + SIGPIPE, what a shell reports for `cmd | hea
 
 def main(argv: list[str] | None = None) -> int:
     """Run one command. User mistakes print `error: ...` (exit 2), Ctrl-C prints one line (exit
-    130), a reader that closed the pipe (`| head`) ends the command quietly (exit 141)."""
+    130), a reader that closed the pipe (`| head`) ends the command quietly (exit 141).
+
+    argv None: this is the `rlvr-sim` process itself, which ends here (`_exit`), so that a Ctrl-C
+    during the interpreter's shutdown is one `interrupted` line and exit 130 too."""
+    whole_process = argv is None
     try:
-        args = build_parser().parse_args(argv)      # inside: Ctrl-C while importing is one line too
-        code = int(importlib.import_module(args._module).run(args) or 0)
-        sys.stdout.flush()      # a closed pipe shows up here, inside the handler below
-        return code
+        try:
+            args = build_parser().parse_args(argv)      # inside: Ctrl-C while importing is one line too
+            code = int(importlib.import_module(args._module).run(args) or 0)
+            sys.stdout.flush()      # a closed pipe shows up here, inside the handler below
+        finally:
+            if whole_process:
+                _hold_interrupts()      # from here to the exit a Ctrl-C is recorded, not raised
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        code = 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
-        return 130
+        code = 130
     except BrokenPipeError:
         _silence_stdout()
-        return EXIT_BROKEN_PIPE
+        code = EXIT_BROKEN_PIPE
+    if whole_process:
+        _exit(code)
+    return code
+
+
+_late_interrupts: list[int] = []
+
+
+def _hold_interrupts() -> None:
+    """Record a Ctrl-C instead of raising KeyboardInterrupt (unless SIGINT is ignored or has
+    another handler: then it stays as it is)."""
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        signal.signal(signal.SIGINT, lambda signum, frame: _late_interrupts.append(signum))
+
+
+def _exit(code: int) -> NoReturn:
+    """End the process: with `code`, or with 130 and the one `interrupted` line if a Ctrl-C came
+    after the command (`_hold_interrupts`).
+
+    The interpreter's own shutdown after a command (joining threads, then atexit callbacks such
+    as multiprocessing's and torch's, then tearing the modules down: ~0.3 s after `execute`)
+    would otherwise turn a Ctrl-C into an "Exception ignored in atexit callback ...
+    KeyboardInterrupt" traceback and exit 0, or, once it has dropped its signal handlers, into
+    a silent death by SIGINT. Here the steps that run code are done with the Ctrl-C held, then
+    os._exit skips the teardown, which only frees memory: the command's files are closed and
+    its output is flushed by then."""
+    try:
+        shutdown_threads = getattr(threading, "_shutdown", None)
+        if shutdown_threads is not None:
+            shutdown_threads()      # what the interpreter does first: join the non-daemon threads
+        atexit._run_exitfuncs()     # runs and clears the atexit callbacks
+    finally:
+        if _late_interrupts and code != 130:
+            print("interrupted", file=sys.stderr)
+            code = 130
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):       # a closed pipe or stream: nothing more to say
+                pass
+        os._exit(code)
 
 
 def _silence_stdout() -> None:

@@ -31,6 +31,7 @@ from executor.checkpoint import (RunState, checkpoint_identity, find_resume_poin
                                  save_checkpoint, verify_checkpoint)
 from executor.tracing import read_metrics, truncate_metrics
 from rlvr_sim.errors import UserError
+from rlvr_sim.lifecycle import QuietSpawnContext
 
 ROOT = Path(__file__).resolve().parents[1]
 SCENARIO = ROOT / "scenarios" / "tiny-cpu-execute.yaml"
@@ -52,9 +53,19 @@ ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.env
                                                   if p)}
 
 
+def _as_foreground_job() -> None:
+    """In the child, before exec: SIGINT as a terminal's foreground job gets it (default action,
+    not blocked), whatever pytest itself inherited. A shell without job control starts a
+    background command (`make test > log &`) with SIGINT ignored; an ignored (or blocked) signal
+    stays so across fork and exec, Python then installs no KeyboardInterrupt handler, and the
+    run never sees the test's Ctrl-C: it finishes and exits 0."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGINT])
+
+
 def start(cmd: list[str]) -> subprocess.Popen:
-    """A command in its own process group (pgid = its pid), like a shell job."""
-    return subprocess.Popen(cmd, cwd=ROOT, env=ENV,
+    """A command in its own process group (pgid = its pid), like a shell's foreground job."""
+    return subprocess.Popen(cmd, cwd=ROOT, env=ENV, preexec_fn=_as_foreground_job,
                             start_new_session=True, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
 
@@ -313,6 +324,50 @@ def test_torn_metrics_line_names_file_and_line(tmp_path):
         truncate_metrics(path, 5)                                        # not a torn tail: refuse
 
 
+# --- Ctrl-C around a command's own work ----------------------------------------------------------
+def test_ctrl_c_during_the_interpreter_shutdown_is_one_line_and_exit_130():
+    """A Ctrl-C after the command's work, while the process shuts down (here: in an atexit
+    callback), is an interrupt like any other. Before `cli._exit` it printed an "Exception
+    ignored in atexit callback ... KeyboardInterrupt" traceback and exited 0 (or, later in the
+    shutdown, the process died by SIGINT without a word): what the real-run SIGINT test hit when
+    its signal came at the end of the run."""
+    minimal = str(ROOT / "scenarios" / "minimal.yaml")
+    code = ("import atexit, os, signal, sys\n"
+            "atexit.register(lambda: os.kill(os.getpid(), signal.SIGINT))\n"
+            "from rlvr_sim.cli import main\n"
+            f"sys.argv = ['rlvr-sim', 'describe', {minimal!r}]\n"
+            "sys.exit(main())\n")
+    late = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=ENV,
+                          preexec_fn=_as_foreground_job, capture_output=True, text=True, timeout=120)
+    assert late.returncode == 130 and late.stderr == "interrupted\n", (late.returncode, late.stderr[-2000:])
+    plain = run([sys.executable, "-m", "rlvr_sim.cli", "describe", minimal])
+    assert plain.returncode == 0 and late.stdout == plain.stdout != ""     # its output is complete
+
+
+def _sigint_blocked(pid: int) -> bool:
+    for line in (Path("/proc") / str(pid) / "status").read_text().splitlines():
+        if line.startswith("SigBlk:"):
+            return bool(int(line.split()[1], 16) >> (signal.SIGINT - 1) & 1)
+    raise AssertionError(f"no SigBlk line for {pid}")
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads /proc")
+def test_pool_workers_start_with_ctrl_c_blocked():
+    """Verifier workers are started from QuietSpawnContext: with SIGINT blocked until their
+    become_worker() ignores it, so a Ctrl-C during their start-up (~1 s of imports) is dropped
+    instead of printing a KeyboardInterrupt traceback per worker. The starting process's own
+    mask is left as it was."""
+    ctx = QuietSpawnContext()
+    proc = ctx.Process(target=time.sleep, args=(60,), daemon=True)
+    proc.start()
+    try:
+        assert proc.pid is not None and _sigint_blocked(proc.pid)
+        assert not _sigint_blocked(os.getpid())
+    finally:
+        proc.kill()
+        proc.join(30)
+
+
 # --- real runs: SIGKILL / SIGINT at random points ------------------------------------------------
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory) -> Path:
@@ -367,21 +422,80 @@ def inject(proc: subprocess.Popen, how: str) -> tuple[int, list[int], str]:
         os.killpg(proc.pid, signal.SIGKILL)
     else:
         os.killpg(proc.pid, signal.SIGINT)
+    _resume_group(proc.pid)        # a group stopped by stop_if_running gets the fault as it resumes
     rc = proc.wait(timeout=300)
     return rc, orphans_after(proc.pid), proc.stderr.read()
 
 
+def _resume_group(pgid: int) -> None:
+    try:
+        os.killpg(pgid, signal.SIGCONT)
+    except ProcessLookupError:     # nothing of the group is left
+        pass
+
+
+def _state(pid: int) -> str:
+    """The process state letter from /proc (R, S, D, T stopped, Z zombie ...), "" when gone."""
+    try:
+        return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return ""
+
+
+def stop_if_running(proc: subprocess.Popen, timeout_s: float = 30.0) -> bool:
+    """Stop (SIGSTOP) the process group of a run that has not ended; False if it has. A stopped run
+    cannot finish between this check and the fault that `inject` sends next (then SIGCONT: a
+    SIGINT reaches every process of the group at once, as a terminal's Ctrl-C does). SIGSTOP
+    takes effect asynchronously and not at all on a process already inside its exit, so the
+    leader counts as running only once /proc shows it stopped."""
+    if proc.poll() is not None:
+        return False
+    os.killpg(proc.pid, signal.SIGSTOP)      # the leader is alive or an unreaped zombie: no error
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            _resume_group(proc.pid)
+            return False
+        if _state(proc.pid) in ("T", "t"):
+            return True
+        time.sleep(0.001)
+    _resume_group(proc.pid)
+    pytest.fail(f"run {proc.pid} neither stopped nor ended {timeout_s:g} s after SIGSTOP")
+
+
+def assert_completed(proc: subprocess.Popen, out: Path, steps: int) -> None:
+    """A run that ended before its fault may only have done so by completing: exit 0, every step
+    once, the last checkpoint valid, nothing left running."""
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0 and "Traceback" not in err, \
+        (f"run ended before the fault (FAULT_SEED={SEED})", proc.returncode, err[-2000:])
+    assert metric_steps(out) == list(range(steps)) and newest_valid_step(out) == steps
+    assert orphans_after(proc.pid) == []
+
+
+FAULT_ATTEMPTS = 3
+
+
 def _kill_and_resume(tmp_path: Path, rng: random.Random, steps: int, how: str) -> dict:
     """Start a run, wait for a random number of finished steps plus a random delay, inject the
-    fault, then resume. Returns counts for the closing note."""
-    out = tmp_path / f"out-{how}-{rng.random():.6f}"
-    proc = start(execute_cmd(out, steps))
-    if how == "sigint":
-        wait_for_workers(proc)
-    wait_for_steps(proc, out, rng.randrange(0, steps - 1))
-    time.sleep(rng.uniform(0.0, 1.5))
-    if proc.poll() is not None:
-        pytest.fail(f"run ended before the fault: {proc.stderr.read()[-2000:]}")
+    fault, then resume. Returns counts for the closing note.
+
+    A fast run can complete during the random delay (steps take ~0.3 s here): it must then have
+    completed cleanly, and a fresh run gets the fault with no delay, so the fault is always
+    injected into a run with work left (its last steps, final checkpoint and evaluation)."""
+    for attempt in range(FAULT_ATTEMPTS):
+        out = tmp_path / f"out-{how}-{rng.random():.6f}"
+        proc = start(execute_cmd(out, steps))
+        if how == "sigint":
+            wait_for_workers(proc)
+        wait_for_steps(proc, out, rng.randrange(0, steps - 1))
+        delay = rng.uniform(0.0, 1.5)
+        time.sleep(delay if attempt == 0 else 0.0)
+        if stop_if_running(proc):
+            break
+        assert_completed(proc, out, steps)
+    else:
+        pytest.fail(f"every one of {FAULT_ATTEMPTS} runs ended before its fault (FAULT_SEED={SEED})")
     rc, left, err = inject(proc, how)
     valid_before = newest_valid_step(out)
     assert left == [], f"orphan processes {left} after {how} (FAULT_SEED={SEED})"
