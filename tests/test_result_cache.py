@@ -1,6 +1,7 @@
 """The on-disk result cache (rlvr_sim.sweep.result_cache): a plan asked again is read, not
-simulated; anything the result depends on (scenario, profile draw, steps, seed, rule, race,
-code) gives another key; a damaged entry is recomputed; off means nothing is read or written."""
+simulated; anything the result depends on (scenario, profile draw, steps, seed, rule, code)
+gives another key; races are answered by full runs and by runs stopped above a threshold at least
+theirs; a damaged entry is recomputed; off means nothing is read or written."""
 
 from __future__ import annotations
 
@@ -49,14 +50,33 @@ def test_a_plan_asked_again_is_read_not_simulated(cache):
 def test_every_input_the_result_depends_on_changes_the_key(cache, monkeypatch):
     evaluate_plan(_job())
     slow = Perturbation(0, (("decode_bw_eff", 0.5),), 1.0)
-    others = [_job(steps=3), _job(seed=1), _job(steps=None, steady=PLANNER_RULE),
-              _job(perturb=slow), _job(steps=None, steady=PLANNER_RULE).raced(5.0)]
+    others = [_job(steps=3), _job(seed=1), _job(steps=None, steady=PLANNER_RULE), _job(perturb=slow)]
     for job in others:
         assert not evaluate_plan(job).cached, job
     assert len(_entries(cache)) == 1 + len(others)
     # the same inputs under other code: a new key
     monkeypatch.setattr(result_cache, "code_version", lambda: "other code")
     assert not evaluate_plan(_job()).cached
+
+
+def test_races_are_answered_by_runs_that_decide_them(cache):
+    """A run stopped above H answers races at thresholds <= H (certainly above those too), not
+    above H; a higher stop replaces it; a run simulated to its end answers every race."""
+    steady = _job(steps=None, steady=PLANNER_RULE)
+
+    def run(threshold=None):
+        outcome = evaluate_plan(steady.raced(threshold) if threshold is not None else steady)
+        assert outcome.status == STATUS_OK and outcome.summary is not None
+        return outcome.cached, outcome.summary.stopped_above_hours
+
+    assert run(1e-3) == (False, 1e-3)              # simulated, stopped at once: any run is longer
+    assert run(5e-4) == (True, 1e-3)
+    assert run(2e-3) == (False, 2e-3)              # above the stored stop: simulated again
+    assert run(1.5e-3) == (True, 2e-3)             # the higher stop replaced the lower one
+    assert run() == (False, None)                  # not raced: a stopped run does not answer it
+    assert run() == (True, None)
+    assert run(1e9) == (True, None)                # the full run answers any race
+    assert run(1e-4) == (True, None)
 
 
 def test_a_damaged_entry_is_recomputed_and_replaced(cache):

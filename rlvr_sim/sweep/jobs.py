@@ -182,8 +182,8 @@ def evaluate_plan(job: PlanJob, use_cache: bool = True) -> PlanOutcome:
             key = result_cache.result_key(
                 json.dumps(scenario.resolved_dict(), sort_keys=True, default=str),
                 (profile or scenario.hardware_profile).model_dump_json(), job.steps, job.seed,
-                job.steady if job.steps is None else None, job.stop_above_hours)
-            hit = result_cache.load(key)
+                job.steady if job.steps is None else None)
+            hit = result_cache.load(key, job.stop_above_hours)
             if hit is not None:
                 return PlanOutcome(job.index, job.plan_id, columns, hit.status, hit.error, hit.summary,
                                    scenario_yaml, cached=True)

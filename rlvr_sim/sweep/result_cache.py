@@ -5,9 +5,16 @@ draws, the app's button pressed again. Each simulated plan's Summary is stored u
 holds everything the result depends on:
 - the resolved scenario (every default filled in, the model inline) and the hardware profile
   actually simulated (after a robustness draw's perturbation);
-- the steps, seed, steady rule and race threshold of the job;
+- the steps, seed and steady rule of the job;
 - the simulator's code: a hash of every source and catalog file of the `rlvr_sim` package, so
   any change to the code gives new keys (nothing computed by older code is ever read).
+
+Races (the planner stops a plan once its hours are certainly above a threshold that depends on
+which plans finished first, so it differs from run to run) are not part of the key: a plan
+simulated to its end answers a job with any threshold (a raced run that does not stop is that
+same run), and a plan stopped above a threshold H answers a job whose threshold is at most H (it
+is certainly above that too; the job would have stopped it no later). One stopped entry per plan
+is kept, the one with the highest threshold.
 
 Only simulated results are stored (`ok`, and plans the simulator itself rejected); scenarios
 that do not load are cheap to reject again. A damaged or unreadable entry counts as missing and
@@ -84,41 +91,66 @@ class CachedResult:
 
 
 def result_key(scenario_json: str, profile_json: str, steps: int | None, seed: int | None,
-               steady: object, stop_above_hours: float | None) -> str:
+               steady: object) -> str:
     """The key of one simulation: its inputs (module docstring) and the code version."""
-    items = [code_version(), scenario_json, profile_json, steps, seed, repr(steady), repr(stop_above_hours)]
+    items = [code_version(), scenario_json, profile_json, steps, seed, repr(steady)]
     return hashlib.sha256(json.dumps(items).encode()).hexdigest()
 
 
-def load(key: str) -> CachedResult | None:
-    """The stored result of `key`, or None (cache off, missing, or unreadable)."""
-    folder = cache_dir()
-    if folder is None:
-        return None
+def _path(folder: Path, key: str, stopped: bool) -> Path:
+    return folder / key[:2] / (f"{key}.stopped.json" if stopped else f"{key}.json")
+
+
+def _read(path: Path) -> CachedResult | None:
     try:
-        data = json.loads((folder / key[:2] / f"{key}.json").read_text())
+        data = json.loads(path.read_text())
         summary = None if data["summary"] is None else Summary.model_validate(data["summary"])
         return CachedResult(str(data["status"]), data["error"], summary)
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
 
+def load(key: str, stop_above_hours: float | None = None) -> CachedResult | None:
+    """The stored result that answers a job of `key` raced against `stop_above_hours` (None: not
+    raced): the plan simulated to its end, else (raced jobs) a run stopped above a threshold at
+    least this one; None when there is none (or the cache is off, or the entry is unreadable)."""
+    folder = cache_dir()
+    if folder is None:
+        return None
+    full = _read(_path(folder, key, False))
+    if full is not None or stop_above_hours is None:
+        return full
+    stopped = _read(_path(folder, key, True))
+    if stopped is None or stopped.summary is None:
+        return None
+    above = stopped.summary.stopped_above_hours
+    return stopped if above is not None and above >= stop_above_hours else None
+
+
 def save(key: str, result: CachedResult) -> None:
-    """Store `result` under `key` (atomically; a cache that cannot be written is skipped)."""
+    """Store `result` under `key` (atomically; a cache that cannot be written is skipped): as the
+    plan's full result, or, when the run was stopped by a race, as its stopped result unless one
+    stopped above a higher threshold is stored already."""
     folder = cache_dir()
     if folder is None:
         return
+    above = result.summary.stopped_above_hours if result.summary is not None else None
+    path = _path(folder, key, above is not None)
+    if above is not None:
+        old = _read(path)
+        old_above = old.summary.stopped_above_hours if old is not None and old.summary is not None else None
+        if old_above is not None and old_above >= above:
+            return
     data = {"status": result.status, "error": result.error,
             "summary": None if result.summary is None else result.summary.model_dump(mode="json")}
     try:
-        sub = folder / key[:2]
-        sub.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=sub, suffix=".tmp")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
     except OSError:
         return
     try:
         with os.fdopen(fd, "w") as f:
             json.dump(data, f)
-        os.replace(tmp, sub / f"{key}.json")
+        os.replace(tmp, path)
     except OSError:
         Path(tmp).unlink(missing_ok=True)
