@@ -63,6 +63,7 @@ PLANS: dict[str, tuple[str, list[str]]] = {
     "code S4tp4 T12tp4 async8": (CODE, SMALL_BASE + _plan(4, 12, 4, 4, 1, 8)),
     "code S8tp4 T12tp4 async8": (CODE, SMALL_BASE + _plan(8, 12, 4, 4, 1, 8)),
     "code S12tp1 T4tp4 async8": (CODE, SMALL_BASE + _plan(12, 4, 1, 4, 1, 8)),
+    "code S3tp1 T13tp1 async8": (CODE, SMALL_BASE + _plan(3, 13, 1, 1, 1, 8)),
 }
 
 
