@@ -2,12 +2,12 @@
 
 The planner simulates each plan until its step time is steady (rlvr_sim.sim.steady.PLANNER_RULE)
 and extrapolates hours from there. This benchmark simulates planner candidates of three
-scenarios for `--steps` steps (default 48) once, then feeds each run's step times to the rule one
+scenarios for `--steps` steps (default 96, past the planner's 64-step cap) once, then feeds each run's step times to the rule one
 step at a time, as the simulator does, and reports where it stops and the hours it would report
 there against the hours of the whole long run (detected with the default rule). Rows with
 `--min-steady-pipelined 4` show what the rule did before overlapping runs needed 6 steady steps.
 
-    PYTHONPATH=$PWD .venv/bin/python benchmarks/bench_steady.py [--steps 48] [--plans a,b]
+    PYTHONPATH=$PWD .venv/bin/python benchmarks/bench_steady.py [--steps 96] [--plans a,b]
         [--cache /tmp/steady_series] [--json]
 
 A long run is itself an estimate (its standard error is printed); a plan that never passes the
@@ -102,7 +102,7 @@ def first_steady(row: dict[str, object], rule: Rule) -> tuple[int, float, bool]:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    p.add_argument("--steps", type=int, default=48, help="steps of each long run")
+    p.add_argument("--steps", type=int, default=96, help="steps of each long run")
     p.add_argument("--plans", default=",".join(PLANS), help="comma-separated plan names")
     p.add_argument("--cache", type=Path, default=None, help="keep / reuse the long runs here")
     p.add_argument("--json", action="store_true")

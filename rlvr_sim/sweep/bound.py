@@ -100,7 +100,7 @@ class PlanBounds:
 
     scenario: str | Path | dict[str, Any]
     fixed: Plan = Plan(())
-    max_steps: int = 32
+    max_steps: int = PLANNER_RULE.max_steps
     seed: int | None = None          # the simulation seed (None: the scenario's)
     steady: bool = True              # plans simulated until steady (False: a fixed step count)
     perturb: "Perturbation | None" = None
