@@ -93,7 +93,7 @@ def test_raced_search_finds_the_same_answer(tmp_path):
                         staleness=(0, 1, 2, 4), mini_batches=(2,), gpus_per_node=8)
     base = Allocation("h100-sxm", 8, COLOCATED, 8, 1, 8, 1, 0, 2)
     bounds = PlanBounds(scenario, max_steps=PLANNER_RULE.max_steps, seed=0, steady=True,
-                        min_steady=PLANNER_RULE.min_steady)
+                        rule=PLANNER_RULE)
     pool = LocalPool(2)
     try:
         plain = Evaluator(scenario, pool, None, 0, steady=PLANNER_RULE, prune_bound=bounds.hours)

@@ -220,7 +220,7 @@ def make_evaluator(args: argparse.Namespace, pool: Pool, rule: Rule, progress: b
     candidate simulated in every draw)."""
     steady = args.steps is None
     bounds = PlanBounds(args.scenario, fixed_plan(args), args.steps or rule.max_steps, args.seed, steady=steady,
-                        min_steady=rule.min_steady, min_steady_pipelined=rule.min_steady_pipelined)
+                        rule=rule)
     exact = not getattr(args, "local", False) and not args.exhaustive
     ev = Evaluator(args.scenario, pool, args.steps, args.seed, progress=progress, fixed=fixed_plan(args),
                    steady=rule if steady else None, bound=bounds.hours if exact else None,
@@ -232,8 +232,7 @@ def make_evaluator(args: argparse.Namespace, pool: Pool, rule: Rule, progress: b
 
     def draw_bounds(pert: "Perturbation") -> PlanBounds:
         return PlanBounds(args.scenario, fixed_plan(args), args.steps or rule.max_steps, args.seed, steady=steady,
-                          perturb=pert, min_steady=rule.min_steady,
-                          min_steady_pipelined=rule.min_steady_pipelined)
+                          perturb=pert, rule=rule)
 
     return ev, draw_bounds
 

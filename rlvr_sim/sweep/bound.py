@@ -55,7 +55,7 @@ an exhaustive sweep's as long as the bound holds. Why it holds, term by term:
   after the window's start, since a replica admits batch b only once it holds version b - eta;
   with windows as short as 4 steps that gives (4 - eta) / 4 of the rate, nothing for
   eta >= 4. A run simulated to its end is bounded by all its batches' pooled work, proven.)
-- hours_total. Sync runs have no warm-up cut and simulate n >= min(min_steady, max_steps) steps
+- hours_total. Sync runs have no warm-up cut and simulate n >= min(steady steps needed, max_steps) steps
   (a fixed step count: exactly `max_steps`): hours >= total steps x the smallest mean of the
   first n per-step bounds over those n. Async runs: the warm-up is at most max(eta, half the
   simulated steps) (MSER), so hours >= (that many steps x every-step bound + the other steps x
@@ -80,7 +80,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from rlvr_sim.errors import UserError
-from rlvr_sim.sim.steady import PLANNER_RULE
+from rlvr_sim.sim.steady import PLANNER_RULE, Rule
 from rlvr_sim.sweep.bound_sampler import ReplicaWork, SamplerBound, StepSamples, _sampler_bound, replica_work
 from rlvr_sim.sweep.grid import Plan
 from rlvr_sim.sweep.space import COLOCATED, Allocation
@@ -104,8 +104,7 @@ class PlanBounds:
     seed: int | None = None          # the simulation seed (None: the scenario's)
     steady: bool = True              # plans simulated until steady (False: a fixed step count)
     perturb: "Perturbation | None" = None
-    min_steady: int = PLANNER_RULE.min_steady   # the steady rule's fewest steady steps
-    min_steady_pipelined: int = PLANNER_RULE.min_steady_pipelined   # ... with staleness > 0
+    rule: Rule = PLANNER_RULE        # the steady rule (its fewest steady steps, sync and async)
     _bases: dict[tuple[object, ...], "Scenario | None"] = field(default_factory=dict)
     _steps: dict[tuple[object, ...], tuple[StepSamples, ...] | None] = field(default_factory=dict)
     _sampler: dict[tuple[object, ...], SamplerBound] = field(default_factory=dict)
@@ -256,9 +255,9 @@ class PlanBounds:
             verified = np.array([s.verify_floor_s for s in steps])
             every = np.maximum(np.array(side.generate_s) + side.switch_s, verified) + np.array(train) + sync \
                 + side.switch_s
-            return total * _smallest_prefix_mean(every, min(self.min_steady, cap) if self.steady else cap,
+            return total * _smallest_prefix_mean(every, min(self.rule.steady_needed(0), cap) if self.steady else cap,
                                                  cap, total) / 3600
-        lo = min(a.max_staleness + max(self.min_steady, self.min_steady_pipelined), cap) if self.steady else cap
+        lo = min(a.max_staleness + self.rule.steady_needed(None), cap) if self.steady else cap
         verify = np.array([s.verify_work_s for s in steps])
         return _async_seconds(np.array(train) + sync, side, self._replicas(a), total, a.max_staleness, lo, cap,
                               self.steady, verify) / 3600
