@@ -1,7 +1,7 @@
 """Decode roofline, spans, speculative decoding and prefill: hand values and monotonicity."""
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rlvr_sim.cost.sampler import (DecodeCoeffs, SamplerShape, Speculative, decode_iteration,
@@ -201,3 +201,28 @@ def test_kv_bw_eff_prices_kv_reads_separately_from_weights():
     b = decode_iteration(m, half, shape, 64, 64 * 2000, 2000)
     kv_s = a.kv_bytes / (hw.datasheet.hbm_bytes_per_s * eff.decode_bw_eff)
     assert b.memory_s - a.memory_s == pytest.approx(kv_s, rel=1e-9)
+
+
+@settings(max_examples=500, deadline=None)
+@given(name=_models, tp=st.sampled_from([1, 2, 4, 8, 16]), pp=st.sampled_from([1, 2, 4]),
+       pp_overlap=st.booleans(), gpu=st.sampled_from(["h100-sxm", "a100-80gb", "l40s", "cpu-2core"]),
+       batch=st.one_of(st.integers(-1, 4096), st.floats(-1.0, 4096.0)),
+       ctx=st.floats(0.0, 1e8), ctx_max=st.floats(0.0, 1e5))
+def test_plain_step_function_is_step_s_to_the_bit(name, tp, pp, pp_overlap, gpu, batch, ctx, ctx_max):
+    """The fused step (constants folded in) returns exactly step_s's float, for dense models
+    (None for MoE or speculative decoding); int and fractional batches, compute- or memory-bound."""
+    from rlvr_sim.cost.sampler import plain_step_function
+
+    m, hw = catalog_model(name), HardwareProfile.from_catalog(gpu)
+    c = DecodeCoeffs.build(m, hw, SamplerShape(tp=tp, pp=pp, pp_overlap=pp_overlap))
+    assert plain_step_function(c, Speculative(method="draft")) is None
+    fused = plain_step_function(c, Speculative())
+    if m.num_experts:
+        assert fused is None
+        return
+    assert fused is not None
+    assert fused(batch, ctx, ctx_max) == step_s(c, Speculative(), batch, ctx, ctx_max)
+    overlapped = DecodeCoeffs(**{**c.__dict__, "overlap": 0.0})     # serial sum (CPU profiles)
+    fused0 = plain_step_function(overlapped, Speculative())
+    assert fused0 is not None
+    assert fused0(batch, ctx, ctx_max) == step_s(overlapped, Speculative(), batch, ctx, ctx_max)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, replace
 from functools import cached_property, lru_cache
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
@@ -21,7 +21,7 @@ from rlvr_sim.cost.memory import SamplerMemoryPlan, TrainerMemory, sampler_memor
 from rlvr_sim.cost.params import ParamCounts, kv_bytes_per_token, param_counts, weight_bytes
 from rlvr_sim.cost.sampler import (DecodeBreakdown, DecodeCoeffs, PrefillBreakdown, PrefillCoeffs,
                                    SamplerShape, Speculative, decode_iteration_c, decode_span_s, prefill,
-                                   prefill_s_c, sampler_call_s, step_s)
+                                   plain_step_function, prefill_s_c, sampler_call_s, step_s)
 from rlvr_sim.cost.sampler_vec import step_s_v
 from rlvr_sim.cost.trainer import TrainBreakdown, TrainerShape, train_step
 from rlvr_sim.cost.weight_sync import SyncLayout, WeightSyncBreakdown, switch_s, weight_sync
@@ -179,11 +179,18 @@ class CostModel:
         return decode_iteration_c(self.decode_coeffs, sequences, context_tokens_sum,
                                   context_tokens_max)
 
-    def decode_step_s(self, sequences: int, context_tokens_sum: float,
+    def decode_step_s(self, sequences: float, context_tokens_sum: float,
                       context_tokens_max: float) -> float:
         """One iteration (one verify step with speculative decoding)."""
         return step_s(self.decode_coeffs, self.speculative, sequences, context_tokens_sum,
                       context_tokens_max)
+
+    def decode_step_function(self) -> Callable[[float, float, float], float]:
+        """`decode_step_s` as a plain function, the per-replica constants folded in where the
+        cost model allows it (cost.sampler.plain_step_function: same result, fewer calls),
+        else the method itself."""
+        fused = plain_step_function(self.decode_coeffs, self.speculative)
+        return fused if fused is not None else self.decode_step_s
 
     def decode_steps_s(self, sequences: np.ndarray, context_tokens_sum: np.ndarray,
                        context_tokens_max: np.ndarray) -> np.ndarray:

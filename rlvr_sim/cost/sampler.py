@@ -32,6 +32,7 @@ taken independent: an upper bound), tokens = (1 - p^(g+1)) / (1 - p), verify wid
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 from rlvr_sim.cost.params import (attention_flop_per_context_token, dtype_bytes,
                                   kv_bytes_per_token, param_counts)
@@ -276,6 +277,51 @@ def step_s(c: DecodeCoeffs, spec: Speculative, batch: float, context_tokens_sum:
     if spec.method == "ngram":
         verify += c.ngram_fixed_s + c.ngram_s_per_seq * batch
     return spec.draft_tokens * spec.draft_cost_ratio * base + verify
+
+
+def plain_step_function(c: DecodeCoeffs, spec: Speculative
+                        ) -> Callable[[float, float, float], float] | None:
+    """`step_s(c, spec, ...)` as one function of (batch, context sum, context max) with the
+    per-replica constants folded in: the same floating-point operations in the same order (the
+    constants are the left-most subexpressions `_terms` evaluates first; a product by the width
+    1 is dropped, x * 1 == x), so the same result (tests compare them). Only for plain decoding
+    of a dense model (no speculative decoding, no experts: the weights read then depend on the
+    batch): None otherwise."""
+    if spec.enabled or c.num_experts:
+        return None
+    lin = 2.0 * (c.active_params + c.expert_active_params * (c.expert_flop_scale - 1.0))
+    attn, flop_per_s = c.attn_flop_per_ctx_token, c.flop_per_s
+    w_mem_s = c.non_expert_params * c.weight_bytes_per_param * c.pp / c.bytes_per_s
+    kv_per_token, pp_time, kv_read = c.kv_bytes_per_token, c.pp_time, c.kv_read_bytes_per_s
+    skew_coef, hidden = c.skew_coef, c.hidden_bytes_per_token
+    ar, ar_fixed = c.allreduce_s_per_byte, c.allreduce_fixed_s
+    pp_stages, pp_byte, pp_fixed = c.pp > 1, c.pp_s_per_byte, c.pp_fixed_s
+    a2a, a2a_fixed = c.a2a_s_per_byte, c.a2a_fixed_s
+    hidden_share, overhead_s = 1.0 - c.overlap, c.overhead_s
+
+    def step(batch: float, context_tokens_sum: float, context_tokens_max: float) -> float:
+        batch = batch if batch > 0 else 0.0
+        compute_s = (lin * batch + attn * context_tokens_sum) / flop_per_s
+        kv_s = context_tokens_sum * kv_per_token * pp_time / kv_read
+        memory_s = w_mem_s + kv_s
+        skew_s = 0.0
+        if context_tokens_max > 0 and batch > 0:
+            frac = (context_tokens_max - context_tokens_sum / batch) / context_tokens_max
+            skew_s = skew_coef * kv_s * min(max(frac, 0.0), 1.0)
+        act_bytes = batch * hidden
+        comm_s = 0.0
+        if ar:
+            comm_s += act_bytes * ar + ar_fixed
+        if pp_stages:
+            comm_s += act_bytes * pp_byte + pp_fixed
+        if a2a:
+            comm_s += act_bytes * a2a + a2a_fixed
+        b = memory_s + skew_s
+        if compute_s >= b:
+            return compute_s + hidden_share * b + comm_s + overhead_s
+        return b + hidden_share * compute_s + comm_s + overhead_s
+
+    return step
 
 
 def decode_span_s(c: DecodeCoeffs, spec: Speculative, sequences: int, context_tokens_sum: float,

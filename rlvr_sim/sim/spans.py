@@ -17,6 +17,9 @@ from rlvr_sim.sim.protocols import SamplerCostLike
 SpanFn = Callable[[float, float, float, int], float]
 # one decode iteration's seconds from (sequences, context sum, context max): cm.decode_step_s
 StepFn = Callable[[float, float, float], float]
+# simpson3 spans call the cost model's fused step function (cm.decode_step_function: the per-
+# replica constants folded in, same floating-point operations); off: cm.decode_step_s
+FUSED_STEP = True
 
 
 class Segment(NamedTuple):
@@ -67,10 +70,15 @@ def is_simpson_span(span: object) -> bool:
 
 
 def span_function(cm: SamplerCostLike, rule: str, tpi: float) -> SpanFn:
-    """The span costing of `rule` ("simpson3" needs cm.decode_step_s, else cm.decode_span_s)."""
+    """The span costing of `rule` ("simpson3" needs cm.decode_step_s, else cm.decode_span_s).
+    Simpson's steps come from cm.decode_step_function() when the cost model has it and
+    FUSED_STEP is on (the same function with its constants folded in: same results)."""
     # decode_step_s is optional: the facade has it, a hand-computable fake may not
     step: StepFn | None = getattr(cm, "decode_step_s", None)
     if rule == "simpson3" and step is not None:
+        fused: Callable[[], StepFn] | None = getattr(cm, "decode_step_function", None)
+        if FUSED_STEP and fused is not None:
+            step = fused()
         return simpson_span(step, tpi)
     return cast(SpanFn, cm.decode_span_s)     # called with a fractional mean batch (coalescing)
 
