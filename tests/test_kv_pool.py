@@ -125,14 +125,18 @@ def test_residue_closed_forms_equal_the_vector_count_and_search(private, bt, sha
 @settings(max_examples=400, deadline=None)
 @given(st.lists(st.integers(1, 60), min_size=1, max_size=16), st.integers(1, 30),
        st.integers(1, 4), st.integers(1, 8), st.booleans(), st.integers(0, 4),
-       st.sampled_from([None, 8, 40]), st.sampled_from([0.0, 0.3]), st.integers(0, 7))
+       st.sampled_from([None, 8, 40]), st.sampled_from([0.0, 0.3]), st.integers(0, 7),
+       st.integers(0, 5), st.floats(0.01, 1.0))
 def test_the_engine_with_residue_counts_plans_the_same_spans(lengths, prompt, k, bt, prefix, tight,
-                                                             budget, coalesce, interrupt_every):
-    """The engine with residue counts (O(B) KV checks, no admission round after a preemption)
-    and with the full-pool shortcut (no admission round after a span the KV pool cut, nothing
-    finishing) plans exactly the spans, preemptions and finishes of the engine with numpy counts
-    and neither shortcut, in a pool tight enough to preempt, with or without a token budget,
-    coalesced finishes and partial-rollout interruptions between spans."""
+                                                             budget, coalesce, interrupt_every,
+                                                             cut_every, cut_at):
+    """The engine with residue counts (O(B) KV checks, no admission round after a preemption),
+    with the full-pool shortcut (no admission round after a span the KV pool cut, nothing
+    finishing) and with the full-pool plan (FAST_FULL_PLAN: requeue and KV check inlined, blocks
+    counted forward) plans exactly the spans, preemptions and finishes of the engine with numpy
+    counts and none of them, in a pool tight enough to preempt, with or without a token budget,
+    coalesced finishes, partial-rollout interruptions and cuts (a wake-up `cut_at` of the way
+    into every `cut_every`-th span) between spans."""
     import rlvr_sim.sim.sampler as sampler
     from rlvr_sim.sim.fake_cost import FakeCostModel
     from rlvr_sim.sim.sampler import ReplicaEngine
@@ -140,15 +144,16 @@ def test_the_engine_with_residue_counts_plans_the_same_spans(lengths, prompt, k,
 
     capacity = math.ceil((prompt + max(lengths)) / bt) + tight
 
-    def run(residues: bool, skip: bool) -> tuple[list, list, int]:
-        old = sampler.RESIDUE_COUNTS, sampler.SKIP_FULL_ADMISSION
-        sampler.RESIDUE_COUNTS, sampler.SKIP_FULL_ADMISSION = residues, skip
+    def run(residues: bool, skip: bool, fast_full: bool) -> tuple[list, list, list]:
+        old = sampler.RESIDUE_COUNTS, sampler.SKIP_FULL_ADMISSION, sampler.FAST_FULL_PLAN
+        sampler.RESIDUE_COUNTS, sampler.SKIP_FULL_ADMISSION, sampler.FAST_FULL_PLAN = \
+            residues, skip, fast_full
         try:
             e = ReplicaEngine(0, FakeCostModel(), max_concurrent=64, kv_blocks=capacity,
                               block_tokens=bt, prefix_caching=prefix, max_staleness=0,
                               max_batched_tokens=budget, coalesce_fraction=coalesce)
         finally:
-            sampler.RESIDUE_COUNTS, sampler.SKIP_FULL_ADMISSION = old
+            sampler.RESIDUE_COUNTS, sampler.SKIP_FULL_ADMISSION, sampler.FAST_FULL_PLAN = old
         assert bool(e.run.block_tokens) == residues
         first = 0
         for gid, i in enumerate(range(0, len(lengths), k)):
@@ -160,16 +165,21 @@ def test_the_engine_with_residue_counts_plans_the_same_spans(lengths, prompt, k,
             seg = e.seg
             assert seg is not None
             spans.append((seg.t0_s, seg.iterations, seg.span_s))
-            done.extend(e.finish())
+            if cut_every and len(spans) % cut_every == 0:
+                done.extend(e.cut(seg.t0_s + cut_at * seg.span_s))
+                spans.append(("cut", e.it, e.clock))
+            else:
+                done.extend(e.finish())
             if interrupt_every and len(spans) % interrupt_every == 0:
                 e.interrupt_all()
         counters = [(c.preemptions, c.interruptions, c.recompute_tokens) for c in e.counters.values()]
         return spans, done, counters
 
-    reference = run(False, False)
-    assert run(True, True) == reference
-    assert run(False, True) == reference
-    assert run(True, False) == reference
+    reference = run(False, False, False)
+    assert run(True, True, True) == reference
+    assert run(True, True, False) == reference
+    assert run(False, True, True) == reference
+    assert run(True, False, True) == reference
 
 
 @settings(max_examples=100, deadline=None)

@@ -58,8 +58,12 @@ RESIDUE_COUNTS = True
 # a span cut by the KV pool that ended with no finish leaves the pool full: the next plan() skips
 # the admission round and the KV check that cannot pass (same result; off: the reference path)
 SKIP_FULL_ADMISSION = True
+# with residue counts, plan() on a full pool takes `_plan_full`: the same preemptions and span,
+# with the requeue and the KV check inlined (the check counts blocks forward from the exact count
+# now, one residue class per iteration: the spans a full pool allows are a few iterations long)
+FAST_FULL_PLAN = True
 
-__all__ = ["Finished", "RESIDUE_COUNTS", "ReplicaEngine", "SKIP_FULL_ADMISSION", "Segment", "StepCounters",
+__all__ = ["FAST_FULL_PLAN", "Finished", "RESIDUE_COUNTS", "ReplicaEngine", "SKIP_FULL_ADMISSION", "Segment", "StepCounters",
            "WHOLE_BATCH"]
 
 
@@ -113,6 +117,7 @@ class ReplicaEngine:
         self._kv_cut = False
         self._full = False
         self._skip_full = SKIP_FULL_ADMISSION
+        self._fast_full = FAST_FULL_PLAN
         self.kv = KVPool(kv_blocks, block_tokens, prefix_caching,
                          whole_tokens=self.tpi == int(self.tpi))
         self.eta = max_staleness
@@ -338,6 +343,8 @@ class ReplicaEngine:
             return self.seg.end_s
         run = self.run
         full = self._full
+        if full and self._fast_full and run.block_tokens:
+            return self._plan_full()
         if full:
             # The last span stopped where its next iteration would not fit the KV pool, and
             # nothing finished or left since: the blocks that iteration holds already exceed the
@@ -358,12 +365,7 @@ class ReplicaEngine:
                 if iters > 0:
                     break
             if len(run.seqs) == 1:
-                seq = next(iter(run.seqs.values()))
-                raise ScenarioError(
-                    f"one sequence of {seq.group.prompt_tokens + seq.target} tokens outgrows the KV "
-                    f"pool of a sampler replica ({self.kv.capacity} blocks of "
-                    f"{self.kv.block_tokens} tokens): raise sampler.tp or "
-                    "sampler.gpu_memory_utilization, or lower response_tokens.cap")
+                raise self._outgrows()
             victim = run.seqs[next(reversed(run.seqs))]
             self._counter(victim.group.step).preemptions += 1
             self._requeue(victim)
@@ -376,6 +378,82 @@ class ReplicaEngine:
                 self._budget_held = False
             else:
                 self._admit()
+        return self._start_span(iters, target)
+
+    def _outgrows(self) -> ScenarioError:
+        """The error of a lone running sequence whose next iteration does not fit the pool."""
+        seq = next(iter(self.run.seqs.values()))
+        return ScenarioError(
+            f"one sequence of {seq.group.prompt_tokens + seq.target} tokens outgrows the KV "
+            f"pool of a sampler replica ({self.kv.capacity} blocks of "
+            f"{self.kv.block_tokens} tokens): raise sampler.tp or "
+            "sampler.gpu_memory_utilization, or lower response_tokens.cap")
+
+    def _plan_full(self) -> float:
+        """`plan` on a full pool (the last span stopped where its next iteration did not fit,
+        nothing finished since) with residue counts on: preempt the most recently admitted
+        sequence until the next iteration fits, then plan the span. The reference's steps in
+        its order (`_requeue` and `_iterations_that_fit` inlined, `_fit_after_preempt` for the
+        KV check), without the admission rounds it skips there (see `plan`)."""
+        run, kv, waiting = self.run, self.kv, self.waiting
+        seqs, finishing = run.seqs, run.finishing
+        tpi, it = self.tpi, self.it
+        self._full = False
+        self._budget_held = False
+        leave, free_slot, counters = kv.leave, run.free_slot, self.counters
+        while True:
+            if len(seqs) == 1:
+                raise self._outgrows()
+            sample = next(reversed(seqs))
+            victim = seqs[sample]
+            g = victim.group
+            c = counters.get(g.step)
+            if c is None:
+                c = counters[g.step] = StepCounters()
+            c.preemptions += 1
+            # _requeue, inlined: unschedule, remove, leave the group, back to the queue's head
+            i = bisect.bisect_left(finishing, (victim.finish_it, victim.admit_no, sample))
+            del finishing[i]
+            del seqs[sample]
+            run.ctx_off_sum -= victim.ctx_off
+            run.priv_off_sum -= victim.priv_off
+            free_slot(victim)
+            leave(g.group_id)
+            victim.gen0 = min(float(victim.target), victim.gen0 + tpi * (it - victim.admit_it))
+            waiting.appendleft(victim)
+            target = self._span_target()
+            iters = self._fit_after_preempt(target)
+            if iters > 0:
+                return self._start_span(iters, target)
+
+    def _fit_after_preempt(self, limit: int) -> int:
+        """`_iterations_that_fit(limit)` with residue counts, counted forward: the exact blocks
+        the next iteration holds (`_exact_blocks`), then one iteration at a time the sequences
+        whose tokens end a block take one more (those of one residue class), up to one round of
+        `block_tokens` iterations; past it (a span longer than that fits) the reference answers.
+        Integers throughout, so the same answer as the closed form."""
+        kv, run, it = self.kv, self.run, self.it
+        bt, res = run.block_tokens, run.residues
+        n = len(run.seqs)
+        used = kv.shared_blocks + kv.whole_blocks(int(run.priv_off_sum) + n * it, run.residue_sum(it),
+                                                  n, res[-it % bt])
+        capacity = kv.capacity
+        if used > capacity:
+            return 0
+        m = 1
+        while m < limit:
+            if m > bt:
+                return self._iterations_that_fit(limit)
+            used += res[-(it + m - 1) % bt]         # residue 0 at iteration m: a block more
+            if used > capacity:
+                return m
+            m += 1
+        return limit
+
+    def _start_span(self, iters: int, target: int) -> float:
+        """Plan a span of `iters` iterations of the running batch (`target`: those to the next
+        planned stop; fewer: the KV pool cut it); its end time."""
+        run = self.run
         tpi, it = self.tpi, self.it
         n: float = len(run.seqs)
         ctx_sum = run.context_sum(tpi, it)
