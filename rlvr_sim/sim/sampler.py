@@ -43,7 +43,7 @@ import numpy as np
 
 from rlvr_sim.errors import ScenarioError
 from rlvr_sim.sim.batch_sync import run_whole_batch
-from rlvr_sim.sim.kv_pool import KVPool
+from rlvr_sim.sim.kv_pool import _EPS as BLOCK_EPS, KVPool
 from rlvr_sim.sim.protocols import SamplerCostLike
 from rlvr_sim.sim.running import RunningSet, Seq
 from rlvr_sim.sim.source import Group
@@ -210,7 +210,7 @@ class ReplicaEngine:
                     used, exact = self._exact_blocks(priv_off_sum, n), True
                     if used + need > capacity:
                         return
-        bt, groups, prefix, admission_blocks = kv.block_tokens, kv.groups, kv.prefix, kv.admission_blocks
+        bt, groups, prefix, counters = kv.block_tokens, kv.groups, kv.prefix, self.counters
         version, clock = self.version, self.clock
         tpi_it = tpi * it
         finishing, max_heap = run.finishing, run.max_heap
@@ -237,7 +237,8 @@ class ReplicaEngine:
                     break
                 room -= tokens
             if kv_limited:
-                need = admission_blocks(g.group_id, prompt, gen0)
+                # kv.admission_blocks, inlined (its shared and private tokens are those above)
+                need = (0 if g.group_id in groups else shared) + ceil(private / bt - BLOCK_EPS)
                 if used + need > capacity:
                     if not exact:
                         # exact count now (running includes this round's admissions so far)
@@ -249,13 +250,20 @@ class ReplicaEngine:
                 used += need
             n += 1
             waiting.popleft()
-            if kv.join(g.group_id, shared):
+            state = groups.get(g.group_id)                     # kv.join, inlined
+            if state is None:
+                groups[g.group_id] = [1, shared]
+                kv.shared_blocks += shared
                 new_tokens += prompt
             else:
+                state[0] += 1
                 new_tokens += prompt - shared * bt
             if gen0 > 0:
                 new_tokens += int(gen0)
-                self._counter(g.step).recompute_tokens += int(gen0)
+                c = counters.get(g.step)
+                if c is None:
+                    c = counters[g.step] = StepCounters()
+                c.recompute_tokens += int(gen0)
             if seq.start_s < 0:
                 seq.start_s = clock
             # start the sequence (its offsets make context and private tokens linear in `it`)
@@ -454,39 +462,57 @@ class ReplicaEngine:
         """Plan a span of `iters` iterations of the running batch (`target`: those to the next
         planned stop; fewer: the KV pool cut it); its end time."""
         run = self.run
+        seqs, finishing = run.seqs, run.finishing
         tpi, it = self.tpi, self.it
-        n: float = len(run.seqs)
-        ctx_sum = run.context_sum(tpi, it)
-        ctx_max = run.context_max(tpi, it)
-        end_it = it + iters
-        for finish_it, _, sample in run.finishing:       # coalesced: some leave early
-            if finish_it >= end_it:
+        n: float = len(seqs)
+        ctx_sum = run.ctx_off_sum + n * tpi * it          # run.context_sum, inlined
+        heap = run.max_heap                               # run.context_max, inlined
+        while True:
+            neg_off, admit_no, sample = heap[0]           # (the running set is not empty)
+            seq = seqs.get(sample)
+            if seq is not None and seq.admit_no == admit_no:
+                ctx_max = -neg_off + tpi * it
                 break
-            gone = (end_it - finish_it) / iters             # share of the span they are absent
-            seq = run.seqs[sample]
-            n -= gone
-            ctx_sum -= gone * (seq.ctx_off + tpi * finish_it)
+            heapq.heappop(heap)
+        end_it = it + iters
+        if finishing[0][0] < end_it:                      # coalesced: some leave early
+            for finish_it, _, sample in finishing:
+                if finish_it >= end_it:
+                    break
+                gone = (end_it - finish_it) / iters         # share of the span they are absent
+                seq = seqs[sample]
+                n -= gone
+                ctx_sum -= gone * (seq.ctx_off + tpi * finish_it)
         span = self._span(n, ctx_sum, ctx_max, iters)
-        self.seg = Segment(self.clock, iters, span, n, ctx_sum, ctx_max)
+        t0 = self.clock
+        self.seg = _tuple_new(Segment, (t0, iters, span, n, ctx_sum, ctx_max))
         self._kv_cut = iters < target
         self.segments += 1
-        return self.seg.end_s
+        return t0 + span                                  # Segment.end_s
 
     def finish(self) -> list[Finished]:
         """Complete the planned span; the samples that finished at its end."""
         seg = self.seg
         assert seg is not None
         self.seg = None
-        self._account(seg.span_s, seg.iterations)
-        self.it += seg.iterations
-        self.clock = seg.end_s
-        done = self._pop_finished(seg.t0_s, seg.span_s / seg.iterations)
+        t0_s, iterations, span_s = seg[0], seg[1], seg[2]
+        self._account(span_s, iterations)
+        self.it = it = self.it + iterations
+        self.clock = t0_s + span_s                        # seg.end_s
+        finishing = self.run.finishing
+        if finishing[0][0] > it:                          # none done (a span cut by the KV pool)
+            self._full = self._skip_full and self._kv_cut
+            return []
+        done = self._pop_finished(t0_s, span_s / iterations)
         self._full = self._skip_full and self._kv_cut and not done
         return done
 
     def _account(self, span_s: float, iterations: int) -> None:
         self.busy_s += span_s
-        c = self._counter(next(iter(self.run.seqs.values())).group.step)
+        step = next(iter(self.run.seqs.values())).group.step
+        c = self.counters.get(step)
+        if c is None:
+            c = self.counters[step] = StepCounters()
         c.decode_s += span_s
         c.decode_iterations += iterations
 
