@@ -4,8 +4,11 @@ upper bound the fast checks use never below the exact count (hypothesis)."""
 from __future__ import annotations
 
 import math
+import random
+from dataclasses import dataclass
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -122,64 +125,114 @@ def test_residue_closed_forms_equal_the_vector_count_and_search(private, bt, sha
         pool.iterations_that_fit(x, 1.0, limit)
 
 
+@dataclass(frozen=True)
+class EngineCase:
+    """One replica's workload and the outside events between its spans (see `_run_engine`)."""
+
+    lengths: tuple[int, ...]
+    prompt: int
+    k: int                      # samples per prompt group
+    bt: int
+    prefix: bool
+    capacity: int
+    budget: int | None
+    coalesce: float
+    interrupt_every: int = 0    # partial rollout: interrupt_all after every n-th span
+    cut_every: int = 0          # a wake-up cut_at of the way into every n-th span
+    cut_at: float = 0.5
+    drain_after: int = 0        # admission stopped after that many spans (a drain)
+
+
+def _run_engine(case: EngineCase, residues: bool, skip: bool, fast_full: bool
+                ) -> tuple[list, list, list]:
+    """Spans (whole segments; cuts as ("cut", it, clock)), finishes and per-step counters of
+    one replica run to idle with the engine's shortcut flags set as given (the fake costs a
+    span by its mean batch too, so a wrong batch shows in the times)."""
+    import rlvr_sim.sim.sampler as sampler
+    from rlvr_sim.sim.fake_cost import FakeCostModel
+    from rlvr_sim.sim.sampler import ReplicaEngine
+    from rlvr_sim.sim.source import Group
+
+    old = sampler.RESIDUE_COUNTS, sampler.SKIP_FULL_ADMISSION, sampler.FAST_FULL_PLAN
+    sampler.RESIDUE_COUNTS, sampler.SKIP_FULL_ADMISSION, sampler.FAST_FULL_PLAN = \
+        residues, skip, fast_full
+    try:
+        e = ReplicaEngine(0, FakeCostModel(decode_s_per_seq=0.25), max_concurrent=64, kv_blocks=case.capacity,
+                          block_tokens=case.bt, prefix_caching=case.prefix, max_staleness=0,
+                          max_batched_tokens=case.budget, coalesce_fraction=case.coalesce)
+    finally:
+        sampler.RESIDUE_COUNTS, sampler.SKIP_FULL_ADMISSION, sampler.FAST_FULL_PLAN = old
+    assert bool(e.run.block_tokens) == residues
+    first = 0
+    for gid, i in enumerate(range(0, len(case.lengths), case.k)):
+        resp = case.lengths[i:i + case.k]
+        e.submit(Group(0, gid, case.prompt, tuple(resp), first))
+        first += len(resp)
+    spans: list = []
+    done: list = []
+    while e.plan() is not None:
+        seg = e.seg
+        assert seg is not None
+        spans.append(tuple(seg))        # start, iterations, seconds, batch, context sum, max
+        if case.cut_every and len(spans) % case.cut_every == 0:
+            done.extend(e.cut(seg.t0_s + case.cut_at * seg.span_s))
+            spans.append(("cut", e.it, e.clock))
+        else:
+            done.extend(e.finish())
+        if case.interrupt_every and len(spans) % case.interrupt_every == 0:
+            e.interrupt_all()
+        if case.drain_after and len(spans) >= case.drain_after:
+            e.admit_enabled = False
+    counters = [(c.preemptions, c.interruptions, c.recompute_tokens) for c in e.counters.values()]
+    return spans, done, counters
+
+
+def _assert_shortcuts_match_reference(case: EngineCase) -> None:
+    """Every combination of the shortcut flags gives the reference path's run (all off)."""
+    reference = _run_engine(case, False, False, False)
+    assert _run_engine(case, True, True, True) == reference
+    assert _run_engine(case, True, True, False) == reference
+    assert _run_engine(case, False, True, True) == reference
+    assert _run_engine(case, True, False, True) == reference
+
+
 @settings(max_examples=400, deadline=None)
-@given(st.lists(st.integers(1, 60), min_size=1, max_size=16), st.integers(1, 30),
+@given(st.lists(st.integers(1, 60), min_size=1, max_size=40), st.integers(1, 30),
        st.integers(1, 4), st.integers(1, 8), st.booleans(), st.integers(0, 4),
        st.sampled_from([None, 8, 40]), st.sampled_from([0.0, 0.3]), st.integers(0, 7),
-       st.integers(0, 5), st.floats(0.01, 1.0))
+       st.integers(0, 5), st.floats(0.01, 1.0), st.integers(0, 30), st.sampled_from([1, 4, 8]))
 def test_the_engine_with_residue_counts_plans_the_same_spans(lengths, prompt, k, bt, prefix, tight,
                                                              budget, coalesce, interrupt_every,
-                                                             cut_every, cut_at):
+                                                             cut_every, cut_at, drain_after, room):
     """The engine with residue counts (O(B) KV checks, no admission round after a preemption),
     with the full-pool shortcut (no admission round after a span the KV pool cut, nothing
     finishing) and with the full-pool plan (FAST_FULL_PLAN: requeue and KV check inlined, blocks
     counted forward) plans exactly the spans, preemptions and finishes of the engine with numpy
     counts and none of them, in a pool tight enough to preempt, with or without a token budget,
     coalesced finishes, partial-rollout interruptions and cuts (a wake-up `cut_at` of the way
-    into every `cut_every`-th span) between spans."""
-    import rlvr_sim.sim.sampler as sampler
-    from rlvr_sim.sim.fake_cost import FakeCostModel
-    from rlvr_sim.sim.sampler import ReplicaEngine
-    from rlvr_sim.sim.source import Group
+    into every `cut_every`-th span) between spans, and admission stopped after `drain_after`
+    spans (a drain before a weight load: no queued work waits, finishes coalesce), in pools
+    that hold about `room` of the longest sequences."""
+    capacity = room * math.ceil((prompt + max(lengths)) / bt) + tight
+    _assert_shortcuts_match_reference(EngineCase(
+        tuple(lengths), prompt, k, bt, prefix, capacity, budget, coalesce, interrupt_every,
+        cut_every, cut_at, drain_after))
 
-    capacity = math.ceil((prompt + max(lengths)) / bt) + tight
 
-    def run(residues: bool, skip: bool, fast_full: bool) -> tuple[list, list, list]:
-        old = sampler.RESIDUE_COUNTS, sampler.SKIP_FULL_ADMISSION, sampler.FAST_FULL_PLAN
-        sampler.RESIDUE_COUNTS, sampler.SKIP_FULL_ADMISSION, sampler.FAST_FULL_PLAN = \
-            residues, skip, fast_full
-        try:
-            e = ReplicaEngine(0, FakeCostModel(), max_concurrent=64, kv_blocks=capacity,
-                              block_tokens=bt, prefix_caching=prefix, max_staleness=0,
-                              max_batched_tokens=budget, coalesce_fraction=coalesce)
-        finally:
-            sampler.RESIDUE_COUNTS, sampler.SKIP_FULL_ADMISSION, sampler.FAST_FULL_PLAN = old
-        assert bool(e.run.block_tokens) == residues
-        first = 0
-        for gid, i in enumerate(range(0, len(lengths), k)):
-            resp = lengths[i:i + k]
-            e.submit(Group(0, gid, prompt, tuple(resp), first))
-            first += len(resp)
-        spans, done = [], []
-        while e.plan() is not None:
-            seg = e.seg
-            assert seg is not None
-            spans.append((seg.t0_s, seg.iterations, seg.span_s))
-            if cut_every and len(spans) % cut_every == 0:
-                done.extend(e.cut(seg.t0_s + cut_at * seg.span_s))
-                spans.append(("cut", e.it, e.clock))
-            else:
-                done.extend(e.finish())
-            if interrupt_every and len(spans) % interrupt_every == 0:
-                e.interrupt_all()
-        counters = [(c.preemptions, c.interruptions, c.recompute_tokens) for c in e.counters.values()]
-        return spans, done, counters
-
-    reference = run(False, False, False)
-    assert run(True, True, True) == reference
-    assert run(True, True, False) == reference
-    assert run(False, True, True) == reference
-    assert run(True, False, True) == reference
+@pytest.mark.parametrize("seed", range(40))
+def test_the_shortcuts_match_the_reference_on_larger_thrashing_replicas(seed):
+    """As above on seeded workloads larger than hypothesis draws: 40-150 sequences in pools
+    holding 4-12 of the longest, so full-pool chains run many spans, with coalescing (the
+    k-th finish as a span's target) and drains, cuts and interruptions drawn per seed."""
+    rng = random.Random(seed)
+    lengths = tuple(rng.randint(1, 120) for _ in range(rng.randint(40, 150)))
+    prompt, bt = rng.randint(1, 40), rng.choice([1, 3, 4, 8, 16])
+    capacity = rng.randint(4, 12) * math.ceil((prompt + max(lengths)) / bt) + rng.randint(0, 5)
+    _assert_shortcuts_match_reference(EngineCase(
+        lengths, prompt, rng.randint(1, 8), bt, rng.random() < 0.5, capacity,
+        rng.choice([None, None, 64]), rng.choice([0.0, 0.125, 0.3]),
+        interrupt_every=rng.choice([0, 0, 0, 50]), cut_every=rng.choice([0, 0, 3, 7]),
+        cut_at=rng.random(), drain_after=rng.choice([0, 0, 40, 200])))
 
 
 @settings(max_examples=100, deadline=None)

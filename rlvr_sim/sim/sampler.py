@@ -118,6 +118,9 @@ class ReplicaEngine:
         self._full = False
         self._skip_full = SKIP_FULL_ADMISSION
         self._fast_full = FAST_FULL_PLAN
+        # blocks the first iteration after the planned span holds, when `_fit_forward` counted
+        # them (the span stopped there); -1: not counted
+        self._overflow: float = -1
         self.kv = KVPool(kv_blocks, block_tokens, prefix_caching,
                          whole_tokens=self.tpi == int(self.tpi))
         self.eta = max_staleness
@@ -353,6 +356,7 @@ class ReplicaEngine:
         full = self._full
         if full and self._fast_full and run.block_tokens:
             return self._plan_full()
+        self._overflow = -1
         if full:
             # The last span stopped where its next iteration would not fit the KV pool, and
             # nothing finished or left since: the blocks that iteration holds already exceed the
@@ -401,14 +405,21 @@ class ReplicaEngine:
         """`plan` on a full pool (the last span stopped where its next iteration did not fit,
         nothing finished since) with residue counts on: preempt the most recently admitted
         sequence until the next iteration fits, then plan the span. The reference's steps in
-        its order (`_requeue` and `_iterations_that_fit` inlined, `_fit_after_preempt` for the
-        KV check), without the admission rounds it skips there (see `plan`)."""
+        its order (`_requeue`, `_span_target` and `_iterations_that_fit` inlined), without the
+        admission rounds it skips there (see `plan`). The blocks the next iteration holds are
+        the previous span's overflow when `_fit_forward` planned it (`_overflow`; else counted
+        exactly), less each victim's blocks and its group's shared ones if they leave with it;
+        whole-token integers, as the reference's count."""
         run, kv, waiting = self.run, self.kv, self.waiting
         seqs, finishing = run.seqs, run.finishing
         tpi, it = self.tpi, self.it
         self._full = False
         self._budget_held = False
         leave, free_slot, counters = kv.leave, run.free_slot, self.counters
+        bt = run.block_tokens
+        used = self._overflow
+        if used < 0:
+            used = self._exact_blocks(run.priv_off_sum, len(seqs))
         while True:
             if len(seqs) == 1:
                 raise self._outgrows()
@@ -426,34 +437,42 @@ class ReplicaEngine:
             run.ctx_off_sum -= victim.ctx_off
             run.priv_off_sum -= victim.priv_off
             free_slot(victim)
+            shared = kv.shared_blocks
             leave(g.group_id)
+            # its blocks (whole private tokens: ceil by integers) and its group's if they left
+            used -= -(-(int(victim.priv_off) + it) // bt) + shared - kv.shared_blocks
             victim.gen0 = min(float(victim.target), victim.gen0 + tpi * (it - victim.admit_it))
             waiting.appendleft(victim)
-            target = self._span_target()
-            iters = self._fit_after_preempt(target)
+            # _span_target (no budget held; coalescing unless queued work waits for a finish)
+            k = 1
+            if self.coalesce and not (self.admit_enabled and g.step <= self.version + self.eta):
+                n = len(seqs)
+                k = min(n, max(1, int(n * self.coalesce)))
+            target = finishing[k - 1][0] - it
+            iters = self._fit_forward(used, target)
             if iters > 0:
                 return self._start_span(iters, target)
 
-    def _fit_after_preempt(self, limit: int) -> int:
-        """`_iterations_that_fit(limit)` with residue counts, counted forward: the exact blocks
-        the next iteration holds (`_exact_blocks`), then one iteration at a time the sequences
-        whose tokens end a block take one more (those of one residue class), up to one round of
+    def _fit_forward(self, used: float, limit: int) -> int:
+        """`_iterations_that_fit(limit)` with residue counts, counted forward from `used`, the
+        exact blocks the next iteration holds: one iteration at a time the sequences whose tokens
+        end a block take one more (those of one residue class), up to one round of
         `block_tokens` iterations; past it (a span longer than that fits) the reference answers.
-        Integers throughout, so the same answer as the closed form."""
-        kv, run, it = self.kv, self.run, self.it
-        bt, res = run.block_tokens, run.residues
-        n = len(run.seqs)
-        used = kv.shared_blocks + kv.whole_blocks(int(run.priv_off_sum) + n * it, run.residue_sum(it),
-                                                  n, res[-it % bt])
-        capacity = kv.capacity
+        Integers throughout, so the same answer as the closed form. Sets `_overflow`: the
+        blocks of the first iteration that does not fit (-1: not counted)."""
+        self._overflow = -1
+        capacity = self.kv.capacity
         if used > capacity:
             return 0
+        run, it = self.run, self.it
+        bt, res = run.block_tokens, run.residues
         m = 1
         while m < limit:
             if m > bt:
                 return self._iterations_that_fit(limit)
             used += res[-(it + m - 1) % bt]         # residue 0 at iteration m: a block more
             if used > capacity:
+                self._overflow = used
                 return m
             m += 1
         return limit
