@@ -59,8 +59,9 @@ RESIDUE_COUNTS = True
 # the admission round and the KV check that cannot pass (same result; off: the reference path)
 SKIP_FULL_ADMISSION = True
 # with residue counts, plan() on a full pool takes `_plan_full`: the same preemptions and span,
-# with the requeue and the KV check inlined (the check counts blocks forward from the exact count
-# now, one residue class per iteration: the spans a full pool allows are a few iterations long)
+# with the requeue and the KV check inlined; the blocks count carries over from the span before
+# (its overflow, less each victim's blocks) and the check counts forward one residue class per
+# iteration (the spans a full pool allows are a few iterations long). Off: the reference path
 FAST_FULL_PLAN = True
 
 __all__ = ["FAST_FULL_PLAN", "Finished", "RESIDUE_COUNTS", "ReplicaEngine", "SKIP_FULL_ADMISSION", "Segment", "StepCounters",
