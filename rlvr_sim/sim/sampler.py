@@ -356,8 +356,8 @@ class ReplicaEngine:
         run = self.run
         full = self._full
         if full and self._fast_full and run.block_tokens:
-            return self._plan_full()
-        self._overflow = -1
+            return self._plan_full()                    # same result (FAST_FULL_PLAN)
+        self._overflow = -1                             # this span's KV check does not count it
         if full:
             # The last span stopped where its next iteration would not fit the KV pool, and
             # nothing finished or left since: the blocks that iteration holds already exceed the
