@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rlvr_sim.sim.kv_pool import KVPool
+from rlvr_sim.sim.protocols import SamplerCostLike
 
 
 def test_whole_blocks_of_a_sequence():
@@ -143,25 +144,32 @@ class EngineCase:
     drain_after: int = 0        # admission stopped after that many spans (a drain)
 
 
-def _run_engine(case: EngineCase, residues: bool, skip: bool, fast_full: bool
-                ) -> tuple[list, list, list]:
+def _run_engine(case: EngineCase, residues: bool, skip: bool, fast_full: bool,
+                cm: SamplerCostLike | None = None, fused: bool = True) -> tuple[list, list, list]:
     """Spans (whole segments; cuts as ("cut", it, clock)), finishes and per-step counters of
-    one replica run to idle with the engine's shortcut flags set as given (the fake costs a
-    span by its mean batch too, so a wrong batch shows in the times)."""
+    one replica run to idle with the engine's shortcut flags set as given. The cost model is
+    the fake (it costs a span by its mean batch too, so a wrong batch shows in the times), or
+    `cm` with Simpson spans (`fused`: spans.FUSED_STEP)."""
     import rlvr_sim.sim.sampler as sampler
+    import rlvr_sim.sim.spans as spans_module
     from rlvr_sim.sim.fake_cost import FakeCostModel
     from rlvr_sim.sim.sampler import ReplicaEngine
     from rlvr_sim.sim.source import Group
 
-    old = sampler.RESIDUE_COUNTS, sampler.SKIP_FULL_ADMISSION, sampler.FAST_FULL_PLAN
+    old = (sampler.RESIDUE_COUNTS, sampler.SKIP_FULL_ADMISSION, sampler.FAST_FULL_PLAN,
+           spans_module.FUSED_STEP)
     sampler.RESIDUE_COUNTS, sampler.SKIP_FULL_ADMISSION, sampler.FAST_FULL_PLAN = \
         residues, skip, fast_full
+    spans_module.FUSED_STEP = fused
     try:
-        e = ReplicaEngine(0, FakeCostModel(decode_s_per_seq=0.25), max_concurrent=64, kv_blocks=case.capacity,
-                          block_tokens=case.bt, prefix_caching=case.prefix, max_staleness=0,
-                          max_batched_tokens=case.budget, coalesce_fraction=case.coalesce)
+        e = ReplicaEngine(0, FakeCostModel(decode_s_per_seq=0.25) if cm is None else cm,
+                          max_concurrent=64, kv_blocks=case.capacity, block_tokens=case.bt,
+                          prefix_caching=case.prefix, max_staleness=0,
+                          max_batched_tokens=case.budget, coalesce_fraction=case.coalesce,
+                          span_rule="cost_model" if cm is None else "simpson3")
     finally:
-        sampler.RESIDUE_COUNTS, sampler.SKIP_FULL_ADMISSION, sampler.FAST_FULL_PLAN = old
+        (sampler.RESIDUE_COUNTS, sampler.SKIP_FULL_ADMISSION, sampler.FAST_FULL_PLAN,
+         spans_module.FUSED_STEP) = old
     assert bool(e.run.block_tokens) == residues
     first = 0
     for gid, i in enumerate(range(0, len(case.lengths), case.k)):
@@ -233,6 +241,29 @@ def test_the_shortcuts_match_the_reference_on_larger_thrashing_replicas(seed):
         rng.choice([None, None, 64]), rng.choice([0.0, 0.125, 0.3]),
         interrupt_every=rng.choice([0, 0, 0, 50]), cut_every=rng.choice([0, 0, 3, 7]),
         cut_at=rng.random(), drain_after=rng.choice([0, 0, 40, 200])))
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_fused_step_spans_match_the_cost_models_method(seed):
+    """With the facade's cost model and Simpson spans (the simulator's default), the fused step
+    (spans.FUSED_STEP) and the shortcuts plan exactly the spans, finishes and counters of the
+    reference path calling cm.decode_step_s, with cuts and interruptions between spans."""
+    from rlvr_sim.cost import CostModel
+    from rlvr_sim.scenario import load_scenario
+
+    sc = load_scenario("scenarios/deepseek-r1-zero-like.yaml",
+                       overrides=["model=qwen2.5-32b", "hardware.gpu=h100-sxm", "sampler.tp=4"])
+    cm = CostModel.from_scenario(sc)
+    rng = random.Random(seed)
+    lengths = tuple(rng.randint(1, 400) for _ in range(rng.randint(40, 120)))
+    prompt, bt = rng.randint(1, 300), rng.choice([4, 16])
+    capacity = rng.randint(4, 10) * math.ceil((prompt + max(lengths)) / bt)
+    case = EngineCase(lengths, prompt, rng.randint(1, 8), bt, rng.random() < 0.5, capacity, None,
+                      rng.choice([0.0, 0.125]), interrupt_every=rng.choice([0, 40]),
+                      cut_every=rng.choice([3, 7]), cut_at=rng.random())
+    reference = _run_engine(case, False, False, False, cm=cm, fused=False)
+    assert _run_engine(case, True, True, True, cm=cm, fused=True) == reference
+    assert _run_engine(case, False, False, False, cm=cm, fused=True) == reference
 
 
 @settings(max_examples=100, deadline=None)
