@@ -7,7 +7,7 @@ holds everything the result depends on:
   actually simulated (after a robustness draw's perturbation);
 - the steps, seed and steady rule of the job;
 - the simulator's code: a hash of every source and catalog file of the `rlvr_sim` package but
-  the planner's own (`rlvr_sim/sweep`, `rlvr_sim/commands`, the CLI front: `PLANNER_PARTS`), so
+  the planner's own (`rlvr_sim/sweep`, `rlvr_sim/commands`, the CLI and app fronts: `PLANNER_PARTS`), so
   any change to the code a Summary comes from gives new keys (nothing computed by older code is
   ever read). The planner's files decide which plans are asked and how their scenarios are
   loaded; what that gives is in the key already (the resolved scenario and profile), so a new
@@ -50,7 +50,7 @@ _SUFFIXES = (".py", ".yaml", ".yml", ".json")
 
 
 # the planner's own files: which plans it asks, not what a plan's simulation gives
-PLANNER_PARTS = frozenset({"sweep", "commands", "cli.py", "cli_output.py"})
+PLANNER_PARTS = frozenset({"sweep", "commands", "cli.py", "cli_output.py", "api.py", "api_types.py"})
 
 
 @lru_cache(maxsize=1)
