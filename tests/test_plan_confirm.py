@@ -95,6 +95,9 @@ def test_a_runner_up_whose_estimate_came_out_low_is_not_recommended():
     table = ev.table()
     assert table["confirmed"].sum() == len(report.first)
     assert report.steps == 40 * len(report.first)
+    searched = report.as_searched(ev)                      # the search's own estimates back
+    assert searched.hours(second) == pytest.approx(truth(second) * 0.97) and ev.hours(second) == truth(second)
+    assert not searched.seen[second].confirmed and searched.seen is not ev.seen
     assert "+0.0% from the search's 10-step estimate" in report.sentence(best, ev)
     assert "+3.1% from" in report.sentence(second, ev)          # 1 / 0.97
 
@@ -176,6 +179,12 @@ def test_plan_confirms_with_the_real_simulator(capsys):
     assert rec["hours_total"] == by_label[rec["label"]]["hours"]
     assert all(p["steps"] >= p["first_steps"] for p in conf["plans"])
     assert "Confirmed by a longer run" in rec["reason"]
+    # what more GPUs buy is measured against the search's estimate (the marginal plans' own rule)
+    first = by_label[rec["label"]]["first_hours"]
+    assert any(m["hours_total"] is not None for m in rec["marginals"])
+    for m in rec["marginals"]:
+        if m["hours_total"] is not None:
+            assert m["hours_saved_per_gpu"] == pytest.approx((first - m["hours_total"]) / m["extra_gpus"])
     assert main(args + ["--confirm", "0"]) == 0
     assert "confirmation" not in json.loads(capsys.readouterr().out)
     assert main(args + ["--confirm", "-1"]) != 0

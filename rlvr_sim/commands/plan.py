@@ -277,7 +277,8 @@ def decide(args: argparse.Namespace, space: SearchSpace, base: Allocation, pool:
 
         confirmation = confirm(ev, rule, resume, per_group=args.confirm)
         result = last[0]
-    rec = recommend(result, ev, Constraints(args.budget_usd, args.deadline_hours))
+    rec = recommend(result, ev, Constraints(args.budget_usd, args.deadline_hours),
+                    confirmation.as_searched(ev) if confirmation is not None else None)
     if confirmation is not None:
         rec.reason = " ".join(filter(None, [rec.reason, confirmation.sentence(rec.allocation, ev)]))
     search_s = time.perf_counter() - started

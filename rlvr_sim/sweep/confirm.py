@@ -34,7 +34,7 @@ from typing import Callable
 
 from rlvr_sim.sim.steady import Rule
 from rlvr_sim.sweep.evaluator import Evaluator
-from rlvr_sim.sweep.jobs import PlanMetrics
+from rlvr_sim.sweep.jobs import PlanMetrics, PlanOutcome
 from rlvr_sim.sweep.space import Allocation
 
 # contenders: within this many combined standard errors of the group's best ...
@@ -96,6 +96,13 @@ class Confirmation:
     first: dict[Allocation, FirstEstimate] = field(default_factory=dict)
     steps: int = 0
     rounds: int = 0
+    searched: dict[Allocation, PlanOutcome] = field(default_factory=dict, repr=False)   # replaced outcomes
+
+    def as_searched(self, ev: Evaluator) -> Evaluator:
+        """`ev` with the search's own outcomes of the confirmed plans back (every plan under the
+        search's rule): what plans simulated under that rule are compared with (the marginal
+        GPUs of rlvr_sim.sweep.recommend)."""
+        return replace(ev, seen={**ev.seen, **self.searched})
 
     def first_steps(self) -> int:
         """RL steps this run simulated for the first estimates that confirmation replaced (the
@@ -173,6 +180,7 @@ def confirm(ev: Evaluator, rule: Rule, resume: Callable[[], object] | None = Non
         for a in wanted:
             m = ev.metrics(a)
             assert m is not None, "a contender was simulated"
+            report.searched[a] = ev.seen[a]
             report.first[a] = FirstEstimate(a.label(), m.hours_total, m.steps_simulated, m.steady_state,
                                             ev.seen[a].cached)
         checker.evaluate(wanted, "plan: confirming the closest contenders")
