@@ -78,6 +78,23 @@ def test_regret_is_how_much_worse_the_recommended_plan_is_where_another_wins():
     assert r.regret_max == pytest.approx(max(expect))
     assert r.regret_p50 == pytest.approx(statistics.median(expect))
     assert r.regret_max > 0.02 and not r.near_equal
+    # the recommended plan is still picked most often (25 of 40 with these draws): no rival named
+    assert r.winners[plan_a(8).label()] > r.winners[plan_a(12).label()]
+    assert r.rival is None and "picked most often instead" not in r.sentence()
+
+
+def test_the_plan_picked_most_often_instead_is_named():
+    from rlvr_sim.sweep.robust import Robustness
+
+    def report(winners: dict[str, int]) -> Robustness:
+        share = winners.get("mine", 0) / 12
+        return Robustness(12, 3, share, share >= ROBUST_SHARE, 9.0, 10.0, 11.0, 1.0, 2.0, 3.0, winners, "toy",
+                          regret_max=0.1, regret_p50=0.04, recommended_label="mine")
+
+    r = report({"other": 8, "mine": 3, "third": 1})
+    assert r.rival == "other" and "picked most often instead: other (8 of 12)" in r.sentence()
+    assert report({"other": 4, "mine": 4, "third": 4}).rival is None        # a tie is no rival
+    assert report({"mine": 11, "other": 1}).rival is None                   # robust: none named
     assert f"at most {r.regret_max:.1%} worse" in r.sentence()
 
 
@@ -114,6 +131,7 @@ def test_a_clear_win_is_robust_with_its_spread():
     assert r.usd_p50 == pytest.approx(r.hours_p50 * 32, rel=1e-9)
     assert "robust" in r.sentence() and "default 1-sigma 10%" in r.spread_source
     assert r.regret_max == 0.0 and not r.near_equal and "worse" not in r.sentence()
+    assert r.rival is None
 
 
 def test_spreads_default_without_calibration_and_draws_are_seeded():

@@ -150,6 +150,7 @@ class Robustness:
     # deadline or budget in that draw); 0 when it is picked in every draw, nan with no draw
     regret_max: float = math.nan
     regret_p50: float = math.nan
+    recommended_label: str = ""
 
     @property
     def near_equal(self) -> bool:
@@ -165,10 +166,23 @@ class Robustness:
                       f"(median {self.regret_p50:.1%})")
         elif self.regret_max == math.inf:
             regret = "; in some draws it misses the deadline or budget another plan meets"
+        rival = ""
+        if not self.robust and self.rival is not None:
+            rival = f"; picked most often instead: {self.rival} ({self.winners[self.rival]} of {self.draws})"
         return (f"Robustness ({verdict}): recommended in {self.share_best:.0%} of {self.draws} draws "
                 f"among {self.candidates} candidate plans; {self.hours_p10:,.1f}-{self.hours_p90:,.1f} h "
-                f"(p10-p90, median {self.hours_p50:,.1f}), ${self.usd_p10:,.0f}-${self.usd_p90:,.0f}{regret}; "
+                f"(p10-p90, median {self.hours_p50:,.1f}), ${self.usd_p10:,.0f}-${self.usd_p90:,.0f}{regret}{rival}; "
                 f"{self.simulated} simulations. Drawn: {self.spread_source}.")
+
+    @property
+    def rival(self) -> str | None:
+        """The plan the draws pick most often when it is not the recommended one (None: the
+        recommended plan is picked at least as often as any other)."""
+        if not self.winners:
+            return None
+        label, count = max(self.winners.items(), key=lambda kv: kv[1])
+        mine = max((c for lab, c in self.winners.items() if lab == self.recommended_label), default=0)
+        return label if label != self.recommended_label and label != "none" and count > mine else None
 
 
 def describe_spreads(sp: Spreads) -> str:
@@ -356,7 +370,7 @@ def assess(base: "Evaluator", recommended: "Allocation", candidates: list["Alloc
     regret_p50 = float(np.median(regrets)) if regrets else regret_max
     return Robustness(draws, len(cands), share, share >= ROBUST_SHARE, q(hours, 10), q(hours, 50), q(hours, 90),
                       q(usd, 10), q(usd, 50), q(usd, 90), dict(sorted(winners.items(), key=lambda kv: -kv[1])),
-                      describe_spreads(sp), failed, len(values), regret_max, regret_p50)
+                      describe_spreads(sp), failed, len(values), regret_max, regret_p50, recommended.label())
 
 
 def regret(mine: tuple[float, float], best: tuple[float, float], deadline_hours: float | None,
