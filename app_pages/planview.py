@@ -4,6 +4,8 @@ robustness band (when the planner provides one), the Pareto frontier, and a plan
 
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass
 from typing import Any
 
@@ -87,6 +89,10 @@ def show_robustness(result: api.PlanResult, key: str) -> None:
     share = getattr(rob, "share_best", None)
     if share is not None:
         st.markdown(f"Best plan in **{fmt.pct(share)}** of the robustness scenarios.")
+    regret = getattr(rob, "regret_max", None)
+    if regret is not None and math.isfinite(regret) and regret > 0:
+        near = " (near-equal plans: within the planner's own tolerance)" if getattr(rob, "near_equal", False) else ""
+        st.markdown(f"Where another plan is best, this one is at most **{fmt.pct(regret)}** worse{near}.")
     bands = robustness_bands(rob)
     for col, band in zip(st.columns(max(len(bands), 1)), bands):
         col.plotly_chart(charts.band(band.name, band.p10, band.p50, band.p90, band.unit), key=f"{key}:band:{band.unit}")

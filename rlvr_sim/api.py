@@ -38,12 +38,9 @@ from rlvr_sim.scenario import Scenario, Workload, apply_overrides, load_scenario
 from rlvr_sim.sim.run import simulate as run_simulation
 from rlvr_sim.schedule import whole_run
 from rlvr_sim.sim.steady import PLANNER_RULE
-from rlvr_sim.sweep.robust import assess
 from rlvr_sim.sweep.grid import grid_plans
 from rlvr_sim.sweep.jobs import PlanOutcome, make_jobs
-from rlvr_sim.sweep.planner import SearchResult, search
 from rlvr_sim.sweep.pools import Pool, open_pool, streaming
-from rlvr_sim.sweep.recommend import Constraints, recommend
 from rlvr_sim.sweep.store import outcomes_frame
 
 __all__ = [
@@ -146,17 +143,14 @@ def plan(request: PlanRequest, on_outcome: Callable[[PlanOutcome], None] | None 
         pool = _CountingPool(open_pool(request.workers), on_outcome)
         # the command's own rule: each plan simulated until its step time is steady (no fixed steps)
         rule = replace(PLANNER_RULE, max_steps=args.max_steps)
-        draws = args.draws if request.draws is None else request.draws
+        if request.draws is not None:
+            args.draws = request.draws
         try:
-            ev, draw_bounds = plan_command.make_evaluator(args, pool, rule)   # with the search's bounds
-            result: SearchResult = search(space, start, ev)
-            rec = recommend(result, ev, Constraints(request.budget_usd, request.deadline_hours))
-            if draws:
-                rec.robustness = assess(ev, rec.allocation, plan_command.robustness_candidates(result, ev), base, draws,
-                                        request.deadline_hours, request.budget_usd, args.length_range,
-                                        seed=request.seed or 0, bounds=draw_bounds)
+            # the command's own decision: search, confirm the closest contenders, recommend, draws
+            decision = plan_command.decide(args, space, start, pool, rule, base)
         finally:
             pool.close()
+    result, rec = decision.result, decision.rec
     counts = result.counts()
     return PlanResult(rec, result.table, counts["evaluated"], counts["ok"], counts["invalid"], counts["error"],
                       result.rounds, steps, base_yaml)

@@ -368,6 +368,42 @@ def test_pool_workers_start_with_ctrl_c_blocked():
         proc.join(30)
 
 
+def _record_start_mask(path: str) -> None:
+    """A pool initializer: write whether SIGINT is blocked as the worker starts, then the real one."""
+    from rlvr_sim.lifecycle import become_worker
+
+    Path(path, str(os.getpid())).write_text(str(_sigint_blocked(os.getpid())))
+    become_worker()
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads /proc")
+def test_sweep_pool_workers_start_with_ctrl_c_blocked(tmp_path, monkeypatch):
+    """The planner's process pool (rlvr_sim.sweep.pools.LocalPool) forks its workers at the first
+    submit with SIGINT blocked (until become_worker ignores it), like the verifier workers."""
+    import functools
+
+    from rlvr_sim.sweep import pools
+    from rlvr_sim.sweep.jobs import make_jobs
+    from rlvr_sim.sweep.grid import Plan
+
+    monkeypatch.setattr(pools, "become_worker", functools.partial(_record_start_mask, str(tmp_path)))
+    pool = pools.LocalPool(2, evaluate=_no_simulation)
+    try:
+        pool.submit(make_jobs({"name": "x"}, [Plan(())], 1, 0)[0])
+        assert pool.next_done().status == "error"
+    finally:
+        pool.close()
+    masks = [f.read_text() for f in tmp_path.iterdir()]
+    assert masks and set(masks) == {"True"}
+    assert not _sigint_blocked(os.getpid())
+
+
+def _no_simulation(job):
+    from rlvr_sim.sweep.jobs import PlanOutcome
+
+    return PlanOutcome(job.index, job.plan_id, {}, "error", "not simulated")
+
+
 # --- real runs: SIGKILL / SIGINT at random points ------------------------------------------------
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory) -> Path:

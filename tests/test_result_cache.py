@@ -59,6 +59,28 @@ def test_every_input_the_result_depends_on_changes_the_key(cache, monkeypatch):
     assert not evaluate_plan(_job()).cached
 
 
+def test_the_code_hash_covers_the_simulator_not_the_planner(tmp_path):
+    """Editing a file a Summary comes from (the engine, the cost model, the catalog) gives a new
+    hash; editing the planner's own files (which plans it asks) does not."""
+    import shutil
+
+    root = Path(result_cache.__file__).resolve().parents[1]
+    copy = tmp_path / "rlvr_sim"
+    shutil.copytree(root, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    before = result_cache.tree_hash(copy)
+    assert before == result_cache.code_version()
+    for planner_file in ("sweep/branch_bound.py", "commands/plan.py", "cli.py"):
+        (copy / planner_file).write_text((copy / planner_file).read_text() + "\n# planner edit\n")
+        assert result_cache.tree_hash(copy) == before, planner_file
+    for simulator_file in ("sim/sampler.py", "cost/sampler.py", "scenario.py"):
+        edited = copy / simulator_file
+        original = edited.read_text()
+        edited.write_text(original + "\n# engine edit\n")
+        assert result_cache.tree_hash(copy) != before, simulator_file
+        edited.write_text(original)
+    assert result_cache.tree_hash(copy) == before
+
+
 def test_races_are_answered_by_runs_that_decide_them(cache):
     """A run stopped above H answers races at thresholds <= H (certainly above those too), not
     above H; a higher stop replaces it; a run simulated to its end answers every race."""

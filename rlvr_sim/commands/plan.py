@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 import time
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Callable
 from pathlib import Path
 
@@ -16,6 +16,7 @@ from rlvr_sim.input_limits import seed_arg
 from rlvr_sim.sim.steady import PLANNER_RULE, Rule
 from rlvr_sim.sweep import result_cache
 from rlvr_sim.sweep.bound import PlanBounds
+from rlvr_sim.sweep.confirm import CONFIRM_PER_GROUP, Confirmation, confirm
 from rlvr_sim.sweep.grid import Plan, parse_grid_option
 from rlvr_sim.sweep.pareto import DOLLARS, HOURS, pareto_front
 from rlvr_sim.sweep.planner import Evaluator, exhaustive, search
@@ -112,6 +113,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="stop simulating a plan once its hours are certainly (3 standard errors) above "
                         "the plan it is compared with: it cannot be chosen (default on; not with "
                         "--exhaustive or --steps)")
+    p.add_argument("--confirm", type=int, default=CONFIRM_PER_GROUP, metavar="N",
+                   help="simulate each GPU total's N closest contenders again for longer (half the "
+                        "tolerance, twice the steps and cap) before recommending one; their hours "
+                        f"replace the search's (rlvr_sim.sweep.confirm; default {CONFIRM_PER_GROUP}; "
+                        "0: off; not with --steps)")
     p.add_argument("--cache", action=argparse.BooleanOptionalAction, default=True,
                    help="reuse plans simulated by earlier runs with the same scenario, profile, rule "
                         "and code (rlvr_sim.sweep.result_cache; folder: $RLVR_SIM_CACHE, default "
@@ -237,6 +243,52 @@ def make_evaluator(args: argparse.Namespace, pool: Pool, rule: Rule, progress: b
     return ev, draw_bounds
 
 
+@dataclass
+class Decision:
+    """What `decide` found: the search (its last pass), the evaluator holding every simulated
+    plan, the recommendation, the confirmation stage (None: off) and the seconds to the
+    recommendation (before the robustness draws)."""
+
+    result: SearchResult
+    ev: Evaluator
+    rec: Recommendation
+    confirmation: Confirmation | None
+    search_s: float
+
+
+def decide(args: argparse.Namespace, space: SearchSpace, base: Allocation, pool: Pool, rule: Rule,
+           base_scenario: Scenario, progress: bool = False) -> Decision:
+    """Search, confirm the closest contenders (`--confirm`, runs until steady only), recommend
+    and assess the recommendation's robustness (`--draws`): the `plan` command's decision, shared
+    with the app (rlvr_sim.api.plan). `pool` stays open."""
+    started = time.perf_counter()
+    ev, draw_bounds = make_evaluator(args, pool, rule, progress=progress)
+
+    def searched() -> SearchResult:
+        return exhaustive(space, ev) if args.exhaustive else search(space, base, ev)
+
+    result = searched()
+    confirmation: Confirmation | None = None
+    if args.confirm and args.steps is None:
+        last = [result]
+
+        def resume() -> None:
+            last[0] = searched()
+
+        confirmation = confirm(ev, rule, resume, per_group=args.confirm)
+        result = last[0]
+    rec = recommend(result, ev, Constraints(args.budget_usd, args.deadline_hours),
+                    confirmation.as_searched(ev) if confirmation is not None else None)
+    if confirmation is not None:
+        rec.reason = " ".join(filter(None, [rec.reason, confirmation.sentence(rec.allocation, ev)]))
+    search_s = time.perf_counter() - started
+    if args.draws:
+        rec.robustness = assess(ev, rec.allocation, robustness_candidates(result, ev), base_scenario,
+                                args.draws, args.deadline_hours, args.budget_usd, args.length_range,
+                                seed=args.seed or 0, bounds=draw_bounds)
+    return Decision(result, ev, rec, confirmation, search_s)
+
+
 def run(args: argparse.Namespace) -> int:
     if getattr(args, "cache", True):
         return _run(args)
@@ -250,6 +302,8 @@ def _run(args: argparse.Namespace) -> int:
         raise UserError(f"--steps {args.steps}: give at least 1")
     if args.max_steps < 2:
         raise UserError(f"--max-steps {args.max_steps}: give at least 2")
+    if args.confirm < 0:
+        raise UserError(f"--confirm {args.confirm}: give 0 (off) or the contenders per GPU total, e.g. 3")
     if args.draws < 0:
         raise UserError(f"--draws {args.draws}: give 0 (off) or more")
     if not 0 <= args.length_range < 1:
@@ -258,16 +312,10 @@ def _run(args: argparse.Namespace) -> int:
     pool = open_pool(args.workers, ray_address=args.ray or None, use_ray=args.ray is not None)
     rule = replace(PLANNER_RULE, max_steps=args.max_steps)
     try:
-        ev, draw_bounds = make_evaluator(args, pool, rule, progress=not args.json and sys.stderr.isatty())
-        result = exhaustive(space, ev) if args.exhaustive else search(space, base, ev)
-        rec = recommend(result, ev, Constraints(args.budget_usd, args.deadline_hours))
-        search_s = time.perf_counter() - started
-        if args.draws:
-            rec.robustness = assess(ev, rec.allocation, robustness_candidates(result, ev), _base_scenario(args),
-                                    args.draws, args.deadline_hours, args.budget_usd, args.length_range,
-                                    seed=args.seed or 0, bounds=draw_bounds)
+        d = decide(args, space, base, pool, rule, _base_scenario(args), progress=not args.json and sys.stderr.isatty())
     finally:
         pool.close()
+    result, ev, rec, confirmation, search_s = d.result, d.ev, d.rec, d.confirmation, d.search_s
     advice = _whole_run_advice(args, ev, rec)       # rlvr_sim.schedule; None without a schedule
     wall_s = time.perf_counter() - started
     if args.out:
@@ -275,14 +323,17 @@ def _run(args: argparse.Namespace) -> int:
     front = pareto_front(result.table)
     shown = [c for c in FRONT_COLUMNS if c in front.columns]
     counts = result.counts()
+    plan_steps = _plan_steps(result.table) + (confirmation.first_steps() if confirmation is not None else 0)
     steps_text = f"{args.steps} steps each" if args.steps is not None else \
-        f"each until steady ({_steps_range(result.table)} steps, {_plan_steps(result.table)} in all)"
+        f"each until steady ({_steps_range(result.table)} steps, {plan_steps} in all)"
     if args.json:
         payload = {"recommended": {**asdict(rec), "allocation": asdict(rec.allocation)},
                    "frontier": json.loads(front[shown].to_json(orient="records")),
-                   "counts": counts, "plan_steps": _plan_steps(result.table), "rounds": result.rounds, "steps_per_plan": args.steps or "until steady",
+                   "counts": counts, "plan_steps": plan_steps, "rounds": result.rounds, "steps_per_plan": args.steps or "until steady",
                    "method": _method(args), "wall_s": round(wall_s, 2),
                    "search_s": round(search_s, 2)}
+        if confirmation is not None:
+            payload["confirmation"] = asdict(confirmation.report(ev))
         if advice is not None:
             payload["whole_run"] = advice.model_dump()
         print(strict_json(payload, indent=2, default=str))
@@ -294,7 +345,9 @@ def _run(args: argparse.Namespace) -> int:
           + (f"({counts['bounded']} neighbours skipped: bound above the plan they would replace) "
              if counts['bounded'] and not counts['space'] else "")
           + f"({counts['ok']} valid, {counts['invalid']} invalid skipped, {counts['error']} errors"
-          + (f"; {counts['cached']} read from the result cache" if counts.get("cached") else "") + "), "
+          + (f"; {counts['cached']} read from the result cache" if counts.get("cached") else "")
+          + (f"; {len(confirmation.first)} confirmed by longer runs" if confirmation is not None and confirmation.first else "")
+          + "), "
           f"{steps_text}, {search_s:.1f} s on {pool.workers} worker(s)"
           + (f"; robustness {wall_s - search_s:.1f} s" if args.draws else ""))
     print(f"\nRecommended: {rec.label}")

@@ -83,6 +83,7 @@ class PlanMetrics:
     warmup_steps: int
     steady_state: bool
     stopped_above_hours: float | None    # stopped early: certainly slower than this (a race)
+    rel_stderr: float | None = None      # standard error of the steady mean / mean (None: unknown)
 
     @classmethod
     def of(cls, s: Summary) -> "PlanMetrics":
@@ -93,7 +94,7 @@ class PlanMetrics:
                    idle_s=PoolValues(s.idle_s["sampler"], s.idle_s["trainer"], s.idle_s["verifier"]),
                    bottleneck=s.bottleneck, steps_simulated=s.steps_simulated,
                    warmup_steps=s.warmup_steps, steady_state=s.steady_state,
-                   stopped_above_hours=s.stopped_above_hours)
+                   stopped_above_hours=s.stopped_above_hours, rel_stderr=s.steady_rel_stderr)
 
 
 @dataclass
@@ -108,6 +109,7 @@ class PlanOutcome:
     summary: Summary | None = None
     scenario_yaml: str | None = None
     cached: bool = False          # read from the result cache, not simulated by this run
+    confirmed: bool = False       # a longer run of a close contender (rlvr_sim.sweep.confirm)
 
     @property
     def metrics(self) -> PlanMetrics | None:

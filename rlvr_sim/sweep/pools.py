@@ -21,7 +21,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from typing import Any, Iterator, Protocol, cast
 
 from rlvr_sim.errors import UserError
-from rlvr_sim.lifecycle import become_worker
+from rlvr_sim.lifecycle import become_worker, sigint_held
 from rlvr_sim.sweep.jobs import Evaluate, PlanJob, PlanOutcome, evaluate_chunk, evaluate_plan, preload_simulator
 
 
@@ -123,7 +123,10 @@ class LocalPool:
         self._done: deque[PlanOutcome] = deque()
 
     def submit(self, job: PlanJob) -> None:
-        self._pending.add(self._executor.submit(evaluate_chunk, self.evaluate, [job]))
+        # the first submit forks the workers: with SIGINT blocked until become_worker() ignores
+        # it, a Ctrl-C during their start-up prints no KeyboardInterrupt from a worker
+        with sigint_held():
+            self._pending.add(self._executor.submit(evaluate_chunk, self.evaluate, [job]))
 
     def next_done(self) -> PlanOutcome:
         if not self._done:
@@ -135,8 +138,9 @@ class LocalPool:
         return self._done.popleft()
 
     def run(self, jobs: list[PlanJob]) -> Iterator[PlanOutcome]:
-        pending: set[Future[list[PlanOutcome]]] = {self._executor.submit(evaluate_chunk, self.evaluate, chunk)
-                                for chunk in chunked(jobs, self.workers)}
+        with sigint_held():                  # as in `submit`: workers may start here
+            pending: set[Future[list[PlanOutcome]]] = {self._executor.submit(evaluate_chunk, self.evaluate, chunk)
+                                                       for chunk in chunked(jobs, self.workers)}
         try:
             while pending:
                 done, pending = wait(pending, return_when=FIRST_COMPLETED)

@@ -148,8 +148,11 @@ def marginals(base_ev: Evaluator, a: Allocation) -> list[Marginal]:
     return found
 
 
-def recommend(result: SearchResult, ev: Evaluator, constraints: Constraints) -> Recommendation:
-    """The chosen plan with its reason (see module docstring)."""
+def recommend(result: SearchResult, ev: Evaluator, constraints: Constraints,
+              marginal_ev: Evaluator | None = None) -> Recommendation:
+    """The chosen plan with its reason (see module docstring). The marginal plans are compared
+    with the recommended plan's hours in `marginal_ev` (default `ev`): the confirmation stage
+    passes the search's own estimates, simulated under the same rule as the marginal plans."""
     allocation, rule = choose(result, constraints)
     m = ev.metrics(allocation)
     assert m is not None, "choose() picks a simulated plan"
@@ -157,7 +160,7 @@ def recommend(result: SearchResult, ev: Evaluator, constraints: Constraints) -> 
         allocation=allocation, label=allocation.label(), hours_total=m.hours_total,
         usd_total=m.usd_total, step_time_s=m.step_time_s, rule=rule,
         bottleneck=m.bottleneck, utilization=m.utilization.as_dict(),
-        idle_s=m.idle_s.as_dict(), marginals=marginals(ev, allocation),
+        idle_s=m.idle_s.as_dict(), marginals=marginals(marginal_ev or ev, allocation),
         steps_simulated=m.steps_simulated, warmup_steps=m.warmup_steps, steady_state=m.steady_state)
     rec.reason = explain(rec, result.counts()["ok"])
     return rec

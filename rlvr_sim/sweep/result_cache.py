@@ -6,8 +6,12 @@ holds everything the result depends on:
 - the resolved scenario (every default filled in, the model inline) and the hardware profile
   actually simulated (after a robustness draw's perturbation);
 - the steps, seed and steady rule of the job;
-- the simulator's code: a hash of every source and catalog file of the `rlvr_sim` package, so
-  any change to the code gives new keys (nothing computed by older code is ever read).
+- the simulator's code: a hash of every source and catalog file of the `rlvr_sim` package but
+  the planner's own (`rlvr_sim/sweep`, `rlvr_sim/commands`, the CLI and app fronts: `PLANNER_PARTS`), so
+  any change to the code a Summary comes from gives new keys (nothing computed by older code is
+  ever read). The planner's files decide which plans are asked and how their scenarios are
+  loaded; what that gives is in the key already (the resolved scenario and profile), so a new
+  search, confirmation or report does not throw away the results it would ask for again.
 
 Races (the planner stops a plan once its hours are certainly above a threshold that depends on
 which plans finished first, so it differs from run to run) are not part of the key: a plan
@@ -45,12 +49,23 @@ ENV = "RLVR_SIM_CACHE"
 _SUFFIXES = (".py", ".yaml", ".yml", ".json")
 
 
+# the planner's own files: which plans it asks, not what a plan's simulation gives
+PLANNER_PARTS = frozenset({"sweep", "commands", "cli.py", "cli_output.py", "api.py", "api_types.py"})
+
+
 @lru_cache(maxsize=1)
 def code_version() -> str:
-    """Hash of the `rlvr_sim` package's source and catalog files (names and bytes)."""
-    root = Path(__file__).resolve().parents[1]
+    """Hash of the `rlvr_sim` package's source and catalog files (names and bytes) that a plan's
+    Summary depends on (module docstring)."""
+    return tree_hash(Path(__file__).resolve().parents[1])
+
+
+def tree_hash(root: Path) -> str:
+    """Hash of the source and catalog files under `root` (a copy of the package), names and
+    bytes, leaving out `PLANNER_PARTS` at its top level."""
     h = hashlib.sha256()
-    for path in sorted(p for p in root.rglob("*") if p.suffix in _SUFFIXES and "__pycache__" not in p.parts):
+    for path in sorted(p for p in root.rglob("*") if p.suffix in _SUFFIXES and "__pycache__" not in p.parts
+                       and p.relative_to(root).parts[0] not in PLANNER_PARTS):
         h.update(str(path.relative_to(root)).encode())
         h.update(b"\0")
         h.update(path.read_bytes())

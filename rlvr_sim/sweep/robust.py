@@ -51,6 +51,9 @@ FRACTIONS = ("decode_bw_eff", "decode_mfu", "prefill_mfu", "train_mfu", "link_ef
 DEFAULT_REL_SPREAD = 0.10      # 1-sigma relative spread of a term with no calibrated uncertainty
 DEFAULT_LENGTH_RANGE = 0.15    # mean response length within +-15 %
 ROBUST_SHARE = 0.8             # stays best in >= 80 % of draws
+# not robust, yet never more than this much worse than a draw's best (the planner rule's own
+# tolerance: its estimates are known to 2 %, so closer plans are not told apart): "near-equal"
+NEAR_EQUAL = 0.02
 
 
 @dataclass(frozen=True)
@@ -142,13 +145,44 @@ class Robustness:
     spread_source: str                 # what was drawn and from where
     failed_draws: int = 0              # draws where the recommended plan did not simulate
     simulated: int = 0                 # plan simulations run (screened ones excluded)
+    # regret: in the draws another plan is picked, how much worse the recommended plan is there
+    # (fastest rule: hours / that plan's hours - 1; deadline rule: dollars; inf: it misses the
+    # deadline or budget in that draw); 0 when it is picked in every draw, nan with no draw
+    regret_max: float = math.nan
+    regret_p50: float = math.nan
+    recommended_label: str = ""
+
+    @property
+    def near_equal(self) -> bool:
+        """Not robust, but never more than `NEAR_EQUAL` worse than a draw's pick: the plans that
+        take its place are as good within the planner's own tolerance."""
+        return not self.robust and self.regret_max <= NEAR_EQUAL
 
     def sentence(self) -> str:
-        verdict = "robust" if self.robust else "NOT robust"
+        verdict = "robust" if self.robust else "NOT robust" + (", near-equal plans" if self.near_equal else "")
+        regret = ""
+        if math.isfinite(self.regret_max) and self.regret_max > 0:
+            regret = (f"; in the draws another plan is picked, this one is at most {self.regret_max:.1%} worse "
+                      f"(median {self.regret_p50:.1%})")
+        elif self.regret_max == math.inf:
+            regret = "; in some draws it misses the deadline or budget another plan meets"
+        rival = ""
+        if not self.robust and self.rival is not None:
+            rival = f"; picked most often instead: {self.rival} ({self.winners[self.rival]} of {self.draws})"
         return (f"Robustness ({verdict}): recommended in {self.share_best:.0%} of {self.draws} draws "
                 f"among {self.candidates} candidate plans; {self.hours_p10:,.1f}-{self.hours_p90:,.1f} h "
-                f"(p10-p90, median {self.hours_p50:,.1f}), ${self.usd_p10:,.0f}-${self.usd_p90:,.0f}; "
+                f"(p10-p90, median {self.hours_p50:,.1f}), ${self.usd_p10:,.0f}-${self.usd_p90:,.0f}{regret}{rival}; "
                 f"{self.simulated} simulations. Drawn: {self.spread_source}.")
+
+    @property
+    def rival(self) -> str | None:
+        """The plan the draws pick most often when it is not the recommended one (None: the
+        recommended plan is picked at least as often as any other)."""
+        if not self.winners:
+            return None
+        label, count = max(self.winners.items(), key=lambda kv: kv[1])
+        mine = max((c for lab, c in self.winners.items() if lab == self.recommended_label), default=0)
+        return label if label != self.recommended_label and label != "none" and count > mine else None
 
 
 def describe_spreads(sp: Spreads) -> str:
@@ -312,6 +346,7 @@ def assess(base: "Evaluator", recommended: "Allocation", candidates: list["Alloc
     usd: list[float] = []
     winners: dict[str, int] = {}
     failed = 0
+    regrets: list[float] = []
     for pert in perts:
         drawn = {a: values[(pert.draw, a)] for a in cands if (pert.draw, a) in values}
         h, d = drawn[recommended]
@@ -323,11 +358,30 @@ def assess(base: "Evaluator", recommended: "Allocation", candidates: list["Alloc
         best = pick(drawn, deadline_hours, budget_usd)
         label = best.label() if best is not None else "none"
         winners[label] = winners.get(label, 0) + 1
+        if best is not None and best != recommended:
+            regrets.append(regret(drawn[recommended], drawn[best], deadline_hours, budget_usd))
     share = winners.get(recommended.label(), 0) / draws if draws else math.nan
 
     def q(xs: list[float], p: float) -> float:
         return float(np.percentile(xs, p)) if xs else math.nan
 
+    picked = draws - failed - len(regrets)        # draws the recommended plan was picked in
+    regret_max = max(regrets) if regrets else (0.0 if picked > 0 else math.nan)
+    regret_p50 = float(np.median(regrets)) if regrets else regret_max
     return Robustness(draws, len(cands), share, share >= ROBUST_SHARE, q(hours, 10), q(hours, 50), q(hours, 90),
                       q(usd, 10), q(usd, 50), q(usd, 90), dict(sorted(winners.items(), key=lambda kv: -kv[1])),
-                      describe_spreads(sp), failed, len(values))
+                      describe_spreads(sp), failed, len(values), regret_max, regret_p50, recommended.label())
+
+
+def regret(mine: tuple[float, float], best: tuple[float, float], deadline_hours: float | None,
+           budget_usd: float | None) -> float:
+    """How much worse (hours, dollars) `mine` is than the draw's pick `best`: relative hours under
+    the fastest rule, relative dollars under the deadline rule; inf when `mine` did not simulate
+    or breaks the deadline / budget the pick meets."""
+    hours, usd = mine
+    if not math.isfinite(hours) or (deadline_hours is not None and hours > deadline_hours) \
+            or (budget_usd is not None and usd > budget_usd):
+        return math.inf
+    if deadline_hours is not None:
+        return usd / best[1] - 1 if best[1] > 0 else math.inf
+    return hours / best[0] - 1 if best[0] > 0 else math.inf

@@ -37,7 +37,8 @@ def outcome_row(outcome: PlanOutcome) -> dict[str, Any]:
     (`Summary.flat()`: the one place it is flattened), `scenario_yaml` last."""
     summary = {} if outcome.summary is None else {k: _cell(v) for k, v in outcome.summary.flat().items()}
     return {"plan_index": outcome.index, "plan_id": outcome.plan_id, **outcome.columns,
-            "status": outcome.status, "error": outcome.error, "cached": outcome.cached, **summary,
+            "status": outcome.status, "error": outcome.error, "cached": outcome.cached,
+            "confirmed": outcome.confirmed, **summary,
             "scenario_yaml": outcome.scenario_yaml}
 
 
