@@ -270,13 +270,11 @@ def decide(args: argparse.Namespace, space: SearchSpace, base: Allocation, pool:
     result = searched()
     confirmation: Confirmation | None = None
     if args.confirm and args.steps is None:
-        last = [result]
-
-        def resume() -> None:
-            last[0] = searched()
+        def resume() -> None:             # the search again, after each round of confirmations
+            nonlocal result
+            result = searched()
 
         confirmation = confirm(ev, rule, resume, per_group=args.confirm)
-        result = last[0]
     rec = recommend(result, ev, Constraints(args.budget_usd, args.deadline_hours),
                     confirmation.as_searched(ev) if confirmation is not None else None)
     if confirmation is not None:

@@ -93,10 +93,20 @@ class Confirmation:
     steps it simulated, and how many contender rounds it took."""
 
     rule: Rule
-    first: dict[Allocation, FirstEstimate] = field(default_factory=dict)
     steps: int = 0
     rounds: int = 0
-    searched: dict[Allocation, PlanOutcome] = field(default_factory=dict, repr=False)   # replaced outcomes
+    # the search's outcomes of the confirmed plans, which the longer runs replaced in `ev`
+    searched: dict[Allocation, PlanOutcome] = field(default_factory=dict, repr=False)
+
+    @property
+    def first(self) -> dict[Allocation, FirstEstimate]:
+        """Each confirmed plan's estimate from the search (read off `searched`)."""
+        out = {}
+        for a, outcome in self.searched.items():
+            m = outcome.metrics
+            assert m is not None, "a contender was simulated"
+            out[a] = FirstEstimate(a.label(), m.hours_total, m.steps_simulated, m.steady_state, outcome.cached)
+        return out
 
     def as_searched(self, ev: Evaluator) -> Evaluator:
         """`ev` with the search's own outcomes of the confirmed plans back (every plan under the
@@ -153,10 +163,10 @@ def contenders(ev: Evaluator, done: set[Allocation], z: float = CONFIRM_Z, floor
     wanted: list[Allocation] = []
     for key in sorted(groups):
         ranked = sorted(groups[key], key=lambda item: item[0])
-        (_, _, best), bm = ranked[0]
+        bm = ranked[0][1]                  # the group's best (always within its own margin)
         for (hours, _, a), m in ranked[:per_group]:
             margin = max(z * math.hypot(_rel_se(m), _rel_se(bm)), floor) * bm.hours_total
-            if (a is best or hours <= bm.hours_total + margin) and a not in done:
+            if hours <= bm.hours_total + margin and a not in done:
                 wanted.append(a)
     return wanted
 
@@ -173,16 +183,11 @@ def confirm(ev: Evaluator, rule: Rule, resume: Callable[[], object] | None = Non
     checker = Evaluator(ev.scenario, ev.pool, None, ev.seed, progress=ev.progress, fixed=ev.fixed,
                         steady=longer, perturb=ev.perturb)
     for _ in range(rounds):
-        wanted = contenders(ev, set(report.first), z, floor, per_group)
+        wanted = contenders(ev, set(report.searched), z, floor, per_group)
         if not wanted:
             break
         report.rounds += 1
-        for a in wanted:
-            m = ev.metrics(a)
-            assert m is not None, "a contender was simulated"
-            report.searched[a] = ev.seen[a]
-            report.first[a] = FirstEstimate(a.label(), m.hours_total, m.steps_simulated, m.steady_state,
-                                            ev.seen[a].cached)
+        report.searched.update((a, ev.seen[a]) for a in wanted)
         checker.evaluate(wanted, "plan: confirming the closest contenders")
         for a in wanted:
             outcome = checker.seen[a]

@@ -181,7 +181,7 @@ class Robustness:
         if not self.winners:
             return None
         label, count = max(self.winners.items(), key=lambda kv: kv[1])
-        mine = max((c for lab, c in self.winners.items() if lab == self.recommended_label), default=0)
+        mine = self.winners.get(self.recommended_label, 0)
         return label if label != self.recommended_label and label != "none" and count > mine else None
 
 
