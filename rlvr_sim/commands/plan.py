@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 from dataclasses import asdict, dataclass, replace
@@ -16,6 +17,8 @@ from rlvr_sim.input_limits import seed_arg
 from rlvr_sim.sim.steady import PLANNER_RULE, Rule
 from rlvr_sim.sweep import result_cache
 from rlvr_sim.sweep.bound import PlanBounds
+from rlvr_sim.sweep.branch_bound import STOP_EXHAUSTED
+from rlvr_sim.sweep.evaluator import GroupGap
 from rlvr_sim.sweep.confirm import CONFIRM_PER_GROUP, Confirmation, confirm
 from rlvr_sim.sweep.grid import Plan, parse_grid_option
 from rlvr_sim.sweep.pareto import DOLLARS, HOURS, pareto_front
@@ -118,6 +121,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "tolerance, twice the steps and cap) before recommending one; their hours "
                         f"replace the search's (rlvr_sim.sweep.confirm; default {CONFIRM_PER_GROUP}; "
                         "0: off; not with --steps)")
+    p.add_argument("--gap", type=float, default=0.0, metavar="FRACTION",
+                   help="stop a GPU total's search once no plan left can beat its best by more than this "
+                        "fraction (e.g. 0.05: the answer is within 5%% of that total's optimum, by the "
+                        "cost-model bound; default 0: the exhaustive answer; branch and bound only)")
+    p.add_argument("--time-limit", type=float, default=None, metavar="SECONDS",
+                   help="start no plan after this many seconds (plans running finish; each GPU total "
+                        "keeps its first valid plan); confirmation and robustness draws are skipped once "
+                        "past it; the answer says how far each total's best can be from its optimum "
+                        "(branch and bound only)")
     p.add_argument("--cache", action=argparse.BooleanOptionalAction, default=True,
                    help="reuse plans simulated by earlier runs with the same scenario, profile, rule "
                         "and code (rlvr_sim.sweep.result_cache; folder: $RLVR_SIM_CACHE, default "
@@ -246,14 +258,44 @@ def make_evaluator(args: argparse.Namespace, pool: Pool, rule: Rule, progress: b
 @dataclass
 class Decision:
     """What `decide` found: the search (its last pass), the evaluator holding every simulated
-    plan, the recommendation, the confirmation stage (None: off) and the seconds to the
-    recommendation (before the robustness draws)."""
+    plan, the recommendation, the confirmation stage (None: off), the seconds to the
+    recommendation (before the robustness draws) and what the time limit skipped."""
 
     result: SearchResult
     ev: Evaluator
     rec: Recommendation
     confirmation: Confirmation | None
     search_s: float
+    skipped: tuple[str, ...] = ()
+
+
+def _hours_text(hours: float) -> str:
+    return f"{hours:,.1f}" if hours >= 10 else f"{hours:.3g}"
+
+
+def gap_sentence(gaps: tuple[GroupGap, ...], recommended: Allocation) -> str:
+    """One sentence on a search stopped early (`--gap`, `--time-limit`): how far the recommended
+    plan's GPU total's best can be from its optimum, and the other totals' ("" when exact)."""
+    early = [g for g in gaps if g.stopped != STOP_EXHAUSTED and g.best_hours < math.inf]
+    if not early:
+        return ""
+    mine = [g for g in early if (g.gpu, g.total_gpus) == (recommended.gpu, recommended.total_gpus)]
+    others = [g for g in early if g not in mine]
+
+    def within(g: GroupGap) -> str:
+        return "an unknown amount (plans without a bound were left)" if g.gap == math.inf else f"{g.gap:.1%}"
+
+    parts = []
+    if mine:
+        g = mine[0]
+        parts.append(f"Search stopped early ({g.stopped}): this plan is within {within(g)} of the fastest "
+                     f"{g.total_gpus}x {g.gpu} plan (no plan left unsimulated can take less than "
+                     f"{_hours_text(g.floor_hours)} h by the cost-model bound)")
+    if others:
+        parts.append(("the other totals' best within " if mine else "Search stopped early: the best plans are within ")
+                     + ", ".join(f"{within(g)} ({g.total_gpus}x {g.gpu}, {g.stopped})" for g in others)
+                     + " of their optima")
+    return "; ".join(parts) + "."
 
 
 def decide(args: argparse.Namespace, space: SearchSpace, base: Allocation, pool: Pool, rule: Rule,
@@ -262,29 +304,57 @@ def decide(args: argparse.Namespace, space: SearchSpace, base: Allocation, pool:
     and assess the recommendation's robustness (`--draws`): the `plan` command's decision, shared
     with the app (rlvr_sim.api.plan). `pool` stays open."""
     started = time.perf_counter()
+    limit = getattr(args, "time_limit", None)
+    deadline = None if limit is None else time.monotonic() + limit
+    gap = float(getattr(args, "gap", 0.0) or 0.0)
     ev, draw_bounds = make_evaluator(args, pool, rule, progress=progress)
 
     def searched() -> SearchResult:
-        return exhaustive(space, ev) if args.exhaustive else search(space, base, ev)
+        return exhaustive(space, ev) if args.exhaustive else search(space, base, ev, gap=gap, deadline=deadline)
+
+    def past_deadline() -> bool:
+        return deadline is not None and time.monotonic() >= deadline
 
     result = searched()
     confirmation: Confirmation | None = None
+    skipped: list[str] = []
     if args.confirm and args.steps is None:
-        def resume() -> None:             # the search again, after each round of confirmations
-            nonlocal result
-            result = searched()
+        if past_deadline():
+            skipped.append("confirmation")
+        else:
+            def resume() -> None:             # the search again, after each round of confirmations
+                nonlocal result
+                result = searched()
 
-        confirmation = confirm(ev, rule, resume, per_group=args.confirm)
+            confirmation = confirm(ev, rule, resume, per_group=args.confirm, deadline=deadline)
     rec = recommend(result, ev, Constraints(args.budget_usd, args.deadline_hours),
                     confirmation.as_searched(ev) if confirmation is not None else None)
     if confirmation is not None:
         rec.reason = " ".join(filter(None, [rec.reason, confirmation.sentence(rec.allocation, ev)]))
+    rec.reason = " ".join(filter(None, [rec.reason, gap_sentence(result.gaps, rec.allocation)]))
     search_s = time.perf_counter() - started
-    if args.draws:
+    if args.draws and past_deadline():
+        skipped.append("robustness draws")
+    elif args.draws:
         rec.robustness = assess(ev, rec.allocation, robustness_candidates(result, ev), base_scenario,
                                 args.draws, args.deadline_hours, args.budget_usd, args.length_range,
                                 seed=args.seed or 0, bounds=draw_bounds)
-    return Decision(result, ev, rec, confirmation, search_s)
+    if skipped:
+        rec.reason += f" Skipped (past the {limit:g} s time limit): {' and '.join(skipped)}."
+    return Decision(result, ev, rec, confirmation, search_s, tuple(skipped))
+
+
+def check_early_stop(args: argparse.Namespace) -> None:
+    """`--gap` and `--time-limit`: in range, and only with the branch and bound."""
+    gap, limit = getattr(args, "gap", 0.0), getattr(args, "time_limit", None)
+    if not (math.isfinite(gap) and 0 <= gap < 1):
+        raise UserError(f"--gap {gap}: give a fraction in [0, 1), e.g. 0.05 (0: the exact answer)")
+    if limit is not None and not (math.isfinite(limit) and limit > 0):
+        raise UserError(f"--time-limit {limit}: give a positive number of seconds, e.g. 60")
+    if (gap or limit is not None) and (args.exhaustive or getattr(args, "local", False)):
+        flag = "--gap" if gap else "--time-limit"
+        raise UserError(f"{flag} stops the branch and bound early; it does not apply to "
+                        f"{'--exhaustive' if args.exhaustive else '--local'} (drop one of the two)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -306,6 +376,7 @@ def _run(args: argparse.Namespace) -> int:
         raise UserError(f"--draws {args.draws}: give 0 (off) or more")
     if not 0 <= args.length_range < 1:
         raise UserError(f"--length-range {args.length_range}: give a fraction in [0, 1), e.g. 0.15")
+    check_early_stop(args)
     started = time.perf_counter()
     pool = open_pool(args.workers, ray_address=args.ray or None, use_ray=args.ray is not None)
     rule = replace(PLANNER_RULE, max_steps=args.max_steps)
@@ -332,6 +403,10 @@ def _run(args: argparse.Namespace) -> int:
                    "search_s": round(search_s, 2)}
         if confirmation is not None:
             payload["confirmation"] = asdict(confirmation.report(ev))
+        if result.gaps:
+            payload["search_gaps"] = [{**asdict(g), "gap": g.gap} for g in result.gaps]
+        if d.skipped:
+            payload["skipped"] = list(d.skipped)
         if advice is not None:
             payload["whole_run"] = advice.model_dump()
         print(strict_json(payload, indent=2, default=str))

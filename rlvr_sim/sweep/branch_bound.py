@@ -1,20 +1,37 @@
 """Branch and bound over the plan space: the exhaustive sweep's optima without simulating plans
-that cannot win (`branch_and_bound`; rlvr_sim.sweep.planner explains when it is used)."""
+that cannot win (`branch_and_bound`; rlvr_sim.sweep.planner explains when it is used).
+
+Two ways to stop early, for an answer in less time with a stated guarantee instead of the exact
+one (as MIP solvers report their gap):
+- `gap` (relative, e.g. 0.05): a plan is skipped once its bound x (1 + gap) is above its group's
+  best, so the best found is at most (1 + gap) x the group's optimum;
+- `deadline` (a `clock()` time): no plan is started after it (plans in flight finish), except in
+  a group that has no valid plan simulated to the end yet (every group gets an answer).
+Either way each group's `GroupGap` says how far its best can be from the optimum of its group:
+best / (the smallest bound of a plan not simulated, or the raced-out plans' stop levels) - 1,
+0 when nothing left could beat it (the exact search's case). The guarantee is relative to the
+simulator (the planner rule's estimates) and holds as long as the bound does.
+"""
 
 from __future__ import annotations
 
 import heapq
 import math
+import time
 from dataclasses import dataclass
 from typing import Callable
 
 from tqdm import tqdm
 
-from rlvr_sim.sweep.evaluator import Evaluator, SearchResult, best_per_group, search_result
+from rlvr_sim.sweep.evaluator import Evaluator, GroupGap, SearchResult, best_per_group, search_result
 from rlvr_sim.sweep.space import Allocation, SearchSpace, enumerate_space
 
 
 Group = tuple[str, int]          # (GPU type, GPU total)
+
+STOP_EXHAUSTED = "exact"          # nothing left in the group could beat its best
+STOP_GAP = "gap"                  # stopped by the requested gap
+STOP_TIME = "time limit"          # stopped by the deadline
 
 
 @dataclass
@@ -36,16 +53,20 @@ class _Queues:
             heapq.heappush(heap, (max(lb, self.full(a)), True, a))
         return heap[0][0] if heap else math.inf
 
-    def next_plan(self, speculate: bool) -> Allocation | None:
+    def next_plan(self, speculate: bool, gap: float = 0.0, closed: frozenset[Group] = frozenset()
+                  ) -> Allocation | None:
         """The next plan to simulate, or None. A group's front plan whose bound is <= its best
-        and that has no plan in flight is certainly simulated by the exhaustive-equal search
+        (/ (1 + gap)) and that has no plan in flight is certainly simulated by the exhaustive-equal search
         (every later plan of its group has a bound >= it, so no result can prune it): those go
         first, lowest bound / best first. Otherwise (with `speculate`) the front of a group with
-        plans in flight, fewest in flight first: a result still running may prune it."""
+        plans in flight, fewest in flight first: a result still running may prune it. Groups in
+        `closed` (past the deadline) start nothing."""
         options = []
         for g in self.heaps:
+            if g in closed:
+                continue
             lb = self.front(g)
-            if not self.heaps[g] or lb > self.best[g]:
+            if not self.heaps[g] or lb * (1.0 + gap) > self.best[g]:
                 continue
             ratio = lb / self.best[g] if 0 < self.best[g] < math.inf else 0.0
             options.append((self.running[g] > 0, self.running[g], ratio, lb, g))
@@ -57,7 +78,8 @@ class _Queues:
 
 
 def branch_and_bound(space: SearchSpace, ev: Evaluator, in_flight: int | None = None,
-                     speculate: bool = True) -> SearchResult:
+                     speculate: bool = True, gap: float = 0.0, deadline: float | None = None,
+                     clock: Callable[[], float] = time.monotonic) -> SearchResult:
     """Simulate each (GPU, total)'s plans in increasing bound order until the next bound exceeds
     the group's best simulated hours (module docstring), streaming: `in_flight` plans (default:
     the pool's workers) run at once and, whenever one finishes, its group's best is updated and
@@ -66,7 +88,10 @@ def branch_and_bound(space: SearchSpace, ev: Evaluator, in_flight: int | None = 
     never above `ev.bound`) plans are queued by it and get their full bound only at the front of
     their queue. The optima equal the exhaustive sweep's whenever the bound holds, whatever the
     order results arrive in; which plans get simulated can vary with timing on a process pool
-    (speculative plans: `speculate`), never on the serial pool. `rounds` counts the waits."""
+    (speculative plans: `speculate`), never on the serial pool. `rounds` counts the waits.
+    `gap` and `deadline` stop earlier (module docstring); the result's `gaps` say by how much."""
+    if not gap >= 0:
+        raise ValueError(f"gap {gap}: must be >= 0")
     assert ev.bound is not None
     full = ev.bound
     quick = ev.quick_bound or full
@@ -85,10 +110,13 @@ def branch_and_bound(space: SearchSpace, ev: Evaluator, in_flight: int | None = 
             q.best[g] = min(q.best[g], ev.hours(a))
     width = max(in_flight or getattr(ev.pool, "workers", 1), 1)
     waits = 0
+    closed: frozenset[Group] = frozenset()
     with tqdm(desc="plan: branch and bound", unit="plan", disable=not ev.progress, leave=False) as bar:
         while True:
+            if deadline is not None and clock() >= deadline:
+                closed = frozenset(g for g in q.heaps if q.best[g] < math.inf and _answered(ev, g))
             while ev.in_flight < width:
-                nxt = q.next_plan(speculate)
+                nxt = q.next_plan(speculate, gap, closed)
                 if nxt is None:
                     break
                 if ev.submit(nxt, above=q.best[(nxt.gpu, nxt.total_gpus)]):
@@ -101,5 +129,51 @@ def branch_and_bound(space: SearchSpace, ev: Evaluator, in_flight: int | None = 
                 q.running[g] -= 1
                 q.best[g] = min(q.best[g], ev.hours(a))
                 bar.update(1)
+                if ev.progress:
+                    bar.set_postfix_str(_progress_text(q, closed, gap))
     bounded = sum(1 for a in every if a not in ev.seen)
-    return search_result(ev, best_per_group(ev), waits, space, bounded, len(every))
+    gaps = tuple(_group_gap(q, ev, g, gap, g in closed) for g in sorted(q.heaps))
+    return search_result(ev, best_per_group(ev), waits, space, bounded, len(every), gaps)
+
+
+def _answered(ev: Evaluator, g: Group) -> bool:
+    """Whether group `g` has a valid plan simulated to the end (not stopped by a race)."""
+    for a in ev.seen:
+        if (a.gpu, a.total_gpus) == g:
+            m = ev.metrics(a)
+            if m is not None and m.stopped_above_hours is None:
+                return True
+    return False
+
+
+def _floor(q: _Queues, ev: Evaluator, g: Group) -> float:
+    """The least hours a plan of `g` not simulated to the end can take: the smallest bound left
+    in its queue, or a raced plan's stop level (it is certainly slower than that)."""
+    floor = q.front(g)
+    for a in ev.seen:
+        if (a.gpu, a.total_gpus) == g:
+            m = ev.metrics(a)
+            if m is not None and m.stopped_above_hours is not None:
+                floor = min(floor, m.stopped_above_hours)
+    return floor
+
+
+def _group_gap(q: _Queues, ev: Evaluator, g: Group, gap: float, timed_out: bool) -> GroupGap:
+    """How far `g`'s best can be from its optimum, and why the search of `g` stopped."""
+    best, floor = q.best[g], _floor(q, ev, g)
+    if floor >= best:
+        how = STOP_EXHAUSTED
+    else:
+        how = STOP_TIME if timed_out and floor * (1.0 + gap) <= best else STOP_GAP
+    return GroupGap(g[0], g[1], best, min(floor, best), how)
+
+
+def _progress_text(q: _Queues, closed: frozenset[Group], gap: float) -> str:
+    """The progress bar's note: the largest group's best so far and its certified gap."""
+    g = max(q.best, key=lambda k: (k[1], k[0]))
+    best = q.best[g]
+    if best == math.inf:
+        return f"{g[1]} GPUs: no valid plan yet"
+    lb = min(q.front(g), best)
+    return f"{g[1]} GPUs: best {best:,.1f} h, within {best / lb - 1:.1%} of the optimum" if lb > 0 else \
+        f"{g[1]} GPUs: best {best:,.1f} h"

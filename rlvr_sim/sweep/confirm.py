@@ -29,6 +29,7 @@ estimates. Each confirmation costs roughly 4x the steps of a first estimate (hal
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass, field, replace
 from typing import Callable
 
@@ -173,16 +174,20 @@ def contenders(ev: Evaluator, done: set[Allocation], z: float = CONFIRM_Z, floor
 
 def confirm(ev: Evaluator, rule: Rule, resume: Callable[[], object] | None = None,
             z: float = CONFIRM_Z, floor: float = CONFIRM_FLOOR, per_group: int = CONFIRM_PER_GROUP,
-            rounds: int = CONFIRM_ROUNDS) -> Confirmation:
+            rounds: int = CONFIRM_ROUNDS, deadline: float | None = None,
+            clock: Callable[[], float] = time.monotonic) -> Confirmation:
     """Simulate each group's contenders again under `confirm_rule(rule)` and put those outcomes in
     `ev.seen` (module docstring); `resume` re-runs the search after each round (a confirmed best
     may be slower, which un-skips plans). The confirmation runs use `ev`'s pool, scenario, seed
-    and robustness draw, and the result cache."""
+    and robustness draw, and the result cache. No round starts once `clock()` is past `deadline`
+    (`plan --time-limit`; a round started finishes)."""
     longer = confirm_rule(rule)
     report = Confirmation(longer)
     checker = Evaluator(ev.scenario, ev.pool, None, ev.seed, progress=ev.progress, fixed=ev.fixed,
                         steady=longer, perturb=ev.perturb)
     for _ in range(rounds):
+        if deadline is not None and clock() >= deadline:
+            break
         wanted = contenders(ev, set(report.searched), z, floor, per_group)
         if not wanted:
             break

@@ -134,9 +134,30 @@ class Evaluator:
         return pd.DataFrame(rows)
 
 
+@dataclass(frozen=True)
+class GroupGap:
+    """How close a (GPU type, total)'s best simulated plan is certain to be to the group's optimum
+    (rlvr_sim.sweep.branch_bound): no plan of the group can take less than `floor_hours`."""
+
+    gpu: str
+    total_gpus: int
+    best_hours: float          # the group's best simulated hours (inf: no valid plan)
+    floor_hours: float         # the least hours any plan of the group can take (<= best_hours)
+    stopped: str               # "exact", "gap" or "time limit" (branch_bound.STOP_*)
+
+    @property
+    def gap(self) -> float:
+        """best / floor - 1: 0 when the best is certainly the group's optimum, inf when nothing
+        is known (a plan without a bound was left unsimulated)."""
+        if self.floor_hours >= self.best_hours:
+            return 0.0
+        return self.best_hours / self.floor_hours - 1.0 if self.floor_hours > 0 else math.inf
+
+
 @dataclass
 class SearchResult:
-    """All simulated plans (`table`), the per-(GPU, total) optima, and how much work it took."""
+    """All simulated plans (`table`), the per-(GPU, total) optima, and how much work it took;
+    `gaps` (branch and bound only) how far each group's best can be from its optimum."""
 
     table: pd.DataFrame
     optima: list[Allocation]
@@ -145,6 +166,7 @@ class SearchResult:
     space: SearchSpace
     bounded: int = 0           # plans skipped because their bound exceeded their group's best
     space_size: int = 0        # allocations in the space (0: not enumerated)
+    gaps: tuple[GroupGap, ...] = ()
 
     def counts(self) -> dict[str, int]:
         status = self.table["status"].value_counts() if not self.table.empty else {}
@@ -154,9 +176,9 @@ class SearchResult:
 
 
 def search_result(ev: Evaluator, optima: list[Allocation], rounds: int, space: SearchSpace,
-            bounded: int = 0, space_size: int = 0) -> SearchResult:
+                  bounded: int = 0, space_size: int = 0, gaps: tuple[GroupGap, ...] = ()) -> SearchResult:
     return SearchResult(ev.table(), optima, {o.plan_id: a for a, o in ev.seen.items()}, rounds, space,
-                        bounded, space_size)
+                        bounded, space_size, gaps)
 
 
 def best_per_group(ev: Evaluator) -> list[Allocation]:

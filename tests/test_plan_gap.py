@@ -1,0 +1,179 @@
+"""Stopping the branch and bound early (`plan --gap`, `--time-limit`): the answer it gives is
+within the gap it reports of the exhaustive optimum, the gap it reports is never smaller than the
+true one, and the exact search reports no gap.
+
+Toys: `Toy` hours (tests/test_plan_search.py) with `toy_bound` (a valid bound 0.5-1x the hours,
+varying per plan); `ClockPool` (tests/test_plan_stream.py) runs plans on a virtual clock, so a
+deadline is a virtual time and the test is deterministic."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from rlvr_sim.sweep.branch_bound import STOP_EXHAUSTED, STOP_GAP, STOP_TIME, branch_and_bound
+from rlvr_sim.sweep.evaluator import GroupGap
+from rlvr_sim.sweep.planner import Evaluator, exhaustive
+from rlvr_sim.sweep.pools import InlinePool
+from rlvr_sim.sweep.space import SearchSpace
+from test_plan_bb import toy_bound
+from test_plan_search import Toy
+from test_plan_stream import ClockPool
+
+SPACE = SearchSpace(gpus=("h100-sxm", "h200"), sizes=(32, 16), sampler_tps=(1, 2, 4), trainer_tps=(1, 2, 4),
+                    staleness=(0, 1, 2, 4), mini_batches=(2,), gpus_per_node=8)
+SMALL = Path(__file__).parent / "data" / "small-qwen1.5b.yaml"
+
+
+def optima(ev: Evaluator) -> dict[tuple[str, int], float]:
+    best: dict[tuple[str, int], float] = {}
+    for a in ev.seen:
+        g = (a.gpu, a.total_gpus)
+        best[g] = min(best.get(g, math.inf), ev.hours(a))
+    return best
+
+
+def brute(gen: float, train: float) -> dict[tuple[str, int], float]:
+    full = Evaluator({"name": "toy"}, InlinePool(Toy(gen, train)), 4, 0)
+    exhaustive(SPACE, full)
+    return optima(full)
+
+
+def check_certified(gaps: tuple[GroupGap, ...], found: dict, true: dict) -> None:
+    """Each group's best is the search's, within its reported gap of the true optimum, and the
+    reported floor is below the true optimum (a certificate, not an estimate)."""
+    assert {(g.gpu, g.total_gpus) for g in gaps} == set(true)
+    for g in gaps:
+        key = (g.gpu, g.total_gpus)
+        assert g.best_hours == found[key]
+        assert g.floor_hours <= true[key] + 1e-12
+        assert g.best_hours <= true[key] * (1 + g.gap) * (1 + 1e-12)
+
+
+def test_exact_search_reports_no_gap():
+    gen, train = 400000.0, 150000.0
+    ev = Evaluator({"name": "toy"}, InlinePool(Toy(gen, train)), 4, 0, bound=toy_bound(gen, train))
+    result = branch_and_bound(SPACE, ev)
+    assert all(g.stopped == STOP_EXHAUSTED and g.gap == 0.0 for g in result.gaps)
+    assert {(g.gpu, g.total_gpus): g.best_hours for g in result.gaps} == brute(gen, train)
+
+
+@settings(max_examples=20, deadline=None)
+@given(gen=st.floats(20000, 800000), train=st.floats(20000, 800000), gap=st.sampled_from([0.02, 0.1, 0.3]))
+def test_a_gap_search_is_within_its_gap_and_cheaper(gen, train, gap):
+    true = brute(gen, train)
+    exact = Evaluator({"name": "toy"}, InlinePool(Toy(gen, train)), 4, 0, bound=toy_bound(gen, train))
+    branch_and_bound(SPACE, exact)
+    ev = Evaluator({"name": "toy"}, InlinePool(Toy(gen, train)), 4, 0, bound=toy_bound(gen, train))
+    result = branch_and_bound(SPACE, ev, gap=gap)
+    found = optima(ev)
+    check_certified(result.gaps, found, true)
+    for g in result.gaps:
+        # the promise of --gap: within it of the optimum (and the reported gap may say less)
+        assert g.best_hours <= true[(g.gpu, g.total_gpus)] * (1 + gap) * (1 + 1e-12)
+        assert g.stopped in (STOP_EXHAUSTED, STOP_GAP)
+        if g.stopped == STOP_GAP:
+            assert 0 < g.gap
+    # never more plans than the exact search (same order, a stricter stop), usually fewer
+    assert set(ev.seen) <= set(exact.seen)
+
+
+def test_a_gap_saves_plans_on_a_known_case():
+    gen, train = 400000.0, 150000.0
+    exact = Evaluator({"name": "toy"}, InlinePool(Toy(gen, train)), 4, 0, bound=toy_bound(gen, train))
+    branch_and_bound(SPACE, exact)
+    loose = Evaluator({"name": "toy"}, InlinePool(Toy(gen, train)), 4, 0, bound=toy_bound(gen, train))
+    result = branch_and_bound(SPACE, loose, gap=0.3)
+    assert len(loose.seen) < len(exact.seen)
+    assert any(g.stopped == STOP_GAP for g in result.gaps)
+
+
+def test_the_gap_is_the_pruning_rule_not_a_looser_one():
+    """A crafted bound: the group's runner-up b has the smallest bound (simulated first), the
+    optimum a* a bound equal to its hours H*, every other plan its own hours. With gap = half of
+    b's excess over H*, a* passes (H* (1 + gap) <= H_b) and must be simulated: a search that
+    pruned more loosely than its gap would answer b, which is outside the gap."""
+    gen, train = 400000.0, 150000.0
+    full = Evaluator({"name": "toy"}, InlinePool(Toy(gen, train)), 4, 0)
+    exhaustive(SPACE, full)
+    group = [a for a in full.seen if (a.gpu, a.total_gpus) == ("h100-sxm", 32)]
+    ranked = sorted(group, key=full.hours)
+    star, b = ranked[0], next(a for a in ranked if full.hours(a) > full.hours(ranked[0]) * 1.02)
+    h_star, h_b = full.hours(star), full.hours(b)
+    gap = (h_b / h_star - 1) / 2
+
+    def bound(a):
+        return 1e-6 if a == b else full.hours(a)
+
+    ev = Evaluator({"name": "toy"}, InlinePool(Toy(gen, train)), 4, 0, bound=bound)
+    result = branch_and_bound(SPACE, ev, gap=gap)
+    mine = next(g for g in result.gaps if (g.gpu, g.total_gpus) == ("h100-sxm", 32))
+    assert star in ev.seen and mine.best_hours == h_star
+
+
+@pytest.mark.parametrize("deadline", [0.0, 150.0, 450.0])
+def test_a_deadline_stops_starting_plans_and_reports_a_valid_gap(deadline):
+    """Async plans take 100 virtual seconds, sync ones 1 (ClockPool's default). After the
+    deadline a plan starts only in a group with no valid plan yet; every group has an answer,
+    and each answer is within the gap reported."""
+    gen, train = 400000.0, 150000.0
+    true = brute(gen, train)
+    pool = ClockPool(Toy(gen, train), workers=2)
+    ev = Evaluator({"name": "toy"}, pool, 4, 0, bound=toy_bound(gen, train))
+    result = branch_and_bound(SPACE, ev, deadline=deadline, clock=lambda: pool.now)
+    found = optima(ev)
+    check_certified(result.gaps, found, true)
+    assert all(found[g] < math.inf for g in true)          # every group answered
+    late = [t for event, _, t in pool.log if event == "submit" and t > deadline]
+    # what starts after the deadline is a group's first answer: at most one submission per group
+    # per worker slot (a group with an invalid first plan may need a second)
+    assert len(late) <= 2 * len(true)
+    exact = Evaluator({"name": "toy"}, InlinePool(Toy(gen, train)), 4, 0, bound=toy_bound(gen, train))
+    branch_and_bound(SPACE, exact)
+    if deadline == 0.0:
+        assert len(ev.seen) < len(exact.seen)
+        assert any(g.stopped == STOP_TIME for g in result.gaps)
+
+
+def test_gap_sentence_says_how_far_and_why():
+    from rlvr_sim.commands.plan import gap_sentence
+    from rlvr_sim.sweep.space import COLOCATED, Allocation
+
+    a = Allocation("h100-sxm", 64, COLOCATED, 64, 4, 64, 2, 0, 16)
+    gaps = (GroupGap("h100-sxm", 64, 556.0, 520.0, STOP_TIME), GroupGap("h100-sxm", 32, 1080.0, 1080.0, STOP_EXHAUSTED),
+            GroupGap("h100-sxm", 16, 2130.0, 0.0, STOP_GAP))
+    text = gap_sentence(gaps, a)
+    assert "within 6.9%" in text and "time limit" in text and "520.0 h" in text
+    assert "unknown" in text and "16x h100-sxm" in text and "32x" not in text
+    assert gap_sentence((GroupGap("h100-sxm", 64, 556.0, 556.0, STOP_EXHAUSTED),), a) == ""
+
+
+def test_plan_flags_with_the_real_simulator(capsys):
+    """--time-limit on the real simulator: every GPU total answered, confirmation and draws
+    skipped once past it, the gaps in the JSON; bad values and wrong methods refused by name."""
+    from rlvr_sim.cli import main
+
+    args = ["plan", str(SMALL), "--total-gpus", "4", "--sampler-tp", "1,2", "--trainer-tp", "1",
+            "--staleness", "0,1", "--workers", "1", "--json", "--draws", "2", "--no-cache"]
+    assert main(args + ["--time-limit", "0.001"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["skipped"] == ["confirmation", "robustness draws"]
+    assert "confirmation" not in out and out["recommended"]["robustness"] is None
+    gaps = out["search_gaps"]
+    assert 4 in {g["total_gpus"] for g in gaps}
+    assert all(g["best_hours"] >= g["floor_hours"] and g["gap"] >= 0 for g in gaps)
+    assert "Skipped (past the 0.001 s time limit)" in out["recommended"]["reason"]
+    assert main(args + ["--gap", "0.05", "--confirm", "0", "--draws", "0"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert all(g["gap"] <= 0.05 + 1e-12 or g["stopped"] == "exact" for g in out["search_gaps"])
+    for bad, needle in ((["--gap", "-0.1"], "--gap -0.1"), (["--gap", "1.5"], "--gap 1.5"),
+                        (["--time-limit", "0"], "--time-limit 0"),
+                        (["--gap", "0.1", "--exhaustive"], "--exhaustive"),
+                        (["--time-limit", "5", "--local"], "--local")):
+        assert main(args + bad) != 0
+        assert needle in capsys.readouterr().err
