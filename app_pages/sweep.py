@@ -84,7 +84,7 @@ def grid_section(ctx: widgets.Context) -> None:
 
 def plan_section(ctx: widgets.Context, total_default: int) -> None:
     st.subheader("Recommended plan (`rlvr-sim plan`)")
-    c1, c2, c3 = st.columns(3)
+    c1, c2, c3, c4 = st.columns(4)
     session.seed("extra:plan:total", total_default)
     auto = st.session_state.get("_total_auto")    # the total last filled in for the user
     if st.session_state["extra:plan:total"] == auto != total_default:
@@ -95,8 +95,12 @@ def plan_section(ctx: widgets.Context, total_default: int) -> None:
     deadline = c2.number_input("Deadline (hours)", value=None, min_value=0.0, key="extra:plan:deadline",
                                placeholder="none")
     budget = c3.number_input("Budget ($)", value=None, min_value=0.0, key="extra:plan:budget", placeholder="none")
+    limit = c4.number_input("Time limit (s)", value=None, min_value=1.0, key="extra:plan:time_limit",
+                            placeholder="none: exact",
+                            help="stop starting plans after this long; the answer then says how far each GPU "
+                                 "total's best can be from its optimum (`plan --time-limit`)")
     request = api.PlanRequest(ctx.source, total, ctx.work.knob_overrides(), ctx.work.settings(), ctx.work.steps(),
-                              budget_usd=budget, deadline_hours=deadline)
+                              budget_usd=budget, deadline_hours=deadline, time_limit_s=limit)
     if st.button("Recommend a plan", key="sweep:plan:run"):
         try:
             slot, tick = planview.counter("plan search")

@@ -138,7 +138,9 @@ def plan(request: PlanRequest, on_outcome: Callable[[PlanOutcome], None] | None 
         args = argparse.Namespace(**{**_plan_defaults(), "scenario": str(path), "total_gpus": int(request.total_gpus),
                                      "gpu": ",".join(request.gpus) or None, "steps": steps, "seed": request.seed,
                                      "budget_usd": request.budget_usd, "deadline_hours": request.deadline_hours,
-                                     "workers": request.workers, "set": []})
+                                     "workers": request.workers, "set": [], "gap": request.gap,
+                                     "time_limit": request.time_limit_s})
+        plan_command.check_early_stop(args)
         space, start = plan_command.build_space(args)
         pool = _CountingPool(open_pool(request.workers), on_outcome)
         # the command's own rule: each plan simulated until its step time is steady (no fixed steps)
@@ -153,7 +155,7 @@ def plan(request: PlanRequest, on_outcome: Callable[[PlanOutcome], None] | None 
     result, rec = decision.result, decision.rec
     counts = result.counts()
     return PlanResult(rec, result.table, counts["evaluated"], counts["ok"], counts["invalid"], counts["error"],
-                      result.rounds, steps, base_yaml)
+                      result.rounds, steps, base_yaml, result.gaps, decision.skipped)
 
 
 def grid(request: GridRequest, on_outcome: Callable[[PlanOutcome], None] | None = None) -> pd.DataFrame:

@@ -19,6 +19,7 @@ from rlvr_sim.scenario import Scenario
 from rlvr_sim.sim.metrics import PHASE_POOL, Summary
 from rlvr_sim.sim.steps import StepRecord, critical_path
 from rlvr_sim.schedule import RunEstimate
+from rlvr_sim.sweep.evaluator import GroupGap
 from rlvr_sim.sweep.recommend import Recommendation
 
 # --- requests -----------------------------------------------------------------------------------
@@ -148,6 +149,8 @@ class PlanRequest:
     gpus: tuple[str, ...] = ()            # GPU types to compare (default: the scenario's)
     workers: int = 1
     seed: int | None = None
+    gap: float = 0.0                      # stop each GPU total within this fraction of its optimum
+    time_limit_s: float | None = None     # start no plan after this (`plan --time-limit`)
 
 
 @dataclass
@@ -163,6 +166,8 @@ class PlanResult:
     rounds: int
     steps_per_plan: int | None
     base_yaml: str
+    gaps: tuple[GroupGap, ...] = ()       # per GPU total: how far its best can be from its optimum
+    skipped: tuple[str, ...] = ()         # stages the time limit skipped
 
     @property
     def robustness(self) -> Any | None:

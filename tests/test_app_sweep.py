@@ -110,10 +110,12 @@ def test_bad_axis_values_show_the_sweep_error() -> None:
     assert not at.exception and "empty value" in at.error[0].value
 
 
-def plan_search(total_gpus: int) -> AppTest:
+def plan_search(total_gpus: int, time_limit_s: float | None = None) -> AppTest:
     at = sweep_app("1", "64")
     at.sidebar.number_input(key="run:sim_steps").set_value(1).run()
     at.number_input(key="extra:plan:total").set_value(total_gpus).run()
+    if time_limit_s is not None:
+        at.number_input(key="extra:plan:time_limit").set_value(time_limit_s).run()
     at.button(key="sweep:plan:run").click().run()
     assert not at.exception
     return at
@@ -141,6 +143,19 @@ def test_recommended_plan_comes_from_the_plan_search() -> None:
     assert line.name == "Pareto frontier" and list(array(line.x)) == pytest.approx(list(raw["hours_total"]))
     assert any("Robustness of this recommendation: not available in this build" in c.value for c in at.caption) \
         or result.robustness is not None
+
+
+def test_plan_search_with_a_time_limit_states_its_gap() -> None:
+    """The time limit reaches the search; when it stopped a GPU total early, the reason says
+    how far that total's best can be from its optimum (the sentence of `plan --time-limit`)."""
+    at = plan_search(4, time_limit_s=1.0)
+    assert not at.error
+    result = at.session_state["sweep:plan"][1]
+    assert at.session_state["sweep:plan"][0].time_limit_s == 1.0
+    assert result.gaps and all(g.best_hours >= g.floor_hours for g in result.gaps)
+    reason = next(m.value for m in at.markdown if "valid simulated plans" in m.value)
+    early = [g for g in result.gaps if g.stopped != "exact"]
+    assert ("Search stopped early" in reason) == bool(early)
 
 
 def test_gpus_available_follows_the_working_scenario() -> None:

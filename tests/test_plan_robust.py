@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import statistics
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -223,3 +224,115 @@ def test_screened_draws_give_the_same_report_with_fewer_simulations(margin, dead
     assert full.simulated == 60 and screened.simulated <= full.simulated
     if margin == 1.0:      # the runner-up's bound rules it out in (almost) every draw
         assert screened.simulated < 40
+
+
+class Fragile:
+    """The nominal winner `a` (8 sampler GPUs) takes 10 h at the nominal point and 10 x (1 + 5 x
+    ln(decode draw)^2) h in a draw: any move of the decode efficiency hurts it. `b` takes 10.1 h
+    whatever is drawn. With the datasheet's 10 % spread, `a` is picked only when |z| < 0.45
+    (about a third of the draws) and can be ~20 % slower than `b`; `b` is never more than 1 %
+    slower than `a`."""
+
+    def __call__(self, job: PlanJob) -> PlanOutcome:
+        c = job.plan.columns()
+        f = dict(job.perturb.efficiency_factors) if job.perturb else {}
+        if c["sampler.gpus"] == 8:
+            hours = 10.0 * (1 + 5 * math.log(f.get("decode_bw_eff", 1.0)) ** 2)
+        else:
+            hours = 10.1
+        return PlanOutcome(job.index, job.plan_id, c, STATUS_OK, None,
+                           toy_summary(hours, hours * 16 * 2.0, hours, 0.5, 0.5, "sampler"), "toy")
+
+
+def test_the_robust_choice_takes_the_rival_that_loses_least_in_its_worst_draw():
+    from rlvr_sim.sweep.robust import NEAR_EQUAL, prefer_rival
+
+    ev = Evaluator({"name": "toy"}, InlinePool(Fragile()), 4, 0)
+    a, b = plan_a(8), plan_a(12)
+    ev.evaluate([a, b])
+    assert ev.hours(a) < ev.hours(b)
+    sc = load_scenario(MINIMAL, overrides=["profile=datasheet"])
+    mine = assess(ev, a, [b], sc, 40)
+    theirs = assess(ev, b, [a], sc, 40)
+    assert not mine.robust and mine.rival == b.label() and not mine.near_equal
+    # the same draws pick the same winners whichever plan is the recommended one
+    assert mine.winners == theirs.winners
+    assert mine.regret_max > 0.1 and theirs.regret_max <= 0.0101
+    assert prefer_rival(mine, theirs)
+    # the other way round it does not switch back, and a near-equal or robust pick never switches
+    assert not prefer_rival(theirs, mine)
+    near = _assess(margin=0.001)
+    assert not prefer_rival(replace(near, regret_max=NEAR_EQUAL), theirs)
+    assert not prefer_rival(replace(mine, robust=True), theirs)
+    # worst regrets within NEAR_EQUAL of each other: the nominal pick stays
+    assert not prefer_rival(mine, replace(theirs, regret_max=mine.regret_max - NEAR_EQUAL / 2))
+    with pytest.raises(ValueError, match="same draws"):
+        prefer_rival(mine, replace(theirs, draws=12))
+
+
+def test_the_robust_choice_sentence_and_the_rival_rule():
+    from rlvr_sim.commands.plan import challengers, robust_choice_sentence
+    from rlvr_sim.sweep.recommend import Constraints, Recommendation
+
+    ev = Evaluator({"name": "toy"}, InlinePool(Fragile()), 4, 0)
+    a, b = plan_a(8), plan_a(12)
+    ev.evaluate([a, b])
+    sc = load_scenario(MINIMAL, overrides=["profile=datasheet"])
+    mine, theirs = assess(ev, a, [b], sc, 40), assess(ev, b, [a], sc, 40)
+    assert challengers(mine, [a, b], ev, Constraints()) == [b]
+    assert challengers(mine, [a, b], ev, Constraints(deadline_hours=10.05)) == []     # b misses it as simulated
+    assert challengers(mine, [a, b], ev, Constraints(budget_usd=10.05 * 32)) == []
+    assert challengers(replace(mine, robust=True), [a, b], ev, Constraints()) == []
+    # b's own report: b loses some draws to a, but by at most 1 %: near-equal, no challenger
+    assert theirs.near_equal and challengers(theirs, [a, b], ev, Constraints()) == []
+    nominal = Recommendation(a, a.label(), 10.0, 320.0, 10.0, "fastest plan", "sampler", robustness=mine)
+    chosen = Recommendation(b, b.label(), 10.1, 323.2, 10.1, "most robust", "sampler", robustness=theirs)
+    text = robust_choice_sentence(nominal, chosen)
+    assert f"over the nominal pick (fastest plan) {a.label()} (10.00 h, $320" in text
+    assert "this plan +1.0% hours, +1.0% dollars" in text
+    assert f"up to {mine.regret_max:.1%} slower" in text and f"at most {theirs.regret_max:.1%} slower" in text
+    assert f"picked in {mine.winners[a.label()]} and" in text
+
+
+def test_decide_recommends_the_robust_plan_and_keeps_the_nominal_one(monkeypatch):
+    """The `plan` decision end to end on the Fragile toy (every plan with 8 sampler GPUs is
+    fragile, every other takes 10.1 h): the nominal pick is a fragile plan; with --choose robust
+    the recommendation is the steady plan the draws pick, with the nominal pick and its report
+    kept; --choose nominal keeps the nominal pick."""
+    from rlvr_sim.cli import build_parser
+    import rlvr_sim.commands.plan as plan_command
+    from rlvr_sim.sim.steady import PLANNER_RULE
+
+    class OneFragile:
+        """Fragile's plan `a` is one plan of the space (8 sampler GPUs at TP 1, trainer TP 1,
+        staleness 1); every other plan takes 10.1 h."""
+
+        def __call__(self, job: PlanJob) -> PlanOutcome:
+            c = job.plan.columns()
+            if (c["sampler.gpus"], c["sampler.tp"], c["trainer.tp"], c["orchestration.max_staleness"]) == (8, 1, 1, 1):
+                return Fragile()(job)
+            return PlanOutcome(job.index, job.plan_id, c, STATUS_OK, None,
+                               toy_summary(10.1, 10.1 * 16 * 2.0, 10.1, 0.5, 0.5, "sampler"), "toy")
+
+    def toy_evaluator(args, pool, rule, progress=False):
+        return Evaluator({"name": "toy"}, InlinePool(OneFragile()), 4, 0, fixed=plan_command.fixed_plan(args)), None
+
+    monkeypatch.setattr(plan_command, "make_evaluator", toy_evaluator)
+    decisions = {}
+    for choose in ("robust", "nominal"):
+        args = build_parser().parse_args(["plan", str(MINIMAL), "--total-gpus", "16", "--sizes", "16", "--exhaustive",
+                                          "--draws", "12", "--confirm", "0", "--set", "profile=datasheet",
+                                          "--choose", choose])
+        space, base = plan_command.build_space(args)
+        decisions[choose] = plan_command.decide(args, space, base, InlinePool(OneFragile()), PLANNER_RULE,
+                                                plan_command._base_scenario(args))
+    nominal, robust = decisions["nominal"].rec, decisions["robust"].rec
+    a = nominal.allocation
+    assert (a.sampler_gpus, a.sampler_tp, a.trainer_tp, a.max_staleness) == (8, 1, 1, 1)
+    assert nominal.hours_total == 10.0 and nominal.nominal is None
+    assert not nominal.robustness.robust and nominal.robustness.regret_max > 0.02
+    assert robust.allocation != a and robust.hours_total == pytest.approx(10.1)
+    assert robust.nominal == nominal.label and robust.nominal_robustness == nominal.robustness
+    assert robust.robustness.regret_max <= 0.0101 < nominal.robustness.regret_max
+    assert robust.reason.startswith(f"Chosen for robustness over the nominal pick (fastest plan) {nominal.label}")
+    assert robust.rule.startswith("most robust plan")

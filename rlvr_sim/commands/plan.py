@@ -24,8 +24,8 @@ from rlvr_sim.sweep.grid import Plan, parse_grid_option
 from rlvr_sim.sweep.pareto import DOLLARS, HOURS, pareto_front
 from rlvr_sim.sweep.planner import Evaluator, exhaustive, search
 from rlvr_sim.sweep.pools import open_pool
-from rlvr_sim.sweep.recommend import Constraints, recommend
-from rlvr_sim.sweep.robust import DEFAULT_LENGTH_RANGE, assess
+from rlvr_sim.sweep.recommend import Constraints, Recommendation, recommend
+from rlvr_sim.sweep.robust import DEFAULT_LENGTH_RANGE, NEAR_EQUAL, Robustness, assess, prefer_rival
 from rlvr_sim.sweep.space import Allocation, SearchSpace, default_sizes
 from rlvr_sim.sweep.store import write_table
 
@@ -36,7 +36,6 @@ if TYPE_CHECKING:
     from rlvr_sim.scenario import Scenario
     from rlvr_sim.sweep.planner import SearchResult
     from rlvr_sim.sweep.pools import Pool
-    from rlvr_sim.sweep.recommend import Recommendation
     from rlvr_sim.sweep.robust import Perturbation
 
 FRONT_COLUMNS = ["label", HOURS, DOLLARS, "step_time_s.mean", "bottleneck", "steps_simulated", "warmup_steps",
@@ -96,6 +95,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"cap on the steps of a plan simulated until steady (default {PLANNER_RULE.max_steps})")
     p.add_argument("--draws", type=int, default=12,
                    help="robustness draws of the efficiency terms and lengths for the frontier (default 12; 0: off)")
+    p.add_argument("--choose", choices=("robust", "nominal"), default="robust",
+                   help="robust (default): when the draws show the nominal pick is not robust and another "
+                        "plan, picked more often, is at most NEAR_EQUAL less worse in its worst draw, recommend "
+                        "that plan (minimax regret; rlvr_sim.sweep.robust.prefer_rival); nominal: always the "
+                        "plan that is best as simulated".replace("NEAR_EQUAL", f"{NEAR_EQUAL:.0%}"))
     p.add_argument("--length-range", type=float, default=DEFAULT_LENGTH_RANGE,
                    help=f"robustness: mean response length drawn within +-this fraction (default {DEFAULT_LENGTH_RANGE})")
     p.add_argument("--seed", type=seed_arg, default=None, help="simulation seed (default: the scenario's)")
@@ -327,21 +331,76 @@ def decide(args: argparse.Namespace, space: SearchSpace, base: Allocation, pool:
                 result = searched()
 
             confirmation = confirm(ev, rule, resume, per_group=args.confirm, deadline=deadline)
-    rec = recommend(result, ev, Constraints(args.budget_usd, args.deadline_hours),
-                    confirmation.as_searched(ev) if confirmation is not None else None)
-    if confirmation is not None:
-        rec.reason = " ".join(filter(None, [rec.reason, confirmation.sentence(rec.allocation, ev)]))
-    rec.reason = " ".join(filter(None, [rec.reason, gap_sentence(result.gaps, rec.allocation)]))
+    constraints = Constraints(args.budget_usd, args.deadline_hours)
+    marginal_ev = confirmation.as_searched(ev) if confirmation is not None else None
+
+    def recommended(chosen: tuple[Allocation, str] | None = None) -> Recommendation:
+        r = recommend(result, ev, constraints, marginal_ev, chosen)
+        if confirmation is not None:
+            r.reason = " ".join(filter(None, [r.reason, confirmation.sentence(r.allocation, ev)]))
+        r.reason = " ".join(filter(None, [r.reason, gap_sentence(result.gaps, r.allocation)]))
+        return r
+
+    rec = recommended()
     search_s = time.perf_counter() - started
     if args.draws and past_deadline():
         skipped.append("robustness draws")
     elif args.draws:
-        rec.robustness = assess(ev, rec.allocation, robustness_candidates(result, ev), base_scenario,
-                                args.draws, args.deadline_hours, args.budget_usd, args.length_range,
-                                seed=args.seed or 0, bounds=draw_bounds)
+        candidates = robustness_candidates(result, ev)
+
+        def drawn(a: Allocation) -> Robustness:
+            return assess(ev, a, candidates, base_scenario, args.draws, args.deadline_hours, args.budget_usd,
+                          args.length_range, seed=args.seed or 0, bounds=draw_bounds)
+
+        rec.robustness = drawn(rec.allocation)
+        if getattr(args, "choose", "robust") == "robust":
+            # minimax regret among the nominal pick and every plan a draw picks instead
+            others = {a: drawn(a) for a in challengers(rec.robustness, candidates, ev, constraints)}
+            better = [a for a, r in others.items() if prefer_rival(rec.robustness, r)]
+            if better:
+                rival = min(better, key=lambda a: (others[a].regret_max, a.label()))
+                nominal = rec
+                rec = recommended((rival, "most robust plan (smallest worst-case regret over the draws)"))
+                rec.robustness, rec.nominal, rec.nominal_robustness = others[rival], nominal.label, nominal.robustness
+                rec.reason = robust_choice_sentence(nominal, rec) + " " + rec.reason
     if skipped:
         rec.reason += f" Skipped (past the {limit:g} s time limit): {' and '.join(skipped)}."
     return Decision(result, ev, rec, confirmation, search_s, tuple(skipped))
+
+
+def challengers(rob: Robustness, candidates: list[Allocation], ev: Evaluator, constraints: Constraints
+                ) -> list[Allocation]:
+    """The plans the draws pick instead of the recommended one (most often first), when the
+    recommendation is neither robust nor near-equal; each simulated to the end and meeting the
+    budget / deadline as simulated."""
+    if rob.robust or rob.near_equal:
+        return []
+    by_label = {c.label(): c for c in candidates}
+    out = []
+    for label, _ in sorted(rob.winners.items(), key=lambda kv: (-kv[1], kv[0])):
+        a = by_label.get(label)
+        m = None if a is None or label == rob.recommended_label else ev.metrics(a)
+        if a is None or m is None or m.stopped_above_hours is not None:
+            continue
+        if (constraints.budget_usd is not None and m.usd_total > constraints.budget_usd) or \
+                (constraints.deadline_hours is not None and m.hours_total > constraints.deadline_hours):
+            continue
+        out.append(a)
+    return out
+
+
+def robust_choice_sentence(nominal: Recommendation, chosen: Recommendation) -> str:
+    """Why the robust choice replaced the nominal pick (both reports are over the same draws)."""
+    a, b = nominal.robustness, chosen.robustness
+    assert a is not None and b is not None
+    worse = "more expensive" if nominal.rule.startswith("cheapest") else "slower"
+    return (f"Chosen for robustness over the nominal pick ({nominal.rule}) {nominal.label} "
+            f"({nominal.hours_total:,.2f} h, ${nominal.usd_total:,.0f} as simulated; this plan "
+            f"{chosen.hours_total / nominal.hours_total - 1:+.1%} hours, {chosen.usd_total / nominal.usd_total - 1:+.1%} "
+            f"dollars): over {a.draws} draws that plan is picked in {round(a.share_best * a.draws)} and up to "
+            f"{a.regret_max:.1%} {worse} than the draw's pick where it is not; this plan is picked in "
+            f"{round(b.share_best * b.draws)} and at most {b.regret_max:.1%} {worse} "
+            f"(`--choose nominal` recommends the nominal pick).")
 
 
 def check_early_stop(args: argparse.Namespace) -> None:

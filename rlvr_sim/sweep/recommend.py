@@ -61,6 +61,9 @@ class Recommendation:
     warmup_steps: int | None = None        # of which warm-up / pipeline fill, excluded
     steady_state: bool | None = None
     robustness: "Robustness | None" = None
+    # the robust choice replaced the nominal pick: that plan's label and its report
+    nominal: str | None = None
+    nominal_robustness: "Robustness | None" = None
 
 
 def one_line(message: object, width: int = 240) -> str:
@@ -149,11 +152,13 @@ def marginals(base_ev: Evaluator, a: Allocation) -> list[Marginal]:
 
 
 def recommend(result: SearchResult, ev: Evaluator, constraints: Constraints,
-              marginal_ev: Evaluator | None = None) -> Recommendation:
+              marginal_ev: Evaluator | None = None, chosen: tuple[Allocation, str] | None = None
+              ) -> Recommendation:
     """The chosen plan with its reason (see module docstring). The marginal plans are compared
     with the recommended plan's hours in `marginal_ev` (default `ev`): the confirmation stage
-    passes the search's own estimates, simulated under the same rule as the marginal plans."""
-    allocation, rule = choose(result, constraints)
+    passes the search's own estimates, simulated under the same rule as the marginal plans.
+    `chosen` (allocation, rule) replaces `choose` (the robust choice of rlvr_sim.sweep.robust)."""
+    allocation, rule = chosen if chosen is not None else choose(result, constraints)
     m = ev.metrics(allocation)
     assert m is not None, "choose() picks a simulated plan"
     rec = Recommendation(

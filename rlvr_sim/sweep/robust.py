@@ -373,6 +373,20 @@ def assess(base: "Evaluator", recommended: "Allocation", candidates: list["Alloc
                       describe_spreads(sp), failed, len(values), regret_max, regret_p50, recommended.label())
 
 
+def prefer_rival(nominal: Robustness, rival: Robustness) -> bool:
+    """The robust choice (`plan --choose robust`): recommend the rival instead of the nominal pick
+    when, over the same draws, its worst regret is smaller by more than `NEAR_EQUAL` (closer
+    than that, the planner's own tolerance cannot tell them apart and the nominal pick stays).
+    Minimax regret over the draws: the plan that loses least in the world that is worst for it.
+    Limits: the draws are few (12 by default), so a worst case is a noisy statistic; both reports
+    must come from the same draws (`assess` with the same seed and candidates)."""
+    if nominal.robust or nominal.near_equal or not math.isfinite(rival.regret_max):
+        return False
+    if nominal.draws != rival.draws or nominal.spread_source != rival.spread_source:
+        raise ValueError("prefer_rival: the two reports are not over the same draws")
+    return rival.regret_max + NEAR_EQUAL < nominal.regret_max
+
+
 def regret(mine: tuple[float, float], best: tuple[float, float], deadline_hours: float | None,
            budget_usd: float | None) -> float:
     """How much worse (hours, dollars) `mine` is than the draw's pick `best`: relative hours under
