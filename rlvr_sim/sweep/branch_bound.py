@@ -18,7 +18,7 @@ from __future__ import annotations
 import heapq
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 from tqdm import tqdm
@@ -38,19 +38,24 @@ STOP_TIME = "time limit"          # stopped by the deadline
 class _Queues:
     """Each group's unsimulated plans as a heap of (bound, exact?, allocation), its best simulated
     hours, and its plans in flight. `quick` bounds order the heap; a plan's `full` bound is
-    computed when it reaches the front (then it goes back in at that key)."""
+    computed when it reaches the front (then it goes back in at that key). With `predict`, a
+    group's next plan is its eligible plan (bound within the best) of least predicted hours
+    instead of its front (taken plans are dropped from the heap lazily)."""
 
     full: Callable[[Allocation], float]
     heaps: dict[Group, list[tuple[float, bool, Allocation]]]
     best: dict[Group, float]
     running: dict[Group, int]
+    predict: Callable[[Allocation], float] | None = None
+    taken: set[Allocation] = field(default_factory=set)
 
     def front(self, g: Group) -> float:
         """The smallest full bound of `g`'s queue (inf when empty), resolving quick bounds."""
         heap = self.heaps[g]
-        while heap and not heap[0][1]:
+        while heap and (heap[0][2] in self.taken or not heap[0][1]):
             lb, _, a = heapq.heappop(heap)
-            heapq.heappush(heap, (max(lb, self.full(a)), True, a))
+            if a not in self.taken:
+                heapq.heappush(heap, (max(lb, self.full(a)), True, a))
         return heap[0][0] if heap else math.inf
 
     def next_plan(self, speculate: bool, gap: float = 0.0, closed: frozenset[Group] = frozenset()
@@ -60,7 +65,8 @@ class _Queues:
         (every later plan of its group has a bound >= it, so no result can prune it): those go
         first, lowest bound / best first. Otherwise (with `speculate`) the front of a group with
         plans in flight, fewest in flight first: a result still running may prune it. Groups in
-        `closed` (past the deadline) start nothing."""
+        `closed` (past the deadline) start nothing. With `predict` the group is chosen the same
+        way and its plan by `_predicted`."""
         options = []
         for g in self.heaps:
             if g in closed:
@@ -74,12 +80,68 @@ class _Queues:
         if not options:
             return None
         g = min(options, key=lambda o: o[:4])[4]
-        return heapq.heappop(self.heaps[g])[2]
+        if self.predict is None:
+            return heapq.heappop(self.heaps[g])[2]
+        return self._predicted(g, gap)
+
+    def _predicted(self, g: Group, gap: float) -> Allocation:
+        """`g`'s eligible plan (full bound x (1 + gap) <= its best) of least predicted hours
+        (ties: lower bound, then label); the front is always eligible, so there is one."""
+        assert self.predict is not None
+        limit = self.best[g] / (1.0 + gap)
+        best_key: tuple[float, float, str] | None = None
+        pick: Allocation | None = None
+        for lb, _, a in self.heaps[g]:
+            if lb > limit or a in self.taken:
+                continue
+            fb = self.full(a)
+            if fb > limit:
+                continue
+            key = (self.predict(a), fb, a.label())
+            if best_key is None or key < best_key:
+                best_key, pick = key, a
+        assert pick is not None, "the front plan is eligible"
+        self.taken.add(pick)
+        return pick
+
+
+@dataclass
+class Predictor:
+    """Predicted hours of a plan, for the order of an early-stopping search (never for what it
+    may skip): max(full bound x k_full, sampler-side bound x k_sampler), with k_full the least
+    simulated hours / full bound seen so far and k_sampler the least simulated hours / sampler
+    bound among plans of the same sampler layout (placement, TP, PP), else among all. Both start
+    at 1 (bound order). Why: the bound is tight where the trainer binds (~0.94 of the hours on
+    the README's example) and loose where a KV-thrashing sampler binds (~0.7), and how loose is
+    a property of the sampler layout, learned from the first plans simulated with it."""
+
+    full: Callable[[Allocation], float]
+    quick: Callable[[Allocation], float]
+    k_full: float = math.inf
+    k_sampler: dict[tuple[str, int, int], float] = field(default_factory=dict)
+
+    @staticmethod
+    def layout(a: Allocation) -> tuple[str, int, int]:
+        return (a.placement, a.sampler_tp, a.sampler_pp)
+
+    def learn(self, a: Allocation, hours: float) -> None:
+        """Take in a plan simulated to the end."""
+        fb, qb = self.full(a), self.quick(a)
+        if math.isfinite(hours) and fb > 0:
+            self.k_full = min(self.k_full, hours / fb)
+        if math.isfinite(hours) and qb > 0:
+            key = self.layout(a)
+            self.k_sampler[key] = min(self.k_sampler.get(key, math.inf), hours / qb)
+
+    def __call__(self, a: Allocation) -> float:
+        k_full = self.k_full if math.isfinite(self.k_full) else 1.0
+        k_s = self.k_sampler.get(self.layout(a), min(self.k_sampler.values(), default=1.0))
+        return max(self.full(a) * k_full, self.quick(a) * k_s)
 
 
 def branch_and_bound(space: SearchSpace, ev: Evaluator, in_flight: int | None = None,
                      speculate: bool = True, gap: float = 0.0, deadline: float | None = None,
-                     clock: Callable[[], float] = time.monotonic) -> SearchResult:
+                     clock: Callable[[], float] = time.monotonic, order: str = "auto") -> SearchResult:
     """Simulate each (GPU, total)'s plans in increasing bound order until the next bound exceeds
     the group's best simulated hours (module docstring), streaming: `in_flight` plans (default:
     the pool's workers) run at once and, whenever one finishes, its group's best is updated and
@@ -89,12 +151,15 @@ def branch_and_bound(space: SearchSpace, ev: Evaluator, in_flight: int | None = 
     their queue. The optima equal the exhaustive sweep's whenever the bound holds, whatever the
     order results arrive in; which plans get simulated can vary with timing on a process pool
     (speculative plans: `speculate`), never on the serial pool. `rounds` counts the waits.
-    `gap` and `deadline` stop earlier (module docstring); the result's `gaps` say by how much."""
+    `gap` and `deadline` stop earlier (module docstring); the result's `gaps` say by how much.
+    `order`: "bound" (each group's plans in bound order), "predicted" (`Predictor`: the plan
+    likeliest to be fast first, so an early stop holds a good plan), "auto" (predicted when
+    stopping early, else bound). The order never changes what the exact search may skip."""
     if not gap >= 0:
         raise ValueError(f"gap {gap}: must be >= 0")
     assert ev.bound is not None
-    full = ev.bound
-    quick = ev.quick_bound or full
+    full = _memo(ev.bound)
+    quick = _memo(ev.quick_bound) if ev.quick_bound is not None else full
     every = enumerate_space(space)
     heaps: dict[Group, list[tuple[float, bool, Allocation]]] = {}
     for a in every:
@@ -103,11 +168,16 @@ def branch_and_bound(space: SearchSpace, ev: Evaluator, in_flight: int | None = 
             heaps.setdefault((a.gpu, a.total_gpus), []).append((lb, quick is full, a))
     for heap in heaps.values():
         heapq.heapify(heap)
-    q = _Queues(full, heaps, {g: math.inf for g in heaps}, {g: 0 for g in heaps})
+    if order not in ("auto", "bound", "predicted"):
+        raise ValueError(f"order {order!r}: auto, bound or predicted")
+    predicted = order == "predicted" or (order == "auto" and (gap > 0 or deadline is not None))
+    predictor = Predictor(full, quick) if predicted else None
+    q = _Queues(full, heaps, {g: math.inf for g in heaps}, {g: 0 for g in heaps}, predictor)
     for a in ev.seen:            # plans simulated before (a shared evaluator) count at once
         g = (a.gpu, a.total_gpus)
         if g in q.best:
             q.best[g] = min(q.best[g], ev.hours(a))
+        _learn(predictor, ev, a)
     width = max(in_flight or getattr(ev.pool, "workers", 1), 1)
     waits = 0
     closed: frozenset[Group] = frozenset()
@@ -128,12 +198,32 @@ def branch_and_bound(space: SearchSpace, ev: Evaluator, in_flight: int | None = 
                 g = (a.gpu, a.total_gpus)
                 q.running[g] -= 1
                 q.best[g] = min(q.best[g], ev.hours(a))
+                _learn(predictor, ev, a)
                 bar.update(1)
                 if ev.progress:
                     bar.set_postfix_str(_progress_text(q, closed, gap))
     bounded = sum(1 for a in every if a not in ev.seen)
     gaps = tuple(_group_gap(q, ev, g, gap, g in closed) for g in sorted(q.heaps))
     return search_result(ev, best_per_group(ev), waits, space, bounded, len(every), gaps)
+
+
+def _memo(f: Callable[[Allocation], float]) -> Callable[[Allocation], float]:
+    """`f` computed once per plan (bounds are pure; the predicted order asks them often)."""
+    cache: dict[Allocation, float] = {}
+
+    def g(a: Allocation) -> float:
+        if a not in cache:
+            cache[a] = f(a)
+        return cache[a]
+
+    return g
+
+
+def _learn(predictor: Predictor | None, ev: Evaluator, a: Allocation) -> None:
+    """Show the predictor a plan simulated to the end (not a raced or invalid one)."""
+    m = ev.metrics(a)
+    if predictor is not None and m is not None and m.stopped_above_hours is None:
+        predictor.learn(a, m.hours_total)
 
 
 def _answered(ev: Evaluator, g: Group) -> bool:
