@@ -186,7 +186,8 @@ def test_plan_flags_with_the_real_simulator(capsys):
     for bad, needle in ((["--gap", "-0.1"], "--gap -0.1"), (["--gap", "1.5"], "--gap 1.5"),
                         (["--time-limit", "0"], "--time-limit 0"),
                         (["--gap", "0.1", "--exhaustive"], "--exhaustive"),
-                        (["--time-limit", "5", "--local"], "--local")):
+                        (["--time-limit", "5", "--local"], "--local"),
+                        (["--order", "predicted", "--exhaustive"], "--order predicted")):
         assert main(args + bad) != 0
         assert needle in capsys.readouterr().err
 
@@ -216,3 +217,20 @@ def test_the_predictor_learns_how_loose_each_sampler_layout_bound_is():
     p.learn(c, 600.0)
     assert p.k_sampler[Predictor.layout(c)] == pytest.approx(600 / 390)      # its own now
     assert p(c) == pytest.approx(max(530 * 556 / 520, 390 * 600 / 390))
+
+
+def test_the_order_flag_keeps_the_exact_answer_with_the_real_simulator(capsys):
+    """`--order predicted` without a gap or a limit: the same recommendation and frontier as
+    `--order bound` (the order changes the work only)."""
+    from rlvr_sim.cli import main
+
+    args = ["plan", str(SMALL), "--total-gpus", "4", "--sampler-tp", "1,2", "--trainer-tp", "1",
+            "--staleness", "0,1", "--workers", "1", "--json", "--draws", "0", "--confirm", "0", "--no-cache"]
+    answers = {}
+    for order in ("bound", "predicted"):
+        assert main(args + ["--order", order]) == 0
+        out = json.loads(capsys.readouterr().out)
+        answers[order] = (out["recommended"]["label"], out["recommended"]["hours_total"],
+                          [(f["label"], f["hours_total"]) for f in out["frontier"]])
+        assert all(g["stopped"] == "exact" for g in out["search_gaps"])
+    assert answers["bound"] == answers["predicted"]

@@ -129,6 +129,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="stop a GPU total's search once no plan left can beat its best by more than this "
                         "fraction (e.g. 0.05: the answer is within 5%% of that total's optimum, by the "
                         "cost-model bound; default 0: the exhaustive answer; branch and bound only)")
+    p.add_argument("--order", choices=("auto", "bound", "predicted"), default="auto",
+                   help="the branch and bound's order within a GPU total: bound (lowest bound first), "
+                        "predicted (least predicted hours first: the bound scaled by how loose it was on "
+                        "the plans simulated so far), auto (predicted with --gap or --time-limit, else "
+                        "bound). The order changes the work, never what the exact search may skip")
     p.add_argument("--time-limit", type=float, default=None, metavar="SECONDS",
                    help="start no plan after this many seconds (plans running finish; each GPU total "
                         "keeps its first valid plan); confirmation and robustness draws are skipped once "
@@ -314,7 +319,8 @@ def decide(args: argparse.Namespace, space: SearchSpace, base: Allocation, pool:
     ev, draw_bounds = make_evaluator(args, pool, rule, progress=progress)
 
     def searched() -> SearchResult:
-        return exhaustive(space, ev) if args.exhaustive else search(space, base, ev, gap=gap, deadline=deadline)
+        return exhaustive(space, ev) if args.exhaustive else search(space, base, ev, gap=gap, deadline=deadline,
+                                                                     order=getattr(args, "order", "auto"))
 
     def past_deadline() -> bool:
         return deadline is not None and time.monotonic() >= deadline
@@ -404,15 +410,16 @@ def robust_choice_sentence(nominal: Recommendation, chosen: Recommendation) -> s
 
 
 def check_early_stop(args: argparse.Namespace) -> None:
-    """`--gap` and `--time-limit`: in range, and only with the branch and bound."""
+    """`--gap`, `--time-limit` and `--order`: in range, and only with the branch and bound."""
     gap, limit = getattr(args, "gap", 0.0), getattr(args, "time_limit", None)
     if not (math.isfinite(gap) and 0 <= gap < 1):
         raise UserError(f"--gap {gap}: give a fraction in [0, 1), e.g. 0.05 (0: the exact answer)")
     if limit is not None and not (math.isfinite(limit) and limit > 0):
         raise UserError(f"--time-limit {limit}: give a positive number of seconds, e.g. 60")
-    if (gap or limit is not None) and (args.exhaustive or getattr(args, "local", False)):
-        flag = "--gap" if gap else "--time-limit"
-        raise UserError(f"{flag} stops the branch and bound early; it does not apply to "
+    order = getattr(args, "order", "auto")
+    if (gap or limit is not None or order != "auto") and (args.exhaustive or getattr(args, "local", False)):
+        flag = "--gap" if gap else ("--time-limit" if limit is not None else f"--order {order}")
+        raise UserError(f"{flag} is an option of the branch and bound; it does not apply to "
                         f"{'--exhaustive' if args.exhaustive else '--local'} (drop one of the two)")
 
 

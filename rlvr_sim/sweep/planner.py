@@ -51,12 +51,12 @@ __all__ = ["Evaluator", "SearchResult", "balanced_share", "best_per_group", "bra
 
 
 def search(space: SearchSpace, base: Allocation, ev: Evaluator, max_rounds: int = 30, gap: float = 0.0,
-           deadline: float | None = None) -> SearchResult:
+           deadline: float | None = None, order: str = "auto") -> SearchResult:
     """Branch and bound when `ev.bound` is set (`gap`, `deadline`: stop earlier with a stated
     guarantee, rlvr_sim.sweep.branch_bound), else seeds, balance and best-improvement local
     search (module docstring)."""
     if ev.bound is not None:
-        return branch_and_bound(space, ev, gap=gap, deadline=deadline)
+        return branch_and_bound(space, ev, gap=gap, deadline=deadline, order=order)
     if gap or deadline is not None:
         raise ValueError("gap and deadline need the branch and bound (an evaluator with a bound)")
     return local_search(space, base, ev, max_rounds)
