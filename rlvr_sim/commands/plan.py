@@ -479,7 +479,7 @@ def _run(args: argparse.Namespace) -> int:
         return 0
     method = _method(args)
     print(f"{method}: {counts['evaluated']} plans simulated "
-          + (f"of {counts['space']} in the space ({counts['bounded']} skipped: bound above their group's best), "
+          + (f"of {counts['space']} in the space ({counts['bounded']} skipped: {_skip_reason(result)}), "
              if counts['space'] else "")
           + (f"({counts['bounded']} neighbours skipped: bound above the plan they would replace) "
              if counts['bounded'] and not counts['space'] else "")
@@ -488,7 +488,7 @@ def _run(args: argparse.Namespace) -> int:
           + (f"; {len(confirmation.first)} confirmed by longer runs" if confirmation is not None and confirmation.first else "")
           + "), "
           f"{steps_text}, {search_s:.1f} s on {pool.workers} worker(s)"
-          + (f"; robustness {wall_s - search_s:.1f} s" if args.draws else ""))
+          + (f"; robustness {wall_s - search_s:.1f} s" if rec.robustness is not None else ""))
     print(f"\nRecommended: {rec.label}")
     print(rec.reason)
     if rec.robustness is not None:
@@ -500,6 +500,13 @@ def _run(args: argparse.Namespace) -> int:
 
         print("\n" + format_advice(advice))
     return 0
+
+
+def _skip_reason(result: SearchResult) -> str:
+    """Why the branch and bound did not simulate the rest of the space."""
+    why = sorted({g.stopped for g in result.gaps if g.stopped != STOP_EXHAUSTED})
+    early = f", or the {' / '.join(why)} (see the gaps below)" if why else ""
+    return f"bound above their group's best{early}"
 
 
 WHOLE_RUN_CANDIDATES = 4     # the recommended plan + the next fastest plans of the same GPUs
