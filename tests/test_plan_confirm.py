@@ -150,6 +150,33 @@ def test_a_confirmed_best_that_is_slower_unskips_plans_of_the_branch_and_bound()
     assert best_per_group(without) != [ranked[0]]
 
 
+def test_a_best_found_after_the_last_round_is_said_to_be_unconfirmed():
+    """The setup above with one round only: the resumed search's new best (the truth's best, its
+    first estimate) is a contender nobody confirmed; it is listed as such and the sentence on it
+    says NOT confirmed. With the default rounds it is confirmed."""
+    space = space_of(16)
+    ranked = _ranked(space)
+    low = ranked[4]
+
+    def bound(a: Allocation) -> float:
+        return truth(a) * (0.85 if a == low else 0.999)
+
+    toy = NoisyToy({low.plan().settings: -0.10})
+    ev = _evaluator(toy, bound=bound)
+    search(space, base_of(space), ev)
+    report = confirm(ev, PLANNER_RULE, lambda: search(space, base_of(space), ev), rounds=1)
+    (best,) = best_per_group(ev)
+    assert not ev.seen[best].confirmed and best.label() in report.unconfirmed
+    assert report.sentence(best, ev).startswith("NOT confirmed: the confirmation stage stopped after 1 round(s)")
+    assert report.report(ev).unconfirmed == list(report.unconfirmed)
+    ev = _evaluator(NoisyToy({low.plan().settings: -0.10}), bound=bound)
+    search(space, base_of(space), ev)
+    report = confirm(ev, PLANNER_RULE, lambda: search(space, base_of(space), ev))
+    (best,) = best_per_group(ev)
+    assert ev.seen[best].confirmed and report.unconfirmed == ()
+    assert report.sentence(best, ev).startswith("Confirmed by a longer run")
+
+
 def test_a_plan_not_steady_at_the_cap_is_confirmed_even_when_alone():
     """A group whose best is not steady gets it confirmed, whatever the margin."""
     space = space_of(16)

@@ -18,7 +18,9 @@ rule (tolerance halved, twice the steady steps and twice the step cap; no race) 
 replaces the search's: the table says `confirmed`. A confirmed best can come out slower than its
 first estimate, so the search is resumed (`resume`: the branch and bound simulates plans it had
 skipped whose bound is now below the group's best; a plan simulated already is not simulated
-again) and the contenders are chosen again, until every group's are confirmed (at most `rounds`).
+again) and the contenders are chosen again, until every group's are confirmed (at most `rounds`;
+contenders still unconfirmed then are listed in `unconfirmed`, and a recommended plan among
+them says so).
 
 Limits. The longer run has the same seed, so its first steps are the first estimate's own: the
 confirmed hours are more precise, not independent (a fresh seed would be, but it would also
@@ -43,7 +45,7 @@ CONFIRM_Z = 2.0
 # ... or within this fraction of its hours (standard errors of a few steps can be tiny)
 CONFIRM_FLOOR = 0.01
 CONFIRM_PER_GROUP = 3
-CONFIRM_ROUNDS = 4
+CONFIRM_ROUNDS = 8
 
 
 def confirm_rule(rule: Rule) -> Rule:
@@ -86,6 +88,7 @@ class ConfirmationReport:
     rounds: int
     steps: int                  # RL steps the longer runs simulated (cached ones count none)
     plans: list[ConfirmedPlan]
+    unconfirmed: list[str] = field(default_factory=list)   # contenders left at the round cap / time limit
 
 
 @dataclass
@@ -96,6 +99,7 @@ class Confirmation:
     rule: Rule
     steps: int = 0
     rounds: int = 0
+    unconfirmed: tuple[str, ...] = ()     # contenders left when the rounds (or the time) ran out
     # the search's outcomes of the confirmed plans, which the longer runs replaced in `ev`
     searched: dict[Allocation, PlanOutcome] = field(default_factory=dict, repr=False)
 
@@ -129,12 +133,17 @@ class Confirmation:
                                        None if m is None else m.hours_total,
                                        None if m is None else m.steps_simulated,
                                        None if m is None else m.steady_state))
-        return ConfirmationReport(self.rule.rel_tol, self.rule.max_steps, self.rounds, self.steps, plans)
+        return ConfirmationReport(self.rule.rel_tol, self.rule.max_steps, self.rounds, self.steps, plans,
+                                  list(self.unconfirmed))
 
     def sentence(self, recommended: Allocation, ev: Evaluator) -> str:
         """One line on the recommended plan: its confirmed hours against its first estimate."""
         first = self.first.get(recommended)
         m = ev.metrics(recommended)
+        if first is None and m is not None and recommended.label() in self.unconfirmed:
+            return (f"NOT confirmed: the confirmation stage stopped after {self.rounds} round(s) with this plan "
+                    f"newly among the contenders; its hours are the search's {m.steps_simulated}-step estimate "
+                    "(the plans the search ranks first tend to be the ones estimated low).")
         if first is None or m is None:
             return ""
         change = m.hours_total / first.hours_total - 1 if first.hours_total > 0 else math.nan
@@ -201,4 +210,5 @@ def confirm(ev: Evaluator, rule: Rule, resume: Callable[[], object] | None = Non
                 report.steps += outcome.steps_simulated
         if resume is not None:
             resume()
+    report.unconfirmed = tuple(a.label() for a in contenders(ev, set(report.searched), z, floor, per_group))
     return report
