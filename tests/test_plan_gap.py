@@ -23,19 +23,11 @@ from rlvr_sim.sweep.pools import InlinePool
 from rlvr_sim.sweep.space import SearchSpace
 from test_plan_bb import toy_bound
 from test_plan_search import Toy
-from test_plan_stream import ClockPool
+from test_plan_stream import ClockPool, group_best as optima
 
 SPACE = SearchSpace(gpus=("h100-sxm", "h200"), sizes=(32, 16), sampler_tps=(1, 2, 4), trainer_tps=(1, 2, 4),
                     staleness=(0, 1, 2, 4), mini_batches=(2,), gpus_per_node=8)
 SMALL = Path(__file__).parent / "data" / "small-qwen1.5b.yaml"
-
-
-def optima(ev: Evaluator) -> dict[tuple[str, int], float]:
-    best: dict[tuple[str, int], float] = {}
-    for a in ev.seen:
-        g = (a.gpu, a.total_gpus)
-        best[g] = min(best.get(g, math.inf), ev.hours(a))
-    return best
 
 
 def brute(gen: float, train: float) -> dict[tuple[str, int], float]:

@@ -25,6 +25,12 @@ ROOT = Path(__file__).resolve().parents[1]
 MINIMAL = ROOT / "scenarios" / "minimal.yaml"
 
 
+def toy_outcome(job: PlanJob, hours: float) -> PlanOutcome:
+    """A valid plan of `hours` on 16 GPUs at $2 per GPU-hour."""
+    return PlanOutcome(job.index, job.plan_id, job.plan.columns(), STATUS_OK, None,
+                       toy_summary(hours, hours * 16 * 2.0, hours, 0.5, 0.5, "sampler"), "toy")
+
+
 def plan_a(sampler: int) -> Allocation:
     return Allocation("h100-sxm", 16, DISAGGREGATED, sampler, 1, 16 - sampler, 1, 0, 4)
 
@@ -43,8 +49,7 @@ class TwoPlans:
             hours = 10.0 / f.get("decode_bw_eff", 1.0)
         else:
             hours = 10.0 * (1 + self.margin) / f.get("train_mfu", 1.0)
-        return PlanOutcome(job.index, job.plan_id, c, STATUS_OK, None,
-                           toy_summary(hours, hours * 16 * 2.0, hours, 0.5, 0.5, "sampler"), "toy")
+        return toy_outcome(job, hours)
 
 
 def _assess(margin: float, draws: int = 40):
@@ -109,8 +114,7 @@ class NearTie:
         hours = 10.0 / f.get("decode_bw_eff", 1.0)
         if c["sampler.gpus"] != 8:
             hours *= 1.001 / f.get("train_mfu", 1.0) ** 0.05
-        return PlanOutcome(job.index, job.plan_id, c, STATUS_OK, None,
-                           toy_summary(hours, hours * 16 * 2.0, hours, 0.5, 0.5, "sampler"), "toy")
+        return toy_outcome(job, hours)
 
 
 def test_a_coin_toss_between_near_equal_plans_is_said_so():
@@ -240,8 +244,7 @@ class Fragile:
             hours = 10.0 * (1 + 5 * math.log(f.get("decode_bw_eff", 1.0)) ** 2)
         else:
             hours = 10.1
-        return PlanOutcome(job.index, job.plan_id, c, STATUS_OK, None,
-                           toy_summary(hours, hours * 16 * 2.0, hours, 0.5, 0.5, "sampler"), "toy")
+        return toy_outcome(job, hours)
 
 
 def test_the_robust_choice_takes_the_rival_that_loses_least_in_its_worst_draw():
@@ -311,8 +314,7 @@ def test_decide_recommends_the_robust_plan_and_keeps_the_nominal_one(monkeypatch
             c = job.plan.columns()
             if (c["sampler.gpus"], c["sampler.tp"], c["trainer.tp"], c["orchestration.max_staleness"]) == (8, 1, 1, 1):
                 return Fragile()(job)
-            return PlanOutcome(job.index, job.plan_id, c, STATUS_OK, None,
-                               toy_summary(10.1, 10.1 * 16 * 2.0, 10.1, 0.5, 0.5, "sampler"), "toy")
+            return toy_outcome(job, 10.1)
 
     def toy_evaluator(args, pool, rule, progress=False):
         return Evaluator({"name": "toy"}, InlinePool(OneFragile()), 4, 0, fixed=plan_command.fixed_plan(args)), None
