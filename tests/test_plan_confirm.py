@@ -150,6 +150,49 @@ def test_a_confirmed_best_that_is_slower_unskips_plans_of_the_branch_and_bound()
     assert best_per_group(without) != [ranked[0]]
 
 
+class RacingToy(NoisyToy):
+    """NoisyToy whose runs honour a race: a run whose reported hours are above the job's
+    `stop_above_hours` comes back stopped at that level (as the simulator's race does)."""
+
+    def __call__(self, job: PlanJob) -> PlanOutcome:
+        outcome = super().__call__(job)
+        s = outcome.summary
+        assert s is not None
+        if job.stop_above_hours is not None and s.hours_total > job.stop_above_hours:
+            outcome.summary = s.model_copy(update={"stopped_above_hours": job.stop_above_hours,
+                                                   "steady_state": False, "steps_simulated": 4})
+        return outcome
+
+
+def test_a_plan_raced_out_by_a_low_estimate_is_simulated_again_once_it_is_confirmed():
+    """The truth's 2nd plan is estimated 10 % low and simulated first (smallest bound); the
+    truth's best, next, is raced out against that low estimate (it is slower than the estimate,
+    faster than the truth). Once the 2nd plan is confirmed slower, the resumed search must run
+    the raced plan again (its stop level is below the new best): it is the truth's best, and it
+    is recommended confirmed and complete, with an exact gap."""
+    space = space_of(16)
+    ranked = _ranked(space)
+    best, low = ranked[0], ranked[1]
+    assert 0.9 * truth(low) < truth(best) < truth(low)
+
+    def bound(a: Allocation) -> float:
+        return truth(a) * {low: 0.5, best: 0.85}.get(a, 0.999)
+
+    toy = RacingToy({low.plan().settings: -0.10})
+    ev = Evaluator({"name": "toy"}, InlinePool(toy), None, 0, steady=PLANNER_RULE, bound=bound, race=True)
+    first = search(space, base_of(space), ev)
+    m = ev.metrics(best)
+    assert m is not None and m.stopped_above_hours == pytest.approx(0.9 * truth(low))   # raced out
+    assert first.optima == [low]                  # a raced plan's partial estimate is never the best
+    results = []
+    confirm(ev, PLANNER_RULE, lambda: results.append(search(space, base_of(space), ev)))
+    assert best_per_group(ev) == [best]
+    m = ev.metrics(best)
+    assert m is not None and m.stopped_above_hours is None and ev.seen[best].confirmed
+    assert ev.hours(best) == pytest.approx(truth(best))
+    assert all(g.gap == 0.0 and g.stopped == "exact" for g in results[-1].gaps)
+
+
 def test_a_best_found_after_the_last_round_is_said_to_be_unconfirmed():
     """The setup above with one round only: the resumed search's new best (the truth's best, its
     first estimate) is a contender nobody confirmed; it is listed as such and the sentence on it

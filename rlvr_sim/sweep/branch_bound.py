@@ -32,6 +32,7 @@ Group = tuple[str, int]          # (GPU type, GPU total)
 STOP_EXHAUSTED = "exact"          # nothing left in the group could beat its best
 STOP_GAP = "gap"                  # stopped by the requested gap
 STOP_TIME = "time limit"          # stopped by the deadline
+STOP_OPEN = "open"                # none of these, yet a plan left could beat the best (a bug)
 
 
 @dataclass
@@ -164,8 +165,16 @@ def branch_and_bound(space: SearchSpace, ev: Evaluator, in_flight: int | None = 
     heaps: dict[Group, list[tuple[float, bool, Allocation]]] = {}
     for a in every:
         lb = quick(a)
-        if lb < math.inf:        # inf: structurally invalid for the scenario
-            heaps.setdefault((a.gpu, a.total_gpus), []).append((lb, quick is full, a))
+        if lb == math.inf:       # structurally invalid for the scenario
+            continue
+        if a in ev.seen:         # a shared evaluator (a resumed search): what is left to learn
+            m = ev.metrics(a)
+            if m is None or m.stopped_above_hours is None:
+                continue         # invalid, or simulated to the end
+            # raced out: certainly slower than its stop level, which a confirmed best that came
+            # out slower can now be above; it is queued at that level and simulated again
+            lb = max(lb, m.stopped_above_hours)
+        heaps.setdefault((a.gpu, a.total_gpus), []).append((lb, quick is full, a))
     for heap in heaps.values():
         heapq.heapify(heap)
     if order not in ("auto", "bound", "predicted"):
@@ -176,7 +185,7 @@ def branch_and_bound(space: SearchSpace, ev: Evaluator, in_flight: int | None = 
     for a in ev.seen:            # plans simulated before (a shared evaluator) count at once
         g = (a.gpu, a.total_gpus)
         if g in q.best:
-            q.best[g] = min(q.best[g], ev.hours(a))
+            q.best[g] = min(q.best[g], _final_hours(ev, a))
         _learn(predictor, ev, a)
     width = max(in_flight or getattr(ev.pool, "workers", 1), 1)
     waits = 0
@@ -189,7 +198,7 @@ def branch_and_bound(space: SearchSpace, ev: Evaluator, in_flight: int | None = 
                 nxt = q.next_plan(speculate, gap, closed)
                 if nxt is None:
                     break
-                if ev.submit(nxt, above=q.best[(nxt.gpu, nxt.total_gpus)]):
+                if ev.submit(nxt, above=q.best[(nxt.gpu, nxt.total_gpus)], again=True):
                     q.running[(nxt.gpu, nxt.total_gpus)] += 1
             if ev.in_flight == 0:
                 break
@@ -197,7 +206,7 @@ def branch_and_bound(space: SearchSpace, ev: Evaluator, in_flight: int | None = 
             for a in ev.next_done():
                 g = (a.gpu, a.total_gpus)
                 q.running[g] -= 1
-                q.best[g] = min(q.best[g], ev.hours(a))
+                q.best[g] = min(q.best[g], _final_hours(ev, a))
                 _learn(predictor, ev, a)
                 bar.update(1)
                 if ev.progress:
@@ -217,6 +226,13 @@ def _memo(f: Callable[[Allocation], float]) -> Callable[[Allocation], float]:
         return cache[a]
 
     return g
+
+
+def _final_hours(ev: Evaluator, a: Allocation) -> float:
+    """A plan's hours when it was simulated to the end; inf when invalid or raced out (a raced
+    plan's estimate is partial: it only says the plan is slower than its stop level)."""
+    m = ev.metrics(a)
+    return math.inf if m is None or m.stopped_above_hours is not None else m.hours_total
 
 
 def _learn(predictor: Predictor | None, ev: Evaluator, a: Allocation) -> None:
@@ -253,8 +269,10 @@ def _group_gap(q: _Queues, ev: Evaluator, g: Group, gap: float, timed_out: bool)
     best, floor = q.best[g], _floor(q, ev, g)
     if floor >= best:
         how = STOP_EXHAUSTED
+    elif timed_out and floor * (1.0 + gap) <= best:
+        how = STOP_TIME
     else:
-        how = STOP_TIME if timed_out and floor * (1.0 + gap) <= best else STOP_GAP
+        how = STOP_GAP if gap > 0 else STOP_OPEN
     return GroupGap(g[0], g[1], best, min(floor, best), how)
 
 

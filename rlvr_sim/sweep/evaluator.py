@@ -182,10 +182,11 @@ def search_result(ev: Evaluator, optima: list[Allocation], rounds: int, space: S
 
 
 def best_per_group(ev: Evaluator) -> list[Allocation]:
-    """The best simulated allocation of each (GPU type, GPU total) that has a valid plan."""
+    """The best allocation simulated to the end of each (GPU type, GPU total) that has one."""
     groups: dict[tuple[str, int], Allocation] = {}
     for a in ev.seen:
-        if ev.hours(a) == math.inf:
+        m = ev.metrics(a)
+        if m is None or m.stopped_above_hours is not None:     # invalid, or raced out (partial)
             continue
         key = (a.gpu, a.total_gpus)
         if key not in groups or ev.key(a) < ev.key(groups[key]):

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from rlvr_sim.errors import UserError
 from rlvr_sim.sweep.jobs import STATUS_OK
-from rlvr_sim.sweep.pareto import DOLLARS, HOURS
+from rlvr_sim.sweep.pareto import DOLLARS, HOURS, RACED
 from rlvr_sim.sweep.planner import Evaluator, SearchResult
 from rlvr_sim.sweep.space import COLOCATED, Allocation
 
@@ -91,6 +91,8 @@ def _invalid_reasons(result: SearchResult, limit: int = 3) -> str:
 def choose(result: SearchResult, constraints: Constraints) -> tuple[Allocation, str]:
     """The recommended allocation and the rule that picked it; `UserError` when none qualifies."""
     ok = result.table[result.table["status"] == STATUS_OK] if not result.table.empty else result.table
+    if RACED in ok:     # a raced plan's hours are a partial estimate: never the choice
+        ok = ok[ok[RACED].isna()]
     if ok.empty:
         raise UserError(f"no valid plan in the search space ({result.counts()['evaluated']} tried; closest first): "
                         f"{_invalid_reasons(result)}. Try more GPUs (--total-gpus), another --gpu, or more model "
