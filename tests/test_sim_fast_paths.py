@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 import rlvr_sim.sim.sampler as sampler_module
@@ -229,8 +229,20 @@ def _sync_configs(draw) -> SimConfig:
         span_rule="simpson3")
 
 
+def _tie_at_59_875() -> SimConfig:
+    """The case CI found (session 7): two finishes one ulp apart in the engine, equal in numpy."""
+    from rlvr_sim.distributions import Uniform
+
+    return SimConfig(prompts_per_step=5, samples_per_prompt=4, steps=1, prompt_tokens=Uniform(low=1, high=12),
+                     response_tokens=Uniform(low=12, high=50), sampler_gpus=4, trainer_gpus=4,
+                     max_concurrent_sequences=8, kv_blocks=None, block_tokens=1, prefix_caching=False,
+                     verifier_workers=1, verifier_latency_s=Uniform(low=0, high=0), placement="colocated",
+                     mode="sync", seed=492, coalesce_fraction=0.5, span_rule="simpson3")
+
+
 @settings(max_examples=80, deadline=None)
 @given(cfg=_sync_configs(), per_seq=st.sampled_from([0.0, 0.125]))
+@example(cfg=_tie_at_59_875(), per_seq=0.125)
 def test_whole_round_is_the_event_engine_on_random_sync_runs(cfg, per_seq):
     # same events in the same order at the same times (to float rounding: the engine subtracts
     # early finishes one by one, the numpy path sums them), same summary
@@ -248,8 +260,23 @@ def test_whole_round_is_the_event_engine_on_random_sync_runs(cfg, per_seq):
     if isinstance(event, str) or isinstance(whole, str):
         assert event == whole
         return
-    assert [e[:2] for e in whole.log] == [e[:2] for e in event.log]
-    for a, b in zip(whole.log, event.log):
+    # events whose times differ only by that rounding may come in either order (seed 492 of a
+    # colocated run: two samples finish at 59.875 in the numpy path, at 59.875 and
+    # 59.87500000000001 in the engine, which then logs them the other way round): compare the
+    # logs with such near-ties put in (name, id) order, every other order as it was
+    def canonical(log):
+        out, i = [], 0
+        while i < len(log):
+            j = i + 1
+            while j < len(log) and abs(log[j][2] - log[i][2]) <= 1e-9 * max(1.0, abs(log[i][2])):
+                j += 1
+            out += sorted(log[i:j], key=lambda e: (str(e[0]), e[1]))
+            i = j
+        return out
+
+    whole_log, event_log = canonical(whole.log), canonical(event.log)
+    assert [e[:2] for e in whole_log] == [e[:2] for e in event_log]
+    for a, b in zip(whole_log, event_log):
         assert a[2:] == pytest.approx(b[2:], rel=1e-9, abs=1e-12)
     assert whole.summary.step_time_s.mean == pytest.approx(event.summary.step_time_s.mean, rel=1e-9)
     assert whole.summary.counters == pytest.approx(event.summary.counters, rel=1e-9)

@@ -96,10 +96,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--draws", type=int, default=12,
                    help="robustness draws of the efficiency terms and lengths for the frontier (default 12; 0: off)")
     p.add_argument("--choose", choices=("robust", "nominal"), default="robust",
-                   help="robust (default): when the draws show the nominal pick is not robust and another "
-                        "plan, picked more often, is at most NEAR_EQUAL less worse in its worst draw, recommend "
-                        "that plan (minimax regret; rlvr_sim.sweep.robust.prefer_rival); nominal: always the "
-                        "plan that is best as simulated".replace("NEAR_EQUAL", f"{NEAR_EQUAL:.0%}"))
+                   help="robust (default): when the draws show the nominal pick is neither robust nor "
+                        "near-equal, the plans the draws pick instead are simulated in every draw too, and "
+                        "the one whose worst-case regret is smaller by more than "
+                        f"{NEAR_EQUAL * 100:.0f}%% is recommended (minimax regret; "
+                        "rlvr_sim.sweep.robust.prefer_rival); nominal: always the plan that is best as "
+                        "simulated")
     p.add_argument("--length-range", type=float, default=DEFAULT_LENGTH_RANGE,
                    help=f"robustness: mean response length drawn within +-this fraction (default {DEFAULT_LENGTH_RANGE})")
     p.add_argument("--seed", type=seed_arg, default=None, help="simulation seed (default: the scenario's)")
