@@ -15,6 +15,7 @@ simulator (the planner rule's estimates) and holds as long as the bound does.
 
 from __future__ import annotations
 
+import functools
 import heapq
 import math
 import time
@@ -127,10 +128,12 @@ class Predictor:
 
     def learn(self, a: Allocation, hours: float) -> None:
         """Take in a plan simulated to the end."""
+        if not math.isfinite(hours):
+            return
         fb, qb = self.full(a), self.quick(a)
-        if math.isfinite(hours) and fb > 0:
+        if fb > 0:
             self.k_full = min(self.k_full, hours / fb)
-        if math.isfinite(hours) and qb > 0:
+        if qb > 0:
             key = self.layout(a)
             self.k_sampler[key] = min(self.k_sampler.get(key, math.inf), hours / qb)
 
@@ -159,8 +162,8 @@ def branch_and_bound(space: SearchSpace, ev: Evaluator, in_flight: int | None = 
     if not gap >= 0:
         raise ValueError(f"gap {gap}: must be >= 0")
     assert ev.bound is not None
-    full = _memo(ev.bound)
-    quick = _memo(ev.quick_bound) if ev.quick_bound is not None else full
+    full = functools.cache(ev.bound)        # bounds are pure; the predicted order asks them often
+    quick = functools.cache(ev.quick_bound) if ev.quick_bound is not None else full
     every = enumerate_space(space)
     heaps: dict[Group, list[tuple[float, bool, Allocation]]] = {}
     for a in every:
@@ -185,7 +188,7 @@ def branch_and_bound(space: SearchSpace, ev: Evaluator, in_flight: int | None = 
     for a in ev.seen:            # plans simulated before (a shared evaluator) count at once
         g = (a.gpu, a.total_gpus)
         if g in q.best:
-            q.best[g] = min(q.best[g], _final_hours(ev, a))
+            q.best[g] = min(q.best[g], ev.final_hours(a))
         _learn(predictor, ev, a)
     width = max(in_flight or getattr(ev.pool, "workers", 1), 1)
     waits = 0
@@ -193,7 +196,8 @@ def branch_and_bound(space: SearchSpace, ev: Evaluator, in_flight: int | None = 
     with tqdm(desc="plan: branch and bound", unit="plan", disable=not ev.progress, leave=False) as bar:
         while True:
             if deadline is not None and clock() >= deadline:
-                closed = frozenset(g for g in q.heaps if q.best[g] < math.inf and _answered(ev, g))
+                # groups with a plan simulated to the end (q.best counts only those)
+                closed = frozenset(g for g in q.heaps if q.best[g] < math.inf)
             while ev.in_flight < width:
                 nxt = q.next_plan(speculate, gap, closed)
                 if nxt is None:
@@ -206,50 +210,21 @@ def branch_and_bound(space: SearchSpace, ev: Evaluator, in_flight: int | None = 
             for a in ev.next_done():
                 g = (a.gpu, a.total_gpus)
                 q.running[g] -= 1
-                q.best[g] = min(q.best[g], _final_hours(ev, a))
+                q.best[g] = min(q.best[g], ev.final_hours(a))
                 _learn(predictor, ev, a)
                 bar.update(1)
                 if ev.progress:
-                    bar.set_postfix_str(_progress_text(q, closed, gap))
+                    bar.set_postfix_str(_progress_text(q))
     bounded = sum(1 for a in every if a not in ev.seen)
     gaps = tuple(_group_gap(q, ev, g, gap, g in closed) for g in sorted(q.heaps))
     return search_result(ev, best_per_group(ev), waits, space, bounded, len(every), gaps)
 
 
-def _memo(f: Callable[[Allocation], float]) -> Callable[[Allocation], float]:
-    """`f` computed once per plan (bounds are pure; the predicted order asks them often)."""
-    cache: dict[Allocation, float] = {}
-
-    def g(a: Allocation) -> float:
-        if a not in cache:
-            cache[a] = f(a)
-        return cache[a]
-
-    return g
-
-
-def _final_hours(ev: Evaluator, a: Allocation) -> float:
-    """A plan's hours when it was simulated to the end; inf when invalid or raced out (a raced
-    plan's estimate is partial: it only says the plan is slower than its stop level)."""
-    m = ev.metrics(a)
-    return math.inf if m is None or m.stopped_above_hours is not None else m.hours_total
-
-
 def _learn(predictor: Predictor | None, ev: Evaluator, a: Allocation) -> None:
     """Show the predictor a plan simulated to the end (not a raced or invalid one)."""
-    m = ev.metrics(a)
-    if predictor is not None and m is not None and m.stopped_above_hours is None:
-        predictor.learn(a, m.hours_total)
-
-
-def _answered(ev: Evaluator, g: Group) -> bool:
-    """Whether group `g` has a valid plan simulated to the end (not stopped by a race)."""
-    for a in ev.seen:
-        if (a.gpu, a.total_gpus) == g:
-            m = ev.metrics(a)
-            if m is not None and m.stopped_above_hours is None:
-                return True
-    return False
+    hours = ev.final_hours(a)
+    if predictor is not None and hours < math.inf:
+        predictor.learn(a, hours)
 
 
 def _floor(q: _Queues, ev: Evaluator, g: Group) -> float:
@@ -276,7 +251,7 @@ def _group_gap(q: _Queues, ev: Evaluator, g: Group, gap: float, timed_out: bool)
     return GroupGap(g[0], g[1], best, min(floor, best), how)
 
 
-def _progress_text(q: _Queues, closed: frozenset[Group], gap: float) -> str:
+def _progress_text(q: _Queues) -> str:
     """The progress bar's note: the largest group's best so far and its certified gap."""
     g = max(q.best, key=lambda k: (k[1], k[0]))
     best = q.best[g]

@@ -17,8 +17,8 @@ errors (and at least `floor` of the hours) of the group's best, fewest hours fir
 rule (tolerance halved, twice the steady steps and twice the step cap; no race) and that outcome
 replaces the search's: the table says `confirmed`. A confirmed best can come out slower than its
 first estimate, so the search is resumed (`resume`: the branch and bound simulates plans it had
-skipped whose bound is now below the group's best; a plan simulated already is not simulated
-again) and the contenders are chosen again, until every group's are confirmed (at most `rounds`;
+skipped whose bound is now below the group's best, and plans raced out below it; a plan
+simulated to the end is not simulated again) and the contenders are chosen again, until every group's are confirmed (at most `rounds`;
 contenders still unconfirmed then are listed in `unconfirmed`, and a recommended plan among
 them says so).
 

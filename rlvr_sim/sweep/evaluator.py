@@ -119,6 +119,12 @@ class Evaluator:
         m = self.metrics(a)
         return math.inf if m is None else m.hours_total
 
+    def final_hours(self, a: Allocation) -> float:
+        """`hours` of a plan simulated to the end; infinite also for a plan stopped by a race
+        (its estimate is partial: it only says the plan is slower than its stop level)."""
+        m = self.metrics(a)
+        return math.inf if m is None or m.stopped_above_hours is not None else m.hours_total
+
     def key(self, a: Allocation) -> tuple[float, float, Allocation]:
         """Order of preference: fewer hours, then fewer dollars, then a fixed tie-break."""
         m = self.metrics(a)
@@ -185,8 +191,7 @@ def best_per_group(ev: Evaluator) -> list[Allocation]:
     """The best allocation simulated to the end of each (GPU type, GPU total) that has one."""
     groups: dict[tuple[str, int], Allocation] = {}
     for a in ev.seen:
-        m = ev.metrics(a)
-        if m is None or m.stopped_above_hours is not None:     # invalid, or raced out (partial)
+        if ev.final_hours(a) == math.inf:     # invalid, or raced out (partial)
             continue
         key = (a.gpu, a.total_gpus)
         if key not in groups or ev.key(a) < ev.key(groups[key]):
