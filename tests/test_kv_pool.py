@@ -145,11 +145,14 @@ class EngineCase:
 
 
 def _run_engine(case: EngineCase, residues: bool, skip: bool, fast_full: bool,
-                cm: SamplerCostLike | None = None, fused: bool = True) -> tuple[list, list, list]:
+                cm: SamplerCostLike | None = None, fused: bool = True,
+                coalesce_preemptions: bool = False, reload: bool = False) -> tuple[list, list, list]:
     """Spans (whole segments; cuts as ("cut", it, clock)), finishes and per-step counters of
     one replica run to idle with the engine's shortcut flags set as given. The cost model is
     the fake (it costs a span by its mean batch too, so a wrong batch shows in the times), or
-    `cm` with Simpson spans (`fused`: spans.FUSED_STEP)."""
+    `cm` with Simpson spans (`fused`: spans.FUSED_STEP). `coalesce_preemptions`: fast mode's
+    COALESCE_PREEMPTIONS (off: the exact shortcuts alone, compared span for span). `reload`:
+    an engine idle with work queued behind a drain admits again (as after a weight load)."""
     import rlvr_sim.sim.sampler as sampler
     import rlvr_sim.sim.spans as spans_module
     from rlvr_sim.sim.fake_cost import FakeCostModel
@@ -157,9 +160,10 @@ def _run_engine(case: EngineCase, residues: bool, skip: bool, fast_full: bool,
     from rlvr_sim.sim.source import Group
 
     old = (sampler.RESIDUE_COUNTS, sampler.SKIP_FULL_ADMISSION, sampler.FAST_FULL_PLAN,
-           spans_module.FUSED_STEP)
+           sampler.COALESCE_PREEMPTIONS, spans_module.FUSED_STEP)
     sampler.RESIDUE_COUNTS, sampler.SKIP_FULL_ADMISSION, sampler.FAST_FULL_PLAN = \
         residues, skip, fast_full
+    sampler.COALESCE_PREEMPTIONS = coalesce_preemptions
     spans_module.FUSED_STEP = fused
     try:
         e = ReplicaEngine(0, FakeCostModel(decode_s_per_seq=0.25) if cm is None else cm,
@@ -169,7 +173,7 @@ def _run_engine(case: EngineCase, residues: bool, skip: bool, fast_full: bool,
                           span_rule="cost_model" if cm is None else "simpson3")
     finally:
         (sampler.RESIDUE_COUNTS, sampler.SKIP_FULL_ADMISSION, sampler.FAST_FULL_PLAN,
-         spans_module.FUSED_STEP) = old
+         sampler.COALESCE_PREEMPTIONS, spans_module.FUSED_STEP) = old
     assert bool(e.run.block_tokens) == residues
     first = 0
     for gid, i in enumerate(range(0, len(case.lengths), case.k)):
@@ -178,7 +182,12 @@ def _run_engine(case: EngineCase, residues: bool, skip: bool, fast_full: bool,
         first += len(resp)
     spans: list = []
     done: list = []
-    while e.plan() is not None:
+    while True:
+        if e.plan() is None:
+            if reload and e.waiting and not e.admit_enabled:
+                e.admit_enabled = True
+                continue
+            break
         seg = e.seg
         assert seg is not None
         spans.append(tuple(seg))        # start, iterations, seconds, batch, context sum, max
@@ -293,3 +302,85 @@ def test_running_set_residues_follow_the_private_tokens(offsets, bt, it):
     assert run.residue_counts(it) == want
     assert run.residue_sum(it) == sum(p % bt for p in private)
     assert sorted(run.private_tokens(1.0, it).tolist()) == sorted(private)
+
+
+def _same_run_but_the_spans(case: EngineCase) -> tuple[list, list]:
+    """Fast mode's coalesced preemptions and the exact shortcuts on one case: (finishes,
+    counters) of each, and both runs' spans' total iterations and seconds are checked equal."""
+    exact = _run_engine(case, True, True, True)
+    fast = _run_engine(case, True, True, True, coalesce_preemptions=True)
+    iterations = [sum(s[1] for s in run[0] if s[0] != "cut") for run in (exact, fast)]
+    assert iterations[0] == iterations[1]
+    seconds = [sum(s[2] for s in run[0] if s[0] != "cut") for run in (exact, fast)]
+    assert seconds[1] == pytest.approx(seconds[0], rel=1e-9)
+    return [exact[1], exact[2]], [fast[1], fast[2]]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.integers(1, 60), min_size=1, max_size=40), st.integers(1, 30),
+       st.integers(1, 4), st.integers(1, 8), st.booleans(), st.integers(0, 4),
+       st.sampled_from([0.05, 0.125, 0.3, 1.0]), st.sampled_from([1, 2, 4, 8]))
+def test_coalesced_preemptions_are_the_reference_preemptions_in_fewer_spans(
+        lengths, prompt, k, bt, prefix, tight, coalesce, room):
+    """Fast mode (COALESCE_PREEMPTIONS) runs a full pool's overflows inside one span: the same
+    victims at the same iterations, so with no outside cut every sample finishes at the same
+    iteration with the same preemption and recompute counts as the exact shortcuts; only the
+    spans differ, and under a cost linear in the batch (the fake: a victim counts for the share
+    of the span it ran) their seconds add up to the reference's, finish times included. A
+    mutant that charges a victim for the whole span, or none of it, fails this; so does one
+    that counts its generated tokens to the span's start or end."""
+    capacity = room * math.ceil((prompt + max(lengths)) / bt) + tight
+    case = EngineCase(tuple(lengths), prompt, k, bt, prefix, capacity, None, coalesce)
+    (done_e, counters_e), (done_f, counters_f) = _same_run_but_the_spans(case)
+    assert counters_f == counters_e
+    assert [d[:-1] for d in done_f] == [d[:-1] for d in done_e]
+    assert [d[-1] for d in done_f] == pytest.approx([d[-1] for d in done_e], rel=1e-9)
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_coalesced_preemptions_on_larger_thrashing_replicas(seed):
+    """As above on seeded workloads of 40-150 sequences in pools of 4-12 of the longest; at
+    least one seeded case must really coalesce (fewer spans than the reference)."""
+    rng = random.Random(seed)
+    lengths = tuple(rng.randint(1, 120) for _ in range(rng.randint(40, 150)))
+    prompt, bt = rng.randint(1, 40), rng.choice([1, 3, 4, 8, 16])
+    capacity = rng.randint(4, 12) * math.ceil((prompt + max(lengths)) / bt) + rng.randint(0, 5)
+    case = EngineCase(lengths, prompt, rng.randint(1, 8), bt, rng.random() < 0.5, capacity, None,
+                      rng.choice([0.125, 0.3]))
+    (done_e, counters_e), (done_f, counters_f) = _same_run_but_the_spans(case)
+    assert counters_f == counters_e
+    assert [d[:-1] for d in done_f] == [d[:-1] for d in done_e]
+    assert [d[-1] for d in done_f] == pytest.approx([d[-1] for d in done_e], rel=1e-9)
+
+
+def test_coalesced_preemptions_really_merge_spans():
+    """A thrashing case where the fast mode plans fewer spans than the reference (else the
+    equality tests above would pass on a no-op)."""
+    case = EngineCase(tuple(range(100, 400, 5)), 8, 8, 1, False, 4 * (8 + 400), None, 0.125)
+    exact = _run_engine(case, True, True, True)
+    fast = _run_engine(case, True, True, True, coalesce_preemptions=True)
+    preemptions = sum(c[0] for c in exact[2])
+    assert preemptions > 100                      # 180 measured
+    assert len(fast[0]) < len(exact[0]) - preemptions // 3     # 150 spans, not 234
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(1, 60), min_size=1, max_size=40), st.integers(1, 30),
+       st.integers(1, 4), st.integers(1, 8), st.booleans(), st.integers(0, 4),
+       st.sampled_from([0.125, 0.3]), st.integers(0, 7), st.integers(1, 5), st.floats(0.01, 1.0),
+       st.integers(0, 30), st.sampled_from([1, 2, 4]))
+def test_coalesced_preemptions_with_cuts_still_finish_every_sample_once(
+        lengths, prompt, k, bt, prefix, tight, coalesce, interrupt_every, cut_every, cut_at,
+        drain_after, room):
+    """With cuts, interruptions and drains (where fast mode may preempt a victim before a cut
+    that the reference would not have reached), every sample still finishes exactly once with
+    its full length, after it started, and no counter goes negative."""
+    capacity = room * math.ceil((prompt + max(lengths)) / bt) + tight
+    case = EngineCase(tuple(lengths), prompt, k, bt, prefix, capacity, None, coalesce,
+                      interrupt_every, cut_every, cut_at, drain_after)
+    _, done, counters = _run_engine(case, True, True, True, coalesce_preemptions=True,
+                                    reload=True)
+    assert sorted(d.sample for d in done) == list(range(len(lengths)))
+    assert [d.output_tokens for d in sorted(done)] == list(lengths)
+    assert all(d.end_s >= d.start_s for d in done)
+    assert all(c[0] >= 0 and c[2] >= 0 for c in counters)

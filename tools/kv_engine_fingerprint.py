@@ -34,6 +34,10 @@ PLANS: dict[str, list[str]] = {
         "orchestration.placement=disaggregated", "orchestration.mode=async",
         "orchestration.max_staleness=4", "sampler.gpus=40", "trainer.gpus=24", "sampler.tp=4",
         "trainer.tp=2", "trainer.pp=4"],
+    "disagg S24tp4 T40 async2": [        # the README example's recommended plan
+        "orchestration.placement=disaggregated", "orchestration.mode=async",
+        "orchestration.max_staleness=2", "sampler.gpus=24", "trainer.gpus=40", "sampler.tp=4",
+        "trainer.tp=1", "trainer.pp=2"],
 }
 STEPS = 3
 

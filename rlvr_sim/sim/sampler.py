@@ -63,8 +63,14 @@ SKIP_FULL_ADMISSION = True
 # (its overflow, less each victim's blocks) and the check counts forward one residue class per
 # iteration (the spans a full pool allows are a few iterations long). Off: the reference path
 FAST_FULL_PLAN = True
+# fast mode (coalescing on) with residue counts: a span on a full pool runs on past the
+# iterations that overflow it, preempting there as the reference does (most recent first, the
+# same victims at the same iterations, nothing admitted meanwhile), up to the next planned stop
+# or coalesce_fraction x running victims; a victim counts as running for the share of the span
+# before it leaves (as coalesced finishes do). Off (or exact mode): a span per overflow
+COALESCE_PREEMPTIONS = True
 
-__all__ = ["FAST_FULL_PLAN", "Finished", "RESIDUE_COUNTS", "ReplicaEngine", "SKIP_FULL_ADMISSION", "Segment", "StepCounters",
+__all__ = ["COALESCE_PREEMPTIONS", "FAST_FULL_PLAN", "Finished", "RESIDUE_COUNTS", "ReplicaEngine", "SKIP_FULL_ADMISSION", "Segment", "StepCounters",
            "WHOLE_BATCH"]
 
 
@@ -119,6 +125,10 @@ class ReplicaEngine:
         self._full = False
         self._skip_full = SKIP_FULL_ADMISSION
         self._fast_full = FAST_FULL_PLAN
+        self._coalesce_preemptions = COALESCE_PREEMPTIONS and coalesce_fraction > 0
+        # victims of the planned span that left inside it: (iterations run, sequence, its gen0
+        # before), so a cut before their iteration takes back what they had not generated yet
+        self._left: list[tuple[int, Seq, float]] = []
         # blocks the first iteration after the planned span holds, when `_fit_forward` counted
         # them (the span stopped there); -1: not counted
         self._overflow: float = -1
@@ -356,6 +366,8 @@ class ReplicaEngine:
         run = self.run
         full = self._full
         if full and self._fast_full and run.block_tokens:
+            if self._coalesce_preemptions:
+                return self._plan_full_coalesced()      # fast mode (COALESCE_PREEMPTIONS)
             return self._plan_full()                    # same result (FAST_FULL_PLAN)
         self._overflow = -1                             # this span's KV check does not count it
         if full:
@@ -454,6 +466,79 @@ class ReplicaEngine:
             if iters > 0:
                 return self._start_span(iters, target)
 
+    def _plan_full_coalesced(self) -> float:
+        """`_plan_full` in fast mode: the same preemptions at the same iterations, in one span.
+
+        From the full pool's next iteration on, one iteration at a time (residue counts, as
+        `_fit_forward`): while the next iteration does not fit, the most recently admitted
+        sequence is preempted there (its generated tokens counted to that iteration); the span
+        ends at the next planned stop (the next finish while work is queued), or at an overflow
+        once coalesce_fraction x running sequences have left in it (then, as a KV-cut span, the
+        pool stays full and the next call goes on from there). Nothing is admitted inside, as in
+        the reference, whose admission rounds admit nothing on a full pool (see `plan`). Only
+        the span's cost differs: the victims count for the share of it they ran (`_start_span`)."""
+        run, kv, waiting = self.run, self.kv, self.waiting
+        seqs, finishing = run.seqs, run.finishing
+        tpi, it = self.tpi, self.it
+        self._full = False
+        self._budget_held = False
+        leave, free_slot, counters = kv.leave, run.free_slot, self.counters
+        bt, res, capacity = run.block_tokens, run.residues, kv.capacity
+        used = self._overflow
+        if used < 0:
+            used = self._exact_blocks(run.priv_off_sum, len(seqs))
+        self._overflow = -1
+        left = self._left = []
+        most = max(1, int(len(seqs) * self.coalesce))
+        m = 0                          # iterations of the span so far; `used`: the next one's blocks
+        target = 0
+        while True:
+            while used > capacity:
+                if m > 0 and len(left) >= most:        # a KV-cut span: the pool stays full
+                    self._overflow = used
+                    return self._start_span(m, m + 1)
+                if len(seqs) == 1:
+                    raise self._outgrows()
+                sample = next(reversed(seqs))
+                victim = seqs[sample]
+                g = victim.group
+                c = counters.get(g.step)
+                if c is None:
+                    c = counters[g.step] = StepCounters()
+                c.preemptions += 1
+                i = bisect.bisect_left(finishing, (victim.finish_it, victim.admit_no, sample))
+                del finishing[i]
+                del seqs[sample]
+                run.ctx_off_sum -= victim.ctx_off
+                run.priv_off_sum -= victim.priv_off
+                free_slot(victim)
+                shared = kv.shared_blocks
+                leave(g.group_id)
+                used -= -(-(int(victim.priv_off) + it + m) // bt) + shared - kv.shared_blocks
+                if m > 0:
+                    left.append((m, victim, victim.gen0))
+                victim.gen0 = min(float(victim.target), victim.gen0 + tpi * (it + m - victim.admit_it))
+                waiting.appendleft(victim)
+                target = 0
+            if not target:                              # the next planned stop (`_span_target`)
+                k = 1
+                if self.coalesce and not (self.admit_enabled and waiting
+                                          and waiting[0].group.step <= self.version + self.eta):
+                    n = len(seqs)
+                    k = min(n, max(1, int(n * self.coalesce)))
+                target = finishing[k - 1][0] - it
+            # whole rounds of `bt` iterations that fit: each sequence takes exactly one block
+            # per round, and the blocks grow monotonically inside it
+            n = len(seqs)
+            rounds = min(int(capacity - used) // n, (target - m - 1) // bt)
+            if rounds > 0:
+                m += rounds * bt
+                used += rounds * n
+            m += 1
+            if m >= target:
+                return self._start_span(m, m)
+            used += res[-(it + m - 1) % bt]             # residue 0 at iteration m: a block more
+
     def _fit_forward(self, used: float, limit: int) -> int:
         """`_iterations_that_fit(limit)` with residue counts, counted forward from `used`, the
         exact blocks the next iteration holds: one iteration at a time the sequences whose tokens
@@ -503,6 +588,13 @@ class ReplicaEngine:
                 seq = seqs[sample]
                 n -= gone
                 ctx_sum -= gone * (seq.ctx_off + tpi * finish_it)
+        for m_v, seq, _ in self._left:                   # coalesced preemptions: left at m_v
+            ctx_v = seq.ctx_off + tpi * it
+            gone = (iters - m_v) / iters
+            n += 1 - gone
+            ctx_sum += ctx_v - gone * (ctx_v + tpi * m_v)
+            if ctx_v > ctx_max:
+                ctx_max = ctx_v
         span = self._span(n, ctx_sum, ctx_max, iters)
         t0 = self.clock
         self.seg = _tuple_new(Segment, (t0, iters, span, n, ctx_sum, ctx_max))
@@ -515,6 +607,8 @@ class ReplicaEngine:
         seg = self.seg
         assert seg is not None
         self.seg = None
+        if self._left:
+            self._left = []
         t0_s, iterations, span_s = seg[0], seg[1], seg[2]
         self._account(span_s, iterations)
         self.it = it = self.it + iterations
@@ -583,16 +677,27 @@ class ReplicaEngine:
         assert seg is not None
         if now_s <= seg.t0_s:
             self.seg = None
+            self._take_back(0)
             return []
         lo = iterations_within(self._span, seg, now_s - seg.t0_s)
         if lo >= seg.iterations:
             return self.finish()
+        self._take_back(lo)
         span = self._span(seg.sequences, seg.context_sum, seg.context_max, lo)
         self.seg = None
         self._account(span, lo)
         self.it += lo
         self.clock = seg.t0_s + span
         return self._pop_finished(seg.t0_s, span / lo)   # coalesced spans: some finished before
+
+    def _take_back(self, iterations: int) -> None:
+        """A coalesced span cut after `iterations`: its victims preempted later keep only the
+        tokens generated by then (they left early: fast mode's approximation)."""
+        tpi, end = self.tpi, self.it + iterations
+        for m_v, seq, gen0 in self._left:
+            if m_v > iterations:
+                seq.gen0 = min(float(seq.target), gen0 + tpi * (end - seq.admit_it))
+        self._left = []
 
     # --- in-flight weight update hook (issue 12; orchestrator mode keep_kv) ---------------------
     def continue_in_flight(self) -> None:
