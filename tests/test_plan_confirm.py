@@ -152,16 +152,61 @@ def test_a_confirmed_best_that_is_slower_unskips_plans_of_the_branch_and_bound()
 
 class RacingToy(NoisyToy):
     """NoisyToy whose runs honour a race: a run whose reported hours are above the job's
-    `stop_above_hours` comes back stopped at that level (as the simulator's race does)."""
+    `stop_above_hours` comes back stopped at that level, or with `certain` (as the simulator
+    does, rlvr_sim.sim.steady.certainly_above) at the level it is certainly above: here 0.999 x
+    its reported hours, at least the threshold."""
+
+    def __init__(self, errors: dict[object, float], first_steady: bool = True,
+                 certain: bool = False):
+        super().__init__(errors, first_steady)
+        self.certain = certain
+        self.runs: list[object] = []          # the plan of every job run, in order
 
     def __call__(self, job: PlanJob) -> PlanOutcome:
+        self.runs.append(_label(job))
         outcome = super().__call__(job)
         s = outcome.summary
         assert s is not None
-        if job.stop_above_hours is not None and s.hours_total > job.stop_above_hours:
-            outcome.summary = s.model_copy(update={"stopped_above_hours": job.stop_above_hours,
+        above = job.stop_above_hours
+        if above is not None and s.hours_total > above:
+            level = max(above, 0.999 * s.hours_total) if self.certain else above
+            outcome.summary = s.model_copy(update={"stopped_above_hours": level,
                                                    "steady_state": False, "steps_simulated": 4})
         return outcome
+
+
+def test_a_raced_plan_certainly_above_the_new_best_is_not_simulated_again():
+    """As below, with a third plan `x` (the truth's next after the 2nd) whose bound lets it be
+    simulated in the first search, where it is raced out against the 2nd plan's low estimate.
+    The 2nd plan's confirmation raises the best to its truth, above that threshold. Stopped at
+    the threshold, `x` must be simulated again; stopped at the level it is certainly above
+    (0.999 x its hours, above the new best), it is not, and the answer is the same."""
+    space = space_of(16)
+    ranked = _ranked(space)
+    best, low = ranked[0], ranked[1]
+    x = next(a for a in ranked[2:] if 0.999 * truth(a) > truth(low))
+    assert 0.85 * truth(x) < 0.9 * truth(low) < truth(best)
+
+    def bound(a: Allocation) -> float:
+        return truth(a) * {low: 0.5, best: 0.85, x: 0.85}.get(a, 0.999)
+
+    def run(certain: bool) -> tuple[Evaluator, RacingToy]:
+        toy = RacingToy({low.plan().settings: -0.10}, certain=certain)
+        ev = Evaluator({"name": "toy"}, InlinePool(toy), None, 0, steady=PLANNER_RULE, bound=bound,
+                       race=True)
+        search(space, base_of(space), ev)
+        m = ev.metrics(x)
+        assert m is not None and m.stopped_above_hours is not None         # raced out
+        confirm(ev, PLANNER_RULE, lambda: search(space, base_of(space), ev))
+        assert best_per_group(ev) == [best] and ev.hours(best) == pytest.approx(truth(best))
+        return ev, toy
+
+    _, threshold = run(False)
+    _, certain = run(True)
+    label = x.plan().settings
+    assert threshold.runs.count(label) == 2
+    assert certain.runs.count(label) == 1
+    assert len(certain.runs) < len(threshold.runs)
 
 
 def test_a_plan_raced_out_by_a_low_estimate_is_simulated_again_once_it_is_confirmed():

@@ -1,8 +1,10 @@
 """Racing: a plan stops simulating once it certainly takes longer than the plan it is compared
-with (rlvr_sim.sim.steady.slower_than), and the planner's answer does not change."""
+with (rlvr_sim.sim.steady.slower_than, certainly_above), and the planner's answer does not
+change."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
@@ -11,7 +13,7 @@ from hypothesis import strategies as st
 
 from rlvr_sim.scenario import load_scenario
 from rlvr_sim.sim import simulate
-from rlvr_sim.sim.steady import PLANNER_RULE, Rule, slower_than
+from rlvr_sim.sim.steady import PLANNER_RULE, Rule, certainly_above, slower_than
 from rlvr_sim.sweep.bound import PlanBounds
 from rlvr_sim.sweep.jobs import make_jobs
 from rlvr_sim.sweep.grid import Plan
@@ -58,13 +60,29 @@ def test_slower_than_keeps_a_margin_of_three_standard_errors():
     assert slower_than(times, 2.70, 100, rule=RULE, max_warmup=0)
 
 
+def test_certainly_above_by_hand():
+    """The times above, no warm-up: every one of the 100 steps at the steady mean lowered by 3
+    standard errors of 0.816 s, 97.55 s: 100 x 97.551 / 3600 = 2.7097 h. A mark below it is
+    crossed, one above it is not; before the steady test could pass, or on a complete run,
+    nothing is certain (-inf)."""
+    times = [100.0, 104.0, 96.0, 100.0, 108.0, 92.0, 100.0, 100.0]
+    se = math.sqrt((8 / 3) / 4)
+    want = 100 * 100 * (1 - 3 * se / 100) / 3600
+    assert certainly_above(times, 100, rule=RULE, max_warmup=0) == pytest.approx(want, rel=1e-9)
+    assert slower_than(times, want - 1e-6, 100, rule=RULE, max_warmup=0)
+    assert not slower_than(times, want + 1e-6, 100, rule=RULE, max_warmup=0)
+    assert certainly_above(times[:3], 100, rule=RULE, max_warmup=0) == -math.inf
+    assert certainly_above(times, 8, rule=RULE, max_warmup=0) == -math.inf
+
+
 def test_simulate_stops_a_run_above_its_mark_and_says_so():
     sc = load_scenario(SMALL, overrides=["orchestration.mode=async", "orchestration.max_staleness=1",
                                          "orchestration.placement=disaggregated"])
     full = simulate(sc, seed=0, trace=False, until_steady=PLANNER_RULE).summary
     low = simulate(sc, seed=0, trace=False, until_steady=PLANNER_RULE,
                    stop_above_hours=full.hours_total * 0.5).summary
-    assert low.stopped_above_hours == pytest.approx(full.hours_total * 0.5)
+    # stopped at the level it is certainly above, over the mark, below its partial estimate
+    assert full.hours_total * 0.5 < low.stopped_above_hours < low.hours_total
     assert not low.steady_state and "certainly slower" in low.steady_note
     # decided once a warm-up (>= the staleness bound, 1) and 4 steady steps are simulated
     assert 1 + PLANNER_RULE.min_steady <= low.steps_simulated < full.steps_simulated

@@ -82,8 +82,9 @@ def test_the_code_hash_covers_the_simulator_not_the_planner(tmp_path):
 
 
 def test_races_are_answered_by_runs_that_decide_them(cache):
-    """A run stopped above H answers races at thresholds <= H (certainly above those too), not
-    above H; a higher stop replaces it; a run simulated to its end answers every race."""
+    """A run stopped above H (the level it is certainly above, over the threshold it was given)
+    answers races at thresholds <= H (certainly above those too), not above H; a higher stop
+    replaces it; a run simulated to its end answers every race."""
     steady = _job(steps=None, steady=PLANNER_RULE)
 
     def run(threshold=None):
@@ -91,10 +92,13 @@ def test_races_are_answered_by_runs_that_decide_them(cache):
         assert outcome.status == STATUS_OK and outcome.summary is not None
         return outcome.cached, outcome.summary.stopped_above_hours
 
-    assert run(1e-3) == (False, 1e-3)              # simulated, stopped at once: any run is longer
-    assert run(5e-4) == (True, 1e-3)
-    assert run(2e-3) == (False, 2e-3)              # above the stored stop: simulated again
-    assert run(1.5e-3) == (True, 2e-3)             # the higher stop replaced the lower one
+    cached, level = run(1e-3)                      # simulated, stopped once it is certain,
+    assert not cached and level > 1e-3             # at the level it is certainly above
+    assert run(5e-4) == (True, level)
+    assert run(level) == (True, level)             # any threshold up to that level
+    cached, higher = run(level * 1.005)            # above the stored stop: simulated again,
+    assert not cached and higher > level * 1.005   # stopped later and higher
+    assert run(level * 1.003) == (True, higher)    # the higher stop replaced the lower one
     assert run() == (False, None)                  # not raced: a stopped run does not answer it
     assert run() == (True, None)
     assert run(1e9) == (True, None)                # the full run answers any race

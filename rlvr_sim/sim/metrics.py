@@ -76,7 +76,8 @@ class Summary(BaseModel):
     steady_note: str = ""              # why not, when steady_state is False
     steady_rel_stderr: float | None = None   # standard error of the steady mean / mean
     # the run was stopped early because it certainly takes longer than this (the planner's race
-    # against the plan it was compared with; rlvr_sim.sim.steady.slower_than); None: not stopped
+    # against the plan it was compared with, whose hours this exceeds;
+    # rlvr_sim.sim.steady.certainly_above); None: not stopped
     stopped_above_hours: float | None = None
     step_time_s: Stat
     phase_time_s: dict[str, float]
@@ -156,8 +157,8 @@ def summarize(cfg: SimConfig, steps: StepLog, *, scenario: str, staleness: Count
         warmup_step_time_s=times_all[:warm].tolist(),
         steady_state=state.reached and stopped_above_hours is None,
         steady_note=state.reason if stopped_above_hours is None else (
-            f"stopped after {n} steps: certainly slower than the {stopped_above_hours:.4g} h of the plan "
-            f"it was compared with ({state.reason})"),
+            f"stopped after {n} steps: certainly slower than {stopped_above_hours:.4g} h in all, so "
+            f"slower than the plan it was compared with ({state.reason})"),
         stopped_above_hours=stopped_above_hours,
         steady_rel_stderr=_finite(state.rel_stderr),
         step_time_s=Stat(mean=mean_s, p50=float(np.percentile(times, 50)),

@@ -7,6 +7,7 @@ its own cost model (tests: the hand-computable fake) can use directly.
 from __future__ import annotations
 
 import gc
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, Protocol
@@ -21,7 +22,7 @@ from rlvr_sim.sim.protocols import CostModelLike, PlannedCostModelLike
 from rlvr_sim.sim.recorder import LogEntry, Recorder
 from rlvr_sim.sim.sampler import ReplicaEngine
 from rlvr_sim.sim.source import PromptSource
-from rlvr_sim.sim.steady import Rule, detect, slower_than
+from rlvr_sim.sim.steady import Rule, certainly_above, detect
 from rlvr_sim.sim.steps import StepLog, StepRecord
 from rlvr_sim.sim.verifier import VerifierPool
 from rlvr_sim.trace import write_trace
@@ -96,8 +97,9 @@ def simulate(scenario: "Scenario", steps: int | None = None, seed: int | None = 
     after at most `steps` (default: `until_steady.max_steps`, at most the scenario's) steps.
     `profile` replaces the scenario's hardware profile (the planner's robustness draws).
     `stop_above_hours` (with `until_steady`): also stop as soon as the run certainly takes longer
-    than that in all (rlvr_sim.sim.steady.slower_than; the planner's race against the plan a
-    candidate is compared with); the summary then says so (`Summary.stopped_above_hours`)."""
+    than that in all (rlvr_sim.sim.steady.certainly_above; the planner's race against the plan a
+    candidate is compared with); the summary then says so (`Summary.stopped_above_hours`: the
+    hours it certainly takes longer than, at least `stop_above_hours`)."""
     from rlvr_sim.cost import CostModel
 
     if profile is not None:
@@ -138,6 +140,7 @@ class _StepWatch:
         self.max_warmup = max_warmup
         self.total_steps, self.stop_above_hours = total_steps, stop_above_hours
         self.stopped = False
+        self.level = math.nan       # stopped: the hours the run certainly takes longer than
 
     def update(self, n: int = 1) -> None:
         log = self.steps
@@ -149,11 +152,13 @@ class _StepWatch:
         if rule is not None and log.finished >= self.min_warmup + rule.steady_needed(self.max_warmup):
             if detect(log.times_s, self.min_warmup, rule, self.max_warmup, log.ready_s).reached:
                 raise _Steady()
-            if self.stop_above_hours is not None and slower_than(
-                    log.times_s, self.stop_above_hours, self.total_steps, self.min_warmup, rule, self.max_warmup,
-                    ready_s=log.ready_s):
-                self.stopped = True
-                raise _Steady()
+            if self.stop_above_hours is not None and math.isfinite(self.stop_above_hours):
+                level = certainly_above(log.times_s, self.total_steps, self.min_warmup, rule,
+                                        self.max_warmup, ready_s=log.ready_s)
+                if level > self.stop_above_hours:
+                    self.stopped = True
+                    self.level = level
+                    raise _Steady()
 
 
 def simulate_config(cfg: SimConfig, cm: CostModelLike, *, trace_path: str | Path | None = None,
@@ -214,7 +219,7 @@ def simulate_config(cfg: SimConfig, cm: CostModelLike, *, trace_path: str | Path
     summary = summarize(cfg, steps, scenario=scenario_name, staleness=rec.staleness,
                         busy_s=busy, counters=counters, rule=until_steady or Rule(),
                         booked_until_s=booked_until,
-                        stopped_above_hours=stop_above_hours if watch.stopped else None)
+                        stopped_above_hours=watch.level if watch.stopped else None)
     trace_frame = rec.frame()
     if trace_path is not None:
         write_trace(trace_frame, trace_path)

@@ -212,24 +212,35 @@ def slower_than(times_s: Sequence[float], hours: float, total_steps: int, min_wa
                 rule: Rule = Rule(), max_warmup: int | None = None, z: float = RACE_Z,
                 ready_s: Sequence[float] | None = None) -> bool:
     """Whether a run whose first steps took `times_s` will certainly take longer than `hours`
-    in all: the extrapolated hours stay above `hours` with the steady mean lowered by `z`
-    standard errors, and also with the mean of the latest half of the steady steps (a run
-    still speeding up is not stopped on its slow start). Decided only once the steady test
-    could first pass (warm-up + `rule.steady_needed` steps) and before the run is complete.
-    The planner uses it to stop simulating a plan that cannot beat the plan it is compared
-    with (`simulate(stop_above_hours=...)`); like the steady test it is statistical, with
-    `z` = 3 about one wrong stop in 700 for a normal mean estimate."""
+    in all: `certainly_above` (below) exceeds it. The planner uses it to stop simulating a plan
+    that cannot beat the plan it is compared with (`simulate(stop_above_hours=...)`)."""
+    if not math.isfinite(hours):
+        return False
+    return certainly_above(times_s, total_steps, min_warmup, rule, max_warmup, z, ready_s) > hours
+
+
+def certainly_above(times_s: Sequence[float], total_steps: int, min_warmup: int = 0,
+                    rule: Rule = Rule(), max_warmup: int | None = None, z: float = RACE_Z,
+                    ready_s: Sequence[float] | None = None) -> float:
+    """The hours a run whose first steps took `times_s` certainly takes longer than in all
+    (-inf: not known yet): the extrapolated hours with the steady mean lowered by `z` standard
+    errors, and also with the mean of the latest half of the steady steps (a run still speeding
+    up is not judged by its slow start). Known only once the steady test could first pass
+    (warm-up + `rule.steady_needed` steps) and before the run is complete. Like the steady test
+    it is statistical, with `z` = 3 about one wrong claim in 700 for a normal mean estimate. A
+    raced plan records it as its stop level, so a search whose best later rises simulates the
+    plan again only when its best passes this level, not the threshold it was stopped at."""
     n = len(times_s)
     needed = rule.steady_needed(max_warmup)
-    if not math.isfinite(hours) or n < min_warmup + needed or n >= total_steps:
-        return False
+    if n < min_warmup + needed or n >= total_steps:
+        return -math.inf
     state = detect(times_s, min_warmup, rule, max_warmup, ready_s)
     rest = list(times_s[state.warmup_steps:])
     if state.steady_steps < needed or not math.isfinite(state.rel_stderr):
-        return False
+        return -math.inf
     latest = _mean(rest[len(rest) // 2:])
     low_mean = min(state.mean_s, latest) * (1 - z * state.rel_stderr)
     if state.draining:                  # the pace the batches are made at
         low_mean = state.production_interval_s * (1 - z * state.rel_stderr)
     low = replace(state, mean_s=low_mean, draining=False)     # the lowered pace, whichever it was
-    return hours_estimate(times_s, low, total_steps) > hours
+    return hours_estimate(times_s, low, total_steps)
