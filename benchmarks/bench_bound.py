@@ -205,7 +205,7 @@ def main() -> int:
     p.add_argument("--steps", type=int, default=4, help="steps simulated by --decompose")
     opts = p.parse_args()
 
-    from rlvr_sim.commands.plan import fixed_plan
+    from rlvr_sim.commands.plan_space import fixed_plan
     from rlvr_sim.sweep import bound
     from rlvr_sim.sweep.bound import PlanBounds
 

@@ -79,7 +79,7 @@ def verify_pruned(extra: list[str], workers: int, k: int) -> dict:
     """Search as `plan` does, then simulate the k skipped plans per group with the lowest bounds."""
     sys.path.insert(0, str(ROOT))
     from rlvr_sim.cli import build_parser
-    from rlvr_sim.commands.plan import build_space, fixed_plan
+    from rlvr_sim.commands.plan_space import build_space, fixed_plan
     from rlvr_sim.sim.steady import PLANNER_RULE
     from rlvr_sim.sweep.bound import PlanBounds
     from rlvr_sim.sweep.planner import Evaluator, search

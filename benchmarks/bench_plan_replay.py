@@ -30,7 +30,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from rlvr_sim.cli import build_parser  # noqa: E402
-from rlvr_sim.commands.plan import build_space, fixed_plan, make_evaluator  # noqa: E402
+from rlvr_sim.commands.plan_decision import make_evaluator  # noqa: E402
+from rlvr_sim.commands.plan_space import build_space, fixed_plan  # noqa: E402
 from rlvr_sim.sim.steady import PLANNER_RULE  # noqa: E402
 from rlvr_sim.sweep import jobs as J  # noqa: E402
 from rlvr_sim.sweep.planner import Evaluator, best_per_group, branch_and_bound  # noqa: E402

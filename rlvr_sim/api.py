@@ -26,6 +26,8 @@ import pandas as pd
 import yaml
 
 from rlvr_sim.commands import plan as plan_command
+from rlvr_sim.commands.plan_decision import decide
+from rlvr_sim.commands.plan_space import build_space
 from rlvr_sim.api_types import (DATASHEET, GridRequest, PlanRequest, PlanResult, RunSettings,
                                 ScenarioSource, SimulateRequest, SimulateResult, TrendPoint,
                                 step_trend)
@@ -125,7 +127,7 @@ def plan(request: PlanRequest, on_outcome: Callable[[PlanOutcome], None] | None 
 
     The base scenario with the request's overrides and settings is resolved (check_fit off: the
     search varies what must fit) and written to a temporary file the search reads; the search
-    space comes from the command's own defaults (`commands.plan.build_space`)."""
+    space comes from the command's own defaults (`commands.plan_space.build_space`)."""
     steps = request.sim_steps if request.sim_steps is not None else default_plan_steps()
     if steps is not None and steps < 1:
         raise UserError(f"steps per plan {steps}: give at least 1")
@@ -141,7 +143,7 @@ def plan(request: PlanRequest, on_outcome: Callable[[PlanOutcome], None] | None 
                                      "workers": request.workers, "set": [], "gap": request.gap,
                                      "time_limit": request.time_limit_s})
         plan_command.check_early_stop(args)
-        space, start = plan_command.build_space(args)
+        space, start = build_space(args)
         pool = _CountingPool(open_pool(request.workers), on_outcome)
         # the command's own rule: each plan simulated until its step time is steady (no fixed steps)
         rule = replace(PLANNER_RULE, max_steps=args.max_steps)
@@ -149,7 +151,7 @@ def plan(request: PlanRequest, on_outcome: Callable[[PlanOutcome], None] | None 
             args.draws = request.draws
         try:
             # the command's own decision: search, confirm the closest contenders, recommend, draws
-            decision = plan_command.decide(args, space, start, pool, rule, base)
+            decision = decide(args, space, start, pool, rule, base)
         finally:
             pool.close()
     result, rec = decision.result, decision.rec

@@ -145,7 +145,7 @@ def test_a_deadline_stops_starting_plans_and_reports_a_valid_gap(deadline):
 
 
 def test_gap_sentence_says_how_far_and_why():
-    from rlvr_sim.commands.plan import gap_sentence
+    from rlvr_sim.commands.plan_decision import gap_sentence
     from rlvr_sim.sweep.space import COLOCATED, Allocation
 
     a = Allocation("h100-sxm", 64, COLOCATED, 64, 4, 64, 2, 0, 16)

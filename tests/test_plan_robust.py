@@ -274,7 +274,7 @@ def test_the_robust_choice_takes_the_rival_that_loses_least_in_its_worst_draw():
 
 
 def test_the_robust_choice_sentence_and_the_rival_rule():
-    from rlvr_sim.commands.plan import challengers, robust_choice_sentence
+    from rlvr_sim.commands.plan_decision import challengers, robust_choice_sentence
     from rlvr_sim.sweep.recommend import Constraints, Recommendation
 
     ev = Evaluator({"name": "toy"}, InlinePool(Fragile()), 4, 0)
@@ -303,7 +303,8 @@ def test_decide_recommends_the_robust_plan_and_keeps_the_nominal_one(monkeypatch
     the recommendation is the steady plan the draws pick, with the nominal pick and its report
     kept; --choose nominal keeps the nominal pick."""
     from rlvr_sim.cli import build_parser
-    import rlvr_sim.commands.plan as plan_command
+    import rlvr_sim.commands.plan_decision as plan_decision
+    import rlvr_sim.commands.plan_space as plan_space
     from rlvr_sim.sim.steady import PLANNER_RULE
 
     class OneFragile:
@@ -317,17 +318,17 @@ def test_decide_recommends_the_robust_plan_and_keeps_the_nominal_one(monkeypatch
             return toy_outcome(job, 10.1)
 
     def toy_evaluator(args, pool, rule, progress=False):
-        return Evaluator({"name": "toy"}, InlinePool(OneFragile()), 4, 0, fixed=plan_command.fixed_plan(args)), None
+        return Evaluator({"name": "toy"}, InlinePool(OneFragile()), 4, 0, fixed=plan_space.fixed_plan(args)), None
 
-    monkeypatch.setattr(plan_command, "make_evaluator", toy_evaluator)
+    monkeypatch.setattr(plan_decision, "make_evaluator", toy_evaluator)
     decisions = {}
     for choose in ("robust", "nominal"):
         args = build_parser().parse_args(["plan", str(MINIMAL), "--total-gpus", "16", "--sizes", "16", "--exhaustive",
                                           "--draws", "12", "--confirm", "0", "--set", "profile=datasheet",
                                           "--choose", choose])
-        space, base = plan_command.build_space(args)
-        decisions[choose] = plan_command.decide(args, space, base, InlinePool(OneFragile()), PLANNER_RULE,
-                                                plan_command._base_scenario(args))
+        space, base = plan_space.build_space(args)
+        decisions[choose] = plan_decision.decide(args, space, base, InlinePool(OneFragile()), PLANNER_RULE,
+                                                 plan_space.base_scenario(args))
     nominal, robust = decisions["nominal"].rec, decisions["robust"].rec
     a = nominal.allocation
     assert (a.sampler_gpus, a.sampler_tp, a.trainer_tp, a.max_staleness) == (8, 1, 1, 1)

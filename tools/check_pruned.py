@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from rlvr_sim.cli import build_parser  # noqa: E402
-from rlvr_sim.commands.plan import build_space, fixed_plan  # noqa: E402
+from rlvr_sim.commands.plan_space import build_space, fixed_plan  # noqa: E402
 from rlvr_sim.sim.steady import PLANNER_RULE  # noqa: E402
 from rlvr_sim.sweep.bound import PlanBounds  # noqa: E402
 from rlvr_sim.sweep.planner import Evaluator  # noqa: E402

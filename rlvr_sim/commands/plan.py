@@ -1,4 +1,7 @@
-"""`rlvr-sim plan SCENARIO --total-gpus N`: search allocations, print the frontier and a recommendation."""
+"""`rlvr-sim plan SCENARIO --total-gpus N`: search allocations, print the frontier and a recommendation.
+
+The flags become a search in rlvr_sim.commands.plan_space, the decision is made in
+rlvr_sim.commands.plan_decision (shared with the app); this module parses, checks and prints."""
 
 from __future__ import annotations
 
@@ -7,62 +10,37 @@ import json
 import math
 import sys
 import time
-from dataclasses import asdict, dataclass, replace
-from typing import TYPE_CHECKING, Callable
+from dataclasses import asdict, replace
+from typing import TYPE_CHECKING
 from pathlib import Path
 
+from rlvr_sim.commands.plan_decision import decide
+from rlvr_sim.commands.plan_space import base_scenario, build_space, fixed_plan
 from rlvr_sim.errors import UserError
 from rlvr_sim.cli_output import strict_json
 from rlvr_sim.input_limits import seed_arg
-from rlvr_sim.sim.steady import PLANNER_RULE, Rule
+from rlvr_sim.sim.steady import PLANNER_RULE
 from rlvr_sim.sweep import result_cache
-from rlvr_sim.sweep.bound import PlanBounds
 from rlvr_sim.sweep.branch_bound import STOP_EXHAUSTED
-from rlvr_sim.sweep.evaluator import GroupGap
-from rlvr_sim.sweep.confirm import CONFIRM_PER_GROUP, Confirmation, confirm
-from rlvr_sim.sweep.grid import Plan, parse_grid_option
+from rlvr_sim.sweep.confirm import CONFIRM_PER_GROUP
+from rlvr_sim.sweep.grid import Plan
 from rlvr_sim.sweep.pareto import DOLLARS, HOURS, pareto_front
-from rlvr_sim.sweep.planner import Evaluator, exhaustive, search
 from rlvr_sim.sweep.pools import open_pool
-from rlvr_sim.sweep.recommend import Constraints, Recommendation, recommend
-from rlvr_sim.sweep.robust import DEFAULT_LENGTH_RANGE, NEAR_EQUAL, Robustness, assess, prefer_rival
-from rlvr_sim.sweep.space import Allocation, SearchSpace, default_sizes
+from rlvr_sim.sweep.recommend import Recommendation
+from rlvr_sim.sweep.robust import DEFAULT_LENGTH_RANGE, NEAR_EQUAL
 from rlvr_sim.sweep.store import write_table
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from rlvr_sim.schedule import ResplitAdvice
-    from rlvr_sim.scenario import Scenario
-    from rlvr_sim.sweep.planner import SearchResult
-    from rlvr_sim.sweep.pools import Pool
-    from rlvr_sim.sweep.robust import Perturbation
+    from rlvr_sim.sweep.planner import Evaluator, SearchResult
+
+__all__ = ["FRONT_COLUMNS", "add_arguments", "build_space", "check_early_stop", "decide", "fixed_plan",
+           "run"]
 
 FRONT_COLUMNS = ["label", HOURS, DOLLARS, "step_time_s.mean", "bottleneck", "steps_simulated", "warmup_steps",
                  "steady_state"]
-
-
-def _int_list(flag: str, text: str) -> tuple[int, ...]:
-    try:
-        values = tuple(sorted({int(v) for v in text.split(",") if v.strip()}))
-    except ValueError as exc:
-        raise UserError(f"{flag} {text!r}: expected comma-separated integers such as 1,2,4") from exc
-    if not values or min(values) < 0:
-        raise UserError(f"{flag} {text!r}: expected non-negative integers such as 1,2,4")
-    return values
-
-
-def _options(flag: str, text: str | None, scenario_value: int) -> tuple[int, ...]:
-    """Option list from a flag, else the scenario's value alone."""
-    values = _int_list(flag, text) if text else (int(scenario_value),)
-    if min(values) < 1:
-        raise UserError(f"{flag} {text!r}: every option must be at least 1")
-    return values
-
-
-def _start(options: tuple[int, ...], scenario_value: int) -> int:
-    """Where the search starts: the scenario's value when offered, else the smallest option."""
-    return int(scenario_value) if int(scenario_value) in options else min(options)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -153,63 +131,6 @@ def _method(args: argparse.Namespace) -> str:
     return "exhaustive" if args.exhaustive else ("local search" if getattr(args, "local", False) else "branch and bound")
 
 
-def fixed_plan(args: argparse.Namespace) -> Plan:
-    """The `--set` overrides as one plan prefix (one value per key)."""
-    pairs = [parse_grid_option(item) for item in getattr(args, "set", [])]
-    for key, values in pairs:
-        if len(values) != 1:
-            raise UserError(f"--set {key}={','.join(values)}: give one value (use `rlvr-sim sweep --grid` for several)")
-    return Plan(tuple((key, values[0]) for key, values in pairs))
-
-
-MAX_TOTAL_GPUS = 65_536   # the largest pool the split search is meant for (a hang beyond, not a plan)
-
-
-def build_space(args: argparse.Namespace) -> tuple[SearchSpace, Allocation]:
-    """The search space from the flags and the base allocation from the scenario."""
-    from rlvr_sim.scenario import load_scenario
-
-    if not Path(args.scenario).is_file():
-        raise UserError(f"scenario {args.scenario!r}: no such file")
-    if args.total_gpus < 1:
-        raise UserError(f"--total-gpus {args.total_gpus}: give at least 1 GPU")
-    if args.total_gpus > MAX_TOTAL_GPUS:
-        raise UserError(f"--total-gpus {args.total_gpus:,}: more than {MAX_TOTAL_GPUS:,} GPUs ; the search "
-                        "enumerates splits of the whole pool, so plan a realistic size (e.g. --total-gpus 1024)")
-    fixed = fixed_plan(args)
-    scenario = load_scenario(args.scenario, overrides=fixed.overrides(), check_fit=False)   # the search varies what must fit
-    gpus = tuple(g.strip() for g in args.gpu.split(",") if g.strip()) if args.gpu else (scenario.hardware.gpu,)
-    for gpu in gpus:   # an unknown GPU name is the user's typo, not a search result
-        load_scenario(args.scenario, overrides=[*fixed.overrides(), f"hardware.gpu={gpu}"], check_fit=False)
-    per_node = int(scenario.hardware.gpus_per_node)
-    sizes = (_int_list("--sizes", args.sizes) if args.sizes else default_sizes(args.total_gpus, per_node))
-    if max(sizes) > args.total_gpus or min(sizes) < 1:
-        raise UserError(f"--sizes {args.sizes!r}: every size must be between 1 and --total-gpus {args.total_gpus}")
-    mini = _int_list("--mini-batches", args.mini_batches) if args.mini_batches else (int(scenario.trainer.mini_batches),)
-    knobs = tuple((key, tuple(values)) for key, values in (parse_grid_option(k) for k in getattr(args, "knob", [])))
-    for key, values in knobs:      # a knob the scenario does not accept is the user's typo
-        for value in values:
-            load_scenario(args.scenario, overrides=[*fixed.overrides(), f"{key}={value}"], check_fit=False)
-    space = SearchSpace(gpus=gpus, sizes=tuple(sorted(sizes, reverse=True)),
-                        sampler_tps=_int_list("--sampler-tp", args.sampler_tp),
-                        trainer_tps=_int_list("--trainer-tp", args.trainer_tp),
-                        staleness=_int_list("--staleness", args.staleness), mini_batches=mini, gpus_per_node=per_node,
-                        sampler_pps=_options("--sampler-pp", args.sampler_pp, scenario.sampler.pp),
-                        trainer_pps=_options("--trainer-pp", args.trainer_pp, scenario.trainer.pp), knobs=knobs)
-    base_tp_s = _start(space.sampler_tps, scenario.sampler.tp)
-    base_tp_t = _start(space.trainer_tps, scenario.trainer.tp)
-    base = Allocation(gpus[0], sizes[0], "colocated", sizes[0], base_tp_s, sizes[0], base_tp_t, 0, mini[0],
-                      _start(space.sampler_pps, scenario.sampler.pp), _start(space.trainer_pps, scenario.trainer.pp),
-                      tuple((key, values[0]) for key, values in knobs))
-    return space, base
-
-
-def _base_scenario(args: argparse.Namespace) -> Scenario:
-    from rlvr_sim.scenario import load_scenario
-
-    return load_scenario(args.scenario, overrides=fixed_plan(args).overrides(), check_fit=False)
-
-
 def _plan_steps(table: pd.DataFrame) -> int:
     """RL steps simulated by this run over every plan of the search (the planner's work,
     load-independent; plans read from the result cache count none)."""
@@ -226,189 +147,6 @@ def _steps_range(table: pd.DataFrame) -> str:
         return "?"
     lo, hi = int(ok["steps_simulated"].min()), int(ok["steps_simulated"].max())
     return f"{lo}" if lo == hi else f"{lo}-{hi}"
-
-
-def frontier_allocations(result: SearchResult) -> list[Allocation]:
-    """The allocations on the hours-vs-dollars frontier of a search (the robustness candidates)."""
-    front = pareto_front(result.table)
-    return [result.allocations[pid] for pid in front["plan_id"]] if not front.empty else []
-
-
-def robustness_candidates(result: SearchResult, ev: Evaluator, runners_up: int = 3) -> list[Allocation]:
-    """The frontier plus the `runners_up` next-best plans by the search's order (fewest hours,
-    then dollars): within one GPU type and total the frontier holds one plan, so "does it stay
-    best" is asked against its closest competitors too."""
-    ranked = sorted((a for a in ev.seen if ev.metrics(a) is not None), key=ev.key)
-    return list(dict.fromkeys([*frontier_allocations(result), *ranked[:runners_up + 1]]))
-
-
-def make_evaluator(args: argparse.Namespace, pool: Pool, rule: Rule, progress: bool = False
-                   ) -> tuple[Evaluator, "Callable[[Perturbation], PlanBounds] | None"]:
-    """The search's evaluator (with the cost-model bounds of rlvr_sim.sweep.bound unless `--local`:
-    branch and bound) and the bounds of a robustness draw (None with `--exhaustive`: every
-    candidate simulated in every draw)."""
-    steady = args.steps is None
-    bounds = PlanBounds(args.scenario, fixed_plan(args), args.steps or rule.max_steps, args.seed, steady=steady,
-                        rule=rule)
-    exact = not getattr(args, "local", False) and not args.exhaustive
-    ev = Evaluator(args.scenario, pool, args.steps, args.seed, progress=progress, fixed=fixed_plan(args),
-                   steady=rule if steady else None, bound=bounds.hours if exact else None,
-                   quick_bound=bounds.quick_hours if exact else None,
-                   prune_bound=bounds.hours if getattr(args, "prune", True) and not exact else None,
-                   race=bool(getattr(args, "race", True)) and not args.exhaustive)
-    if args.exhaustive:
-        return ev, None
-
-    def draw_bounds(pert: "Perturbation") -> PlanBounds:
-        return PlanBounds(args.scenario, fixed_plan(args), args.steps or rule.max_steps, args.seed, steady=steady,
-                          perturb=pert, rule=rule)
-
-    return ev, draw_bounds
-
-
-@dataclass
-class Decision:
-    """What `decide` found: the search (its last pass), the evaluator holding every simulated
-    plan, the recommendation, the confirmation stage (None: off), the seconds to the
-    recommendation (before the robustness draws) and what the time limit skipped."""
-
-    result: SearchResult
-    ev: Evaluator
-    rec: Recommendation
-    confirmation: Confirmation | None
-    search_s: float
-    skipped: tuple[str, ...] = ()
-
-
-def _hours_text(hours: float) -> str:
-    return f"{hours:,.1f}" if hours >= 10 else f"{hours:.3g}"
-
-
-def gap_sentence(gaps: tuple[GroupGap, ...], recommended: Allocation) -> str:
-    """One sentence on a search stopped early (`--gap`, `--time-limit`): how far the recommended
-    plan's GPU total's best can be from its optimum, and the other totals' ("" when exact)."""
-    early = [g for g in gaps if g.stopped != STOP_EXHAUSTED and g.best_hours < math.inf]
-    if not early:
-        return ""
-    mine = [g for g in early if (g.gpu, g.total_gpus) == (recommended.gpu, recommended.total_gpus)]
-    others = [g for g in early if g not in mine]
-
-    def within(g: GroupGap) -> str:
-        return "an unknown amount (plans without a bound were left)" if g.gap == math.inf else f"{g.gap:.1%}"
-
-    parts = []
-    if mine:
-        g = mine[0]
-        parts.append(f"Search stopped early ({g.stopped}): this plan is within {within(g)} of the fastest "
-                     f"{g.total_gpus}x {g.gpu} plan (no plan left unsimulated can take less than "
-                     f"{_hours_text(g.floor_hours)} h by the cost-model bound)")
-    if others:
-        parts.append(("the other totals' best within " if mine else "Search stopped early: the best plans are within ")
-                     + ", ".join(f"{within(g)} ({g.total_gpus}x {g.gpu}, {g.stopped})" for g in others)
-                     + " of their optima")
-    return "; ".join(parts) + "."
-
-
-def decide(args: argparse.Namespace, space: SearchSpace, base: Allocation, pool: Pool, rule: Rule,
-           base_scenario: Scenario, progress: bool = False) -> Decision:
-    """Search, confirm the closest contenders (`--confirm`, runs until steady only), recommend
-    and assess the recommendation's robustness (`--draws`): the `plan` command's decision, shared
-    with the app (rlvr_sim.api.plan). `pool` stays open."""
-    started = time.perf_counter()
-    limit = getattr(args, "time_limit", None)
-    deadline = None if limit is None else time.monotonic() + limit
-    gap = float(getattr(args, "gap", 0.0) or 0.0)
-    ev, draw_bounds = make_evaluator(args, pool, rule, progress=progress)
-
-    def searched() -> SearchResult:
-        return exhaustive(space, ev) if args.exhaustive else search(space, base, ev, gap=gap, deadline=deadline,
-                                                                     order=getattr(args, "order", "auto"))
-
-    def past_deadline() -> bool:
-        return deadline is not None and time.monotonic() >= deadline
-
-    result = searched()
-    confirmation: Confirmation | None = None
-    skipped: list[str] = []
-    if args.confirm and args.steps is None:
-        if past_deadline():
-            skipped.append("confirmation")
-        else:
-            def resume() -> None:             # the search again, after each round of confirmations
-                nonlocal result
-                result = searched()
-
-            confirmation = confirm(ev, rule, resume, per_group=args.confirm, deadline=deadline)
-    constraints = Constraints(args.budget_usd, args.deadline_hours)
-    marginal_ev = confirmation.as_searched(ev) if confirmation is not None else None
-
-    def recommended(chosen: tuple[Allocation, str] | None = None) -> Recommendation:
-        r = recommend(result, ev, constraints, marginal_ev, chosen)
-        if confirmation is not None:
-            r.reason = " ".join(filter(None, [r.reason, confirmation.sentence(r.allocation, ev)]))
-        r.reason = " ".join(filter(None, [r.reason, gap_sentence(result.gaps, r.allocation)]))
-        return r
-
-    rec = recommended()
-    search_s = time.perf_counter() - started
-    if args.draws and past_deadline():
-        skipped.append("robustness draws")
-    elif args.draws:
-        candidates = robustness_candidates(result, ev)
-
-        def drawn(a: Allocation) -> Robustness:
-            return assess(ev, a, candidates, base_scenario, args.draws, args.deadline_hours, args.budget_usd,
-                          args.length_range, seed=args.seed or 0, bounds=draw_bounds)
-
-        rec.robustness = drawn(rec.allocation)
-        if getattr(args, "choose", "robust") == "robust":
-            # minimax regret among the nominal pick and every plan a draw picks instead
-            others = {a: drawn(a) for a in challengers(rec.robustness, candidates, ev, constraints)}
-            better = [a for a, r in others.items() if prefer_rival(rec.robustness, r)]
-            if better:
-                rival = min(better, key=lambda a: (others[a].regret_max, a.label()))
-                nominal = rec
-                rec = recommended((rival, "most robust plan (smallest worst-case regret over the draws)"))
-                rec.robustness, rec.nominal, rec.nominal_robustness = others[rival], nominal.label, nominal.robustness
-                rec.reason = robust_choice_sentence(nominal, rec) + " " + rec.reason
-    if skipped:
-        rec.reason += f" Skipped (past the {limit:g} s time limit): {' and '.join(skipped)}."
-    return Decision(result, ev, rec, confirmation, search_s, tuple(skipped))
-
-
-def challengers(rob: Robustness, candidates: list[Allocation], ev: Evaluator, constraints: Constraints
-                ) -> list[Allocation]:
-    """The plans the draws pick instead of the recommended one (most often first), when the
-    recommendation is neither robust nor near-equal; each simulated to the end and meeting the
-    budget / deadline as simulated."""
-    if rob.robust or rob.near_equal:
-        return []
-    by_label = {c.label(): c for c in candidates}
-    out = []
-    for label, _ in sorted(rob.winners.items(), key=lambda kv: (-kv[1], kv[0])):
-        a = by_label.get(label)
-        m = None if a is None or label == rob.recommended_label else ev.metrics(a)
-        if a is None or m is None or m.stopped_above_hours is not None:
-            continue
-        if (constraints.budget_usd is not None and m.usd_total > constraints.budget_usd) or \
-                (constraints.deadline_hours is not None and m.hours_total > constraints.deadline_hours):
-            continue
-        out.append(a)
-    return out
-
-
-def robust_choice_sentence(nominal: Recommendation, chosen: Recommendation) -> str:
-    """Why the robust choice replaced the nominal pick (both reports are over the same draws)."""
-    a, b = nominal.robustness, chosen.robustness
-    assert a is not None and b is not None
-    worse = "more expensive" if nominal.rule.startswith("cheapest") else "slower"
-    return (f"Chosen for robustness over the nominal pick ({nominal.rule}) {nominal.label} "
-            f"({nominal.hours_total:,.2f} h, ${nominal.usd_total:,.0f} as simulated; this plan "
-            f"{chosen.hours_total / nominal.hours_total - 1:+.1%} hours, {chosen.usd_total / nominal.usd_total - 1:+.1%} "
-            f"dollars): over {a.draws} draws that plan is picked in {round(a.share_best * a.draws)} and up to "
-            f"{a.regret_max:.1%} {worse} than the draw's pick where it is not; this plan is picked in "
-            f"{round(b.share_best * b.draws)} and at most {b.regret_max:.1%} {worse} "
-            f"(`--choose nominal` recommends the nominal pick).")
 
 
 def check_early_stop(args: argparse.Namespace) -> None:
@@ -449,7 +187,7 @@ def _run(args: argparse.Namespace) -> int:
     pool = open_pool(args.workers, ray_address=args.ray or None, use_ray=args.ray is not None)
     rule = replace(PLANNER_RULE, max_steps=args.max_steps)
     try:
-        d = decide(args, space, base, pool, rule, _base_scenario(args), progress=not args.json and sys.stderr.isatty())
+        d = decide(args, space, base, pool, rule, base_scenario(args), progress=not args.json and sys.stderr.isatty())
     finally:
         pool.close()
     result, ev, rec, confirmation, search_s = d.result, d.ev, d.rec, d.confirmation, d.search_s
