@@ -19,7 +19,8 @@ Modelled:
   full blocks are held once per prompt while any of its samples runs (and prefilled once);
   whole blocks, as vLLM allocates them (a block boundary crossing is a state change);
 - preemption by recompute: when the next iteration would not fit, the most recently admitted
-  sequence goes back to the front of the queue and later re-prefills prompt + generated tokens;
+  sequence goes back to the front of the queue and later re-prefills prompt + generated tokens
+  (fast mode runs a full pool's successive preemptions inside one span: COALESCE_PREEMPTIONS);
 - staleness gate: a sample of step j is admitted only while `version >= j - max_staleness`;
 - partial rollouts: `interrupt_all()` sends every running sequence back with its generated
   tokens (they continue under the new weights after a KV recompute, which is counted).
