@@ -273,8 +273,8 @@ def render() -> None:
                    "to micro-benchmark this machine and write one.")
     else:
         labels = [profile_label(p) for p in files]
-        picked = st.selectbox("Hardware profile", labels, key="calibration:profile")
-        picked_path = files[labels.index(picked)]
+        label = st.selectbox("Hardware profile", labels, key="calibration:profile") or labels[0]
+        picked_path = files[labels.index(label)]
         st.subheader("Profile")
         try:
             show_profile(picked_path)
@@ -300,12 +300,12 @@ def render() -> None:
     names = [str(p.relative_to(state.PROFILE_DIR)) for p in reports]
     paired = picked_path.with_name(picked_path.stem + ".validation.json") if picked_path else None
     index = reports.index(paired) if paired in reports else 0    # the selected profile's own report first
-    picked = st.selectbox("Validation report", names, index=index,
-                          key=f"calibration:report:{paired.name if paired else ''}")
+    name = st.selectbox("Validation report", names, index=index,
+                        key=f"calibration:report:{paired.name if paired else ''}") or names[index]
     try:
-        show_report(reports[names.index(picked)])
+        show_report(reports[names.index(name)])
     except (KeyError, TypeError, ValueError) as exc:
-        widgets.error_box(f"{picked} is not a validation report: {exc}")
+        widgets.error_box(f"{name} is not a validation report: {exc}")
 
 
 if __name__ == "__main__":  # st.Page runs this file as __main__; importing it renders nothing

@@ -201,7 +201,7 @@ def heatmap(table: pd.DataFrame, x: str, y: str, z: str, title: str) -> go.Figur
     ys = list(dict.fromkeys(keyed.sort_values(y, kind="stable")["_y"]))
     ok = keyed[keyed["status"] == "ok"] if "status" in keyed else keyed
     bad = keyed[keyed["status"] != "ok"] if "status" in keyed else keyed.iloc[0:0]
-    values = [[None] * len(xs) for _ in ys]
+    values: list[list[float | None]] = [[None] * len(xs) for _ in ys]
     for _, row in ok.iterrows():
         if z in row and pd.notna(row[z]):
             values[ys.index(row["_y"])][xs.index(row["_x"])] = float(row[z])
@@ -210,7 +210,7 @@ def heatmap(table: pd.DataFrame, x: str, y: str, z: str, title: str) -> go.Figur
                                              f"%{{z:{fmt.D3}}}<extra></extra>",
                                colorbar=dict(title=fmt.label(z), tickformat=fmt.D3), hoverongaps=False))
     if not bad.empty:
-        grey = [[None] * len(xs) for _ in ys]
+        grey: list[list[float | None]] = [[None] * len(xs) for _ in ys]
         why = [[""] * len(xs) for _ in ys]
         for _, row in bad.iterrows():
             i, j = ys.index(row["_y"]), xs.index(row["_x"])

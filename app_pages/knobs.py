@@ -134,6 +134,7 @@ def knob_editor(base: dict[str, Any]) -> KnobEdit:
             continue
         current = work.knobs.get(knob.field, start)
         wkey = f"knob:{knob.field}"
+        new: Any        # the widget's value: a distribution's mapping, a choice, a number or a flag
         if knob.kind == "dist":
             new = _dist_editor(knob, current, wkey)
         elif knob.kind == "choice":
@@ -175,7 +176,7 @@ def _dist_editor(knob: Knob, current: dict[str, Any], wkey: str) -> dict[str, An
         return current
     kinds = list(_DIST_PARAMS)
     session.seed(f"{wkey}:dist", kind)
-    picked = st.selectbox(knob.label, kinds, key=f"{wkey}:dist", help=_help(knob))
+    picked = st.selectbox(knob.label, kinds, key=f"{wkey}:dist", help=_help(knob)) or kind
     start = current if picked == kind else _restart(current, picked)
     params = _DIST_PARAMS[picked]
     cols = st.columns(len(params))
@@ -190,6 +191,8 @@ def _dist_editor(knob: Knob, current: dict[str, Any], wkey: str) -> dict[str, An
             out[name] = _number(text)
             continue
         whole = tokens and name != "sigma"
+        if value is None:         # every parameter but the cap is given (the schema's defaults)
+            raise ValueError(f"{knob.field}: the {picked} distribution has no {name!r}")
         session.seed(key, int(round(float(value))) if whole else float(value))
         out[name] = col.number_input(name, key=key, format="%d" if whole else "%g", step=1 if whole else None,
                                      help="mean of the uncapped distribution" if name == "mean" else None)

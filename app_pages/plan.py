@@ -45,14 +45,14 @@ def bottleneck_text(summary: Summary) -> str:
     total = sum(path.values()) or 1.0
     parts = []
     if path:
-        top = max(path, key=path.get)
+        top = max(path, key=lambda phase: path[phase])
         parts.append(f"The step waits longest on **{fmt.PHASE_LABELS.get(top, top)}** "
                      f"({path[top] / total:.0%} of the critical path).")
     util = summary.utilization
     if util:
         busy = ", ".join(f"{fmt.POOL_LABELS.get(p, p)} {fmt.pct(util[p])}" for p in charts.POOL_ORDER if p in util)
         parts.append(f"Busy: {busy}.")
-        busiest = max(util, key=util.get)
+        busiest = max(util, key=lambda pool: util[pool])
         share = path.get(POOL_PHASE.get(busiest, ""), 0.0) / total
         if util[busiest] >= 0.5 and share < 0.1:
             parts.append(f"The busiest pool ({fmt.POOL_LABELS.get(busiest, busiest)}) is only {share:.0%} of the "

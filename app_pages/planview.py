@@ -74,8 +74,9 @@ def robustness_bands(rob: Any) -> list[Band]:
         nested = getattr(rob, name, None)
         values = [getattr(rob, f"{name}_p{q}", None) if nested is None else getattr(nested, f"p{q}", None)
                   for q in (10, 50, 90)]
-        if all(v is not None for v in values):
-            bands.append(Band(title, unit, *(float(v) for v in values)))
+        known = [float(v) for v in values if v is not None]
+        if len(known) == len(values):
+            bands.append(Band(title, unit, *known))
     return bands
 
 

@@ -56,7 +56,8 @@ def grid_section(ctx: widgets.Context) -> None:
     for name, default, col in zip(("X", "Y"), DEFAULT_AXES, st.columns(2)):
         with col:
             session.seed(f"extra:sweep:{name}:knob", default)
-            knob = st.selectbox(f"{name} knob", AXIS_CHOICES, key=f"extra:sweep:{name}:knob", format_func=fmt.label)
+            knob = st.selectbox(f"{name} knob", AXIS_CHOICES, key=f"extra:sweep:{name}:knob",
+                                format_func=fmt.label) or default     # None only with no options
             vkey = f"extra:sweep:{name}:{knob}:values"
             session.seed(vkey, default_values(ctx.base, knob))
             values = st.text_input(f"{name} values (comma-separated)", key=vkey)
