@@ -132,15 +132,15 @@ class _StepWatch:
     """The orchestrators' per-step hook (`progress.update(1)` after a step's end is recorded):
     folds the finished step into the step log, moves the progress bar, and with a rule ends the
     run once the step times are steady, or (with `stop_above_hours`) once the run certainly takes
-    longer than that (`stopped` set; `_Steady` unwinds the SimPy process)."""
+    longer than that (`stopped_above` set; `_Steady` unwinds the SimPy process)."""
 
     def __init__(self, steps: StepLog, bar: ProgressBar | None, rule: Rule | None, min_warmup: int,
                  max_warmup: int | None, total_steps: int = 0, stop_above_hours: float | None = None):
         self.steps, self.bar, self.rule, self.min_warmup = steps, bar, rule, min_warmup
         self.max_warmup = max_warmup
         self.total_steps, self.stop_above_hours = total_steps, stop_above_hours
-        self.stopped = False
-        self.level = math.nan       # stopped: the hours the run certainly takes longer than
+        # stopped by the race: the hours the run certainly takes longer than (None: not stopped)
+        self.stopped_above: float | None = None
 
     def update(self, n: int = 1) -> None:
         log = self.steps
@@ -156,8 +156,7 @@ class _StepWatch:
                 level = certainly_above(log.times_s, self.total_steps, self.min_warmup, rule,
                                         self.max_warmup, ready_s=log.ready_s)
                 if level > self.stop_above_hours:
-                    self.stopped = True
-                    self.level = level
+                    self.stopped_above = level
                     raise _Steady()
 
 
@@ -219,7 +218,7 @@ def simulate_config(cfg: SimConfig, cm: CostModelLike, *, trace_path: str | Path
     summary = summarize(cfg, steps, scenario=scenario_name, staleness=rec.staleness,
                         busy_s=busy, counters=counters, rule=until_steady or Rule(),
                         booked_until_s=booked_until,
-                        stopped_above_hours=watch.level if watch.stopped else None)
+                        stopped_above_hours=watch.stopped_above)
     trace_frame = rec.frame()
     if trace_path is not None:
         write_trace(trace_frame, trace_path)

@@ -419,29 +419,21 @@ class ReplicaEngine:
         """`plan` on a full pool (the last span stopped where its next iteration did not fit,
         nothing finished since) with residue counts on: preempt the most recently admitted
         sequence until the next iteration fits, then plan the span. The reference's steps in
-        its order (`_preempt_newest`; `_span_target` and `_iterations_that_fit` inlined), without the
+        its order (`_preempt_newest`, `_span_target`; `_iterations_that_fit` inlined), without the
         admission rounds it skips there (see `plan`). The blocks the next iteration holds are
         the previous span's overflow when `_fit_forward` planned it (`_overflow`; else counted
         exactly), less each victim's blocks and its group's shared ones if they leave with it;
         whole-token integers, as the reference's count."""
         run = self.run
-        seqs, finishing = run.seqs, run.finishing
         it = self.it
         self._full = False
         self._budget_held = False
         used = self._overflow
         if used < 0:
-            used = self._exact_blocks(run.priv_off_sum, len(seqs))
+            used = self._exact_blocks(run.priv_off_sum, len(run.seqs))
         while True:
-            victim, freed, _ = self._preempt_newest(it)
-            used -= freed
-            g = victim.group
-            # _span_target (no budget held; coalescing unless queued work waits for a finish)
-            k = 1
-            if self.coalesce and not (self.admit_enabled and g.step <= self.version + self.eta):
-                n = len(seqs)
-                k = min(n, max(1, int(n * self.coalesce)))
-            target = finishing[k - 1][0] - it
+            used -= self._preempt_newest(it)[1]
+            target = self._span_target()        # no budget held; the victim is the queue's head
             iters = self._fit_forward(used, target)
             if iters > 0:
                 return self._start_span(iters, target)
@@ -488,8 +480,8 @@ class ReplicaEngine:
         pool stays full and the next call goes on from there). Nothing is admitted inside, as in
         the reference, whose admission rounds admit nothing on a full pool (see `plan`). Only
         the span's cost differs: the victims count for the share of it they ran (`_start_span`)."""
-        run, kv, waiting = self.run, self.kv, self.waiting
-        seqs, finishing = run.seqs, run.finishing
+        run, kv = self.run, self.kv
+        seqs = run.seqs
         it = self.it
         self._full = False
         self._budget_held = False
@@ -512,13 +504,8 @@ class ReplicaEngine:
                 if m > 0:
                     left.append((m, victim, gen0))
                 target = 0
-            if not target:                              # the next planned stop (`_span_target`)
-                k = 1
-                if self.coalesce and not (self.admit_enabled and waiting
-                                          and waiting[0].group.step <= self.version + self.eta):
-                    n = len(seqs)
-                    k = min(n, max(1, int(n * self.coalesce)))
-                target = finishing[k - 1][0] - it
+            if not target:                              # the next planned stop (no budget held)
+                target = self._span_target()
             # whole rounds of `bt` iterations that fit: each sequence takes exactly one block
             # per round, and the blocks grow monotonically inside it
             n = len(seqs)
