@@ -43,7 +43,7 @@ def test_branch_and_bound_equals_exhaustive_with_the_real_simulator(steps, rule)
         pool.close()
     _same(found, brute, searched, full)
     counts = found.counts()
-    assert counts["evaluated"] + counts["bounded"] == counts["space"] == len(enumerate_space(space))
+    assert counts["evaluated"] + counts["bounded"] + counts["rejected"] == counts["space"] == len(enumerate_space(space))
     assert counts["evaluated"] < counts["space"]
     # every simulated plan's bound is below its simulated hours (the premise of the pruning)
     assert all(bounds.hours(a) <= searched.hours(a) for a in searched.seen if searched.metrics(a) is not None)
@@ -96,7 +96,7 @@ def test_plan_cli_exact_matches_exhaustive(tmp_path, capsys):
     full = json.loads(capsys.readouterr().out)
     assert exact["method"] == "branch and bound" and full["method"] == "exhaustive"
     c = exact["counts"]
-    assert c["evaluated"] + c["bounded"] == c["space"] == full["counts"]["evaluated"]
+    assert c["evaluated"] + c["bounded"] + c["rejected"] == c["space"] == full["counts"]["evaluated"]
     assert exact["plan_steps"] < full["plan_steps"]
     assert exact["recommended"]["label"] == full["recommended"]["label"]
     assert exact["recommended"]["hours_total"] == full["recommended"]["hours_total"]

@@ -4,7 +4,9 @@ per step for sync plans (each step's generation and whole step); hand-computed r
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 from hypothesis import HealthCheck, given, settings
@@ -19,6 +21,7 @@ from rlvr_sim.sim.steady import PLANNER_RULE
 from rlvr_sim.sweep.bound import PlanBounds, _smallest_prefix_mean
 from rlvr_sim.sweep.bound_sampler import (SamplerRates, StepSamples, _NO_ATTENTION, dispatched, replica_of_groups,
                                           replica_work)
+from rlvr_sim.sweep.grid import Plan
 from rlvr_sim.sweep.jobs import evaluate_plan, make_jobs
 from rlvr_sim.sweep.space import SearchSpace, enumerate_space
 
@@ -203,3 +206,26 @@ def test_bound_cost_model_equals_the_validated_scenarios():
         assert mine.switch_s == theirs.switch_s and mine.sampler_plan == theirs.sampler_plan
         assert mine.weight_sync_s == theirs.weight_sync_s
         assert mine.prefill_s(3000, 12) == theirs.prefill_s(3000, 12)
+
+
+def test_a_plan_that_does_not_fit_has_an_infinite_bound_exactly_when_loading_rejects_it():
+    """The bound asks the same memory-fit check as scenario loading (on the same variant), so the
+    branch and bound never queues a plan the simulator would reject as `invalid`, and never drops
+    one it would accept. Space: a 32B model on 16 H100s, where small trainer groups do not fit."""
+    root = Path(__file__).parent.parent
+    scenario = str(root / "scenarios" / "deepseek-r1-zero-like.yaml")
+    fixed = Plan((("model", "qwen2.5-32b"), ("hardware.gpu", "h100-sxm")))
+    space = SearchSpace(gpus=("h100-sxm",), sizes=(16,), sampler_tps=(2, 4, 8), trainer_tps=(1, 2, 4),
+                        staleness=(0, 1), mini_batches=(16,), gpus_per_node=8, trainer_pps=(1, 2))
+    bounds = PlanBounds(scenario, fixed, max_steps=2, steady=False)
+    verdict = {}
+    for a in enumerate_space(space):
+        try:
+            load_scenario(scenario, overrides=Plan(fixed.settings + a.plan().settings).overrides())
+            loads = True
+        except UserError:
+            loads = False
+        verdict[a] = loads
+        assert bounds.fits(a) == loads, a.label()
+        assert (bounds.quick_hours(a) == math.inf) == (not loads), a.label()
+    assert 0 < sum(verdict.values()) < len(verdict)         # both kinds are in the space

@@ -8,6 +8,7 @@ deadline is a virtual time and the test is deterministic."""
 
 from __future__ import annotations
 
+import heapq
 import json
 import math
 from pathlib import Path
@@ -154,6 +155,10 @@ def test_gap_sentence_says_how_far_and_why():
     text = gap_sentence(gaps, a)
     assert "within 6.9%" in text and "time limit" in text and "520.0 h" in text
     assert "unknown" in text and "16x h100-sxm" in text and "32x" not in text
+    lost = GroupGap("h100-sxm", 8, math.inf, 900.0, STOP_TIME)
+    assert gap_sentence(gaps + (lost,), a).endswith("no plan finished within the time limit for 8x h100-sxm.")
+    assert gap_sentence((GroupGap("h100-sxm", 64, 556.0, 556.0, STOP_EXHAUSTED), lost), a) == \
+        "No plan finished within the time limit for 8x h100-sxm."
     assert gap_sentence((GroupGap("h100-sxm", 64, 556.0, 556.0, STOP_EXHAUSTED),), a) == ""
 
 
@@ -170,7 +175,11 @@ def test_plan_flags_with_the_real_simulator(capsys):
     assert "confirmation" not in out and out["recommended"]["robustness"] is None
     gaps = out["search_gaps"]
     assert 4 in {g["total_gpus"] for g in gaps}
-    assert all(g["best_hours"] >= g["floor_hours"] and g["gap"] >= 0 for g in gaps)
+    # the asked total answers; another total may have no plan finished in the time (best None)
+    assert all(g["best_hours"] >= g["floor_hours"] and g["gap"] >= 0 for g in gaps if g["total_gpus"] == 4)
+    assert all(g["best_hours"] is None or g["best_hours"] >= g["floor_hours"] for g in gaps)
+    if any(g["best_hours"] is None for g in gaps):
+        assert "no plan finished within the time limit for" in out["recommended"]["reason"]
     assert "Skipped (past the 0.001 s time limit)" in out["recommended"]["reason"]
     assert main(args + ["--gap", "0.05", "--confirm", "0", "--draws", "0"]) == 0
     out = json.loads(capsys.readouterr().out)
@@ -226,3 +235,70 @@ def test_the_order_flag_keeps_the_exact_answer_with_the_real_simulator(capsys):
                           [(f["label"], f["hours_total"]) for f in out["frontier"]])
         assert all(g["stopped"] == "exact" for g in out["search_gaps"])
     assert answers["bound"] == answers["predicted"]
+
+
+class StoppingClockPool(ClockPool):
+    """ClockPool whose workers honour a job's `stop_at` (virtual time): a plan still running at
+    it ends there, partial (`stopped_by_clock`, certainly slower than `level` x its hours)."""
+
+    def __init__(self, evaluate, workers: int, level: float):
+        super().__init__(evaluate, workers)
+        self.level = level
+        self.stopped: list[tuple[object, float]] = []      # (plan label, time it ended)
+
+    def submit(self, job) -> None:
+        assert len(self.running) < self.workers, "more jobs submitted than workers"
+        self.count += 1
+        end = self.now + self.duration(job)
+        if job.stop_at is not None:
+            end = min(end, max(job.stop_at, self.now))
+        heapq.heappush(self.running, (end, self.count, job))
+        self.log.append(("submit", len(self.running), self.now))
+
+    def next_done(self):
+        self.log.append(("wait", len(self.running), self.now))
+        end, _, job = heapq.heappop(self.running)
+        self.now = end
+        outcome = self.evaluate(job)
+        if job.stop_at is not None and end < self.now_if_finished(job, end) and outcome.summary is not None:
+            outcome.summary = outcome.summary.model_copy(update={
+                "stopped_above_hours": self.level * outcome.summary.hours_total, "stopped_by_clock": True})
+            self.stopped.append((job.plan.columns()["sampler.gpus"], end))
+        return outcome
+
+    def now_if_finished(self, job, end: float) -> float:
+        return end + 1e-9 if end == job.stop_at and self.duration(job) > 0 else end
+
+
+@pytest.mark.parametrize("level", [0.0, 0.9])
+@pytest.mark.parametrize("deadline", [0.0, 150.0, 450.0])
+def test_a_hard_deadline_stops_running_plans_and_still_certifies(deadline, level):
+    """With a deadline and `answer_totals`, a plan started in a group that has an answer ends at
+    the deadline, partial (certainly slower than `level` x its hours; level 0: nothing known);
+    only the asked total must answer, so past the deadline nothing else runs; each group's floor
+    is still below its true optimum, and a partial plan's floor is at least its bound (a level
+    of 0 does not make the floor 0)."""
+    gen, train = 400000.0, 150000.0
+    true = brute(gen, train)
+    pool = StoppingClockPool(Toy(gen, train), workers=2, level=level)
+    bound = toy_bound(gen, train)
+    ev = Evaluator({"name": "toy"}, pool, 4, 0, bound=bound)
+    result = branch_and_bound(SPACE, ev, deadline=deadline, clock=lambda: pool.now, wall=lambda: pool.now,
+                              answer_totals=frozenset({32}))
+    found = optima(ev)
+    for g in result.gaps:
+        key = (g.gpu, g.total_gpus)
+        assert g.floor_hours <= true[key] + 1e-12
+        assert g.floor_hours > 0                       # bounds are > 0: a level of 0 never wins
+        if g.best_hours < math.inf:
+            assert g.best_hours == found[key] and g.best_hours <= true[key] * (1 + g.gap) * (1 + 1e-12)
+    assert all(found[g] < math.inf for g in true if g[1] == 32)       # the asked total answered
+    # partial plans are nobody's answer, and they ended at the deadline
+    partial = [a for a in ev.seen if ev.metrics(a) is not None and ev.metrics(a).stopped_above_hours is not None]
+    assert all(ev.final_hours(a) == math.inf for a in partial)
+    assert all(t == max(deadline, 0.0) or t <= deadline for _, t in pool.stopped)
+    # after the deadline only a 32-GPU group without an answer starts plans
+    late = [t for event, _, t in pool.log if event == "submit" and t > deadline]
+    assert len(late) <= 2 * sum(1 for g in true if g[1] == 32)
+    if deadline == 150.0:
+        assert pool.stopped, "the deadline falls while async plans (100 s each) run"

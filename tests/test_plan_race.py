@@ -207,3 +207,35 @@ def test_a_plan_stopped_below_another_walks_plan_is_simulated_again_for_it(monke
     assert submitted[1:] == [(m.label(), 10.0), (b.label(), None), (m.label(), 20.0)]
     assert ev.hours(m) == 15.0 and ev.metrics(m).stopped_above_hours is None
     assert ev.settled(m, 100.0) and walk.rounds == 2           # B moved to M, M looked once more
+
+
+def _clock_after(calls: int):
+    """A clock that reads 0 for its first `calls` reads, then far in the future."""
+    reads = iter(range(10**9))
+    return lambda: 0.0 if next(reads) < calls else 1e18
+
+
+@pytest.mark.parametrize("ends_before", [0, 5, 9])
+def test_a_clock_stop_ends_the_run_at_a_step_end_with_what_is_certain(monkeypatch, ends_before):
+    """`simulate(stop_at=...)` (the planner's hard time limit) stops at the first step end past the
+    instant, whatever the steady test says: the steps run are those of the unstopped run, and the
+    summary is partial, certainly slower than `certainly_above` of them (0 when not known yet)."""
+    import rlvr_sim.sim.run as run
+
+    sc = load_scenario(SMALL, overrides=["orchestration.mode=async", "orchestration.max_staleness=1",
+                                         "orchestration.placement=disaggregated"])
+    full = simulate(sc, trace=False, until_steady=PLANNER_RULE)
+    assert full.summary.steps_simulated > 10 and full.summary.stopped_above_hours is None
+    monkeypatch.setattr(run.time, "time", _clock_after(ends_before))
+    r = simulate(sc, trace=False, until_steady=PLANNER_RULE, stop_at=1.0)
+    n = ends_before + 1
+    s = r.summary
+    assert s.steps_simulated == n and s.stopped_by_clock and not s.steady_state
+    assert [x.time_s for x in r.steps] == [x.time_s for x in full.steps[:n]]
+    cfg = r.config
+    level = certainly_above([x.time_s for x in r.steps], cfg.workload_steps or cfg.steps, cfg.staleness_bound,
+                            PLANNER_RULE, run.max_warmup(cfg), ready_s=[max(x.verify_end_s, x.gen_end_s) for x in r.steps])
+    assert s.stopped_above_hours == max(level, 0.0)
+    assert (s.stopped_above_hours > 0) == (ends_before == 9)      # known once the steady test could pass
+    assert s.stopped_above_hours <= full.summary.hours_total
+    assert "time limit" in s.steady_note

@@ -87,7 +87,7 @@ def test_streaming_keeps_every_worker_busy_and_equals_exhaustive():
         if bound(a) < best.get((a.gpu, a.total_gpus), math.inf):
             assert a in searched.seen, a.label()
     counts = found.counts()
-    assert counts["evaluated"] + counts["bounded"] == counts["space"] and counts["bounded"] > 0
+    assert counts["evaluated"] + counts["bounded"] + counts["rejected"] == counts["space"] and counts["bounded"] > 0
 
 
 def test_without_speculation_no_plan_runs_that_a_result_in_flight_could_prune():

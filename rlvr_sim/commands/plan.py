@@ -115,8 +115,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "the plans simulated so far), auto (predicted with --gap or --time-limit, else "
                         "bound). The order changes the work, never what the exact search may skip")
     p.add_argument("--time-limit", type=float, default=None, metavar="SECONDS",
-                   help="start no plan after this many seconds (plans running finish; each GPU total "
-                        "keeps its first valid plan); confirmation and robustness draws are skipped once "
+                   help="start no plan after this many seconds, and stop the plans running at their "
+                        "first simulated step past it (partial: certainly slower than a stated level); a "
+                        "GPU total with no valid plan yet still finishes its first ones, so that total can "
+                        "pass the limit; confirmation and robustness draws are skipped once "
                         "past it; the answer says how far each total's best can be from its optimum "
                         "(branch and bound only)")
     p.add_argument("--cache", action=argparse.BooleanOptionalAction, default=True,
@@ -219,7 +221,9 @@ def _run(args: argparse.Namespace) -> int:
         return 0
     method = _method(args)
     print(f"{method}: {counts['evaluated']} plans simulated "
-          + (f"of {counts['space']} in the space ({counts['bounded']} skipped: {_skip_reason(result)}), "
+          + (f"of {counts['space']} in the space ({counts['bounded']} skipped: {_skip_reason(result)}"
+             + (f"; {counts['rejected']} rejected unsimulated: they do not fit in memory or their "
+                "model-parallel groups do not divide the pools" if counts.get('rejected') else "") + "), "
              if counts['space'] else "")
           + (f"({counts['bounded']} neighbours skipped: bound above the plan they would replace) "
              if counts['bounded'] and not counts['space'] else "")

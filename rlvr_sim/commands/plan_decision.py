@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Callable
 from rlvr_sim.commands.plan_space import fixed_plan
 from rlvr_sim.sim.steady import Rule
 from rlvr_sim.sweep.bound import PlanBounds
-from rlvr_sim.sweep.branch_bound import STOP_EXHAUSTED
+from rlvr_sim.sweep.branch_bound import STOP_EXHAUSTED, STOP_TIME
 from rlvr_sim.sweep.confirm import Confirmation, confirm
 from rlvr_sim.sweep.evaluator import GroupGap
 from rlvr_sim.sweep.pareto import pareto_front
@@ -87,10 +87,12 @@ def _hours_text(hours: float) -> str:
 
 def gap_sentence(gaps: tuple[GroupGap, ...], recommended: Allocation) -> str:
     """One sentence on a search stopped early (`--gap`, `--time-limit`): how far the recommended
-    plan's GPU total's best can be from its optimum, and the other totals' ("" when exact)."""
+    plan's GPU total's best can be from its optimum, the other totals', and the totals that have
+    no plan simulated to the end within a time limit ("" when exact)."""
     early = [g for g in gaps if g.stopped != STOP_EXHAUSTED and g.best_hours < math.inf]
+    unanswered = [g for g in gaps if g.stopped == STOP_TIME and g.best_hours == math.inf]
     if not early:
-        return ""
+        return "" if not unanswered else "No plan finished within the time limit for " + _totals(unanswered) + "."
     mine = [g for g in early if (g.gpu, g.total_gpus) == (recommended.gpu, recommended.total_gpus)]
     others = [g for g in early if g not in mine]
 
@@ -107,7 +109,13 @@ def gap_sentence(gaps: tuple[GroupGap, ...], recommended: Allocation) -> str:
         parts.append(("the other totals' best within " if mine else "Search stopped early: the best plans are within ")
                      + ", ".join(f"{within(g)} ({g.total_gpus}x {g.gpu}, {g.stopped})" for g in others)
                      + " of their optima")
+    if unanswered:
+        parts.append("no plan finished within the time limit for " + _totals(unanswered))
     return "; ".join(parts) + "."
+
+
+def _totals(gaps: list[GroupGap]) -> str:
+    return ", ".join(f"{g.total_gpus}x {g.gpu}" for g in gaps)
 
 
 def decide(args: argparse.Namespace, space: SearchSpace, base: Allocation, pool: Pool, rule: Rule,

@@ -79,6 +79,9 @@ class Summary(BaseModel):
     # against the plan it was compared with, whose hours this exceeds;
     # rlvr_sim.sim.steady.certainly_above); None: not stopped
     stopped_above_hours: float | None = None
+    # stopped by the caller's clock (`simulate(stop_at=...)`, the planner's `--time-limit`), not
+    # by a race: `stopped_above_hours` is then what is certain so far (0 when nothing is yet)
+    stopped_by_clock: bool = False
     step_time_s: Stat
     phase_time_s: dict[str, float]
     phase_span_s: dict[str, float]
@@ -115,7 +118,7 @@ class Summary(BaseModel):
 def summarize(cfg: SimConfig, steps: StepLog, *, scenario: str, staleness: Counter[int],
               busy_s: dict[str, float], counters: dict[str, float], rule: Rule = Rule(),
               booked_until_s: dict[str, float] | None = None,
-              stopped_above_hours: float | None = None) -> Summary:
+              stopped_above_hours: float | None = None, stopped_by_clock: bool = False) -> Summary:
     """Summary of the finished steps; `busy_s` holds sampler (replica-seconds) and verifier
     (worker-seconds) busy time, booked up to `booked_until_s` (default: the last finished step's
     end); the trainer's comes from the step records."""
@@ -157,9 +160,11 @@ def summarize(cfg: SimConfig, steps: StepLog, *, scenario: str, staleness: Count
         warmup_step_time_s=times_all[:warm].tolist(),
         steady_state=state.reached and stopped_above_hours is None,
         steady_note=state.reason if stopped_above_hours is None else (
+            f"stopped by the time limit after {n} steps, not steady: certainly slower than "
+            f"{stopped_above_hours:.4g} h in all ({state.reason})" if stopped_by_clock else
             f"stopped after {n} steps: certainly slower than {stopped_above_hours:.4g} h in all, so "
             f"slower than the plan it was compared with ({state.reason})"),
-        stopped_above_hours=stopped_above_hours,
+        stopped_above_hours=stopped_above_hours, stopped_by_clock=stopped_by_clock,
         steady_rel_stderr=_finite(state.rel_stderr),
         step_time_s=Stat(mean=mean_s, p50=float(np.percentile(times, 50)),
                          p95=float(np.percentile(times, 95))),

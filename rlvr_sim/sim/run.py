@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import gc
 import math
+import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, Protocol
+from typing import TYPE_CHECKING, Callable, Literal, Protocol
 
 import pandas as pd
 import simpy
@@ -87,7 +88,8 @@ def config_from_scenario(sc: "Scenario", cm: PlannedCostModelLike, steps: int | 
 def simulate(scenario: "Scenario", steps: int | None = None, seed: int | None = None,
              trace_path: str | Path | None = None, progress: bool = False,
              exact: bool = False, *, trace: bool = True, until_steady: Rule | None = None,
-             profile: "HardwareProfile | None" = None, stop_above_hours: float | None = None) -> SimResult:
+             profile: "HardwareProfile | None" = None, stop_above_hours: float | None = None,
+             stop_at: float | None = None) -> SimResult:
     """Simulate `steps` RL steps (default: the scenario's) of a validated scenario.
 
     `exact=True` turns off the speed approximations (a span per finish, spans costed by
@@ -99,7 +101,10 @@ def simulate(scenario: "Scenario", steps: int | None = None, seed: int | None = 
     `stop_above_hours` (with `until_steady`): also stop as soon as the run certainly takes longer
     than that in all (rlvr_sim.sim.steady.certainly_above; the planner's race against the plan a
     candidate is compared with); the summary then says so (`Summary.stopped_above_hours`: the
-    hours it certainly takes longer than, at least `stop_above_hours`)."""
+    hours it certainly takes longer than, at least `stop_above_hours`).
+    `stop_at` (a `time.time()` instant; the planner's hard `--time-limit`): stop at the first step
+    end past it; the summary says so (`Summary.stopped_by_clock`) with `stopped_above_hours` the
+    level the run is certainly slower than so far (0 when not known yet)."""
     from rlvr_sim.cost import CostModel
 
     if profile is not None:
@@ -112,7 +117,7 @@ def simulate(scenario: "Scenario", steps: int | None = None, seed: int | None = 
     result = simulate_config(cfg, cm, trace_path=trace_path, progress=progress,
                              scenario_name=scenario.name or "scenario",
                              trace=trace or trace_path is not None, until_steady=until_steady,
-                             stop_above_hours=stop_above_hours)
+                             stop_above_hours=stop_above_hours, stop_at=stop_at)
     result.scenario = scenario
     return result
 
@@ -132,15 +137,19 @@ class _StepWatch:
     """The orchestrators' per-step hook (`progress.update(1)` after a step's end is recorded):
     folds the finished step into the step log, moves the progress bar, and with a rule ends the
     run once the step times are steady, or (with `stop_above_hours`) once the run certainly takes
-    longer than that (`stopped_above` set; `_Steady` unwinds the SimPy process)."""
+    longer than that (`stopped_above` set; `_Steady` unwinds the SimPy process), or (with
+    `stop_at`) at the first step end once `clock()` is past it (`by_clock` set as well)."""
 
     def __init__(self, steps: StepLog, bar: ProgressBar | None, rule: Rule | None, min_warmup: int,
-                 max_warmup: int | None, total_steps: int = 0, stop_above_hours: float | None = None):
+                 max_warmup: int | None, total_steps: int = 0, stop_above_hours: float | None = None,
+                 stop_at: float | None = None, clock: Callable[[], float] | None = None):
         self.steps, self.bar, self.rule, self.min_warmup = steps, bar, rule, min_warmup
         self.max_warmup = max_warmup
         self.total_steps, self.stop_above_hours = total_steps, stop_above_hours
-        # stopped by the race: the hours the run certainly takes longer than (None: not stopped)
+        self.stop_at, self.clock = stop_at, clock or time.time
+        # stopped early: the hours the run certainly takes longer than (None: not stopped)
         self.stopped_above: float | None = None
+        self.by_clock = False
 
     def update(self, n: int = 1) -> None:
         log = self.steps
@@ -158,12 +167,18 @@ class _StepWatch:
                 if level > self.stop_above_hours:
                     self.stopped_above = level
                     raise _Steady()
+        if self.stop_at is not None and log.finished < self.total_steps and self.clock() >= self.stop_at:
+            level = -math.inf if rule is None else certainly_above(
+                log.times_s, self.total_steps, self.min_warmup, rule, self.max_warmup, ready_s=log.ready_s)
+            self.stopped_above, self.by_clock = max(level, 0.0), True
+            raise _Steady()
 
 
 def simulate_config(cfg: SimConfig, cm: CostModelLike, *, trace_path: str | Path | None = None,
                     progress: bool = False, scenario_name: str = "config",
                     event_log: bool = False, trace: bool = True,
-                    until_steady: Rule | None = None, stop_above_hours: float | None = None) -> SimResult:
+                    until_steady: Rule | None = None, stop_above_hours: float | None = None,
+                    stop_at: float | None = None) -> SimResult:
     """Run the simulation of `cfg` with cost model `cm` (`event_log`: keep every event, for
     exact-log tests; memory grows with samples). See `simulate` for `trace` and `until_steady`."""
     env = simpy.Environment()
@@ -180,7 +195,7 @@ def simulate_config(cfg: SimConfig, cm: CostModelLike, *, trace_path: str | Path
     source = PromptSource(cfg)
     bar = _progress_bar(cfg) if progress else None
     watch = _StepWatch(steps, bar, until_steady, cfg.staleness_bound, max_warmup(cfg),
-                       cfg.workload_steps or cfg.steps, stop_above_hours)
+                       cfg.workload_steps or cfg.steps, stop_above_hours, stop_at)
     gc_thresholds = gc.get_threshold()
     gc.set_threshold(GC_YOUNG_THRESHOLD, *gc_thresholds[1:])
     try:
@@ -218,7 +233,7 @@ def simulate_config(cfg: SimConfig, cm: CostModelLike, *, trace_path: str | Path
     summary = summarize(cfg, steps, scenario=scenario_name, staleness=rec.staleness,
                         busy_s=busy, counters=counters, rule=until_steady or Rule(),
                         booked_until_s=booked_until,
-                        stopped_above_hours=watch.stopped_above)
+                        stopped_above_hours=watch.stopped_above, stopped_by_clock=watch.by_clock)
     trace_frame = rec.frame()
     if trace_path is not None:
         write_trace(trace_frame, trace_path)

@@ -111,6 +111,7 @@ class PlanBounds:
     _trainer: dict[tuple[object, ...], tuple[float, ...]] = field(default_factory=dict)
     _sync: dict[tuple[object, ...], float] = field(default_factory=dict)
     _work: dict[tuple[object, ...], ReplicaWork] = field(default_factory=dict)
+    _fits: dict[tuple[object, ...], bool] = field(default_factory=dict)
 
     # ------------------------------------------------------------------ scenarios
     def _base(self, a: Allocation) -> "Scenario | None":
@@ -152,6 +153,19 @@ class PlanBounds:
 
         base = self._base(a)
         return None if base is None else CostModel.from_scenario(self._variant(base, a))
+
+    def fits(self, a: Allocation) -> bool:
+        """Whether `a`'s pools fit in memory: the check scenario loading makes
+        (`rlvr_sim.cost.fit.memory_fit`, on the same variant), so a plan the simulator would
+        reject as `invalid` is never queued (its bound is inf)."""
+        from rlvr_sim.cost.fit import memory_fit
+
+        key = (a.gpu, a.knobs, a.placement, a.sampler_gpus, a.sampler_tp, a.sampler_pp, a.trainer_gpus,
+               a.trainer_tp, a.trainer_pp, a.mini_batches)
+        if key not in self._fits:
+            base = self._base(a)
+            self._fits[key] = base is not None and memory_fit(self._variant(base, a)).fits
+        return self._fits[key]
 
     def step_samples(self, a: Allocation) -> tuple[StepSamples, ...] | None:
         """The samples of the steps a plan can simulate; None where batches depend on the plan."""
@@ -242,7 +256,7 @@ class PlanBounds:
     # ------------------------------------------------------------------ the bound
     def _hours(self, a: Allocation, trainer: bool) -> float:
         base = self._base(a)
-        if base is None:
+        if base is None or not self.fits(a):
             return math.inf
         steps = self.step_samples(a)
         if not steps:

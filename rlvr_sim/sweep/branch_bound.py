@@ -5,8 +5,12 @@ Two ways to stop early, for an answer in less time with a stated guarantee inste
 one (as MIP solvers report their gap):
 - `gap` (relative, e.g. 0.05): a plan is skipped once its bound x (1 + gap) is above its group's
   best, so the best found is at most (1 + gap) x the group's optimum;
-- `deadline` (a `clock()` time): no plan is started after it (plans in flight finish), except in
-  a group that has no valid plan simulated to the end yet (every group gets an answer).
+- `deadline` (a `clock()` time): no plan is started after it, and a plan started in a group that
+  already has a valid plan simulated to the end stops at its first step end past it (a partial
+  result: certainly slower than its stop level, like a raced plan); a group of a total in
+  `answer_totals` (default: every group) with no such plan yet still starts and finishes plans
+  (it gets an answer), so the limit can be passed by the time its first plans take; the other
+  groups are stopped by the clock like the rest and may end with no answer.
 Either way each group's `GroupGap` says how far its best can be from the optimum of its group:
 best / (the smallest bound of a plan not simulated, or the raced-out plans' stop levels) - 1,
 0 when nothing left could beat it (the exact search's case). The guarantee is relative to the
@@ -145,7 +149,9 @@ class Predictor:
 
 def branch_and_bound(space: SearchSpace, ev: Evaluator, in_flight: int | None = None,
                      speculate: bool = True, gap: float = 0.0, deadline: float | None = None,
-                     clock: Callable[[], float] = time.monotonic, order: str = "auto") -> SearchResult:
+                     clock: Callable[[], float] = time.monotonic, order: str = "auto",
+                     answer_totals: frozenset[int] | None = None,
+                     wall: Callable[[], float] = time.time) -> SearchResult:
     """Simulate each (GPU, total)'s plans in increasing bound order until the next bound exceeds
     the group's best simulated hours (module docstring), streaming: `in_flight` plans (default:
     the pool's workers) run at once and, whenever one finishes, its group's best is updated and
@@ -158,7 +164,10 @@ def branch_and_bound(space: SearchSpace, ev: Evaluator, in_flight: int | None = 
     `gap` and `deadline` stop earlier (module docstring); the result's `gaps` say by how much.
     `order`: "bound" (each group's plans in bound order), "predicted" (`Predictor`: the plan
     likeliest to be fast first, so an early stop holds a good plan), "auto" (predicted when
-    stopping early, else bound). The order never changes what the exact search may skip."""
+    stopping early, else bound). The order never changes what the exact search may skip.
+    `answer_totals`: the GPU totals whose groups finish a plan whatever the deadline (None: all).
+    A plan's stop instant is given to its worker on the `wall` clock (`time.time`, one clock for
+    every process): wall() + deadline - clock() at submission."""
     if not gap >= 0:
         raise ValueError(f"gap {gap}: must be >= 0")
     assert ev.bound is not None
@@ -166,9 +175,11 @@ def branch_and_bound(space: SearchSpace, ev: Evaluator, in_flight: int | None = 
     quick = functools.cache(ev.quick_bound) if ev.quick_bound is not None else full
     every = enumerate_space(space)
     heaps: dict[Group, list[tuple[float, bool, Allocation]]] = {}
+    rejected: list[Allocation] = []
     for a in every:
         lb = quick(a)
-        if lb == math.inf:       # structurally invalid for the scenario
+        if lb == math.inf:       # structurally invalid for the scenario, or does not fit in memory
+            rejected.append(a)
             continue
         if a in ev.seen:         # a shared evaluator (a resumed search): what is left to learn
             m = ev.metrics(a)
@@ -193,16 +204,23 @@ def branch_and_bound(space: SearchSpace, ev: Evaluator, in_flight: int | None = 
     width = max(in_flight or getattr(ev.pool, "workers", 1), 1)
     waits = 0
     closed: frozenset[Group] = frozenset()
+
+    def answers(g: Group) -> bool:     # a group whose first plans run to the end past the deadline
+        return q.best[g] == math.inf and (answer_totals is None or g[1] in answer_totals)
     with tqdm(desc="plan: branch and bound", unit="plan", disable=not ev.progress, leave=False) as bar:
         while True:
             if deadline is not None and clock() >= deadline:
-                # groups with a plan simulated to the end (q.best counts only those)
-                closed = frozenset(g for g in q.heaps if q.best[g] < math.inf)
+                # groups with a plan simulated to the end (q.best counts only those), and the
+                # groups that need not answer
+                closed = frozenset(g for g in q.heaps if not answers(g))
             while ev.in_flight < width:
                 nxt = q.next_plan(speculate, gap, closed)
                 if nxt is None:
                     break
-                if ev.submit(nxt, above=q.best[(nxt.gpu, nxt.total_gpus)], again=True):
+                best = q.best[(nxt.gpu, nxt.total_gpus)]
+                stop_at = None if deadline is None or answers((nxt.gpu, nxt.total_gpus)) \
+                    else wall() + deadline - clock()
+                if ev.submit(nxt, above=best, again=True, stop_at=stop_at):
                     q.running[(nxt.gpu, nxt.total_gpus)] += 1
             if ev.in_flight == 0:
                 break
@@ -215,9 +233,16 @@ def branch_and_bound(space: SearchSpace, ev: Evaluator, in_flight: int | None = 
                 bar.update(1)
                 if ev.progress:
                     bar.set_postfix_str(_progress_text(q))
-    bounded = sum(1 for a in every if a not in ev.seen)
+    if rejected and all(b == math.inf for b in q.best.values()):
+        # no valid plan at all: simulate (the loader rejects them at once) the rejected plans that
+        # came closest, most GPUs and widest model parallelism first, so the answer says why
+        closest = sorted(rejected, key=lambda a: (-a.total_gpus * a.sampler_tp * a.sampler_pp * a.trainer_tp
+                                                  * a.trainer_pp, a.label()))
+        ev.evaluate(closest[:3], "plan: why nothing fits")
+    unsimulated = sum(1 for a in rejected if a not in ev.seen)
+    bounded = sum(1 for a in every if a not in ev.seen) - unsimulated
     gaps = tuple(_group_gap(q, ev, g, gap, g in closed) for g in sorted(q.heaps))
-    return search_result(ev, best_per_group(ev), waits, space, bounded, len(every), gaps)
+    return search_result(ev, best_per_group(ev), waits, space, bounded, len(every), gaps, unsimulated)
 
 
 def _learn(predictor: Predictor | None, ev: Evaluator, a: Allocation) -> None:
@@ -229,13 +254,14 @@ def _learn(predictor: Predictor | None, ev: Evaluator, a: Allocation) -> None:
 
 def _floor(q: _Queues, ev: Evaluator, g: Group) -> float:
     """The least hours a plan of `g` not simulated to the end can take: the smallest bound left
-    in its queue, or a raced plan's stop level (it is certainly slower than that)."""
+    in its queue, or a raced or clock-stopped plan's stop level or bound, whichever is higher
+    (it is certainly slower than both)."""
     floor = q.front(g)
     for a in ev.seen:
         if (a.gpu, a.total_gpus) == g:
             m = ev.metrics(a)
             if m is not None and m.stopped_above_hours is not None:
-                floor = min(floor, m.stopped_above_hours)
+                floor = min(floor, max(m.stopped_above_hours, q.full(a)))
     return floor
 
 

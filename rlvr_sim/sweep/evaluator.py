@@ -69,11 +69,13 @@ class Evaluator:
         """Allocations submitted and not yet handed back by `next_done`."""
         return sum(len(group) for group in self._flying.values())
 
-    def submit(self, a: Allocation, above: float | None = None, again: bool = False) -> bool:
+    def submit(self, a: Allocation, above: float | None = None, again: bool = False,
+               stop_at: float | None = None) -> bool:
         """Start simulating `a` on the pool (rlvr_sim.sweep.pools.Streaming); False (nothing
         started) when it was simulated already or is in flight: a plan is never simulated twice,
         except with `again` when its result is not `settled` for `above`. With `race` and
-        `above`, it stops once it certainly takes longer than `above` hours."""
+        `above`, it stops once it certainly takes longer than `above` hours; with `stop_at` (a
+        `time.time()` instant) at the first step end past it (a partial result, `PlanJob.stop_at`)."""
         if any(a in group for group in self._flying.values()):
             return False
         if a in self.seen and (not again or self.settled(a, -math.inf if above is None else above)):
@@ -82,7 +84,7 @@ class Evaluator:
             self._stream = streaming(self.pool)
         plan = Plan(self.fixed.settings + a.plan().settings)
         job = make_jobs(self.scenario, [plan], self.steps, self.seed, self.steady, self.perturb)[0]
-        job = replace(job, index=len(self.seen) + self.in_flight)
+        job = replace(job, index=len(self.seen) + self.in_flight, stop_at=stop_at)
         if self.race:
             job = job.raced(above)
         self._flying.setdefault(job.plan_id, []).append(a)
@@ -173,18 +175,22 @@ class SearchResult:
     bounded: int = 0           # plans skipped because their bound exceeded their group's best
     space_size: int = 0        # allocations in the space (0: not enumerated)
     gaps: tuple[GroupGap, ...] = ()
+    # plans not simulated because no simulation could accept them: they do not fit in memory or
+    # their model-parallel groups do not divide the pools (the bound's inf; branch and bound only)
+    rejected: int = 0
 
     def counts(self) -> dict[str, int]:
         status = self.table["status"].value_counts() if not self.table.empty else {}
         cached = int(self.table["cached"].fillna(False).astype(bool).sum()) if "cached" in self.table else 0
         return {"evaluated": len(self.table), **{k: int(status.get(k, 0)) for k in (STATUS_OK, STATUS_INVALID, STATUS_ERROR)},
-                "bounded": self.bounded, "space": self.space_size, "cached": cached}
+                "bounded": self.bounded, "rejected": self.rejected, "space": self.space_size, "cached": cached}
 
 
 def search_result(ev: Evaluator, optima: list[Allocation], rounds: int, space: SearchSpace,
-                  bounded: int = 0, space_size: int = 0, gaps: tuple[GroupGap, ...] = ()) -> SearchResult:
+                  bounded: int = 0, space_size: int = 0, gaps: tuple[GroupGap, ...] = (),
+                  rejected: int = 0) -> SearchResult:
     return SearchResult(ev.table(), optima, {o.plan_id: a for a, o in ev.seen.items()}, rounds, space,
-                        bounded, space_size, gaps)
+                        bounded, space_size, gaps, rejected)
 
 
 def best_per_group(ev: Evaluator) -> list[Allocation]:

@@ -45,6 +45,9 @@ class PlanJob:
     perturb: "Perturbation | None" = None       # robustness draw applied to the scenario
     # race: stop once the plan certainly takes longer than this (`raced`); None: never
     stop_above_hours: float | None = None
+    # hard time limit: stop at the first step end past this `time.time()` instant (None: never);
+    # the result is then partial, like a race's (`Summary.stopped_by_clock`)
+    stop_at: float | None = None
 
     def raced(self, hours: float | None) -> "PlanJob":
         """This job, stopped once it certainly takes longer than `hours` in all (None or inf: run
@@ -191,7 +194,7 @@ def evaluate_plan(job: PlanJob, use_cache: bool = True) -> PlanOutcome:
                                    scenario_yaml, cached=True)
         result = simulate(scenario, steps=job.steps, seed=job.seed, trace=False,
                           until_steady=job.steady if job.steps is None else None, profile=profile,
-                          stop_above_hours=job.stop_above_hours)
+                          stop_above_hours=job.stop_above_hours, stop_at=job.stop_at)
     except UserError as exc:
         if key is not None:
             result_cache.save(key, result_cache.CachedResult(STATUS_INVALID, str(exc), None))
@@ -199,7 +202,8 @@ def evaluate_plan(job: PlanJob, use_cache: bool = True) -> PlanOutcome:
     except Exception as exc:  # noqa: BLE001 - a sweep records a simulator failure and goes on
         return PlanOutcome(job.index, job.plan_id, columns, STATUS_ERROR, f"{type(exc).__name__}: {exc}",
                            scenario_yaml=scenario_yaml)
-    if key is not None:
+    clock_nothing = result.summary.stopped_by_clock and not result.summary.stopped_above_hours
+    if key is not None and not clock_nothing:    # a clock stop that knows nothing is not kept
         result_cache.save(key, result_cache.CachedResult(STATUS_OK, None, result.summary))
     return PlanOutcome(job.index, job.plan_id, columns, STATUS_OK, None, result.summary, scenario_yaml)
 

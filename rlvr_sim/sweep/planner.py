@@ -56,7 +56,9 @@ def search(space: SearchSpace, base: Allocation, ev: Evaluator, max_rounds: int 
     guarantee, rlvr_sim.sweep.branch_bound), else seeds, balance and best-improvement local
     search (module docstring)."""
     if ev.bound is not None:
-        return branch_and_bound(space, ev, gap=gap, deadline=deadline, order=order)
+        # with a deadline, only the asked total must finish a plan (the frontier's may not)
+        return branch_and_bound(space, ev, gap=gap, deadline=deadline, order=order,
+                                answer_totals=frozenset({base.total_gpus}))
     if gap or deadline is not None:
         raise ValueError("gap and deadline need the branch and bound (an evaluator with a bound)")
     return local_search(space, base, ev, max_rounds)
