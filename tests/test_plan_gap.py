@@ -171,7 +171,8 @@ def test_plan_flags_with_the_real_simulator(capsys):
             "--staleness", "0,1", "--workers", "1", "--json", "--draws", "2", "--no-cache"]
     assert main(args + ["--time-limit", "0.001"]) == 0
     out = json.loads(capsys.readouterr().out)
-    assert out["skipped"] == ["confirmation", "robustness draws"]
+    assert out["skipped"] == ["confirmation", "the marginal-GPU plans", "robustness draws"]
+    assert out["recommended"]["marginals"] == []       # not simulated past the limit
     assert "confirmation" not in out and out["recommended"]["robustness"] is None
     gaps = out["search_gaps"]
     assert 4 in {g["total_gpus"] for g in gaps}
@@ -245,6 +246,7 @@ class StoppingClockPool(ClockPool):
         super().__init__(evaluate, workers)
         self.level = level
         self.stopped: list[tuple[object, float]] = []      # (plan label, time it ended)
+        self.to_end: list[tuple[tuple[str, int], float]] = []   # (group, end) of plans run to their end
 
     def submit(self, job) -> None:
         assert len(self.running) < self.workers, "more jobs submitted than workers"
@@ -252,6 +254,12 @@ class StoppingClockPool(ClockPool):
         end = self.now + self.duration(job)
         if job.stop_at is not None:
             end = min(end, max(job.stop_at, self.now))
+        else:       # runs to its end: no other such plan of its group may be running
+            c = job.plan.columns()
+            group = (c["hardware.gpu"], c["sampler.gpus"] + (0 if c["orchestration.placement"] == "colocated"
+                                                             else c["trainer.gpus"]))
+            assert not any(g == group and e > self.now for g, e in self.to_end), group
+            self.to_end.append((group, end))
         heapq.heappush(self.running, (end, self.count, job))
         self.log.append(("submit", len(self.running), self.now))
 
@@ -285,7 +293,9 @@ def test_a_hard_deadline_stops_running_plans_and_still_certifies(deadline, level
     ev = Evaluator({"name": "toy"}, pool, 4, 0, bound=bound)
     result = branch_and_bound(SPACE, ev, deadline=deadline, clock=lambda: pool.now, wall=lambda: pool.now,
                               answer_totals=frozenset({32}))
-    found = optima(ev)
+    found: dict[tuple[str, int], float] = {}          # the best plan simulated to its end
+    for a in ev.seen:
+        found[(a.gpu, a.total_gpus)] = min(found.get((a.gpu, a.total_gpus), math.inf), ev.final_hours(a))
     for g in result.gaps:
         key = (g.gpu, g.total_gpus)
         assert g.floor_hours <= true[key] + 1e-12
@@ -300,5 +310,7 @@ def test_a_hard_deadline_stops_running_plans_and_still_certifies(deadline, level
     # after the deadline only a 32-GPU group without an answer starts plans
     late = [t for event, _, t in pool.log if event == "submit" and t > deadline]
     assert len(late) <= 2 * sum(1 for g in true if g[1] == 32)
+    # one plan at a time of a group that must answer runs past the deadline: nothing else ends late
+    assert all(t <= deadline for _, t in pool.stopped)
     if deadline == 150.0:
         assert pool.stopped, "the deadline falls while async plans (100 s each) run"

@@ -151,8 +151,13 @@ def decide(args: argparse.Namespace, space: SearchSpace, base: Allocation, pool:
     constraints = Constraints(args.budget_usd, args.deadline_hours)
     marginal_ev = confirmation.as_searched(ev) if confirmation is not None else None
 
+    # the marginal plans (one more replica / trainer group) are simulated only within the limit
+    with_marginals = not past_deadline()
+    if not with_marginals:
+        skipped.append("the marginal-GPU plans")
+
     def recommended(chosen: tuple[Allocation, str] | None = None) -> Recommendation:
-        r = recommend(result, ev, constraints, marginal_ev, chosen)
+        r = recommend(result, ev, constraints, marginal_ev, chosen, with_marginals=with_marginals)
         if confirmation is not None:
             r.reason = " ".join(filter(None, [r.reason, confirmation.sentence(r.allocation, ev)]))
         r.reason = " ".join(filter(None, [r.reason, gap_sentence(result.gaps, r.allocation)]))
@@ -181,7 +186,8 @@ def decide(args: argparse.Namespace, space: SearchSpace, base: Allocation, pool:
                 rec.robustness, rec.nominal, rec.nominal_robustness = others[rival], nominal.label, nominal.robustness
                 rec.reason = robust_choice_sentence(nominal, rec) + " " + rec.reason
     if skipped:
-        rec.reason += f" Skipped (past the {limit:g} s time limit): {' and '.join(skipped)}."
+        listed = skipped[0] if len(skipped) == 1 else ", ".join(skipped[:-1]) + " and " + skipped[-1]
+        rec.reason += f" Skipped (past the {limit:g} s time limit): {listed}."
     return Decision(result, ev, rec, confirmation, search_s, tuple(skipped))
 
 

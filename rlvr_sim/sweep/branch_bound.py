@@ -8,9 +8,10 @@ one (as MIP solvers report their gap):
 - `deadline` (a `clock()` time): no plan is started after it, and a plan started in a group that
   already has a valid plan simulated to the end stops at its first step end past it (a partial
   result: certainly slower than its stop level, like a raced plan); a group of a total in
-  `answer_totals` (default: every group) with no such plan yet still starts and finishes plans
-  (it gets an answer), so the limit can be passed by the time its first plans take; the other
-  groups are stopped by the clock like the rest and may end with no answer.
+  `answer_totals` (default: every group) with no such plan yet runs one plan at a time to its end
+  (and starts another if that one is invalid) whatever the deadline, so that it gets an answer:
+  the limit can be passed by the time that plan takes; the other groups are stopped by the
+  clock like the rest and may end with no answer.
 Either way each group's `GroupGap` says how far its best can be from the optimum of its group:
 best / (the smallest bound of a plan not simulated, or the raced-out plans' stop levels) - 1,
 0 when nothing left could beat it (the exact search's case). The guarantee is relative to the
@@ -54,6 +55,7 @@ class _Queues:
     running: dict[Group, int]
     predict: Callable[[Allocation], float] | None = None
     taken: set[Allocation] = field(default_factory=set)
+    first: frozenset[int] = frozenset()      # GPU totals served before the others (a deadline's)
 
     def front(self, g: Group) -> float:
         """The smallest full bound of `g`'s queue (inf when empty), resolving quick bounds."""
@@ -71,8 +73,8 @@ class _Queues:
         (every later plan of its group has a bound >= it, so no result can prune it): those go
         first, lowest bound / best first. Otherwise (with `speculate`) the front of a group with
         plans in flight, fewest in flight first: a result still running may prune it. Groups in
-        `closed` (past the deadline) start nothing. With `predict` the group is chosen the same
-        way and its plan by `_predicted`."""
+        `closed` (past the deadline) start nothing; groups of a total in `first` go before the
+        others. With `predict` the group is chosen the same way and its plan by `_predicted`."""
         options = []
         for g in self.heaps:
             if g in closed:
@@ -81,11 +83,12 @@ class _Queues:
             if not self.heaps[g] or lb * (1.0 + gap) > self.best[g]:
                 continue
             ratio = lb / self.best[g] if 0 < self.best[g] < math.inf else 0.0
-            options.append((self.running[g] > 0, self.running[g], ratio, lb, g))
-        options = [o for o in options if speculate or not o[0]]
+            options.append((g[1] not in self.first if self.first else False, self.running[g] > 0,
+                            self.running[g], ratio, lb, g))
+        options = [o for o in options if speculate or not o[1]]
         if not options:
             return None
-        g = min(options, key=lambda o: o[:4])[4]
+        g = min(options, key=lambda o: o[:5])[5]
         if self.predict is None:
             return heapq.heappop(self.heaps[g])[2]
         return self._predicted(g, gap)
@@ -195,7 +198,9 @@ def branch_and_bound(space: SearchSpace, ev: Evaluator, in_flight: int | None = 
         raise ValueError(f"order {order!r}: auto, bound or predicted")
     predicted = order == "predicted" or (order == "auto" and (gap > 0 or deadline is not None))
     predictor = Predictor(full, quick) if predicted else None
-    q = _Queues(full, heaps, {g: math.inf for g in heaps}, {g: 0 for g in heaps}, predictor)
+    # with a deadline, the totals that must answer are served first (the rest may get no time)
+    first = answer_totals if deadline is not None and answer_totals is not None else frozenset()
+    q = _Queues(full, heaps, {g: math.inf for g in heaps}, {g: 0 for g in heaps}, predictor, first=first)
     for a in ev.seen:            # plans simulated before (a shared evaluator) count at once
         g = (a.gpu, a.total_gpus)
         if g in q.best:
@@ -205,29 +210,37 @@ def branch_and_bound(space: SearchSpace, ev: Evaluator, in_flight: int | None = 
     waits = 0
     closed: frozenset[Group] = frozenset()
 
-    def answers(g: Group) -> bool:     # a group whose first plans run to the end past the deadline
-        return q.best[g] == math.inf and (answer_totals is None or g[1] in answer_totals)
+    exempt: set[Allocation] = set()    # plans in flight that run to their end past the deadline
+
+    def answers(g: Group) -> bool:
+        """`g` must still finish a plan (past the deadline too) and has none running to its end."""
+        return q.best[g] == math.inf and (answer_totals is None or g[1] in answer_totals) \
+            and not any((a.gpu, a.total_gpus) == g for a in exempt)
     with tqdm(desc="plan: branch and bound", unit="plan", disable=not ev.progress, leave=False) as bar:
         while True:
             if deadline is not None and clock() >= deadline:
-                # groups with a plan simulated to the end (q.best counts only those), and the
-                # groups that need not answer
+                # all but the groups that must answer and have no plan running to its end for it
                 closed = frozenset(g for g in q.heaps if not answers(g))
             while ev.in_flight < width:
                 nxt = q.next_plan(speculate, gap, closed)
                 if nxt is None:
                     break
-                best = q.best[(nxt.gpu, nxt.total_gpus)]
-                stop_at = None if deadline is None or answers((nxt.gpu, nxt.total_gpus)) \
-                    else wall() + deadline - clock()
+                g = (nxt.gpu, nxt.total_gpus)
+                best = q.best[g]
+                # one plan at a time runs to its end for a group that must answer; the rest stop
+                to_end = deadline is None or answers(g)
+                stop_at = None if to_end else wall() + deadline - clock()
                 if ev.submit(nxt, above=best, again=True, stop_at=stop_at):
-                    q.running[(nxt.gpu, nxt.total_gpus)] += 1
+                    q.running[g] += 1
+                    if deadline is not None and to_end:
+                        exempt.add(nxt)
             if ev.in_flight == 0:
                 break
             waits += 1
             for a in ev.next_done():
                 g = (a.gpu, a.total_gpus)
                 q.running[g] -= 1
+                exempt.discard(a)
                 q.best[g] = min(q.best[g], ev.final_hours(a))
                 _learn(predictor, ev, a)
                 bar.update(1)

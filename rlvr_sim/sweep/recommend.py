@@ -154,12 +154,13 @@ def marginals(base_ev: Evaluator, a: Allocation) -> list[Marginal]:
 
 
 def recommend(result: SearchResult, ev: Evaluator, constraints: Constraints,
-              marginal_ev: Evaluator | None = None, chosen: tuple[Allocation, str] | None = None
-              ) -> Recommendation:
+              marginal_ev: Evaluator | None = None, chosen: tuple[Allocation, str] | None = None,
+              with_marginals: bool = True) -> Recommendation:
     """The chosen plan with its reason (see module docstring). The marginal plans are compared
     with the recommended plan's hours in `marginal_ev` (default `ev`): the confirmation stage
     passes the search's own estimates, simulated under the same rule as the marginal plans.
-    `chosen` (allocation, rule) replaces `choose` (the robust choice of rlvr_sim.sweep.robust)."""
+    `chosen` (allocation, rule) replaces `choose` (the robust choice of rlvr_sim.sweep.robust).
+    `with_marginals=False` simulates no marginal plan (past a time limit; `marginals` empty)."""
     allocation, rule = chosen if chosen is not None else choose(result, constraints)
     m = ev.metrics(allocation)
     assert m is not None, "choose() picks a simulated plan"
@@ -167,7 +168,8 @@ def recommend(result: SearchResult, ev: Evaluator, constraints: Constraints,
         allocation=allocation, label=allocation.label(), hours_total=m.hours_total,
         usd_total=m.usd_total, step_time_s=m.step_time_s, rule=rule,
         bottleneck=m.bottleneck, utilization=m.utilization.as_dict(),
-        idle_s=m.idle_s.as_dict(), marginals=marginals(marginal_ev or ev, allocation),
+        idle_s=m.idle_s.as_dict(),
+        marginals=marginals(marginal_ev or ev, allocation) if with_marginals else [],
         steps_simulated=m.steps_simulated, warmup_steps=m.warmup_steps, steady_state=m.steady_state)
     rec.reason = explain(rec, result.counts()["ok"])
     return rec
