@@ -195,8 +195,8 @@ def test_plan_flags_with_the_real_simulator(capsys):
 
 
 def test_the_predictor_learns_how_loose_each_sampler_layout_bound_is():
-    """Predicted hours = max(full bound x least hours/full seen, sampler bound x least
-    hours/sampler bound seen for that sampler layout, else for any); 1 before anything is seen."""
+    """Predicted hours = max(full bound, sampler bound x least hours/sampler bound seen for that
+    sampler layout, else for any; 1 before anything is seen)."""
     from rlvr_sim.sweep.branch_bound import Predictor
     from rlvr_sim.sweep.space import DISAGGREGATED, Allocation
 
@@ -209,16 +209,20 @@ def test_the_predictor_learns_how_loose_each_sampler_layout_bound_is():
     p = Predictor(full.__getitem__, quick.__getitem__)
     assert p(b) == 520.0                                   # bound order before any result
     p.learn(a, 660.0)                                      # a thrashing sampler: 660 / 470 = 1.404
-    assert p.k_full == pytest.approx(660 / 480)
-    assert p(b) == pytest.approx(max(520 * 660 / 480, 400 * 660 / 470))
-    p.learn(b, 556.0)                                      # 556 / 520 = 1.069, 556 / 400 = 1.39
-    assert p.k_full == pytest.approx(556 / 520)
+    assert p(b) == pytest.approx(400 * 660 / 470)          # b shares a's layout: 561.7 > its 520 bound
+    assert p(a) == pytest.approx(660.0)
+    p.learn(b, 556.0)                                      # 556 / 400 = 1.39 < 1.404
     assert p.k_sampler[Predictor.layout(b)] == pytest.approx(556 / 400)       # the least of the layout
-    # an unseen layout borrows the least ratio of any layout
-    assert p(c) == pytest.approx(max(530 * 556 / 520, 390 * 556 / 400))
+    # an unseen layout borrows the least ratio of any layout; its full bound is a floor
+    assert p(c) == pytest.approx(max(530, 390 * 556 / 400))
     p.learn(c, 600.0)
     assert p.k_sampler[Predictor.layout(c)] == pytest.approx(600 / 390)      # its own now
-    assert p(c) == pytest.approx(max(530 * 556 / 520, 390 * 600 / 390))
+    assert p(c) == pytest.approx(600.0)
+    # a trainer-bound plan (full bound above its sampler side x k) is predicted at its full bound,
+    # whatever looseness sampler-bound plans taught
+    d = plan(4, 28)
+    full[d], quick[d] = 700.0, 300.0
+    assert p(d) == 700.0
 
 
 def test_the_order_flag_keeps_the_exact_answer_with_the_real_simulator(capsys):

@@ -117,16 +117,17 @@ class _Queues:
 @dataclass
 class Predictor:
     """Predicted hours of a plan, for the order of an early-stopping search (never for what it
-    may skip): max(full bound x k_full, sampler-side bound x k_sampler), with k_full the least
-    simulated hours / full bound seen so far and k_sampler the least simulated hours / sampler
-    bound among plans of the same sampler layout (placement, TP, PP), else among all. Both start
-    at 1 (bound order). Why: the bound is tight where the trainer binds (~0.94 of the hours on
-    the README's example) and loose where a KV-thrashing sampler binds (~0.7), and how loose is
-    a property of the sampler layout, learned from the first plans simulated with it."""
+    may skip): max(full bound, sampler-side bound x k), with k the least simulated hours /
+    sampler bound among plans of the same sampler layout (placement, TP, PP), else among all
+    (1 before any: bound order). Why: the full bound is tight where the trainer binds (1.00-1.08
+    of the hours on the README's example) and the sampler side loose where a KV-thrashing
+    sampler binds (~1.5x its bound there), and how loose is a property of the sampler layout,
+    learned from the first plans simulated with it. (An earlier form also scaled the full bound
+    by the least hours / full bound seen; after sampler-bound plans only, that scaled every
+    trainer-bound plan by the sampler's looseness and kept the search on one sampler layout.)"""
 
     full: Callable[[Allocation], float]
     quick: Callable[[Allocation], float]
-    k_full: float = math.inf
     k_sampler: dict[tuple[str, int, int], float] = field(default_factory=dict)
 
     @staticmethod
@@ -137,17 +138,14 @@ class Predictor:
         """Take in a plan simulated to the end."""
         if not math.isfinite(hours):
             return
-        fb, qb = self.full(a), self.quick(a)
-        if fb > 0:
-            self.k_full = min(self.k_full, hours / fb)
+        qb = self.quick(a)
         if qb > 0:
             key = self.layout(a)
             self.k_sampler[key] = min(self.k_sampler.get(key, math.inf), hours / qb)
 
     def __call__(self, a: Allocation) -> float:
-        k_full = self.k_full if math.isfinite(self.k_full) else 1.0
         k_s = self.k_sampler.get(self.layout(a), min(self.k_sampler.values(), default=1.0))
-        return max(self.full(a) * k_full, self.quick(a) * k_s)
+        return max(self.full(a), self.quick(a) * k_s)
 
 
 def branch_and_bound(space: SearchSpace, ev: Evaluator, in_flight: int | None = None,
@@ -229,7 +227,7 @@ def branch_and_bound(space: SearchSpace, ev: Evaluator, in_flight: int | None = 
                 best = q.best[g]
                 # one plan at a time runs to its end for a group that must answer; the rest stop
                 to_end = deadline is None or answers(g)
-                stop_at = None if to_end else wall() + deadline - clock()
+                stop_at = None if deadline is None or to_end else wall() + deadline - clock()
                 if ev.submit(nxt, above=best, again=True, stop_at=stop_at):
                     q.running[g] += 1
                     if deadline is not None and to_end:
