@@ -164,6 +164,30 @@ def decompose(scenario: str, fixed, a, steps: int) -> None:
         return span
 
     setattr(sampler_module, "span_function", counting)
+    # KV occupancy by what the replica's queue is doing, iteration-weighted at each span's start
+    # (exact block count, the engine's own): why the pool is not full when the bound assumes it
+    kv: dict[str, list[float]] = {}
+    account = sampler_module.ReplicaEngine._account
+
+    def accounting(self, span_s, iterations):
+        w, run = self.waiting, self.run
+        if not self.admit_enabled:
+            state = "draining for new weights"
+        elif not w:
+            state = "queue empty"
+        elif w[0].group.step - self.eta > self.version:
+            state = "queue held by the staleness gate"
+        elif len(run) >= self.max_concurrent:
+            state = "at max_concurrent_sequences"
+        else:
+            state = "queue waiting on KV blocks"
+        used = self._exact_blocks(run.priv_off_sum, len(run)) if len(run) else 0.0
+        row = kv.setdefault(state, [0.0, 0.0])
+        row[0] += iterations
+        row[1] += iterations * used / self.kv.capacity if self.kv.limited else 0.0
+        return account(self, span_s, iterations)
+
+    setattr(sampler_module.ReplicaEngine, "_account", accounting)
     label = a.label()
     sc = load_scenario(scenario, overrides=Plan(fixed.settings + a.plan().settings).overrides())
     summary = simulate(sc, steps=steps, trace=False).summary
@@ -173,6 +197,12 @@ def decompose(scenario: str, fixed, a, steps: int) -> None:
         print(f"  simulated {key:20s} {acc[key] / steps / replicas:14.1f}")
     print(f"  simulated prefill_s (recompute incl.) {summary.counters.get('prefill_s_per_replica_step', 0.0):8.1f}"
           f"   preemptions {summary.counters.get('preemptions', 0.0) / replicas:.0f}")
+    setattr(sampler_module.ReplicaEngine, "_account", account)
+    total = sum(its for its, _ in kv.values())
+    occupied = sum(occ for _, occ in kv.values())
+    print(f"  KV pool occupancy {occupied / total:.1%} of the blocks (iteration-weighted); by queue state:")
+    for state, (its, occ) in sorted(kv.items(), key=lambda kv_: -kv_[1][0]):
+        print(f"    {state:34s} {its / total:6.1%} of iterations, pool {occ / its:6.1%} full")
     b = PlanBounds(scenario, fixed, steps, None, steady=False)
     base = b._base(a)
     samples = b.step_samples(a)
