@@ -98,8 +98,9 @@ def plan_section(ctx: widgets.Context, total_default: int) -> None:
     budget = c3.number_input("Budget ($)", value=None, min_value=0.0, key="extra:plan:budget", placeholder="none")
     limit = c4.number_input("Time limit (s)", value=None, min_value=1.0, key="extra:plan:time_limit",
                             placeholder="none: exact",
-                            help="stop starting plans after this long; the answer then says how far each GPU "
-                                 "total's best can be from its optimum (`plan --time-limit`)")
+                            help="stop the search after this long (plans running then stop at their next "
+                                 "simulated step; the asked total always finishes one plan); the answer then "
+                                 "says how far its best can be from the optimum (`plan --time-limit`)")
     request = api.PlanRequest(ctx.source, total, ctx.work.knob_overrides(), ctx.work.settings(), ctx.work.steps(),
                               budget_usd=budget, deadline_hours=deadline, time_limit_s=limit)
     if st.button("Recommend a plan", key="sweep:plan:run"):
