@@ -304,3 +304,44 @@ def test_plan_confirms_with_the_real_simulator(capsys):
     assert "confirmation" not in json.loads(capsys.readouterr().out)
     assert main(args + ["--confirm", "-1"]) != 0
     assert "--confirm -1" in capsys.readouterr().err
+
+
+class CutToy(NoisyToy):
+    """NoisyToy whose longer runs are still going at the time limit when they get a `stop_at`:
+    they come back stopped by the clock after 3 steps (partial, certainly above nothing known)."""
+
+    def __call__(self, job: PlanJob) -> PlanOutcome:
+        outcome = super().__call__(job)
+        if job.steady == LONG and job.stop_at is not None:
+            assert outcome.summary is not None
+            outcome.summary = outcome.summary.model_copy(update={
+                "stopped_by_clock": True, "stopped_above_hours": 0.0, "steps_simulated": 3,
+                "steady_state": False, "hours_total": outcome.summary.hours_total * 0.5})
+        return outcome
+
+
+def test_a_confirmation_cut_by_the_time_limit_keeps_the_search_estimate_and_says_so():
+    """A round that starts before the deadline gives its longer runs the limit: the runs it cuts
+    leave their plans with the search's estimates (not the partial run's, not marked confirmed),
+    those plans are listed as unconfirmed, and a recommended one says why."""
+    space = space_of(16)
+    best, second = _ranked(space)[:2]
+    toy = CutToy({second.plan().settings: -0.03})
+    ev = _evaluator(toy)
+    exhaustive(space, ev)
+    before = {a: ev.hours(a) for a in ev.seen}
+    reads = iter([0.0, 0.0])            # the round starts before the deadline, then time is past it
+    report = confirm(ev, PLANNER_RULE, deadline=10.0, clock=lambda: next(reads, 20.0))
+    assert report.rounds == 1 and report.first == {} and report.steps == 0
+    assert set(report.cut) >= {best.label(), second.label()}
+    assert {a: ev.hours(a) for a in ev.seen} == before          # nothing replaced by a partial run
+    assert not any(o.confirmed for o in ev.seen.values())
+    assert second.label() in report.unconfirmed and best_per_group(ev) == [second]
+    text = report.sentence(second, ev)
+    assert text.startswith("NOT confirmed: its longer run was stopped by the time limit")
+    # without a deadline the same round confirms them
+    ev2 = _evaluator(CutToy({second.plan().settings: -0.03}))
+    exhaustive(space, ev2)
+    assert best_per_group(ev2) == [second]
+    confirm(ev2, PLANNER_RULE)
+    assert best_per_group(ev2) == [best] and ev2.seen[best].confirmed

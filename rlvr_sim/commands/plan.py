@@ -116,11 +116,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "bound). The order changes the work, never what the exact search may skip")
     p.add_argument("--time-limit", type=float, default=None, metavar="SECONDS",
                    help="start no plan after this many seconds, and stop the plans running at their "
-                        "first simulated step past it (partial: certainly slower than a stated level); a "
-                        "GPU total with no valid plan yet still finishes its first ones, so that total can "
-                        "pass the limit; confirmation and robustness draws are skipped once "
-                        "past it; the answer says how far each total's best can be from its optimum "
-                        "(branch and bound only)")
+                        "first simulated step past it (partial: certainly slower than a stated level), "
+                        "confirmation runs too (that plan keeps its search estimate, NOT confirmed); the "
+                        "asked --total-gpus is searched first and, until it has a valid plan, one of its "
+                        "plans at a time runs to its end (so the limit can be passed by that plan); the "
+                        "other totals may end unanswered; the marginal-GPU plans and robustness draws are "
+                        "skipped once past it (draws started before it finish); the answer says how far "
+                        "each total's best can be from its optimum (branch and bound only)")
     p.add_argument("--cache", action=argparse.BooleanOptionalAction, default=True,
                    help="reuse plans simulated by earlier runs with the same scenario, profile, rule "
                         "and code (rlvr_sim.sweep.result_cache; folder: $RLVR_SIM_CACHE, default "

@@ -100,6 +100,7 @@ class Confirmation:
     steps: int = 0
     rounds: int = 0
     unconfirmed: tuple[str, ...] = ()     # contenders left when the rounds (or the time) ran out
+    cut: list[str] = field(default_factory=list)   # longer runs stopped by the time limit
     # the search's outcomes of the confirmed plans, which the longer runs replaced in `ev`
     searched: dict[Allocation, PlanOutcome] = field(default_factory=dict, repr=False)
 
@@ -141,8 +142,10 @@ class Confirmation:
         first = self.first.get(recommended)
         m = ev.metrics(recommended)
         if first is None and m is not None and recommended.label() in self.unconfirmed:
-            return (f"NOT confirmed: the confirmation stage stopped after {self.rounds} round(s) with this plan "
-                    f"newly among the contenders; its hours are the search's {m.steps_simulated}-step estimate "
+            why = ("its longer run was stopped by the time limit" if recommended.label() in self.cut else
+                   f"the confirmation stage stopped after {self.rounds} round(s) with this plan newly among "
+                   "the contenders")
+            return (f"NOT confirmed: {why}; its hours are the search's {m.steps_simulated}-step estimate "
                     "(the plans the search ranks first tend to be the ones estimated low).")
         if first is None or m is None:
             return ""
@@ -184,12 +187,14 @@ def contenders(ev: Evaluator, done: set[Allocation], z: float = CONFIRM_Z, floor
 def confirm(ev: Evaluator, rule: Rule, resume: Callable[[], object] | None = None,
             z: float = CONFIRM_Z, floor: float = CONFIRM_FLOOR, per_group: int = CONFIRM_PER_GROUP,
             rounds: int = CONFIRM_ROUNDS, deadline: float | None = None,
-            clock: Callable[[], float] = time.monotonic) -> Confirmation:
+            clock: Callable[[], float] = time.monotonic, wall: Callable[[], float] = time.time) -> Confirmation:
     """Simulate each group's contenders again under `confirm_rule(rule)` and put those outcomes in
     `ev.seen` (module docstring); `resume` re-runs the search after each round (a confirmed best
     may be slower, which un-skips plans). The confirmation runs use `ev`'s pool, scenario, seed
     and robustness draw, and the result cache. No round starts once `clock()` is past `deadline`
-    (`plan --time-limit`; a round started finishes)."""
+    (`plan --time-limit`), and a longer run still going then stops at its next simulated step
+    (`PlanJob.stop_at`, on the `wall` clock): that plan keeps its search estimate and is listed
+    as unconfirmed."""
     longer = confirm_rule(rule)
     report = Confirmation(longer)
     checker = Evaluator(ev.scenario, ev.pool, None, ev.seed, progress=ev.progress, fixed=ev.fixed,
@@ -202,13 +207,19 @@ def confirm(ev: Evaluator, rule: Rule, resume: Callable[[], object] | None = Non
             break
         report.rounds += 1
         report.searched.update((a, ev.seen[a]) for a in wanted)
-        checker.evaluate(wanted, "plan: confirming the closest contenders")
+        stop_at = None if deadline is None else wall() + deadline - clock()
+        checker.evaluate(wanted, "plan: confirming the closest contenders", stop_at=stop_at)
         for a in wanted:
             outcome = checker.seen[a]
+            if outcome.summary is not None and outcome.summary.stopped_by_clock:
+                del report.searched[a]          # cut by the time limit: the search's estimate stays
+                report.cut.append(a.label())
+                continue
             ev.seen[a] = replace(outcome, confirmed=True)
             if not outcome.cached and outcome.steps_simulated:
                 report.steps += outcome.steps_simulated
         if resume is not None:
             resume()
+    # contenders never confirmed: past the round cap, or cut by the time limit (not in `searched`)
     report.unconfirmed = tuple(a.label() for a in contenders(ev, set(report.searched), z, floor, per_group))
     return report

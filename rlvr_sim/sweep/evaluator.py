@@ -49,10 +49,11 @@ class Evaluator:
     _flying: dict[str, list[Allocation]] = field(default_factory=dict, repr=False)   # plan_id -> allocations
 
     def evaluate(self, allocations: list[Allocation], desc: str = "plan",
-                 above: dict[Allocation, float] | None = None) -> None:
+                 above: dict[Allocation, float] | None = None, stop_at: float | None = None) -> None:
         """Simulate the allocations not seen yet as one parallel batch (waits for all). With
         `race`, an allocation in `above` stops once it certainly takes longer than its hours
-        there (it cannot beat the plan it is compared with; `PlanJob.raced`)."""
+        there (it cannot beat the plan it is compared with; `PlanJob.raced`). `stop_at`: each
+        stops at its first step end past that `time.time()` instant (`PlanJob.stop_at`)."""
         new = list(dict.fromkeys(a for a in allocations if a not in self.seen))
         if not new:
             return
@@ -60,6 +61,8 @@ class Evaluator:
         jobs = make_jobs(self.scenario, plans, self.steps, self.seed, self.steady, self.perturb)
         if self.race and above:
             jobs = [job.raced(above.get(a)) for a, job in zip(new, jobs)]
+        if stop_at is not None:
+            jobs = [replace(job, stop_at=stop_at) for job in jobs]
         for allocation, outcome in zip(new, evaluate_all(self.pool, jobs, self.progress, desc)):
             self.seen[allocation] = outcome
 
