@@ -13,7 +13,8 @@ one (as MIP solvers report their gap):
   the limit can be passed by the time that plan takes; the other groups are stopped by the
   clock like the rest and may end with no answer.
 Either way each group's `GroupGap` says how far its best can be from the optimum of its group:
-best / (the smallest bound of a plan not simulated, or the raced-out plans' stop levels) - 1,
+best / (the smallest bound of a plan not simulated, or of a raced-out or clock-stopped plan the
+larger of its bound and its stop level) - 1,
 0 when nothing left could beat it (the exact search's case). The guarantee is relative to the
 simulator (the planner rule's estimates) and holds as long as the bound does.
 """
