@@ -9,6 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -208,24 +209,36 @@ def test_bound_cost_model_equals_the_validated_scenarios():
         assert mine.prefill_s(3000, 12) == theirs.prefill_s(3000, 12)
 
 
-def test_a_plan_that_does_not_fit_has_an_infinite_bound_exactly_when_loading_rejects_it():
-    """The bound asks the same memory-fit check as scenario loading (on the same variant), so the
+@pytest.mark.parametrize("case", ["memory", "rules"])
+def test_a_plan_loading_rejects_has_an_infinite_bound_and_no_other(case):
+    """The bound asks the loader's rules and memory-fit check (on the same variant), so the
     branch and bound never queues a plan the simulator would reject as `invalid`, and never drops
-    one it would accept. Space: a 32B model on 16 H100s, where small trainer groups do not fit."""
+    one it would accept. Spaces: a 32B model on 16 H100s, where small trainer groups do not fit
+    (memory); a 7B model with 28 attention heads, where TP 8 breaks a rule (rules)."""
     root = Path(__file__).parent.parent
-    scenario = str(root / "scenarios" / "deepseek-r1-zero-like.yaml")
-    fixed = Plan((("model", "qwen2.5-32b"), ("hardware.gpu", "h100-sxm")))
-    space = SearchSpace(gpus=("h100-sxm",), sizes=(16,), sampler_tps=(2, 4, 8), trainer_tps=(1, 2, 4),
-                        staleness=(0, 1), mini_batches=(16,), gpus_per_node=8, trainer_pps=(1, 2))
+    if case == "memory":
+        scenario = str(root / "scenarios" / "deepseek-r1-zero-like.yaml")
+        fixed = Plan((("model", "qwen2.5-32b"), ("hardware.gpu", "h100-sxm")))
+        space = SearchSpace(gpus=("h100-sxm",), sizes=(16,), sampler_tps=(2, 4, 8), trainer_tps=(1, 2, 4),
+                            staleness=(0, 1), mini_batches=(16,), gpus_per_node=8, trainer_pps=(1, 2))
+        problem = "does not fit"
+    else:
+        scenario = str(root / "scenarios" / "code-rl-verifier-bound.yaml")
+        fixed = Plan(())
+        space = SearchSpace(gpus=("h100-sxm",), sizes=(8,), sampler_tps=(1, 8), trainer_tps=(1, 8),
+                            staleness=(0, 1), mini_batches=(4,), gpus_per_node=8)
+        problem = "does not divide num_attention_heads"
     bounds = PlanBounds(scenario, fixed, max_steps=2, steady=False)
-    verdict = {}
+    verdict, reasons = {}, set()
     for a in enumerate_space(space):
         try:
             load_scenario(scenario, overrides=Plan(fixed.settings + a.plan().settings).overrides())
             loads = True
-        except UserError:
+        except UserError as exc:
             loads = False
+            reasons.add(problem in str(exc))
         verdict[a] = loads
-        assert bounds.fits(a) == loads, a.label()
+        assert bounds.valid(a) == loads, a.label()
         assert (bounds.quick_hours(a) == math.inf) == (not loads), a.label()
     assert 0 < sum(verdict.values()) < len(verdict)         # both kinds are in the space
+    assert True in reasons                                  # rejected for the reason this case is about

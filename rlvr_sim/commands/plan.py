@@ -224,8 +224,9 @@ def _run(args: argparse.Namespace) -> int:
     method = _method(args)
     print(f"{method}: {counts['evaluated']} plans simulated "
           + (f"of {counts['space']} in the space ({counts['bounded']} skipped: {_skip_reason(result)}"
-             + (f"; {counts['rejected']} rejected unsimulated: they do not fit in memory or their "
-                "model-parallel groups do not divide the pools" if counts.get('rejected') else "") + "), "
+             + (f"; {counts['rejected']} rejected unsimulated: they break a scenario rule (e.g. TP "
+                "must divide the attention heads) or do not fit in memory" if counts.get('rejected') else "")
+             + "), "
              if counts['space'] else "")
           + (f"({counts['bounded']} neighbours skipped: bound above the plan they would replace) "
              if counts['bounded'] and not counts['space'] else "")

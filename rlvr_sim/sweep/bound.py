@@ -111,7 +111,7 @@ class PlanBounds:
     _trainer: dict[tuple[object, ...], tuple[float, ...]] = field(default_factory=dict)
     _sync: dict[tuple[object, ...], float] = field(default_factory=dict)
     _work: dict[tuple[object, ...], ReplicaWork] = field(default_factory=dict)
-    _fits: dict[tuple[object, ...], bool] = field(default_factory=dict)
+    _valid: dict[tuple[object, ...], bool] = field(default_factory=dict)
 
     # ------------------------------------------------------------------ scenarios
     def _base(self, a: Allocation) -> "Scenario | None":
@@ -154,18 +154,19 @@ class PlanBounds:
         base = self._base(a)
         return None if base is None else CostModel.from_scenario(self._variant(base, a))
 
-    def fits(self, a: Allocation) -> bool:
-        """Whether `a`'s pools fit in memory: the check scenario loading makes
-        (`rlvr_sim.cost.fit.memory_fit`, on the same variant), so a plan the simulator would
-        reject as `invalid` is never queued (its bound is inf)."""
-        from rlvr_sim.cost.fit import memory_fit
+    def valid(self, a: Allocation) -> bool:
+        """Whether scenario loading accepts `a`: the cross-field rules (TP divides the attention
+        heads, whole model-parallel groups per pool, ...) and the memory-fit check, asked on the
+        bound's own variant of the scenario (`rlvr_sim.scenario_checks.scenario_problems`, what
+        `load_scenario` runs after the schema); a plan it rejects is never queued (bound inf)."""
+        from rlvr_sim.scenario_checks import scenario_problems
 
         key = (a.gpu, a.knobs, a.placement, a.sampler_gpus, a.sampler_tp, a.sampler_pp, a.trainer_gpus,
-               a.trainer_tp, a.trainer_pp, a.mini_batches)
-        if key not in self._fits:
+               a.trainer_tp, a.trainer_pp, a.mini_batches, a.max_staleness)
+        if key not in self._valid:
             base = self._base(a)
-            self._fits[key] = base is not None and memory_fit(self._variant(base, a)).fits
-        return self._fits[key]
+            self._valid[key] = base is not None and not scenario_problems(self._variant(base, a))
+        return self._valid[key]
 
     def step_samples(self, a: Allocation) -> tuple[StepSamples, ...] | None:
         """The samples of the steps a plan can simulate; None where batches depend on the plan."""
@@ -256,7 +257,7 @@ class PlanBounds:
     # ------------------------------------------------------------------ the bound
     def _hours(self, a: Allocation, trainer: bool) -> float:
         base = self._base(a)
-        if base is None or not self.fits(a):
+        if base is None or not self.valid(a):
             return math.inf
         steps = self.step_samples(a)
         if not steps:

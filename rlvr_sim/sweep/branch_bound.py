@@ -180,7 +180,7 @@ def branch_and_bound(space: SearchSpace, ev: Evaluator, in_flight: int | None = 
     rejected: list[Allocation] = []
     for a in every:
         lb = quick(a)
-        if lb == math.inf:       # structurally invalid for the scenario, or does not fit in memory
+        if lb == math.inf:       # loading would reject it: a broken rule or no memory fit
             rejected.append(a)
             continue
         if a in ev.seen:         # a shared evaluator (a resumed search): what is left to learn

@@ -178,8 +178,8 @@ class SearchResult:
     bounded: int = 0           # plans skipped because their bound exceeded their group's best
     space_size: int = 0        # allocations in the space (0: not enumerated)
     gaps: tuple[GroupGap, ...] = ()
-    # plans not simulated because no simulation could accept them: they do not fit in memory or
-    # their model-parallel groups do not divide the pools (the bound's inf; branch and bound only)
+    # plans not simulated because scenario loading would reject them: a broken rule (TP must divide
+    # the attention heads, ...) or no memory fit (the bound's inf, PlanBounds.valid; branch and bound only)
     rejected: int = 0
 
     def counts(self) -> dict[str, int]:
