@@ -26,6 +26,7 @@ into the cost model's terms beside the bound's pooled iterations and work (where
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import json
 import math
@@ -38,6 +39,7 @@ from collections import defaultdict
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from types import ModuleType
+from typing import Iterator
 
 ROOT = Path(__file__).resolve().parents[1]
 SCENARIO = "scenarios/deepseek-r1-zero-like.yaml"
@@ -132,6 +134,49 @@ def plan_class(a, known: dict) -> str:
     return f"{a.placement[:6]} {mode}"
 
 
+@contextlib.contextmanager
+def _kv_occupancy() -> Iterator[dict[str, list[float]]]:
+    """While open, every sampler span adds its iterations and its KV pool share (the engine's
+    exact block count at the span's start) under what the replica's queue is doing: why the pool
+    is not full when the bound assumes it. Yields state -> [iterations, iterations x share]."""
+    import rlvr_sim.sim.sampler as sampler_module
+
+    kv: dict[str, list[float]] = {}
+    account = sampler_module.ReplicaEngine._account
+
+    def accounting(self, span_s, iterations):
+        w, run = self.waiting, self.run
+        if not self.admit_enabled:
+            state = "draining for new weights"
+        elif not w:
+            state = "queue empty"
+        elif w[0].group.step - self.eta > self.version:
+            state = "queue held by the staleness gate"
+        elif len(run) >= self.max_concurrent:
+            state = "at max_concurrent_sequences"
+        else:
+            state = "queue waiting on KV blocks"
+        used = self._exact_blocks(run.priv_off_sum, len(run)) if len(run) else 0.0
+        row = kv.setdefault(state, [0.0, 0.0])
+        row[0] += iterations
+        row[1] += iterations * used / self.kv.capacity if self.kv.limited else 0.0
+        return account(self, span_s, iterations)
+
+    setattr(sampler_module.ReplicaEngine, "_account", accounting)
+    try:
+        yield kv
+    finally:
+        setattr(sampler_module.ReplicaEngine, "_account", account)
+
+
+def _print_kv_occupancy(kv: dict[str, list[float]]) -> None:
+    total = sum(its for its, _ in kv.values())
+    occupied = sum(occ for _, occ in kv.values())
+    print(f"  KV pool occupancy {occupied / total:.1%} of the blocks (iteration-weighted); by queue state:")
+    for state, (its, occ) in sorted(kv.items(), key=lambda item: -item[1][0]):
+        print(f"    {state:34s} {its / total:6.1%} of iterations, pool {occ / its:6.1%} full")
+
+
 def decompose(scenario: str, fixed, a, steps: int) -> None:
     """Where a plan's sampler time goes against the bound's pooled terms: simulate `steps` fixed
     steps with every decode span's cost split into the cost model's terms (at the span rule's own
@@ -164,45 +209,17 @@ def decompose(scenario: str, fixed, a, steps: int) -> None:
         return span
 
     setattr(sampler_module, "span_function", counting)
-    # KV occupancy by what the replica's queue is doing, iteration-weighted at each span's start
-    # (exact block count, the engine's own): why the pool is not full when the bound assumes it
-    kv: dict[str, list[float]] = {}
-    account = sampler_module.ReplicaEngine._account
-
-    def accounting(self, span_s, iterations):
-        w, run = self.waiting, self.run
-        if not self.admit_enabled:
-            state = "draining for new weights"
-        elif not w:
-            state = "queue empty"
-        elif w[0].group.step - self.eta > self.version:
-            state = "queue held by the staleness gate"
-        elif len(run) >= self.max_concurrent:
-            state = "at max_concurrent_sequences"
-        else:
-            state = "queue waiting on KV blocks"
-        used = self._exact_blocks(run.priv_off_sum, len(run)) if len(run) else 0.0
-        row = kv.setdefault(state, [0.0, 0.0])
-        row[0] += iterations
-        row[1] += iterations * used / self.kv.capacity if self.kv.limited else 0.0
-        return account(self, span_s, iterations)
-
-    setattr(sampler_module.ReplicaEngine, "_account", accounting)
     label = a.label()
     sc = load_scenario(scenario, overrides=Plan(fixed.settings + a.plan().settings).overrides())
-    summary = simulate(sc, steps=steps, trace=False).summary
+    with _kv_occupancy() as kv:
+        summary = simulate(sc, steps=steps, trace=False).summary
     replicas = summary.sampler_replicas
     print(f"\n{label}: {steps} steps simulated, per step and replica")
     for key in ("iterations", "sequence_iterations", "compute_s", "memory_s", "skew_s", "comm_s", "overhead_s"):
         print(f"  simulated {key:20s} {acc[key] / steps / replicas:14.1f}")
     print(f"  simulated prefill_s (recompute incl.) {summary.counters.get('prefill_s_per_replica_step', 0.0):8.1f}"
           f"   preemptions {summary.counters.get('preemptions', 0.0) / replicas:.0f}")
-    setattr(sampler_module.ReplicaEngine, "_account", account)
-    total = sum(its for its, _ in kv.values())
-    occupied = sum(occ for _, occ in kv.values())
-    print(f"  KV pool occupancy {occupied / total:.1%} of the blocks (iteration-weighted); by queue state:")
-    for state, (its, occ) in sorted(kv.items(), key=lambda kv_: -kv_[1][0]):
-        print(f"    {state:34s} {its / total:6.1%} of iterations, pool {occ / its:6.1%} full")
+    _print_kv_occupancy(kv)
     b = PlanBounds(scenario, fixed, steps, None, steady=False)
     base = b._base(a)
     samples = b.step_samples(a)

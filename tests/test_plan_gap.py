@@ -255,7 +255,7 @@ class StoppingClockPool(ClockPool):
     def submit(self, job) -> None:
         assert len(self.running) < self.workers, "more jobs submitted than workers"
         self.count += 1
-        end = self.now + self.duration(job)
+        natural = end = self.now + self.duration(job)
         if job.stop_at is not None:
             end = min(end, max(job.stop_at, self.now))
         else:       # runs to its end: no other such plan of its group may be running
@@ -264,22 +264,19 @@ class StoppingClockPool(ClockPool):
                                                              else c["trainer.gpus"]))
             assert not any(g == group and e > self.now for g, e in self.to_end), group
             self.to_end.append((group, end))
-        heapq.heappush(self.running, (end, self.count, job))
+        heapq.heappush(self.running, (end, self.count, job, end < natural))
         self.log.append(("submit", len(self.running), self.now))
 
     def next_done(self):
         self.log.append(("wait", len(self.running), self.now))
-        end, _, job = heapq.heappop(self.running)
+        end, _, job, cut = heapq.heappop(self.running)
         self.now = end
         outcome = self.evaluate(job)
-        if job.stop_at is not None and end < self.now_if_finished(job, end) and outcome.summary is not None:
+        if cut and outcome.summary is not None:
             outcome.summary = outcome.summary.model_copy(update={
                 "stopped_above_hours": self.level * outcome.summary.hours_total, "stopped_by_clock": True})
             self.stopped.append((job.plan.columns()["sampler.gpus"], end))
         return outcome
-
-    def now_if_finished(self, job, end: float) -> float:
-        return end + 1e-9 if end == job.stop_at and self.duration(job) > 0 else end
 
 
 @pytest.mark.parametrize("level", [0.0, 0.9])

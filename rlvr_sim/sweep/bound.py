@@ -111,7 +111,7 @@ class PlanBounds:
     _trainer: dict[tuple[object, ...], tuple[float, ...]] = field(default_factory=dict)
     _sync: dict[tuple[object, ...], float] = field(default_factory=dict)
     _work: dict[tuple[object, ...], ReplicaWork] = field(default_factory=dict)
-    _valid: dict[tuple[object, ...], bool] = field(default_factory=dict)
+    _valid: dict[Allocation, bool] = field(default_factory=dict)
 
     # ------------------------------------------------------------------ scenarios
     def _base(self, a: Allocation) -> "Scenario | None":
@@ -161,12 +161,10 @@ class PlanBounds:
         `load_scenario` runs after the schema); a plan it rejects is never queued (bound inf)."""
         from rlvr_sim.scenario_checks import scenario_problems
 
-        key = (a.gpu, a.knobs, a.placement, a.sampler_gpus, a.sampler_tp, a.sampler_pp, a.trainer_gpus,
-               a.trainer_tp, a.trainer_pp, a.mini_batches, a.max_staleness)
-        if key not in self._valid:
+        if a not in self._valid:
             base = self._base(a)
-            self._valid[key] = base is not None and not scenario_problems(self._variant(base, a))
-        return self._valid[key]
+            self._valid[a] = base is not None and not scenario_problems(self._variant(base, a))
+        return self._valid[a]
 
     def step_samples(self, a: Allocation) -> tuple[StepSamples, ...] | None:
         """The samples of the steps a plan can simulate; None where batches depend on the plan."""

@@ -84,7 +84,7 @@ class _Queues:
             if not self.heaps[g] or lb * (1.0 + gap) > self.best[g]:
                 continue
             ratio = lb / self.best[g] if 0 < self.best[g] < math.inf else 0.0
-            options.append((g[1] not in self.first if self.first else False, self.running[g] > 0,
+            options.append((bool(self.first) and g[1] not in self.first, self.running[g] > 0,
                             self.running[g], ratio, lb, g))
         options = [o for o in options if speculate or not o[1]]
         if not options:
@@ -208,13 +208,12 @@ def branch_and_bound(space: SearchSpace, ev: Evaluator, in_flight: int | None = 
     width = max(in_flight or getattr(ev.pool, "workers", 1), 1)
     waits = 0
     closed: frozenset[Group] = frozenset()
-
-    exempt: set[Allocation] = set()    # plans in flight that run to their end past the deadline
+    # per group, its plan in flight that runs to its end past the deadline (one at a time)
+    exempt: dict[Group, Allocation] = {}
 
     def answers(g: Group) -> bool:
         """`g` must still finish a plan (past the deadline too) and has none running to its end."""
-        return q.best[g] == math.inf and (answer_totals is None or g[1] in answer_totals) \
-            and not any((a.gpu, a.total_gpus) == g for a in exempt)
+        return q.best[g] == math.inf and (answer_totals is None or g[1] in answer_totals) and g not in exempt
     with tqdm(desc="plan: branch and bound", unit="plan", disable=not ev.progress, leave=False) as bar:
         while True:
             if deadline is not None and clock() >= deadline:
@@ -232,29 +231,34 @@ def branch_and_bound(space: SearchSpace, ev: Evaluator, in_flight: int | None = 
                 if ev.submit(nxt, above=best, again=True, stop_at=stop_at):
                     q.running[g] += 1
                     if deadline is not None and to_end:
-                        exempt.add(nxt)
+                        exempt[g] = nxt
             if ev.in_flight == 0:
                 break
             waits += 1
             for a in ev.next_done():
                 g = (a.gpu, a.total_gpus)
                 q.running[g] -= 1
-                exempt.discard(a)
+                if exempt.get(g) == a:
+                    del exempt[g]
                 q.best[g] = min(q.best[g], ev.final_hours(a))
                 _learn(predictor, ev, a)
                 bar.update(1)
                 if ev.progress:
                     bar.set_postfix_str(_progress_text(q))
     if rejected and all(b == math.inf for b in q.best.values()):
-        # no valid plan at all: simulate (the loader rejects them at once) the rejected plans that
-        # came closest, most GPUs and widest model parallelism first, so the answer says why
-        closest = sorted(rejected, key=lambda a: (-a.total_gpus * a.sampler_tp * a.sampler_pp * a.trainer_tp
-                                                  * a.trainer_pp, a.label()))
-        ev.evaluate(closest[:3], "plan: why nothing fits")
+        _explain_rejections(ev, rejected)
     unsimulated = sum(1 for a in rejected if a not in ev.seen)
     bounded = sum(1 for a in every if a not in ev.seen) - unsimulated
     gaps = tuple(_group_gap(q, ev, g, gap, g in closed) for g in sorted(q.heaps))
     return search_result(ev, best_per_group(ev), waits, space, bounded, len(every), gaps, unsimulated)
+
+
+def _explain_rejections(ev: Evaluator, rejected: list[Allocation], shown: int = 3) -> None:
+    """No valid plan at all: simulate (the loader rejects them at once) the `shown` rejected plans
+    that came closest, most GPUs and widest model parallelism first, so the answer says why."""
+    closest = sorted(rejected, key=lambda a: (-a.total_gpus * a.sampler_tp * a.sampler_pp * a.trainer_tp
+                                              * a.trainer_pp, a.label()))
+    ev.evaluate(closest[:shown], "plan: why nothing fits")
 
 
 def _learn(predictor: Predictor | None, ev: Evaluator, a: Allocation) -> None:
