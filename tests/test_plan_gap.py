@@ -315,3 +315,50 @@ def test_a_hard_deadline_stops_running_plans_and_still_certifies(deadline, level
     assert all(t <= deadline for _, t in pool.stopped)
     if deadline == 150.0:
         assert pool.stopped, "the deadline falls while async plans (100 s each) run"
+
+
+def test_a_deadline_serves_the_asked_total_then_every_unanswered_total():
+    """With a deadline (`first`): the asked total's groups go first until they have an answer,
+    then each other group without one, one plan in flight at a time (so a short limit does not
+    leave the frontier unanswered), then the asked total again before the others."""
+    from rlvr_sim.sweep.branch_bound import _Queues
+    from rlvr_sim.sweep.space import COLOCATED, Allocation
+
+    def plan(total: int, tp: int) -> Allocation:
+        return Allocation("h100-sxm", total, COLOCATED, total, tp, total, 1, 0, 2)
+
+    a32, b32, c32, a16, b16 = plan(32, 1), plan(32, 2), plan(32, 4), plan(16, 1), plan(16, 2)
+    bounds = {a32: 1.0, b32: 1.5, c32: 1.6, a16: 0.5, b16: 0.6}
+    heaps = {("h100-sxm", 32): [(bounds[a], True, a) for a in (a32, b32, c32)],
+             ("h100-sxm", 16): [(bounds[a], True, a) for a in (a16, b16)]}
+    for h in heaps.values():
+        heapq.heapify(h)
+    g32, g16 = ("h100-sxm", 32), ("h100-sxm", 16)
+    q = _Queues(bounds.__getitem__, heaps, {g32: math.inf, g16: math.inf}, {g32: 0, g16: 0},
+                first=frozenset({32}))
+    assert q.next_plan(True) == a32              # the asked total first, whatever the bounds
+    q.running[g32] = 1
+    assert q.next_plan(True) == b32              # still unanswered: it keeps priority
+    q.running[g32], q.best[g32] = 0, 10.0        # answered
+    assert q.next_plan(True) == a16              # now the unanswered frontier total
+    q.running[g16] = 1                           # one worker at a time on the frontier's answers:
+    assert q.next_plan(True) == c32              # the next goes on with the asked total
+    q.running[g16], q.best[g16] = 0, 20.0
+    assert q.priority(g32) == 2 and q.priority(g16) == 3
+    assert q.next_plan(True) == b16              # nothing of the asked total left: the others
+    # without a deadline (no `first`): bound / best order alone (16's 0.6 / 20 beats nothing left)
+    plain = _Queues(bounds.__getitem__, {g32: [(1.0, True, a32)], g16: [(0.5, True, a16)]},
+                    {g32: math.inf, g16: math.inf}, {g32: 0, g16: 0})
+    assert plain.priority(g32) == plain.priority(g16) == 0
+
+
+def test_a_deadline_answers_the_frontier_once_the_asked_total_has_its_answer():
+    """The toy space with answer_totals={32} and a deadline that leaves time after the asked
+    total's answers: the 16-GPU groups get an answer too (before, the 32-GPU groups' search
+    took every worker until the deadline)."""
+    gen, train = 400000.0, 150000.0
+    pool = StoppingClockPool(Toy(gen, train), workers=2, level=0.9)
+    ev = Evaluator({"name": "toy"}, pool, 4, 0, bound=toy_bound(gen, train))
+    result = branch_and_bound(SPACE, ev, deadline=450.0, clock=lambda: pool.now, wall=lambda: pool.now,
+                              answer_totals=frozenset({32}))
+    assert all(g.best_hours < math.inf for g in result.gaps), [(g.total_gpus, g.best_hours) for g in result.gaps]

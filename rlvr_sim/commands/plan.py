@@ -119,8 +119,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "first simulated step past it (partial: certainly slower than a stated level), "
                         "confirmation runs too (that plan keeps its search estimate, NOT confirmed); the "
                         "asked --total-gpus is searched first and, until it has a valid plan, one of its "
-                        "plans at a time runs to its end (so the limit can be passed by that plan); the "
-                        "other totals may end unanswered; the marginal-GPU plans and robustness draws are "
+                        "plans at a time runs to its end (so the limit can be passed by that plan); once it "
+                        "has one, one worker at a time gets the other totals their first answer "
+                        "(stopped by the limit like the rest: they may end unanswered); the marginal-GPU plans and robustness draws are "
                         "skipped once past it (draws started before it finish); the answer says how far "
                         "each total's best can be from its optimum (branch and bound only)")
     p.add_argument("--cache", action=argparse.BooleanOptionalAction, default=True,

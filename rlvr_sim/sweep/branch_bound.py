@@ -10,8 +10,10 @@ one (as MIP solvers report their gap):
   result: certainly slower than its stop level, like a raced plan); a group of a total in
   `answer_totals` (default: every group) with no such plan yet runs one plan at a time to its end
   (and starts another if that one is invalid) whatever the deadline, so that it gets an answer:
-  the limit can be passed by the time that plan takes; the other groups are stopped by the
-  clock like the rest and may end with no answer.
+  the limit can be passed by the time that plan takes; once those groups have an answer, the
+  other groups without one get a plan started, one at a time (`_Queues.priority`), so a short
+  limit does not leave the frontier unanswered, and they are stopped by the clock like the
+  rest and may still end with no answer.
 Either way each group's `GroupGap` says how far its best can be from the optimum of its group:
 best / (the smallest bound of a plan not simulated, or of a raced-out or clock-stopped plan the
 larger of its bound and its stop level) - 1,
@@ -56,7 +58,7 @@ class _Queues:
     running: dict[Group, int]
     predict: Callable[[Allocation], float] | None = None
     taken: set[Allocation] = field(default_factory=set)
-    first: frozenset[int] = frozenset()      # GPU totals served before the others (a deadline's)
+    first: frozenset[int] = frozenset()      # GPU totals that must answer (a deadline's): `priority`
 
     def front(self, g: Group) -> float:
         """The smallest full bound of `g`'s queue (inf when empty), resolving quick bounds."""
@@ -74,8 +76,8 @@ class _Queues:
         (every later plan of its group has a bound >= it, so no result can prune it): those go
         first, lowest bound / best first. Otherwise (with `speculate`) the front of a group with
         plans in flight, fewest in flight first: a result still running may prune it. Groups in
-        `closed` (past the deadline) start nothing; groups of a total in `first` go before the
-        others. With `predict` the group is chosen the same way and its plan by `_predicted`."""
+        `closed` (past the deadline) start nothing; with `first` (a deadline's) groups go by
+        `priority`. With `predict` the group is chosen the same way and its plan by `_predicted`."""
         options = []
         for g in self.heaps:
             if g in closed:
@@ -84,8 +86,7 @@ class _Queues:
             if not self.heaps[g] or lb * (1.0 + gap) > self.best[g]:
                 continue
             ratio = lb / self.best[g] if 0 < self.best[g] < math.inf else 0.0
-            options.append((bool(self.first) and g[1] not in self.first, self.running[g] > 0,
-                            self.running[g], ratio, lb, g))
+            options.append((self.priority(g), self.running[g] > 0, self.running[g], ratio, lb, g))
         options = [o for o in options if speculate or not o[1]]
         if not options:
             return None
@@ -93,6 +94,24 @@ class _Queues:
         if self.predict is None:
             return heapq.heappop(self.heaps[g])[2]
         return self._predicted(g, gap)
+
+    def priority(self, g: Group) -> int:
+        """With `first` (a deadline's totals that must answer): 0 for such a group with no answer
+        yet; 1 for another group with none while no such group has a plan in flight (once the
+        asked total has its answer, one worker at a time gets the other totals their first
+        answer, so a short limit does not leave the frontier unanswered, while the other workers
+        go on with the asked total); 2 for the rest of `first`; 3 for the others. Without
+        `first`: 0 for all (the order of `next_plan` alone)."""
+        if not self.first:
+            return 0
+        asked = g[1] in self.first
+        if self.best[g] == math.inf:
+            if asked:
+                return 0
+            if not any(self.running[h] for h in self.heaps
+                       if h[1] not in self.first and self.best[h] == math.inf):
+                return 1
+        return 2 if asked else 3
 
     def _predicted(self, g: Group, gap: float) -> Allocation:
         """`g`'s eligible plan (full bound x (1 + gap) <= its best) of least predicted hours
