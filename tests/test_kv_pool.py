@@ -316,6 +316,15 @@ def _same_run_but_the_spans(case: EngineCase) -> tuple[list, list]:
     return [exact[1], exact[2]], [fast[1], fast[2]]
 
 
+def _same_finishes(done_f: list, done_e: list) -> None:
+    """The same samples, steps, tokens and versions in the same order; start and end times equal
+    to float rounding (clock values are sums of span seconds, which fast mode groups
+    differently: a start at 48.00000000000001 against 48.0 was seen)."""
+    assert [d[:-2] for d in done_f] == [d[:-2] for d in done_e]
+    for k in (-2, -1):
+        assert [d[k] for d in done_f] == pytest.approx([d[k] for d in done_e], rel=1e-9, abs=1e-9)
+
+
 @settings(max_examples=300, deadline=None)
 @given(st.lists(st.integers(1, 60), min_size=1, max_size=40), st.integers(1, 30),
        st.integers(1, 4), st.integers(1, 8), st.booleans(), st.integers(0, 4),
@@ -333,8 +342,7 @@ def test_coalesced_preemptions_are_the_reference_preemptions_in_fewer_spans(
     case = EngineCase(tuple(lengths), prompt, k, bt, prefix, capacity, None, coalesce)
     (done_e, counters_e), (done_f, counters_f) = _same_run_but_the_spans(case)
     assert counters_f == counters_e
-    assert [d[:-1] for d in done_f] == [d[:-1] for d in done_e]
-    assert [d[-1] for d in done_f] == pytest.approx([d[-1] for d in done_e], rel=1e-9)
+    _same_finishes(done_f, done_e)
 
 
 @pytest.mark.parametrize("seed", range(30))
@@ -349,8 +357,7 @@ def test_coalesced_preemptions_on_larger_thrashing_replicas(seed):
                       rng.choice([0.125, 0.3]))
     (done_e, counters_e), (done_f, counters_f) = _same_run_but_the_spans(case)
     assert counters_f == counters_e
-    assert [d[:-1] for d in done_f] == [d[:-1] for d in done_e]
-    assert [d[-1] for d in done_f] == pytest.approx([d[-1] for d in done_e], rel=1e-9)
+    _same_finishes(done_f, done_e)
 
 
 def test_coalesced_preemptions_really_merge_spans():
