@@ -132,7 +132,7 @@ class ReplicaEngine:
         self._left: list[tuple[int, Seq, float]] = []
         # blocks the first iteration after the planned span holds, when `_fit_forward` counted
         # them (the span stopped there); -1: not counted
-        self._overflow: float = -1
+        self._overflow: float = -1.0
         self.kv = KVPool(kv_blocks, block_tokens, prefix_caching,
                          whole_tokens=self.tpi == int(self.tpi))
         self.eta = max_staleness
@@ -370,7 +370,7 @@ class ReplicaEngine:
             if self._coalesce_preemptions:
                 return self._plan_full_coalesced()      # fast mode (COALESCE_PREEMPTIONS)
             return self._plan_full()                    # same result (FAST_FULL_PLAN)
-        self._overflow = -1                             # this span's KV check does not count it
+        self._overflow = -1.0                           # this span's KV check does not count it
         if full:
             # The last span stopped where its next iteration would not fit the KV pool, and
             # nothing finished or left since: the blocks that iteration holds already exceed the
@@ -489,7 +489,7 @@ class ReplicaEngine:
         used = self._overflow
         if used < 0:
             used = self._exact_blocks(run.priv_off_sum, len(seqs))
-        self._overflow = -1
+        self._overflow = -1.0
         left = self._left = []
         most = max(1, int(len(seqs) * self.coalesce))
         m = 0                          # iterations of the span so far; `used`: the next one's blocks
@@ -525,7 +525,7 @@ class ReplicaEngine:
         `block_tokens` iterations; past it (a span longer than that fits) the reference answers.
         Integers throughout, so the same answer as the closed form. Sets `_overflow`: the
         blocks of the first iteration that does not fit (-1: not counted)."""
-        self._overflow = -1
+        self._overflow = -1.0
         capacity = self.kv.capacity
         if used > capacity:
             return 0
@@ -548,7 +548,7 @@ class ReplicaEngine:
         run = self.run
         seqs, finishing = run.seqs, run.finishing
         tpi, it = self.tpi, self.it
-        n: float = len(seqs)
+        n: float = float(len(seqs))
         ctx_sum = run.ctx_off_sum + n * tpi * it          # run.context_sum, inlined
         heap = run.max_heap                               # run.context_max, inlined
         while True:

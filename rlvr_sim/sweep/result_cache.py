@@ -51,6 +51,9 @@ _SUFFIXES = (".py", ".yaml", ".yml", ".json")
 
 # the planner's own files: which plans it asks, not what a plan's simulation gives
 PLANNER_PARTS = frozenset({"sweep", "commands", "cli.py", "cli_output.py", "api.py", "api_types.py"})
+# build outputs: the compiled engine's stamp (rlvr_sim.sim.compiled; the build gives the
+# sources' results, so a compiled and a pure run share their cache entries)
+NOT_CODE = frozenset({"_compiled_sources.json"})
 
 
 @lru_cache(maxsize=1)
@@ -65,7 +68,7 @@ def tree_hash(root: Path) -> str:
     bytes, leaving out `PLANNER_PARTS` at its top level."""
     h = hashlib.sha256()
     for path in sorted(p for p in root.rglob("*") if p.suffix in _SUFFIXES and "__pycache__" not in p.parts
-                       and p.relative_to(root).parts[0] not in PLANNER_PARTS):
+                       and p.relative_to(root).parts[0] not in PLANNER_PARTS and p.name not in NOT_CODE):
         h.update(str(path.relative_to(root)).encode())
         h.update(b"\0")
         h.update(path.read_bytes())
