@@ -66,8 +66,6 @@ def test_a_build_older_than_its_source_is_not_used(tmp_path):
     process runs the sources, all three of them, and says why on stderr."""
     copy = tmp_path / "tree"
     shutil.copytree(ROOT / "rlvr_sim", copy / "rlvr_sim", ignore=shutil.ignore_patterns("__pycache__"))
-    for lib in ROOT.glob("*__mypyc*"):
-        shutil.copy(lib, copy / lib.name)
     sampler = copy / "rlvr_sim" / "sim" / "sampler.py"
     sampler.write_text(sampler.read_text() + "\n# edited after the build\n")
     code = ("import rlvr_sim.sim, sys; from rlvr_sim.sim import kv_pool, running, sampler; "

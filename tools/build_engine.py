@@ -1,7 +1,7 @@
 """Build the sampler engine's C extensions with mypyc (`make engine`; rlvr_sim.sim.compiled).
 
 Compiles `rlvr_sim.sim.compiled.MODULES` in place (extensions next to their sources, mypyc's
-shared library at the repository root, its work files in build/), records the sources' sha256
+shared library `GROUP`__mypyc beside them, its work files in build/), records the sources' sha256
 in the stamp, then checks the build: the five KV-bound plans of tools/kv_engine_fingerprint.py
 simulated by the compiled engine and by the Python sources (`RLVR_SIM_PURE=1`), in two fresh
 processes, must give byte-identical summaries; if not, or if the build fails, the build is
@@ -25,7 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from rlvr_sim.sim.compiled import HERE, MODULES, PURE_ENV, STAMP, sha256, source_path  # noqa: E402
+from rlvr_sim.sim.compiled import GROUP, HERE, MODULES, PURE_ENV, STAMP, sha256, source_path  # noqa: E402
 
 
 def built_files() -> list[Path]:
@@ -33,7 +33,7 @@ def built_files() -> list[Path]:
     out = [STAMP] if STAMP.exists() else []
     for suffix in importlib.machinery.EXTENSION_SUFFIXES:
         out += [HERE / f"{m.rsplit('.', 1)[1]}{suffix}" for m in MODULES]
-        out += list(ROOT.glob(f"*__mypyc{suffix}"))
+        out += list(ROOT.glob(f"*__mypyc{suffix}")) + list(HERE.glob(f"*__mypyc{suffix}"))
     return [p for p in out if p.exists()]
 
 
@@ -42,10 +42,20 @@ def clean() -> None:
         path.unlink()
 
 
+# mypyc's shared library lives in the package (rlvr_sim/sim/engine__mypyc*), not at the
+# repository root (mypyc's default), so an installed console script finds it too
+SETUP = """
+from setuptools import setup
+from mypyc.build import mypycify
+setup(name="rlvr_sim_engine", script_args=["build_ext", "--inplace"],
+      ext_modules=mypycify({sources!r}, opt_level="3", group_name={group!r}))
+"""
+
+
 def build() -> None:
     """mypyc on the sources (raises CalledProcessError when it fails), then the stamp."""
     sources = [str(source_path(m).relative_to(ROOT)) for m in MODULES]
-    subprocess.run([sys.executable, "-m", "mypyc", *sources], cwd=ROOT, check=True,
+    subprocess.run([sys.executable, "-c", SETUP.format(sources=sources, group=GROUP)], cwd=ROOT, check=True,
                    stdout=subprocess.DEVNULL)
     STAMP.write_text(json.dumps({m: sha256(source_path(m)) for m in MODULES}, indent=1) + "\n")
 

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 MODULES = ("rlvr_sim.sim.kv_pool", "rlvr_sim.sim.running", "rlvr_sim.sim.sampler")
+GROUP = "rlvr_sim.sim.engine"                # mypyc's shared library: rlvr_sim/sim/engine__mypyc*
 HERE = Path(__file__).resolve().parent
 STAMP = HERE / "_compiled_sources.json"     # {module: sha256 of its source at the build}
 PURE_ENV = "RLVR_SIM_PURE"
@@ -47,9 +48,12 @@ def source_path(module: str) -> Path:
 
 
 def has_extension(module: str) -> bool:
-    """Whether a C extension of `module` for this interpreter sits next to its source."""
+    """Whether a C extension of `module` for this interpreter sits next to its source, with
+    the build's shared library."""
     stem = module.rsplit(".", 1)[1]
-    return any((HERE / f"{stem}{suffix}").exists() for suffix in importlib.machinery.EXTENSION_SUFFIXES)
+    lib = GROUP.rsplit(".", 1)[1] + "__mypyc"
+    return any((HERE / f"{stem}{suffix}").exists() and (HERE / f"{lib}{suffix}").exists()
+               for suffix in importlib.machinery.EXTENSION_SUFFIXES)
 
 
 def sha256(path: Path) -> str:
