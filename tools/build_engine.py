@@ -2,7 +2,7 @@
 
 Compiles `rlvr_sim.sim.compiled.MODULES` in place (extensions next to their sources, mypyc's
 shared library `GROUP`__mypyc beside them, its work files in build/), records the sources' sha256
-in the stamp, then checks the build: the five KV-bound plans of tools/kv_engine_fingerprint.py
+in the stamp, then checks the build: the five plans of tools/kv_engine_fingerprint.py (three thrash)
 simulated by the compiled engine and by the Python sources (`RLVR_SIM_PURE=1`), in two fresh
 processes, must give byte-identical summaries; if not, or if the build fails, the build is
 removed (the sources run) and the exit status is 1. Prints the CPU seconds of both.

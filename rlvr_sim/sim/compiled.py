@@ -11,8 +11,9 @@ running set), between the build and the Python sources:
 - the sources otherwise (no build, an edited source since the build, or `RLVR_SIM_PURE=1`),
   loaded explicitly into `sys.modules`; a stale build also gets a one-line warning.
 Results do not depend on the choice: the build is the same code (`make engine` checks the
-compiled engine's summaries against the sources' on five KV-bound plans, byte for byte, and so
-does tests/test_compiled_engine.py). The result cache's code hash covers the sources only.
+compiled engine's summaries against the sources' on five plans of the README example, three of
+them KV-thrashing, byte for byte, and so does tests/test_compiled_engine.py). The result
+cache's code hash covers the sources only.
 Limits: monkeypatching a compiled class's methods fails (native classes); run such tools with
 `RLVR_SIM_PURE=1`.
 """

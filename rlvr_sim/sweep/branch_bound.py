@@ -97,11 +97,12 @@ class _Queues:
 
     def priority(self, g: Group) -> int:
         """With `first` (a deadline's totals that must answer): 0 for such a group with no answer
-        yet; 1 for another group with none while no such group has a plan in flight (once the
-        asked total has its answer, one worker at a time gets the other totals their first
-        answer, so a short limit does not leave the frontier unanswered, while the other workers
-        go on with the asked total); 2 for the rest of `first`; 3 for the others. Without
-        `first`: 0 for all (the order of `next_plan` alone)."""
+        yet; 1 for a group of another total with none, while no group of another total without
+        an answer has a plan in flight (the asked total's groups, with plans to speculate on,
+        keep the workers until they have an answer; then one worker at a time gets the other
+        totals their first answer, so a short limit does not leave the frontier unanswered,
+        while the others go on with the asked total); 2 for the rest of `first`; 3 for the
+        others. Without `first`: 0 for all (the order of `next_plan` alone)."""
         if not self.first:
             return 0
         asked = g[1] in self.first
