@@ -51,7 +51,7 @@ def test_pure_mode_runs_the_sources():
     assert compiled is False
 
 
-@pytest.mark.skipif(not current_choice().compiled, reason="the compiled engine is not built (make engine)")
+@pytest.mark.skipif(not current_choice().compiled, reason=f"the compiled engine is not used: {current_choice().reason}")
 def test_the_build_gives_the_sources_results_byte_for_byte():
     plans = ["disagg S32tp4 T32 sync", "disagg S16tp8 T48 async1"]     # one thrashes, one does not
     fast, compiled, _ = _probe({}, ROOT, plans)
@@ -60,7 +60,7 @@ def test_the_build_gives_the_sources_results_byte_for_byte():
     assert fast == ref and set(fast) == set(plans)
 
 
-@pytest.mark.skipif(not current_choice().compiled, reason="the compiled engine is not built (make engine)")
+@pytest.mark.skipif(not current_choice().compiled, reason=f"the compiled engine is not used: {current_choice().reason}")
 def test_a_build_older_than_its_source_is_not_used(tmp_path):
     """A copy of the package whose sampler.py changed after the build (one comment line): the
     process runs the sources, all three of them, and says why on stderr."""
@@ -81,3 +81,19 @@ def test_a_build_older_than_its_source_is_not_used(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True,
                          text=True, check=True)
     assert out.stdout.strip() == "[False, False, False]" and out.stderr == ""
+
+
+def test_plan_says_which_engine_ran(capsys):
+    """`plan --json` names the engine (the build or the sources, and why), as its text does."""
+    from rlvr_sim.cli import main
+    from rlvr_sim.sim.compiled import engine_text
+
+    small = Path(__file__).parent / "data" / "small-qwen1.5b.yaml"
+    args = ["plan", str(small), "--total-gpus", "4", "--sampler-tp", "1", "--trainer-tp", "1",
+            "--staleness", "0", "--workers", "1", "--draws", "0", "--confirm", "0", "--no-cache"]
+    assert main(args + ["--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["engine"] == engine_text()
+    assert out["engine"].startswith("compiled") == current_choice().compiled
+    assert main(args) == 0
+    assert engine_text() in capsys.readouterr().out

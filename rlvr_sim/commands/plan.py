@@ -19,6 +19,7 @@ from rlvr_sim.commands.plan_space import base_scenario, build_space, fixed_plan
 from rlvr_sim.errors import UserError
 from rlvr_sim.cli_output import strict_json
 from rlvr_sim.input_limits import seed_arg
+from rlvr_sim.sim import compiled
 from rlvr_sim.sim.steady import PLANNER_RULE
 from rlvr_sim.sweep import result_cache
 from rlvr_sim.sweep.branch_bound import STOP_EXHAUSTED
@@ -211,7 +212,7 @@ def _run(args: argparse.Namespace) -> int:
                    "frontier": json.loads(front[shown].to_json(orient="records")),
                    "counts": counts, "plan_steps": plan_steps, "rounds": result.rounds, "steps_per_plan": args.steps or "until steady",
                    "method": _method(args), "wall_s": round(wall_s, 2),
-                   "search_s": round(search_s, 2)}
+                   "search_s": round(search_s, 2), "engine": compiled.engine_text()}
         if confirmation is not None:
             payload["confirmation"] = asdict(confirmation.report(ev))
         if result.gaps:
@@ -235,7 +236,7 @@ def _run(args: argparse.Namespace) -> int:
           + (f"; {counts['cached']} read from the result cache" if counts.get("cached") else "")
           + (f"; {len(confirmation.first)} confirmed by longer runs" if confirmation is not None and confirmation.first else "")
           + "), "
-          f"{steps_text}, {search_s:.1f} s on {pool.workers} worker(s)"
+          f"{steps_text}, {search_s:.1f} s on {pool.workers} worker(s), {compiled.engine_text()}"
           + (f"; robustness {wall_s - search_s:.1f} s" if rec.robustness is not None else ""))
     print(f"\nRecommended: {rec.label}")
     print(rec.reason)

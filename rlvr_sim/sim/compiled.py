@@ -120,6 +120,12 @@ def use_current() -> Choice:
     return choice
 
 
+def engine_text() -> str:
+    """What `plan` and `simulate` say about the engine this process runs."""
+    choice = use_current()
+    return "compiled engine (mypyc)" if choice.compiled else f"Python engine ({choice.reason})"
+
+
 def in_use() -> bool:
     """Whether this process runs the compiled engine (imports it first if needed)."""
     import rlvr_sim.sim.sampler as sampler
