@@ -89,10 +89,15 @@ def _read_stamp() -> dict[str, str] | None:
     return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else None
 
 
+def _pure() -> bool:
+    """`RLVR_SIM_PURE` set to anything but empty or 0."""
+    return os.environ.get(PURE_ENV, "") not in ("", "0")
+
+
 def current_choice() -> Choice:
     """`decide` on this checkout."""
     return decide({m: sha256(source_path(m)) for m in MODULES}, _read_stamp(),
-                  {m: has_extension(m) for m in MODULES}, os.environ.get(PURE_ENV, "") not in ("", "0"))
+                  {m: has_extension(m) for m in MODULES}, _pure())
 
 
 _CHOSEN: Choice | None = None
@@ -105,7 +110,7 @@ def use_current() -> Choice:
         return _CHOSEN
     choice = current_choice()
     if not choice.compiled:
-        if any(has_extension(m) for m in MODULES) and not os.environ.get(PURE_ENV):
+        if any(has_extension(m) for m in MODULES) and not _pure():
             print(f"rlvr_sim: the compiled engine is not used ({choice.reason}); running the Python "
                   "sources (same results, about 2x slower on KV-bound plans)", file=sys.stderr)
         for module in MODULES:            # dependencies first: kv_pool, running, then sampler
@@ -116,12 +121,15 @@ def use_current() -> Choice:
             loaded = importlib.util.module_from_spec(spec)
             sys.modules[module] = loaded
             spec.loader.exec_module(loaded)
+            package, _, name = module.rpartition(".")
+            if package in sys.modules:             # as an import sets it: rlvr_sim.sim.sampler
+                setattr(sys.modules[package], name, loaded)
     _CHOSEN = choice
     return choice
 
 
 def engine_text() -> str:
-    """What `plan` and `simulate` say about the engine this process runs."""
+    """What `plan` says about the engine this process runs."""
     choice = use_current()
     return "compiled engine (mypyc)" if choice.compiled else f"Python engine ({choice.reason})"
 
