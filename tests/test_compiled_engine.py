@@ -16,6 +16,9 @@ import pytest
 from rlvr_sim.sim.compiled import MODULES, PURE_ENV, Choice, current_choice, decide
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tools"))
+from build_engine import summaries  # noqa: E402  (the build's own check, on some plans)
+
 HASHES = {m: f"h-{m}" for m in MODULES}
 ALL = {m: True for m in MODULES}
 
@@ -31,31 +34,16 @@ def test_the_build_is_used_only_when_complete_current_and_not_refused():
     assert not edited.compiled and "sampler.py" in edited.reason and "make engine" in edited.reason
 
 
-def _probe(env_extra: dict[str, str], pythonpath: Path, plans: list[str]) -> tuple[dict, bool, str]:
-    """Summaries of `plans` (tools/kv_engine_fingerprint.py) in a fresh process, whether it ran
-    the compiled engine, and its stderr."""
-    env = {**os.environ, "PYTHONPATH": str(pythonpath), **env_extra}
-    if PURE_ENV not in env_extra:
-        env.pop(PURE_ENV, None)
-    code = ("import json, sys; sys.path.insert(0, %r); from kv_engine_fingerprint import summaries; "
-            "from rlvr_sim.sim.compiled import in_use; print(json.dumps([summaries(%r), in_use()]))"
-            % (str(ROOT / "tools"), plans))
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
-                         check=True)
-    found, compiled = json.loads(out.stdout.strip().splitlines()[-1])
-    return found, compiled, out.stderr
-
-
 def test_pure_mode_runs_the_sources():
-    _, compiled, _ = _probe({PURE_ENV: "1"}, ROOT, ["coloc S64tp4 sync"])
+    _, _, compiled = summaries(pure=True, plans=["coloc S64tp4 sync"])
     assert compiled is False
 
 
 @pytest.mark.skipif(not current_choice().compiled, reason=f"the compiled engine is not used: {current_choice().reason}")
 def test_the_build_gives_the_sources_results_byte_for_byte():
     plans = ["disagg S32tp4 T32 sync", "disagg S16tp8 T48 async1"]     # one thrashes, one does not
-    fast, compiled, _ = _probe({}, ROOT, plans)
-    ref, pure, _ = _probe({PURE_ENV: "1"}, ROOT, plans)
+    fast, _, compiled = summaries(pure=False, plans=plans)
+    ref, _, pure = summaries(pure=True, plans=plans)
     assert compiled is True and pure is False
     assert fast == ref and set(fast) == set(plans)
 

@@ -60,16 +60,16 @@ def build() -> None:
     STAMP.write_text(json.dumps({m: sha256(source_path(m)) for m in MODULES}, indent=1) + "\n")
 
 
-def summaries(pure: bool) -> tuple[dict[str, str], float, bool]:
-    """The fingerprint plans' summaries in a fresh process (the build, or the sources), its CPU
-    seconds, and whether it ran the compiled engine."""
+def summaries(pure: bool, plans: list[str] | None = None) -> tuple[dict[str, str], float, bool]:
+    """The fingerprint plans' summaries (`plans`: some of them; default all) in a fresh process
+    (the build, or the sources), its CPU seconds, and whether it ran the compiled engine."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     env.pop(PURE_ENV, None)
     if pure:
         env[PURE_ENV] = "1"
     code = ("import json, sys, time; sys.path.insert(0, 'tools'); t = time.process_time(); "
             "from kv_engine_fingerprint import summaries; from rlvr_sim.sim.compiled import in_use; "
-            "s = summaries(); print(json.dumps([s, time.process_time() - t, in_use()]))")
+            f"s = summaries({plans!r}); print(json.dumps([s, time.process_time() - t, in_use()]))")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, check=True,
                          capture_output=True, text=True)
     found, cpu, compiled = json.loads(out.stdout.strip().splitlines()[-1])

@@ -43,6 +43,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Iterator
 
+from rlvr_sim.sim.compiled import STAMP
 from rlvr_sim.sim.metrics import Summary
 
 ENV = "RLVR_SIM_CACHE"
@@ -53,7 +54,7 @@ _SUFFIXES = (".py", ".yaml", ".yml", ".json")
 PLANNER_PARTS = frozenset({"sweep", "commands", "cli.py", "cli_output.py", "api.py", "api_types.py"})
 # build outputs: the compiled engine's stamp (rlvr_sim.sim.compiled; the build gives the
 # sources' results, so a compiled and a pure run share their cache entries)
-NOT_CODE = frozenset({"_compiled_sources.json"})
+NOT_CODE = frozenset({STAMP.name})
 
 
 @lru_cache(maxsize=1)
