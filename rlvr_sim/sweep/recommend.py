@@ -17,6 +17,7 @@ from rlvr_sim.sweep.jobs import STATUS_OK
 from rlvr_sim.sweep.pareto import DOLLARS, HOURS, RACED
 from rlvr_sim.sweep.planner import Evaluator, SearchResult
 from rlvr_sim.sweep.space import COLOCATED, Allocation
+from rlvr_sim.sweep.ties import Tie, ties, ties_sentence
 
 if TYPE_CHECKING:
     from rlvr_sim.sweep.robust import Robustness
@@ -64,6 +65,8 @@ class Recommendation:
     # the robust choice replaced the nominal pick: that plan's label and its report
     nominal: str | None = None
     nominal_robustness: "Robustness | None" = None
+    # the plans of its GPU type and total within the simulation's noise of it (rlvr_sim.sweep.ties)
+    ties: list[Tie] = field(default_factory=list)
 
 
 def one_line(message: object, width: int = 240) -> str:
@@ -170,7 +173,8 @@ def recommend(result: SearchResult, ev: Evaluator, constraints: Constraints,
         bottleneck=m.bottleneck, utilization=m.utilization.as_dict(),
         idle_s=m.idle_s.as_dict(),
         marginals=marginals(marginal_ev or ev, allocation) if with_marginals else [],
-        steps_simulated=m.steps_simulated, warmup_steps=m.warmup_steps, steady_state=m.steady_state)
+        steps_simulated=m.steps_simulated, warmup_steps=m.warmup_steps, steady_state=m.steady_state,
+        ties=ties(ev, allocation))
     rec.reason = explain(rec, result.counts()["ok"])
     return rec
 
@@ -185,7 +189,8 @@ def steady_sentence(rec: Recommendation) -> str:
 
 
 def explain(rec: Recommendation, valid_plans: int) -> str:
-    """One paragraph: rule, plan, bottleneck, idle time per pool, what more GPUs buy."""
+    """One paragraph: rule, plan, bottleneck, idle time per pool, the plans tied with it, what
+    more GPUs buy."""
     parts = [f"{rec.rule} of {valid_plans} valid simulated plans: {rec.label}, "
              f"{rec.hours_total:.2f} h, ${rec.usd_total:,.0f}."]
     if rec.bottleneck:
@@ -197,6 +202,7 @@ def explain(rec: Recommendation, valid_plans: int) -> str:
             if rec.allocation.placement == COLOCATED else ""
         parts.append("Idle per step: " + ", ".join(f"{p} {s:,.1f} s" for p, s in rec.idle_s.items()) + shared + ".")
     parts.append(steady_sentence(rec))
+    parts.append(ties_sentence(rec.ties, rec.allocation))
     for m in rec.marginals:
         change = m.change[0].upper() + m.change[1:]
         if m.hours_total is None:
@@ -209,4 +215,4 @@ def explain(rec: Recommendation, valid_plans: int) -> str:
                 per_gpu = f"{saved:+.2f} h" if abs(saved) >= 1 else f"{saved * 60:+.1f} min"
             parts.append(f"{change} (+{m.extra_gpus} GPUs): {m.hours_total:.2f} h ({per_gpu} saved per added GPU), "
                          f"${m.usd_total:,.0f}.")
-    return " ".join(parts)
+    return " ".join(p for p in parts if p)
