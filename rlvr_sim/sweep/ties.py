@@ -64,16 +64,17 @@ def ties(ev: Evaluator, a: Allocation, z: float = CONFIRM_Z) -> list[Tie]:
     return sorted(found, key=lambda t: (t.hours_total, t.label))
 
 
-def ties_sentence(found: list[Tie], a: Allocation, z: float = CONFIRM_Z) -> str:
-    """One sentence on the ties of `a` ("" when none)."""
+def ties_sentence(found: list[Tie], a: Allocation, z: float = CONFIRM_Z, shown: int = 4) -> str:
+    """One sentence on the ties of `a` ("" when none): how many, their hours, and the `shown`
+    closest with the settings each changes."""
     if not found:
         return ""
-    keys = list(dict.fromkeys(k for t in found for k in t.differs_in))
     lo, hi = min(t.hours_total for t in found), max(t.hours_total for t in found)
     span = f"{lo:,.1f} h" if lo == hi else f"{lo:,.1f}-{hi:,.1f} h"
-    shown = ", ".join(f"{t.label} ({t.hours_total:,.1f} h)" for t in found[:4])
-    more = f" and {len(found) - 4} more" if len(found) > 4 else ""
-    return (f"Tied within simulation noise ({z:g} combined standard errors of the steady mean): "
-            f"{len(found)} other simulated plan(s) of {a.total_gpus}x {a.gpu}, {span}, differing from it only "
-            f"in {', '.join(keys)}: {shown}{more}. The simulation cannot rank these; choose among them on "
-            "other grounds.")
+    closest = "; ".join(f"{t.label}, {t.hours_total:,.1f} h (changes {', '.join(t.differs_in)})"
+                        for t in found[:shown])
+    more = f"; and {len(found) - shown} more" if len(found) > shown else ""
+    return (f"Within the simulation's noise of it ({z:g} combined standard errors of the steady means): "
+            f"{len(found)} other simulated plan(s) of {a.total_gpus}x {a.gpu}, {span}; closest: {closest}{more}. "
+            "The simulation does not rank these apart: choose among them on other grounds, or simulate "
+            "them for longer.")
