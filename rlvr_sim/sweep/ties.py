@@ -12,7 +12,10 @@ ranking the simulation does not support.
 Limits: only plans this run simulated to the end are compared (a plan skipped by the bound or
 stopped by a race is not listed, whatever its true hours); plans of other GPU totals are not ties
 (the choice of total is the frontier's). A plan with no standard error (a fixed step count, fewer
-than 2 steady steps) counts as exact, so it ties only through the other plan's error.
+than 2 steady steps) counts as exact, so it ties only through the other plan's error. The plans
+are simulated on the same batches (one seed), so their errors are positively correlated and
+their difference is known better than the combined error says: the list errs towards too many
+ties (the README example's 48 include plans 4 % slower, whose first estimates are known to 2 %).
 """
 
 from __future__ import annotations
