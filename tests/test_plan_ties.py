@@ -89,3 +89,18 @@ def test_the_recommendation_names_its_ties_and_what_they_differ_in():
     ev2 = Evaluator({"name": "toy"}, InlinePool(toy2), 4, 0)
     rec2 = recommend(exhaustive(space, ev2), ev2, Constraints(), with_marginals=False)
     assert rec2.ties == [] and "noise" not in rec2.reason
+
+
+def test_ties_that_break_the_deadline_or_budget_are_not_offered():
+    """Under --deadline-hours the pick is the cheapest plan in time; a tie 0.5 h past the
+    deadline is not listed (choosing it would break the constraint), one within it is."""
+    space, plans, other = _plans()
+    best, inside, late = plans[:3]
+    toy = Staged({best: (BEST_HOURS, 0.01, False), inside: (100.4, 0.01, False), late: (101.0, 0.01, False)})
+    ev = Evaluator({"name": "toy"}, InlinePool(toy), 4, 0)
+    result = exhaustive(space, ev)
+    assert {t.label for t in ties(ev, best)} == {inside.label(), late.label()}
+    rec = recommend(result, ev, Constraints(deadline_hours=100.5), with_marginals=False)
+    assert rec.allocation == best and [t.label for t in rec.ties] == [inside.label()]
+    rec = recommend(result, ev, Constraints(budget_usd=100.4 * 32.0), with_marginals=False)
+    assert [t.label for t in rec.ties] == [inside.label()]

@@ -91,6 +91,12 @@ def _invalid_reasons(result: SearchResult, limit: int = 3) -> str:
     return "; ".join(f"[{counts[m]} plan(s)] {m}" for m in shown)
 
 
+def meets(hours: float, usd: float, constraints: Constraints) -> bool:
+    """Whether a plan of these hours and dollars keeps the budget and the deadline."""
+    return (constraints.budget_usd is None or usd <= constraints.budget_usd) and \
+        (constraints.deadline_hours is None or hours <= constraints.deadline_hours)
+
+
 def choose(result: SearchResult, constraints: Constraints) -> tuple[Allocation, str]:
     """The recommended allocation and the rule that picked it; `UserError` when none qualifies."""
     ok = result.table[result.table["status"] == STATUS_OK] if not result.table.empty else result.table
@@ -174,7 +180,7 @@ def recommend(result: SearchResult, ev: Evaluator, constraints: Constraints,
         idle_s=m.idle_s.as_dict(),
         marginals=marginals(marginal_ev or ev, allocation) if with_marginals else [],
         steps_simulated=m.steps_simulated, warmup_steps=m.warmup_steps, steady_state=m.steady_state,
-        ties=ties(ev, allocation))
+        ties=[t for t in ties(ev, allocation) if meets(t.hours_total, t.usd_total, constraints)])
     rec.reason = explain(rec, result.counts()["ok"])
     return rec
 

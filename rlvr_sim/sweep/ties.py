@@ -7,7 +7,8 @@ which of them comes out first is decided by where each run happened to stop, not
 (the README's 64-GPU example: five plans that differ only in the trainer's parallelism lie within
 0.7 % of each other, each known to about 1 %). The recommendation lists them, and which plan
 settings they differ in, so a user chooses among them on other grounds instead of trusting a
-ranking the simulation does not support.
+ranking the simulation does not support. `recommend` keeps only the ties that meet the budget
+and the deadline (one of them must be a choice the constraints allow).
 
 Limits: only plans this run simulated to the end are compared (a plan skipped by the bound or
 stopped by a race is not listed, whatever its true hours); plans of other GPU totals are not ties
