@@ -15,6 +15,7 @@ import streamlit as st
 from app_pages import charts, fmt
 from rlvr_sim import api
 from rlvr_sim.sweep.pareto import DOLLARS, HOURS, pareto_front, pareto_mask
+from rlvr_sim.sweep.ties import Tie
 
 STEP_TIME = "step_time_s.mean"
 
@@ -43,6 +44,11 @@ def show_plan(result: api.PlanResult, key: str) -> None:
     st.success(f"**{rec.label}** — {fmt.hours(rec.hours_total)}, {fmt.usd(rec.usd_total)}")
     show_robustness(result, key)
     st.write(rec.reason)
+    tied = rec.ties
+    if tied:
+        st.caption(f"{len(tied)} plan(s) within the simulation's noise of the recommended one: the "
+                   "simulation does not rank these apart")
+        st.dataframe(ties_table(tied), key=f"{key}:ties", hide_index=True)
     st.caption(f"{result.evaluated} plans simulated ({result.valid} valid, {result.invalid} invalid, "
                f"{result.errors} errors), {steps_text(result)}.")
     table = result.table
@@ -52,6 +58,15 @@ def show_plan(result: api.PlanResult, key: str) -> None:
     st.caption(f"Pareto frontier of the {len(table)} plans the search simulated")
     st.dataframe(table_view(front, ["label", HOURS, DOLLARS, STEP_TIME, "bottleneck"]), key=f"{key}:front",
                  hide_index=True)
+
+
+def ties_table(tied: list[Tie]) -> pd.DataFrame:
+    """The recommendation's ties (`rlvr_sim.sweep.ties.Tie`) as a table: plan, hours, dollars and
+    the settings each changes."""
+    rows = pd.DataFrame({"label": [t.label for t in tied], HOURS: [t.hours_total for t in tied],
+                         DOLLARS: [t.usd_total for t in tied]})
+    return table_view(rows, ["label", HOURS, DOLLARS]).assign(
+        **{"Changes": [", ".join(t.differs_in) for t in tied]})
 
 
 @dataclass(frozen=True)

@@ -166,3 +166,17 @@ def test_gpus_available_follows_the_working_scenario() -> None:
     at.sidebar.number_input(key="knob:trainer.gpus").set_value(16).run()
     at.switch_page("app_pages/sweep.py").run()
     assert at.number_input(key="extra:plan:total").value == 16
+
+
+def test_the_recommendations_ties_table_names_each_plan_its_numbers_and_what_it_changes() -> None:
+    from app_pages.planview import ties_table
+    from rlvr_sim.sweep.ties import Tie
+
+    tied = [Tie("8x h100-sxm disagg S4(tp1) T4(tp2) async1 mb4", 101.25, 3240.0, 0.01, True, ("trainer.tp",)),
+            Tie("8x h100-sxm disagg S4(tp2) T4(tp1) async2 mb4", 102.5, 3280.0, None, False,
+                ("sampler.tp", "orchestration.max_staleness"))]
+    table = ties_table(tied)
+    assert list(table.columns) == ["Plan", "Hours for the run", "$ for the run", "Changes"]
+    assert list(table["Plan"]) == [t.label for t in tied]
+    assert list(table["Changes"]) == ["trainer.tp", "sampler.tp, orchestration.max_staleness"]
+    assert "101" in table["Hours for the run"][0] and "3,240" in table["$ for the run"][0]
