@@ -18,7 +18,7 @@ from rlvr_sim.sweep.confirm import Confirmation, confirm
 from rlvr_sim.sweep.evaluator import GroupGap
 from rlvr_sim.sweep.pareto import pareto_front
 from rlvr_sim.sweep.planner import Evaluator, exhaustive, search
-from rlvr_sim.sweep.recommend import Constraints, Recommendation, recommend
+from rlvr_sim.sweep.recommend import Constraints, Recommendation, meets, recommend
 from rlvr_sim.sweep.robust import Robustness, assess, prefer_rival
 from rlvr_sim.sweep.space import Allocation, SearchSpace
 
@@ -205,8 +205,7 @@ def challengers(rob: Robustness, candidates: list[Allocation], ev: Evaluator, co
         m = None if a is None or label == rob.recommended_label else ev.metrics(a)
         if a is None or m is None or m.stopped_above_hours is not None:
             continue
-        if (constraints.budget_usd is not None and m.usd_total > constraints.budget_usd) or \
-                (constraints.deadline_hours is not None and m.hours_total > constraints.deadline_hours):
+        if not meets(m.hours_total, m.usd_total, constraints):
             continue
         out.append(a)
     return out

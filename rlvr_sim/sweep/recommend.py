@@ -106,11 +106,7 @@ def choose(result: SearchResult, constraints: Constraints) -> tuple[Allocation, 
         raise UserError(f"no valid plan in the search space ({result.counts()['evaluated']} tried; closest first): "
                         f"{_invalid_reasons(result)}. Try more GPUs (--total-gpus), another --gpu, or more model "
                         "parallelism (--sampler-tp/--sampler-pp/--trainer-tp/--trainer-pp).")
-    feasible = ok
-    if constraints.budget_usd is not None:
-        feasible = feasible[feasible[DOLLARS] <= constraints.budget_usd]
-    if constraints.deadline_hours is not None:
-        feasible = feasible[feasible[HOURS] <= constraints.deadline_hours]
+    feasible = ok[[meets(h, usd, constraints) for h, usd in zip(ok[HOURS], ok[DOLLARS])]]
     if feasible.empty:
         cheapest = ok.loc[ok[DOLLARS].idxmin()]
         fastest = ok.loc[ok[HOURS].idxmin()]
